@@ -1,0 +1,122 @@
+/* keel/stage.h — the stage contract and the registry of stage definitions.
+ *
+ * A stage is a definition: a name, a version, flags (pure or not), the
+ * fields it reads and writes, and init/process/destroy. The pipeline resolves
+ * the declared field names to ids once, before any event flows, and hands
+ * process() those ids by position (io->reads[i] is def->reads[i]).
+ *
+ * process() runs on worker threads concurrently for different events, so the
+ * state init() returns must be safe to read from many threads; temporaries
+ * come from the event's arena (keel_event_arena). A stage fails one event
+ * with `return keel_event_fail(ev, "reason ...")`: that event goes to the
+ * dead-letter file and the run goes on. Any other non-OK status also rejects
+ * the event, with the status text as the reason.
+ *
+ * A pure stage's outputs depend only on the fields it declares it reads (and
+ * its version and model_version); only pure stages may be memoized, and a
+ * memoized stage is handed a projection holding just those fields.
+ *
+ * Thread safety: a registry is built on one thread, then read from any. */
+#ifndef KEEL_STAGE_H
+#define KEEL_STAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/config.h"
+#include "keel/event.h"
+#include "keel/export.h"
+#include "keel/mem.h"
+#include "keel/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KEEL_STAGE_PURE 0x1u /* same declared inputs -> same outputs */
+
+/* One declared field: its name, type, and whether an event handled by the
+ * stage must carry it (reads only; an event missing a required field is
+ * rejected before the stage runs, naming the field). */
+typedef struct keel_field_spec {
+  const char *name;
+  keel_field_type type;
+  int required;
+} keel_field_spec;
+
+/* Field ids resolved for one stage, by position in the definition. */
+typedef struct keel_stage_io {
+  const keel_field_id *reads;
+  const keel_field_id *writes;
+} keel_stage_io;
+
+/* What init() gets. All borrowed, valid during init only, except `config`
+ * and `userdata`, which live as long as the pipeline. */
+typedef struct keel_stage_env {
+  const char *stage_name;
+  void *userdata;              /* from the definition */
+  const keel_config_t *config; /* stage settings are in section "stage.NAME" */
+  keel_mem_tag tag;            /* the stage's memory tag (its name) */
+  char *err;                   /* init writes a reason here on failure */
+  size_t err_len;
+} keel_stage_env;
+
+typedef keel_status (*keel_stage_init_fn)(const keel_stage_env *env, void **state);
+typedef keel_status (*keel_stage_process_fn)(void *state, keel_event_t *ev, const keel_stage_io *io);
+typedef void (*keel_stage_destroy_fn)(void *state);
+
+typedef struct keel_stage_def {
+  size_t size;             /* sizeof(keel_stage_def): lets the struct grow */
+  const char *name;        /* unique in a registry; [a-z0-9_] */
+  uint32_t version;        /* bump when outputs change: changes every memo key */
+  uint32_t flags;          /* KEEL_STAGE_PURE */
+  uint64_t model_version;  /* version of the data the stage uses (a catalog) */
+  const char *event_type;  /* handles only events whose "type" equals this; NULL: all */
+  const keel_field_spec *reads;
+  size_t n_reads;
+  const keel_field_spec *writes;
+  size_t n_writes;
+  keel_stage_init_fn init;       /* may be NULL: state is userdata */
+  keel_stage_process_fn process; /* required */
+  keel_stage_destroy_fn destroy; /* may be NULL */
+  void *userdata;                /* borrowed; must outlive the registry */
+} keel_stage_def;
+
+typedef struct keel_registry keel_registry_t;
+
+/* Creates an empty registry. *out is owned (keel_registry_destroy). */
+KEEL_EXTERN keel_status keel_registry_create(keel_registry_t **out);
+
+/* Destroys the registry and unloads plugins it loaded. */
+KEEL_EXTERN void keel_registry_destroy(keel_registry_t *r);
+
+/* Adds a definition (the struct is copied; its strings, arrays and userdata
+ * are borrowed and must outlive the registry). KEEL_EEXIST for a name already
+ * there, KEEL_EINVAL for a malformed definition (message in err). */
+KEEL_EXTERN keel_status keel_registry_add(keel_registry_t *r, const keel_stage_def *def, char *err, size_t errlen);
+
+/* The definition named `name` (borrowed), or NULL. */
+KEEL_EXTERN const keel_stage_def *keel_registry_find(const keel_registry_t *r, const char *name);
+
+KEEL_EXTERN size_t keel_registry_count(const keel_registry_t *r);
+KEEL_EXTERN const keel_stage_def *keel_registry_at(const keel_registry_t *r, size_t i);
+
+/* Plugins. A plugin is a shared object exporting
+ *
+ *     keel_status keel_plugin_register(keel_registry_t *r, char *err, size_t errlen);
+ *
+ * which adds its stages with keel_registry_add. It may also export
+ * `const char *keel_plugin_abi` equal to KEEL_PLUGIN_ABI. The object stays
+ * loaded until the registry is destroyed. */
+#define KEEL_PLUGIN_ENTRY "keel_plugin_register"
+#define KEEL_PLUGIN_ABI "keel-plugin-1"
+typedef keel_status (*keel_plugin_register_fn)(keel_registry_t *r, char *err, size_t errlen);
+
+/* Loads the plugin at `path` (borrowed) into r. KEEL_EIO / KEEL_ENOTFOUND /
+ * the plugin's own status, with a message in err. */
+KEEL_EXTERN keel_status keel_registry_load_plugin(keel_registry_t *r, const char *path, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

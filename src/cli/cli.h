@@ -1,0 +1,40 @@
+/* cli.h — the `keel` command's subcommands and their shared helpers.
+ * Each subcommand lives in its own cli_<name>.c and returns an exit code. */
+#ifndef KEEL_CLI_H
+#define KEEL_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes, the same for every command. */
+enum {
+  KEEL_EXIT_OK = 0,     /* done (rejected events included) */
+  KEEL_EXIT_FAIL = 1,   /* runtime failure */
+  KEEL_EXIT_USAGE = 2,  /* usage or configuration error */
+  KEEL_EXIT_CHECK = 3   /* a check the user asked for failed */
+};
+
+int keel_cmd_run(int argc, char **argv);
+int keel_cmd_check(int argc, char **argv);
+int keel_cmd_demo(int argc, char **argv);
+int keel_cmd_gen(int argc, char **argv);
+int keel_cmd_sim(int argc, char **argv);
+int keel_cmd_catalog(int argc, char **argv);
+int keel_cmd_bench(int argc, char **argv);
+
+/* `keel bench KIND`: one function per kind, in cli_bench_<kind>.c. */
+int keel_bench_cache(int argc, char **argv);
+
+/* Prints "keel CMD: <message>" and a pointer to --help on stderr; returns
+ * KEEL_EXIT_USAGE so callers can `return cli_usage(...)`. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints "keel CMD: <message>" on stderr and returns `code`. */
+int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Strict number parsing of a whole option value; 0 on success, -1 if bad. */
+int cli_parse_u64(const char *s, uint64_t *out);
+int cli_parse_i64(const char *s, int64_t *out);
+int cli_parse_double(const char *s, double *out);
+
+#endif

@@ -1,0 +1,59 @@
+/* cli_util.c — error reporting and strict number parsing for subcommands. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+static void vsay(const char *cmd, const char *fmt, va_list ap) {
+  fprintf(stderr, "keel %s: ", cmd);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsay(cmd, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "(see: keel %s --help)\n", cmd);
+  return KEEL_EXIT_USAGE;
+}
+
+int cli_fail(const char *cmd, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsay(cmd, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+int cli_parse_u64(const char *s, uint64_t *out) {
+  if (!s || !*s || *s == '-' || *s == '+') return -1;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end) return -1;
+  *out = v;
+  return 0;
+}
+
+int cli_parse_i64(const char *s, int64_t *out) {
+  if (!s || !*s) return -1;
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end) return -1;
+  *out = v;
+  return 0;
+}
+
+int cli_parse_double(const char *s, double *out) {
+  if (!s || !*s) return -1;
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || *end || v != v) return -1;
+  *out = v;
+  return 0;
+}

@@ -1,0 +1,55 @@
+/* main.c — `keel`: dispatch to a subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "keel/version.h"
+
+typedef struct command {
+  const char *name;
+  int (*fn)(int argc, char **argv);
+  const char *summary;
+} command;
+
+static const command commands[] = {
+    {"run", keel_cmd_run, "run a pipeline over NDJSON events (the recommendation engine by default)"},
+    {"demo", keel_cmd_demo, "replay the bundled scarab-recs sample through the bundled config"},
+    {"check", keel_cmd_check, "validate a configuration and print it resolved"},
+    {"gen", keel_cmd_gen, "turn a key trace into request events (NDJSON on stdout)"},
+    {"sim", keel_cmd_sim, "replay a key trace through keel's cache policies, print hit ratios"},
+    {"catalog", keel_cmd_catalog, "write a product catalog file"},
+    {"bench", keel_cmd_bench, "benchmarks: cache, ..."},
+};
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "keel %s — event pipelines that stay fast and flat\n\n"
+          "usage: keel COMMAND [OPTIONS]   (keel COMMAND --help for its options)\n\n"
+          "commands:\n",
+          KEEL_VERSION_STRING);
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f,
+          "\nexit codes: 0 done (rejected events included), 1 runtime failure,\n"
+          "            2 usage or configuration error, 3 a requested check failed\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return KEEL_EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+    printf("keel %s\n", KEEL_VERSION_STRING);
+    return KEEL_EXIT_OK;
+  }
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+    usage(stdout);
+    return KEEL_EXIT_OK;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (!strcmp(cmd, commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "keel: unknown command '%s' (see: keel --help)\n", cmd);
+  return KEEL_EXIT_USAGE;
+}

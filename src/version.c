@@ -1,0 +1,4 @@
+/* version.c — the run-time version of libkeel. */
+#include "keel/version.h"
+
+const char *keel_version(void) { return KEEL_VERSION_STRING; }
