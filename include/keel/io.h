@@ -1,0 +1,130 @@
+/* keel/io.h — streaming NDJSON input and output, with limits.
+ *
+ *  - keel_buf: a growable byte buffer counted under a tag.
+ *  - keel_line_reader: reads one line at a time from a file or stdin with a
+ *    bounded buffer; a line over the limit is skipped (never held whole) and
+ *    reported with its number and length.
+ *  - keel_json_to_event / keel_json_append_event: an NDJSON object to event
+ *    fields and back (jansson parses; output is written by hand so it is
+ *    byte-for-byte deterministic).
+ *  - keel_dead_letter: the rejected-events file, created on first write.
+ * Thread safety: each object is used by one thread at a time; the JSON
+ * functions are reentrant. */
+#ifndef KEEL_IO_H
+#define KEEL_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/event.h"
+#include "keel/export.h"
+#include "keel/mem.h"
+#include "keel/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Input limits; every one is configuration ([limits] in the config file). */
+typedef struct keel_limits {
+  size_t max_line;    /* bytes per input line (default 1 MiB) */
+  size_t max_fields;  /* members per event object (default 64) */
+  size_t max_string;  /* bytes per string value (default 64 KiB) */
+  size_t max_vector;  /* elements per array value (default 4096) */
+  size_t max_depth;   /* JSON nesting depth (default 2: an object of arrays) */
+} keel_limits;
+
+/* Fills *l with the defaults above. */
+KEEL_EXTERN void keel_limits_default(keel_limits *l);
+
+/* ---- byte buffer ---- */
+
+typedef struct keel_buf {
+  char *data;       /* owned; NUL-terminated when len < cap */
+  size_t len;
+  size_t cap;
+  keel_mem_tag tag;
+} keel_buf;
+
+/* An empty buffer (no allocation until the first append). */
+KEEL_EXTERN void keel_buf_init(keel_buf *b, keel_mem_tag tag);
+KEEL_EXTERN void keel_buf_free(keel_buf *b);
+/* Keeps the allocation, forgets the contents. */
+KEEL_EXTERN void keel_buf_clear(keel_buf *b);
+KEEL_EXTERN keel_status keel_buf_reserve(keel_buf *b, size_t extra);
+KEEL_EXTERN keel_status keel_buf_append(keel_buf *b, const void *p, size_t n);
+KEEL_EXTERN keel_status keel_buf_appendf(keel_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s as a JSON string literal (quotes included), escaping control
+ * characters; bytes that are not valid UTF-8 are written as \u00XX. */
+KEEL_EXTERN keel_status keel_buf_append_json_string(keel_buf *b, const char *s, size_t n);
+
+/* ---- line reader ---- */
+
+typedef struct keel_line_reader keel_line_reader_t;
+
+/* Opens `path` (borrowed; "-" means stdin) for reading lines of at most
+ * max_line bytes (newline excluded). *out is owned (keel_line_reader_close).
+ * KEEL_EIO with "PATH: strerror" in err when it cannot be opened. */
+KEEL_EXTERN keel_status keel_line_reader_open(const char *path, size_t max_line, keel_line_reader_t **out,
+                                              char *err, size_t errlen);
+
+/* The next line: KEEL_OK with *line (borrowed until the next call,
+ * NUL-terminated, newline and a trailing CR removed), *len and *line_no
+ * (1-based). KEEL_ELIMIT: the line was longer than max_line; its bytes were
+ * skipped, *len is its full length and *line holds its first bytes (up to
+ * max_line). KEEL_EEOF at the end. KEEL_EIO on a read error. A last line
+ * without a newline is returned like any other. */
+KEEL_EXTERN keel_status keel_line_reader_next(keel_line_reader_t *r, const char **line, size_t *len,
+                                              uint64_t *line_no);
+
+/* Bytes read so far and the input's size (0 when unknown: a pipe). */
+KEEL_EXTERN uint64_t keel_line_reader_offset(const keel_line_reader_t *r);
+KEEL_EXTERN uint64_t keel_line_reader_size(const keel_line_reader_t *r);
+
+KEEL_EXTERN void keel_line_reader_close(keel_line_reader_t *r);
+
+/* ---- JSON <-> event ---- */
+
+/* Parses one NDJSON line into fields of e. Members whose names are not
+ * interned in e's schema are ignored (the schema is the set of fields the
+ * pipeline's stages declare, plus "type"). Types: string -> STRING,
+ * integer -> INT, real -> FLOAT, array of numbers -> VECTOR, array of strings
+ * or integers where the field is declared IDS -> IDS. On failure returns
+ * KEEL_EPARSE or KEEL_ELIMIT and writes a reason naming what is wrong and
+ * where ("invalid JSON at column 17: ...", "field 'k': expected an integer,
+ * got a string") into reason. Rejects: not an object, invalid UTF-8, NaN or
+ * infinite numbers, integers outside int64, nesting deeper than the limit,
+ * too many members, strings or arrays over their limits. */
+KEEL_EXTERN keel_status keel_json_to_event(keel_event_t *e, const char *line, size_t len, const keel_limits *lim,
+                                           char *reason, size_t reason_len);
+
+/* Appends e as one JSON object (no newline): {"line":N, then every field in
+ * order}. INT as an integer, FLOAT with %.17g (shortest exact for doubles
+ * would also do; this is deterministic), VECTOR elements with %.9g, IDS as an
+ * array of decimal strings. */
+KEEL_EXTERN keel_status keel_json_append_event(keel_buf *b, const keel_event_t *e);
+
+/* ---- dead-letter file ---- */
+
+typedef struct keel_dead_letter keel_dead_letter_t;
+
+/* Prepares a dead-letter writer for `path` (borrowed, copied). The file is
+ * created (truncated) only on the first write. *out is owned. */
+KEEL_EXTERN keel_status keel_dead_letter_create(const char *path, keel_dead_letter_t **out);
+
+/* Appends one NDJSON record: {"line":N,"reason":"...","input":"<raw line,
+ * at most 4 KiB of it>","input_bytes":LEN}. KEEL_EIO with err on failure. */
+KEEL_EXTERN keel_status keel_dead_letter_write(keel_dead_letter_t *d, uint64_t line_no, const char *reason,
+                                               const char *raw, size_t raw_len);
+
+/* Records written so far. */
+KEEL_EXTERN uint64_t keel_dead_letter_count(const keel_dead_letter_t *d);
+KEEL_EXTERN const char *keel_dead_letter_path(const keel_dead_letter_t *d);
+
+/* Flushes and closes (fsync is not done). KEEL_EIO if the flush failed. */
+KEEL_EXTERN keel_status keel_dead_letter_close(keel_dead_letter_t *d);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
