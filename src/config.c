@@ -1,0 +1,249 @@
+/* config.c — resolved configuration: ordered section.key = value entries.
+ *
+ * Entries live in one growable array (counted under KEEL_MEM_PIPELINE); each
+ * owns copies of its strings. Lookups are linear: a configuration has tens of
+ * entries and is read at start-up, never per event. */
+#include "keel/config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "keel/mem.h"
+
+typedef struct entry {
+  char *section, *key, *value; /* owned */
+  keel_config_origin origin;
+} entry;
+
+struct keel_config {
+  entry *e;
+  size_t n, cap;
+};
+
+keel_status keel_config_create(keel_config_t **out) {
+  if (!out) return KEEL_EINVAL;
+  keel_config_t *c = keel_mem_calloc(KEEL_MEM_PIPELINE, 1, sizeof *c);
+  if (!c) return KEEL_ENOMEM;
+  *out = c;
+  return KEEL_OK;
+}
+
+void keel_config_destroy(keel_config_t *c) {
+  if (!c) return;
+  for (size_t i = 0; i < c->n; i++) {
+    keel_mem_free(c->e[i].section);
+    keel_mem_free(c->e[i].key);
+    keel_mem_free(c->e[i].value);
+  }
+  keel_mem_free(c->e);
+  keel_mem_free(c);
+}
+
+static entry *find(const keel_config_t *c, const char *section, const char *key) {
+  for (size_t i = 0; i < c->n; i++)
+    if (!strcmp(c->e[i].section, section) && !strcmp(c->e[i].key, key)) return &c->e[i];
+  return NULL;
+}
+
+static keel_status set(keel_config_t *c, const char *section, const char *key, const char *value,
+                       keel_config_origin origin, int weak) {
+  if (!c || !section || !key || !value) return KEEL_EINVAL;
+  entry *e = find(c, section, key);
+  if (e) {
+    if (weak && e->origin == KEEL_CONFIG_CLI) return KEEL_OK;
+    char *v = keel_mem_strdup(KEEL_MEM_PIPELINE, value);
+    if (!v) return KEEL_ENOMEM;
+    keel_mem_free(e->value);
+    e->value = v;
+    e->origin = origin;
+    return KEEL_OK;
+  }
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? 2 * c->cap : 16;
+    entry *ne = keel_mem_realloc(KEEL_MEM_PIPELINE, c->e, cap * sizeof *ne);
+    if (!ne) return KEEL_ENOMEM;
+    c->e = ne;
+    c->cap = cap;
+  }
+  entry n = {keel_mem_strdup(KEEL_MEM_PIPELINE, section), keel_mem_strdup(KEEL_MEM_PIPELINE, key),
+             keel_mem_strdup(KEEL_MEM_PIPELINE, value), origin};
+  if (!n.section || !n.key || !n.value) {
+    keel_mem_free(n.section);
+    keel_mem_free(n.key);
+    keel_mem_free(n.value);
+    return KEEL_ENOMEM;
+  }
+  c->e[c->n++] = n;
+  return KEEL_OK;
+}
+
+keel_status keel_config_set(keel_config_t *c, const char *section, const char *key, const char *value,
+                            keel_config_origin origin) {
+  return set(c, section, key, value, origin, 0);
+}
+
+keel_status keel_config_set_weak(keel_config_t *c, const char *section, const char *key, const char *value,
+                                 keel_config_origin origin) {
+  return set(c, section, key, value, origin, 1);
+}
+
+typedef struct load_ctx {
+  keel_config_t *c;
+  keel_status st;
+} load_ctx;
+
+static int on_ini(void *user, const char *section, const char *key, const char *value) {
+  load_ctx *l = user;
+  if (!key) return 1; /* a section header alone */
+  if (!*section) {
+    l->st = KEEL_ECONFIG;
+    return 0;
+  }
+  l->st = keel_config_set_weak(l->c, section, key, value ? value : "", KEEL_CONFIG_FILE);
+  return l->st == KEEL_OK;
+}
+
+keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err, size_t errlen) {
+  if (!c || !path) return KEEL_EINVAL;
+  load_ctx l = {c, KEEL_OK};
+  int rc = ini_parse(path, on_ini, &l);
+  if (rc == -1) {
+    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return KEEL_ECONFIG;
+  }
+  if (rc == -2 || l.st == KEEL_ENOMEM) {
+    snprintf(err, errlen, "%s: out of memory while reading", path);
+    return KEEL_ENOMEM;
+  }
+  if (rc > 0) {
+    snprintf(err, errlen, "%s:%d: %s", path, rc,
+             l.st == KEEL_ECONFIG ? "key outside any [section]" : "malformed line (want [section] or key = value)");
+    return KEEL_ECONFIG;
+  }
+  return KEEL_OK;
+}
+
+const char *keel_config_get(const keel_config_t *c, const char *section, const char *key) {
+  const entry *e = c ? find(c, section, key) : NULL;
+  return e ? e->value : NULL;
+}
+
+keel_status keel_config_get_int(const keel_config_t *c, const char *section, const char *key, int64_t def,
+                                int64_t min, int64_t max, int64_t *out, char *err, size_t errlen) {
+  const char *v = keel_config_get(c, section, key);
+  if (!v) {
+    *out = def;
+    return KEEL_OK;
+  }
+  char *end;
+  errno = 0;
+  long long x = strtoll(v, &end, 10);
+  if (errno || end == v || *end || x < min || x > max) {
+    snprintf(err, errlen, "[%s] %s = '%s': want an integer in %lld..%lld", section, key, v, (long long)min,
+             (long long)max);
+    return KEEL_ECONFIG;
+  }
+  *out = x;
+  return KEEL_OK;
+}
+
+keel_status keel_config_get_double(const keel_config_t *c, const char *section, const char *key, double def,
+                                   double min, double max, double *out, char *err, size_t errlen) {
+  const char *v = keel_config_get(c, section, key);
+  if (!v) {
+    *out = def;
+    return KEEL_OK;
+  }
+  char *end;
+  errno = 0;
+  double x = strtod(v, &end);
+  if (errno || end == v || *end || !isfinite(x) || x < min || x > max) {
+    snprintf(err, errlen, "[%s] %s = '%s': want a number in %g..%g", section, key, v, min, max);
+    return KEEL_ECONFIG;
+  }
+  *out = x;
+  return KEEL_OK;
+}
+
+keel_status keel_parse_size(const char *s, uint64_t *out) {
+  if (!s || *s < '0' || *s > '9') return KEEL_EINVAL;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno) return KEEL_EINVAL;
+  static const struct { const char *unit; unsigned shift; } units[] = {
+      {"", 0}, {"B", 0}, {"KiB", 10}, {"MiB", 20}, {"GiB", 30}};
+  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+    if (!strcmp(end, units[i].unit)) {
+      if (units[i].shift && v > (UINT64_MAX >> units[i].shift)) return KEEL_EINVAL;
+      *out = (uint64_t)v << units[i].shift;
+      return KEEL_OK;
+    }
+  return KEEL_EINVAL;
+}
+
+keel_status keel_config_get_size(const keel_config_t *c, const char *section, const char *key, uint64_t def,
+                                 uint64_t *out, char *err, size_t errlen) {
+  const char *v = keel_config_get(c, section, key);
+  if (!v) {
+    *out = def;
+    return KEEL_OK;
+  }
+  if (keel_parse_size(v, out) != KEEL_OK) {
+    snprintf(err, errlen, "[%s] %s = '%s': want a size: an integer with an optional unit B, KiB, MiB or GiB",
+             section, key, v);
+    return KEEL_ECONFIG;
+  }
+  return KEEL_OK;
+}
+
+keel_status keel_config_get_bool(const keel_config_t *c, const char *section, const char *key, int def, int *out,
+                                 char *err, size_t errlen) {
+  const char *v = keel_config_get(c, section, key);
+  if (!v) {
+    *out = def;
+    return KEEL_OK;
+  }
+  static const char *const yes[] = {"1", "true", "yes", "on"}, *const no[] = {"0", "false", "no", "off"};
+  for (size_t i = 0; i < 4; i++) {
+    if (!strcasecmp(v, yes[i])) {
+      *out = 1;
+      return KEEL_OK;
+    }
+    if (!strcasecmp(v, no[i])) {
+      *out = 0;
+      return KEEL_OK;
+    }
+  }
+  snprintf(err, errlen, "[%s] %s = '%s': want true or false", section, key, v);
+  return KEEL_ECONFIG;
+}
+
+size_t keel_config_count(const keel_config_t *c) { return c ? c->n : 0; }
+
+void keel_config_entry(const keel_config_t *c, size_t i, const char **section, const char **key,
+                       const char **value, keel_config_origin *origin) {
+  const entry *e = &c->e[i];
+  if (section) *section = e->section;
+  if (key) *key = e->key;
+  if (value) *value = e->value;
+  if (origin) *origin = e->origin;
+}
+
+void keel_config_print(const keel_config_t *c, FILE *out) {
+  static const char *const origins[] = {"default", "config file", "command line"};
+  for (size_t i = 0; i < c->n; i++) {
+    int first = 1;
+    for (size_t j = 0; j < i; j++)
+      if (!strcmp(c->e[j].section, c->e[i].section)) first = 0;
+    if (!first) continue;
+    fprintf(out, "%s[%s]\n", i ? "\n" : "", c->e[i].section);
+    for (size_t j = i; j < c->n; j++)
+      if (!strcmp(c->e[j].section, c->e[i].section))
+        fprintf(out, "%s = %s  ; %s\n", c->e[j].key, c->e[j].value, origins[c->e[j].origin]);
+  }
+}

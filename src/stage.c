@@ -1,0 +1,128 @@
+/* stage.c — the registry of stage definitions, and plugin loading.
+ *
+ * The registry copies each keel_stage_def (strings, field arrays and userdata
+ * stay borrowed) into a growable array. Plugins are dlopen()ed and stay
+ * loaded until the registry is destroyed, since their definitions point into
+ * them. */
+#include "keel/stage.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "keel/mem.h"
+
+struct keel_registry {
+  keel_stage_def *defs;
+  size_t n, cap;
+  void **plugins; /* dlopen handles, owned */
+  size_t n_plugins;
+};
+
+keel_status keel_registry_create(keel_registry_t **out) {
+  if (!out) return KEEL_EINVAL;
+  keel_registry_t *r = keel_mem_calloc(KEEL_MEM_PIPELINE, 1, sizeof *r);
+  if (!r) return KEEL_ENOMEM;
+  *out = r;
+  return KEEL_OK;
+}
+
+void keel_registry_destroy(keel_registry_t *r) {
+  if (!r) return;
+  for (size_t i = 0; i < r->n_plugins; i++) dlclose(r->plugins[i]);
+  keel_mem_free(r->plugins);
+  keel_mem_free(r->defs);
+  keel_mem_free(r);
+}
+
+static int valid_name(const char *s) {
+  if (!s || !*s || strlen(s) > KEEL_FIELD_NAME_MAX) return 0;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_')) return 0;
+  return 1;
+}
+
+static int valid_fields(const keel_field_spec *f, size_t n) {
+  if (n && !f) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!f[i].name || !*f[i].name || strlen(f[i].name) > KEEL_FIELD_NAME_MAX || f[i].type <= KEEL_FIELD_NONE ||
+        f[i].type > KEEL_FIELD_IDS)
+      return 0;
+  return 1;
+}
+
+keel_status keel_registry_add(keel_registry_t *r, const keel_stage_def *def, char *err, size_t errlen) {
+  if (!r || !def) return KEEL_EINVAL;
+  if (def->size < sizeof *def || !valid_name(def->name) || !def->process || !valid_fields(def->reads, def->n_reads) ||
+      !valid_fields(def->writes, def->n_writes)) {
+    snprintf(err, errlen, "stage definition '%s' is malformed (size, name [a-z0-9_], process, field specs)",
+             def->name ? def->name : "(null)");
+    return KEEL_EINVAL;
+  }
+  if (keel_registry_find(r, def->name)) {
+    snprintf(err, errlen, "stage '%s' is registered twice", def->name);
+    return KEEL_EEXIST;
+  }
+  if (r->n == r->cap) {
+    size_t cap = r->cap ? 2 * r->cap : 8;
+    keel_stage_def *d = keel_mem_realloc(KEEL_MEM_PIPELINE, r->defs, cap * sizeof *d);
+    if (!d) return KEEL_ENOMEM;
+    r->defs = d;
+    r->cap = cap;
+  }
+  r->defs[r->n] = *def;
+  r->defs[r->n].size = sizeof *def;
+  r->n++;
+  return KEEL_OK;
+}
+
+const keel_stage_def *keel_registry_find(const keel_registry_t *r, const char *name) {
+  for (size_t i = 0; r && name && i < r->n; i++)
+    if (!strcmp(r->defs[i].name, name)) return &r->defs[i];
+  return NULL;
+}
+
+size_t keel_registry_count(const keel_registry_t *r) { return r ? r->n : 0; }
+const keel_stage_def *keel_registry_at(const keel_registry_t *r, size_t i) { return &r->defs[i]; }
+
+keel_status keel_registry_load_plugin(keel_registry_t *r, const char *path, char *err, size_t errlen) {
+  if (!r || !path) return KEEL_EINVAL;
+  void **slot = keel_mem_realloc(KEEL_MEM_PIPELINE, r->plugins, (r->n_plugins + 1) * sizeof *slot);
+  if (!slot) return KEEL_ENOMEM;
+  r->plugins = slot;
+  /* A bare name would make dlopen search the library path; a plugin is a file. */
+  char buf[4096];
+  if (!strchr(path, '/')) {
+    snprintf(buf, sizeof buf, "./%s", path);
+    path = buf;
+  }
+  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    snprintf(err, errlen, "plugin %s: %s", path, dlerror());
+    return KEEL_EIO;
+  }
+  const char *const *abi = dlsym(h, "keel_plugin_abi");
+  if (abi && (!*abi || strcmp(*abi, KEEL_PLUGIN_ABI) != 0)) {
+    snprintf(err, errlen, "plugin %s: built for ABI '%s', this keel has '%s'", path, *abi ? *abi : "?",
+             KEEL_PLUGIN_ABI);
+    dlclose(h);
+    return KEEL_EUNSUPPORTED;
+  }
+  keel_plugin_register_fn reg;
+  *(void **)&reg = dlsym(h, KEEL_PLUGIN_ENTRY);
+  if (!reg) {
+    snprintf(err, errlen, "plugin %s: no %s() entry point", path, KEEL_PLUGIN_ENTRY);
+    dlclose(h);
+    return KEEL_ENOTFOUND;
+  }
+  size_t before = r->n;
+  keel_status st = reg(r, err, errlen);
+  if (st != KEEL_OK) {
+    if (!err[0]) snprintf(err, errlen, "plugin %s: registration failed: %s", path, keel_status_str(st));
+    r->n = before; /* forget definitions that point into the object */
+    dlclose(h);
+    return st;
+  }
+  r->plugins[r->n_plugins++] = h;
+  return KEEL_OK;
+}
