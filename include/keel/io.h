@@ -13,6 +13,7 @@
 #ifndef KEEL_IO_H
 #define KEEL_IO_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,18 +63,27 @@ KEEL_EXTERN keel_status keel_buf_append_json_string(keel_buf *b, const char *s, 
 
 typedef struct keel_line_reader keel_line_reader_t;
 
-/* Opens `path` (borrowed; "-" means stdin) for reading lines of at most
- * max_line bytes (newline excluded). *out is owned (keel_line_reader_close).
- * KEEL_EIO with "PATH: strerror" in err when it cannot be opened. */
+/* Opens `path` (borrowed, copied; "-" means stdin) for reading lines of at
+ * most max_line bytes (newline excluded). The reader allocates one buffer of
+ * max_line + 256 KiB (KEEL_MEM_IO) at open and never grows it. Regular
+ * files, pipes, stdin and FIFOs work (a FIFO is read until its last writer
+ * closes it). *out is owned (keel_line_reader_close). KEEL_EIO with
+ * "PATH: strerror" in err (borrowed, may be NULL) when it cannot be opened
+ * (a directory included), KEEL_ENOMEM. */
 KEEL_EXTERN keel_status keel_line_reader_open(const char *path, size_t max_line, keel_line_reader_t **out,
                                               char *err, size_t errlen);
 
 /* The next line: KEEL_OK with *line (borrowed until the next call,
  * NUL-terminated, newline and a trailing CR removed), *len and *line_no
- * (1-based). KEEL_ELIMIT: the line was longer than max_line; its bytes were
- * skipped, *len is its full length and *line holds its first bytes (up to
- * max_line). KEEL_EEOF at the end. KEEL_EIO on a read error. A last line
- * without a newline is returned like any other. */
+ * (1-based). A blank line is returned as an empty line (len 0). KEEL_ELIMIT:
+ * the line was longer than max_line; its bytes were skipped without being
+ * held, *len is its full length (newline and trailing CR excluded), *line
+ * holds its first max_line bytes, NUL-terminated, and *line_no its number;
+ * the next call goes on with the following line. KEEL_EEOF at the end.
+ * KEEL_EIO on a read error (message in keel_line_reader_error).
+ * KEEL_ECANCELED when a read was interrupted by a signal while the cancel
+ * flag was raised. A last line without a newline is returned like any
+ * other. */
 KEEL_EXTERN keel_status keel_line_reader_next(keel_line_reader_t *r, const char **line, size_t *len,
                                               uint64_t *line_no);
 
@@ -81,6 +91,18 @@ KEEL_EXTERN keel_status keel_line_reader_next(keel_line_reader_t *r, const char 
 KEEL_EXTERN uint64_t keel_line_reader_offset(const keel_line_reader_t *r);
 KEEL_EXTERN uint64_t keel_line_reader_size(const keel_line_reader_t *r);
 
+/* Makes a read interrupted by a signal (EINTR) return KEEL_ECANCELED when
+ * *flag (borrowed; must outlive the reader; NULL to unset) is nonzero;
+ * otherwise interrupted reads are retried. A SIGINT handler installed
+ * without SA_RESTART that sets the flag thus stops a reader blocked on a
+ * pipe. */
+KEEL_EXTERN void keel_line_reader_set_cancel(keel_line_reader_t *r, const volatile sig_atomic_t *flag);
+
+/* The last read error as "PATH: strerror" (borrowed, lives as long as r),
+ * "" when none. */
+KEEL_EXTERN const char *keel_line_reader_error(const keel_line_reader_t *r);
+
+/* Closes the file (never stdin) and frees the reader. NULL is a no-op. */
 KEEL_EXTERN void keel_line_reader_close(keel_line_reader_t *r);
 
 /* ---- JSON <-> event ---- */
@@ -109,11 +131,19 @@ KEEL_EXTERN keel_status keel_json_append_event(keel_buf *b, const keel_event_t *
 typedef struct keel_dead_letter keel_dead_letter_t;
 
 /* Prepares a dead-letter writer for `path` (borrowed, copied). The file is
- * created (truncated) only on the first write. *out is owned. */
+ * created (truncated) only on the first write, so a run that rejects
+ * nothing leaves no file. Records are buffered (64 KiB, KEEL_MEM_IO) and
+ * written when the buffer fills, on keel_dead_letter_flush and on close.
+ * *out is owned (keel_dead_letter_close). KEEL_ENOMEM, KEEL_EMISUSE for a
+ * NULL or empty path. One thread at a time. */
 KEEL_EXTERN keel_status keel_dead_letter_create(const char *path, keel_dead_letter_t **out);
 
 /* Appends one NDJSON record: {"line":N,"reason":"...","input":"<raw line,
- * at most 4 KiB of it>","input_bytes":LEN}. KEEL_EIO with err on failure. */
+ * at most 4 KiB of it>","input_bytes":LEN}. reason (NUL-terminated) and raw
+ * are borrowed; both are escaped as JSON strings (invalid UTF-8 as \u00XX);
+ * the 4 KiB cut never splits a UTF-8 character. KEEL_EIO when the file
+ * cannot be created or written (message in keel_dead_letter_error),
+ * KEEL_ENOMEM. */
 KEEL_EXTERN keel_status keel_dead_letter_write(keel_dead_letter_t *d, uint64_t line_no, const char *reason,
                                                const char *raw, size_t raw_len);
 
@@ -121,7 +151,15 @@ KEEL_EXTERN keel_status keel_dead_letter_write(keel_dead_letter_t *d, uint64_t l
 KEEL_EXTERN uint64_t keel_dead_letter_count(const keel_dead_letter_t *d);
 KEEL_EXTERN const char *keel_dead_letter_path(const keel_dead_letter_t *d);
 
-/* Flushes and closes (fsync is not done). KEEL_EIO if the flush failed. */
+/* Writes the buffered records to the file. KEEL_EIO on failure. */
+KEEL_EXTERN keel_status keel_dead_letter_flush(keel_dead_letter_t *d);
+
+/* The last error as "PATH: strerror" (borrowed, lives as long as d); ""
+ * when none. */
+KEEL_EXTERN const char *keel_dead_letter_error(const keel_dead_letter_t *d);
+
+/* Flushes, closes and frees d (fsync is not done). KEEL_EIO if the flush
+ * or the close failed; d is freed either way. NULL is a no-op (KEEL_OK). */
 KEEL_EXTERN keel_status keel_dead_letter_close(keel_dead_letter_t *d);
 
 #ifdef __cplusplus

@@ -1,0 +1,121 @@
+/* deadletter.c — the rejected-events file.
+ *
+ * A run that rejects nothing must leave no file behind, so the file is
+ * opened (O_CREAT | O_TRUNC) on the first record, not at create. Records are
+ * built in a keel_buf and written with write(2) once 64 KiB have gathered,
+ * on keel_dead_letter_flush and on close: no stdio buffer outside keel's
+ * accounting. A record is appended to the buffer whole or not at all, so an
+ * out-of-memory failure never leaves half a line in the file.
+ *
+ * Record: {"line":N,"reason":"...","input":"...","input_bytes":LEN}, with
+ * at most the first 4 KiB of the raw line in "input" (cut back so as not to
+ * split a UTF-8 character) and its full length in "input_bytes". */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "keel/io.h"
+
+#define DL_INPUT_MAX 4096u
+#define DL_FLUSH_AT (64u * 1024u)
+
+struct keel_dead_letter {
+  int fd;          /* -1 until the first write */
+  uint64_t count;  /* records accepted */
+  keel_buf out;    /* pending bytes, KEEL_MEM_IO */
+  char err[256];
+  char path[];
+};
+
+keel_status keel_dead_letter_create(const char *path, keel_dead_letter_t **out) {
+  if (!path || !*path || !out) return KEEL_EMISUSE;
+  size_t n = strlen(path);
+  keel_dead_letter_t *d = keel_mem_calloc(KEEL_MEM_IO, 1, sizeof *d + n + 1);
+  if (!d) return KEEL_ENOMEM;
+  d->fd = -1;
+  keel_buf_init(&d->out, KEEL_MEM_IO);
+  memcpy(d->path, path, n + 1);
+  *out = d;
+  return KEEL_OK;
+}
+
+static keel_status io_fail(keel_dead_letter_t *d, const char *what) {
+  snprintf(d->err, sizeof d->err, "%s: %s%s", d->path, what, strerror(errno));
+  return KEEL_EIO;
+}
+
+keel_status keel_dead_letter_flush(keel_dead_letter_t *d) {
+  if (!d) return KEEL_EMISUSE;
+  if (d->out.len == 0) return KEEL_OK;
+  if (d->fd < 0) {
+    d->fd = open(d->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (d->fd < 0) return io_fail(d, "");
+  }
+  size_t off = 0;
+  while (off < d->out.len) {
+    ssize_t w = write(d->fd, d->out.data + off, d->out.len - off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      /* Keep what was not written, so a later flush can retry. */
+      memmove(d->out.data, d->out.data + off, d->out.len - off);
+      d->out.len -= off;
+      return io_fail(d, "write: ");
+    }
+    off += (size_t)w;
+  }
+  keel_buf_clear(&d->out);
+  return KEEL_OK;
+}
+
+/* The length of raw's prefix kept in a record: at most DL_INPUT_MAX bytes,
+ * backed off over UTF-8 continuation bytes so no character is split. */
+static size_t input_cut(const char *raw, size_t len) {
+  if (len <= DL_INPUT_MAX) return len;
+  size_t cut = DL_INPUT_MAX;
+  for (int i = 0; i < 3 && cut > 0 && ((unsigned char)raw[cut] & 0xC0) == 0x80; i++) cut--;
+  return cut;
+}
+
+static keel_status build(keel_buf *b, uint64_t line_no, const char *reason, const char *raw, size_t raw_len) {
+  keel_status st;
+  if ((st = keel_buf_appendf(b, "{\"line\":%llu,\"reason\":", (unsigned long long)line_no)) != KEEL_OK) return st;
+  if ((st = keel_buf_append_json_string(b, reason, strlen(reason))) != KEEL_OK) return st;
+  if ((st = keel_buf_append(b, ",\"input\":", 9)) != KEEL_OK) return st;
+  if ((st = keel_buf_append_json_string(b, raw, input_cut(raw, raw_len))) != KEEL_OK) return st;
+  return keel_buf_appendf(b, ",\"input_bytes\":%zu}\n", raw_len);
+}
+
+keel_status keel_dead_letter_write(keel_dead_letter_t *d, uint64_t line_no, const char *reason, const char *raw,
+                                   size_t raw_len) {
+  if (!d || (!raw && raw_len)) return KEEL_EMISUSE;
+  if (!reason) reason = "";
+  if (!raw) raw = "";
+  size_t mark = d->out.len;
+  keel_status st = build(&d->out, line_no, reason, raw, raw_len);
+  if (st != KEEL_OK) {
+    d->out.len = mark;
+    if (d->out.data) d->out.data[mark] = '\0';
+    return st;
+  }
+  d->count++;
+  /* The first record creates the file at once (not at the first 64 KiB), so
+   * a user watching a run sees rejections appear, and an unwritable path is
+   * reported on the first rejected event rather than at the end. */
+  if (d->fd < 0 || d->out.len >= DL_FLUSH_AT) return keel_dead_letter_flush(d);
+  return KEEL_OK;
+}
+
+uint64_t keel_dead_letter_count(const keel_dead_letter_t *d) { return d->count; }
+const char *keel_dead_letter_path(const keel_dead_letter_t *d) { return d->path; }
+const char *keel_dead_letter_error(const keel_dead_letter_t *d) { return d->err; }
+
+keel_status keel_dead_letter_close(keel_dead_letter_t *d) {
+  if (!d) return KEEL_OK;
+  keel_status st = keel_dead_letter_flush(d);
+  if (d->fd >= 0 && close(d->fd) != 0 && st == KEEL_OK) st = KEEL_EIO;
+  keel_buf_free(&d->out);
+  keel_mem_free(d);
+  return st;
+}
