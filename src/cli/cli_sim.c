@@ -1,8 +1,243 @@
-/* cli_sim.c — `keel sim` (placeholder until its module lands). */
+/* cli_sim.c — `keel sim`: replays a key trace through keel's own eviction
+ * policies (keel/policy.h, the code the cache runs) with unit weights and
+ * prints hit ratios.
+ *
+ * The trace streams: with --size-pct a first pass counts distinct keys (a
+ * set of keys, not of requests), then one pass feeds every (size, policy)
+ * replay at once. Progress goes to stderr when it is a terminal. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "cli.h"
+#include "keel/mem.h"
+#include "keel/policy.h"
+#include "keel/trace.h"
+
+#define MAX_LIST 64
+
+typedef struct opts {
+  const char *trace;
+  keel_trace_format fmt;
+  const char *policies[MAX_LIST];
+  unsigned npolicies;
+  uint64_t sizes[MAX_LIST];
+  unsigned nsizes;
+  uint64_t pcts[MAX_LIST];
+  unsigned npcts;
+  int csv;
+  uint64_t seed;
+} opts;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: keel sim --trace FILE [--format auto|lirs|bin32|bin64|text]\n"
+          "                [--policy NAME,...] (--size N,... | --size-pct P,...) [--csv] [--seed N]\n\n"
+          "Replays a key trace through keel's cache policies with every object of size 1\n"
+          "and prints hit ratios. Policies: %s (default: default).\n"
+          "--size-pct P gives max(10, distinct keys x P / 100 rounded half up) entries.\n"
+          "--csv prints trace,requests,unique,size,policy,hit_ratio.\n",
+          keel_policy_names());
+}
+
+/* Splits a comma list in place into out[]; returns the count or -1. */
+static int split(char *s, const char **out, unsigned max) {
+  unsigned n = 0;
+  for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+    if (n == max) return -1;
+    out[n++] = tok;
+  }
+  return (int)n;
+}
+
+static int parse_u64_list(char *s, uint64_t *out, unsigned *n, int allow_zero) {
+  const char *parts[MAX_LIST];
+  int k = split(s, parts, MAX_LIST);
+  if (k <= 0) return -1;
+  for (int i = 0; i < k; i++)
+    if (cli_parse_u64(parts[i], &out[i]) != 0 || (!allow_zero && out[i] == 0)) return -1;
+  *n = (unsigned)k;
+  return 0;
+}
+
+static int parse_args(int argc, char **argv, opts *o) {
+  static char pol_default[] = "default";
+  char *pol = pol_default;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    int has = i + 1 < argc;
+    if (!strcmp(a, "--csv")) {
+      o->csv = 1;
+    } else if (!strcmp(a, "--trace") && has) {
+      o->trace = argv[++i];
+    } else if (!strcmp(a, "--format") && has) {
+      if (keel_trace_format_parse(argv[++i], &o->fmt) != KEEL_OK)
+        return cli_usage("sim", "unknown format '%s'", argv[i]);
+    } else if (!strcmp(a, "--policy") && has) {
+      pol = argv[++i];
+    } else if (!strcmp(a, "--size") && has) {
+      if (parse_u64_list(argv[++i], o->sizes, &o->nsizes, 0) != 0)
+        return cli_usage("sim", "bad --size '%s' (positive integers, comma-separated)", argv[i]);
+    } else if (!strcmp(a, "--size-pct") && has) {
+      if (parse_u64_list(argv[++i], o->pcts, &o->npcts, 0) != 0)
+        return cli_usage("sim", "bad --size-pct '%s'", argv[i]);
+    } else if (!strcmp(a, "--seed") && has) {
+      if (cli_parse_u64(argv[++i], &o->seed) != 0) return cli_usage("sim", "bad --seed '%s'", argv[i]);
+    } else {
+      return cli_usage("sim", "unknown or incomplete option '%s'", a);
+    }
+  }
+  if (!o->trace) return cli_usage("sim", "--trace is required");
+  if (!o->nsizes == !o->npcts) return cli_usage("sim", "give exactly one of --size and --size-pct");
+  int k = split(pol, o->policies, MAX_LIST);
+  if (k <= 0) return cli_usage("sim", "bad --policy list");
+  o->npolicies = (unsigned)k;
+  for (unsigned i = 0; i < o->npolicies; i++)
+    if (!keel_policy_known(o->policies[i]))
+      return cli_usage("sim", "unknown policy '%s' (known: %s)", o->policies[i], keel_policy_names());
+  return 0;
+}
+
+/* ---- distinct-key counting ------------------------------------------------ */
+
+typedef struct keyset {
+  uint64_t *k; /* open addressing, 0 = empty (key hashes, bijective, so exact) */
+  uint64_t mask, count;
+} keyset;
+
+static int keyset_add(keyset *s, uint64_t h) {
+  if (!h) h = 1; /* only hash 0 and 1 could then collide: bijective mix makes that one key pair */
+  if ((s->count + 1) * 2 > s->mask + 1) {
+    uint64_t size = s->mask ? (s->mask + 1) * 2 : 1024;
+    uint64_t *k = keel_mem_calloc(KEEL_MEM_OTHER, size, 8);
+    if (!k) return -1;
+    for (uint64_t i = 0; s->k && i <= s->mask; i++) {
+      if (!s->k[i]) continue;
+      uint64_t j = s->k[i] & (size - 1);
+      while (k[j]) j = (j + 1) & (size - 1);
+      k[j] = s->k[i];
+    }
+    keel_mem_free(s->k);
+    s->k = k;
+    s->mask = size - 1;
+  }
+  uint64_t j = h & s->mask;
+  while (s->k[j]) {
+    if (s->k[j] == h) return 0;
+    j = (j + 1) & s->mask;
+  }
+  s->k[j] = h;
+  s->count++;
+  return 0;
+}
+
+static void progress(keel_trace_t *t, int tty, const char *what) {
+  uint64_t size = keel_trace_size(t);
+  if (!tty || !size) return;
+  fprintf(stderr, "\rkeel sim: %s %3u%%", what, (unsigned)(100 * keel_trace_offset(t) / size));
+}
+
+/* Reads the whole trace, counting requests and (when `set`) distinct keys. */
+static int count_pass(keel_trace_t *t, uint64_t seed, keyset *set, uint64_t *requests, int tty) {
+  int64_t key;
+  keel_status st;
+  uint64_t n = 0;
+  while ((st = keel_trace_next(t, &key)) == KEEL_OK) {
+    n++;
+    if (set && keyset_add(set, keel_policy_key_hash(key, seed)) != 0)
+      return cli_fail("sim", KEEL_EXIT_FAIL, "out of memory counting keys");
+    if ((n & 0xfffff) == 0) progress(t, tty, "counting");
+  }
+  if (st != KEEL_EEOF) return cli_fail("sim", KEEL_EXIT_FAIL, "%s", keel_trace_error(t));
+  *requests = n;
+  return 0;
+}
+
+static int replay(keel_trace_t *t, const opts *o, keel_policy_sim_t **sims, unsigned nsims,
+                  uint64_t *hits, int tty) {
+  int64_t key;
+  keel_status st;
+  uint64_t n = 0;
+  while ((st = keel_trace_next(t, &key)) == KEEL_OK) {
+    uint64_t h = keel_policy_key_hash(key, o->seed);
+    for (unsigned i = 0; i < nsims; i++) {
+      int r = keel_policy_sim_access(sims[i], h, 1);
+      if (r < 0) return cli_fail("sim", KEEL_EXIT_FAIL, "out of memory");
+      hits[i] += (uint64_t)r;
+    }
+    if ((++n & 0x3ffff) == 0) progress(t, tty, "replaying");
+  }
+  if (st != KEEL_EEOF) return cli_fail("sim", KEEL_EXIT_FAIL, "%s", keel_trace_error(t));
+  return 0;
+}
+
+static void print_results(const opts *o, const char *name, uint64_t requests, uint64_t unique,
+                          const uint64_t *sizes, unsigned nsizes, const uint64_t *hits) {
+  if (o->csv) printf("trace,requests,unique,size,policy,hit_ratio\n");
+  else printf("%-16s %10s %9s %9s %-10s %9s\n", "trace", "requests", "unique", "size", "policy", "hit_ratio");
+  for (unsigned si = 0; si < nsizes; si++) {
+    for (unsigned pi = 0; pi < o->npolicies; pi++) {
+      double hr = requests ? (double)hits[si * o->npolicies + pi] / (double)requests : 0.0;
+      if (o->csv)
+        printf("%s,%llu,%llu,%llu,%s,%.4f\n", name, (unsigned long long)requests,
+               (unsigned long long)unique, (unsigned long long)sizes[si], o->policies[pi], hr);
+      else
+        printf("%-16s %10llu %9llu %9llu %-10s %9.4f\n", name, (unsigned long long)requests,
+               (unsigned long long)unique, (unsigned long long)sizes[si], o->policies[pi], hr);
+    }
+  }
+}
+
+static int run(const opts *o, keel_trace_t *t) {
+  int tty = isatty(2);
+  keyset set = {0};
+  uint64_t requests = 0, sizes[MAX_LIST];
+  unsigned nsizes = o->nsizes ? o->nsizes : o->npcts;
+  int rc = count_pass(t, o->seed, &set, &requests, tty);
+  if (rc) goto out;
+  for (unsigned i = 0; i < nsizes; i++) {
+    uint64_t sz = o->nsizes ? o->sizes[i] : (set.count * o->pcts[i] + 50) / 100;
+    sizes[i] = o->nsizes ? sz : (sz < 10 ? 10 : sz);
+  }
+  unsigned nsims = nsizes * o->npolicies;
+  keel_policy_sim_t **sims = keel_mem_calloc(KEEL_MEM_OTHER, nsims, sizeof *sims);
+  uint64_t *hits = keel_mem_calloc(KEEL_MEM_OTHER, nsims, sizeof *hits);
+  rc = !sims || !hits ? cli_fail("sim", KEEL_EXIT_FAIL, "out of memory") : 0;
+  for (unsigned i = 0; !rc && i < nsims; i++) {
+    keel_policy_options po = {sizeof po, o->policies[i % o->npolicies], sizes[i / o->npolicies], 0,
+                              o->seed, KEEL_MEM_CACHE};
+    keel_status st = keel_policy_sim_create(&po, &sims[i]);
+    if (st != KEEL_OK) rc = cli_fail("sim", KEEL_EXIT_FAIL, "policy: %s", keel_status_str(st));
+  }
+  if (!rc && keel_trace_rewind(t) != KEEL_OK)
+    rc = cli_fail("sim", KEEL_EXIT_FAIL, "cannot rewind the trace (sim needs a file, not a pipe)");
+  if (!rc) rc = replay(t, o, sims, nsims, hits, tty);
+  if (tty && keel_trace_size(t)) fprintf(stderr, "\r%40s\r", "");
+  if (!rc) print_results(o, keel_trace_name(t), requests, set.count, sizes, nsizes, hits);
+  for (unsigned i = 0; sims && i < nsims; i++) keel_policy_sim_destroy(sims[i]);
+  keel_mem_free(sims);
+  keel_mem_free(hits);
+out:
+  keel_mem_free(set.k);
+  return rc;
+}
 
 int keel_cmd_sim(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  return cli_fail("sim", KEEL_EXIT_FAIL, "not built yet");
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return KEEL_EXIT_OK;
+    }
+  }
+  opts o = {0};
+  o.seed = 1;
+  int rc = parse_args(argc, argv, &o);
+  if (rc) return rc;
+  keel_trace_t *t;
+  keel_status st = keel_trace_open(o.trace, o.fmt, &t);
+  if (st != KEEL_OK)
+    return cli_fail("sim", KEEL_EXIT_FAIL, "cannot open trace '%s': %s", o.trace, keel_status_str(st));
+  rc = run(&o, t);
+  keel_trace_close(t);
+  return rc;
 }

@@ -1,0 +1,137 @@
+/* keel/policy.h — eviction policies, shared by the cache and `keel sim`.
+ *
+ * A policy orders the residents of one cache and picks victims; it never
+ * sees keys or values. Residents are named by a slot (a small integer the
+ * caller assigns, below the policy's slot count) and carry a 64-bit hash
+ * (for frequency sketches and shadow caches) and a weight (bytes in the
+ * cache, 1 in `keel sim`). The caller keeps the policy's weighted total
+ * under its capacity by calling keel_policy_evict until it fits; a policy
+ * with admission may return the slot just inserted (the newcomer lost).
+ *
+ * `keel_policy_sim_t` couples a policy with a key map so a trace of 64-bit
+ * keys can be replayed through exactly the code the cache runs: `keel sim`
+ * uses it, and so do the adaptive policy's shadow caches.
+ *
+ * Policies: "lru" (least recently used) and "wtinylfu" (window TinyLFU with
+ * a fixed 1 % window), and "default" = "adaptive": W-TinyLFU whose window
+ * share follows whichever of several sampled shadow W-TinyLFUs (window
+ * shares from 0 to ~100 %) hit most recently. See policy.c for the essay.
+ *
+ * Thread safety: none. A policy belongs to one thread at a time; the cache
+ * calls it under its own lock. */
+#ifndef KEEL_POLICY_H
+#define KEEL_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/export.h"
+#include "keel/mem.h"
+#include "keel/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The name `default` resolves to. */
+#define KEEL_POLICY_DEFAULT "adaptive"
+
+/* A slot no resident has. */
+#define KEEL_POLICY_NONE UINT32_MAX
+
+typedef struct keel_policy keel_policy_t;
+
+typedef struct keel_policy_options {
+  size_t size;        /* sizeof(keel_policy_options) */
+  const char *name;   /* borrowed: "lru", "wtinylfu", "adaptive" or "default"; NULL = default */
+  uint64_t capacity;  /* total weight the caller keeps residents under (> 0) */
+  uint32_t slots;     /* initial slot count (grows with keel_policy_grow) */
+  uint64_t seed;      /* seeds sketches and sampling; same seed, same decisions */
+  keel_mem_tag tag;   /* every allocation is counted under this tag */
+} keel_policy_options;
+
+/* Policy-specific counters, summed into the cache's statistics. */
+typedef struct keel_policy_stats {
+  uint64_t admitted;     /* newcomers kept over a victim (admission policies) */
+  uint64_t rejected;     /* newcomers evicted at once by admission */
+  uint64_t adaptations;  /* times the adaptive policy changed its window */
+  double window_share;   /* current window share of capacity (0..1) */
+} keel_policy_stats;
+
+/* Comma-separated names of the policies, for usage text (static string). */
+KEEL_EXTERN const char *keel_policy_names(void);
+
+/* Whether `name` names a policy (including "default"). */
+KEEL_EXTERN int keel_policy_known(const char *name);
+
+/* Creates a policy. On success *out is owned (keel_policy_destroy).
+ * KEEL_EINVAL for an unknown name or zero capacity, KEEL_ENOMEM. */
+KEEL_EXTERN keel_status keel_policy_create(const keel_policy_options *opt, keel_policy_t **out);
+
+/* Frees the policy and everything it owns. NULL is a no-op. */
+KEEL_EXTERN void keel_policy_destroy(keel_policy_t *p);
+
+/* The canonical name (static string): "lru", "wtinylfu", "adaptive". */
+KEEL_EXTERN const char *keel_policy_name(const keel_policy_t *p);
+
+/* Raises the slot count to at least `slots`. KEEL_ENOMEM leaves p as it was. */
+KEEL_EXTERN keel_status keel_policy_grow(keel_policy_t *p, uint32_t slots);
+KEEL_EXTERN uint32_t keel_policy_slots(const keel_policy_t *p);
+
+/* Changes the capacity; the caller then evicts down to it. */
+KEEL_EXTERN void keel_policy_set_capacity(keel_policy_t *p, uint64_t capacity);
+KEEL_EXTERN uint64_t keel_policy_capacity(const keel_policy_t *p);
+
+/* Total weight of the residents. */
+KEEL_EXTERN uint64_t keel_policy_weight(const keel_policy_t *p);
+
+/* A hit on resident `slot`. */
+KEEL_EXTERN void keel_policy_hit(keel_policy_t *p, uint32_t slot);
+
+/* A miss on a key (by hash) that will not be inserted now (a plain get that
+ * found nothing): frequency policies count it. */
+KEEL_EXTERN void keel_policy_miss(keel_policy_t *p, uint64_t hash);
+
+/* Adds resident `slot` (free, below the slot count) with `hash` and
+ * `weight` (> 0); counts as an access. The caller then evicts while
+ * keel_policy_weight() > capacity. */
+KEEL_EXTERN void keel_policy_insert(keel_policy_t *p, uint32_t slot, uint64_t hash, uint32_t weight);
+
+/* Changes a resident's weight (a replaced value), counting an access. */
+KEEL_EXTERN void keel_policy_update(keel_policy_t *p, uint32_t slot, uint32_t weight);
+
+/* Removes resident `slot` without counting it as an eviction. */
+KEEL_EXTERN void keel_policy_remove(keel_policy_t *p, uint32_t slot);
+
+/* Picks a victim, removes it from the policy and returns its slot, or
+ * KEEL_POLICY_NONE when there are no residents. */
+KEEL_EXTERN uint32_t keel_policy_evict(keel_policy_t *p);
+
+KEEL_EXTERN void keel_policy_get_stats(const keel_policy_t *p, keel_policy_stats *out);
+
+/* ---- Replaying keys through a policy ---------------------------------- */
+
+typedef struct keel_policy_sim keel_policy_sim_t;
+
+/* A policy plus a map from 64-bit key hashes to slots, with unit weights
+ * when weight 1 is passed. `opt->slots` is ignored. Owned on success
+ * (keel_policy_sim_destroy). Errors as keel_policy_create. */
+KEEL_EXTERN keel_status keel_policy_sim_create(const keel_policy_options *opt, keel_policy_sim_t **out);
+KEEL_EXTERN void keel_policy_sim_destroy(keel_policy_sim_t *s);
+
+/* One request for the key with hash `h`; returns 1 on a hit, 0 on a miss
+ * (the key is then inserted and victims evicted), or a negative keel_status
+ * (KEEL_ENOMEM: the request counted as a miss and was not inserted). */
+KEEL_EXTERN int keel_policy_sim_access(keel_policy_sim_t *s, uint64_t h, uint32_t weight);
+
+/* The policy inside (borrowed). */
+KEEL_EXTERN keel_policy_t *keel_policy_sim_policy(keel_policy_sim_t *s);
+
+/* A bijective 64-bit mix of a key with a seed: distinct keys give distinct
+ * hashes, so replays have no collisions. */
+KEEL_EXTERN uint64_t keel_policy_key_hash(int64_t key, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,575 @@
+/* policy.c — eviction policies (see keel/policy.h).
+ *
+ * Residents live in doubly linked lists threaded through per-slot arrays
+ * (prev/next as 32-bit slot numbers), so a policy costs a few bytes per slot
+ * and no allocation per access.
+ *
+ * LRU: one list; a hit moves to the head, the victim is the tail.
+ *
+ * W-TinyLFU (Einziger, Friedman & Manes, "TinyLFU: A Highly Efficient Cache
+ * Admission Policy", ACM ToS 2017; the layout follows Caffeine): a window
+ * LRU takes every newcomer; what falls out of the window is a candidate for
+ * the main space, a segmented LRU (probation 20 %, protected 80 %). The
+ * candidate enters only if a count-min sketch of recent frequency says it is
+ * used more often than the main space's victim; otherwise the candidate is
+ * the one evicted. The sketch holds 4-bit counters in 4 rows and halves them
+ * all every 10 x capacity increments, so frequency means "recent" frequency.
+ * A large window behaves like LRU (recency wins: good for bursty traffic),
+ * a small one like LFU (frequency wins: good for loops, scans, skew).
+ *
+ * Adaptive (the default): which window share is right depends on the
+ * workload, and shifts within one workload. Caffeine climbs a hill on its
+ * own hit rate; that tends to stall on loop-like traces. keel instead keeps
+ * a handful of shadow W-TinyLFU caches, each with a fixed window share from
+ * 0 % (pure TinyLFU admission) to 100 % (pure LRU). A shadow tracks keys
+ * only (hashes, no values) and sees a hash-sampled 1/S of the traffic with
+ * 1/S of the capacity, S chosen so a shadow holds a few hundred entries;
+ * for small caches S = 1 and the shadows are exact. Every period the
+ * shadows' hit counts go into decaying scores and the main cache takes the
+ * window share of the best one; the main cache's lists then drift to the
+ * new share as evictions happen, without a stop-the-world rebuild. The only
+ * inputs are the capacity and the requests seen, so the same traffic always
+ * gives the same decisions.
+ *
+ * Weights: every list knows its total weight; the cache passes bytes, sim
+ * passes 1. The caller evicts while the total exceeds the capacity. */
+#include "keel/policy.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { K_LRU, K_WTLFU };
+enum { Q_WIN = 0, Q_PROB = 1, Q_PROT = 2, Q_NONE = 255 };
+
+#define NSHADOW 9
+static const double shadow_share[NSHADOW] = {0.0, 0.01, 0.05, 0.15, 0.3, 0.5, 0.7, 0.9, 1.0};
+
+typedef struct list {
+  uint32_t head, tail; /* KEEL_POLICY_NONE when empty; head = most recent */
+  uint32_t count;
+  uint64_t weight;
+} list;
+
+typedef struct sketch {
+  uint8_t *c;         /* 4 rows of `width` 4-bit counters (one per byte) */
+  uint32_t mask;      /* width - 1 */
+  uint64_t additions; /* increments since the last halving */
+  uint64_t period;    /* halve every `period` increments */
+  uint64_t seed;
+} sketch;
+
+struct keel_policy {
+  int kind;
+  int adaptive;
+  keel_mem_tag tag;
+  uint32_t nslots;
+  uint32_t *prev, *next, *weight; /* per slot */
+  uint64_t *hash;                 /* per slot */
+  uint8_t *queue;                 /* per slot: Q_* */
+  uint64_t capacity, used;
+  list q[3];
+  double share;             /* window share of capacity */
+  uint64_t window_cap;      /* share x capacity */
+  sketch sk;
+  keel_policy_stats st;
+  /* adaptive only */
+  keel_policy_sim_t *shadow[NSHADOW];
+  uint64_t shadow_hits[NSHADOW];
+  double score[NSHADOW];
+  unsigned best;
+  uint64_t sample_mask;     /* a request is sampled when (mix & mask) == 0 */
+  uint64_t period_len, period_seen;
+  uint64_t seed;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+
+uint64_t keel_policy_key_hash(int64_t key, uint64_t seed) {
+  /* Each step (xor-shift, odd multiply, add) is a bijection of 64 bits. */
+  return mix64((uint64_t)key + seed * 0x9e3779b97f4a7c15ull);
+}
+
+static uint32_t pow2_at_least(uint64_t n) {
+  uint32_t p = 16;
+  while (p < n && p < (1u << 30)) p <<= 1;
+  return p;
+}
+
+/* ---- frequency sketch ---------------------------------------------------- */
+
+static keel_status sketch_init(sketch *s, keel_mem_tag tag, uint64_t entries, uint64_t seed) {
+  uint32_t width = pow2_at_least(entries);
+  uint8_t *c = keel_mem_calloc(tag, 4, width);
+  if (!c) return KEEL_ENOMEM;
+  keel_mem_free(s->c);
+  s->c = c;
+  s->mask = width - 1;
+  s->additions = 0;
+  s->period = 10 * (entries < 16 ? 16 : entries);
+  s->seed = seed;
+  return KEEL_OK;
+}
+
+static inline uint32_t sketch_index(const sketch *s, uint64_t h, unsigned row) {
+  uint64_t x = (h ^ s->seed) + (row + 1) * 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 32)) * 0xd6e8feb86659fd93ull;
+  x ^= x >> 32;
+  return row * (s->mask + 1) + ((uint32_t)x & s->mask);
+}
+
+static unsigned sketch_freq(const sketch *s, uint64_t h) {
+  unsigned f = 15;
+  for (unsigned r = 0; r < 4; r++) {
+    unsigned v = s->c[sketch_index(s, h, r)];
+    if (v < f) f = v;
+  }
+  return f;
+}
+
+static void sketch_add(sketch *s, uint64_t h) {
+  int added = 0;
+  for (unsigned r = 0; r < 4; r++) {
+    uint8_t *v = &s->c[sketch_index(s, h, r)];
+    if (*v < 15) {
+      (*v)++;
+      added = 1;
+    }
+  }
+  if (added && ++s->additions >= s->period) {
+    size_t n = 4 * ((size_t)s->mask + 1);
+    for (size_t i = 0; i < n; i++) s->c[i] >>= 1;
+    s->additions /= 2;
+  }
+}
+
+/* ---- lists ----------------------------------------------------------------- */
+
+static void list_unlink(keel_policy_t *p, uint32_t s) {
+  list *l = &p->q[p->queue[s]];
+  uint32_t pv = p->prev[s], nx = p->next[s];
+  if (pv != KEEL_POLICY_NONE) p->next[pv] = nx;
+  else l->head = nx;
+  if (nx != KEEL_POLICY_NONE) p->prev[nx] = pv;
+  else l->tail = pv;
+  l->count--;
+  l->weight -= p->weight[s];
+  p->queue[s] = Q_NONE;
+}
+
+static void list_push_head(keel_policy_t *p, unsigned qi, uint32_t s) {
+  list *l = &p->q[qi];
+  p->queue[s] = (uint8_t)qi;
+  p->prev[s] = KEEL_POLICY_NONE;
+  p->next[s] = l->head;
+  if (l->head != KEEL_POLICY_NONE) p->prev[l->head] = s;
+  else l->tail = s;
+  l->head = s;
+  l->count++;
+  l->weight += p->weight[s];
+}
+
+static void move_to(keel_policy_t *p, unsigned qi, uint32_t s) {
+  list_unlink(p, s);
+  list_push_head(p, qi, s);
+}
+
+/* ---- creation ---------------------------------------------------------------- */
+
+const char *keel_policy_names(void) { return "lru,wtinylfu,adaptive,default"; }
+
+static int parse_name(const char *name, int *kind, int *adaptive) {
+  if (!name || !strcmp(name, "default")) name = KEEL_POLICY_DEFAULT;
+  if (!strcmp(name, "lru")) *kind = K_LRU, *adaptive = 0;
+  else if (!strcmp(name, "wtinylfu")) *kind = K_WTLFU, *adaptive = 0;
+  else if (!strcmp(name, "adaptive")) *kind = K_WTLFU, *adaptive = 1;
+  else return -1;
+  return 0;
+}
+
+int keel_policy_known(const char *name) {
+  int k, a;
+  return name && parse_name(name, &k, &a) == 0;
+}
+
+const char *keel_policy_name(const keel_policy_t *p) {
+  return p->kind == K_LRU ? "lru" : p->adaptive ? "adaptive" : "wtinylfu";
+}
+
+static void set_share(keel_policy_t *p, double share) {
+  p->share = share;
+  p->window_cap = (uint64_t)llround(share * (double)p->capacity);
+  p->st.window_share = share;
+}
+
+static void free_arrays(keel_policy_t *p) {
+  keel_mem_free(p->prev);
+  keel_mem_free(p->next);
+  keel_mem_free(p->weight);
+  keel_mem_free(p->hash);
+  keel_mem_free(p->queue);
+}
+
+keel_status keel_policy_grow(keel_policy_t *p, uint32_t slots) {
+  if (slots <= p->nslots) return KEEL_OK;
+  uint32_t *pv = keel_mem_realloc(p->tag, p->prev, (size_t)slots * 4);
+  if (!pv) return KEEL_ENOMEM;
+  p->prev = pv;
+  uint32_t *nx = keel_mem_realloc(p->tag, p->next, (size_t)slots * 4);
+  if (!nx) return KEEL_ENOMEM;
+  p->next = nx;
+  uint32_t *w = keel_mem_realloc(p->tag, p->weight, (size_t)slots * 4);
+  if (!w) return KEEL_ENOMEM;
+  p->weight = w;
+  uint64_t *h = keel_mem_realloc(p->tag, p->hash, (size_t)slots * 8);
+  if (!h) return KEEL_ENOMEM;
+  p->hash = h;
+  uint8_t *q = keel_mem_realloc(p->tag, p->queue, slots);
+  if (!q) return KEEL_ENOMEM;
+  p->queue = q;
+  memset(q + p->nslots, Q_NONE, slots - p->nslots);
+  /* The sketch follows the number of residents once it outgrows the
+   * capacity-based estimate (weighted caches learn their entry count). */
+  if (p->kind == K_WTLFU && pow2_at_least(slots) > p->sk.mask + 1 &&
+      sketch_init(&p->sk, p->tag, slots, p->sk.seed) != KEEL_OK) {
+    /* Keep the old sketch: a smaller sketch only costs accuracy. */
+  }
+  p->nslots = slots;
+  return KEEL_OK;
+}
+
+static keel_status adaptive_init(keel_policy_t *p) {
+  /* Shadows hold about 512 entries' worth of capacity, or all of it. */
+  uint64_t s = 1;
+  while (p->capacity / (s * 2) >= 512 && s < (1u << 20)) s *= 2;
+  p->sample_mask = s - 1;
+  for (unsigned i = 0; i < NSHADOW; i++) {
+    keel_policy_options o = {sizeof o, "wtinylfu", p->capacity / s, 0, p->seed + i + 1, p->tag};
+    if (o.capacity == 0) o.capacity = 1;
+    keel_status st = keel_policy_sim_create(&o, &p->shadow[i]);
+    if (st != KEEL_OK) return st;
+    set_share(keel_policy_sim_policy(p->shadow[i]), shadow_share[i]);
+  }
+  p->period_len = 2 * (p->capacity / s) + 64;
+  p->best = 1;
+  set_share(p, shadow_share[p->best]);
+  return KEEL_OK;
+}
+
+keel_status keel_policy_create(const keel_policy_options *opt, keel_policy_t **out) {
+  int kind, adaptive;
+  if (!opt || !out || opt->capacity == 0 || parse_name(opt->name, &kind, &adaptive) != 0)
+    return KEEL_EINVAL;
+  keel_policy_t *p = keel_mem_calloc(opt->tag, 1, sizeof *p);
+  if (!p) return KEEL_ENOMEM;
+  p->kind = kind;
+  p->adaptive = adaptive;
+  p->tag = opt->tag;
+  p->capacity = opt->capacity;
+  p->seed = opt->seed;
+  for (unsigned i = 0; i < 3; i++) p->q[i] = (list){KEEL_POLICY_NONE, KEEL_POLICY_NONE, 0, 0};
+  keel_status st = KEEL_OK;
+  if (kind == K_WTLFU) {
+    uint64_t est = opt->slots > opt->capacity ? opt->capacity : opt->slots;
+    st = sketch_init(&p->sk, p->tag, est ? est : 16, mix64(opt->seed ^ 0x736b65746368ull));
+    set_share(p, 0.01);
+  }
+  if (st == KEEL_OK) st = keel_policy_grow(p, opt->slots ? opt->slots : 16);
+  if (st == KEEL_OK && adaptive) st = adaptive_init(p);
+  if (st != KEEL_OK) {
+    keel_policy_destroy(p);
+    return st;
+  }
+  *out = p;
+  return KEEL_OK;
+}
+
+void keel_policy_destroy(keel_policy_t *p) {
+  if (!p) return;
+  for (unsigned i = 0; i < NSHADOW; i++) keel_policy_sim_destroy(p->shadow[i]);
+  keel_mem_free(p->sk.c);
+  free_arrays(p);
+  keel_mem_free(p);
+}
+
+uint32_t keel_policy_slots(const keel_policy_t *p) { return p->nslots; }
+uint64_t keel_policy_capacity(const keel_policy_t *p) { return p->capacity; }
+uint64_t keel_policy_weight(const keel_policy_t *p) { return p->used; }
+
+void keel_policy_set_capacity(keel_policy_t *p, uint64_t capacity) {
+  if (capacity == 0) capacity = 1;
+  p->capacity = capacity;
+  if (p->kind == K_WTLFU) set_share(p, p->share);
+}
+
+void keel_policy_get_stats(const keel_policy_t *p, keel_policy_stats *out) { *out = p->st; }
+
+/* ---- adaptation ------------------------------------------------------------- */
+
+/* Feeds one request to the shadows (when sampled) and closes a period when
+ * it is due. */
+static void adaptive_observe(keel_policy_t *p, uint64_t h) {
+  if ((mix64(h ^ p->seed) >> 20 & p->sample_mask) != 0) return;
+  for (unsigned i = 0; i < NSHADOW; i++)
+    if (keel_policy_sim_access(p->shadow[i], h, 1) == 1) p->shadow_hits[i]++;
+  if (++p->period_seen < p->period_len) return;
+  p->period_seen = 0;
+  unsigned best = p->best;
+  for (unsigned i = 0; i < NSHADOW; i++) {
+    p->score[i] = 0.5 * p->score[i] + (double)p->shadow_hits[i];
+    p->shadow_hits[i] = 0;
+    if (p->score[i] > p->score[best]) best = i;
+  }
+  if (best != p->best) {
+    p->best = best;
+    p->st.adaptations++;
+    set_share(p, shadow_share[best]);
+  }
+}
+
+/* ---- operations ----------------------------------------------------------- */
+
+void keel_policy_hit(keel_policy_t *p, uint32_t s) {
+  if (s >= p->nslots || p->queue[s] == Q_NONE) return;
+  if (p->kind == K_LRU) {
+    move_to(p, 0, s);
+    return;
+  }
+  sketch_add(&p->sk, p->hash[s]);
+  if (p->adaptive) adaptive_observe(p, p->hash[s]);
+  switch (p->queue[s]) {
+  case Q_WIN: move_to(p, Q_WIN, s); break;
+  case Q_PROT: move_to(p, Q_PROT, s); break;
+  default: {
+    move_to(p, Q_PROT, s);
+    uint64_t main_cap = p->capacity > p->window_cap ? p->capacity - p->window_cap : 0;
+    uint64_t prot_cap = main_cap - main_cap / 5;
+    while (p->q[Q_PROT].weight > prot_cap && p->q[Q_PROT].tail != s)
+      move_to(p, Q_PROB, p->q[Q_PROT].tail);
+  }
+  }
+}
+
+void keel_policy_miss(keel_policy_t *p, uint64_t h) {
+  if (p->kind != K_WTLFU) return;
+  sketch_add(&p->sk, h);
+  if (p->adaptive) adaptive_observe(p, h);
+}
+
+void keel_policy_insert(keel_policy_t *p, uint32_t s, uint64_t h, uint32_t weight) {
+  p->hash[s] = h;
+  p->weight[s] = weight;
+  p->used += weight;
+  if (p->kind == K_WTLFU) keel_policy_miss(p, h);
+  list_push_head(p, Q_WIN, s);
+}
+
+void keel_policy_update(keel_policy_t *p, uint32_t s, uint32_t weight) {
+  if (s >= p->nslots || p->queue[s] == Q_NONE) return;
+  list *l = &p->q[p->queue[s]];
+  l->weight = l->weight - p->weight[s] + weight;
+  p->used = p->used - p->weight[s] + weight;
+  p->weight[s] = weight;
+  keel_policy_hit(p, s);
+}
+
+void keel_policy_remove(keel_policy_t *p, uint32_t s) {
+  if (s >= p->nslots || p->queue[s] == Q_NONE) return;
+  p->used -= p->weight[s];
+  list_unlink(p, s);
+}
+
+static uint32_t evict_slot(keel_policy_t *p, uint32_t s) {
+  keel_policy_remove(p, s);
+  return s;
+}
+
+static uint32_t main_victim(const keel_policy_t *p) {
+  if (p->q[Q_PROB].tail != KEEL_POLICY_NONE) return p->q[Q_PROB].tail;
+  return p->q[Q_PROT].tail;
+}
+
+static uint32_t wtlfu_evict(keel_policy_t *p) {
+  for (;;) {
+    uint32_t cand = p->q[Q_WIN].tail;
+    if (p->q[Q_WIN].weight > p->window_cap && cand != KEEL_POLICY_NONE) {
+      uint64_t main_cap = p->capacity - p->window_cap;
+      uint64_t main_w = p->used - p->q[Q_WIN].weight;
+      if (main_w + p->weight[cand] <= main_cap) {
+        move_to(p, Q_PROB, cand);
+        continue;
+      }
+      uint32_t victim = main_victim(p);
+      if (victim == KEEL_POLICY_NONE) return evict_slot(p, cand);
+      if (sketch_freq(&p->sk, p->hash[cand]) > sketch_freq(&p->sk, p->hash[victim])) {
+        move_to(p, Q_PROB, cand);
+        p->st.admitted++;
+        return evict_slot(p, victim);
+      }
+      p->st.rejected++;
+      return evict_slot(p, cand);
+    }
+    uint32_t v = main_victim(p);
+    if (v == KEEL_POLICY_NONE) v = cand;
+    return v == KEEL_POLICY_NONE ? v : evict_slot(p, v);
+  }
+}
+
+uint32_t keel_policy_evict(keel_policy_t *p) {
+  if (p->kind == K_LRU) {
+    uint32_t v = p->q[0].tail;
+    return v == KEEL_POLICY_NONE ? v : evict_slot(p, v);
+  }
+  return wtlfu_evict(p);
+}
+
+/* ---- replay: policy + key map ----------------------------------------------- */
+
+struct keel_policy_sim {
+  keel_policy_t *p;
+  keel_mem_tag tag;
+  uint64_t *keys;   /* open addressing, linear probing; 0 = empty */
+  uint32_t *slot;   /* slot of keys[i] */
+  uint32_t mask;    /* map size - 1 */
+  uint32_t count;
+  uint32_t *free;   /* stack of free slots */
+  uint32_t nfree;
+};
+
+/* Hash 0 marks an empty cell, so it is stored as 1 (a collision only the
+ * two hashes 0 and 1 can have; replays hash keys bijectively). */
+static inline uint64_t map_key(uint64_t h) { return h ? h : 1; }
+
+static keel_status map_resize(keel_policy_sim_t *s, uint32_t size) {
+  uint64_t *k = keel_mem_calloc(s->tag, size, 8);
+  uint32_t *v = keel_mem_calloc(s->tag, size, 4);
+  if (!k || !v) {
+    keel_mem_free(k);
+    keel_mem_free(v);
+    return KEEL_ENOMEM;
+  }
+  uint32_t mask = size - 1;
+  if (s->keys) {
+    for (uint32_t i = 0; i <= s->mask; i++) {
+      if (!s->keys[i]) continue;
+      uint32_t j = (uint32_t)mix64(s->keys[i]) & mask;
+      while (k[j]) j = (j + 1) & mask;
+      k[j] = s->keys[i];
+      v[j] = s->slot[i];
+    }
+  }
+  keel_mem_free(s->keys);
+  keel_mem_free(s->slot);
+  s->keys = k;
+  s->slot = v;
+  s->mask = mask;
+  return KEEL_OK;
+}
+
+static uint32_t map_find(const keel_policy_sim_t *s, uint64_t key) {
+  uint32_t j = (uint32_t)mix64(key) & s->mask;
+  while (s->keys[j]) {
+    if (s->keys[j] == key) return j;
+    j = (j + 1) & s->mask;
+  }
+  return UINT32_MAX;
+}
+
+static void map_delete(keel_policy_sim_t *s, uint32_t j) {
+  /* Backward-shift deletion keeps probe chains whole without tombstones. */
+  uint32_t i = j;
+  for (;;) {
+    i = (i + 1) & s->mask;
+    if (!s->keys[i]) break;
+    uint32_t home = (uint32_t)mix64(s->keys[i]) & s->mask;
+    if (((i - home) & s->mask) >= ((i - j) & s->mask)) {
+      s->keys[j] = s->keys[i];
+      s->slot[j] = s->slot[i];
+      j = i;
+    }
+  }
+  s->keys[j] = 0;
+  s->count--;
+}
+
+keel_status keel_policy_sim_create(const keel_policy_options *opt, keel_policy_sim_t **out) {
+  if (!opt || !out) return KEEL_EINVAL;
+  keel_policy_sim_t *s = keel_mem_calloc(opt->tag, 1, sizeof *s);
+  if (!s) return KEEL_ENOMEM;
+  s->tag = opt->tag;
+  keel_policy_options o = *opt;
+  uint64_t slots = opt->capacity + 2;
+  o.slots = (uint32_t)(slots > 1024 * 1024 ? 1024 * 1024 : slots);
+  keel_status st = keel_policy_create(&o, &s->p);
+  if (st == KEEL_OK) st = map_resize(s, pow2_at_least(2 * (uint64_t)o.slots));
+  if (st == KEEL_OK) {
+    s->free = keel_mem_alloc(s->tag, (size_t)o.slots * 4);
+    if (!s->free) st = KEEL_ENOMEM;
+  }
+  if (st != KEEL_OK) {
+    keel_policy_sim_destroy(s);
+    return st;
+  }
+  for (uint32_t i = 0; i < o.slots; i++) s->free[s->nfree++] = o.slots - 1 - i;
+  *out = s;
+  return KEEL_OK;
+}
+
+void keel_policy_sim_destroy(keel_policy_sim_t *s) {
+  if (!s) return;
+  keel_policy_destroy(s->p);
+  keel_mem_free(s->keys);
+  keel_mem_free(s->slot);
+  keel_mem_free(s->free);
+  keel_mem_free(s);
+}
+
+keel_policy_t *keel_policy_sim_policy(keel_policy_sim_t *s) { return s->p; }
+
+/* Makes one more slot free, growing the policy, the free stack and the map. */
+static keel_status sim_more_slots(keel_policy_sim_t *s) {
+  uint32_t old = keel_policy_slots(s->p), n = old * 2;
+  uint32_t *f = keel_mem_realloc(s->tag, s->free, (size_t)n * 4);
+  if (!f) return KEEL_ENOMEM;
+  s->free = f;
+  keel_status st = keel_policy_grow(s->p, n);
+  if (st != KEEL_OK) return st;
+  for (uint32_t i = n; i > old; i--) s->free[s->nfree++] = i - 1;
+  return KEEL_OK;
+}
+
+int keel_policy_sim_access(keel_policy_sim_t *s, uint64_t h, uint32_t weight) {
+  uint64_t key = map_key(h);
+  uint32_t j = map_find(s, key);
+  if (j != UINT32_MAX) {
+    keel_policy_hit(s->p, s->slot[j]);
+    return 1;
+  }
+  if (!s->nfree && sim_more_slots(s) != KEEL_OK) return KEEL_ENOMEM;
+  if ((uint64_t)(s->count + 1) * 2 > (uint64_t)s->mask + 1 &&
+      map_resize(s, (s->mask + 1) * 2) != KEEL_OK)
+    return KEEL_ENOMEM;
+  uint32_t slot = s->free[--s->nfree];
+  j = (uint32_t)mix64(key) & s->mask;
+  while (s->keys[j]) j = (j + 1) & s->mask;
+  s->keys[j] = key;
+  s->slot[j] = slot;
+  s->count++;
+  keel_policy_insert(s->p, slot, h, weight ? weight : 1);
+  while (keel_policy_weight(s->p) > keel_policy_capacity(s->p)) {
+    uint32_t v = keel_policy_evict(s->p);
+    if (v == KEEL_POLICY_NONE) break;
+    map_delete(s, map_find(s, map_key(s->p->hash[v])));
+    s->free[s->nfree++] = v;
+  }
+  return 0;
+}
