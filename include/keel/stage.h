@@ -35,13 +35,21 @@ extern "C" {
 
 #define KEEL_STAGE_PURE 0x1u /* same declared inputs -> same outputs */
 
-/* One declared field: its name, type, and whether an event handled by the
- * stage must carry it (reads only; an event missing a required field is
- * rejected before the stage runs, naming the field). */
+/* Where a read field comes from (keel_field_spec.required, reads only):
+ *  - KEEL_FIELD_OPTIONAL: the input may carry it; if present it must have the
+ *    declared type.
+ *  - KEEL_FIELD_REQUIRED: the input must carry it; an event without it, or
+ *    with another type, is rejected before the stage runs, naming the field.
+ *  - KEEL_FIELD_UPSTREAM: an earlier stage of the pipeline writes it; a
+ *    pipeline where none does is refused when it is built.
+ * A FLOAT read accepts an INT input value (converted). */
+enum { KEEL_FIELD_OPTIONAL = 0, KEEL_FIELD_REQUIRED = 1, KEEL_FIELD_UPSTREAM = 2 };
+
+/* One declared field: its name, type and, for reads, where it comes from. */
 typedef struct keel_field_spec {
   const char *name;
   keel_field_type type;
-  int required;
+  int required; /* KEEL_FIELD_OPTIONAL, _REQUIRED or _UPSTREAM */
 } keel_field_spec;
 
 /* Field ids resolved for one stage, by position in the definition. */

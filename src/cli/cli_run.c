@@ -1,8 +1,50 @@
-/* cli_run.c — `keel run` (placeholder). */
+/* cli_run.c — `keel run`: stream events through the pipeline. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "cli.h"
+#include "runopts.h"
+
+/* The pipeline a signal should stop. Written before the handlers are
+ * installed and cleared after they are removed; the handler only reads it. */
+static keel_pipeline_t *volatile signal_target;
+
+static void on_signal(int sig) {
+  (void)sig;
+  keel_pipeline_stop(signal_target);
+}
+
+static void handle_signals(keel_pipeline_t *p, int on) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = on ? on_signal : SIG_DFL; /* no SA_RESTART: a blocked read returns */
+  if (on) signal_target = p;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  if (!on) signal_target = NULL;
+}
+
+int cli_run_execute(cli_run *r) {
+  char err[1024] = "";
+  keel_run_stats stats;
+  handle_signals(r->pipeline, 1);
+  keel_status st = keel_pipeline_run(r->pipeline, &r->io, &stats, err, sizeof err);
+  handle_signals(r->pipeline, 0);
+  if (st != KEEL_OK && stats.events_in == 0 && st == KEEL_EIO && !strstr(err, "writing"))
+    return cli_fail(r->cmd, KEEL_EXIT_USAGE, "%s", err); /* nothing flowed: a bad path */
+  if (!r->quiet) cli_summary_print(stderr, r, &stats);
+  int rc = cli_summary_write_json(r, &stats);
+  if (st != KEEL_OK) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s", err);
+  return rc ? rc : KEEL_EXIT_OK;
+}
 
 int keel_cmd_run(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  return cli_fail("run", KEEL_EXIT_FAIL, "not built yet");
+  cli_run r;
+  int rc = cli_run_parse(&r, "run", argc, argv);
+  if (rc < 0) rc = cli_run_build(&r);
+  if (rc < 0) rc = cli_run_execute(&r);
+  cli_run_free(&r);
+  return rc;
 }

@@ -1,0 +1,104 @@
+/* keel/pipeline.h — a chain of stages run by worker threads, streaming from
+ * a source to a sink in bounded memory.
+ *
+ * Flow: a reader thread reads NDJSON lines into batches taken from a fixed
+ * pool; workers parse each line into their own event, run the stage chain
+ * and serialize the output line (or the dead-letter record) into the batch;
+ * the calling thread is the sink: it writes batches in input order (or as
+ * they come, unordered) and returns them to the pool. The pool's size bounds
+ * everything in flight, so a slow sink pauses the reader (backpressure) and
+ * memory does not grow with the input's length.
+ *
+ * Configuration ([pipeline] section, command line > file > defaults):
+ *   stages = user,score,rank   the chain, in order (default: every registered stage)
+ *   workers = N                worker threads (default 1)
+ *   batch = N                  events per batch (default 64)
+ *   ordered = true|false       output in input order (default true)
+ * and [limits]: max_line, max_fields, max_string, max_vector, max_depth.
+ * Thread safety: create, run and destroy on one thread; keel_pipeline_stop
+ * may be called from any thread or a signal handler. */
+#ifndef KEEL_PIPELINE_H
+#define KEEL_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/config.h"
+#include "keel/export.h"
+#include "keel/stage.h"
+#include "keel/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KEEL_PIPELINE_MAX_STAGES 32
+#define KEEL_PIPELINE_MAX_WORKERS 256
+
+typedef struct keel_pipeline keel_pipeline_t;
+
+/* Per-stage counters of a run. */
+typedef struct keel_stage_stats {
+  const char *name; /* borrowed from the definition */
+  uint64_t calls;   /* process() calls */
+  uint64_t errors;  /* events the stage failed */
+  double cpu_s;     /* thread CPU time inside process() */
+} keel_stage_stats;
+
+/* Counters of one run. Always events_in = events_out + rejected. */
+typedef struct keel_run_stats {
+  uint64_t events_in;   /* non-blank input lines */
+  uint64_t events_out;  /* output lines written */
+  uint64_t rejected;    /* dead-letter records written */
+  uint64_t blank_lines; /* empty lines skipped, not events */
+  double wall_s;        /* first line read to last output written */
+  double cpu_s;         /* process CPU (user + system) over the run */
+  uint64_t rss_peak_bytes;
+  int interrupted;      /* keel_pipeline_stop ended the run early */
+  size_t n_stages;
+  keel_stage_stats stages[KEEL_PIPELINE_MAX_STAGES];
+} keel_run_stats;
+
+/* Where a run reads and writes. Paths are borrowed; "-" is stdin/stdout. */
+typedef struct keel_run_io {
+  const char *input;       /* NDJSON events */
+  const char *output;      /* NDJSON results */
+  const char *dead_letter; /* NULL: OUTPUT.rejected.ndjson when the output is a
+                              regular file, else keel-rejected.ndjson */
+} keel_run_io;
+
+/* Builds and validates a pipeline from stage definitions (registry,
+ * borrowed, must outlive the pipeline) and a configuration (borrowed, must
+ * outlive it). Every stage's init() runs here. Before any event flows, it
+ * refuses with KEEL_ECONFIG and one clear message in err: an unknown stage,
+ * a stage listed twice, an UPSTREAM read no earlier stage writes, an unknown
+ * or malformed [pipeline]/[limits] option, or a stage's own init error.
+ * *out is owned (keel_pipeline_destroy). */
+KEEL_EXTERN keel_status keel_pipeline_create(const keel_registry_t *reg, const keel_config_t *cfg,
+                                             keel_pipeline_t **out, char *err, size_t errlen);
+
+/* Destroys every stage's state and everything the pipeline owns. */
+KEEL_EXTERN void keel_pipeline_destroy(keel_pipeline_t *p);
+
+/* Streams io->input through the chain to io->output. Returns KEEL_OK when
+ * the input ended (or a stop was asked) and every accepted event is either
+ * in the output or in the dead-letter file; *stats (may be NULL) gets the
+ * counters. KEEL_EIO with err for an input that cannot be opened or an
+ * output that cannot be written (the run stops; events in flight are
+ * flushed where possible). May be called again for another run. */
+KEEL_EXTERN keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io *io, keel_run_stats *stats,
+                                          char *err, size_t errlen);
+
+/* Asks a running pipeline to stop reading; events in flight finish and are
+ * written. Async-signal-safe. */
+KEEL_EXTERN void keel_pipeline_stop(keel_pipeline_t *p);
+
+/* The resolved settings (for summaries). */
+KEEL_EXTERN unsigned keel_pipeline_workers(const keel_pipeline_t *p);
+KEEL_EXTERN size_t keel_pipeline_stage_count(const keel_pipeline_t *p);
+KEEL_EXTERN const keel_stage_def *keel_pipeline_stage(const keel_pipeline_t *p, size_t i);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,258 @@
+/* runopts.c — options shared by `keel run`, `check` and `demo`; building a
+ * pipeline from them; the summaries. */
+#include "runopts.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "keel/io.h"
+#include "keel/recsys.h"
+
+enum {
+  OPT_CONFIG = 256, OPT_PLUGIN, OPT_INPUT, OPT_OUTPUT, OPT_DEAD_LETTER, OPT_WORKERS, OPT_BATCH, OPT_UNORDERED,
+  OPT_STAGES, OPT_SUMMARY, OPT_SET, OPT_MAX_LINE, OPT_CATALOG, OPT_PRODUCTS, OPT_DIM, OPT_QUIET, OPT_HELP
+};
+
+static const struct option long_opts[] = {
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"plugin", required_argument, NULL, OPT_PLUGIN},
+    {"input", required_argument, NULL, OPT_INPUT},
+    {"output", required_argument, NULL, OPT_OUTPUT},
+    {"dead-letter", required_argument, NULL, OPT_DEAD_LETTER},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"unordered", no_argument, NULL, OPT_UNORDERED},
+    {"stages", required_argument, NULL, OPT_STAGES},
+    {"summary-json", required_argument, NULL, OPT_SUMMARY},
+    {"set", required_argument, NULL, OPT_SET},
+    {"max-line", required_argument, NULL, OPT_MAX_LINE},
+    {"catalog", required_argument, NULL, OPT_CATALOG},
+    {"products", required_argument, NULL, OPT_PRODUCTS},
+    {"dim", required_argument, NULL, OPT_DIM},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0}};
+
+void cli_run_options_help(FILE *f) {
+  fprintf(f,
+          "  --config FILE         INI configuration (command line > file > defaults)\n"
+          "  --plugin FILE.so      load stages from a plugin (repeatable)\n"
+          "  --input FILE|-        NDJSON events to read (default: stdin)\n"
+          "  --output FILE|-       NDJSON results to write (default: stdout)\n"
+          "  --dead-letter FILE    rejected events (default: OUTPUT.rejected.ndjson for a regular\n"
+          "                        file output, else ./keel-rejected.ndjson); created on first reject\n"
+          "  --workers N           worker threads ([pipeline] workers, default 1)\n"
+          "  --batch N             events per batch ([pipeline] batch, default 64)\n"
+          "  --unordered           write results as they finish, not in input order\n"
+          "  --stages LIST         the stage chain, e.g. user,score,rank ([pipeline] stages)\n"
+          "  --summary-json FILE   write the run's summary as one JSON object\n"
+          "  --set SEC.KEY=VALUE   set any configuration value (repeatable)\n"
+          "  --max-line SIZE       longest input line accepted ([limits] max_line, default 1MiB)\n"
+          "  --catalog FILE        product catalog written by `keel catalog` ([catalog] file)\n"
+          "  --products N          generated catalog size ([catalog] products, default 20000)\n"
+          "  --dim D               embedding dimension ([catalog] dim, default 64)\n"
+          "  --quiet               no summary on stderr\n"
+          "  --help                this text\n");
+}
+
+static int set_cli(cli_run *r, const char *section, const char *key, const char *value) {
+  if (keel_config_set(r->cfg, section, key, value, KEEL_CONFIG_CLI) != KEEL_OK)
+    return cli_fail(r->cmd, KEEL_EXIT_FAIL, "out of memory");
+  return -1;
+}
+
+/* --set SECTION.KEY=VALUE; the section may itself contain dots
+ * (stage.rank.k_max): the key is after the last dot before '='. */
+static int set_generic(cli_run *r, const char *arg) {
+  const char *eq = strchr(arg, '=');
+  const char *dot = NULL;
+  for (const char *s = arg; eq && s < eq; s++)
+    if (*s == '.') dot = s;
+  if (!eq || !dot || dot == arg || dot + 1 == eq)
+    return cli_usage(r->cmd, "--set wants SECTION.KEY=VALUE, got '%s'", arg);
+  char section[128], key[128];
+  snprintf(section, sizeof section, "%.*s", (int)(dot - arg), arg);
+  snprintf(key, sizeof key, "%.*s", (int)(eq - dot - 1), dot + 1);
+  return set_cli(r, section, key, eq + 1);
+}
+
+static int check_count(cli_run *r, const char *opt, const char *v) {
+  uint64_t n;
+  if (cli_parse_u64(v, &n) || n == 0) return cli_usage(r->cmd, "%s wants a positive integer, got '%s'", opt, v);
+  return -1;
+}
+
+static int one_option(cli_run *r, int c, const char *arg) {
+  uint64_t size;
+  int rc;
+  switch (c) {
+    case OPT_CONFIG: r->config_path = arg; return -1;
+    case OPT_PLUGIN:
+      if (r->n_plugins == CLI_MAX_PLUGINS) return cli_usage(r->cmd, "at most %d --plugin options", CLI_MAX_PLUGINS);
+      r->plugins[r->n_plugins++] = arg;
+      return -1;
+    case OPT_INPUT: r->io.input = arg; return -1;
+    case OPT_OUTPUT: r->io.output = arg; return -1;
+    case OPT_DEAD_LETTER: r->io.dead_letter = arg; return -1;
+    case OPT_SUMMARY: r->summary_json = arg; return -1;
+    case OPT_QUIET: r->quiet = 1; return -1;
+    case OPT_WORKERS:
+      if ((rc = check_count(r, "--workers", arg)) >= 0) return rc;
+      return set_cli(r, "pipeline", "workers", arg);
+    case OPT_BATCH:
+      if ((rc = check_count(r, "--batch", arg)) >= 0) return rc;
+      return set_cli(r, "pipeline", "batch", arg);
+    case OPT_UNORDERED: return set_cli(r, "pipeline", "ordered", "false");
+    case OPT_STAGES: return set_cli(r, "pipeline", "stages", arg);
+    case OPT_SET: return set_generic(r, arg);
+    case OPT_MAX_LINE: {
+      if (keel_parse_size(arg, &size) != KEEL_OK || size == 0)
+        return cli_usage(r->cmd, "--max-line wants a size such as 1MiB, got '%s'", arg);
+      char buf[32];
+      snprintf(buf, sizeof buf, "%llu", (unsigned long long)size);
+      return set_cli(r, "limits", "max_line", buf);
+    }
+    case OPT_CATALOG: return set_cli(r, "catalog", "file", arg);
+    case OPT_PRODUCTS:
+      if ((rc = check_count(r, "--products", arg)) >= 0) return rc;
+      return set_cli(r, "catalog", "products", arg);
+    case OPT_DIM:
+      if ((rc = check_count(r, "--dim", arg)) >= 0) return rc;
+      return set_cli(r, "catalog", "dim", arg);
+  }
+  return cli_usage(r->cmd, "unknown option");
+}
+
+/* Defaults go in first, with their origin, so `keel check` shows them. */
+static keel_status set_defaults(keel_config_t *cfg) {
+  keel_limits l;
+  keel_limits_default(&l);
+  char buf[5][32];
+  snprintf(buf[0], 32, "%zu", l.max_line);
+  snprintf(buf[1], 32, "%zu", l.max_fields);
+  snprintf(buf[2], 32, "%zu", l.max_string);
+  snprintf(buf[3], 32, "%zu", l.max_vector);
+  snprintf(buf[4], 32, "%zu", l.max_depth);
+  const char *d[][3] = {{"pipeline", "stages", "user,score,rank"}, {"pipeline", "workers", "1"},
+                        {"pipeline", "batch", "64"},  {"pipeline", "ordered", "true"},
+                        {"limits", "max_line", buf[0]}, {"limits", "max_fields", buf[1]},
+                        {"limits", "max_string", buf[2]}, {"limits", "max_vector", buf[3]},
+                        {"limits", "max_depth", buf[4]}};
+  keel_status st = KEEL_OK;
+  for (size_t i = 0; i < sizeof d / sizeof d[0] && st == KEEL_OK; i++)
+    st = keel_config_set(cfg, d[i][0], d[i][1], d[i][2], KEEL_CONFIG_DEFAULT);
+  return st;
+}
+
+int cli_run_parse(cli_run *r, const char *cmd, int argc, char **argv) {
+  memset(r, 0, sizeof *r);
+  r->cmd = cmd;
+  r->io.input = "-";
+  r->io.output = "-";
+  if (keel_config_create(&r->cfg) != KEEL_OK || set_defaults(r->cfg) != KEEL_OK)
+    return cli_fail(cmd, KEEL_EXIT_FAIL, "out of memory");
+  opterr = 0;
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
+    if (c == OPT_HELP) {
+      printf("usage: keel %s [OPTIONS]\n\noptions:\n", cmd);
+      cli_run_options_help(stdout);
+      return KEEL_EXIT_OK;
+    }
+    if (c == ':') return cli_usage(cmd, "option %s needs a value", argv[optind - 1]);
+    if (c == '?') return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
+    int rc = one_option(r, c, optarg);
+    if (rc >= 0) return rc;
+  }
+  if (optind < argc) return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+  return -1;
+}
+
+/* The recommendation engine's stages are there unless the chain names none
+ * of them (a plugin-only pipeline then does not pay for a catalog). */
+static int wants_recsys(const keel_config_t *cfg) {
+  const char *stages = keel_config_get(cfg, "pipeline", "stages");
+  if (!stages) return 1;
+  static const char *const names[] = {"user", "score", "rank"};
+  for (size_t i = 0; i < 3; i++)
+    for (const char *s = stages; (s = strstr(s, names[i])) != NULL; s++) {
+      size_t n = strlen(names[i]);
+      int start = s == stages || s[-1] == ',' || s[-1] == ' ';
+      int end = s[n] == '\0' || s[n] == ',' || s[n] == ' ';
+      if (start && end) return 1;
+    }
+  return 0;
+}
+
+int cli_run_build(cli_run *r) {
+  char err[1024] = "";
+  keel_status st;
+  if (r->config_path && (st = keel_config_load_file(r->cfg, r->config_path, err, sizeof err)) != KEEL_OK)
+    return cli_fail(r->cmd, st == KEEL_ENOMEM ? KEEL_EXIT_FAIL : KEEL_EXIT_USAGE, "%s", err);
+  if (keel_registry_create(&r->reg) != KEEL_OK) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "out of memory");
+  if (wants_recsys(r->cfg)) {
+    if ((st = keel_recsys_create(r->cfg, &r->rs, err, sizeof err)) != KEEL_OK)
+      return cli_fail(r->cmd, st == KEEL_ENOMEM ? KEEL_EXIT_FAIL : KEEL_EXIT_USAGE, "%s", err);
+    if ((st = keel_recsys_register(r->reg, r->rs, err, sizeof err)) != KEEL_OK)
+      return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s", err);
+  }
+  for (size_t i = 0; i < r->n_plugins; i++) {
+    err[0] = '\0';
+    if ((st = keel_registry_load_plugin(r->reg, r->plugins[i], err, sizeof err)) != KEEL_OK)
+      return cli_fail(r->cmd, KEEL_EXIT_USAGE, "%s", err);
+  }
+  if ((st = keel_pipeline_create(r->reg, r->cfg, &r->pipeline, err, sizeof err)) != KEEL_OK)
+    return cli_fail(r->cmd, st == KEEL_ENOMEM ? KEEL_EXIT_FAIL : KEEL_EXIT_USAGE, "%s", err);
+  return -1;
+}
+
+void cli_run_free(cli_run *r) {
+  keel_pipeline_destroy(r->pipeline);
+  keel_registry_destroy(r->reg);
+  keel_recsys_destroy(r->rs);
+  keel_config_destroy(r->cfg);
+  memset(r, 0, sizeof *r);
+}
+
+void cli_summary_print(FILE *f, const cli_run *r, const keel_run_stats *s) {
+  double rate = s->wall_s > 0 ? (double)s->events_out / s->wall_s : 0;
+  fprintf(f,
+          "keel %s: %llu events in, %llu out, %llu rejected, %llu blank lines%s\n"
+          "  wall %.3f s (%.0f events/s), cpu %.3f s, peak RSS %.1f MiB, %u worker%s\n",
+          r->cmd, (unsigned long long)s->events_in, (unsigned long long)s->events_out,
+          (unsigned long long)s->rejected, (unsigned long long)s->blank_lines,
+          s->interrupted ? " (interrupted: stopped reading, flushed what was in flight)" : "", s->wall_s, rate,
+          s->cpu_s, s->rss_peak_bytes / 1048576.0, keel_pipeline_workers(r->pipeline),
+          keel_pipeline_workers(r->pipeline) == 1 ? "" : "s");
+  fprintf(f, "  %-12s %12s %10s %10s %12s\n", "stage", "calls", "errors", "cpu s", "us/call");
+  for (size_t i = 0; i < s->n_stages; i++) {
+    const keel_stage_stats *x = &s->stages[i];
+    fprintf(f, "  %-12s %12llu %10llu %10.3f %12.2f\n", x->name, (unsigned long long)x->calls,
+            (unsigned long long)x->errors, x->cpu_s, x->calls ? x->cpu_s * 1e6 / (double)x->calls : 0.0);
+  }
+  if (s->rejected)
+    fprintf(f, "  rejected events are in the dead-letter file, each with its line number and reason\n");
+}
+
+int cli_summary_write_json(const cli_run *r, const keel_run_stats *s) {
+  if (!r->summary_json) return 0;
+  FILE *f = fopen(r->summary_json, "w");
+  if (!f) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s: cannot write the summary", r->summary_json);
+  fprintf(f,
+          "{\"events_in\":%llu,\"events_out\":%llu,\"rejected\":%llu,\"blank_lines\":%llu,"
+          "\"wall_s\":%.6f,\"cpu_s\":%.6f,\"rss_peak_bytes\":%llu,\"workers\":%u,\"interrupted\":%s,\"stages\":{",
+          (unsigned long long)s->events_in, (unsigned long long)s->events_out, (unsigned long long)s->rejected,
+          (unsigned long long)s->blank_lines, s->wall_s, s->cpu_s, (unsigned long long)s->rss_peak_bytes,
+          keel_pipeline_workers(r->pipeline), s->interrupted ? "true" : "false");
+  for (size_t i = 0; i < s->n_stages; i++) {
+    const keel_stage_stats *x = &s->stages[i];
+    fprintf(f, "%s\"%s\":{\"calls\":%llu,\"errors\":%llu,\"cpu_s\":%.6f}", i ? "," : "", x->name,
+            (unsigned long long)x->calls, (unsigned long long)x->errors, x->cpu_s);
+  }
+  fprintf(f, "}}\n");
+  if (fclose(f) != 0) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s: cannot write the summary", r->summary_json);
+  return 0;
+}

@@ -1,0 +1,241 @@
+/* pipeline.c — building, validating and running a chain of stages.
+ *
+ * Threads and ownership during a run:
+ *
+ *   reader ──work queue──► workers (N) ──done queue──► sink (the caller)
+ *      ▲                                                  │
+ *      └──────────────── free queue (the batch pool) ◄────┘
+ *
+ *  - A batch (owned by the pipeline, tag "queue") holds up to `batch` input
+ *    lines, copied into its text buffer, and after a worker is done, their
+ *    output lines (out buffer) and dead-letter reasons (reasons buffer).
+ *    Whoever popped a batch owns it until it pushes it on: exactly one thread
+ *    touches a batch at a time, so batches need no lock of their own.
+ *  - Each worker owns one event whose arena is reset for every line; nothing
+ *    of an event outlives its serialization into the batch.
+ *  - The pool holds `workers * 3 + 2` batches. Nothing else grows with the
+ *    input: when the sink is slow the reader waits for a free batch.
+ *  - Ordered output: batches carry a sequence number; the sink parks early
+ *    ones in a ring of pool size (at most pool-size batches exist, so no two
+ *    in flight share a slot) and writes them in sequence.
+ * Counters: per-worker stage counters are written by their worker only
+ * (relaxed atomics) and summed by the sink after the workers are joined. */
+#include "keel/pipeline.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "keel/io.h"
+#include "keel/mem.h"
+#include "pipeline_int.h"
+
+/* ---- building and validating ---- */
+
+static const char *const pipeline_keys[] = {"stages", "workers", "batch", "ordered", NULL};
+static const char *const limit_keys[] = {"max_line", "max_fields", "max_string", "max_vector", "max_depth", "k_max",
+                                         NULL};
+
+/* An option in a section keel owns that keel does not know is an error, not
+ * a silent no-op: a typo must not be ignored. */
+static keel_status check_keys(const keel_config_t *cfg, const char *section, const char *const *known, char *err,
+                              size_t errlen) {
+  for (size_t i = 0; i < keel_config_count(cfg); i++) {
+    const char *sec, *key;
+    keel_config_entry(cfg, i, &sec, &key, NULL, NULL);
+    if (strcmp(sec, section)) continue;
+    size_t k = 0;
+    while (known[k] && strcmp(known[k], key)) k++;
+    if (!known[k]) {
+      snprintf(err, errlen, "unknown option '%s' in [%s]", key, section);
+      return KEEL_ECONFIG;
+    }
+  }
+  return KEEL_OK;
+}
+
+static keel_status read_limits(keel_pipeline_t *p, char *err, size_t errlen) {
+  keel_limits_default(&p->limits);
+  static const struct { const char *key; size_t off; int64_t max; } L[] = {
+      {"max_line", offsetof(keel_limits, max_line), (int64_t)1 << 30},
+      {"max_fields", offsetof(keel_limits, max_fields), 4096},
+      {"max_string", offsetof(keel_limits, max_string), (int64_t)1 << 30},
+      {"max_vector", offsetof(keel_limits, max_vector), (int64_t)1 << 24},
+      {"max_depth", offsetof(keel_limits, max_depth), 64}};
+  for (size_t i = 0; i < sizeof L / sizeof L[0]; i++) {
+    size_t *field = (size_t *)((char *)&p->limits + L[i].off);
+    int64_t v;
+    keel_status st = keel_config_get_int(p->cfg, "limits", L[i].key, (int64_t)*field, 1, L[i].max, &v, err, errlen);
+    if (st != KEEL_OK) return st;
+    *field = (size_t)v;
+  }
+  return check_keys(p->cfg, "limits", limit_keys, err, errlen);
+}
+
+static keel_status read_pipeline_options(keel_pipeline_t *p, char *err, size_t errlen) {
+  int64_t v;
+  keel_status st = check_keys(p->cfg, "pipeline", pipeline_keys, err, errlen);
+  if (st == KEEL_OK) st = keel_config_get_int(p->cfg, "pipeline", "workers", 1, 1, KEEL_PIPELINE_MAX_WORKERS, &v, err, errlen);
+  if (st != KEEL_OK) return st;
+  p->workers = (unsigned)v;
+  if ((st = keel_config_get_int(p->cfg, "pipeline", "batch", 64, 1, 4096, &v, err, errlen)) != KEEL_OK) return st;
+  p->batch_size = (size_t)v;
+  if ((st = keel_config_get_bool(p->cfg, "pipeline", "ordered", 1, &p->ordered, err, errlen)) != KEEL_OK) return st;
+  return read_limits(p, err, errlen);
+}
+
+/* Does an earlier stage than `upto` write `name`? */
+static int written_before(const keel_pipeline_t *p, size_t upto, const char *name) {
+  for (size_t i = 0; i < upto; i++)
+    for (size_t j = 0; j < p->stages[i].def->n_writes; j++)
+      if (!strcmp(p->stages[i].def->writes[j].name, name)) return 1;
+  return 0;
+}
+
+static keel_status add_stage(keel_pipeline_t *p, const char *name, size_t len, char *err, size_t errlen) {
+  char buf[KEEL_FIELD_NAME_MAX + 1];
+  if (len == 0 || len > KEEL_FIELD_NAME_MAX) {
+    snprintf(err, errlen, "[pipeline] stages: empty or too long stage name");
+    return KEEL_ECONFIG;
+  }
+  memcpy(buf, name, len);
+  buf[len] = '\0';
+  const keel_stage_def *d = keel_registry_find(p->reg, buf);
+  if (!d) {
+    int n = snprintf(err, errlen, "unknown stage '%s' in [pipeline] stages (known:", buf);
+    for (size_t i = 0; i < keel_registry_count(p->reg) && n > 0 && (size_t)n < errlen; i++)
+      n += snprintf(err + n, errlen - (size_t)n, " %s", keel_registry_at(p->reg, i)->name);
+    if (n > 0 && (size_t)n < errlen) snprintf(err + n, errlen - (size_t)n, ")");
+    return KEEL_ECONFIG;
+  }
+  for (size_t i = 0; i < p->n_stages; i++)
+    if (p->stages[i].def == d) {
+      snprintf(err, errlen, "stage '%s' appears twice in [pipeline] stages", buf);
+      return KEEL_ECONFIG;
+    }
+  if (p->n_stages == KEEL_PIPELINE_MAX_STAGES) {
+    snprintf(err, errlen, "more than %d stages in [pipeline] stages", KEEL_PIPELINE_MAX_STAGES);
+    return KEEL_ECONFIG;
+  }
+  p->stages[p->n_stages++].def = d;
+  return KEEL_OK;
+}
+
+static keel_status resolve_stage(keel_pipeline_t *p, size_t idx, char *err, size_t errlen) {
+  stage_slot *s = &p->stages[idx];
+  const keel_stage_def *d = s->def;
+  s->ids = keel_mem_calloc(KEEL_MEM_PIPELINE, d->n_reads + d->n_writes + 1, sizeof *s->ids);
+  if (!s->ids) return KEEL_ENOMEM;
+  for (size_t i = 0; i < d->n_reads + d->n_writes; i++) {
+    const keel_field_spec *f = i < d->n_reads ? &d->reads[i] : &d->writes[i - d->n_reads];
+    if (i < d->n_reads && f->required == KEEL_FIELD_UPSTREAM && !written_before(p, idx, f->name)) {
+      snprintf(err, errlen, "stage '%s' reads '%s', which no earlier stage writes", d->name, f->name);
+      return KEEL_ECONFIG;
+    }
+    keel_status st = keel_schema_intern(p->schema, f->name, strlen(f->name), &s->ids[i]);
+    if (st != KEEL_OK) return st;
+  }
+  s->io.reads = s->ids;
+  s->io.writes = s->ids + d->n_reads;
+  if (d->event_type) {
+    size_t n = strlen(p->known_types);
+    snprintf(p->known_types + n, sizeof p->known_types - n, "%s%s", n ? ", " : "", d->event_type);
+  } else {
+    p->has_catch_all = 1;
+  }
+  return KEEL_OK;
+}
+
+static keel_status init_stage(keel_pipeline_t *p, stage_slot *s, char *err, size_t errlen) {
+  if (!s->def->init) {
+    s->state = s->def->userdata;
+    s->initialized = 1;
+    return KEEL_OK;
+  }
+  keel_stage_env env = {s->def->name, s->def->userdata, p->cfg, KEEL_MEM_OTHER, err, errlen};
+  keel_status st = keel_mem_tag_register(s->def->name, &env.tag);
+  if (st != KEEL_OK) return st;
+  err[0] = '\0';
+  st = s->def->init(&env, &s->state);
+  if (st != KEEL_OK) {
+    char why[256];
+    snprintf(why, sizeof why, "%s", err[0] ? err : keel_status_str(st));
+    snprintf(err, errlen, "stage '%s': %s", s->def->name, why);
+    return st == KEEL_ENOMEM ? st : KEEL_ECONFIG;
+  }
+  s->initialized = 1;
+  return KEEL_OK;
+}
+
+static keel_status build_chain(keel_pipeline_t *p, char *err, size_t errlen) {
+  const char *list = keel_config_get(p->cfg, "pipeline", "stages");
+  keel_status st = KEEL_OK;
+  if (!list) {
+    for (size_t i = 0; i < keel_registry_count(p->reg) && st == KEEL_OK; i++) {
+      const char *n = keel_registry_at(p->reg, i)->name;
+      st = add_stage(p, n, strlen(n), err, errlen);
+    }
+  } else {
+    for (const char *s = list; st == KEEL_OK && *s;) {
+      s += strspn(s, " \t,");
+      size_t len = strcspn(s, " \t,");
+      if (len) st = add_stage(p, s, len, err, errlen);
+      s += len;
+    }
+  }
+  if (st != KEEL_OK) return st;
+  if (p->n_stages == 0) {
+    snprintf(err, errlen, "the pipeline has no stages");
+    return KEEL_ECONFIG;
+  }
+  for (size_t i = 0; i < p->n_stages && st == KEEL_OK; i++) st = resolve_stage(p, i, err, errlen);
+  for (size_t i = 0; i < p->n_stages && st == KEEL_OK; i++) st = init_stage(p, &p->stages[i], err, errlen);
+  return st;
+}
+
+keel_status keel_pipeline_create(const keel_registry_t *reg, const keel_config_t *cfg, keel_pipeline_t **out,
+                                 char *err, size_t errlen) {
+  if (!reg || !cfg || !out || !err || !errlen) return KEEL_EINVAL;
+  err[0] = '\0';
+  keel_pipeline_t *p = keel_mem_calloc(KEEL_MEM_PIPELINE, 1, sizeof *p);
+  if (!p) return KEEL_ENOMEM;
+  p->reg = reg;
+  p->cfg = cfg;
+  keel_status st = keel_schema_create(&p->schema);
+  if (st == KEEL_OK) st = keel_schema_intern(p->schema, "type", 4, &p->type_id);
+  if (st == KEEL_OK) st = read_pipeline_options(p, err, errlen);
+  if (st == KEEL_OK) st = build_chain(p, err, errlen);
+  if (st != KEEL_OK) {
+    if (st == KEEL_ENOMEM && !err[0]) snprintf(err, errlen, "out of memory while building the pipeline");
+    keel_pipeline_destroy(p);
+    return st;
+  }
+  *out = p;
+  return KEEL_OK;
+}
+
+void keel_pipeline_destroy(keel_pipeline_t *p) {
+  if (!p) return;
+  for (size_t i = 0; i < p->n_stages; i++) {
+    stage_slot *s = &p->stages[i];
+    if (s->initialized && s->def->init && s->def->destroy) s->def->destroy(s->state);
+    keel_mem_free(s->ids);
+  }
+  keel_schema_destroy(p->schema);
+  keel_mem_free(p);
+}
+
+void keel_pipeline_stop(keel_pipeline_t *p) {
+  if (p) atomic_store_explicit(&p->stop, 1, memory_order_relaxed);
+}
+
+unsigned keel_pipeline_workers(const keel_pipeline_t *p) { return p->workers; }
+size_t keel_pipeline_stage_count(const keel_pipeline_t *p) { return p->n_stages; }
+const keel_stage_def *keel_pipeline_stage(const keel_pipeline_t *p, size_t i) { return p->stages[i].def; }
+

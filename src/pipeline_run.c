@@ -1,0 +1,459 @@
+/* pipeline_run.c — one run of a pipeline: reader, workers, sink.
+ * The threads, the batch pool and who owns what are described in pipeline.c. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "keel/mem.h"
+#include "pipeline_int.h"
+
+static double since(const struct timespec *t0) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)(t.tv_sec - t0->tv_sec) + (t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static uint64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double process_cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+         ru.ru_stime.tv_usec / 1e6;
+}
+
+static void bump(_Atomic uint64_t *c, uint64_t by) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by, memory_order_relaxed);
+}
+
+/* ---- one event through the chain ---- */
+
+static int type_is(const keel_value *type, const char *want) {
+  return type->type == KEEL_FIELD_STRING && strlen(want) == type->u.str.len &&
+         memcmp(type->u.str.ptr, want, type->u.str.len) == 0;
+}
+
+/* Checks the input fields a stage reads; converts an INT given for a FLOAT. */
+static int check_reads(const stage_slot *s, keel_event_t *ev, char *reason, size_t len) {
+  const keel_stage_def *d = s->def;
+  for (size_t i = 0; i < d->n_reads; i++) {
+    const keel_field_spec *f = &d->reads[i];
+    if (f->required == KEEL_FIELD_UPSTREAM) continue;
+    keel_value v;
+    if (!keel_event_get(ev, s->io.reads[i], &v)) {
+      if (f->required != KEEL_FIELD_REQUIRED) continue;
+      snprintf(reason, len, "missing required field '%s'", f->name);
+      return 0;
+    }
+    if (v.type == f->type) continue;
+    if (f->type == KEEL_FIELD_FLOAT && v.type == KEEL_FIELD_INT &&
+        keel_event_set_float(ev, s->io.reads[i], (double)v.u.i) == KEEL_OK)
+      continue;
+    snprintf(reason, len, "field '%s': expected %s, got %s", f->name, keel_field_type_name(f->type),
+             keel_field_type_name(v.type));
+    return 0;
+  }
+  return 1;
+}
+
+static int run_stage(const stage_slot *s, counters *c, keel_event_t *ev, char *reason, size_t len) {
+  uint64_t t0 = thread_cpu_ns();
+  keel_status st = s->def->process(s->state, ev, &s->io);
+  bump(&c->cpu_ns, thread_cpu_ns() - t0);
+  bump(&c->calls, 1);
+  if (st == KEEL_OK) return 1;
+  bump(&c->errors, 1);
+  const char *why = keel_event_reason(ev);
+  snprintf(reason, len, "%s: %s", s->def->name, why ? why : keel_status_str(st));
+  return 0;
+}
+
+int keel__pipeline_process(keel_pipeline_t *p, worker *w, keel_event_t *ev, char *reason, size_t len) {
+  keel_value type = {.type = KEEL_FIELD_NONE};
+  int have_type = keel_event_get(ev, p->type_id, &type);
+  if (!p->has_catch_all) {
+    if (!have_type) {
+      snprintf(reason, len, "missing required field 'type' (one of: %s)", p->known_types);
+      return 0;
+    }
+    if (type.type != KEEL_FIELD_STRING) {
+      snprintf(reason, len, "field 'type': expected string, got %s", keel_field_type_name(type.type));
+      return 0;
+    }
+  }
+  int handled = 0;
+  for (size_t i = 0; i < p->n_stages; i++) {
+    const stage_slot *s = &p->stages[i];
+    if (s->def->event_type && !(have_type && type_is(&type, s->def->event_type))) continue;
+    handled = 1;
+    if (!check_reads(s, ev, reason, len) || !run_stage(s, &w->c[i], ev, reason, len)) return 0;
+  }
+  if (!handled) {
+    snprintf(reason, len, "unknown event type '%.*s' (known: %s)", (int)(type.u.str.len > 64 ? 64 : type.u.str.len),
+             type.u.str.ptr, p->known_types);
+    return 0;
+  }
+  return 1;
+}
+
+/* ---- workers ---- */
+
+static void reject(batch *b, record *r, const char *reason) {
+  r->rejected = 1;
+  r->out_off = b->reasons.len;
+  if (keel_buf_append(&b->reasons, reason, strlen(reason) + 1) != KEEL_OK) {
+    r->out_off = SIZE_MAX; /* the sink writes a fixed reason */
+    return;
+  }
+  r->out_len = strlen(reason);
+}
+
+static void process_record(keel_pipeline_t *p, worker *w, batch *b, record *r) {
+  char reason[REASON_MAX];
+  keel_event_t *ev = w->ev;
+  keel_event_reset(ev);
+  keel_event_set_line(ev, r->line);
+  if (r->too_long) {
+    snprintf(reason, sizeof reason, "line of %zu bytes exceeds the %zu-byte limit ([limits] max_line)",
+             r->full_len, p->limits.max_line);
+    reject(b, r, reason);
+    return;
+  }
+  keel_status st = keel_json_to_event(ev, b->text.data + r->off, r->len, &p->limits, reason, sizeof reason);
+  if (st != KEEL_OK) {
+    if (st == KEEL_ENOMEM) snprintf(reason, sizeof reason, "out of memory while parsing");
+    reject(b, r, reason);
+    return;
+  }
+  if (!keel__pipeline_process(p, w, ev, reason, sizeof reason)) {
+    reject(b, r, reason);
+    return;
+  }
+  size_t off = b->out.len;
+  if (keel_json_append_event(&b->out, ev) != KEEL_OK || keel_buf_append(&b->out, "\n", 1) != KEEL_OK) {
+    b->out.len = off; /* never a partial line */
+    reject(b, r, "out of memory while writing the output line");
+    return;
+  }
+  r->rejected = 0;
+  r->out_off = off;
+  r->out_len = b->out.len - off;
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  keel_pipeline_t *p = w->p;
+  batch *b;
+  while ((b = keel__queue_pop(p->work_q)) != NULL) {
+    keel_buf_clear(&b->out);
+    keel_buf_clear(&b->reasons);
+    for (size_t i = 0; i < b->n; i++) process_record(p, w, b, &b->rec[i]);
+    keel__queue_push(p->done_q, b);
+  }
+  if (atomic_fetch_sub(&p->live_workers, 1) == 1) keel__queue_close(p->done_q);
+  return NULL;
+}
+
+/* ---- reader ---- */
+
+static int is_blank(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r') return 0;
+  return 1;
+}
+
+/* Fills b from the reader. Returns 0 at the end of the input. */
+static int fill_batch(keel_pipeline_t *p, batch *b) {
+  b->n = 0;
+  keel_buf_clear(&b->text);
+  while (b->n < p->batch_size && b->text.len < TEXT_TARGET) {
+    if (atomic_load_explicit(&p->stop, memory_order_relaxed)) return 0;
+    const char *line;
+    size_t len;
+    uint64_t no;
+    keel_status st = keel_line_reader_next(p->reader, &line, &len, &no);
+    if (st == KEEL_EAGAIN) continue;
+    if (st == KEEL_EEOF) return 0;
+    if (st != KEEL_OK && st != KEEL_ELIMIT) {
+      p->read_status = st;
+      snprintf(p->read_err, sizeof p->read_err, "reading the input: %s", keel_status_str(st));
+      return 0;
+    }
+    if (st == KEEL_OK && is_blank(line, len)) {
+      p->blank_lines++;
+      continue;
+    }
+    size_t keep = len;
+    if (st == KEEL_ELIMIT) { /* the reader holds at most max_line bytes of it */
+      keep = len < KEEP_PREFIX ? len : KEEP_PREFIX;
+      if (keep > p->limits.max_line) keep = p->limits.max_line;
+    }
+    record *r = &b->rec[b->n];
+    memset(r, 0, sizeof *r);
+    r->line = no;
+    r->off = b->text.len;
+    r->len = keep;
+    r->full_len = len;
+    r->too_long = st == KEEL_ELIMIT;
+    if (keel_buf_append(&b->text, line, keep) != KEEL_OK) {
+      /* No memory to carry the line: it still must not be lost. */
+      r->len = 0;
+      r->too_long = 1;
+    }
+    if (!atomic_load_explicit(&p->have_first, memory_order_relaxed)) {
+      clock_gettime(CLOCK_MONOTONIC, &p->first_read);
+      atomic_store_explicit(&p->have_first, 1, memory_order_release);
+    }
+    p->events_in++;
+    b->n++;
+  }
+  return 1;
+}
+
+static void *reader_main(void *arg) {
+  keel_pipeline_t *p = arg;
+  uint64_t seq = 0;
+  for (;;) {
+    batch *b = keel__queue_pop(p->free_q);
+    if (!b) break;
+    int more = fill_batch(p, b);
+    if (b->n) {
+      b->seq = seq++;
+      keel__queue_push(p->work_q, b);
+    } else {
+      keel__queue_push(p->free_q, b);
+    }
+    if (!more) break;
+  }
+  keel__queue_close(p->work_q);
+  return NULL;
+}
+
+/* ---- sink ---- */
+
+typedef struct sink {
+  FILE *out;
+  keel_dead_letter_t *dl;
+  keel_status st;
+  char err[256];
+  uint64_t out_lines, rejected;
+  struct timespec last_write;
+} sink;
+
+static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
+  (void)p;
+  if (s->st == KEEL_OK && b->out.len && fwrite(b->out.data, 1, b->out.len, s->out) != b->out.len) {
+    s->st = KEEL_EIO;
+    snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(errno));
+  }
+  for (size_t i = 0; i < b->n; i++) {
+    record *r = &b->rec[i];
+    if (!r->rejected) {
+      s->out_lines++;
+      continue;
+    }
+    const char *why = r->out_off == SIZE_MAX ? "rejected (no memory for the reason)" : b->reasons.data + r->out_off;
+    keel_status st = keel_dead_letter_write(s->dl, r->line, why, b->text.data + r->off, r->len);
+    if (st != KEEL_OK && s->st == KEEL_OK) {
+      s->st = st;
+      snprintf(s->err, sizeof s->err, "writing the dead-letter file %s: %s", keel_dead_letter_path(s->dl),
+               keel_status_str(st));
+    }
+    s->rejected++;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &s->last_write);
+  if (s->st != KEEL_OK) keel_pipeline_stop(p);
+  if (b->text.cap > 4 * TEXT_TARGET) keel_buf_free(&b->text); /* drop what one huge line grew */
+}
+
+static void drain(keel_pipeline_t *p, sink *s) {
+  batch **parked = p->parked;
+  uint64_t next = 0;
+  batch *b;
+  while ((b = keel__queue_pop(p->done_q)) != NULL) {
+    if (!p->ordered) {
+      write_batch(p, s, b);
+      keel__queue_push(p->free_q, b);
+      continue;
+    }
+    parked[b->seq % p->n_batches] = b;
+    while ((b = parked[next % p->n_batches]) != NULL && b->seq == next) {
+      parked[next % p->n_batches] = NULL;
+      write_batch(p, s, b);
+      keel__queue_push(p->free_q, b);
+      next++;
+    }
+  }
+}
+
+/* ---- set-up and tear-down of a run ---- */
+
+static void free_run(keel_pipeline_t *p) {
+  for (unsigned i = 0; p->w && i < p->workers; i++) keel_event_destroy(p->w[i].ev);
+  keel_mem_free(p->w);
+  for (size_t i = 0; p->batches && i < p->n_batches; i++) {
+    keel_mem_free(p->batches[i].rec);
+    keel_buf_free(&p->batches[i].text);
+    keel_buf_free(&p->batches[i].out);
+    keel_buf_free(&p->batches[i].reasons);
+  }
+  keel_mem_free(p->batches);
+  keel_mem_free(p->parked);
+  p->parked = NULL;
+  keel__queue_destroy(p->free_q);
+  keel__queue_destroy(p->work_q);
+  keel__queue_destroy(p->done_q);
+  p->w = NULL;
+  p->batches = NULL;
+  p->free_q = p->work_q = p->done_q = NULL;
+}
+
+static keel_status alloc_run(keel_pipeline_t *p) {
+  p->n_batches = (size_t)p->workers * 3 + 2;
+  keel_status st = keel__queue_create(p->n_batches, &p->free_q);
+  if (st == KEEL_OK) st = keel__queue_create(p->n_batches, &p->work_q);
+  if (st == KEEL_OK) st = keel__queue_create(p->n_batches, &p->done_q);
+  if (st != KEEL_OK) return st;
+  p->batches = keel_mem_calloc(KEEL_MEM_QUEUE, p->n_batches, sizeof *p->batches);
+  p->w = keel_mem_calloc(KEEL_MEM_QUEUE, p->workers, sizeof *p->w);
+  p->parked = keel_mem_calloc(KEEL_MEM_QUEUE, p->n_batches, sizeof *p->parked);
+  if (!p->batches || !p->w || !p->parked) return KEEL_ENOMEM;
+  for (size_t i = 0; i < p->n_batches; i++) {
+    batch *b = &p->batches[i];
+    keel_buf_init(&b->text, KEEL_MEM_QUEUE);
+    keel_buf_init(&b->out, KEEL_MEM_QUEUE);
+    keel_buf_init(&b->reasons, KEEL_MEM_QUEUE);
+    if (!(b->rec = keel_mem_calloc(KEEL_MEM_QUEUE, p->batch_size, sizeof *b->rec))) return KEEL_ENOMEM;
+    keel__queue_push(p->free_q, b);
+  }
+  for (unsigned i = 0; i < p->workers; i++) {
+    p->w[i].p = p;
+    if ((st = keel_event_create(p->schema, KEEL_MEM_ARENA, 0, &p->w[i].ev)) != KEEL_OK) return st;
+  }
+  return KEEL_OK;
+}
+
+static void default_dead_letter(const char *output, char *buf, size_t len) {
+  struct stat sb;
+  if (output && strcmp(output, "-") && stat(output, &sb) == 0 && S_ISREG(sb.st_mode))
+    snprintf(buf, len, "%s.rejected.ndjson", output);
+  else
+    snprintf(buf, len, "keel-rejected.ndjson");
+}
+
+static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s, char *err, size_t errlen) {
+  keel_status st = keel_line_reader_open(io->input ? io->input : "-", p->limits.max_line, &p->reader, err, errlen);
+  if (st != KEEL_OK) return st;
+  const char *out = io->output ? io->output : "-";
+  s->out = strcmp(out, "-") ? fopen(out, "w") : stdout;
+  if (!s->out) {
+    snprintf(err, errlen, "%s: cannot open for writing: %s", out, strerror(errno));
+    return KEEL_EIO;
+  }
+  if (s->out != stdout) setvbuf(s->out, NULL, _IOFBF, 1 << 20);
+  char dl[4096];
+  if (io->dead_letter) snprintf(dl, sizeof dl, "%s", io->dead_letter);
+  else default_dead_letter(out, dl, sizeof dl);
+  return keel_dead_letter_create(dl, &s->dl);
+}
+
+static void fill_stats(keel_pipeline_t *p, const sink *s, double cpu0, keel_run_stats *st) {
+  memset(st, 0, sizeof *st);
+  st->events_in = p->events_in;
+  st->events_out = s->out_lines;
+  st->rejected = s->rejected;
+  st->blank_lines = p->blank_lines;
+  if (atomic_load(&p->have_first)) {
+    double w = (double)(s->last_write.tv_sec - p->first_read.tv_sec) +
+               (s->last_write.tv_nsec - p->first_read.tv_nsec) / 1e9;
+    st->wall_s = w > 0 ? w : since(&p->first_read);
+  }
+  st->cpu_s = process_cpu_s() - cpu0;
+  st->rss_peak_bytes = keel_mem_rss_peak_bytes();
+  st->interrupted = atomic_load(&p->stop);
+  st->n_stages = p->n_stages;
+  for (size_t i = 0; i < p->n_stages; i++) {
+    keel_stage_stats *x = &st->stages[i];
+    x->name = p->stages[i].def->name;
+    uint64_t ns = 0;
+    for (unsigned k = 0; k < p->workers; k++) {
+      x->calls += atomic_load(&p->w[k].c[i].calls);
+      x->errors += atomic_load(&p->w[k].c[i].errors);
+      ns += atomic_load(&p->w[k].c[i].cpu_ns);
+    }
+    x->cpu_s = ns / 1e9;
+  }
+}
+
+static void reset_run_state(keel_pipeline_t *p) {
+  atomic_store(&p->stop, 0);
+  atomic_store(&p->have_first, 0);
+  p->blank_lines = p->events_in = 0;
+  p->read_status = KEEL_OK;
+  p->read_err[0] = '\0';
+}
+
+keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io *io, keel_run_stats *stats, char *err,
+                              size_t errlen) {
+  if (!p || !io || !err || !errlen) return KEEL_EINVAL;
+  err[0] = '\0';
+  reset_run_state(p);
+  sink s = {0};
+  keel_status st = alloc_run(p);
+  if (st == KEEL_OK) st = open_ends(p, io, &s, err, errlen);
+  if (st != KEEL_OK) {
+    if (st == KEEL_ENOMEM && !err[0]) snprintf(err, errlen, "out of memory while starting the run");
+    goto done;
+  }
+  double cpu0 = process_cpu_s();
+  pthread_t reader;
+  unsigned started = 0;
+  atomic_store(&p->live_workers, p->workers);
+  for (; started < p->workers; started++)
+    if (pthread_create(&p->w[started].thread, NULL, worker_main, &p->w[started])) break;
+  if (started < p->workers) {
+    /* Workers that never started will not close the done queue: do it. */
+    atomic_fetch_sub(&p->live_workers, p->workers - started);
+    if (started == 0) keel__queue_close(p->done_q);
+  }
+  int reader_ok = started > 0 && pthread_create(&reader, NULL, reader_main, p) == 0;
+  if (!reader_ok) keel__queue_close(p->work_q);
+  drain(p, &s);
+  if (reader_ok) pthread_join(reader, NULL);
+  for (unsigned i = 0; i < started; i++) pthread_join(p->w[i].thread, NULL);
+  if (s.out && fflush(s.out) != 0 && s.st == KEEL_OK) {
+    s.st = KEEL_EIO;
+    snprintf(s.err, sizeof s.err, "writing the output: %s", strerror(errno));
+  }
+  if (stats) fill_stats(p, &s, cpu0, stats);
+  if (!reader_ok) {
+    st = KEEL_ENOMEM;
+    snprintf(err, errlen, "cannot start the pipeline's threads");
+  } else if (s.st != KEEL_OK) {
+    st = s.st;
+    snprintf(err, errlen, "%s", s.err);
+  } else if (p->read_status != KEEL_OK) {
+    st = p->read_status;
+    snprintf(err, errlen, "%s", p->read_err);
+  }
+done:
+  if (s.out && s.out != stdout) fclose(s.out);
+  if (s.dl) {
+    keel_status c = keel_dead_letter_close(s.dl);
+    if (c != KEEL_OK && st == KEEL_OK) {
+      st = c;
+      snprintf(err, errlen, "closing the dead-letter file: %s", keel_status_str(c));
+    }
+  }
+  keel_line_reader_close(p->reader);
+  p->reader = NULL;
+  free_run(p);
+  return st;
+}
