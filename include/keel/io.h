@@ -47,13 +47,19 @@ typedef struct keel_buf {
   keel_mem_tag tag;
 } keel_buf;
 
-/* An empty buffer (no allocation until the first append). */
+/* An empty buffer (no allocation until the first append) whose memory is
+ * counted under `tag`. Every append below either succeeds whole or returns
+ * KEEL_ENOMEM and leaves the buffer unchanged. One thread at a time. */
 KEEL_EXTERN void keel_buf_init(keel_buf *b, keel_mem_tag tag);
+/* Frees the data (owned by b) and leaves b empty and reusable. */
 KEEL_EXTERN void keel_buf_free(keel_buf *b);
 /* Keeps the allocation, forgets the contents. */
 KEEL_EXTERN void keel_buf_clear(keel_buf *b);
+/* Makes room for `extra` more bytes (plus the NUL) without reallocating. */
 KEEL_EXTERN keel_status keel_buf_reserve(keel_buf *b, size_t extra);
+/* Appends n bytes of p (borrowed). */
 KEEL_EXTERN keel_status keel_buf_append(keel_buf *b, const void *p, size_t n);
+/* Appends printf-style text. KEEL_EINVAL for a bad format. */
 KEEL_EXTERN keel_status keel_buf_appendf(keel_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal (quotes included), escaping control
  * characters; bytes that are not valid UTF-8 are written as \u00XX. */
@@ -107,23 +113,38 @@ KEEL_EXTERN void keel_line_reader_close(keel_line_reader_t *r);
 
 /* ---- JSON <-> event ---- */
 
-/* Parses one NDJSON line into fields of e. Members whose names are not
- * interned in e's schema are ignored (the schema is the set of fields the
- * pipeline's stages declare, plus "type"). Types: string -> STRING,
- * integer -> INT, real -> FLOAT, array of numbers -> VECTOR, array of strings
- * or integers where the field is declared IDS -> IDS. On failure returns
- * KEEL_EPARSE or KEEL_ELIMIT and writes a reason naming what is wrong and
- * where ("invalid JSON at column 17: ...", "field 'k': expected an integer,
- * got a string") into reason. Rejects: not an object, invalid UTF-8, NaN or
- * infinite numbers, integers outside int64, nesting deeper than the limit,
- * too many members, strings or arrays over their limits. */
+/* Parses one NDJSON line (borrowed; need not be NUL-terminated) into fields
+ * of e, their payloads copied into e's arena. Only members whose names are
+ * interned in e's schema are kept (the schema is the set of fields the
+ * pipeline's stages declare, plus "type"); other members are ignored, but
+ * the limits apply to them too. Types: string -> STRING, integer -> INT,
+ * real -> FLOAT, null -> absent (no field), array of numbers -> VECTOR
+ * (float32; empty arrays too), array of strings each holding a decimal int64
+ * ("12", "-3") -> IDS. Rejected, with KEEL_EPARSE: invalid JSON (syntax,
+ * trailing garbage, invalid UTF-8, NaN/Infinity tokens, integers outside
+ * int64, reals overflowing a double), duplicate member names, a top level
+ * that is not an object, a boolean or object as a kept member's value,
+ * arrays mixing kinds or holding non-decimal strings, vector elements
+ * outside the float32 range. Rejected with KEEL_ELIMIT: a line over
+ * lim->max_line bytes, more than max_fields members, a string or member
+ * name over max_string bytes, an array over max_vector elements, nesting
+ * over max_depth (the object is level 1, an array in it level 2).
+ * lim is borrowed (NULL: the defaults). On failure reason (borrowed, may be
+ * NULL) gets a one-line text naming what and where ("invalid JSON at line 1
+ * column 17: ...", "not a JSON object (an array)", "field 'user': string of
+ * 2097152 bytes exceeds the 65536-byte limit"), and e may hold some of the
+ * fields: the caller rejects the event and resets it. KEEL_ENOMEM when the
+ * arena cannot grow. Reentrant. */
 KEEL_EXTERN keel_status keel_json_to_event(keel_event_t *e, const char *line, size_t len, const keel_limits *lim,
                                            char *reason, size_t reason_len);
 
-/* Appends e as one JSON object (no newline): {"line":N, then every field in
- * order}. INT as an integer, FLOAT with %.17g (shortest exact for doubles
- * would also do; this is deterministic), VECTOR elements with %.9g, IDS as an
- * array of decimal strings. */
+/* Appends e (borrowed) as one JSON object, no newline, to b:
+ * {"line":N, then every present field in the event's order}. Deterministic:
+ * equal events give equal bytes. INT as an integer; FLOAT with %.17g, with
+ * ".0" appended when that text is integral ("1.0", so it reads back as a
+ * FLOAT); VECTOR elements with %.9g; IDS as an array of decimal strings;
+ * STRING escaped (keel_buf_append_json_string); NaN and infinities (no JSON
+ * form) as null. KEEL_ENOMEM leaves b as it was before the call. */
 KEEL_EXTERN keel_status keel_json_append_event(keel_buf *b, const keel_event_t *e);
 
 /* ---- dead-letter file ---- */

@@ -1,0 +1,267 @@
+/* json_in.c — one NDJSON line into the fields of an event.
+ *
+ * jansson parses the line into a temporary tree (freed before returning);
+ * this file then checks keel's limits over the whole object and copies the
+ * members whose names the event's schema interns into the event's arena.
+ *
+ * Parser flags, and why:
+ *  - JSON_DECODE_ANY: accept any top-level value, so that a string or an
+ *    array is reported as "not a JSON object (an array)" rather than as
+ *    jansson's generic syntax error.
+ *  - JSON_REJECT_DUPLICATES: {"user":"1","user":"2"} is rejected. Which value
+ *    wins is undefined across JSON parsers, so an event that says two things
+ *    about one field is reported instead of silently taking one.
+ *  - JSON_ALLOW_NUL: "\u0000" inside a string is accepted. keel strings are
+ *    length-counted, and the writer escapes NUL back, so it round-trips.
+ *  - Not JSON_DISABLE_EOF_CHECK: that flag stops after the first value and
+ *    would accept `{"a":1} garbage`; without it, only whitespace may follow.
+ * jansson itself rejects invalid UTF-8 (also inside escapes: lone
+ * surrogates), the NaN / Infinity tokens, integers outside json_int_t
+ * (int64 here, checked at compile time), real numbers that overflow a
+ * double, and nesting beyond 2048 levels; keel's own depth limit is far
+ * lower and checked after the parse.
+ *
+ * Memory: jansson allocates the tree with its default allocator, outside
+ * keel_mem's accounting. The tree is transient (bounded by the line length,
+ * itself bounded by max_line) and freed before this function returns;
+ * routing jansson through keel_mem would mean a process-wide
+ * json_set_alloc_funcs, which would also capture jansson objects made by the
+ * user's own code. Everything that outlives the call is in the event's
+ * arena and counted there.
+ *
+ * Limits apply to the whole object, including members keel ignores: a
+ * 10 MB string in an unknown member is as much an attack as in a known one. */
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "keel/io.h"
+
+_Static_assert(sizeof(json_int_t) == sizeof(int64_t), "jansson must use 64-bit integers");
+
+#define PARSE_FLAGS (JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
+
+typedef struct ctx {
+  keel_event_t *e;
+  const keel_limits *lim;
+  char *reason;
+  size_t reason_len;
+} ctx;
+
+static keel_status say(ctx *c, keel_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static keel_status say(ctx *c, keel_status st, const char *fmt, ...) {
+  if (c->reason && c->reason_len) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->reason, c->reason_len, fmt, ap);
+    va_end(ap);
+  }
+  return st;
+}
+
+static const char *kind_name(const json_t *v) {
+  switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+  }
+  return "an unknown value";
+}
+
+/* Field names in reasons: cut so a 60 KiB key does not flood the reason. */
+#define NAME_SHOWN 64
+
+/* Checks v and everything below it against the size and depth limits;
+ * `depth` is the nesting level v has if it is a container (the top object
+ * is level 1, an array member level 2, an array in that array level 3);
+ * scalars add no level. `name` is the top-level member, for the reason. */
+static keel_status check_limits(ctx *c, const char *name, const json_t *v, size_t depth) {
+  const keel_limits *lim = c->lim;
+  if ((json_is_array(v) || json_is_object(v)) && depth > lim->max_depth)
+    return say(c, KEEL_ELIMIT, "field '%.*s': nesting deeper than the %zu-level limit", NAME_SHOWN, name,
+               lim->max_depth);
+  if (json_is_string(v)) {
+    size_t n = json_string_length(v);
+    if (n > lim->max_string)
+      return say(c, KEEL_ELIMIT, "field '%.*s': string of %zu bytes exceeds the %zu-byte limit", NAME_SHOWN, name,
+                 n, lim->max_string);
+  } else if (json_is_array(v)) {
+    size_t n = json_array_size(v);
+    if (n > lim->max_vector)
+      return say(c, KEEL_ELIMIT, "field '%.*s': array of %zu elements exceeds the %zu-element limit", NAME_SHOWN,
+                 name, n, lim->max_vector);
+    for (size_t i = 0; i < n; i++) {
+      keel_status st = check_limits(c, name, json_array_get(v, i), depth + 1);
+      if (st != KEEL_OK) return st;
+    }
+  } else if (json_is_object(v)) {
+    if (json_object_size(v) > lim->max_fields)
+      return say(c, KEEL_ELIMIT, "field '%.*s': object of %zu members exceeds the %zu-member limit", NAME_SHOWN,
+                 name, json_object_size(v), lim->max_fields);
+    const char *k;
+    json_t *m;
+    json_object_foreach((json_t *)v, k, m) {
+      if (strlen(k) > lim->max_string)
+        return say(c, KEEL_ELIMIT, "field '%.*s': member name of %zu bytes exceeds the %zu-byte limit", NAME_SHOWN,
+                   name, strlen(k), lim->max_string);
+      keel_status st = check_limits(c, name, m, depth + 1);
+      if (st != KEEL_OK) return st;
+    }
+  }
+  return KEEL_OK;
+}
+
+/* A decimal integer string ("-12", "0", "9007199254740993") as int64;
+ * -1 when s is not one (empty, signs other than a leading '-', other
+ * characters, or outside the int64 range). */
+static int parse_decimal(const char *s, size_t n, int64_t *out) {
+  size_t i = 0;
+  int neg = 0;
+  if (n && s[0] == '-') {
+    neg = 1;
+    i = 1;
+  }
+  if (i == n) return -1;
+  uint64_t v = 0;
+  const uint64_t lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+  for (; i < n; i++) {
+    unsigned d = (unsigned)(unsigned char)s[i] - '0';
+    if (d > 9) return -1;
+    if (v > (lim - d) / 10) return -1;
+    v = v * 10 + d;
+  }
+  *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+  return 0;
+}
+
+/* An array of numbers: float32 vector, each element finite in float32. */
+static keel_status set_vector(ctx *c, keel_field_id id, const char *name, const json_t *arr) {
+  size_t n = json_array_size(arr);
+  float *v = NULL;
+  if (n) {
+    v = keel_arena_alloc(keel_event_arena(c->e), n * sizeof *v);
+    if (!v) return say(c, KEEL_ENOMEM, "out of memory");
+  }
+  for (size_t i = 0; i < n; i++) {
+    const json_t *x = json_array_get(arr, i);
+    double d = json_number_value(x);
+    if (!(fabs(d) <= FLT_MAX))
+      return say(c, KEEL_EPARSE, "field '%.*s': element %zu (%g) is outside the float32 range", NAME_SHOWN, name,
+                 i + 1, d);
+    v[i] = (float)d;
+  }
+  keel_status st = keel_event_set_vector(c->e, id, v, n);
+  return st == KEEL_OK ? st : say(c, st, "out of memory");
+}
+
+/* An array of decimal-integer strings: an id list. */
+static keel_status set_ids(ctx *c, keel_field_id id, const char *name, const json_t *arr) {
+  size_t n = json_array_size(arr);
+  int64_t *v = keel_arena_alloc(keel_event_arena(c->e), n * sizeof *v);
+  if (!v) return say(c, KEEL_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    const json_t *x = json_array_get(arr, i);
+    if (parse_decimal(json_string_value(x), json_string_length(x), &v[i]) != 0)
+      return say(c, KEEL_EPARSE, "field '%.*s': element %zu is not a decimal int64 string (an id list holds only those)",
+                 NAME_SHOWN, name, i + 1);
+  }
+  keel_status st = keel_event_set_ids(c->e, id, v, n);
+  return st == KEEL_OK ? st : say(c, st, "out of memory");
+}
+
+/* Arrays: all numbers -> VECTOR (empty included), all strings -> IDS. */
+static keel_status set_array(ctx *c, keel_field_id id, const char *name, const json_t *arr) {
+  size_t n = json_array_size(arr), nums = 0, strs = 0;
+  for (size_t i = 0; i < n; i++) {
+    const json_t *x = json_array_get(arr, i);
+    if (json_is_number(x)) nums++;
+    else if (json_is_string(x)) strs++;
+    else
+      return say(c, KEEL_EPARSE, "field '%.*s': element %zu is %s (arrays hold numbers or id strings only)",
+                 NAME_SHOWN, name, i + 1, kind_name(x));
+  }
+  if (nums && strs)
+    return say(c, KEEL_EPARSE, "field '%.*s': array mixes numbers and strings", NAME_SHOWN, name);
+  return strs ? set_ids(c, id, name, arr) : set_vector(c, id, name, arr);
+}
+
+static keel_status set_member(ctx *c, keel_field_id id, const char *name, const json_t *v) {
+  keel_status st;
+  switch (json_typeof(v)) {
+    case JSON_STRING: st = keel_event_set_string(c->e, id, json_string_value(v), json_string_length(v)); break;
+    case JSON_INTEGER: st = keel_event_set_int(c->e, id, (int64_t)json_integer_value(v)); break;
+    case JSON_REAL: st = keel_event_set_float(c->e, id, json_real_value(v)); break;
+    case JSON_ARRAY: return set_array(c, id, name, v);
+    case JSON_NULL: return KEEL_OK; /* null is absent */
+    default:
+      return say(c, KEEL_EPARSE, "field '%.*s': %s is not a supported value (string, number or array)", NAME_SHOWN,
+                 name, kind_name(v));
+  }
+  return st == KEEL_OK ? st : say(c, st, "out of memory");
+}
+
+static keel_status parse_error(ctx *c, const json_error_t *err) {
+  switch (json_error_code(err)) {
+    case json_error_out_of_memory: return say(c, KEEL_ENOMEM, "out of memory while parsing JSON");
+    case json_error_numeric_overflow:
+      return say(c, KEEL_EPARSE, "invalid JSON at line %d column %d: number out of range (integers must fit in int64): %s",
+                 err->line, err->column, err->text);
+    case json_error_duplicate_key:
+      return say(c, KEEL_EPARSE, "invalid JSON at line %d column %d: duplicate member: %s", err->line, err->column,
+                 err->text);
+    default:
+      return say(c, KEEL_EPARSE, "invalid JSON at line %d column %d: %s", err->line, err->column, err->text);
+  }
+}
+
+static keel_status convert(ctx *c, json_t *root) {
+  if (!json_is_object(root)) return say(c, KEEL_EPARSE, "not a JSON object (%s)", kind_name(root));
+  if (json_object_size(root) > c->lim->max_fields)
+    return say(c, KEEL_ELIMIT, "object of %zu members exceeds the %zu-member limit", json_object_size(root),
+               c->lim->max_fields);
+  const keel_schema_t *schema = keel_event_schema(c->e);
+  for (void *it = json_object_iter(root); it; it = json_object_iter_next(root, it)) {
+    const char *name = json_object_iter_key(it);
+    size_t nlen = json_object_iter_key_len(it);
+    json_t *v = json_object_iter_value(it);
+    if (nlen > c->lim->max_string)
+      return say(c, KEEL_ELIMIT, "member name of %zu bytes exceeds the %zu-byte limit", nlen, c->lim->max_string);
+    keel_status st = check_limits(c, name, v, 2);
+    if (st != KEEL_OK) return st;
+    keel_field_id id;
+    if (keel_schema_lookup(schema, name, nlen, &id) != KEEL_OK) continue; /* not a field anyone uses */
+    if ((st = set_member(c, id, name, v)) != KEEL_OK) return st;
+  }
+  return KEEL_OK;
+}
+
+keel_status keel_json_to_event(keel_event_t *e, const char *line, size_t len, const keel_limits *lim, char *reason,
+                               size_t reason_len) {
+  keel_limits def;
+  if (!lim) {
+    keel_limits_default(&def);
+    lim = &def;
+  }
+  ctx c = {e, lim, reason, reason_len};
+  if (!e || (!line && len)) return say(&c, KEEL_EMISUSE, "keel_json_to_event: bad arguments");
+  if (reason && reason_len) reason[0] = '\0';
+  if (len > lim->max_line)
+    return say(&c, KEEL_ELIMIT, "line of %zu bytes exceeds the %zu-byte limit", len, lim->max_line);
+  if (len == 0) return say(&c, KEEL_EPARSE, "empty line (not a JSON object)");
+  json_error_t err;
+  json_t *root = json_loadb(line, len, PARSE_FLAGS, &err);
+  if (!root) return parse_error(&c, &err);
+  keel_status st = convert(&c, root);
+  json_decref(root);
+  return st;
+}
