@@ -62,17 +62,29 @@ static keel_status check_keys(const keel_config_t *cfg, const char *section, con
 
 static keel_status read_limits(keel_pipeline_t *p, char *err, size_t errlen) {
   keel_limits_default(&p->limits);
-  static const struct { const char *key; size_t off; int64_t max; } L[] = {
-      {"max_line", offsetof(keel_limits, max_line), (int64_t)1 << 30},
-      {"max_fields", offsetof(keel_limits, max_fields), 4096},
-      {"max_string", offsetof(keel_limits, max_string), (int64_t)1 << 30},
-      {"max_vector", offsetof(keel_limits, max_vector), (int64_t)1 << 24},
-      {"max_depth", offsetof(keel_limits, max_depth), 64}};
+  static const struct { const char *key; size_t off; uint64_t max; int size; } L[] = {
+      {"max_line", offsetof(keel_limits, max_line), (uint64_t)1 << 30, 1},
+      {"max_fields", offsetof(keel_limits, max_fields), 4096, 0},
+      {"max_string", offsetof(keel_limits, max_string), (uint64_t)1 << 30, 1},
+      {"max_vector", offsetof(keel_limits, max_vector), (uint64_t)1 << 24, 0},
+      {"max_depth", offsetof(keel_limits, max_depth), 64, 0}};
   for (size_t i = 0; i < sizeof L / sizeof L[0]; i++) {
     size_t *field = (size_t *)((char *)&p->limits + L[i].off);
-    int64_t v;
-    keel_status st = keel_config_get_int(p->cfg, "limits", L[i].key, (int64_t)*field, 1, L[i].max, &v, err, errlen);
+    uint64_t v;
+    keel_status st;
+    if (L[i].size) {
+      st = keel_config_get_size(p->cfg, "limits", L[i].key, *field, &v, err, errlen);
+    } else {
+      int64_t x;
+      st = keel_config_get_int(p->cfg, "limits", L[i].key, (int64_t)*field, 1, (int64_t)L[i].max, &x, err, errlen);
+      v = (uint64_t)x;
+    }
     if (st != KEEL_OK) return st;
+    if (v == 0 || v > L[i].max) {
+      snprintf(err, errlen, "[limits] %s = %llu: want 1..%llu", L[i].key, (unsigned long long)v,
+               (unsigned long long)L[i].max);
+      return KEEL_ECONFIG;
+    }
     *field = (size_t)v;
   }
   return check_keys(p->cfg, "limits", limit_keys, err, errlen);
