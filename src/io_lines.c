@@ -20,11 +20,10 @@
  *
  * Pipes and FIFOs: read(2) blocks until data or EOF, and EOF is only a read
  * of 0 bytes, so a FIFO whose writer pauses keeps the reader waiting. EINTR
- * is retried unless a cancel flag was set (keel_line_reader_set_cancel) and
- * is raised, which lets a SIGINT handler stop a reader blocked on a pipe. */
+ * is retried unless a cancel callback (keel_line_reader_set_cancel) says
+ * stop, which lets a SIGINT handler stop a reader blocked on a pipe. */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -47,7 +46,8 @@ struct keel_line_reader {
   uint64_t line_no;          /* lines returned so far */
   uint64_t offset;           /* bytes read from fd */
   uint64_t size;             /* st_size for a regular file, else 0 */
-  const volatile sig_atomic_t *cancel; /* borrowed, may be NULL */
+  keel_line_reader_cancel_fn cancel; /* may be NULL */
+  void *cancel_ctx;                  /* borrowed */
   char err[256];
   char path[];               /* copy of the path, for messages */
 };
@@ -120,7 +120,10 @@ nomem:
   return KEEL_ENOMEM;
 }
 
-void keel_line_reader_set_cancel(keel_line_reader_t *r, const volatile sig_atomic_t *flag) { r->cancel = flag; }
+void keel_line_reader_set_cancel(keel_line_reader_t *r, keel_line_reader_cancel_fn fn, void *ctx) {
+  r->cancel = fn;
+  r->cancel_ctx = ctx;
+}
 
 /* Reads once into buf[at, cap - 1). 1 = got bytes, 0 = EOF, or a status. */
 static int fill(keel_line_reader_t *r, size_t at, size_t *got) {
@@ -136,7 +139,7 @@ static int fill(keel_line_reader_t *r, size_t at, size_t *got) {
       return 0;
     }
     if (errno == EINTR) {
-      if (r->cancel && *r->cancel) return KEEL_ECANCELED;
+      if (r->cancel && r->cancel(r->cancel_ctx)) return KEEL_ECANCELED;
       continue;
     }
     snprintf(r->err, sizeof r->err, "%s: %s", r->path, strerror(errno));

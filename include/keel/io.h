@@ -13,7 +13,6 @@
 #ifndef KEEL_IO_H
 #define KEEL_IO_H
 
-#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -87,8 +86,8 @@ KEEL_EXTERN keel_status keel_line_reader_open(const char *path, size_t max_line,
  * holds its first max_line bytes, NUL-terminated, and *line_no its number;
  * the next call goes on with the following line. KEEL_EEOF at the end.
  * KEEL_EIO on a read error (message in keel_line_reader_error).
- * KEEL_ECANCELED when a read was interrupted by a signal while the cancel
- * flag was raised. A last line without a newline is returned like any
+ * KEEL_ECANCELED when a read was interrupted by a signal and the cancel
+ * callback said stop (keel_line_reader_set_cancel). A last line without a newline is returned like any
  * other. */
 KEEL_EXTERN keel_status keel_line_reader_next(keel_line_reader_t *r, const char **line, size_t *len,
                                               uint64_t *line_no);
@@ -97,12 +96,15 @@ KEEL_EXTERN keel_status keel_line_reader_next(keel_line_reader_t *r, const char 
 KEEL_EXTERN uint64_t keel_line_reader_offset(const keel_line_reader_t *r);
 KEEL_EXTERN uint64_t keel_line_reader_size(const keel_line_reader_t *r);
 
+/* Asked on an interrupted read (EINTR): nonzero means stop. */
+typedef int (*keel_line_reader_cancel_fn)(void *ctx);
+
 /* Makes a read interrupted by a signal (EINTR) return KEEL_ECANCELED when
- * *flag (borrowed; must outlive the reader; NULL to unset) is nonzero;
- * otherwise interrupted reads are retried. A SIGINT handler installed
- * without SA_RESTART that sets the flag thus stops a reader blocked on a
- * pipe. */
-KEEL_EXTERN void keel_line_reader_set_cancel(keel_line_reader_t *r, const volatile sig_atomic_t *flag);
+ * fn(ctx) returns nonzero; otherwise (and when fn is NULL, the default)
+ * interrupted reads are retried. A SIGINT handler installed without
+ * SA_RESTART that raises a flag fn reads thus stops a reader blocked on a
+ * pipe or FIFO. ctx is borrowed and must outlive the reader. */
+KEEL_EXTERN void keel_line_reader_set_cancel(keel_line_reader_t *r, keel_line_reader_cancel_fn fn, void *ctx);
 
 /* The last read error as "PATH: strerror" (borrowed, lives as long as r),
  * "" when none. */
