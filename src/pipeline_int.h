@@ -4,6 +4,7 @@
 #define KEEL_PIPELINE_INT_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -71,6 +72,7 @@ struct keel_pipeline {
   worker *w;
   _Atomic unsigned live_workers;
   keel_line_reader_t *reader;
+  sigset_t caller_sigmask; /* the run's caller's mask, restored in the reader */
   uint64_t blank_lines, events_in;
   struct timespec first_read;
   _Atomic int have_first;

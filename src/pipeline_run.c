@@ -1,6 +1,7 @@
 /* pipeline_run.c — one run of a pipeline: reader, workers, sink.
  * The threads, the batch pool and who owns what are described in pipeline.c. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,11 +180,10 @@ static int fill_batch(keel_pipeline_t *p, batch *b) {
     size_t len;
     uint64_t no;
     keel_status st = keel_line_reader_next(p->reader, &line, &len, &no);
-    if (st == KEEL_EAGAIN) continue;
-    if (st == KEEL_EEOF) return 0;
+    if (st == KEEL_EEOF || st == KEEL_ECANCELED) return 0;
     if (st != KEEL_OK && st != KEEL_ELIMIT) {
       p->read_status = st;
-      snprintf(p->read_err, sizeof p->read_err, "reading the input: %s", keel_status_str(st));
+      snprintf(p->read_err, sizeof p->read_err, "reading the input: %s", keel_line_reader_error(p->reader));
       return 0;
     }
     if (st == KEEL_OK && is_blank(line, len)) {
@@ -217,9 +217,18 @@ static int fill_batch(keel_pipeline_t *p, batch *b) {
   return 1;
 }
 
+static int stop_asked(void *ctx) {
+  keel_pipeline_t *p = ctx;
+  return atomic_load_explicit(&p->stop, memory_order_relaxed);
+}
+
 static void *reader_main(void *arg) {
   keel_pipeline_t *p = arg;
   uint64_t seq = 0;
+  /* Of the run's threads only this one takes SIGINT/SIGTERM, so a signal
+   * interrupts its blocking read (EINTR) and stop_asked() ends the input. */
+  pthread_sigmask(SIG_SETMASK, &p->caller_sigmask, NULL);
+  keel_line_reader_set_cancel(p->reader, stop_asked, p);
   for (;;) {
     batch *b = keel__queue_pop(p->free_q);
     if (!b) break;
@@ -413,6 +422,11 @@ keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io *io, keel_ru
     goto done;
   }
   double cpu0 = process_cpu_s();
+  sigset_t stop_sigs;
+  sigemptyset(&stop_sigs);
+  sigaddset(&stop_sigs, SIGINT);
+  sigaddset(&stop_sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_sigs, &p->caller_sigmask); /* threads inherit it */
   pthread_t reader;
   unsigned started = 0;
   atomic_store(&p->live_workers, p->workers);
@@ -428,6 +442,7 @@ keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io *io, keel_ru
   drain(p, &s);
   if (reader_ok) pthread_join(reader, NULL);
   for (unsigned i = 0; i < started; i++) pthread_join(p->w[i].thread, NULL);
+  pthread_sigmask(SIG_SETMASK, &p->caller_sigmask, NULL);
   if (s.out && fflush(s.out) != 0 && s.st == KEEL_OK) {
     s.st = KEEL_EIO;
     snprintf(s.err, sizeof s.err, "writing the output: %s", strerror(errno));

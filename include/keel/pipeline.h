@@ -89,6 +89,10 @@ KEEL_EXTERN void keel_pipeline_destroy(keel_pipeline_t *p);
 KEEL_EXTERN keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io *io, keel_run_stats *stats,
                                           char *err, size_t errlen);
 
+/* During a run, SIGINT and SIGTERM are blocked in every thread of the run
+ * but the reader, so that a handler calling keel_pipeline_stop also
+ * interrupts a read blocked on a pipe or FIFO. */
+
 /* Asks a running pipeline to stop reading; events in flight finish and are
  * written. Async-signal-safe. */
 KEEL_EXTERN void keel_pipeline_stop(keel_pipeline_t *p);
