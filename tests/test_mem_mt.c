@@ -1,0 +1,288 @@
+/* test_mem_mt.c — the tracking allocator under threads: per-tag counters
+ * when blocks are allocated on one thread and freed on another, peaks, tag
+ * registration, fault injection. */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "keel/mem.h"
+#include "testutil.h"
+
+#define THREADS 4
+#define BLOCKS 20000
+
+static keel_mem_stats stats_of(keel_mem_tag t) {
+  keel_mem_stats s;
+  assert_int_equal(keel_mem_tag_stats(t, &s), KEEL_OK);
+  return s;
+}
+
+/* ---- allocate here, free there ---- */
+
+typedef struct xfer {
+  keel_mem_tag tag;
+  int index;
+  void **mine;      /* blocks this thread allocated */
+  void **theirs;    /* blocks the previous thread allocated: freed here */
+  pthread_barrier_t *bar;
+} xfer;
+
+static void *xfer_main(void *arg) {
+  xfer *x = arg;
+  for (int i = 0; i < BLOCKS; i++) {
+    size_t size = (size_t)(1 + (i * 7 + x->index * 13) % 300);
+    x->mine[i] = keel_mem_alloc(x->tag, size);
+    if (x->mine[i]) memset(x->mine[i], x->index, size);
+    if (i % 2) { /* half are freed by their own thread */
+      keel_mem_free(x->mine[i]);
+      x->mine[i] = NULL;
+    }
+  }
+  pthread_barrier_wait(x->bar);
+  for (int i = 0; i < BLOCKS; i++) keel_mem_free(x->theirs[i]);
+  return NULL;
+}
+
+static void test_cross_thread_frees(void **state) {
+  (void)state;
+  keel_mem_tag t;
+  assert_int_equal(keel_mem_tag_register("test_mem_xfer", &t), KEEL_OK);
+  keel_mem_stats s0 = stats_of(t), all0;
+  keel_mem_total(&all0);
+  static void *blocks[THREADS][BLOCKS];
+  pthread_barrier_t bar;
+  pthread_barrier_init(&bar, NULL, THREADS);
+  xfer x[THREADS];
+  pthread_t th[THREADS];
+  for (int i = 0; i < THREADS; i++) {
+    x[i] = (xfer){t, i + 1, blocks[i], blocks[(i + THREADS - 1) % THREADS], &bar};
+    assert_int_equal(pthread_create(&th[i], NULL, xfer_main, &x[i]), 0);
+  }
+  for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+  pthread_barrier_destroy(&bar);
+  keel_mem_stats s1 = stats_of(t), all1;
+  keel_mem_total(&all1);
+  assert_int_equal(s1.current, s0.current);
+  assert_int_equal(s1.allocs - s0.allocs, (uint64_t)THREADS * BLOCKS);
+  assert_int_equal(s1.frees - s0.frees, (uint64_t)THREADS * BLOCKS);
+  assert_int_equal(all1.current, all0.current);
+  assert_true(s1.peak > 0);
+  /* Each thread held at most ~BLOCKS/2 * 300 bytes of this tag. */
+  assert_true(s1.peak <= (int64_t)THREADS * (BLOCKS / 2 * 300 + KEEL_MEM_PEAK_SLACK));
+}
+
+/* ---- peaks ---- */
+
+static void test_peak_single_thread(void **state) {
+  (void)state;
+  keel_mem_tag t;
+  assert_int_equal(keel_mem_tag_register("test_mem_peak", &t), KEEL_OK);
+  keel_mem_stats s0 = stats_of(t);
+  assert_int_equal(s0.current, 0);
+  void *p[4];
+  for (int i = 0; i < 4; i++) assert_non_null(p[i] = keel_mem_alloc(t, 1 << 20));
+  keel_mem_stats s1 = stats_of(t);
+  assert_int_equal(s1.current, 4 << 20);
+  assert_true(s1.peak >= (4 << 20) - KEEL_MEM_PEAK_SLACK && s1.peak <= 4 << 20);
+  for (int i = 0; i < 4; i++) keel_mem_free(p[i]);
+  keel_mem_stats s2 = stats_of(t);
+  assert_int_equal(s2.current, 0);
+  assert_true(s2.peak >= (4 << 20) - KEEL_MEM_PEAK_SLACK); /* the peak stays */
+  /* A smaller second round does not lower it; a larger one raises it. */
+  void *q = keel_mem_alloc(t, 1 << 20);
+  assert_int_equal(stats_of(t).peak, s2.peak);
+  void *r = keel_mem_alloc(t, 8 << 20);
+  assert_true(stats_of(t).peak >= (9 << 20) - KEEL_MEM_PEAK_SLACK);
+  keel_mem_free(q);
+  keel_mem_free(r);
+  /* realloc keeps the tag and counts the difference. */
+  void *g = keel_mem_alloc(t, 100);
+  g = keel_mem_realloc(KEEL_MEM_OTHER, g, 5000);
+  assert_non_null(g);
+  assert_int_equal(keel_mem_size(g), 5000);
+  assert_int_equal(stats_of(t).current, 5000);
+  keel_mem_free(g);
+  assert_int_equal(stats_of(t).current, 0);
+}
+
+typedef struct peak_arg {
+  keel_mem_tag tag;
+  pthread_barrier_t *bar;
+} peak_arg;
+
+static void *peak_main(void *arg) {
+  peak_arg *a = arg;
+  void *p = keel_mem_alloc(a->tag, 1 << 20);
+  pthread_barrier_wait(a->bar); /* all four blocks are live together here */
+  pthread_barrier_wait(a->bar);
+  keel_mem_free(p);
+  return NULL;
+}
+
+static void test_peak_across_threads(void **state) {
+  (void)state;
+  keel_mem_tag t;
+  assert_int_equal(keel_mem_tag_register("test_mem_peak_mt", &t), KEEL_OK);
+  pthread_barrier_t bar;
+  pthread_barrier_init(&bar, NULL, THREADS + 1);
+  peak_arg a = {t, &bar};
+  pthread_t th[THREADS];
+  for (int i = 0; i < THREADS; i++) assert_int_equal(pthread_create(&th[i], NULL, peak_main, &a), 0);
+  pthread_barrier_wait(&bar);
+  keel_mem_stats live = stats_of(t);
+  assert_int_equal(live.current, THREADS << 20);
+  pthread_barrier_wait(&bar);
+  for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+  keel_mem_stats done = stats_of(t);
+  assert_int_equal(done.current, 0);
+  assert_int_equal(done.allocs, THREADS);
+  assert_int_equal(done.frees, THREADS);
+  assert_true(done.peak >= (int64_t)(THREADS << 20) - (int64_t)THREADS * KEEL_MEM_PEAK_SLACK);
+  assert_true(done.peak <= (int64_t)(THREADS << 20));
+  pthread_barrier_destroy(&bar);
+}
+
+/* ---- tags ---- */
+
+typedef struct reg_arg {
+  keel_mem_tag got[50];
+} reg_arg;
+
+static void *reg_main(void *arg) {
+  reg_arg *r = arg;
+  char name[32];
+  for (int i = 0; i < 50; i++) {
+    snprintf(name, sizeof name, "test_mem_reg_%d", i);
+    if (keel_mem_tag_register(name, &r->got[i]) != KEEL_OK) r->got[i] = 0;
+  }
+  return NULL;
+}
+
+static void test_tag_registration(void **state) {
+  (void)state;
+  unsigned n0 = keel_mem_tag_count();
+  assert_true(n0 >= KEEL_MEM_FIXED_TAGS);
+  assert_string_equal(keel_mem_tag_name(KEEL_MEM_QUEUE), "queue");
+  assert_string_equal(keel_mem_tag_name(KEEL_MEM_MAX_TAGS + 1), "?");
+  keel_mem_tag a, b;
+  assert_int_equal(keel_mem_tag_register("pipeline", &a), KEEL_OK);
+  assert_int_equal(a, KEEL_MEM_PIPELINE); /* a fixed name gives the fixed tag */
+  assert_int_equal(keel_mem_tag_register("", &a), KEEL_EINVAL);
+  assert_int_equal(keel_mem_tag_register(NULL, &a), KEEL_EINVAL);
+  /* Four threads register the same 50 names at once: one tag per name. */
+  reg_arg r[THREADS];
+  pthread_t th[THREADS];
+  for (int i = 0; i < THREADS; i++) assert_int_equal(pthread_create(&th[i], NULL, reg_main, &r[i]), 0);
+  for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+  assert_int_equal(keel_mem_tag_count(), n0 + 50);
+  for (int k = 0; k < 50; k++) {
+    char name[32];
+    snprintf(name, sizeof name, "test_mem_reg_%d", k);
+    assert_true(r[0].got[k] >= KEEL_MEM_FIXED_TAGS);
+    for (int i = 1; i < THREADS; i++) assert_int_equal(r[i].got[k], r[0].got[k]);
+    assert_string_equal(keel_mem_tag_name(r[0].got[k]), name);
+    assert_int_equal(keel_mem_tag_register(name, &b), KEEL_OK);
+    assert_int_equal(b, r[0].got[k]);
+  }
+  /* The table is bounded: past KEEL_MEM_MAX_TAGS, ELIMIT, and nothing breaks. */
+  keel_status st = KEEL_OK;
+  for (int i = 0; i < KEEL_MEM_MAX_TAGS + 1 && st == KEEL_OK; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "test_mem_fill_%d", i);
+    st = keel_mem_tag_register(name, &b);
+  }
+  assert_int_equal(st, KEEL_ELIMIT);
+  assert_int_equal(keel_mem_tag_count(), KEEL_MEM_MAX_TAGS);
+  assert_int_equal(keel_mem_tag_register("test_mem_reg_7", &b), KEEL_OK); /* old names still resolve */
+  assert_int_equal(b, r[0].got[7]);
+  keel_mem_stats s;
+  assert_int_equal(keel_mem_tag_stats(KEEL_MEM_MAX_TAGS, &s), KEEL_EINVAL);
+}
+
+/* ---- fault injection ---- */
+
+static void test_fault_injection(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  keel_mem_fail_after(3, 0);
+  void *a = keel_mem_alloc(KEEL_MEM_OTHER, 10);
+  void *b = keel_mem_alloc(KEEL_MEM_OTHER, 10);
+  void *c = keel_mem_alloc(KEEL_MEM_OTHER, 10);
+  void *d = keel_mem_alloc(KEEL_MEM_OTHER, 10);
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_null(c);
+  assert_non_null(d); /* not persistent: only the third failed */
+  assert_int_equal(keel_mem_fault_hits(), 1);
+  keel_mem_free(a);
+  keel_mem_free(b);
+  keel_mem_free(d);
+
+  keel_mem_fail_after(2, 1);
+  a = keel_mem_alloc(KEEL_MEM_OTHER, 10);
+  assert_non_null(a);
+  assert_null(keel_mem_alloc(KEEL_MEM_OTHER, 10));
+  assert_null(keel_mem_calloc(KEEL_MEM_OTHER, 2, 10));
+  assert_null(keel_mem_strdup(KEEL_MEM_OTHER, "x"));
+  void *grown = keel_mem_realloc(KEEL_MEM_OTHER, a, 100);
+  assert_null(grown); /* a is intact */
+  assert_int_equal(keel_mem_size(a), 10);
+  assert_int_equal(keel_mem_fault_hits(), 4);
+  keel_mem_fail_after(0, 0);
+  assert_int_equal(keel_mem_fault_hits(), 0);
+  b = keel_mem_alloc(KEEL_MEM_OTHER, 10);
+  assert_non_null(b);
+  keel_mem_free(a);
+  keel_mem_free(b);
+  assert_int_equal(tu_tracked_bytes(), before);
+
+  /* Overflowing sizes fail without injection. */
+  assert_null(keel_mem_alloc(KEEL_MEM_OTHER, SIZE_MAX - 8));
+  assert_null(keel_mem_calloc(KEEL_MEM_OTHER, SIZE_MAX / 4, 8));
+  assert_null(keel_mem_alloc(KEEL_MEM_MAX_TAGS, 8)); /* no such tag */
+  keel_mem_free(NULL);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+typedef struct fault_arg {
+  int got_null;
+} fault_arg;
+
+static void *fault_main(void *arg) {
+  fault_arg *f = arg;
+  for (int i = 0; i < 1000; i++) {
+    void *p = keel_mem_alloc(KEEL_MEM_OTHER, 16);
+    if (!p) f->got_null++;
+    keel_mem_free(p);
+  }
+  return NULL;
+}
+
+/* The injector is process-wide: with 4 threads racing for the countdown,
+ * exactly one allocation fails. */
+static void test_fault_injection_threads(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  keel_mem_fail_after(1500, 0);
+  fault_arg f[THREADS] = {{0}};
+  pthread_t th[THREADS];
+  for (int i = 0; i < THREADS; i++) assert_int_equal(pthread_create(&th[i], NULL, fault_main, &f[i]), 0);
+  int nulls = 0;
+  for (int i = 0; i < THREADS; i++) {
+    pthread_join(th[i], NULL);
+    nulls += f[i].got_null;
+  }
+  assert_int_equal(nulls, 1);
+  assert_int_equal(keel_mem_fault_hits(), 1);
+  keel_mem_fail_after(0, 0);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_cross_thread_frees), cmocka_unit_test(test_peak_single_thread),
+      cmocka_unit_test(test_peak_across_threads), cmocka_unit_test(test_tag_registration),
+      cmocka_unit_test(test_fault_injection),    cmocka_unit_test(test_fault_injection_threads),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
