@@ -18,6 +18,8 @@
  *    are not safe as JSON numbers in many readers.
  *  - STRING: keel_buf_append_json_string (valid UTF-8 through, invalid
  *    bytes as \u00XX).
+ * "line" is keel's own member: a field of that name is not written, so the
+ * object never holds a duplicate member.
  * On failure (KEEL_ENOMEM) the buffer is restored to its length before the
  * call, so a caller never emits half an object. */
 #include <math.h>
@@ -106,6 +108,7 @@ static keel_status put_event(keel_buf *b, const keel_event_t *e) {
     keel_event_at(e, i, &id, &v);
     if (v.type == KEEL_FIELD_NONE) continue;
     const char *name = keel_schema_name(s, id);
+    if (!strcmp(name, "line")) continue; /* reserved: written first, once */
     if ((st = keel_buf_append(b, ",", 1)) != KEEL_OK) break;
     if ((st = keel_buf_append_json_string(b, name, strlen(name))) != KEEL_OK) break;
     if ((st = keel_buf_append(b, ":", 1)) != KEEL_OK) break;

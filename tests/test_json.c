@@ -218,6 +218,17 @@ static void test_output_format(void **state) {
     const char *want;
   } fl[] = {{0.1, "0.10000000000000001"}, {-0.0, "-0.0"}, {1e17, "1e+17"}, {1e16, "10000000000000000.0"},
             {-3.0, "-3.0"}, {NAN, "null"}, {INFINITY, "null"}};
+  /* A field named "line" would duplicate keel's own member: not written. */
+  keel_field_id f_line;
+  assert_int_equal(keel_schema_intern(schema, "line", 4, &f_line), KEEL_OK);
+  keel_event_reset(ev);
+  keel_event_set_line(ev, 3);
+  keel_event_set_int(ev, f_line, 99);
+  keel_event_set_int(ev, F_K, 1);
+  out = append(ev);
+  assert_string_equal(out, "{\"line\":3,\"k\":1}");
+  free(out);
+
   for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) {
     keel_event_reset(ev);
     keel_event_set_float(ev, F_SCORE, fl[i].d);

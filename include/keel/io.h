@@ -146,7 +146,9 @@ KEEL_EXTERN keel_status keel_json_to_event(keel_event_t *e, const char *line, si
  * ".0" appended when that text is integral ("1.0", so it reads back as a
  * FLOAT); VECTOR elements with %.9g; IDS as an array of decimal strings;
  * STRING escaped (keel_buf_append_json_string); NaN and infinities (no JSON
- * form) as null. KEEL_ENOMEM leaves b as it was before the call. */
+ * form) as null. "line" is reserved: a field of that name is not written
+ * (the object never holds a duplicate member). KEEL_ENOMEM leaves b as it
+ * was before the call. */
 KEEL_EXTERN keel_status keel_json_append_event(keel_buf *b, const keel_event_t *e);
 
 /* ---- dead-letter file ---- */
