@@ -52,14 +52,22 @@ size_t keel__topk_select(const float *scores, const uint32_t *ids, size_t n, siz
                          int64_t *out_ids, float *out_scores) {
   size_t m = 0;
   if (k == 0) return 0;
-  for (size_t i = 0; i < n; i++) {
+  size_t i = 0;
+  for (; i < n && m < k; i++) {
+    heap[m] = (keel__topk_entry){scores[i], ids ? ids[i] : (uint32_t)i};
+    sift_up(heap, m++);
+  }
+  /* Heap full. Most candidates lose to the root on score alone; the plain
+   * `<` rejects them without the full comparison (a NaN on either side makes
+   * it false and falls through to worse(), which knows the NaN rule). */
+  float bar = m ? heap[0].score : 0; /* the root's score, kept in a register */
+  for (; i < n; i++) {
+    if (scores[i] < bar) continue;
     keel__topk_entry e = {scores[i], ids ? ids[i] : (uint32_t)i};
-    if (m < k) {
-      heap[m] = e;
-      sift_up(heap, m++);
-    } else if (worse(heap[0], e)) {
+    if (worse(heap[0], e)) {
       heap[0] = e;
       sift_down(heap, m, 0);
+      bar = heap[0].score;
     }
   }
   /* Heapsort: the worst goes last each round, leaving best-first order. */
