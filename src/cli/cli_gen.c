@@ -280,6 +280,12 @@ static int generate(const gen_opts *o, keel_trace_t *t) {
   if (!b.data) return cli_fail("gen", KEEL_EXIT_FAIL, "out of memory");
   double cum[T_COUNT], acc = 0;
   for (int i = 0; i < T_COUNT; i++) cum[i] = (acc += o->weight[i]);
+  /* The last type with a weight takes everything up to 1, so rounding in
+   * the sums can never pick a type whose weight is zero. */
+  for (int i = T_COUNT - 1; i >= 0; i--) {
+    cum[i] = 1.0;
+    if (o->weight[i] > 0) break;
+  }
   int tty = isatty(STDERR_FILENO);
   double next_report = tty ? now_s() + 0.5 : 0;
   uint64_t n = 0;
