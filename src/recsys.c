@@ -232,14 +232,14 @@ static keel_status rank_process(void *state, keel_event_t *ev, const keel_stage_
   return keel_event_set_vector(ev, io->writes[1], scores, n);
 }
 
-static const keel_field_spec user_reads[] = {{KEEL_RECSYS_FIELD_USER, KEEL_FIELD_STRING, 1}};
+static const keel_field_spec user_reads[] = {{KEEL_RECSYS_FIELD_USER, KEEL_FIELD_STRING, KEEL_FIELD_REQUIRED}};
 static const keel_field_spec user_writes[] = {{KEEL_RECSYS_FIELD_AFFINITY, KEEL_FIELD_FLOAT, 0}};
-static const keel_field_spec score_reads[] = {{KEEL_RECSYS_FIELD_USER, KEEL_FIELD_STRING, 1},
-                                              {KEEL_RECSYS_FIELD_PRODUCT, KEEL_FIELD_STRING, 1}};
+static const keel_field_spec score_reads[] = {{KEEL_RECSYS_FIELD_USER, KEEL_FIELD_STRING, KEEL_FIELD_REQUIRED},
+                                              {KEEL_RECSYS_FIELD_PRODUCT, KEEL_FIELD_STRING, KEEL_FIELD_REQUIRED}};
 static const keel_field_spec score_writes[] = {{KEEL_RECSYS_FIELD_SCORE, KEEL_FIELD_FLOAT, 0}};
-static const keel_field_spec rank_reads[] = {{KEEL_RECSYS_FIELD_USER, KEEL_FIELD_STRING, 1},
-                                             {KEEL_RECSYS_FIELD_K, KEEL_FIELD_INT, 1},
-                                             {KEEL_RECSYS_FIELD_CATEGORY, KEEL_FIELD_STRING, 0}};
+static const keel_field_spec rank_reads[] = {{KEEL_RECSYS_FIELD_USER, KEEL_FIELD_STRING, KEEL_FIELD_REQUIRED},
+                                             {KEEL_RECSYS_FIELD_K, KEEL_FIELD_INT, KEEL_FIELD_REQUIRED},
+                                             {KEEL_RECSYS_FIELD_CATEGORY, KEEL_FIELD_STRING, KEEL_FIELD_OPTIONAL}};
 static const keel_field_spec rank_writes[] = {{KEEL_RECSYS_FIELD_ITEMS, KEEL_FIELD_IDS, 0},
                                               {KEEL_RECSYS_FIELD_SCORES, KEEL_FIELD_VECTOR, 0}};
 
