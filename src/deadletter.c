@@ -78,22 +78,23 @@ static size_t input_cut(const char *raw, size_t len) {
   return cut;
 }
 
-static keel_status build(keel_buf *b, uint64_t line_no, const char *reason, const char *raw, size_t raw_len) {
+static keel_status build(keel_buf *b, uint64_t line_no, const char *reason, const char *raw, size_t raw_len,
+                         uint64_t full_len) {
   keel_status st;
   if ((st = keel_buf_appendf(b, "{\"line\":%llu,\"reason\":", (unsigned long long)line_no)) != KEEL_OK) return st;
   if ((st = keel_buf_append_json_string(b, reason, strlen(reason))) != KEEL_OK) return st;
   if ((st = keel_buf_append(b, ",\"input\":", 9)) != KEEL_OK) return st;
   if ((st = keel_buf_append_json_string(b, raw, input_cut(raw, raw_len))) != KEEL_OK) return st;
-  return keel_buf_appendf(b, ",\"input_bytes\":%zu}\n", raw_len);
+  return keel_buf_appendf(b, ",\"input_bytes\":%llu}\n", (unsigned long long)full_len);
 }
 
-keel_status keel_dead_letter_write(keel_dead_letter_t *d, uint64_t line_no, const char *reason, const char *raw,
-                                   size_t raw_len) {
-  if (!d || (!raw && raw_len)) return KEEL_EMISUSE;
+keel_status keel_dead_letter_write_prefix(keel_dead_letter_t *d, uint64_t line_no, const char *reason,
+                                          const char *prefix, size_t prefix_len, uint64_t full_len) {
+  if (!d || (!prefix && prefix_len) || full_len < prefix_len) return KEEL_EMISUSE;
   if (!reason) reason = "";
-  if (!raw) raw = "";
+  if (!prefix) prefix = "";
   size_t mark = d->out.len;
-  keel_status st = build(&d->out, line_no, reason, raw, raw_len);
+  keel_status st = build(&d->out, line_no, reason, prefix, prefix_len, full_len);
   if (st != KEEL_OK) {
     d->out.len = mark;
     if (d->out.data) d->out.data[mark] = '\0';
@@ -102,9 +103,15 @@ keel_status keel_dead_letter_write(keel_dead_letter_t *d, uint64_t line_no, cons
   d->count++;
   /* The first record creates the file at once (not at the first 64 KiB), so
    * a user watching a run sees rejections appear, and an unwritable path is
-   * reported on the first rejected event rather than at the end. */
+   * reported on the first rejected event rather than at the end. A record
+   * whose write failed stays buffered; a later flush or close retries it. */
   if (d->fd < 0 || d->out.len >= DL_FLUSH_AT) return keel_dead_letter_flush(d);
   return KEEL_OK;
+}
+
+keel_status keel_dead_letter_write(keel_dead_letter_t *d, uint64_t line_no, const char *reason, const char *raw,
+                                   size_t raw_len) {
+  return keel_dead_letter_write_prefix(d, line_no, reason, raw, raw_len, raw_len);
 }
 
 uint64_t keel_dead_letter_count(const keel_dead_letter_t *d) { return d->count; }

@@ -114,6 +114,25 @@ static void test_input_cut(void **state) {
   free(raw);
 }
 
+/* A line the reader skipped: only its start is shown, its full length is
+ * reported. */
+static void test_prefix_of_long_line(void **state) {
+  (void)state;
+  keel_dead_letter_t *d;
+  assert_int_equal(keel_dead_letter_create(path, &d), KEEL_OK);
+  assert_int_equal(keel_dead_letter_write_prefix(d, 4, "line of 5000000 bytes exceeds the 1048576-byte limit",
+                                                 "{\"type\":\"user\",\"user\":\"xxxx", 27, 5000000),
+                   KEEL_OK);
+  assert_int_equal(keel_dead_letter_write_prefix(d, 5, "r", "abc", 3, 2), KEEL_EMISUSE);
+  assert_int_equal(keel_dead_letter_close(d), KEEL_OK);
+  json_t *recs[2];
+  assert_int_equal(load_records(recs, 2), 1);
+  assert_string_equal(json_string_value(json_object_get(recs[0], "input")), "{\"type\":\"user\",\"user\":\"xxxx");
+  assert_int_equal(json_integer_value(json_object_get(recs[0], "input_bytes")), 5000000);
+  assert_int_equal(json_integer_value(json_object_get(recs[0], "line")), 4);
+  json_decref(recs[0]);
+}
+
 /* Many records: buffered writes flush at 64 KiB and on close, in order. */
 static void test_many_records_in_order(void **state) {
   (void)state;
@@ -179,6 +198,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lazy_creation_and_records),
       cmocka_unit_test(test_input_cut),
+      cmocka_unit_test(test_prefix_of_long_line),
       cmocka_unit_test(test_many_records_in_order),
       cmocka_unit_test(test_unwritable_path),
       cmocka_unit_test(test_oom_sweep),

@@ -172,6 +172,13 @@ KEEL_EXTERN keel_status keel_dead_letter_create(const char *path, keel_dead_lett
 KEEL_EXTERN keel_status keel_dead_letter_write(keel_dead_letter_t *d, uint64_t line_no, const char *reason,
                                                const char *raw, size_t raw_len);
 
+/* As keel_dead_letter_write for a line the caller holds only the start of
+ * (a line over max_line, see keel_line_reader_next): prefix[0..prefix_len)
+ * (borrowed) is the input shown, full_len (>= prefix_len) the line's real
+ * length, written as "input_bytes". */
+KEEL_EXTERN keel_status keel_dead_letter_write_prefix(keel_dead_letter_t *d, uint64_t line_no, const char *reason,
+                                                      const char *prefix, size_t prefix_len, uint64_t full_len);
+
 /* Records written so far. */
 KEEL_EXTERN uint64_t keel_dead_letter_count(const keel_dead_letter_t *d);
 KEEL_EXTERN const char *keel_dead_letter_path(const keel_dead_letter_t *d);
