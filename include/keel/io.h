@@ -40,7 +40,7 @@ KEEL_EXTERN void keel_limits_default(keel_limits *l);
 /* ---- byte buffer ---- */
 
 typedef struct keel_buf {
-  char *data;       /* owned; NUL-terminated when len < cap */
+  char *data;       /* owned (under tag); data[len] == '\0' once allocated */
   size_t len;
   size_t cap;
   keel_mem_tag tag;
