@@ -349,6 +349,7 @@ keel_status keel_catalog_save(const keel_catalog_t *cat, const char *path, char 
            fwrite(cat->cat_begin, 4, n_begin, f) == n_begin &&
            fwrite(cat->row_product, 4, n_rows, f) == n_rows &&
            fwrite(cat->matrix, 4, n_floats, f) == n_floats;
+  ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0; /* durable before it is visible */
   int saved_errno = errno;
   if (fclose(f) != 0 && ok) {
     ok = 0;
@@ -427,29 +428,38 @@ static int check_payload(keel_catalog_t *cat, const char *path, char *err, size_
 
 static int read_all(FILE *f, void *p, size_t size, size_t n) { return fread(p, size, n, f) == n ? 0 : -1; }
 
-keel_status keel_catalog_load(const char *path, keel_catalog_t **out, char *err, size_t errlen) {
-  if (!path || !out) return KEEL_EMISUSE;
+/* Opens `path` and reads and checks its header; on success *f is open,
+ * positioned at the payload. */
+static keel_status open_header(const char *path, FILE **fp, uint8_t *h, char *err, size_t errlen) {
   FILE *f = fopen(path, "rb");
   if (!f) {
     say(err, errlen, "catalog %s: cannot open: %s", path, strerror(errno));
     return KEEL_EIO;
   }
   keel_status st = KEEL_EPARSE;
-  keel_catalog_t *cat = NULL;
-  uint8_t h[HEADER_SIZE];
   struct stat sb;
   if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
     say(err, errlen, "catalog %s: not a regular file", path);
     st = KEEL_EIO;
-    goto done;
-  }
-  if ((uint64_t)sb.st_size < HEADER_SIZE || read_all(f, h, 1, HEADER_SIZE)) {
+  } else if ((uint64_t)sb.st_size < HEADER_SIZE || read_all(f, h, 1, HEADER_SIZE)) {
     say(err, errlen, "catalog %s: truncated (%llu bytes, the header alone is %u)", path,
         (unsigned long long)sb.st_size, HEADER_SIZE);
-    goto done;
+  } else if (check_header(h, path, (uint64_t)sb.st_size, err, errlen) == 0) {
+    *fp = f;
+    return KEEL_OK;
   }
-  if (check_header(h, path, (uint64_t)sb.st_size, err, errlen)) goto done;
-  cat = keel__catalog_alloc(get32(h + 16), get32(h + 20), get32(h + 24), get64(h + 32));
+  fclose(f);
+  return st;
+}
+
+keel_status keel_catalog_load(const char *path, keel_catalog_t **out, char *err, size_t errlen) {
+  if (!path || !out) return KEEL_EMISUSE;
+  FILE *f;
+  uint8_t h[HEADER_SIZE];
+  keel_status st = open_header(path, &f, h, err, errlen);
+  if (st != KEEL_OK) return st;
+  st = KEEL_EPARSE;
+  keel_catalog_t *cat = keel__catalog_alloc(get32(h + 16), get32(h + 20), get32(h + 24), get64(h + 32));
   if (!cat) {
     say(err, errlen, "catalog %s: out of memory", path);
     st = KEEL_ENOMEM;

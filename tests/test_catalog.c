@@ -350,9 +350,14 @@ static void test_corrupt_files(void **st) {
   write_fresh();
   flip(33);
   expect_load_error(KEEL_EPARSE, "checksum mismatch");
-  /* Not there at all. */
+  /* Not there at all; a directory. */
   unlink(path);
   expect_load_error(KEEL_EIO, "cannot open");
+  keel_catalog_t *cat = NULL;
+  char err[512] = "";
+  assert_int_equal(keel_catalog_load("/tmp", &cat, err, sizeof err), KEEL_EIO);
+  assert_non_null(strstr(err, "catalog /tmp: not a regular file"));
+  assert_null(cat);
 }
 
 /* A file whose checksum is right but whose contents are inconsistent (made
