@@ -77,7 +77,7 @@ size_t keel__topk_select(const float *scores, const uint32_t *ids, size_t n, siz
     heap[end - 1] = t;
     sift_down(heap, end - 1, 0);
   }
-  for (size_t i = 0; i < m; i++) {
+  for (i = 0; i < m; i++) {
     out_ids[i] = heap[i].id;
     out_scores[i] = heap[i].score;
   }
