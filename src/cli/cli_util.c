@@ -5,7 +5,7 @@
 
 #include "cli.h"
 
-static void vsay(const char *cmd, const char *fmt, va_list ap) {
+__attribute__((format(printf, 2, 0))) static void vsay(const char *cmd, const char *fmt, va_list ap) {
   fprintf(stderr, "keel %s: ", cmd);
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
