@@ -98,6 +98,7 @@ typedef struct load_ctx {
 
 static int on_ini(void *user, const char *section, const char *key, const char *value) {
   load_ctx *l = user;
+  if (l->st != KEEL_OK) return 0; /* inih goes on after an error: keep the first one */
   if (!key) return 1; /* a section header alone */
   if (!*section) {
     l->st = KEEL_ECONFIG;
