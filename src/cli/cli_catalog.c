@@ -2,6 +2,7 @@
  * to a binary file that [catalog] file = ... (or another run) loads. */
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,7 +20,7 @@ static void catalog_help(FILE *f) {
           "  -p, --products P      number of products, 1..%u (default %u)\n"
           "  -d, --dim D           embedding dimension, 1..%u (default %u)\n"
           "  -c, --categories C    number of categories c0..c<C-1>, 1..min(%u, P) (default %u)\n"
-          "  -s, --seed S          generator seed, a non-negative integer (default %u)\n"
+          "  -s, --seed S          generator seed, 0..2^63-1 (default %u)\n"
           "  -h, --help            show this help\n\n"
           "On success prints the catalog's parameters and version on stderr.\n"
           "exit codes: 0 written, 1 write failure, 2 bad option\n",
@@ -63,8 +64,9 @@ int keel_cmd_catalog(int argc, char **argv) {
       if (parse_count("categories", optarg, KEEL_CATALOG_MAX_CATEGORIES, &opt.categories)) return KEEL_EXIT_USAGE;
       break;
     case 's':
-      if (cli_parse_u64(optarg, &opt.seed))
-        return cli_usage("catalog", "--seed must be a non-negative integer, got '%s'", optarg);
+      /* The same range [catalog] seed accepts, so any file can be regenerated from a config. */
+      if (cli_parse_u64(optarg, &opt.seed) || opt.seed > INT64_MAX)
+        return cli_usage("catalog", "--seed must be an integer in 0..%lld, got '%s'", (long long)INT64_MAX, optarg);
       break;
     case 'h': catalog_help(stdout); return KEEL_EXIT_OK;
     case ':': return cli_usage("catalog", "option '%s' needs a value", argv[optind - 1]);

@@ -39,7 +39,8 @@ expect_rc 2 "unknown option '--bogus'" -o "$dir/x.bin" --bogus
 expect_rc 2 "needs a value" -o "$dir/x.bin" --dim
 expect_rc 2 "--dim must be an integer in 1..4096, got '0'" -o "$dir/x.bin" --dim 0
 expect_rc 2 "--products must be an integer" -o "$dir/x.bin" --products 12abc
-expect_rc 2 "--seed must be a non-negative integer" -o "$dir/x.bin" --seed -1
+expect_rc 2 "--seed must be an integer in 0..9223372036854775807, got '-1'" -o "$dir/x.bin" --seed -1
+expect_rc 2 "--seed must be an integer in 0..9223372036854775807" -o "$dir/x.bin" --seed 9223372036854775808
 expect_rc 2 "categories must be in 1..5" -o "$dir/x.bin" --products 5 --categories 6
 expect_rc 2 "unexpected argument 'extra'" -o "$dir/x.bin" extra
 check "nothing written on a usage error" test ! -e "$dir/x.bin"
