@@ -116,6 +116,7 @@ keel_status keel_registry_load_plugin(keel_registry_t *r, const char *path, char
     return KEEL_ENOTFOUND;
   }
   size_t before = r->n;
+  if (errlen) err[0] = '\0'; /* so a failure without a message is seen as one */
   keel_status st = reg(r, err, errlen);
   if (st != KEEL_OK) {
     if (!err[0]) snprintf(err, errlen, "plugin %s: registration failed: %s", path, keel_status_str(st));
