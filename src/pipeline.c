@@ -216,7 +216,10 @@ keel_status keel_pipeline_create(const keel_registry_t *reg, const keel_config_t
   if (!reg || !cfg || !out || !err || !errlen) return KEEL_EINVAL;
   err[0] = '\0';
   keel_pipeline_t *p = keel_mem_calloc(KEEL_MEM_PIPELINE, 1, sizeof *p);
-  if (!p) return KEEL_ENOMEM;
+  if (!p) {
+    snprintf(err, errlen, "out of memory while building the pipeline");
+    return KEEL_ENOMEM;
+  }
   p->reg = reg;
   p->cfg = cfg;
   keel_status st = keel_schema_create(&p->schema);

@@ -1,0 +1,382 @@
+/* test_pipeline.c — building and validating a pipeline (every refusal
+ * comes before any event flows, with its message), and single-worker runs
+ * over temporary files: accounting, blank lines, dead-letter records, the
+ * default dead-letter path, all-rejected and empty inputs, OOM. */
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pipeline_fixture.h"
+
+static char dir[64];
+
+static int make_dir(void **state) {
+  (void)state;
+  snprintf(dir, sizeof dir, "/tmp/keel_test_pipeline_XXXXXX");
+  assert_non_null(mkdtemp(dir));
+  return 0;
+}
+
+static int remove_dir(void **state) {
+  (void)state;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char *in_dir(const char *name) {
+  static char paths[64][256]; /* a ring: a test uses fewer than 64 paths */
+  static int next;
+  char *p = paths[next++ % 64];
+  snprintf(p, 256, "%s/%s", dir, name);
+  return p;
+}
+
+/* ---- validation ---- */
+
+typedef struct refusal {
+  const char *stages;
+  const char *sets[4];
+  const char *message;
+} refusal;
+
+static void test_validation_messages(void **state) {
+  (void)state;
+  static const refusal cases[] = {
+      {"len,nope", {NULL}, "unknown stage 'nope' in [pipeline] stages (known: len parity stamp slow)"},
+      {"len, len", {NULL}, "stage 'len' appears twice in [pipeline] stages"},
+      {"parity", {NULL}, "stage 'parity' reads 'n', which no earlier stage writes"},
+      {"parity,len", {NULL}, "stage 'parity' reads 'n', which no earlier stage writes"},
+      {"len", {"pipeline.wokers=2", NULL}, "unknown option 'wokers' in [pipeline]"},
+      {"len", {"limits.max_lines=5", NULL}, "unknown option 'max_lines' in [limits]"},
+      {"len", {"pipeline.workers=0", NULL}, "[pipeline] workers = '0': want an integer in 1..256"},
+      {"len", {"pipeline.workers=257", NULL}, "[pipeline] workers = '257': want an integer in 1..256"},
+      {"len", {"pipeline.workers=two", NULL}, "[pipeline] workers = 'two': want an integer in 1..256"},
+      {"len", {"pipeline.batch=0", NULL}, "[pipeline] batch = '0': want an integer in 1..4096"},
+      {"len", {"pipeline.ordered=sometimes", NULL}, "[pipeline] ordered = 'sometimes': want true or false"},
+      {"len", {"limits.max_line=2MB", NULL}, "[limits] max_line = '2MB': want a size"},
+      {"len", {"limits.max_line=0", NULL}, "[limits] max_line = 0: want 1.."},
+      {"len,stamp", {"stage.stamp.label=", NULL}, "stage 'stamp': [stage.stamp] label must not be empty"},
+      {"stamp", {"stage.stamp.stop_at=-1", NULL}, "stage 'stamp': [stage.stamp] stop_at = '-1'"},
+      {" , ,", {NULL}, "the pipeline has no stages"},
+  };
+  keel_registry_t *r = fixture_registry();
+  int64_t before = tu_tracked_bytes();
+  atomic_store(&fixture_process_calls, 0);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    keel_config_t *c = fixture_config(cases[i].stages, cases[i].sets);
+    keel_pipeline_t *p = (keel_pipeline_t *)0x1;
+    char err[512] = "";
+    keel_status st = keel_pipeline_create(r, c, &p, err, sizeof err);
+    if (st != KEEL_ECONFIG || strncmp(err, cases[i].message, strlen(cases[i].message)) != 0)
+      fail_msg("case %zu (%s): status %s, message '%s'", i, cases[i].stages, keel_status_name(st), err);
+    assert_ptr_equal(p, (keel_pipeline_t *)0x1); /* out-param untouched */
+    keel_config_destroy(c);
+  }
+  /* Nothing flowed, and a refused pipeline leaves nothing behind (the stamp
+   * states of refused pipelines were destroyed). */
+  assert_int_equal(atomic_load(&fixture_process_calls), 0);
+  assert_int_equal(tu_tracked_bytes(), before);
+  /* An empty registry has no stage to run either. */
+  keel_registry_t *empty;
+  assert_int_equal(keel_registry_create(&empty), KEEL_OK);
+  keel_config_t *c = fixture_config(NULL, NULL);
+  keel_pipeline_t *p;
+  char err[512];
+  assert_int_equal(keel_pipeline_create(empty, c, &p, err, sizeof err), KEEL_ECONFIG);
+  assert_string_equal(err, "the pipeline has no stages");
+  /* Without [pipeline] stages, every registered stage in registry order. */
+  assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
+  assert_int_equal(keel_pipeline_stage_count(p), 4);
+  assert_string_equal(keel_pipeline_stage(p, 3)->name, "slow");
+  assert_int_equal(keel_pipeline_workers(p), 1);
+  keel_pipeline_destroy(p);
+  keel_config_destroy(c);
+  keel_registry_destroy(empty);
+  keel_registry_destroy(r);
+}
+
+/* ---- runs ---- */
+
+typedef struct run_result {
+  keel_status st;
+  keel_run_stats stats;
+  char err[512];
+} run_result;
+
+static run_result run(const char *stages, const char *const *sets, const char *input, const char *output,
+                      const char *dead_letter) {
+  keel_registry_t *r = fixture_registry();
+  keel_config_t *c = fixture_config(stages, sets);
+  keel_pipeline_t *p;
+  run_result res;
+  memset(&res, 0, sizeof res);
+  assert_int_equal(keel_pipeline_create(r, c, &p, res.err, sizeof res.err), KEEL_OK);
+  keel_run_io io = {input, output, dead_letter};
+  res.st = keel_pipeline_run(p, &io, &res.stats, res.err, sizeof res.err);
+  keel_pipeline_destroy(p);
+  keel_config_destroy(c);
+  keel_registry_destroy(r);
+  return res;
+}
+
+static void test_run_accounting_and_dead_letters(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  const char *in = in_dir("mixed.ndjson"), *out = in_dir("mixed.out"), *dl = in_dir("mixed.dl");
+  fixture_counts want = fixture_write_mixed(in, 205); /* line 205 has no newline */
+  run_result r = run("len,parity,stamp", (const char *[]){"stage.stamp.label=L", NULL}, in, out, dl);
+  assert_int_equal(r.st, KEEL_OK);
+  assert_int_equal(r.stats.events_in, want.events);
+  assert_int_equal(r.stats.events_out, want.out);
+  assert_int_equal(r.stats.rejected, want.rejected);
+  assert_int_equal(r.stats.blank_lines, want.blank);
+  assert_int_equal(r.stats.events_in, r.stats.events_out + r.stats.rejected);
+  assert_int_equal(r.stats.interrupted, 0);
+  assert_int_equal(r.stats.n_stages, 3);
+  assert_string_equal(r.stats.stages[0].name, "len");
+  /* len runs on every event that passed parsing and type checks, and
+   * fails the "bad" ones. */
+  size_t bad = 0;
+  for (size_t line = 1; line <= 205; line++) bad += line % 10 == 6;
+  assert_int_equal(r.stats.stages[0].calls, want.out + bad);
+  assert_int_equal(r.stats.stages[0].errors, bad);
+  assert_int_equal(r.stats.stages[1].calls, want.out);
+  assert_int_equal(r.stats.stages[2].calls, want.out);
+  assert_int_equal(r.stats.stages[2].errors, 0);
+  assert_true(r.stats.wall_s >= 0 && r.stats.cpu_s >= 0);
+
+  /* Output: one line per accepted event, in input order, with its line. */
+  char *text = fixture_slurp(out, NULL);
+  assert_non_null(text);
+  assert_int_equal(fixture_count_lines(text), want.out);
+  size_t k = 0;
+  for (size_t line = 1; line <= 205; line++) {
+    if (line % 10 > 5) continue;
+    json_t *j = fixture_line(text, k++);
+    assert_int_equal(json_integer_value(json_object_get(j, "line")), line);
+    assert_int_equal(json_integer_value(json_object_get(j, "n")), line % 13);
+    assert_int_equal(json_integer_value(json_object_get(j, "even")), 1 - (line % 13) % 2);
+    assert_string_equal(json_string_value(json_object_get(j, "label")), "L");
+    assert_string_equal(json_string_value(json_object_get(j, "type")), "t");
+    assert_null(json_object_get(j, "id")); /* not a declared field */
+    json_decref(j);
+  }
+  free(text);
+
+  /* Dead letters: one record per rejected event, with line and reason. */
+  text = fixture_slurp(dl, NULL);
+  assert_non_null(text);
+  assert_int_equal(fixture_count_lines(text), want.rejected);
+  k = 0;
+  for (size_t line = 1; line <= 205; line++) {
+    const char *why;
+    switch (line % 10) {
+      case 6: why = "len: text starts with bad"; break;
+      case 7: why = "invalid JSON"; break;
+      case 9: why = "field 'text': expected string, got int"; break;
+      default: continue;
+    }
+    json_t *j = fixture_line(text, k++);
+    assert_int_equal(json_integer_value(json_object_get(j, "line")), line);
+    const char *reason = json_string_value(json_object_get(j, "reason"));
+    assert_non_null(reason);
+    if (strncmp(reason, why, strlen(why)) != 0) fail_msg("line %zu: reason '%s', want '%s...'", line, reason, why);
+    assert_non_null(json_string_value(json_object_get(j, "input")));
+    json_decref(j);
+  }
+  free(text);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+static void test_missing_required_and_limits(void **state) {
+  (void)state;
+  const char *in = in_dir("req.ndjson"), *out = in_dir("req.out"), *dl = in_dir("req.dl");
+  FILE *f = fopen(in, "w");
+  fprintf(f, "{\"type\":\"t\"}\n");                      /* no text */
+  fprintf(f, "{\"text\":\"%0200d\"}\n", 7);              /* over max_line = 100 */
+  fprintf(f, "{\"text\":\"ok\"}\n");
+  fprintf(f, "[1,2]\n");                                 /* not an object */
+  fprintf(f, "\n\n\r\n");
+  fprintf(f, "{\"text\":\"tail\"}");                     /* no newline at the end */
+  fclose(f);
+  run_result r = run("len", (const char *[]){"limits.max_line=100", NULL}, in, out, dl);
+  assert_int_equal(r.st, KEEL_OK);
+  assert_int_equal(r.stats.events_in, 5);
+  assert_int_equal(r.stats.events_out, 2);
+  assert_int_equal(r.stats.rejected, 3);
+  assert_int_equal(r.stats.blank_lines, 3);
+  char *text = fixture_slurp(dl, NULL);
+  json_t *j = fixture_line(text, 0);
+  assert_int_equal(json_integer_value(json_object_get(j, "line")), 1);
+  assert_string_equal(json_string_value(json_object_get(j, "reason")), "missing required field 'text'");
+  json_decref(j);
+  j = fixture_line(text, 1);
+  assert_int_equal(json_integer_value(json_object_get(j, "line")), 2);
+  assert_non_null(strstr(json_string_value(json_object_get(j, "reason")), "exceeds the 100-byte limit"));
+  json_decref(j);
+  j = fixture_line(text, 2);
+  assert_int_equal(json_integer_value(json_object_get(j, "line")), 4);
+  json_decref(j);
+  free(text);
+  text = fixture_slurp(out, NULL);
+  j = fixture_line(text, 1);
+  assert_int_equal(json_integer_value(json_object_get(j, "line")), 8);
+  assert_int_equal(json_integer_value(json_object_get(j, "n")), 4);
+  json_decref(j);
+  free(text);
+}
+
+static void test_default_dead_letter_path(void **state) {
+  (void)state;
+  const char *in = in_dir("dlp.ndjson"), *good = in_dir("good.ndjson");
+  fixture_write_mixed(in, 20);
+  FILE *f = fopen(good, "w");
+  fprintf(f, "{\"text\":\"a\"}\n{\"text\":\"b\"}\n");
+  fclose(f);
+  /* A regular-file output: OUTPUT.rejected.ndjson. */
+  run_result r = run("len", NULL, in, in_dir("o1.ndjson"), NULL);
+  assert_int_equal(r.st, KEEL_OK);
+  assert_true(r.stats.rejected > 0);
+  char *text = fixture_slurp(in_dir("o1.ndjson.rejected.ndjson"), NULL);
+  assert_non_null(text);
+  assert_int_equal(fixture_count_lines(text), r.stats.rejected);
+  free(text);
+  /* No rejected event: no dead-letter file at all. */
+  r = run("len", NULL, good, in_dir("o2.ndjson"), NULL);
+  assert_int_equal(r.stats.rejected, 0);
+  assert_int_equal(r.stats.events_out, 2);
+  assert_int_not_equal(access(in_dir("o2.ndjson.rejected.ndjson"), F_OK), 0);
+  /* An output that is not a regular file: ./keel-rejected.ndjson. */
+  char cwd[PATH_MAX];
+  assert_non_null(getcwd(cwd, sizeof cwd));
+  char sub[128];
+  snprintf(sub, sizeof sub, "%s/cwd", dir);
+  assert_int_equal(mkdir(sub, 0700), 0);
+  assert_int_equal(chdir(sub), 0);
+  r = run("len", NULL, good, "/dev/null", NULL);
+  assert_int_not_equal(access("keel-rejected.ndjson", F_OK), 0); /* nothing rejected yet */
+  r = run("len", NULL, in, "/dev/null", NULL);
+  assert_int_equal(r.st, KEEL_OK);
+  text = fixture_slurp("keel-rejected.ndjson", NULL);
+  assert_int_equal(chdir(cwd), 0);
+  assert_non_null(text);
+  assert_int_equal(fixture_count_lines(text), r.stats.rejected);
+  free(text);
+  assert_int_not_equal(access("/dev/null.rejected.ndjson", F_OK), 0);
+}
+
+static void test_all_rejected_and_empty(void **state) {
+  (void)state;
+  const char *in = in_dir("allbad.ndjson"), *out = in_dir("allbad.out"), *dl = in_dir("allbad.dl");
+  FILE *f = fopen(in, "w");
+  for (int i = 0; i < 300; i++) fprintf(f, i % 2 ? "{\"text\":\"bad\"}\n" : "not json %d\n", i);
+  fclose(f);
+  run_result r = run("len", NULL, in, out, dl);
+  assert_int_equal(r.st, KEEL_OK);
+  assert_int_equal(r.stats.events_in, 300);
+  assert_int_equal(r.stats.events_out, 0);
+  assert_int_equal(r.stats.rejected, 300);
+  size_t n;
+  char *text = fixture_slurp(out, &n);
+  assert_non_null(text); /* the output exists, empty */
+  assert_int_equal(n, 0);
+  free(text);
+  text = fixture_slurp(dl, NULL);
+  assert_int_equal(fixture_count_lines(text), 300);
+  free(text);
+
+  const char *empty = in_dir("empty.ndjson"), *eout = in_dir("empty.out"), *edl = in_dir("empty.dl");
+  fclose(fopen(empty, "w"));
+  r = run("len,stamp", NULL, empty, eout, edl);
+  assert_int_equal(r.st, KEEL_OK);
+  assert_int_equal(r.stats.events_in, 0);
+  assert_int_equal(r.stats.events_out, 0);
+  assert_int_equal(r.stats.rejected, 0);
+  assert_int_equal(r.stats.stages[1].calls, 0);
+  assert_true(r.stats.wall_s == 0);
+  text = fixture_slurp(eout, &n);
+  assert_non_null(text);
+  assert_int_equal(n, 0);
+  free(text);
+  assert_int_not_equal(access(edl, F_OK), 0); /* created only on the first reject */
+}
+
+static void test_run_errors_and_rerun(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  keel_registry_t *reg = fixture_registry();
+  keel_config_t *c = fixture_config("len", NULL);
+  keel_pipeline_t *p;
+  char err[512];
+  assert_int_equal(keel_pipeline_create(reg, c, &p, err, sizeof err), KEEL_OK);
+  keel_run_stats stats;
+  keel_run_io io = {in_dir("no_such_input.ndjson"), in_dir("x.out"), in_dir("x.dl")};
+  assert_int_equal(keel_pipeline_run(p, &io, &stats, err, sizeof err), KEEL_EIO);
+  assert_non_null(strstr(err, "no_such_input.ndjson"));
+  keel_run_io bad_out = {in_dir("mixed.ndjson"), "/nonexistent_dir/out.ndjson", NULL};
+  fixture_write_mixed(in_dir("mixed.ndjson"), 30);
+  assert_int_equal(keel_pipeline_run(p, &bad_out, &stats, err, sizeof err), KEEL_EIO);
+  assert_non_null(strstr(err, "/nonexistent_dir/out.ndjson"));
+  /* The same pipeline runs again, with the same results each time. */
+  keel_run_io ok = {in_dir("mixed.ndjson"), in_dir("r1.out"), in_dir("r1.dl")};
+  assert_int_equal(keel_pipeline_run(p, &ok, &stats, err, sizeof err), KEEL_OK);
+  keel_run_stats first = stats;
+  keel_run_io again = {in_dir("mixed.ndjson"), in_dir("r2.out"), in_dir("r2.dl")};
+  assert_int_equal(keel_pipeline_run(p, &again, &stats, err, sizeof err), KEEL_OK);
+  assert_int_equal(stats.events_in, first.events_in);
+  assert_int_equal(stats.events_out, first.events_out);
+  assert_int_equal(stats.stages[0].calls, first.stages[0].calls);
+  char *a = fixture_slurp(in_dir("r1.out"), NULL), *b = fixture_slurp(in_dir("r2.out"), NULL);
+  assert_string_equal(a, b);
+  free(a);
+  free(b);
+  keel_pipeline_destroy(p);
+  keel_config_destroy(c);
+  keel_registry_destroy(reg);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+/* ---- allocation failure ---- */
+
+typedef struct oom_ctx {
+  keel_registry_t *reg;
+  keel_config_t *cfg;
+} oom_ctx;
+
+static int create_attempt(void *arg) {
+  oom_ctx *x = arg;
+  keel_pipeline_t *p;
+  char err[512] = "";
+  keel_status st = keel_pipeline_create(x->reg, x->cfg, &p, err, sizeof err);
+  if (st != KEEL_OK) {
+    assert_int_equal(st, KEEL_ENOMEM);
+    assert_true(err[0] != '\0');
+    return 1;
+  }
+  assert_int_equal(keel_pipeline_stage_count(p), 3);
+  keel_pipeline_destroy(p);
+  return 0;
+}
+
+static void test_oom_sweep_create(void **state) {
+  (void)state;
+  oom_ctx x = {fixture_registry(), fixture_config("len,parity,stamp", NULL)};
+  unsigned n = tu_oom_sweep(create_attempt, &x);
+  assert_true(n >= 5); /* pipeline, schema, 3 id arrays, stamp's state */
+  keel_config_destroy(x.cfg);
+  keel_registry_destroy(x.reg);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_validation_messages),
+      cmocka_unit_test(test_run_accounting_and_dead_letters),
+      cmocka_unit_test(test_missing_required_and_limits),
+      cmocka_unit_test(test_default_dead_letter_path),
+      cmocka_unit_test(test_all_rejected_and_empty),
+      cmocka_unit_test(test_run_errors_and_rerun),
+      cmocka_unit_test(test_oom_sweep_create),
+  };
+  return cmocka_run_group_tests(tests, make_dir, remove_dir);
+}
