@@ -28,7 +28,7 @@ static void handle_signals(keel_pipeline_t *p, int on) {
 
 int cli_run_execute(cli_run *r) {
   char err[1024] = "";
-  keel_run_stats stats;
+  keel_run_stats stats = {0}; /* a run that fails to start fills nothing */
   handle_signals(r->pipeline, 1);
   keel_status st = keel_pipeline_run(r->pipeline, &r->io, &stats, err, sizeof err);
   handle_signals(r->pipeline, 0);

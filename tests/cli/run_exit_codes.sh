@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Exit codes and help of `keel` and `keel run`: 0 done, 2 for a usage or
+# configuration error (a bad option with a one-line reason, an unknown stage,
+# a bad config file, a missing input file), 1 for a runtime failure (an
+# output that cannot be written); --version, --help, run --help.
+set -u
+: "${KEEL:?KEEL must name the keel executable}"
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fails=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+CAT=(--products 200 --dim 8)
+printf '{"type":"user","user":"1"}\n{"type":"rank","user":"2","k":3}\n' >"$dir/in.ndjson"
+
+# expect RC PATTERN ARGS...: exit code RC, stderr matches PATTERN (for a usage
+# error: its first line), and for a usage error nothing is run (no summary, no output).
+expect() {
+  local rc=$1 pat=$2; shift 2
+  "$KEEL" "$@" >"$dir/out" 2>"$dir/err"
+  local got=$?
+  local first
+  first=$(head -n 1 "$dir/err")
+  local where=$first # a usage error's reason is its first line; else anywhere
+  [ "$rc" -ne 2 ] && where=$(cat "$dir/err")
+  if [ "$got" -ne "$rc" ] || ! grep -q -- "$pat" <<<"$where"; then
+    bad "keel $* -> rc $got (want $rc), stderr: $(cat "$dir/err")"
+    return
+  fi
+  if [ "$rc" -eq 2 ] && { grep -q "events in" "$dir/err" || [ -s "$dir/out" ]; }; then
+    bad "keel $*: a usage error still ran something: $(cat "$dir/err" "$dir/out")"
+    return
+  fi
+  if [ "$rc" -eq 2 ] && [ "$(grep -vc '^(see: ' "$dir/err")" -ne 1 ]; then
+    bad "keel $*: the reason is not one line: $(cat "$dir/err")"
+    return
+  fi
+  ok "keel $* -> $rc ($first)"
+}
+
+# --version, --help
+ver=$(sed -n 's/^project(keel VERSION \([0-9.]*\).*/\1/p' "${KEEL_SRC:-.}/CMakeLists.txt")
+out=$("$KEEL" --version)
+[ $? -eq 0 ] && [ "$out" = "keel $ver" ] && ok "--version prints 'keel $ver'" || bad "--version printed '$out' (want 'keel $ver')"
+out=$("$KEEL" --help)
+rc=$?
+missing=""
+for c in run check demo gen catalog; do grep -qw "$c" <<<"$out" || missing="$missing $c"; done
+[ $rc -eq 0 ] && [ -z "$missing" ] && ok "--help lists the commands" || bad "--help (rc $rc) lacks:$missing"
+out=$("$KEEL" run --help)
+rc=$?
+missing=""
+for o in --config --plugin --input --output --dead-letter --workers --batch --unordered --stages --summary-json \
+  --set --max-line --quiet; do grep -q -- "$o" <<<"$out" || missing="$missing $o"; done
+[ $rc -eq 0 ] && [ -z "$missing" ] && ok "run --help describes every option" || bad "run --help (rc $rc) lacks:$missing"
+expect 2 "keel: unknown command 'bogus'" bogus
+"$KEEL" >/dev/null 2>&1
+rc=$?
+[ $rc -eq 2 ] && ok "no command -> 2" || bad "no command -> $rc (want 2)"
+
+# Bad options: exit 2, a one-line reason naming the option.
+expect 2 "unknown option '--bogus'" run --bogus
+expect 2 "option --workers needs a value" run --workers
+expect 2 "--workers wants a positive integer, got '0'" run --workers 0
+expect 2 "--workers wants a positive integer, got 'two'" run --workers two
+expect 2 "--batch wants a positive integer" run --batch -3
+expect 2 "--max-line wants a size such as 1MiB, got '2MB'" run --max-line 2MB
+expect 2 "--set wants SECTION.KEY=VALUE, got 'novalue'" run --set novalue
+expect 2 "unexpected argument 'extra'" run --input "$dir/in.ndjson" extra
+expect 2 "\[pipeline\] workers = '9999': want an integer in 1..256" run "${CAT[@]}" --workers 9999 \
+  --input "$dir/in.ndjson"
+expect 2 "unknown option 'typo' in \[pipeline\]" run "${CAT[@]}" --set pipeline.typo=1 --input "$dir/in.ndjson"
+
+# Unknown stage, bad config files, a missing input.
+expect 2 "unknown stage 'nope' in \[pipeline\] stages" run "${CAT[@]}" --stages user,nope --input "$dir/in.ndjson"
+printf '[pipeline]\nworkers = 2\nthis is not ini\n' >"$dir/syntax.ini"
+expect 2 "$dir/syntax.ini:3: " run "${CAT[@]}" --config "$dir/syntax.ini" --input "$dir/in.ndjson"
+printf '[pipeline]\nworkers = 0\n' >"$dir/range.ini"
+expect 2 "\[pipeline\] workers = '0'" run "${CAT[@]}" --config "$dir/range.ini" --input "$dir/in.ndjson"
+printf '[limits]\nmax_lines = 5\n' >"$dir/unknown.ini"
+expect 2 "unknown option 'max_lines' in \[limits\]" run "${CAT[@]}" --config "$dir/unknown.ini" \
+  --input "$dir/in.ndjson"
+expect 2 "$dir/none.ini: cannot open" run "${CAT[@]}" --config "$dir/none.ini" --input "$dir/in.ndjson"
+expect 2 "$dir/no_such_input.ndjson" run "${CAT[@]}" --input "$dir/no_such_input.ndjson" --output "$dir/o.ndjson"
+expect 2 "$dir" run "${CAT[@]}" --input "$dir" --output "$dir/o.ndjson" # a directory is not an input
+expect 2 "plugin ./no_such_plugin.so" run "${CAT[@]}" --plugin no_such_plugin.so --input "$dir/in.ndjson"
+
+# Runtime failure: the output cannot be written.
+expect 1 "cannot open for writing" run "${CAT[@]}" --input "$dir/in.ndjson" --output "$dir/no/such/dir/out.ndjson"
+
+# Normal runs: 0, including one where events are rejected.
+expect 0 "keel run: 2 events in, 2 out, 0 rejected" run "${CAT[@]}" --input "$dir/in.ndjson" --output "$dir/o.ndjson"
+printf 'nonsense\n' >>"$dir/in.ndjson"
+expect 0 "keel run: 3 events in, 2 out, 1 rejected" run "${CAT[@]}" --input "$dir/in.ndjson" --output "$dir/o.ndjson"
+"$KEEL" run "${CAT[@]}" --quiet <"$dir/in.ndjson" >"$dir/stdout.txt" 2>"$dir/err" &&
+  [ "$(wc -l <"$dir/stdout.txt")" = 2 ] && [ ! -s "$dir/err" ] &&
+  ok "stdin to stdout, --quiet prints no summary" || bad "stdin/stdout run: $(cat "$dir/err")"
+rm -f keel-rejected.ndjson
+
+echo "run_exit_codes.sh: $fails failure(s)"
+[ "$fails" -eq 0 ]
