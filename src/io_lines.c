@@ -24,6 +24,7 @@
  * stop, which lets a SIGINT handler stop a reader blocked on a pipe. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -128,6 +129,15 @@ void keel_line_reader_set_cancel(keel_line_reader_t *r, keel_line_reader_cancel_
 /* Reads once into buf[at, cap - 1). 1 = got bytes, 0 = EOF, or a status. */
 static int fill(keel_line_reader_t *r, size_t at, size_t *got) {
   for (;;) {
+    /* With a cancel callback, wait in short polls: a stop asked from another
+     * thread, or a signal that another thread took, still ends a read
+     * blocked on a pipe whose writer keeps it open. */
+    struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
+    int ready = r->cancel ? poll(&pfd, 1, 100) : 1;
+    if (ready == 0 || (ready < 0 && errno == EINTR)) {
+      if (r->cancel(r->cancel_ctx)) return KEEL_ECANCELED;
+      continue;
+    } /* other poll errors: read() below reports them */
     ssize_t n = read(r->fd, r->buf + at, r->cap - 1 - at);
     if (n > 0) {
       *got = (size_t)n;
