@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# `keel check --config FILE`: a valid file prints the resolved configuration
+# (every value with its origin: command line > config file > default) and
+# exits 0; the output reads back as a config that resolves the same; a bad
+# file exits 2 with one line naming the problem.
+set -u
+: "${KEEL:?KEEL must name the keel executable}"
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fails=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+cat >"$dir/good.ini" <<'EOF'
+; a comment
+[pipeline]
+stages = user, rank
+workers = 2
+batch = 16
+
+[catalog]
+products = 500
+dim = 8
+
+[limits]
+max_line = 64KiB
+EOF
+"$KEEL" check --config "$dir/good.ini" --workers 3 >"$dir/out" 2>"$dir/err"
+rc=$?
+[ $rc -eq 0 ] && ok "valid config: exit 0" || bad "valid config: exit $rc: $(cat "$dir/err")"
+has() { grep -qxF -- "$1" "$dir/out" && ok "prints '$1'" || bad "output lacks '$1': $(cat "$dir/out")"; }
+has "; keel check: configuration is valid"
+has "[pipeline]"
+has "workers = 3  ; command line"
+has "batch = 16  ; config file"
+has "stages = user, rank  ; config file"
+has "ordered = true  ; default"
+has "max_line = 64KiB  ; config file"
+has "max_fields = 64  ; default"
+has "products = 500  ; config file"
+grep -q "^; stages: user(v[0-9]*, pure) rank(v[0-9]*, pure)$" "$dir/out" && ok "names the resolved stages" ||
+  bad "stage line: $(grep '^; stages' "$dir/out")"
+[ "$(grep -c '^\[pipeline\]$' "$dir/out")" = 1 ] && ok "each section once" || bad "a section printed twice"
+[ ! -s "$dir/err" ] && ok "nothing on stderr" || bad "stderr: $(cat "$dir/err")"
+
+# The printed configuration is itself a valid config resolving the same way.
+"$KEEL" check --config "$dir/out" >"$dir/out2" 2>"$dir/err2"
+rc=$?
+[ $rc -eq 0 ] && diff <(sed 's/  ; .*//' "$dir/out") <(sed 's/  ; .*//' "$dir/out2") >/dev/null &&
+  ok "the printed configuration reads back to the same values" || bad "re-reading the output: rc $rc $(cat "$dir/err2")"
+
+# Bad files: exit 2, and the one line names the problem.
+expect_bad() { # expect_bad PATTERN FILE-CONTENT [extra args]
+  local pat=$1 text=$2; shift 2
+  printf '%b' "$text" >"$dir/bad.ini"
+  "$KEEL" check --config "$dir/bad.ini" "$@" >"$dir/out" 2>"$dir/err"
+  local rc=$?
+  if [ $rc -eq 2 ] && grep -q -- "$pat" "$dir/err" && [ "$(grep -vc '^(see: ' "$dir/err")" -eq 1 ] && [ ! -s "$dir/out" ]; then
+    ok "bad config -> 2: $(head -1 "$dir/err")"
+  else
+    bad "bad config ($pat): rc $rc, stderr: $(cat "$dir/err"), stdout: $(head -3 "$dir/out")"
+  fi
+}
+expect_bad "bad.ini:3: malformed line" '[pipeline]\nworkers = 2\nworkers 3\n'
+expect_bad "bad.ini:1: key outside any \[section\]" 'workers = 2\n[pipeline]\n'
+expect_bad "unknown option 'wrokers' in \[pipeline\]" '[pipeline]\nwrokers = 2\n'
+expect_bad "\[pipeline\] workers = 'many': want an integer in 1..256" '[pipeline]\nworkers = many\n'
+expect_bad "unknown stage 'ranking' in \[pipeline\] stages" '[pipeline]\nstages = user,ranking\n'
+expect_bad "stage 'user' appears twice" '[pipeline]\nstages = user,user\n'
+expect_bad "\[limits\] max_line = '1MB'" '[limits]\nmax_line = 1MB\n'
+expect_bad "unknown option 'color' in \[limits\]" '[limits]\ncolor = red\n'
+expect_bad "\[pipeline\] ordered = 'perhaps'" '[pipeline]\nordered = perhaps\n'
+expect_bad "\[catalog\] dim" '[catalog]\ndim = 0\n'
+"$KEEL" check --config "$dir/missing.ini" >"$dir/out" 2>"$dir/err"
+rc=$?
+[ $rc -eq 2 ] && grep -q "missing.ini: cannot open" "$dir/err" && ok "missing config file -> 2: $(cat "$dir/err")" ||
+  bad "missing config: rc $rc $(cat "$dir/err")"
+# The command line still wins over a bad file value it overrides.
+printf '[pipeline]\nworkers = 0\n' >"$dir/over.ini"
+"$KEEL" check --config "$dir/over.ini" --workers 2 >"$dir/out" 2>"$dir/err" && grep -qx "workers = 2  ; command line" "$dir/out" &&
+  ok "--workers overrides the file's bad value" || bad "override: $(cat "$dir/err")"
+
+echo "check_config.sh: $fails failure(s)"
+[ "$fails" -eq 0 ]
