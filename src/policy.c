@@ -247,19 +247,21 @@ keel_status keel_policy_grow(keel_policy_t *p, uint32_t slots) {
   return KEEL_OK;
 }
 
-static keel_status adaptive_init(keel_policy_t *p) {
-  /* Shadows hold about 512 entries' worth of capacity, or all of it. */
+static keel_status adaptive_init(keel_policy_t *p, uint64_t entries) {
+  /* Shadows hold about 512 entries, or all of them. They count entries
+   * (unit weights); for weighted residents their capacity follows the
+   * measured mean weight (see adaptive_observe). */
   uint64_t s = 1;
-  while (p->capacity / (s * 2) >= 512 && s < (1u << 20)) s *= 2;
+  while (entries / (s * 2) >= 512 && s < (1u << 20)) s *= 2;
   p->sample_mask = s - 1;
   for (unsigned i = 0; i < NSHADOW; i++) {
-    keel_policy_options o = {sizeof o, "wtinylfu", p->capacity / s, 0, p->seed + i + 1, p->tag};
+    keel_policy_options o = {sizeof o, "wtinylfu", entries / s, 0, p->seed + i + 1, p->tag, 0};
     if (o.capacity == 0) o.capacity = 1;
     keel_status st = keel_policy_sim_create(&o, &p->shadow[i]);
     if (st != KEEL_OK) return st;
     set_share(keel_policy_sim_policy(p->shadow[i]), shadow_share[i]);
   }
-  p->period_len = 2 * (p->capacity / s) + 64;
+  p->period_len = 2 * (entries / s) + 64;
   p->best = 1;
   set_share(p, shadow_share[p->best]);
   return KEEL_OK;
@@ -284,7 +286,7 @@ keel_status keel_policy_create(const keel_policy_options *opt, keel_policy_t **o
     set_share(p, 0.01);
   }
   if (st == KEEL_OK) st = keel_policy_grow(p, opt->slots ? opt->slots : 16);
-  if (st == KEEL_OK && adaptive) st = adaptive_init(p);
+  if (st == KEEL_OK && adaptive) st = adaptive_init(p, opt->entries_hint ? opt->entries_hint : opt->capacity);
   if (st != KEEL_OK) {
     keel_policy_destroy(p);
     return st;
@@ -323,6 +325,13 @@ static void adaptive_observe(keel_policy_t *p, uint64_t h) {
     if (keel_policy_sim_access(p->shadow[i], h, 1) == 1) p->shadow_hits[i]++;
   if (++p->period_seen < p->period_len) return;
   p->period_seen = 0;
+  uint64_t count = p->q[0].count + p->q[1].count + p->q[2].count;
+  if (count && p->used && p->used != count) {
+    uint64_t est = (uint64_t)((double)p->capacity * (double)count / (double)p->used);
+    uint64_t cap = est / (p->sample_mask + 1);
+    for (unsigned i = 0; i < NSHADOW; i++)
+      keel_policy_set_capacity(keel_policy_sim_policy(p->shadow[i]), cap ? cap : 1);
+  }
   unsigned best = p->best;
   for (unsigned i = 0; i < NSHADOW; i++) {
     p->score[i] = 0.5 * p->score[i] + (double)p->shadow_hits[i];

@@ -48,6 +48,7 @@ typedef struct keel_policy_options {
   uint32_t slots;     /* initial slot count (grows with keel_policy_grow) */
   uint64_t seed;      /* seeds sketches and sampling; same seed, same decisions */
   keel_mem_tag tag;   /* every allocation is counted under this tag */
+  uint64_t entries_hint; /* expected residents at capacity; 0 = capacity (unit weights) */
 } keel_policy_options;
 
 /* Policy-specific counters, summed into the cache's statistics. */

@@ -1,0 +1,210 @@
+/* keel/cache.h — a concurrent, byte-bounded cache of byte-string keys to
+ * immutable, reference-counted byte values.
+ *
+ * What it owns: a copy of every key and value it holds, allocated under the
+ * tag its creator names. A value handed out (`keel_cache_value_t`, owned by
+ * the caller until keel_cache_value_release) stays valid after the cache
+ * evicts, replaces or removes its entry; its bytes never change.
+ *
+ * Bound: every entry is charged key bytes + value bytes + a fixed overhead
+ * (keel_cache_entry_overhead()). The sum of the charges of the entries in
+ * the cache never exceeds max_bytes, at any moment, under any concurrency:
+ * victims leave before a newcomer is published. An optional max_entries
+ * bounds the count the same way.
+ *
+ * Keys are compared in full; the hash (XXH3, keyed with a random seed per
+ * cache unless the options fix one) only picks the bucket. Eviction follows
+ * a policy from keel/policy.h chosen by name ("default" = adaptive
+ * W-TinyLFU, or "lru", "wtinylfu"); `keel sim` replays the same code.
+ *
+ * Thread safety: every function may be called from any thread at once. Hits
+ * take no lock: lookups run under epoch protection and record the access in
+ * a per-thread lossy buffer the policy drains later; inserts, removals and
+ * loads take the cache's lock (one per cache; nothing else is ever locked
+ * while it is held, except by the removal callback — see below). */
+#ifndef KEEL_CACHE_H
+#define KEEL_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/export.h"
+#include "keel/mem.h"
+#include "keel/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct keel_cache keel_cache_t;
+
+/* An immutable value with a reference count. The pointer a function returns
+ * as "owned" must be released once with keel_cache_value_release. */
+typedef struct keel_cache_value keel_cache_value_t;
+
+/* What a loader fills in (borrowed by the loader for the call only). */
+typedef struct keel_cache_load keel_cache_load_t;
+
+/* Why an entry left the cache. */
+typedef enum keel_cache_cause {
+  KEEL_CACHE_EVICTED = 0, /* the policy chose it to make room */
+  KEEL_CACHE_EXPIRED,     /* its time to live ran out */
+  KEEL_CACHE_REMOVED,     /* keel_cache_remove or keel_cache_clear */
+  KEEL_CACHE_REPLACED     /* a put stored a new value under its key */
+} keel_cache_cause;
+
+/* Called once for each entry that leaves the cache, with the cache's lock
+ * held: it must not call this cache (other caches are fine). `key` and
+ * `value` are borrowed for the call; keel_cache_value_acquire keeps the
+ * value. Negative (error) entries are reported with value NULL. */
+typedef void (*keel_cache_removal_fn)(void *ud, const void *key, size_t key_len,
+                                      keel_cache_value_t *value, keel_cache_cause cause);
+
+/* Produces the value of `key` (borrowed). It fills `ld` with
+ * keel_cache_load_alloc or keel_cache_load_set and returns KEEL_OK, or
+ * returns a failure status (any negative keel_status), which every waiter
+ * receives. It runs without the cache's lock, once per key at a time. */
+typedef keel_status (*keel_cache_loader_fn)(void *ctx, const void *key, size_t key_len,
+                                            keel_cache_load_t *ld);
+
+/* A borrowed read: `data` (len bytes) is valid only during the call. */
+typedef void (*keel_cache_read_fn)(void *ctx, const void *data, size_t len);
+
+/* Monotonic time in nanoseconds (for tests: an injectable clock). */
+typedef uint64_t (*keel_cache_clock_fn)(void *ud);
+
+/* A key hash (for tests: forcing collisions). Must be deterministic. */
+typedef uint64_t (*keel_cache_hash_fn)(void *ud, const void *key, size_t key_len, uint64_t seed);
+
+typedef struct keel_cache_options {
+  size_t size;                 /* sizeof(keel_cache_options) */
+  uint64_t max_bytes;          /* required: bound on the charged bytes (> overhead) */
+  uint64_t max_entries;        /* 0: no bound on the count */
+  const char *policy;          /* borrowed; NULL or "default", "lru", "wtinylfu", "adaptive" */
+  uint64_t ttl_ns;             /* 0: entries never expire; else time to live after write */
+  uint64_t negative_ttl_ns;    /* 0: loader errors are not cached; else cached this long */
+  keel_mem_tag tag;            /* every allocation of the cache is counted here */
+  keel_cache_removal_fn on_removal; /* NULL: none */
+  void *removal_ud;
+  keel_cache_clock_fn clock;   /* NULL: CLOCK_MONOTONIC */
+  void *clock_ud;
+  keel_cache_hash_fn hash;     /* NULL: XXH3 with the seed */
+  void *hash_ud;
+  uint64_t seed;               /* 0: random per cache (getrandom) */
+} keel_cache_options;
+
+typedef struct keel_cache_stats {
+  uint64_t hits, misses;       /* lookups = hits + misses (get, get_or_load, read) */
+  uint64_t loads, load_errors; /* loader calls; those that failed */
+  uint64_t evictions, expirations, removals, replacements;
+  uint64_t puts;               /* values stored by put or a load */
+  uint64_t entries, bytes;     /* now: count and charged bytes */
+  uint64_t max_bytes, max_entries;
+  uint64_t policy_admitted, policy_rejected, policy_adaptations;
+  double policy_window_share;
+  uint64_t reserved[4];
+} keel_cache_stats;
+
+/* Bytes charged per entry on top of its key and value: the entry header,
+ * its allocation header, its share of the hash table, and the policy's
+ * per-entry state. */
+KEEL_EXTERN size_t keel_cache_entry_overhead(void);
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+/* Creates a cache. On success *out is owned (keel_cache_destroy).
+ * KEEL_EINVAL: bad options (no max_bytes, unknown policy); KEEL_ENOMEM. */
+KEEL_EXTERN keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out);
+
+/* Removes every entry (no removal callbacks) and frees the cache. Values
+ * callers still hold stay valid until released. No call on the cache may be
+ * running or start. NULL is a no-op. */
+KEEL_EXTERN void keel_cache_destroy(keel_cache_t *c);
+
+/* ---- lookups ------------------------------------------------------------- */
+
+/* Looks `key` (borrowed) up. KEEL_OK: *out is an owned reference.
+ * KEEL_ENOTFOUND: absent, expired, or a cached loader error. Lock-free. */
+KEEL_EXTERN keel_status keel_cache_get(keel_cache_t *c, const void *key, size_t key_len,
+                                       keel_cache_value_t **out);
+
+/* Looks `key` up and, when present, calls fn(ctx, data, len) while the value
+ * is protected from reclamation, without taking a reference: the cheapest
+ * read. fn must not block for long (it delays reclamation) and must not call
+ * a writing function of this cache. KEEL_OK or KEEL_ENOTFOUND. */
+KEEL_EXTERN keel_status keel_cache_read(keel_cache_t *c, const void *key, size_t key_len,
+                                        keel_cache_read_fn fn, void *ctx);
+
+/* Returns the value of `key`, loading it on a miss. Concurrent misses on one
+ * key run `loader` once; the others wait and receive its result. KEEL_OK:
+ * *out is owned. A loader failure returns the loader's status to every
+ * waiter and is not cached, unless negative_ttl_ns was set: then later
+ * calls get the same status without loading until it expires. KEEL_ENOMEM
+ * when the entry cannot be allocated (the loader may not have run).
+ * A value the loader marks no-cache, or one larger than the cache, is
+ * returned without being stored. */
+KEEL_EXTERN keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_len,
+                                               keel_cache_loader_fn loader, void *ctx,
+                                               keel_cache_value_t **out);
+
+/* Returns a writable buffer of `len` bytes that becomes the value once the
+ * loader returns KEEL_OK (owned by the cache; do not free). NULL on
+ * KEEL_ENOMEM or a size over 4 GiB; calling it again replaces the buffer. */
+KEEL_EXTERN void *keel_cache_load_alloc(keel_cache_load_t *ld, size_t len);
+
+/* Copies `len` bytes of `data` (borrowed) as the value. KEEL_ENOMEM. */
+KEEL_EXTERN keel_status keel_cache_load_set(keel_cache_load_t *ld, const void *data, size_t len);
+
+/* Asks that this value be returned to the waiters but not stored. */
+KEEL_EXTERN void keel_cache_load_nocache(keel_cache_load_t *ld);
+
+/* ---- writes -------------------------------------------------------------- */
+
+/* Stores a copy of `data` (borrowed) under a copy of `key` (borrowed),
+ * replacing any value (cause REPLACED) and evicting as needed. KEEL_ELIMIT
+ * when one entry's charge exceeds the cache (nothing stored, the old value
+ * is removed); KEEL_ENOMEM leaves the cache as it was. The admission policy
+ * may evict the newcomer at once (reported as EVICTED). */
+KEEL_EXTERN keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len,
+                                       const void *data, size_t len);
+
+/* Removes `key` (cause REMOVED). KEEL_OK or KEEL_ENOTFOUND. */
+KEEL_EXTERN keel_status keel_cache_remove(keel_cache_t *c, const void *key, size_t key_len);
+
+/* Removes every entry (cause REMOVED). */
+KEEL_EXTERN void keel_cache_clear(keel_cache_t *c);
+
+/* Removes every expired entry now (cause EXPIRED); returns how many.
+ * Expired entries are never returned either way; this frees their memory. */
+KEEL_EXTERN uint64_t keel_cache_cleanup(keel_cache_t *c);
+
+/* Changes the byte bound, evicting down to a smaller one before returning.
+ * KEEL_EINVAL for 0. */
+KEEL_EXTERN keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes);
+
+/* ---- values ---------------------------------------------------------------- */
+
+/* The value's bytes (borrowed, valid while the reference is held; 8-byte
+ * aligned) and length. */
+KEEL_EXTERN const void *keel_cache_value_data(const keel_cache_value_t *v);
+KEEL_EXTERN size_t keel_cache_value_len(const keel_cache_value_t *v);
+
+/* Adds a reference (the caller owns one more). */
+KEEL_EXTERN void keel_cache_value_acquire(keel_cache_value_t *v);
+
+/* Drops a reference; the last one frees the value. NULL is a no-op. */
+KEEL_EXTERN void keel_cache_value_release(keel_cache_value_t *v);
+
+/* ---- introspection ---------------------------------------------------------- */
+
+/* Fills *out. Counters are read without the lock: each is exact, the set is
+ * a near-instant snapshot. */
+KEEL_EXTERN void keel_cache_get_stats(keel_cache_t *c, keel_cache_stats *out);
+
+/* The policy's canonical name (static string). */
+KEEL_EXTERN const char *keel_cache_policy(const keel_cache_t *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

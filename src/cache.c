@@ -1,0 +1,842 @@
+/* cache.c — the concurrent byte-bounded cache (see keel/cache.h).
+ *
+ * Layout. An entry is one allocation: a 40-byte header, the key, padding to
+ * 8, the value. The entry *is* the value object users hold: its reference
+ * count counts the cache (while linked) plus every user reference. Entries
+ * hang in a chained hash table (`table`, power-of-two buckets of atomic
+ * pointers). The policy (keel/policy.h) knows entries by slot number;
+ * `slots[]` maps a slot back to its entry.
+ *
+ * Readers (get, read, the hit path of get_or_load) take no lock. They enter
+ * an epoch (below), walk a bucket chain with acquire loads, compare hash,
+ * length and the key bytes, check expiry, take a reference or read in place,
+ * and leave. A hit is recorded in the thread's read buffer (slot number and
+ * hash, relaxed stores); a full buffer is drained into the policy by whoever
+ * then wins a trylock of the cache lock, else dropped — the policy's view
+ * of hits is lossy under contention, as in Caffeine, and the hit path never
+ * waits.
+ *
+ * Writers hold `lock`. An insert makes room first: it adds the newcomer to
+ * the policy and evicts (unlinks) victims until the policy's weight fits
+ * max_bytes (and the count fits max_entries), and only then links the
+ * newcomer into the table. So the charged bytes of linked entries never
+ * exceed the bound, even for an instant. The newcomer may itself be the
+ * victim (admission refused); it is then never published.
+ *
+ * Reclamation (epoch based, two reader counters per slot as in classic
+ * QSBR/EBR schemes, cf. Fraser 2004 and ck_epoch): a reader increments
+ * `rd[i].active[e & 1]` for the global epoch e it read, re-reads the epoch
+ * and retries if it moved. An unlinked entry is retired in the limbo list of
+ * the epoch current at unlink time. The writer advances the epoch from e to
+ * e+1 only when no reader is counted under parity (e+1)&1 (i.e. readers of
+ * e-1 are gone); after that advance nothing that was unlinked at epoch e-1
+ * or before can be reached, and the cache drops its reference to those
+ * entries (freeing them unless a user still holds one). Because the cache's
+ * reference lasts until then, a reader's increment of a reachable entry's
+ * count never races with its free.
+ *
+ * Single flight. A miss in get_or_load takes the lock, looks again, and
+ * either joins a pending load of the same key (waiting on `cond`) or
+ * publishes its own pending record (on its stack) and runs the loader
+ * without the lock. The loader's thread then inserts the value, marks the
+ * record done, wakes the waiters and waits until each has taken its
+ * reference, so the record can live on its stack.
+ *
+ * Guards: `lock` guards the table's structure, `slots`, `free_slots`, the
+ * policy, limbo lists, pending list and the bytes/entries counters (which
+ * readers of statistics read with relaxed loads). Lock order: `lock` only;
+ * the removal callback runs under it. Per-thread counters and read buffers
+ * live in the reader slots, written by their threads with relaxed atomics. */
+#include "keel/cache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "keel/policy.h"
+
+#define NREADERS 32    /* reader slots (threads hash onto them) */
+#define RBUF 32        /* read buffer entries per reader slot */
+#define LIMBO_BATCH 64 /* try to advance the epoch after this many retirements */
+#define NEG_FLAG 0x80000000u
+
+struct keel_cache_value {
+  _Atomic(struct keel_cache_value *) next; /* bucket chain; written under lock */
+  uint64_t hash;
+  _Atomic uint32_t refs;                   /* cache (while not reclaimed) + users */
+  uint32_t slot;                           /* policy slot; under lock */
+  uint32_t klen;                           /* key length | NEG_FLAG for a cached error */
+  uint32_t vlen;                           /* value length (negative: the status) */
+  _Atomic uint64_t expire;                 /* 0 never, else clock time of expiry */
+  /* key bytes, pad to 8, value bytes */
+};
+_Static_assert(sizeof(struct keel_cache_value) == 40, "entry header is 40 bytes");
+
+typedef struct rbuf_item {
+  _Atomic uint64_t hash;
+  _Atomic uint32_t slot;
+} rbuf_item;
+
+typedef struct reader {
+  _Atomic uint64_t active[2]; /* readers inside, by epoch parity */
+  _Atomic uint64_t hits, misses;
+  _Atomic uint32_t rb_n;
+  rbuf_item rb[RBUF];
+} __attribute__((aligned(64))) reader;
+
+typedef struct table {
+  struct table *older; /* tables replaced by a resize, freed at destroy */
+  uint64_t mask;
+  _Atomic(struct keel_cache_value *) b[];
+} table;
+
+typedef struct limbo {
+  keel_cache_value_t **v;
+  size_t n, cap;
+} limbo;
+
+typedef struct pending {
+  struct pending *next;
+  uint64_t hash;
+  const void *key;
+  size_t klen;
+  int done;
+  keel_status status;
+  keel_cache_value_t *value; /* the loader's result, a reference it holds */
+  unsigned waiters;
+} pending;
+
+struct keel_cache_load {
+  keel_cache_t *c;
+  const void *key;
+  size_t klen;
+  uint64_t hash;
+  keel_cache_value_t *v; /* the entry being filled */
+  int nocache;
+};
+
+struct keel_cache {
+  reader rd[NREADERS];
+  _Atomic uint64_t epoch;
+  _Atomic(table *) tab;
+  _Atomic uint64_t rseq;              /* odd while a resize relinks entries */
+  keel_mem_tag tag;
+  uint64_t seed;
+  uint64_t ttl, neg_ttl;
+  keel_cache_removal_fn on_removal;
+  void *removal_ud;
+  keel_cache_clock_fn clock;
+  void *clock_ud;
+  keel_cache_hash_fn hashfn;
+  void *hash_ud;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  keel_policy_t *pol;                 /* under lock */
+  keel_cache_value_t **slots;         /* under lock: slot -> entry */
+  uint32_t *free_slots;               /* under lock */
+  uint32_t nfree, nslots;
+  limbo limbo[3];                     /* under lock: by epoch mod 3 */
+  size_t retired_since;               /* under lock */
+  pending *pend;                      /* under lock */
+  _Atomic uint64_t max_bytes, max_entries, bytes, entries;
+  _Atomic uint64_t loads, load_errors, evictions, expirations, removals, replacements, puts;
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+#define RLX memory_order_relaxed
+
+static inline void add(_Atomic uint64_t *x, uint64_t n) { atomic_fetch_add_explicit(x, n, RLX); }
+
+size_t keel_cache_entry_overhead(void) {
+  /* header + keel_mem header (16) + one bucket pointer + slots[] entry +
+   * policy state (prev, next, weight, hash, queue, ~4 sketch bytes). */
+  return sizeof(struct keel_cache_value) + 16 + 8 + 8 + (4 + 4 + 4 + 8 + 1 + 3) + 4;
+}
+
+static inline size_t key_pad(size_t klen) { return (klen + 7) & ~(size_t)7; }
+static inline const unsigned char *ent_key(const keel_cache_value_t *v) {
+  return (const unsigned char *)(v + 1);
+}
+static inline uint32_t ent_klen(const keel_cache_value_t *v) { return v->klen & ~NEG_FLAG; }
+static inline int ent_negative(const keel_cache_value_t *v) { return (v->klen & NEG_FLAG) != 0; }
+static inline unsigned char *ent_data(keel_cache_value_t *v) {
+  return (unsigned char *)(v + 1) + key_pad(ent_klen(v));
+}
+static inline uint64_t ent_charge(const keel_cache_value_t *v) {
+  return (uint64_t)ent_klen(v) + (ent_negative(v) ? 0 : v->vlen) + keel_cache_entry_overhead();
+}
+
+static uint64_t now_ns(const keel_cache_t *c) {
+  if (c->clock) return c->clock(c->clock_ud);
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t key_hash(const keel_cache_t *c, const void *k, size_t n) {
+  if (c->hashfn) return c->hashfn(c->hash_ud, k, n, c->seed);
+  return XXH3_64bits_withSeed(k, n, c->seed);
+}
+
+/* The reader slot of the calling thread: the address of a thread-local
+ * variable differs per thread, so hashing it spreads threads over slots
+ * with no global registry. */
+static inline reader *my_reader(keel_cache_t *c) {
+  static _Thread_local char anchor;
+  uintptr_t a = (uintptr_t)&anchor;
+  return &c->rd[((a >> 6) * 0x9e3779b97f4a7c15ull) >> 59 & (NREADERS - 1)];
+}
+
+static keel_cache_value_t *ent_alloc(keel_mem_tag tag, const void *key, size_t klen, size_t vlen) {
+  if (klen >= NEG_FLAG || vlen > UINT32_MAX) return NULL;
+  keel_cache_value_t *v = keel_mem_alloc(tag, sizeof *v + key_pad(klen) + vlen);
+  if (!v) return NULL;
+  atomic_init(&v->next, NULL);
+  atomic_init(&v->refs, 1);
+  atomic_init(&v->expire, 0);
+  v->slot = KEEL_POLICY_NONE;
+  v->klen = (uint32_t)klen;
+  v->vlen = (uint32_t)vlen;
+  v->hash = 0;
+  if (klen) memcpy((void *)ent_key(v), key, klen);
+  return v;
+}
+
+/* ---- epochs ------------------------------------------------------------------ */
+
+static inline uint64_t epoch_enter(keel_cache_t *c, reader *r) {
+  for (;;) {
+    /* seq_cst: the increment must be ordered before the re-read of the
+     * epoch, against the writer's counter scan and epoch store. */
+    uint64_t e = atomic_load(&c->epoch);
+    atomic_fetch_add(&r->active[e & 1], 1);
+    if (atomic_load(&c->epoch) == e) return e;
+    atomic_fetch_sub_explicit(&r->active[e & 1], 1, memory_order_release);
+  }
+}
+
+static inline void epoch_exit(reader *r, uint64_t e) {
+  /* release: the reader's loads of the entry happen before the writer sees
+   * the count drop and frees it. */
+  atomic_fetch_sub_explicit(&r->active[e & 1], 1, memory_order_release);
+}
+
+static void ent_unref(keel_cache_value_t *v) {
+  if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1) keel_mem_free(v);
+}
+
+/* Tries to advance the epoch; on success drops the cache's references to
+ * everything retired two epochs ago. Under lock. */
+static int epoch_try_advance_locked(keel_cache_t *c) {
+  uint64_t e = atomic_load(&c->epoch);
+  for (unsigned i = 0; i < NREADERS; i++)
+    if (atomic_load(&c->rd[i].active[(e + 1) & 1]) != 0) return 0;
+  atomic_store(&c->epoch, e + 1);
+  /* Now at e+1: entries retired at e-1 are unreachable by any reader. */
+  limbo *l = &c->limbo[(e + 2) % 3];
+  for (size_t i = 0; i < l->n; i++) ent_unref(l->v[i]);
+  l->n = 0;
+  return 1;
+}
+
+/* Waits until every entry retired so far is unreachable, then drops them.
+ * Used when a limbo list cannot grow, and by destroy. Under lock. */
+static void epoch_synchronize_locked(keel_cache_t *c) {
+  for (int k = 0; k < 3; k++)
+    while (!epoch_try_advance_locked(c)) sched_yield();
+}
+
+static void retire_locked(keel_cache_t *c, keel_cache_value_t *v) {
+  limbo *l = &c->limbo[atomic_load_explicit(&c->epoch, RLX) % 3];
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 64;
+    keel_cache_value_t **nv = keel_mem_realloc(c->tag, l->v, cap * sizeof *nv);
+    if (!nv) {
+      /* No memory to defer: wait for the readers instead. */
+      epoch_synchronize_locked(c);
+      ent_unref(v);
+      return;
+    }
+    l->v = nv;
+    l->cap = cap;
+  }
+  l->v[l->n++] = v;
+  if (++c->retired_since >= LIMBO_BATCH && epoch_try_advance_locked(c)) c->retired_since = 0;
+}
+
+/* ---- table -------------------------------------------------------------------- */
+
+static table *table_new(keel_mem_tag tag, uint64_t buckets) {
+  table *t = keel_mem_calloc(tag, 1, sizeof *t + buckets * sizeof(t->b[0]));
+  if (t) t->mask = buckets - 1;
+  return t;
+}
+
+static inline int ent_matches(const keel_cache_value_t *v, uint64_t h, const void *k, size_t n) {
+  return v->hash == h && ent_klen(v) == n && memcmp(ent_key(v), k, n) == 0;
+}
+
+/* Walks one chain for key. */
+static keel_cache_value_t *table_find1(keel_cache_t *c, uint64_t h, const void *k, size_t n) {
+  table *t = atomic_load_explicit(&c->tab, memory_order_acquire);
+  keel_cache_value_t *v = atomic_load_explicit(&t->b[h & t->mask], memory_order_acquire);
+  while (v && !ent_matches(v, h, k, n)) v = atomic_load_explicit(&v->next, memory_order_acquire);
+  return v;
+}
+
+static void table_unlink_locked(keel_cache_t *c, keel_cache_value_t *v) {
+  table *t = atomic_load_explicit(&c->tab, RLX);
+  _Atomic(keel_cache_value_t *) *pp = &t->b[v->hash & t->mask];
+  keel_cache_value_t *cur;
+  while ((cur = atomic_load_explicit(pp, RLX)) != v) pp = &cur->next;
+  /* Readers standing on v keep following v->next, which stays intact. */
+  atomic_store_explicit(pp, atomic_load_explicit(&v->next, RLX), memory_order_release);
+}
+
+
+/* Finds the entry of key under epoch protection (or the lock). A miss seen
+ * while a resize relinked chains is retried (seqlock style): a hit is always
+ * a real entry, a miss is real once no resize overlapped it. */
+static keel_cache_value_t *table_find(keel_cache_t *c, uint64_t h, const void *k, size_t n) {
+  for (;;) {
+    uint64_t s = atomic_load_explicit(&c->rseq, memory_order_acquire);
+    keel_cache_value_t *v = table_find1(c, h, k, n);
+    if (v) return v;
+    /* The chain loads above are acquire loads, so this re-read of the
+     * sequence cannot move before them. */
+    if (!(s & 1) && atomic_load_explicit(&c->rseq, memory_order_acquire) == s) return NULL;
+    sched_yield();
+  }
+}
+
+static void table_link_locked(keel_cache_t *c, keel_cache_value_t *v) {
+  table *t = atomic_load_explicit(&c->tab, RLX);
+  _Atomic(keel_cache_value_t *) *b = &t->b[v->hash & t->mask];
+  atomic_store_explicit(&v->next, atomic_load_explicit(b, RLX), RLX);
+  /* release: the entry's header, key and value are written before it can
+   * be found. */
+  atomic_store_explicit(b, v, memory_order_release);
+}
+
+/* Doubles the buckets when the count passes them. Entries are relinked into
+ * the new table; a reader walking the old one meanwhile may be led astray
+ * and miss, which the sequence check in table_find turns into a retry. The
+ * old bucket array may still be read, so it is kept until destroy (at most
+ * as large as the current one in total). */
+static void table_maybe_grow_locked(keel_cache_t *c) {
+  table *t = atomic_load_explicit(&c->tab, RLX);
+  if (atomic_load_explicit(&c->entries, RLX) <= t->mask + 1 || t->mask >= (1ull << 32)) return;
+  table *nt = table_new(c->tag, (t->mask + 1) * 2);
+  if (!nt) return; /* longer chains, still correct */
+  nt->older = t;
+  atomic_fetch_add_explicit(&c->rseq, 1, memory_order_acq_rel); /* odd */
+  for (uint64_t i = 0; i <= t->mask; i++) {
+    keel_cache_value_t *v = atomic_load_explicit(&t->b[i], RLX);
+    while (v) {
+      keel_cache_value_t *nx = atomic_load_explicit(&v->next, RLX);
+      _Atomic(keel_cache_value_t *) *b = &nt->b[v->hash & nt->mask];
+      atomic_store_explicit(&v->next, atomic_load_explicit(b, RLX), memory_order_release);
+      atomic_store_explicit(b, v, RLX);
+      v = nx;
+    }
+  }
+  atomic_store_explicit(&c->tab, nt, memory_order_release);
+  atomic_fetch_add_explicit(&c->rseq, 1, memory_order_release); /* even */
+}
+
+/* ---- policy bookkeeping --------------------------------------------------------- */
+
+/* Drains the calling thread's read buffer into the policy. Under lock. */
+static void drain_locked(keel_cache_t *c, reader *r) {
+  uint32_t n = atomic_load_explicit(&r->rb_n, RLX);
+  if (n > RBUF) n = RBUF;
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t s = atomic_load_explicit(&r->rb[i].slot, RLX);
+    uint64_t h = atomic_load_explicit(&r->rb[i].hash, RLX);
+    if (s == KEEL_POLICY_NONE) keel_policy_miss(c->pol, h);
+    else if (s < c->nslots && c->slots[s] && c->slots[s]->hash == h) keel_policy_hit(c->pol, s);
+  }
+  atomic_store_explicit(&r->rb_n, 0, RLX);
+}
+
+/* Records an access for the policy (slot NONE: a miss). Lossy. */
+static inline void record(keel_cache_t *c, reader *r, uint32_t slot, uint64_t h) {
+  uint32_t n = atomic_load_explicit(&r->rb_n, RLX);
+  if (n < RBUF) {
+    atomic_store_explicit(&r->rb[n].hash, h, RLX);
+    atomic_store_explicit(&r->rb[n].slot, slot, RLX);
+    atomic_store_explicit(&r->rb_n, n + 1, RLX);
+    if (n + 1 < RBUF) return;
+  }
+  if (pthread_mutex_trylock(&c->lock) == 0) {
+    drain_locked(c, r);
+    pthread_mutex_unlock(&c->lock);
+  } else {
+    atomic_store_explicit(&r->rb_n, 0, RLX); /* dropped: the lock was busy */
+  }
+}
+
+/* ---- removal -------------------------------------------------------------------- */
+
+static void notify(keel_cache_t *c, keel_cache_value_t *v, keel_cache_cause cause) {
+  if (!c->on_removal) return;
+  c->on_removal(c->removal_ud, ent_key(v), ent_klen(v), ent_negative(v) ? NULL : v, cause);
+}
+
+/* Unlinks a linked entry whose policy slot was already released by the
+ * policy (evicted) or must be (removed), counts it and retires it. */
+static void unlink_locked(keel_cache_t *c, keel_cache_value_t *v, keel_cache_cause cause, int in_policy) {
+  if (in_policy) keel_policy_remove(c->pol, v->slot);
+  table_unlink_locked(c, v);
+  c->slots[v->slot] = NULL;
+  c->free_slots[c->nfree++] = v->slot;
+  atomic_fetch_sub_explicit(&c->bytes, ent_charge(v), RLX);
+  atomic_fetch_sub_explicit(&c->entries, 1, RLX);
+  switch (cause) {
+  case KEEL_CACHE_EVICTED: add(&c->evictions, 1); break;
+  case KEEL_CACHE_EXPIRED: add(&c->expirations, 1); break;
+  case KEEL_CACHE_REMOVED: add(&c->removals, 1); break;
+  case KEEL_CACHE_REPLACED: add(&c->replacements, 1); break;
+  }
+  notify(c, v, cause);
+  retire_locked(c, v);
+}
+
+static inline int expired(const keel_cache_value_t *v, uint64_t now) {
+  uint64_t e = atomic_load_explicit(&v->expire, RLX);
+  return e && now >= e;
+}
+
+/* Evicts until `extra` more bytes and one more entry fit; `newcomer` (not
+ * linked, already in the policy) may be chosen: returns 0 then. Under lock. */
+static int make_room_locked(keel_cache_t *c, keel_cache_value_t *newcomer) {
+  uint64_t maxb = atomic_load_explicit(&c->max_bytes, RLX);
+  uint64_t maxe = atomic_load_explicit(&c->max_entries, RLX);
+  uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0;
+  int admitted = 1;
+  for (;;) {
+    uint64_t count = atomic_load_explicit(&c->entries, RLX) + (newcomer && admitted ? 1 : 0);
+    if (keel_policy_weight(c->pol) <= maxb && (!maxe || count <= maxe)) break;
+    uint32_t s = keel_policy_evict(c->pol);
+    if (s == KEEL_POLICY_NONE) break;
+    if (newcomer && s == newcomer->slot) {
+      admitted = 0;
+      continue;
+    }
+    keel_cache_value_t *v = c->slots[s];
+    unlink_locked(c, v, now && expired(v, now) ? KEEL_CACHE_EXPIRED : KEEL_CACHE_EVICTED, 0);
+  }
+  return admitted;
+}
+
+/* ---- slots ---------------------------------------------------------------------- */
+
+static keel_status slot_reserve_locked(keel_cache_t *c) {
+  if (c->nfree) return KEEL_OK;
+  uint32_t n = c->nslots ? c->nslots * 2 : 64;
+  if (n <= c->nslots) return KEEL_ELIMIT;
+  keel_cache_value_t **ns = keel_mem_realloc(c->tag, c->slots, (size_t)n * sizeof *ns);
+  if (!ns) return KEEL_ENOMEM;
+  c->slots = ns;
+  uint32_t *nf = keel_mem_realloc(c->tag, c->free_slots, (size_t)n * sizeof *nf);
+  if (!nf) return KEEL_ENOMEM;
+  c->free_slots = nf;
+  if (keel_policy_grow(c->pol, n) != KEEL_OK) return KEEL_ENOMEM;
+  for (uint32_t i = n; i > c->nslots; i--) {
+    c->slots[i - 1] = NULL;
+    c->free_slots[c->nfree++] = i - 1;
+  }
+  c->nslots = n;
+  return KEEL_OK;
+}
+
+/* Stores entry v (refs = 1, the caller's) in the cache, replacing the old
+ * entry of its key. On KEEL_OK the cache took its own reference when the
+ * entry was admitted. KEEL_ELIMIT: larger than the cache; KEEL_ENOMEM. Any
+ * old entry is removed in all cases but ENOMEM. Under lock. */
+static keel_status insert_locked(keel_cache_t *c, keel_cache_value_t *v) {
+  uint64_t charge = ent_charge(v);
+  if (slot_reserve_locked(c) != KEEL_OK) return KEEL_ENOMEM;
+  keel_cache_value_t *old = table_find1(c, v->hash, ent_key(v), ent_klen(v));
+  if (old) unlink_locked(c, old, KEEL_CACHE_REPLACED, 1);
+  if (charge > atomic_load_explicit(&c->max_bytes, RLX) || charge > UINT32_MAX) return KEEL_ELIMIT;
+  uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0;
+  uint64_t ttl = ent_negative(v) ? c->neg_ttl : c->ttl;
+  atomic_store_explicit(&v->expire, ttl ? now + ttl : 0, RLX);
+  v->slot = c->free_slots[--c->nfree];
+  keel_policy_insert(c->pol, v->slot, v->hash, (uint32_t)charge);
+  add(&c->puts, 1);
+  if (!make_room_locked(c, v)) {
+    /* Refused by admission: counted and reported as an eviction. */
+    c->free_slots[c->nfree++] = v->slot;
+    add(&c->evictions, 1);
+    notify(c, v, KEEL_CACHE_EVICTED);
+    return KEEL_OK;
+  }
+  c->slots[v->slot] = v;
+  atomic_fetch_add_explicit(&v->refs, 1, RLX); /* the cache's reference */
+  add(&c->bytes, charge);
+  add(&c->entries, 1);
+  table_link_locked(c, v);
+  table_maybe_grow_locked(c);
+  return KEEL_OK;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------- */
+
+static uint64_t random_seed(void) {
+  uint64_t s = 0;
+  if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s || s == 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    s = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&s;
+  }
+  return s | 1;
+}
+
+keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out) {
+  if (!opt || !out || opt->size < sizeof(keel_cache_options) ||
+      opt->max_bytes <= keel_cache_entry_overhead() ||
+      (opt->policy && !keel_policy_known(opt->policy)))
+    return KEEL_EINVAL;
+  keel_cache_t *c = keel_mem_calloc(opt->tag, 1, sizeof *c);
+  if (!c) return KEEL_ENOMEM;
+  c->tag = opt->tag;
+  c->seed = opt->seed ? opt->seed : random_seed();
+  c->ttl = opt->ttl_ns;
+  c->neg_ttl = opt->negative_ttl_ns;
+  c->on_removal = opt->on_removal;
+  c->removal_ud = opt->removal_ud;
+  c->clock = opt->clock;
+  c->clock_ud = opt->clock_ud;
+  c->hashfn = opt->hash;
+  c->hash_ud = opt->hash_ud;
+  atomic_init(&c->max_bytes, opt->max_bytes);
+  atomic_init(&c->max_entries, opt->max_entries);
+  /* Expected residents: the entry bound, or the bytes over a small entry. */
+  uint64_t hint = opt->max_bytes / (keel_cache_entry_overhead() + 64);
+  if (opt->max_entries && (opt->max_entries < hint || !hint)) hint = opt->max_entries;
+  keel_policy_options po = {sizeof po, opt->policy, opt->max_bytes, 64, c->seed, c->tag, hint ? hint : 1};
+  keel_status st = keel_policy_create(&po, &c->pol);
+  table *t = st == KEEL_OK ? table_new(c->tag, 64) : NULL;
+  if (st == KEEL_OK && !t) st = KEEL_ENOMEM;
+  if (st == KEEL_OK) {
+    atomic_init(&c->tab, t);
+    st = slot_reserve_locked(c);
+  }
+  if (st == KEEL_OK && pthread_mutex_init(&c->lock, NULL) != 0) st = KEEL_ENOMEM;
+  if (st == KEEL_OK && pthread_cond_init(&c->cond, NULL) != 0) {
+    pthread_mutex_destroy(&c->lock);
+    st = KEEL_ENOMEM;
+  }
+  if (st != KEEL_OK) {
+    keel_policy_destroy(c->pol);
+    keel_mem_free(t);
+    keel_mem_free(c->slots);
+    keel_mem_free(c->free_slots);
+    keel_mem_free(c);
+    return st;
+  }
+  *out = c;
+  return KEEL_OK;
+}
+
+void keel_cache_destroy(keel_cache_t *c) {
+  if (!c) return;
+  for (uint32_t i = 0; i < c->nslots; i++)
+    if (c->slots[i]) ent_unref(c->slots[i]);
+  for (int i = 0; i < 3; i++) {
+    for (size_t j = 0; j < c->limbo[i].n; j++) ent_unref(c->limbo[i].v[j]);
+    keel_mem_free(c->limbo[i].v);
+  }
+  table *t = atomic_load_explicit(&c->tab, RLX);
+  while (t) {
+    table *o = t->older;
+    keel_mem_free(t);
+    t = o;
+  }
+  keel_policy_destroy(c->pol);
+  keel_mem_free(c->slots);
+  keel_mem_free(c->free_slots);
+  pthread_cond_destroy(&c->cond);
+  pthread_mutex_destroy(&c->lock);
+  keel_mem_free(c);
+}
+
+/* ---- lookups ---------------------------------------------------------------------- */
+
+/* The lock-free lookup shared by get, read and get_or_load: returns the live,
+ * unexpired, positive-or-negative entry or NULL, inside the caller's epoch. */
+static inline keel_cache_value_t *lookup(keel_cache_t *c, uint64_t h, const void *k, size_t n) {
+  keel_cache_value_t *v = table_find(c, h, k, n);
+  if (v && (c->ttl || c->neg_ttl) && expired(v, now_ns(c))) v = NULL;
+  return v;
+}
+
+keel_status keel_cache_get(keel_cache_t *c, const void *key, size_t key_len, keel_cache_value_t **out) {
+  if (!c || (!key && key_len) || !out) return KEEL_EMISUSE;
+  uint64_t h = key_hash(c, key, key_len);
+  reader *r = my_reader(c);
+  uint64_t e = epoch_enter(c, r);
+  keel_cache_value_t *v = lookup(c, h, key, key_len);
+  uint32_t slot = KEEL_POLICY_NONE;
+  if (v && !ent_negative(v)) {
+    atomic_fetch_add_explicit(&v->refs, 1, RLX);
+    slot = v->slot;
+  }
+  epoch_exit(r, e);
+  add(slot == KEEL_POLICY_NONE ? &r->misses : &r->hits, 1);
+  record(c, r, slot, h);
+  if (slot == KEEL_POLICY_NONE) return KEEL_ENOTFOUND;
+  *out = v;
+  return KEEL_OK;
+}
+
+keel_status keel_cache_read(keel_cache_t *c, const void *key, size_t key_len, keel_cache_read_fn fn,
+                            void *ctx) {
+  if (!c || (!key && key_len) || !fn) return KEEL_EMISUSE;
+  uint64_t h = key_hash(c, key, key_len);
+  reader *r = my_reader(c);
+  uint64_t e = epoch_enter(c, r);
+  keel_cache_value_t *v = lookup(c, h, key, key_len);
+  uint32_t slot = KEEL_POLICY_NONE;
+  if (v && !ent_negative(v)) {
+    slot = v->slot;
+    fn(ctx, ent_data(v), v->vlen);
+  }
+  epoch_exit(r, e);
+  add(slot == KEEL_POLICY_NONE ? &r->misses : &r->hits, 1);
+  record(c, r, slot, h);
+  return slot == KEEL_POLICY_NONE ? KEEL_ENOTFOUND : KEEL_OK;
+}
+
+/* The slow path of get_or_load: under the lock, find the entry, join a
+ * pending load, or become the loader. */
+static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
+                             keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **out) {
+  pthread_mutex_lock(&c->lock);
+  keel_cache_value_t *v = table_find1(c, h, key, klen);
+  if (v && (c->ttl || c->neg_ttl) && expired(v, now_ns(c))) {
+    unlink_locked(c, v, KEEL_CACHE_EXPIRED, 1);
+    v = NULL;
+  }
+  if (v) {
+    keel_status st = ent_negative(v) ? (keel_status)(int32_t)v->vlen : KEEL_OK;
+    if (st == KEEL_OK) atomic_fetch_add_explicit(&v->refs, 1, RLX);
+    pthread_mutex_unlock(&c->lock);
+    if (st == KEEL_OK) *out = v;
+    return st;
+  }
+  pending *p = c->pend;
+  while (p && !(p->hash == h && p->klen == klen && memcmp(p->key, key, klen) == 0)) p = p->next;
+  if (p) {
+    p->waiters++;
+    while (!p->done) pthread_cond_wait(&c->cond, &c->lock);
+    keel_status st = p->status;
+    if (st == KEEL_OK) {
+      atomic_fetch_add_explicit(&p->value->refs, 1, RLX);
+      *out = p->value;
+    }
+    if (--p->waiters == 0) pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    return st;
+  }
+  pending me = {c->pend, h, key, klen, 0, KEEL_OK, NULL, 0};
+  c->pend = &me;
+  pthread_mutex_unlock(&c->lock);
+
+  keel_cache_load_t ld = {c, key, klen, h, NULL, 0};
+  add(&c->loads, 1);
+  keel_status st = loader(ctx, key, klen, &ld);
+  if (st == KEEL_OK && !ld.v && !keel_cache_load_alloc(&ld, 0)) st = KEEL_ENOMEM;
+
+  pthread_mutex_lock(&c->lock);
+  pending **pp = &c->pend;
+  while (*pp != &me) pp = &(*pp)->next;
+  *pp = me.next;
+  if (st == KEEL_OK) {
+    ld.v->hash = h;
+    if (!ld.nocache) (void)insert_locked(c, ld.v); /* ELIMIT/ENOMEM: returned uncached */
+    me.value = ld.v;
+  } else {
+    add(&c->load_errors, 1);
+    if (ld.v) ent_unref(ld.v);
+    ld.v = NULL;
+    keel_cache_value_t *neg = c->neg_ttl ? ent_alloc(c->tag, key, klen, 0) : NULL;
+    if (neg) {
+      neg->klen |= NEG_FLAG;
+      neg->vlen = (uint32_t)(int32_t)st;
+      neg->hash = h;
+      (void)insert_locked(c, neg);
+      ent_unref(neg);
+    }
+  }
+  me.status = st;
+  me.done = 1;
+  if (me.waiters) {
+    pthread_cond_broadcast(&c->cond);
+    while (me.waiters) pthread_cond_wait(&c->cond, &c->lock);
+  }
+  pthread_mutex_unlock(&c->lock);
+  if (st == KEEL_OK) *out = ld.v;
+  return st;
+}
+
+keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_len,
+                                   keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **out) {
+  if (!c || (!key && key_len) || !loader || !out) return KEEL_EMISUSE;
+  uint64_t h = key_hash(c, key, key_len);
+  reader *r = my_reader(c);
+  uint64_t e = epoch_enter(c, r);
+  keel_cache_value_t *v = lookup(c, h, key, key_len);
+  keel_status st = KEEL_OK;
+  uint32_t slot = KEEL_POLICY_NONE;
+  if (v) {
+    slot = v->slot;
+    if (ent_negative(v)) st = (keel_status)(int32_t)v->vlen;
+    else atomic_fetch_add_explicit(&v->refs, 1, RLX);
+  }
+  epoch_exit(r, e);
+  if (v) {
+    add(&r->hits, 1);
+    record(c, r, slot, h);
+    if (st == KEEL_OK) *out = v;
+    return st;
+  }
+  add(&r->misses, 1);
+  /* The insert that follows counts this access for the policy. */
+  return load_slow(c, h, key, key_len, loader, ctx, out);
+}
+
+void *keel_cache_load_alloc(keel_cache_load_t *ld, size_t len) {
+  if (!ld) return NULL;
+  keel_cache_value_t *v = ent_alloc(ld->c->tag, ld->key, ld->klen, len);
+  if (!v) return NULL;
+  if (ld->v) ent_unref(ld->v);
+  ld->v = v;
+  return ent_data(v);
+}
+
+keel_status keel_cache_load_set(keel_cache_load_t *ld, const void *data, size_t len) {
+  if (!ld || (!data && len)) return KEEL_EMISUSE;
+  void *p = keel_cache_load_alloc(ld, len);
+  if (!p) return KEEL_ENOMEM;
+  if (len) memcpy(p, data, len);
+  return KEEL_OK;
+}
+
+void keel_cache_load_nocache(keel_cache_load_t *ld) {
+  if (ld) ld->nocache = 1;
+}
+
+/* ---- writes ---------------------------------------------------------------------- */
+
+keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len, const void *data, size_t len) {
+  if (!c || (!key && key_len) || (!data && len)) return KEEL_EMISUSE;
+  keel_cache_value_t *v = ent_alloc(c->tag, key, key_len, len);
+  if (!v) return key_len >= NEG_FLAG || len > UINT32_MAX ? KEEL_ELIMIT : KEEL_ENOMEM;
+  if (len) memcpy(ent_data(v), data, len);
+  v->hash = key_hash(c, key, key_len);
+  pthread_mutex_lock(&c->lock);
+  drain_locked(c, my_reader(c));
+  keel_status st = insert_locked(c, v);
+  pthread_mutex_unlock(&c->lock);
+  ent_unref(v); /* the cache holds its own reference if it kept v */
+  return st;
+}
+
+keel_status keel_cache_remove(keel_cache_t *c, const void *key, size_t key_len) {
+  if (!c || (!key && key_len)) return KEEL_EMISUSE;
+  uint64_t h = key_hash(c, key, key_len);
+  pthread_mutex_lock(&c->lock);
+  keel_cache_value_t *v = table_find1(c, h, key, key_len);
+  if (v) unlink_locked(c, v, KEEL_CACHE_REMOVED, 1);
+  pthread_mutex_unlock(&c->lock);
+  return v ? KEEL_OK : KEEL_ENOTFOUND;
+}
+
+void keel_cache_clear(keel_cache_t *c) {
+  if (!c) return;
+  pthread_mutex_lock(&c->lock);
+  for (uint32_t i = 0; i < c->nslots; i++)
+    if (c->slots[i]) unlink_locked(c, c->slots[i], KEEL_CACHE_REMOVED, 1);
+  pthread_mutex_unlock(&c->lock);
+}
+
+uint64_t keel_cache_cleanup(keel_cache_t *c) {
+  if (!c || !(c->ttl || c->neg_ttl)) return 0;
+  uint64_t n = 0;
+  pthread_mutex_lock(&c->lock);
+  uint64_t now = now_ns(c);
+  for (uint32_t i = 0; i < c->nslots; i++) {
+    if (c->slots[i] && expired(c->slots[i], now)) {
+      unlink_locked(c, c->slots[i], KEEL_CACHE_EXPIRED, 1);
+      n++;
+    }
+  }
+  pthread_mutex_unlock(&c->lock);
+  return n;
+}
+
+keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes) {
+  if (!c || max_bytes == 0) return KEEL_EINVAL;
+  pthread_mutex_lock(&c->lock);
+  /* Shrinking evicts before returning; no insert can run meanwhile. */
+  keel_policy_set_capacity(c->pol, max_bytes);
+  atomic_store_explicit(&c->max_bytes, max_bytes, RLX);
+  (void)make_room_locked(c, NULL);
+  pthread_mutex_unlock(&c->lock);
+  return KEEL_OK;
+}
+
+/* ---- values ------------------------------------------------------------------------ */
+
+const void *keel_cache_value_data(const keel_cache_value_t *v) {
+  return v ? (const unsigned char *)(v + 1) + key_pad(ent_klen(v)) : NULL;
+}
+size_t keel_cache_value_len(const keel_cache_value_t *v) { return v ? v->vlen : 0; }
+void keel_cache_value_acquire(keel_cache_value_t *v) {
+  if (v) atomic_fetch_add_explicit(&v->refs, 1, RLX);
+}
+void keel_cache_value_release(keel_cache_value_t *v) {
+  if (v) ent_unref(v);
+}
+
+/* ---- introspection --------------------------------------------------------------- */
+
+void keel_cache_get_stats(keel_cache_t *c, keel_cache_stats *out) {
+  if (!c || !out) return;
+  memset(out, 0, sizeof *out);
+  for (unsigned i = 0; i < NREADERS; i++) {
+    out->hits += atomic_load_explicit(&c->rd[i].hits, RLX);
+    out->misses += atomic_load_explicit(&c->rd[i].misses, RLX);
+  }
+  out->loads = atomic_load_explicit(&c->loads, RLX);
+  out->load_errors = atomic_load_explicit(&c->load_errors, RLX);
+  out->evictions = atomic_load_explicit(&c->evictions, RLX);
+  out->expirations = atomic_load_explicit(&c->expirations, RLX);
+  out->removals = atomic_load_explicit(&c->removals, RLX);
+  out->replacements = atomic_load_explicit(&c->replacements, RLX);
+  out->puts = atomic_load_explicit(&c->puts, RLX);
+  out->entries = atomic_load_explicit(&c->entries, RLX);
+  out->bytes = atomic_load_explicit(&c->bytes, RLX);
+  out->max_bytes = atomic_load_explicit(&c->max_bytes, RLX);
+  out->max_entries = atomic_load_explicit(&c->max_entries, RLX);
+  keel_policy_stats ps;
+  pthread_mutex_lock(&c->lock);
+  keel_policy_get_stats(c->pol, &ps);
+  pthread_mutex_unlock(&c->lock);
+  out->policy_admitted = ps.admitted;
+  out->policy_rejected = ps.rejected;
+  out->policy_adaptations = ps.adaptations;
+  out->policy_window_share = ps.window_share;
+}
+
+const char *keel_cache_policy(const keel_cache_t *c) { return c ? keel_policy_name(c->pol) : "?"; }

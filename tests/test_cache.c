@@ -1,0 +1,453 @@
+/* test_cache.c — the cache's single-threaded semantics: get/put/remove,
+ * values outliving eviction, full-key comparison under forced collisions,
+ * TTL with an injected clock, errors not cached (and negative caching),
+ * removal causes, stats that add up, the byte bound, set_capacity, every
+ * policy name, and OOM sweeps of creation and put. */
+#include <stdio.h>
+#include <string.h>
+
+#include "keel/cache.h"
+#include "testutil.h"
+
+typedef struct removals {
+  unsigned n[4];
+  char last_key[64];
+} removals;
+
+static void on_removal(void *ud, const void *key, size_t key_len, keel_cache_value_t *v,
+                       keel_cache_cause cause) {
+  removals *r = ud;
+  (void)v;
+  r->n[cause]++;
+  snprintf(r->last_key, sizeof r->last_key, "%.*s", (int)key_len, (const char *)key);
+}
+
+static keel_cache_options base_opts(uint64_t max_bytes) {
+  keel_cache_options o;
+  memset(&o, 0, sizeof o);
+  o.size = sizeof o;
+  o.max_bytes = max_bytes;
+  o.tag = KEEL_MEM_CACHE;
+  return o;
+}
+
+static keel_cache_t *mk(const keel_cache_options *o) {
+  keel_cache_t *c = NULL;
+  assert_int_equal(keel_cache_create(o, &c), KEEL_OK);
+  return c;
+}
+
+static int get_str(keel_cache_t *c, const char *k, char *buf, size_t cap) {
+  keel_cache_value_t *v;
+  if (keel_cache_get(c, k, strlen(k), &v) != KEEL_OK) return 0;
+  snprintf(buf, cap, "%.*s", (int)keel_cache_value_len(v), (const char *)keel_cache_value_data(v));
+  keel_cache_value_release(v);
+  return 1;
+}
+
+static void test_basic(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  keel_cache_options o = base_opts(1 << 20);
+  removals rm = {0};
+  o.on_removal = on_removal;
+  o.removal_ud = &rm;
+  keel_cache_t *c = mk(&o);
+  char buf[64];
+  assert_false(get_str(c, "a", buf, sizeof buf));
+  assert_int_equal(keel_cache_put(c, "a", 1, "one", 3), KEEL_OK);
+  assert_true(get_str(c, "a", buf, sizeof buf));
+  assert_string_equal(buf, "one");
+  assert_int_equal(keel_cache_put(c, "a", 1, "uno", 3), KEEL_OK);
+  assert_int_equal(rm.n[KEEL_CACHE_REPLACED], 1);
+  assert_true(get_str(c, "a", buf, sizeof buf));
+  assert_string_equal(buf, "uno");
+  assert_int_equal(keel_cache_remove(c, "a", 1), KEEL_OK);
+  assert_int_equal(rm.n[KEEL_CACHE_REMOVED], 1);
+  assert_string_equal(rm.last_key, "a");
+  assert_int_equal(keel_cache_remove(c, "a", 1), KEEL_ENOTFOUND);
+  assert_false(get_str(c, "a", buf, sizeof buf));
+  /* Empty key and empty value are legal. */
+  assert_int_equal(keel_cache_put(c, "", 0, "", 0), KEEL_OK);
+  keel_cache_value_t *v;
+  assert_int_equal(keel_cache_get(c, "", 0, &v), KEEL_OK);
+  assert_int_equal(keel_cache_value_len(v), 0);
+  assert_int_equal((uintptr_t)keel_cache_value_data(v) % 8, 0);
+  keel_cache_value_release(v);
+  for (int i = 0; i < 100; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "k%d", i);
+    assert_int_equal(keel_cache_put(c, k, strlen(k), k, strlen(k)), KEEL_OK);
+  }
+  keel_cache_clear(c);
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.entries, 0);
+  assert_int_equal(st.bytes, 0);
+  assert_int_equal(rm.n[KEEL_CACHE_REMOVED], 102);
+  assert_int_equal(st.hits + st.misses, 5); /* the gets above */
+  assert_int_equal(st.hits, 3);
+  keel_cache_destroy(c);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+static void test_bad_options(void **state) {
+  (void)state;
+  keel_cache_t *c = NULL;
+  keel_cache_options o = base_opts(0);
+  assert_int_equal(keel_cache_create(&o, &c), KEEL_EINVAL);
+  o = base_opts(1 << 20);
+  o.policy = "nope";
+  assert_int_equal(keel_cache_create(&o, &c), KEEL_EINVAL);
+  assert_null(c);
+  static const char *names[] = {"lru", "wtinylfu", "adaptive", "default"};
+  for (int i = 0; i < 4; i++) {
+    o.policy = names[i];
+    c = mk(&o);
+    assert_int_equal(keel_cache_put(c, "x", 1, "y", 1), KEEL_OK);
+    keel_cache_destroy(c);
+  }
+}
+
+/* A value a reader holds survives eviction, replacement and destroy. */
+static void test_value_outlives_eviction(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  size_t ov = keel_cache_entry_overhead();
+  keel_cache_options o = base_opts(3 * (ov + 16));
+  o.policy = "lru";
+  removals rm = {0};
+  o.on_removal = on_removal;
+  o.removal_ud = &rm;
+  keel_cache_t *c = mk(&o);
+  assert_int_equal(keel_cache_put(c, "held", 4, "precious-value", 14), KEEL_OK);
+  keel_cache_value_t *v;
+  assert_int_equal(keel_cache_get(c, "held", 4, &v), KEEL_OK);
+  for (int i = 0; i < 20; i++) {
+    char k[8];
+    snprintf(k, sizeof k, "f%02d", i);
+    assert_int_equal(keel_cache_put(c, k, 3, "0123456789ab", 12), KEEL_OK);
+  }
+  keel_cache_value_t *gone;
+  assert_int_equal(keel_cache_get(c, "held", 4, &gone), KEEL_ENOTFOUND);
+  assert_true(rm.n[KEEL_CACHE_EVICTED] >= 18);
+  assert_int_equal(keel_cache_value_len(v), 14);
+  assert_memory_equal(keel_cache_value_data(v), "precious-value", 14);
+  keel_cache_value_acquire(v);
+  keel_cache_destroy(c);
+  assert_memory_equal(keel_cache_value_data(v), "precious-value", 14);
+  keel_cache_value_release(v);
+  keel_cache_value_release(v);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+static uint64_t const_hash(void *ud, const void *key, size_t len, uint64_t seed) {
+  (void)ud, (void)key, (void)len, (void)seed;
+  return 42;
+}
+
+/* Every key hashes alike: only the full comparison tells them apart. */
+static void test_forced_collisions(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(1 << 20);
+  o.hash = const_hash;
+  keel_cache_t *c = mk(&o);
+  char k[32], buf[32];
+  for (int i = 0; i < 200; i++) {
+    snprintf(k, sizeof k, "key-%d", i);
+    assert_int_equal(keel_cache_put(c, k, strlen(k), k + 4, strlen(k + 4)), KEEL_OK);
+  }
+  for (int i = 0; i < 200; i++) {
+    snprintf(k, sizeof k, "key-%d", i);
+    assert_true(get_str(c, k, buf, sizeof buf));
+    assert_string_equal(buf, k + 4);
+  }
+  /* Prefixes and same-length strangers are not matches. */
+  assert_false(get_str(c, "key-", buf, sizeof buf));
+  assert_false(get_str(c, "key-1000", buf, sizeof buf));
+  assert_false(get_str(c, "kex-1", buf, sizeof buf));
+  assert_int_equal(keel_cache_remove(c, "key-7", 5), KEEL_OK);
+  assert_false(get_str(c, "key-7", buf, sizeof buf));
+  assert_true(get_str(c, "key-17", buf, sizeof buf));
+  keel_cache_destroy(c);
+}
+
+static void noop_read(void *ctx, const void *data, size_t len) {
+  (void)ctx, (void)data, (void)len;
+}
+
+static uint64_t fake_now;
+static uint64_t fake_clock(void *ud) {
+  (void)ud;
+  return fake_now;
+}
+
+static void test_ttl(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(1 << 20);
+  o.ttl_ns = 1000;
+  o.clock = fake_clock;
+  removals rm = {0};
+  o.on_removal = on_removal;
+  o.removal_ud = &rm;
+  fake_now = 5000;
+  keel_cache_t *c = mk(&o);
+  char buf[16];
+  assert_int_equal(keel_cache_put(c, "a", 1, "A", 1), KEEL_OK);
+  fake_now = 5500;
+  assert_int_equal(keel_cache_put(c, "b", 1, "B", 1), KEEL_OK);
+  fake_now = 5999;
+  assert_true(get_str(c, "a", buf, sizeof buf));
+  fake_now = 6000; /* a expires exactly now */
+  assert_false(get_str(c, "a", buf, sizeof buf));
+  keel_cache_value_t *v;
+  assert_int_equal(keel_cache_read(c, "a", 1, noop_read, NULL), KEEL_ENOTFOUND);
+  assert_true(get_str(c, "b", buf, sizeof buf));
+  /* A write restarts the clock of its key. */
+  assert_int_equal(keel_cache_put(c, "b", 1, "B2", 2), KEEL_OK);
+  fake_now = 6600;
+  assert_true(get_str(c, "b", buf, sizeof buf));
+  assert_int_equal(keel_cache_cleanup(c), 1); /* a */
+  assert_int_equal(rm.n[KEEL_CACHE_EXPIRED], 1);
+  fake_now = 7600;
+  assert_int_equal(keel_cache_get(c, "b", 1, &v), KEEL_ENOTFOUND);
+  assert_int_equal(keel_cache_cleanup(c), 1);
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.expirations, 2);
+  assert_int_equal(st.entries, 0);
+  keel_cache_destroy(c);
+}
+
+typedef struct loadctx {
+  int calls;
+  keel_status fail;
+  int nocache;
+} loadctx;
+
+static keel_status loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  loadctx *l = ctx;
+  l->calls++;
+  if (l->fail) return l->fail;
+  if (l->nocache) keel_cache_load_nocache(ld);
+  char *p = keel_cache_load_alloc(ld, len + 2);
+  if (!p) return KEEL_ENOMEM;
+  memcpy(p, "v:", 2);
+  memcpy(p + 2, key, len);
+  return KEEL_OK;
+}
+
+static void test_load_errors_not_cached(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(1 << 20);
+  keel_cache_t *c = mk(&o);
+  loadctx l = {0, KEEL_EIO, 0};
+  keel_cache_value_t *v = NULL;
+  assert_int_equal(keel_cache_get_or_load(c, "k", 1, loader, &l, &v), KEEL_EIO);
+  assert_int_equal(keel_cache_get_or_load(c, "k", 1, loader, &l, &v), KEEL_EIO);
+  assert_int_equal(l.calls, 2);
+  assert_null(v);
+  l.fail = KEEL_OK;
+  assert_int_equal(keel_cache_get_or_load(c, "k", 1, loader, &l, &v), KEEL_OK);
+  assert_int_equal(keel_cache_value_len(v), 3);
+  assert_memory_equal(keel_cache_value_data(v), "v:k", 3);
+  keel_cache_value_release(v);
+  assert_int_equal(keel_cache_get_or_load(c, "k", 1, loader, &l, &v), KEEL_OK);
+  keel_cache_value_release(v);
+  assert_int_equal(l.calls, 3);
+  /* No-cache values are returned but not stored. */
+  l.nocache = 1;
+  assert_int_equal(keel_cache_get_or_load(c, "n", 1, loader, &l, &v), KEEL_OK);
+  assert_memory_equal(keel_cache_value_data(v), "v:n", 3);
+  keel_cache_value_release(v);
+  assert_int_equal(keel_cache_get(c, "n", 1, &v), KEEL_ENOTFOUND);
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.loads, 4);
+  assert_int_equal(st.load_errors, 2);
+  assert_int_equal(st.hits + st.misses, 6);
+  assert_int_equal(st.hits, 1);
+  keel_cache_destroy(c);
+}
+
+static void test_negative_caching(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(1 << 20);
+  o.negative_ttl_ns = 100;
+  o.ttl_ns = 10000;
+  o.clock = fake_clock;
+  fake_now = 1000;
+  keel_cache_t *c = mk(&o);
+  loadctx l = {0, KEEL_ETIMEDOUT, 0};
+  keel_cache_value_t *v = NULL;
+  assert_int_equal(keel_cache_get_or_load(c, "k", 1, loader, &l, &v), KEEL_ETIMEDOUT);
+  l.fail = KEEL_OK;
+  assert_int_equal(keel_cache_get_or_load(c, "k", 1, loader, &l, &v), KEEL_ETIMEDOUT);
+  assert_int_equal(l.calls, 1);
+  assert_int_equal(keel_cache_get(c, "k", 1, &v), KEEL_ENOTFOUND);
+  fake_now = 1100;
+  assert_int_equal(keel_cache_get_or_load(c, "k", 1, loader, &l, &v), KEEL_OK);
+  assert_int_equal(l.calls, 2);
+  keel_cache_value_release(v);
+  keel_cache_destroy(c);
+}
+
+/* The charged bytes never pass the bound; the count bound holds too. */
+static void test_byte_and_entry_bound(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  size_t ov = keel_cache_entry_overhead();
+  const uint64_t cap = 50 * (ov + 100);
+  static const char *pols[] = {"lru", "default"};
+  for (int p = 0; p < 2; p++) {
+    keel_cache_options o = base_opts(cap);
+    o.policy = pols[p];
+    keel_cache_t *c = mk(&o);
+    static char val[4000];
+    uint64_t charged = 0;
+    for (int i = 0; i < 3000; i++) {
+      char k[16];
+      snprintf(k, sizeof k, "%d", (i * 7919) % 900);
+      size_t len = (size_t)(i * 37 % 400);
+      assert_int_equal(keel_cache_put(c, k, strlen(k), val, len), KEEL_OK);
+      keel_cache_stats st;
+      keel_cache_get_stats(c, &st);
+      assert_true(st.bytes <= cap);
+      charged = st.bytes;
+    }
+    assert_true(charged > cap / 2);
+    /* A value larger than the cache is refused. */
+    assert_int_equal(keel_cache_put(c, "big", 3, val, (size_t)cap), KEEL_ELIMIT);
+    /* Shrinking evicts down to the new bound at once. */
+    assert_int_equal(keel_cache_set_capacity(c, cap / 4), KEEL_OK);
+    keel_cache_stats st;
+    keel_cache_get_stats(c, &st);
+    assert_true(st.bytes <= cap / 4);
+    assert_int_equal(st.max_bytes, cap / 4);
+    assert_int_equal(keel_cache_set_capacity(c, cap), KEEL_OK);
+    keel_cache_destroy(c);
+
+    o.max_entries = 10;
+    c = mk(&o);
+    for (int i = 0; i < 100; i++) {
+      char k[16];
+      snprintf(k, sizeof k, "e%d", i);
+      assert_int_equal(keel_cache_put(c, k, strlen(k), "x", 1), KEEL_OK);
+      keel_cache_get_stats(c, &st);
+      assert_true(st.entries <= 10);
+    }
+    assert_int_equal(st.entries, 10);
+    assert_int_equal(st.evictions, 90);
+    keel_cache_destroy(c);
+  }
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+/* Every removal is reported once with its cause, and the stats agree. */
+static void test_removal_causes_and_stats(void **state) {
+  (void)state;
+  size_t ov = keel_cache_entry_overhead();
+  keel_cache_options o = base_opts(10 * (ov + 8));
+  removals rm = {0};
+  o.on_removal = on_removal;
+  o.removal_ud = &rm;
+  keel_cache_t *c = mk(&o);
+  char k[16];
+  for (int i = 0; i < 100; i++) {
+    snprintf(k, sizeof k, "k%03d", i % 40);
+    assert_int_equal(keel_cache_put(c, k, 4, "vvvv", 4), KEEL_OK);
+  }
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(rm.n[KEEL_CACHE_EVICTED], st.evictions);
+  assert_int_equal(rm.n[KEEL_CACHE_REPLACED], st.replacements);
+  assert_int_equal(st.puts, 100);
+  /* puts = entries now + everything that left. */
+  assert_int_equal(st.puts, st.entries + st.evictions + st.replacements);
+  assert_int_equal(st.bytes, st.entries * (ov + 8));
+  unsigned found = 0;
+  for (int i = 0; i < 40; i++) {
+    snprintf(k, sizeof k, "k%03d", i);
+    keel_cache_value_t *v;
+    if (keel_cache_get(c, k, 4, &v) == KEEL_OK) {
+      found++;
+      keel_cache_value_release(v);
+    }
+  }
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(found, st.entries);
+  assert_int_equal(st.hits, found);
+  assert_int_equal(st.hits + st.misses, 40);
+  keel_cache_destroy(c);
+}
+
+static int create_attempt(void *ctx) {
+  (void)ctx;
+  keel_cache_options o = base_opts(1 << 20);
+  keel_cache_t *c = NULL;
+  keel_status st = keel_cache_create(&o, &c);
+  if (st != KEEL_OK) {
+    assert_int_equal(st, KEEL_ENOMEM);
+    return 1;
+  }
+  keel_cache_destroy(c);
+  return 0;
+}
+
+/* put under every single allocation failure: KEEL_ENOMEM, the key absent,
+ * the cache still working; then no leak once destroyed. */
+static void test_oom(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  assert_true(tu_oom_sweep(create_attempt, NULL) > 3);
+  keel_cache_options o = base_opts(1 << 20);
+  keel_cache_t *c = mk(&o);
+  unsigned failures = 0;
+  for (int i = 0; i < 400; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "p%d", i);
+    for (uint64_t n = 1;; n++) {
+      keel_mem_fail_after(n, 0);
+      keel_status st = keel_cache_put(c, k, strlen(k), "value", 5);
+      uint64_t hits = keel_mem_fault_hits();
+      keel_mem_fail_after(0, 0);
+      keel_cache_value_t *v;
+      if (hits == 0) {
+        assert_int_equal(st, KEEL_OK);
+        break;
+      }
+      failures++;
+      if (st == KEEL_OK) {
+        /* An allocation with a fallback failed (a table resize, a limbo
+         * list, the sketch): the put still succeeded. */
+        assert_int_equal(keel_cache_get(c, k, strlen(k), &v), KEEL_OK);
+        keel_cache_value_release(v);
+        break;
+      }
+      assert_int_equal(st, KEEL_ENOMEM);
+      assert_int_equal(keel_cache_get(c, k, strlen(k), &v), KEEL_ENOTFOUND);
+    }
+  }
+  assert_true(failures >= 400);
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.entries, 400);
+  keel_cache_destroy(c);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_basic),
+      cmocka_unit_test(test_bad_options),
+      cmocka_unit_test(test_value_outlives_eviction),
+      cmocka_unit_test(test_forced_collisions),
+      cmocka_unit_test(test_ttl),
+      cmocka_unit_test(test_load_errors_not_cached),
+      cmocka_unit_test(test_negative_caching),
+      cmocka_unit_test(test_byte_and_entry_bound),
+      cmocka_unit_test(test_removal_causes_and_stats),
+      cmocka_unit_test(test_oom),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

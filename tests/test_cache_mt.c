@@ -1,0 +1,292 @@
+/* test_cache_mt.c — the cache under concurrency (also run under TSan):
+ * the byte bound while threads insert values of varied sizes, single-flight
+ * loading with 8 threads on one key (value and error), readers checking
+ * value integrity while writers evict (epoch reclamation), and statistics
+ * that add up across threads. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "keel/cache.h"
+#include "testutil.h"
+
+static keel_cache_options base_opts(uint64_t max_bytes) {
+  keel_cache_options o;
+  memset(&o, 0, sizeof o);
+  o.size = sizeof o;
+  o.max_bytes = max_bytes;
+  o.tag = KEEL_MEM_CACHE;
+  return o;
+}
+
+static uint64_t rnd(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+/* A value for key k: its length and bytes follow from k, so a reader can
+ * verify what it got. */
+static size_t fill_value(uint64_t k, unsigned char *buf) {
+  size_t len = 8 + (size_t)(k * 2654435761u % 700);
+  for (size_t i = 0; i < len; i++) buf[i] = (unsigned char)(k + i);
+  return len;
+}
+
+static int check_value(uint64_t k, const unsigned char *p, size_t len) {
+  unsigned char buf[1024];
+  size_t want = fill_value(k, buf);
+  return len == want && memcmp(p, buf, len) == 0;
+}
+
+typedef struct shared {
+  keel_cache_t *c;
+  uint64_t cap;
+  atomic_int stop;
+  atomic_int bad;
+  atomic_ulong lookups;
+  atomic_ulong over;
+  unsigned id;
+} shared;
+
+typedef struct tharg {
+  shared *s;
+  unsigned id;
+} tharg;
+
+static void *writer(void *p) {
+  tharg *a = p;
+  uint64_t seed = 0x9e3779b97f4a7c15ull * (a->id + 1);
+  unsigned char buf[1024];
+  for (int i = 0; i < 20000; i++) {
+    uint64_t k = rnd(&seed) % 3000;
+    size_t len = fill_value(k, buf);
+    if (keel_cache_put(a->s->c, &k, sizeof k, buf, len) != KEEL_OK) atomic_store(&a->s->bad, 1);
+    if (i % 7 == 0) (void)keel_cache_remove(a->s->c, &k, sizeof k);
+  }
+  return NULL;
+}
+
+static void *watcher(void *p) {
+  shared *s = p;
+  while (!atomic_load(&s->stop)) {
+    keel_cache_stats st;
+    keel_cache_get_stats(s->c, &st);
+    if (st.bytes > s->cap) atomic_fetch_add(&s->over, 1);
+  }
+  return NULL;
+}
+
+typedef struct readctx {
+  uint64_t k;
+  int ok;
+} readctx;
+
+static void read_fn(void *ctx, const void *data, size_t len) {
+  readctx *r = ctx;
+  r->ok = check_value(r->k, data, len);
+}
+
+static void *reader_fn(void *p) {
+  tharg *a = p;
+  uint64_t seed = 0x5851f42d4c957f2dull * (a->id + 3);
+  unsigned long n = 0;
+  while (!atomic_load(&a->s->stop)) {
+    uint64_t k = rnd(&seed) % 3000;
+    keel_cache_value_t *v;
+    if (keel_cache_get(a->s->c, &k, sizeof k, &v) == KEEL_OK) {
+      if (!check_value(k, keel_cache_value_data(v), keel_cache_value_len(v))) atomic_store(&a->s->bad, 2);
+      keel_cache_value_release(v);
+    }
+    readctx rc = {k, 1};
+    (void)keel_cache_read(a->s->c, &k, sizeof k, read_fn, &rc);
+    if (!rc.ok) atomic_store(&a->s->bad, 3);
+    n += 2;
+  }
+  atomic_fetch_add(&a->s->lookups, n);
+  return NULL;
+}
+
+/* Writers of varied sizes, readers verifying bytes, a watcher of the bound. */
+static void test_bound_and_integrity(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  static const char *pols[] = {"default", "lru"};
+  for (int p = 0; p < 2; p++) {
+    shared s;
+    memset(&s, 0, sizeof s);
+    s.cap = 200 * (keel_cache_entry_overhead() + 300);
+    keel_cache_options o = base_opts(s.cap);
+    o.policy = pols[p];
+    assert_int_equal(keel_cache_create(&o, &s.c), KEEL_OK);
+    pthread_t w[3], r[2], wt;
+    tharg wa[3], ra[2];
+    pthread_create(&wt, NULL, watcher, &s);
+    for (unsigned i = 0; i < 2; i++) {
+      ra[i] = (tharg){&s, i};
+      pthread_create(&r[i], NULL, reader_fn, &ra[i]);
+    }
+    for (unsigned i = 0; i < 3; i++) {
+      wa[i] = (tharg){&s, i};
+      pthread_create(&w[i], NULL, writer, &wa[i]);
+    }
+    for (unsigned i = 0; i < 3; i++) pthread_join(w[i], NULL);
+    atomic_store(&s.stop, 1);
+    for (unsigned i = 0; i < 2; i++) pthread_join(r[i], NULL);
+    pthread_join(wt, NULL);
+    assert_int_equal(atomic_load(&s.bad), 0);
+    assert_int_equal(atomic_load(&s.over), 0);
+    keel_cache_stats st;
+    keel_cache_get_stats(s.c, &st);
+    assert_true(st.bytes <= s.cap);
+    assert_true(st.entries > 0);
+    assert_int_equal(st.hits + st.misses, atomic_load(&s.lookups));
+    assert_int_equal(st.puts, 60000);
+    assert_int_equal(st.puts, st.entries + st.evictions + st.replacements + st.removals);
+    keel_cache_destroy(s.c);
+  }
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+/* ---- single flight ---------------------------------------------------------- */
+
+typedef struct flight {
+  keel_cache_t *c;
+  atomic_int calls;
+  atomic_int arrived;
+  keel_status fail;
+  atomic_int got_ok, got_err;
+} flight;
+
+static keel_status slow_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  flight *f = ctx;
+  atomic_fetch_add(&f->calls, 1);
+  /* Stay in the loader until every thread has arrived (or 2 s passed). */
+  for (int i = 0; i < 2000 && atomic_load(&f->arrived) < 8; i++) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  struct timespec ts = {0, 20000000};
+  nanosleep(&ts, NULL);
+  if (f->fail) return f->fail;
+  return keel_cache_load_set(ld, key, len);
+}
+
+static void *flyer(void *p) {
+  flight *f = p;
+  keel_cache_value_t *v = NULL;
+  atomic_fetch_add(&f->arrived, 1);
+  keel_status st = keel_cache_get_or_load(f->c, "the-key", 7, slow_loader, f, &v);
+  if (st == KEEL_OK && keel_cache_value_len(v) == 7 && !memcmp(keel_cache_value_data(v), "the-key", 7))
+    atomic_fetch_add(&f->got_ok, 1);
+  if (st == f->fail && st != KEEL_OK) atomic_fetch_add(&f->got_err, 1);
+  keel_cache_value_release(v);
+  return NULL;
+}
+
+static void run_flight(flight *f) {
+  pthread_t t[8];
+  atomic_store(&f->arrived, 0);
+  for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, flyer, f);
+  for (int i = 0; i < 8; i++) pthread_join(t[i], NULL);
+}
+
+static void test_single_flight(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  keel_cache_options o = base_opts(1 << 20);
+  flight f;
+  memset(&f, 0, sizeof f);
+  assert_int_equal(keel_cache_create(&o, &f.c), KEEL_OK);
+  /* An error reaches every waiter and is not cached. */
+  f.fail = KEEL_EIO;
+  run_flight(&f);
+  assert_int_equal(atomic_load(&f.calls), 1);
+  assert_int_equal(atomic_load(&f.got_err), 8);
+  /* Then a value: loaded once, all eight get it. */
+  f.fail = KEEL_OK;
+  atomic_store(&f.calls, 0);
+  run_flight(&f);
+  assert_int_equal(atomic_load(&f.calls), 1);
+  assert_int_equal(atomic_load(&f.got_ok), 8);
+  keel_cache_stats st;
+  keel_cache_get_stats(f.c, &st);
+  assert_int_equal(st.loads, 2);
+  assert_int_equal(st.load_errors, 1);
+  assert_int_equal(st.hits + st.misses, 16);
+  keel_cache_destroy(f.c);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+/* ---- many keys through get_or_load, with shrinking capacity ------------------- */
+
+static keel_status cheap_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  (void)ctx;
+  uint64_t k;
+  memcpy(&k, key, len < 8 ? len : 8);
+  unsigned char *p = keel_cache_load_alloc(ld, fill_value(k, (unsigned char[1024]){0}));
+  if (!p) return KEEL_ENOMEM;
+  fill_value(k, p);
+  return KEEL_OK;
+}
+
+typedef struct rt {
+  keel_cache_t *c;
+  unsigned id;
+  atomic_int *bad;
+} rt;
+
+static void *readthrough(void *p) {
+  rt *a = p;
+  uint64_t seed = 77 + a->id;
+  for (int i = 0; i < 30000; i++) {
+    uint64_t k = rnd(&seed) % 2000;
+    if (rnd(&seed) % 8 == 0) k %= 50; /* a hot set */
+    keel_cache_value_t *v;
+    if (keel_cache_get_or_load(a->c, &k, sizeof k, cheap_loader, NULL, &v) != KEEL_OK ||
+        !check_value(k, keel_cache_value_data(v), keel_cache_value_len(v)))
+      atomic_store(a->bad, 1);
+    else
+      keel_cache_value_release(v);
+    if (a->id == 0 && i % 5000 == 0)
+      keel_cache_set_capacity(a->c, (uint64_t)(100 + (i / 5000) % 3 * 100) * (keel_cache_entry_overhead() + 400));
+  }
+  return NULL;
+}
+
+static void test_readthrough_concurrent(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  keel_cache_options o = base_opts(300 * (keel_cache_entry_overhead() + 400));
+  keel_cache_t *c;
+  assert_int_equal(keel_cache_create(&o, &c), KEEL_OK);
+  atomic_int bad = 0;
+  pthread_t t[4];
+  rt a[4];
+  for (unsigned i = 0; i < 4; i++) {
+    a[i] = (rt){c, i, &bad};
+    pthread_create(&t[i], NULL, readthrough, &a[i]);
+  }
+  for (unsigned i = 0; i < 4; i++) pthread_join(t[i], NULL);
+  assert_int_equal(atomic_load(&bad), 0);
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.hits + st.misses, 120000);
+  assert_true(st.loads <= st.misses);
+  assert_true(st.hits > 0);
+  assert_true(st.bytes <= st.max_bytes);
+  keel_cache_destroy(c);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_bound_and_integrity),
+      cmocka_unit_test(test_single_flight),
+      cmocka_unit_test(test_readthrough_concurrent),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
