@@ -2,6 +2,7 @@
  * with 1, 2 and 4 workers, --unordered complete, a stop in the middle of a
  * run loses nothing, a stop from another thread. Run under TSan too. */
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pipeline_fixture.h"
@@ -199,11 +200,73 @@ static void test_stop_from_another_thread(void **state) {
   free(in);
 }
 
+/* A FIFO whose writer keeps it open: the reader blocks in read(); a stop
+ * from another thread must still end the run (no signal involved), with
+ * everything written so far accounted for. */
+typedef struct fifo_writer {
+  const char *path;
+  _Atomic int release;   /* set when the writer may close */
+  _Atomic int timed_out; /* the writer closed without being released */
+} fifo_writer;
+
+static void *fifo_main(void *arg) {
+  fifo_writer *w = arg;
+  FILE *f = fopen(w->path, "w"); /* blocks until the run opens it */
+  if (!f) return NULL;
+  for (int i = 1; i <= 300; i++) fprintf(f, i % 30 ? "{\"text\":\"abc\"}\n" : "nope\n");
+  fflush(f);
+  /* Wait for the test to release it; after 10 s give up, so a run that
+   * waits for EOF fails the test instead of hanging it. */
+  for (int ms = 0; !atomic_load(&w->release); ms++) {
+    if (ms == 10000) {
+      atomic_store(&w->timed_out, 1);
+      break;
+    }
+    usleep(1000);
+  }
+  fclose(f);
+  return NULL;
+}
+
+static void *fifo_stopper(void *arg) {
+  (void)arg;
+  keel_pipeline_t *p;
+  while ((p = atomic_load(&fixture_target)) == NULL) usleep(100);
+  usleep(300000); /* the 300 lines are read by then; the reader waits for more */
+  keel_pipeline_stop(p);
+  return NULL;
+}
+
+static void test_stop_while_reading_an_open_fifo(void **state) {
+  (void)state;
+  char *fifo = path_of("events.fifo");
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  fifo_writer w = {fifo, 0, 0};
+  atomic_store(&fixture_target, NULL);
+  pthread_t wt, st;
+  assert_int_equal(pthread_create(&wt, NULL, fifo_main, &w), 0);
+  assert_int_equal(pthread_create(&st, NULL, fifo_stopper, NULL), 0);
+  outcome o = run_with("len", (const char *[]){"pipeline.workers=2", NULL}, fifo, "fifo");
+  atomic_store(&w.release, 1); /* only now: the run ended with the FIFO open */
+  pthread_join(st, NULL);
+  pthread_join(wt, NULL);
+  assert_int_equal(atomic_load(&w.timed_out), 0); /* the run did not wait for EOF */
+  assert_int_equal(o.stats.interrupted, 1);
+  assert_int_equal(o.stats.events_in, 300);
+  assert_int_equal(o.stats.events_out, 290);
+  assert_int_equal(o.stats.rejected, 10);
+  assert_int_equal(fixture_count_lines(o.out), 290);
+  assert_int_equal(fixture_count_lines(o.dl), 10);
+  free_outcome(&o);
+  free(fifo);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_order_same_for_any_worker_count),
       cmocka_unit_test(test_stop_mid_run_loses_nothing),
       cmocka_unit_test(test_stop_from_another_thread),
+      cmocka_unit_test(test_stop_while_reading_an_open_fifo),
   };
   return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }
