@@ -60,5 +60,29 @@ EOF
 cmp -s <(sort "$dir/out1.ndjson") <(sort "$dir/outu.ndjson") && cmp -s <(sort "$dir/dl1.ndjson") <(sort "$dir/dlu.ndjson") &&
   ok "--unordered: the same lines, each once" || bad "--unordered lost or changed lines"
 
+# The same with requests from `keel gen`: a text trace of keys, and a prefix
+# of a real trace when the shared folder is there.
+python3 -c "
+import random
+r = random.Random(3)
+print('\\n'.join(str(r.randrange(800)) for _ in range(3000)))" >"$dir/keys.txt"
+traces=("$dir/keys.txt")
+[ -r "${KEEL_SHARED:-/nonexistent}/traces/cpp.lirs" ] && traces+=("$KEEL_SHARED/traces/cpp.lirs")
+for t in "${traces[@]}"; do
+  if ! "$KEEL" gen --trace "$t" --limit 3000 --products 2000 --categories 8 --k 5 \
+    --mix rank=0.5,score=0.3,user=0.2 >"$dir/gen.ndjson" 2>"$dir/gen.err"; then
+    bad "keel gen --trace $t: $(cat "$dir/gen.err")"
+    continue
+  fi
+  for w in 1 2; do
+    "$KEEL" run "${CAT[@]}" --workers "$w" --batch 32 --quiet --input "$dir/gen.ndjson" --output "$dir/g$w.ndjson" \
+      --dead-letter "$dir/gdl$w.ndjson"
+  done
+  n=$(wc -l <"$dir/g1.ndjson")
+  [ "$n" -ge 2900 ] && cmp -s "$dir/g1.ndjson" "$dir/g2.ndjson" &&
+    ok "keel gen from $(basename "$t"): $n results, identical with 1 and 2 workers" ||
+    bad "keel gen from $(basename "$t"): $n results, 1 vs 2 workers differ or too few"
+done
+
 echo "run_order.sh: $fails failure(s)"
 [ "$fails" -eq 0 ]
