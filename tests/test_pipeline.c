@@ -337,6 +337,97 @@ static void test_run_errors_and_rerun(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* ---- event types, conversions, plain status failures ---- */
+
+static keel_status half_process(void *st, keel_event_t *ev, const keel_stage_io *io) {
+  (void)st;
+  keel_value x;
+  if (!keel_event_get(ev, io->reads[0], &x)) return KEEL_OK; /* optional: absent is fine */
+  if (x.type != KEEL_FIELD_FLOAT) return keel_event_fail(ev, "x arrived as %s", keel_field_type_name(x.type));
+  if (x.u.f < 0) return KEEL_EINVAL; /* a plain status, no reason given */
+  return keel_event_set_float(ev, io->writes[0], x.u.f / 2);
+}
+
+static keel_status tag_process(void *st, keel_event_t *ev, const keel_stage_io *io) {
+  (void)st;
+  return keel_event_set_string(ev, io->writes[0], "b-seen", 6);
+}
+
+static void test_event_types_and_conversions(void **state) {
+  (void)state;
+  static const keel_field_spec half_reads[] = {{"x", KEEL_FIELD_FLOAT, KEEL_FIELD_OPTIONAL}};
+  static const keel_field_spec half_writes[] = {{"half", KEEL_FIELD_FLOAT, 0}};
+  static const keel_field_spec tag_reads[] = {{"who", KEEL_FIELD_STRING, KEEL_FIELD_REQUIRED}};
+  static const keel_field_spec tag_writes[] = {{"tag", KEEL_FIELD_STRING, 0}};
+  keel_stage_def a = {.size = sizeof a, .name = "half", .event_type = "a", .reads = half_reads, .n_reads = 1,
+                      .writes = half_writes, .n_writes = 1, .process = half_process};
+  keel_stage_def b = {.size = sizeof b, .name = "tag", .event_type = "b", .reads = tag_reads, .n_reads = 1,
+                      .writes = tag_writes, .n_writes = 1, .process = tag_process};
+  keel_registry_t *r;
+  char err[512];
+  assert_int_equal(keel_registry_create(&r), KEEL_OK);
+  assert_int_equal(keel_registry_add(r, &a, err, sizeof err), KEEL_OK);
+  assert_int_equal(keel_registry_add(r, &b, err, sizeof err), KEEL_OK);
+  keel_config_t *c = fixture_config("half,tag", NULL);
+  keel_pipeline_t *p;
+  assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
+  const char *in = in_dir("types.ndjson"), *out = in_dir("types.out"), *dl = in_dir("types.dl");
+  FILE *f = fopen(in, "w");
+  fprintf(f, "{\"type\":\"a\",\"x\":3}\n");          /* 1: an int for a float read: converted */
+  fprintf(f, "{\"type\":\"a\",\"x\":2.5}\n");        /* 2 */
+  fprintf(f, "{\"type\":\"a\"}\n");                  /* 3: optional x absent */
+  fprintf(f, "{\"type\":\"a\",\"x\":\"3\"}\n");      /* 4: optional but of a wrong type */
+  fprintf(f, "{\"type\":\"a\",\"x\":-1}\n");         /* 5: the stage returns KEEL_EINVAL */
+  fprintf(f, "{\"type\":\"b\",\"who\":\"me\"}\n");   /* 6: the other type's stage only */
+  fprintf(f, "{\"type\":\"b\",\"x\":1}\n");          /* 7: b requires who, whatever x is */
+  fprintf(f, "{\"type\":\"c\"}\n");                  /* 8: nobody handles c */
+  fprintf(f, "{\"x\":1}\n");                         /* 9: no type */
+  fprintf(f, "{\"type\":7}\n");                      /* 10: type not a string */
+  fclose(f);
+  keel_run_io io = {in, out, dl};
+  keel_run_stats st;
+  assert_int_equal(keel_pipeline_run(p, &io, &st, err, sizeof err), KEEL_OK);
+  assert_int_equal(st.events_out, 4);
+  assert_int_equal(st.rejected, 6);
+  assert_int_equal(st.stages[0].calls, 4); /* lines 1, 2, 3, 5 */
+  assert_int_equal(st.stages[0].errors, 1);
+  assert_int_equal(st.stages[1].calls, 1);
+  char *text = fixture_slurp(out, NULL);
+  json_t *j = fixture_line(text, 0);
+  assert_true(json_is_real(json_object_get(j, "x")));  /* written back as the float it became */
+  assert_true(json_real_value(json_object_get(j, "half")) == 1.5);
+  json_decref(j);
+  j = fixture_line(text, 2);
+  assert_int_equal(json_integer_value(json_object_get(j, "line")), 3);
+  assert_null(json_object_get(j, "half"));
+  json_decref(j);
+  j = fixture_line(text, 3);
+  assert_string_equal(json_string_value(json_object_get(j, "tag")), "b-seen");
+  assert_null(json_object_get(j, "half"));
+  json_decref(j);
+  free(text);
+  static const char *const reasons[] = {
+      "field 'x': expected float, got string",
+      "half: invalid argument",
+      "missing required field 'who'",
+      "unknown event type 'c' (known: a, b)",
+      "missing required field 'type' (one of: a, b)",
+      "field 'type': expected string, got int",
+  };
+  static const int lines[] = {4, 5, 7, 8, 9, 10};
+  text = fixture_slurp(dl, NULL);
+  for (size_t i = 0; i < 6; i++) {
+    j = fixture_line(text, i);
+    assert_int_equal(json_integer_value(json_object_get(j, "line")), lines[i]);
+    assert_string_equal(json_string_value(json_object_get(j, "reason")), reasons[i]);
+    json_decref(j);
+  }
+  free(text);
+  keel_pipeline_destroy(p);
+  keel_config_destroy(c);
+  keel_registry_destroy(r);
+}
+
 /* ---- allocation failure ---- */
 
 typedef struct oom_ctx {
@@ -376,6 +467,7 @@ int main(void) {
       cmocka_unit_test(test_default_dead_letter_path),
       cmocka_unit_test(test_all_rejected_and_empty),
       cmocka_unit_test(test_run_errors_and_rerun),
+      cmocka_unit_test(test_event_types_and_conversions),
       cmocka_unit_test(test_oom_sweep_create),
   };
   return cmocka_run_group_tests(tests, make_dir, remove_dir);
