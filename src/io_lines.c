@@ -19,9 +19,13 @@
  * is returned as an empty line (the pipeline counts those).
  *
  * Pipes and FIFOs: read(2) blocks until data or EOF, and EOF is only a read
- * of 0 bytes, so a FIFO whose writer pauses keeps the reader waiting. EINTR
- * is retried unless a cancel callback (keel_line_reader_set_cancel) says
- * stop, which lets a SIGINT handler stop a reader blocked on a pipe. */
+ * of 0 bytes, so a FIFO whose writer pauses keeps the reader waiting.
+ * Without a cancel callback EINTR is simply retried. With one
+ * (keel_line_reader_set_cancel) the reader waits for data in poll(2) slices
+ * of 100 ms and asks the callback after each empty slice and each EINTR, so
+ * a stop raised by any thread (or a signal delivered to another thread, as
+ * happens once OpenBLAS has started its own) ends a read blocked on a pipe
+ * whose writer keeps it open, within 100 ms. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>

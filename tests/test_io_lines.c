@@ -2,7 +2,9 @@
  * bounded memory, streaming, stdin, FIFOs, errors, OOM. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -356,6 +358,50 @@ static void test_cancel_blocked_read(void **state) {
   close(saved);
 }
 
+typedef struct stopper {
+  atomic_int stop;
+} stopper;
+
+static int stopper_asked(void *ctx) { return atomic_load(&((stopper *)ctx)->stop); }
+
+static void *raise_stop_later(void *arg) {
+  usleep(150000);
+  atomic_store(&((stopper *)arg)->stop, 1);
+  return NULL;
+}
+
+/* A stop raised by another thread, with no signal at all, ends a read
+ * blocked on a pipe whose writer stays open; what was read before stays. */
+static void test_cancel_from_another_thread(void **state) {
+  (void)state;
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  int saved = dup(STDIN_FILENO);
+  dup2(fds[0], STDIN_FILENO);
+  close(fds[0]);
+  keel_line_reader_t *r;
+  assert_int_equal(keel_line_reader_open("-", 100, &r, NULL, 0), KEEL_OK);
+  stopper s;
+  atomic_init(&s.stop, 0);
+  keel_line_reader_set_cancel(r, stopper_asked, &s);
+  assert_int_equal(write(fds[1], "x\npart", 6), 6);
+  expect(r, KEEL_OK, "x", 1);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, raise_stop_later, &s), 0);
+  got_line g = next(r);
+  assert_int_equal(g.st, KEEL_ECANCELED);
+  pthread_join(t, NULL);
+  /* The writer finishes the line after all: nothing read was dropped. */
+  atomic_store(&s.stop, 0);
+  assert_int_equal(write(fds[1], "ial\n", 4), 4);
+  close(fds[1]);
+  expect(r, KEEL_OK, "partial", 2);
+  expect(r, KEEL_EEOF, NULL, 0);
+  keel_line_reader_close(r);
+  dup2(saved, STDIN_FILENO);
+  close(saved);
+}
+
 static void test_open_errors(void **state) {
   (void)state;
   int64_t before = tu_tracked_bytes();
@@ -410,6 +456,7 @@ int main(void) {
       cmocka_unit_test(test_stdin),
       cmocka_unit_test(test_fifo_with_slow_writer),
       cmocka_unit_test(test_cancel_blocked_read),
+      cmocka_unit_test(test_cancel_from_another_thread),
       cmocka_unit_test(test_open_errors),
       cmocka_unit_test(test_oom_sweep_open),
   };

@@ -96,14 +96,20 @@ KEEL_EXTERN keel_status keel_line_reader_next(keel_line_reader_t *r, const char 
 KEEL_EXTERN uint64_t keel_line_reader_offset(const keel_line_reader_t *r);
 KEEL_EXTERN uint64_t keel_line_reader_size(const keel_line_reader_t *r);
 
-/* Asked on an interrupted read (EINTR): nonzero means stop. */
+/* Asked while a read waits: nonzero means stop. Called from the reading
+ * thread; it must be cheap (an atomic load) and async-signal-safe in what it
+ * reads. */
 typedef int (*keel_line_reader_cancel_fn)(void *ctx);
 
-/* Makes a read interrupted by a signal (EINTR) return KEEL_ECANCELED when
- * fn(ctx) returns nonzero; otherwise (and when fn is NULL, the default)
- * interrupted reads are retried. A SIGINT handler installed without
- * SA_RESTART that raises a flag fn reads thus stops a reader blocked on a
- * pipe or FIFO. ctx is borrowed and must outlive the reader. */
+/* Installs a cancel check (fn NULL removes it). With one, a read that has
+ * to wait for input waits in 100 ms slices and returns KEEL_ECANCELED as
+ * soon as fn(ctx) returns nonzero after a slice or an interrupting signal;
+ * so a stop raised from any thread or a signal handler ends a read blocked
+ * on a pipe or FIFO whose writer keeps it open. Without one, interrupted
+ * reads are retried and a blocked read waits for data or EOF. Bytes already
+ * read are not lost: the next call after KEEL_ECANCELED goes on where this
+ * one stopped (except while skipping a line over max_line: that line is
+ * dropped and the reader is at its end). ctx is borrowed and must outlive the reader. */
 KEEL_EXTERN void keel_line_reader_set_cancel(keel_line_reader_t *r, keel_line_reader_cancel_fn fn, void *ctx);
 
 /* The last read error as "PATH: strerror" (borrowed, lives as long as r),
