@@ -261,12 +261,71 @@ static void test_stop_while_reading_an_open_fifo(void **state) {
   free(fifo);
 }
 
+/* Allocation failure anywhere in a run (set-up, reader, workers, sink, the
+ * dead-letter file): the run either fails cleanly with a status and a
+ * message, or completes with every event accounted for; nothing leaks and
+ * nothing aborts. Fault n = 1, 2, ... until a run sees no fault. */
+typedef struct run_oom_ctx {
+  keel_pipeline_t *p;
+  const char *in, *out, *dl;
+  unsigned clean_failures, completed_with_faults;
+} run_oom_ctx;
+
+static int run_attempt(void *arg) {
+  run_oom_ctx *x = arg;
+  keel_run_io io = {x->in, x->out, x->dl};
+  keel_run_stats st;
+  char err[512] = "";
+  unlink(x->dl);
+  keel_status s = keel_pipeline_run(x->p, &io, &st, err, sizeof err);
+  int faulted = keel_mem_fault_hits() > 0;
+  if (s != KEEL_OK) {
+    if (err[0] == '\0') fail_msg("run failed with %s and no message", keel_status_name(s));
+    x->clean_failures++;
+    return 1;
+  }
+  assert_int_equal(st.events_in, st.events_out + st.rejected);
+  assert_int_equal(st.events_in, 40);
+  char *out = fixture_slurp(x->out, NULL), *dl = fixture_slurp(x->dl, NULL);
+  assert_int_equal(fixture_count_lines(out), st.events_out);
+  assert_int_equal(dl ? fixture_count_lines(dl) : 0, st.rejected);
+  free(out);
+  free(dl);
+  if (faulted) x->completed_with_faults++;
+  return 0;
+}
+
+static void test_oom_sweep_run(void **state) {
+  (void)state;
+  keel_registry_t *r = fixture_registry();
+  keel_config_t *c = fixture_config("len,parity,stamp", (const char *[]){"pipeline.workers=2", "pipeline.batch=4", NULL});
+  keel_pipeline_t *p;
+  char err[512];
+  assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
+  char *in = path_of("oom.ndjson"), *out = path_of("oom.out"), *dl = path_of("oom.dl");
+  fixture_counts want = fixture_write_mixed(in, 44);
+  assert_int_equal(want.events, 40);
+  run_oom_ctx x = {p, in, out, dl, 0, 0};
+  unsigned n = tu_oom_sweep(run_attempt, &x);
+  print_message("run OOM sweep: %u allocations, %u clean failures, %u runs completed despite a fault\n", n,
+                x.clean_failures, x.completed_with_faults);
+  assert_true(n > 10);
+  assert_true(x.clean_failures > 0);
+  keel_pipeline_destroy(p);
+  keel_config_destroy(c);
+  keel_registry_destroy(r);
+  free(in);
+  free(out);
+  free(dl);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_order_same_for_any_worker_count),
       cmocka_unit_test(test_stop_mid_run_loses_nothing),
       cmocka_unit_test(test_stop_from_another_thread),
       cmocka_unit_test(test_stop_while_reading_an_open_fifo),
+      cmocka_unit_test(test_oom_sweep_run),
   };
   return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }
