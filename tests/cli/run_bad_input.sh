@@ -105,6 +105,28 @@ sys.exit(0 if ok else 1)
 EOF
 done
 
+# The default line limit is 1 MiB: a 2 MiB line is rejected (keeping only a
+# prefix of it), a line just under 1 MiB is not.
+python3 - "$dir/long.ndjson" <<'EOF'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write('{"type":"user","user":"' + "x" * (2 << 20) + '"}\n')
+    f.write('{"type":"user","user":"a"}\n')
+    f.write('{"type":"user","user":"1","pad":"' + "y" * ((1 << 20) - 100) + '"}\n')
+EOF
+"$KEEL" run --input "$dir/long.ndjson" --output "$dir/long.out" "${CAT[@]}" --set limits.max_string=2MiB \
+  --summary-json "$dir/long.json" 2>/dev/null
+python3 - "$dir" <<'EOF' && ok "default max_line 1 MiB: a 2 MiB line is rejected with a bounded record" || bad "default line limit"
+import json, sys
+d = sys.argv[1]
+dl = [json.loads(l) for l in open(f"{d}/long.out.rejected.ndjson")]
+out = [json.loads(l)["line"] for l in open(f"{d}/long.out")]
+ok = (len(dl) == 1 and dl[0]["line"] == 1 and "exceeds the 1048576-byte limit" in dl[0]["reason"]
+      and len(dl[0]["input"]) <= 1 << 20 and out == [2, 3])
+if not ok: print(out, [(r["line"], r["reason"], len(r["input"])) for r in dl])
+sys.exit(0 if ok else 1)
+EOF
+
 # Default dead-letter path when the output is stdout: ./keel-rejected.ndjson,
 # and only once something is rejected.
 mkdir -p cwd && cd cwd || exit 1

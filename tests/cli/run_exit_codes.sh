@@ -88,6 +88,11 @@ expect 2 "plugin ./no_such_plugin.so" run "${CAT[@]}" --plugin no_such_plugin.so
 # Runtime failure: the output cannot be written.
 expect 1 "cannot open for writing" run "${CAT[@]}" --input "$dir/in.ndjson" --output "$dir/no/such/dir/out.ndjson"
 
+python3 -c "
+for i in range(20000): print('{\"type\":\"user\",\"user\":\"%d\"}' % i)" >"$dir/many.ndjson"
+[ -w /dev/full ] && expect 1 "writing the output: No space left on device" run "${CAT[@]}" --input "$dir/many.ndjson" \
+  --output /dev/full
+
 # Normal runs: 0, including one where events are rejected.
 expect 0 "keel run: 2 events in, 2 out, 0 rejected" run "${CAT[@]}" --input "$dir/in.ndjson" --output "$dir/o.ndjson"
 printf 'nonsense\n' >>"$dir/in.ndjson"
