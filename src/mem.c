@@ -30,7 +30,7 @@
 
 #define HDR 16u
 #define MAGIC 0x6b6du
-#define NAME_MAX_LEN 48
+#define NAME_MAX_LEN 72 /* a tag name fits 71 bytes: every stage name (64) */
 
 typedef struct hdr {
   uint64_t size;
@@ -247,12 +247,12 @@ char *keel_mem_strndup(keel_mem_tag tag, const char *s, size_t n) {
 char *keel_mem_strdup(keel_mem_tag tag, const char *s) { return keel_mem_strndup(tag, s, strlen(s)); }
 
 keel_status keel_mem_tag_register(const char *name, keel_mem_tag *out) {
-  if (!name || !*name || !out) return KEEL_EINVAL;
+  if (!name || !*name || !out || strlen(name) >= NAME_MAX_LEN) return KEEL_EINVAL; /* never truncated */
   pthread_once(&g.once, init_once);
   pthread_mutex_lock(&g.lock);
   unsigned n = atomic_load_explicit(&g.ntags, memory_order_relaxed);
   for (unsigned i = 0; i < n; i++)
-    if (strncmp(g.names[i], name, NAME_MAX_LEN - 1) == 0) {
+    if (strcmp(g.names[i], name) == 0) {
       pthread_mutex_unlock(&g.lock);
       *out = (keel_mem_tag)i;
       return KEEL_OK;

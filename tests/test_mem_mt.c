@@ -169,6 +169,22 @@ static void test_tag_registration(void **state) {
   assert_int_equal(a, KEEL_MEM_PIPELINE); /* a fixed name gives the fixed tag */
   assert_int_equal(keel_mem_tag_register("", &a), KEEL_EINVAL);
   assert_int_equal(keel_mem_tag_register(NULL, &a), KEEL_EINVAL);
+  /* Long names (stage names may have 64 characters) are told apart by every
+   * character, and a name too long to keep is refused, not truncated. */
+  char long_a[65], long_b[65], too_long[200];
+  memset(long_a, 'q', 64);
+  long_a[64] = '\0';
+  memcpy(long_b, long_a, sizeof long_a);
+  long_b[63] = 'r';
+  assert_int_equal(keel_mem_tag_register(long_a, &a), KEEL_OK);
+  assert_int_equal(keel_mem_tag_register(long_b, &b), KEEL_OK);
+  assert_int_not_equal(a, b);
+  assert_string_equal(keel_mem_tag_name(a), long_a);
+  assert_string_equal(keel_mem_tag_name(b), long_b);
+  memset(too_long, 'z', sizeof too_long - 1);
+  too_long[sizeof too_long - 1] = '\0';
+  assert_int_equal(keel_mem_tag_register(too_long, &a), KEEL_EINVAL);
+  n0 += 2;
   /* Four threads register the same 50 names at once: one tag per name. */
   reg_arg r[THREADS];
   pthread_t th[THREADS];

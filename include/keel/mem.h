@@ -50,7 +50,7 @@ typedef struct keel_mem_stats {
 
 /* Finds or creates the tag named `name` (borrowed; copied). Idempotent: the
  * same name always gives the same tag. KEEL_ELIMIT when KEEL_MEM_MAX_TAGS
- * are in use, KEEL_EINVAL for an empty name. */
+ * are in use, KEEL_EINVAL for an empty name or one over 71 bytes. */
 KEEL_EXTERN keel_status keel_mem_tag_register(const char *name, keel_mem_tag *out);
 
 /* The name of a tag (borrowed, lives as long as the process); "?" if unknown. */
