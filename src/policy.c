@@ -42,8 +42,17 @@
 enum { K_LRU, K_WTLFU };
 enum { Q_WIN = 0, Q_PROB = 1, Q_PROT = 2, Q_NONE = 255 };
 
-#define NSHADOW 9
-static const double shadow_share[NSHADOW] = {0.0, 0.01, 0.05, 0.15, 0.3, 0.5, 0.7, 0.9, 1.0};
+/* Tuning, chosen by measurement over the LIRS and scarab traces (see
+ * docs/PERFORMANCE.md); none depends on the trace. */
+#define SKETCH_WIDTH 8     /* sketch counters per row per expected entry */
+#define SHADOW_ENTRIES 512 /* shadows hold at least this many entries (or all) */
+#define PERIOD_LEN 6       /* a period lasts this many shadow capacities of samples */
+#define SCORE_DECAY 0.95   /* weight of the past in a shadow's score, per period */
+#define NSHARE 9
+#define NPERIOD 3
+#define NSHADOW (NSHARE * NPERIOD)
+static const double shadow_share[NSHARE] = {0.0, 0.01, 0.05, 0.15, 0.3, 0.5, 0.7, 0.9, 1.0};
+static const double shadow_period[NPERIOD] = {10, 40, 160};
 
 typedef struct list {
   uint32_t head, tail; /* KEEL_POLICY_NONE when empty; head = most recent */
@@ -57,6 +66,7 @@ typedef struct sketch {
   uint64_t additions; /* increments since the last halving */
   uint64_t period;    /* halve every `period` increments */
   uint64_t seed;
+  uint64_t entries;   /* the entry count the sketch is sized for */
 } sketch;
 
 struct keel_policy {
@@ -108,7 +118,7 @@ static uint32_t pow2_at_least(uint64_t n) {
 /* ---- frequency sketch ---------------------------------------------------- */
 
 static keel_status sketch_init(sketch *s, keel_mem_tag tag, uint64_t entries, uint64_t seed) {
-  uint32_t width = pow2_at_least(entries);
+  uint32_t width = pow2_at_least(entries * SKETCH_WIDTH);
   uint8_t *c = keel_mem_calloc(tag, 4, width);
   if (!c) return KEEL_ENOMEM;
   keel_mem_free(s->c);
@@ -116,6 +126,7 @@ static keel_status sketch_init(sketch *s, keel_mem_tag tag, uint64_t entries, ui
   s->mask = width - 1;
   s->additions = 0;
   s->period = 10 * (entries < 16 ? 16 : entries);
+  s->entries = entries < 16 ? 16 : entries;
   s->seed = seed;
   return KEEL_OK;
 }
@@ -252,18 +263,20 @@ static keel_status adaptive_init(keel_policy_t *p, uint64_t entries) {
    * (unit weights); for weighted residents their capacity follows the
    * measured mean weight (see adaptive_observe). */
   uint64_t s = 1;
-  while (entries / (s * 2) >= 512 && s < (1u << 20)) s *= 2;
+  while (entries / (s * 2) >= SHADOW_ENTRIES && s < (1u << 20)) s *= 2;
   p->sample_mask = s - 1;
   for (unsigned i = 0; i < NSHADOW; i++) {
     keel_policy_options o = {sizeof o, "wtinylfu", entries / s, 0, p->seed + i + 1, p->tag, 0};
     if (o.capacity == 0) o.capacity = 1;
     keel_status st = keel_policy_sim_create(&o, &p->shadow[i]);
     if (st != KEEL_OK) return st;
-    set_share(keel_policy_sim_policy(p->shadow[i]), shadow_share[i]);
+    keel_policy_t *sp = keel_policy_sim_policy(p->shadow[i]);
+    set_share(sp, shadow_share[i % NSHARE]);
+    sp->sk.period = (uint64_t)(shadow_period[i / NSHARE] * (double)sp->sk.entries);
   }
-  p->period_len = 2 * (entries / s) + 64;
+  p->period_len = PERIOD_LEN * (entries / s) + 64;
   p->best = 1;
-  set_share(p, shadow_share[p->best]);
+  set_share(p, shadow_share[p->best % NSHARE]);
   return KEEL_OK;
 }
 
@@ -334,14 +347,15 @@ static void adaptive_observe(keel_policy_t *p, uint64_t h) {
   }
   unsigned best = p->best;
   for (unsigned i = 0; i < NSHADOW; i++) {
-    p->score[i] = 0.5 * p->score[i] + (double)p->shadow_hits[i];
+    p->score[i] = SCORE_DECAY * p->score[i] + (double)p->shadow_hits[i];
     p->shadow_hits[i] = 0;
     if (p->score[i] > p->score[best]) best = i;
   }
   if (best != p->best) {
     p->best = best;
     p->st.adaptations++;
-    set_share(p, shadow_share[best]);
+    set_share(p, shadow_share[best % NSHARE]);
+    p->sk.period = (uint64_t)(shadow_period[best / NSHARE] * (double)p->sk.entries);
   }
 }
 
