@@ -49,6 +49,17 @@ for h in "$prefix"/include/keel/*.h; do
     hfail="$hfail $(basename "$h")"
 done
 [ -z "$hfail" ] && ok "every installed header compiles on its own" || bad "headers that do not compile alone:$hfail"
+# ... and as C++ (extern "C", no C-only syntax), where a C++ compiler exists.
+if command -v c++ >/dev/null; then
+  hfail=""
+  for h in "$prefix"/include/keel/*.h; do
+    printf '#include <keel/%s>\nint main() { return 0; }\n' "$(basename "$h")" >"$dir/h.cpp"
+    # shellcheck disable=SC2046
+    c++ -Wall -Wextra -Werror -fsyntax-only $(pkg-config --cflags keel) "$dir/h.cpp" 2>"$dir/h.err" ||
+      hfail="$hfail $(basename "$h")"
+  done
+  [ -z "$hfail" ] && ok "every installed header compiles as C++" || bad "headers that do not compile as C++:$hfail"
+fi
 
 # examples/wordlen: a program of its own, CMake + pkg-config, shared libkeel.
 if cmake -S "$KEEL_SRC/examples/wordlen" -B "$dir/wordlen" -DCMAKE_C_COMPILER="$cc" \
@@ -90,6 +101,18 @@ with open(sys.argv[1], 'w') as f:
   "$wl" "$dir/none.ndjson" "$dir/x.ndjson" 2>"$dir/none.err"
   [ $? -ne 0 ] && grep -q "none.ndjson" "$dir/none.err" && ok "wordlen reports a missing input: $(cat "$dir/none.err")" ||
     bad "wordlen missing input: $(cat "$dir/none.err")"
+fi
+
+# A static link needs keel.pc's private requirements: they must be complete.
+libdir=$(pkg-config --variable=libdir keel)
+# shellcheck disable=SC2046,SC2086
+if "$cc" -std=c11 $sanflags $(pkg-config --cflags keel) -o "$dir/wordlen_static" "$KEEL_SRC/examples/wordlen/wordlen.c" \
+  "$libdir/libkeel.a" $(pkg-config --static --libs keel | sed 's/-lkeel\b//') >"$dir/static.log" 2>&1; then
+  ! ldd "$dir/wordlen_static" | grep -q libkeel && "$dir/wordlen_static" "$dir/sample.ndjson" "$dir/ws.ndjson" 2 2>/dev/null &&
+    cmp -s "$dir/ws.ndjson" "$dir/wl1.ndjson" && ok "wordlen linked statically (pkg-config --static) gives the same output" ||
+    bad "static wordlen run"
+else
+  bad "static link with pkg-config --static --libs keel: $(tail -5 "$dir/static.log")"
 fi
 
 # examples/plugin: make + pkg-config, loaded by the installed keel.
