@@ -111,9 +111,16 @@ static int on_ini(void *user, const char *section, const char *key, const char *
 keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err, size_t errlen) {
   if (!c || !path) return KEEL_EINVAL;
   load_ctx l = {c, KEEL_OK};
-  int rc = ini_parse(path, on_ini, &l);
-  if (rc == -1) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
     snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return KEEL_ECONFIG;
+  }
+  int rc = ini_parse_file(f, on_ini, &l);
+  int read_errno = ferror(f) ? errno : 0; /* a directory opens, then fails to read */
+  fclose(f);
+  if (read_errno) {
+    snprintf(err, errlen, "%s: cannot read: %s", path, strerror(read_errno));
     return KEEL_ECONFIG;
   }
   if (rc == -2 || l.st == KEEL_ENOMEM) {

@@ -122,6 +122,11 @@ static void test_parse_errors_name_file_and_line(void **state) {
   snprintf(want, sizeof want, "%s:1: ", path);
   assert_memory_equal(err, want, strlen(want));
 
+  /* A directory opens like a file but cannot be read: not an empty config. */
+  assert_int_equal(keel_config_load_file(c, dir, err, sizeof err), KEEL_ECONFIG);
+  snprintf(want, sizeof want, "%s: cannot read: Is a directory", dir);
+  assert_string_equal(err, want);
+
   snprintf(want, sizeof want, "%s/missing.ini", dir);
   assert_int_equal(keel_config_load_file(c, want, err, sizeof err), KEEL_ECONFIG);
   assert_non_null(strstr(err, "missing.ini: cannot open"));

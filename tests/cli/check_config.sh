@@ -75,6 +75,10 @@ expect_bad "\[catalog\] dim" '[catalog]\ndim = 0\n'
 rc=$?
 [ $rc -eq 2 ] && grep -q "missing.ini: cannot open" "$dir/err" && ok "missing config file -> 2: $(cat "$dir/err")" ||
   bad "missing config: rc $rc $(cat "$dir/err")"
+"$KEEL" check --config "$dir" >"$dir/out" 2>"$dir/err"
+rc=$?
+[ $rc -eq 2 ] && grep -q "cannot read: Is a directory" "$dir/err" && ok "a directory as the config -> 2: $(cat "$dir/err")" ||
+  bad "directory as config: rc $rc $(cat "$dir/err")"
 # The command line still wins over a bad file value it overrides.
 printf '[pipeline]\nworkers = 0\n' >"$dir/over.ini"
 "$KEEL" check --config "$dir/over.ini" --workers 2 >"$dir/out" 2>"$dir/err" && grep -qx "workers = 2  ; command line" "$dir/out" &&
