@@ -93,6 +93,10 @@ for i in range(20000): print('{\"type\":\"user\",\"user\":\"%d\"}' % i)" >"$dir/
 [ -w /dev/full ] && expect 1 "writing the output: No space left on device" run "${CAT[@]}" --input "$dir/many.ndjson" \
   --output /dev/full
 
+printf '{"type":"user","user":"1"}\nnot json\n' >"$dir/onebad.ndjson"
+expect 1 "writing the dead-letter file $dir/no/dir/dl.ndjson" run "${CAT[@]}" --input "$dir/onebad.ndjson" \
+  --output "$dir/o.ndjson" --dead-letter "$dir/no/dir/dl.ndjson"
+
 # Normal runs: 0, including one where events are rejected.
 expect 0 "keel run: 2 events in, 2 out, 0 rejected" run "${CAT[@]}" --input "$dir/in.ndjson" --output "$dir/o.ndjson"
 printf 'nonsense\n' >>"$dir/in.ndjson"
