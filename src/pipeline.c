@@ -38,7 +38,9 @@
 
 /* ---- building and validating ---- */
 
-static const char *const pipeline_keys[] = {"stages", "workers", "batch", "ordered", NULL};
+static const char *const pipeline_keys[] = {"stages", "workers", "batch", "ordered", "cache", NULL};
+static const char *const memo_keys[] = {"audit_rate", "audit_strict", NULL};
+static const char *const cache_keys[] = {"size", "policy", "ttl", "record_keys", NULL};
 static const char *const limit_keys[] = {"max_line", "max_fields", "max_string", "max_vector", "max_depth", "k_max",
                                          NULL};
 
@@ -211,6 +213,77 @@ static keel_status build_chain(keel_pipeline_t *p, char *err, size_t errlen) {
   return st;
 }
 
+/* "500ms", "30s", "5m", "2h", or plain seconds. */
+static keel_status parse_duration_ns(const char *s, uint64_t *out) {
+  char *end;
+  double v = strtod(s, &end);
+  static const struct { const char *unit; double ns; } U[] = {{"", 1e9}, {"s", 1e9}, {"ms", 1e6}, {"m", 60e9}, {"h", 3600e9}};
+  if (end == s || !(v >= 0) || v > 1e9) return KEEL_EINVAL;
+  for (size_t i = 0; i < sizeof U / sizeof U[0]; i++)
+    if (!strcmp(end, U[i].unit)) {
+      *out = (uint64_t)(v * U[i].ns);
+      return KEEL_OK;
+    }
+  return KEEL_EINVAL;
+}
+
+static void on_mismatch(void *ctx, const char *stage) {
+  keel_pipeline_t *p = ctx;
+  (void)stage;
+  atomic_store(&p->audit_failed, 1);
+  if (p->audit_strict) keel_pipeline_stop(p);
+}
+
+static stage_slot *slot_named(keel_pipeline_t *p, const char *name) {
+  for (size_t i = 0; i < p->n_stages; i++)
+    if (!strcmp(p->stages[i].def->name, name)) return &p->stages[i];
+  return NULL;
+}
+
+/* Memoizes the stage of one [cache.NAME] section. */
+static keel_status memoize(keel_pipeline_t *p, const char *section, double rate, char *err, size_t errlen) {
+  const char *name = section + 6;
+  stage_slot *s = slot_named(p, name);
+  if (!s) {
+    snprintf(err, errlen, "[%s]: there is no stage '%s' in the pipeline to memoize", section, name);
+    return KEEL_ECONFIG;
+  }
+  keel_status st = check_keys(p->cfg, section, cache_keys, err, errlen);
+  if (st != KEEL_OK || s->memo) return st;
+  uint64_t size, ttl = 0;
+  if (!keel_config_get(p->cfg, section, "size")) {
+    snprintf(err, errlen, "[%s] size is required (e.g. --cache %s=64MiB)", section, name);
+    return KEEL_ECONFIG;
+  }
+  if ((st = keel_config_get_size(p->cfg, section, "size", 0, &size, err, errlen)) != KEEL_OK) return st;
+  const char *ttl_s = keel_config_get(p->cfg, section, "ttl");
+  if (ttl_s && parse_duration_ns(ttl_s, &ttl) != KEEL_OK) {
+    snprintf(err, errlen, "[%s] ttl = '%s': want a duration such as 30s, 500ms, 5m", section, ttl_s);
+    return KEEL_ECONFIG;
+  }
+  keel_memo_options o = {.size = sizeof o, .def = s->def, .state = s->state, .io = &s->io, .schema = p->schema,
+                         .max_bytes = size, .policy = keel_config_get(p->cfg, section, "policy"), .ttl_ns = ttl,
+                         .audit_rate = rate, .audit_seed = 0x6b65656c, 
+                         .record_keys = keel_config_get(p->cfg, section, "record_keys"),
+                         .on_mismatch = on_mismatch, .mismatch_ctx = p};
+  return keel_memo_create(&o, &s->memo, err, errlen);
+}
+
+static keel_status build_memos(keel_pipeline_t *p, char *err, size_t errlen) {
+  int enabled;
+  double rate;
+  keel_status st = check_keys(p->cfg, "memo", memo_keys, err, errlen);
+  if (st == KEEL_OK) st = keel_config_get_bool(p->cfg, "pipeline", "cache", 1, &enabled, err, errlen);
+  if (st == KEEL_OK) st = keel_config_get_double(p->cfg, "memo", "audit_rate", 0, 0, 1, &rate, err, errlen);
+  if (st == KEEL_OK) st = keel_config_get_bool(p->cfg, "memo", "audit_strict", 0, &p->audit_strict, err, errlen);
+  for (size_t i = 0; st == KEEL_OK && enabled && i < keel_config_count(p->cfg); i++) {
+    const char *sec;
+    keel_config_entry(p->cfg, i, &sec, NULL, NULL, NULL);
+    if (!strncmp(sec, "cache.", 6)) st = memoize(p, sec, rate, err, errlen);
+  }
+  return st;
+}
+
 keel_status keel_pipeline_create(const keel_registry_t *reg, const keel_config_t *cfg, keel_pipeline_t **out,
                                  char *err, size_t errlen) {
   if (!reg || !cfg || !out || !err || !errlen) return KEEL_EINVAL;
@@ -226,6 +299,7 @@ keel_status keel_pipeline_create(const keel_registry_t *reg, const keel_config_t
   if (st == KEEL_OK) st = keel_schema_intern(p->schema, "type", 4, &p->type_id);
   if (st == KEEL_OK) st = read_pipeline_options(p, err, errlen);
   if (st == KEEL_OK) st = build_chain(p, err, errlen);
+  if (st == KEEL_OK) st = build_memos(p, err, errlen);
   if (st != KEEL_OK) {
     if (st == KEEL_ENOMEM && !err[0]) snprintf(err, errlen, "out of memory while building the pipeline");
     keel_pipeline_destroy(p);
@@ -239,6 +313,7 @@ void keel_pipeline_destroy(keel_pipeline_t *p) {
   if (!p) return;
   for (size_t i = 0; i < p->n_stages; i++) {
     stage_slot *s = &p->stages[i];
+    keel_memo_destroy(s->memo);
     if (s->initialized && s->def->init && s->def->destroy) s->def->destroy(s->state);
     keel_mem_free(s->ids);
   }

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "keel/io.h"
+#include "keel/memo.h"
 #include "keel/pipeline.h"
 #include "queue.h"
 
@@ -21,6 +22,7 @@ typedef struct stage_slot {
   void *state;               /* from init(), destroyed with def->destroy */
   keel_field_id *ids;        /* reads then writes, owned */
   keel_stage_io io;          /* points into ids */
+  keel_memo_t *memo;         /* owned; NULL when the stage is not memoized */
   int initialized;
 } stage_slot;
 
@@ -47,6 +49,7 @@ typedef struct worker {
   struct keel_pipeline *p;
   pthread_t thread;
   keel_event_t *ev;
+  keel_memo_worker_t *mw[KEEL_PIPELINE_MAX_STAGES]; /* owned, for memoized stages */
   counters c[KEEL_PIPELINE_MAX_STAGES];
 } worker;
 
@@ -63,6 +66,8 @@ struct keel_pipeline {
   unsigned workers;
   size_t batch_size;
   int ordered;
+  int audit_strict;        /* an audit mismatch stops the run */
+  _Atomic int audit_failed;
   _Atomic int stop;
   /* one run's state */
   keel_queue_t *free_q, *work_q, *done_q;

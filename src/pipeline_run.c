@@ -64,9 +64,10 @@ static int check_reads(const stage_slot *s, keel_event_t *ev, char *reason, size
   return 1;
 }
 
-static int run_stage(const stage_slot *s, counters *c, keel_event_t *ev, char *reason, size_t len) {
+static int run_stage(const stage_slot *s, worker *w, size_t i, keel_event_t *ev, char *reason, size_t len) {
+  counters *c = &w->c[i];
   uint64_t t0 = thread_cpu_ns();
-  keel_status st = s->def->process(s->state, ev, &s->io);
+  keel_status st = s->memo ? keel_memo_process(s->memo, w->mw[i], ev) : s->def->process(s->state, ev, &s->io);
   bump(&c->cpu_ns, thread_cpu_ns() - t0);
   bump(&c->calls, 1);
   if (st == KEEL_OK) return 1;
@@ -94,7 +95,7 @@ int keel__pipeline_process(keel_pipeline_t *p, worker *w, keel_event_t *ev, char
     const stage_slot *s = &p->stages[i];
     if (s->def->event_type && !(have_type && type_is(&type, s->def->event_type))) continue;
     handled = 1;
-    if (!check_reads(s, ev, reason, len) || !run_stage(s, &w->c[i], ev, reason, len)) return 0;
+    if (!check_reads(s, ev, reason, len) || !run_stage(s, w, i, ev, reason, len)) return 0;
   }
   if (!handled) {
     snprintf(reason, len, "unknown event type '%.*s' (known: %s)", (int)(type.u.str.len > 64 ? 64 : type.u.str.len),
@@ -305,7 +306,10 @@ static void drain(keel_pipeline_t *p, sink *s) {
 /* ---- set-up and tear-down of a run ---- */
 
 static void free_run(keel_pipeline_t *p) {
-  for (unsigned i = 0; p->w && i < p->workers; i++) keel_event_destroy(p->w[i].ev);
+  for (unsigned i = 0; p->w && i < p->workers; i++) {
+    keel_event_destroy(p->w[i].ev);
+    for (size_t k = 0; k < p->n_stages; k++) keel_memo_worker_destroy(p->w[i].mw[k]);
+  }
   keel_mem_free(p->w);
   for (size_t i = 0; p->batches && i < p->n_batches; i++) {
     keel_mem_free(p->batches[i].rec);
@@ -345,6 +349,9 @@ static keel_status alloc_run(keel_pipeline_t *p) {
   for (unsigned i = 0; i < p->workers; i++) {
     p->w[i].p = p;
     if ((st = keel_event_create(p->schema, KEEL_MEM_ARENA, 0, &p->w[i].ev)) != KEEL_OK) return st;
+    for (size_t k = 0; k < p->n_stages; k++)
+      if (p->stages[k].memo && (st = keel_memo_worker_create(p->stages[k].memo, p->schema, &p->w[i].mw[k])) != KEEL_OK)
+        return st;
   }
   return KEEL_OK;
 }
@@ -387,6 +394,7 @@ static void fill_stats(keel_pipeline_t *p, const sink *s, double cpu0, keel_run_
   st->cpu_s = process_cpu_s() - cpu0;
   st->rss_peak_bytes = keel_mem_rss_peak_bytes();
   st->interrupted = atomic_load(&p->stop);
+  st->audit_failed = atomic_load(&p->audit_failed);
   st->n_stages = p->n_stages;
   for (size_t i = 0; i < p->n_stages; i++) {
     keel_stage_stats *x = &st->stages[i];
@@ -398,11 +406,14 @@ static void fill_stats(keel_pipeline_t *p, const sink *s, double cpu0, keel_run_
       ns += atomic_load(&p->w[k].c[i].cpu_ns);
     }
     x->cpu_s = ns / 1e9;
+    x->memoized = p->stages[i].memo != NULL;
+    if (x->memoized) keel_memo_get_stats(p->stages[i].memo, &x->cache);
   }
 }
 
 static void reset_run_state(keel_pipeline_t *p) {
   atomic_store(&p->stop, 0);
+  atomic_store(&p->audit_failed, 0);
   atomic_store(&p->have_first, 0);
   p->blank_lines = p->events_in = 0;
   p->read_status = KEEL_OK;

@@ -14,6 +14,9 @@
  *   workers = N                worker threads (default 1)
  *   batch = N                  events per batch (default 64)
  *   ordered = true|false       output in input order (default true)
+ *   cache = true|false         memoization on (default) or off (--no-cache)
+ * [cache.STAGE]: size (required, e.g. 64MiB), policy, ttl (e.g. 30s),
+ * record_keys (a file); [memo]: audit_rate (0..1), audit_strict (bool).
  * and [limits]: max_line, max_fields, max_string, max_vector, max_depth.
  * Thread safety: create, run and destroy on one thread; keel_pipeline_stop
  * may be called from any thread or a signal handler. */
@@ -25,6 +28,7 @@
 
 #include "keel/config.h"
 #include "keel/export.h"
+#include "keel/memo.h"
 #include "keel/stage.h"
 #include "keel/status.h"
 
@@ -42,7 +46,9 @@ typedef struct keel_stage_stats {
   const char *name; /* borrowed from the definition */
   uint64_t calls;   /* process() calls */
   uint64_t errors;  /* events the stage failed */
-  double cpu_s;     /* thread CPU time inside process() */
+  double cpu_s;     /* thread CPU time inside process() (through the cache if memoized) */
+  int memoized;     /* the stage runs behind a cache; `cache` holds its counters */
+  keel_memo_stats cache;
 } keel_stage_stats;
 
 /* Counters of one run. Always events_in = events_out + rejected. */
@@ -55,6 +61,7 @@ typedef struct keel_run_stats {
   double cpu_s;         /* process CPU (user + system) over the run */
   uint64_t rss_peak_bytes;
   int interrupted;      /* keel_pipeline_stop ended the run early */
+  int audit_failed;     /* a cache audit found a mismatch */
   size_t n_stages;
   keel_stage_stats stages[KEEL_PIPELINE_MAX_STAGES];
 } keel_run_stats;

@@ -12,7 +12,8 @@
 
 enum {
   OPT_CONFIG = 256, OPT_PLUGIN, OPT_INPUT, OPT_OUTPUT, OPT_DEAD_LETTER, OPT_WORKERS, OPT_BATCH, OPT_UNORDERED,
-  OPT_STAGES, OPT_SUMMARY, OPT_SET, OPT_MAX_LINE, OPT_CATALOG, OPT_PRODUCTS, OPT_DIM, OPT_QUIET, OPT_HELP
+  OPT_STAGES, OPT_SUMMARY, OPT_SET, OPT_MAX_LINE, OPT_CATALOG, OPT_PRODUCTS, OPT_DIM, OPT_QUIET, OPT_HELP,
+  OPT_CACHE, OPT_NO_CACHE, OPT_AUDIT, OPT_AUDIT_STRICT, OPT_RECORD_KEYS
 };
 
 static const struct option long_opts[] = {
@@ -33,6 +34,11 @@ static const struct option long_opts[] = {
     {"dim", required_argument, NULL, OPT_DIM},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"help", no_argument, NULL, OPT_HELP},
+    {"cache", required_argument, NULL, OPT_CACHE},
+    {"no-cache", no_argument, NULL, OPT_NO_CACHE},
+    {"cache-audit", required_argument, NULL, OPT_AUDIT},
+    {"cache-audit-strict", no_argument, NULL, OPT_AUDIT_STRICT},
+    {"record-keys", required_argument, NULL, OPT_RECORD_KEYS},
     {NULL, 0, NULL, 0}};
 
 void cli_run_options_help(FILE *f) {
@@ -53,6 +59,13 @@ void cli_run_options_help(FILE *f) {
           "  --catalog FILE        product catalog written by `keel catalog` ([catalog] file)\n"
           "  --products N          generated catalog size ([catalog] products, default 20000)\n"
           "  --dim D               embedding dimension ([catalog] dim, default 64)\n"
+          "  --cache STAGE=SIZE    memoize a pure stage with a cache of SIZE bytes (B, KiB, MiB,\n"
+          "                        GiB); repeatable, one per stage ([cache.STAGE] size, policy, ttl)\n"
+          "  --no-cache            turn every memoization off, the config file's too\n"
+          "  --cache-audit RATE    recompute this fraction of cache hits and compare (e.g. 0.01)\n"
+          "  --cache-audit-strict  an audit mismatch stops the run with exit code 3\n"
+          "  --record-keys STAGE=FILE  write the 64-bit hash of each lookup key of a memoized\n"
+          "                        stage (big-endian int64: `keel sim --format bin64`)\n"
           "  --quiet               no summary on stderr\n"
           "  --help                this text\n");
 }
@@ -115,6 +128,30 @@ static int one_option(cli_run *r, int c, const char *arg) {
       return set_cli(r, "limits", "max_line", buf);
     }
     case OPT_CATALOG: return set_cli(r, "catalog", "file", arg);
+    case OPT_CACHE:
+    case OPT_RECORD_KEYS: {
+      const char *eq = strchr(arg, '=');
+      const char *what = c == OPT_CACHE ? "--cache wants STAGE=SIZE" : "--record-keys wants STAGE=FILE";
+      if (!eq || eq == arg || !eq[1] || eq - arg > 64) return cli_usage(r->cmd, "%s, got '%s'", what, arg);
+      if (c == OPT_CACHE && (keel_parse_size(eq + 1, &size) != KEEL_OK || size == 0))
+        return cli_usage(r->cmd, "--cache %s: '%s' is not a size (an integer with an optional unit B, KiB, MiB, GiB)",
+                         arg, eq + 1);
+      char section[80];
+      snprintf(section, sizeof section, "cache.%.*s", (int)(eq - arg), arg);
+      if (c == OPT_RECORD_KEYS) return set_cli(r, section, "record_keys", eq + 1);
+      for (size_t i = 0; i < r->n_cached; i++)
+        if (!strcmp(r->cached[i], section)) return cli_usage(r->cmd, "--cache %.*s given twice", (int)(eq - arg), arg);
+      if (r->n_cached < CLI_MAX_PLUGINS) snprintf(r->cached[r->n_cached++], sizeof r->cached[0], "%s", section);
+      return set_cli(r, section, "size", eq + 1);
+    }
+    case OPT_NO_CACHE: return set_cli(r, "pipeline", "cache", "false");
+    case OPT_AUDIT: {
+      double rate;
+      if (cli_parse_double(arg, &rate) || rate < 0 || rate > 1)
+        return cli_usage(r->cmd, "--cache-audit wants a rate in 0..1, got '%s'", arg);
+      return set_cli(r, "memo", "audit_rate", arg);
+    }
+    case OPT_AUDIT_STRICT: return set_cli(r, "memo", "audit_strict", "true");
     case OPT_PRODUCTS:
       if ((rc = check_count(r, "--products", arg)) >= 0) return rc;
       return set_cli(r, "catalog", "products", arg);
@@ -233,6 +270,19 @@ void cli_summary_print(FILE *f, const cli_run *r, const keel_run_stats *s) {
     fprintf(f, "  %-12s %12llu %10llu %10.3f %12.2f\n", x->name, (unsigned long long)x->calls,
             (unsigned long long)x->errors, x->cpu_s, x->calls ? x->cpu_s * 1e6 / (double)x->calls : 0.0);
   }
+  for (size_t i = 0; i < s->n_stages; i++) {
+    const keel_memo_stats *c = &s->stages[i].cache;
+    if (!s->stages[i].memoized) continue;
+    fprintf(f,
+            "  cache %-6s hit ratio %.3f (%llu hits, %llu misses), %llu evictions, %llu entries, %.1f of %.1f MiB,\n"
+            "               %.3f s CPU saved%s\n",
+            s->stages[i].name, c->hit_ratio, (unsigned long long)c->hits, (unsigned long long)c->misses,
+            (unsigned long long)c->evictions, (unsigned long long)c->entries, c->bytes / 1048576.0,
+            c->max_bytes / 1048576.0, c->cpu_saved_s, c->audits ? "" : "");
+    if (c->audits)
+      fprintf(f, "               audits %llu, mismatches %llu\n", (unsigned long long)c->audits,
+              (unsigned long long)c->audit_mismatches);
+  }
   if (s->rejected)
     fprintf(f, "  rejected events are in the dead-letter file, each with its line number and reason\n");
 }
@@ -249,8 +299,21 @@ int cli_summary_write_json(const cli_run *r, const keel_run_stats *s) {
           keel_pipeline_workers(r->pipeline), s->interrupted ? "true" : "false");
   for (size_t i = 0; i < s->n_stages; i++) {
     const keel_stage_stats *x = &s->stages[i];
-    fprintf(f, "%s\"%s\":{\"calls\":%llu,\"errors\":%llu,\"cpu_s\":%.6f}", i ? "," : "", x->name,
+    fprintf(f, "%s\"%s\":{\"calls\":%llu,\"errors\":%llu,\"cpu_s\":%.6f", i ? "," : "", x->name,
             (unsigned long long)x->calls, (unsigned long long)x->errors, x->cpu_s);
+    if (x->memoized) {
+      const keel_memo_stats *c = &x->cache;
+      fprintf(f,
+              ",\"cache\":{\"hits\":%llu,\"misses\":%llu,\"hit_ratio\":%.6f,\"evictions\":%llu,\"bytes\":%llu,"
+              "\"entries\":%llu,\"max_bytes\":%llu,\"loads\":%llu,\"load_errors\":%llu,\"audits\":%llu,"
+              "\"audit_mismatches\":%llu,\"miss_cpu_s\":%.6f,\"cpu_saved_s\":%.6f}",
+              (unsigned long long)c->hits, (unsigned long long)c->misses, c->hit_ratio,
+              (unsigned long long)c->evictions, (unsigned long long)c->bytes, (unsigned long long)c->entries,
+              (unsigned long long)c->max_bytes, (unsigned long long)c->loads, (unsigned long long)c->load_errors,
+              (unsigned long long)c->audits, (unsigned long long)c->audit_mismatches, c->miss_cpu_s,
+              c->cpu_saved_s);
+    }
+    fputc('}', f);
   }
   fprintf(f, "}}\n");
   if (fclose(f) != 0) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s: cannot write the summary", r->summary_json);

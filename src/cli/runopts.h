@@ -23,6 +23,8 @@ typedef struct cli_run {
   keel_run_io io;                       /* borrowed from argv */
   const char *summary_json;
   int quiet;
+  char cached[CLI_MAX_PLUGINS][80]; /* [cache.X] sections named by --cache, to refuse repeats */
+  size_t n_cached;
   keel_config_t *cfg;        /* owned */
   keel_registry_t *reg;      /* owned */
   struct keel_recsys *rs;    /* owned, when a recsys stage is used */

@@ -1,0 +1,293 @@
+/* memo.c — a pure stage behind a cache (see keel/memo.h).
+ *
+ * Key layout: prefix | canonical encoding of the projection's fields sorted
+ * by name. The prefix is the stage's name with its NUL, then its version
+ * (u32) and model version (u64), big-endian: fixed widths after a
+ * terminated name keep the whole key prefix-free, so no two (stage, version,
+ * inputs) share a key. Bumping a version changes every key.
+ *
+ * On a miss the loader runs the stage on the worker's projection and stores
+ * the canonical encoding of the fields the stage declares it writes. A stage
+ * failure returns KEEL_EREJECTED from the loader; the cache passes it to
+ * every waiter and stores nothing; a waiter that did not run the loader
+ * recomputes on its own projection to get its own reason (rare: identical
+ * concurrent misses of a failing input).
+ *
+ * Counters: audits, mismatches and miss CPU are relaxed atomics touched on
+ * misses and audits only; hits and misses come from the cache. */
+#include "keel/memo.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "keel/cache.h"
+#include "keel/mem.h"
+
+struct keel_memo {
+  const keel_stage_def *def;
+  void *state;
+  const keel_stage_io *io;
+  keel_cache_t *cache;
+  keel_mem_tag tag;
+  uint8_t prefix[KEEL_FIELD_NAME_MAX + 1 + 4 + 8];
+  size_t prefix_len;
+  keel_field_id *sorted_reads; /* owned: io->reads sorted by name */
+  double audit_rate;
+  uint64_t audit_seed;
+  _Atomic uint64_t audits, mismatches, miss_cpu_ns, workers;
+  _Atomic int mismatch_said;
+  keel_memo_mismatch_fn on_mismatch;
+  void *mismatch_ctx;
+  pthread_mutex_t record_lock; /* guards record */
+  FILE *record;
+};
+
+struct keel_memo_worker {
+  keel_memo_t *m;
+  keel_event_t *proj; /* the projection: only the declared reads */
+  uint64_t rng;       /* audit sampling, splitmix64 */
+};
+
+static uint64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t splitmix64(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15u);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+  return z ^ (z >> 31);
+}
+
+static void put_be(uint8_t *p, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; i--) *p++ = (uint8_t)(v >> (8 * i));
+}
+
+static keel_status open_record(keel_memo_t *m, const char *path, char *err, size_t errlen) {
+  pthread_mutex_init(&m->record_lock, NULL);
+  if (!path) return KEEL_OK;
+  m->record = fopen(path, "wb");
+  if (!m->record) {
+    snprintf(err, errlen, "stage '%s': cannot create the key record %s", m->def->name, path);
+    return KEEL_ECONFIG;
+  }
+  setvbuf(m->record, NULL, _IOFBF, 1 << 16);
+  return KEEL_OK;
+}
+
+static keel_status make_cache(keel_memo_t *m, const keel_memo_options *o, char *err, size_t errlen) {
+  char tagname[KEEL_FIELD_NAME_MAX + 8];
+  snprintf(tagname, sizeof tagname, "cache.%s", o->def->name);
+  keel_status st = keel_mem_tag_register(tagname, &m->tag);
+  if (st != KEEL_OK) return st;
+  keel_cache_options co = {.size = sizeof co, .max_bytes = o->max_bytes, .policy = o->policy,
+                           .ttl_ns = o->ttl_ns, .tag = m->tag};
+  st = keel_cache_create(&co, &m->cache);
+  if (st == KEEL_EINVAL) {
+    snprintf(err, errlen, "cache of stage '%s': bad options (policy '%s', %llu bytes)", o->def->name,
+             o->policy ? o->policy : "default", (unsigned long long)o->max_bytes);
+    return KEEL_ECONFIG;
+  }
+  return st;
+}
+
+keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char *err, size_t errlen) {
+  if (!o || !o->def || !o->io || !o->schema || !out || o->size < sizeof *o) return KEEL_EINVAL;
+  if (!(o->def->flags & KEEL_STAGE_PURE)) {
+    snprintf(err, errlen, "stage '%s' is not pure (its output may change for the same input), so it cannot be memoized",
+             o->def->name);
+    return KEEL_ECONFIG;
+  }
+  if (!(o->audit_rate >= 0 && o->audit_rate <= 1)) {
+    snprintf(err, errlen, "cache audit rate %g is outside 0..1", o->audit_rate);
+    return KEEL_ECONFIG;
+  }
+  keel_memo_t *m = keel_mem_calloc(KEEL_MEM_CACHE, 1, sizeof *m);
+  if (!m) return KEEL_ENOMEM;
+  m->def = o->def;
+  m->state = o->state;
+  m->io = o->io;
+  m->audit_rate = o->audit_rate;
+  m->audit_seed = o->audit_seed;
+  m->on_mismatch = o->on_mismatch;
+  m->mismatch_ctx = o->mismatch_ctx;
+  size_t nl = strlen(o->def->name);
+  memcpy(m->prefix, o->def->name, nl + 1);
+  put_be(m->prefix + nl + 1, o->def->version, 4);
+  put_be(m->prefix + nl + 5, o->def->model_version, 8);
+  m->prefix_len = nl + 13;
+  keel_status st = open_record(m, o->record_keys, err, errlen);
+  if (st == KEEL_OK) st = make_cache(m, o, err, errlen);
+  if (st == KEEL_OK && !(m->sorted_reads = keel_mem_calloc(KEEL_MEM_CACHE, o->def->n_reads + 1, sizeof(keel_field_id))))
+    st = KEEL_ENOMEM;
+  if (st == KEEL_OK) {
+    memcpy(m->sorted_reads, o->io->reads, o->def->n_reads * sizeof(keel_field_id));
+    keel_schema_sort(o->schema, m->sorted_reads, o->def->n_reads);
+  }
+  if (st != KEEL_OK) {
+    keel_memo_destroy(m);
+    return st;
+  }
+  *out = m;
+  return KEEL_OK;
+}
+
+void keel_memo_destroy(keel_memo_t *m) {
+  if (!m) return;
+  keel_cache_destroy(m->cache);
+  if (m->record) fclose(m->record);
+  pthread_mutex_destroy(&m->record_lock);
+  keel_mem_free(m->sorted_reads);
+  keel_mem_free(m);
+}
+
+keel_status keel_memo_worker_create(keel_memo_t *m, keel_schema_t *schema, keel_memo_worker_t **out) {
+  keel_memo_worker_t *w = keel_mem_calloc(KEEL_MEM_CACHE, 1, sizeof *w);
+  if (!w) return KEEL_ENOMEM;
+  keel_status st = keel_event_create(schema, KEEL_MEM_ARENA, 0, &w->proj);
+  if (st != KEEL_OK) {
+    keel_mem_free(w);
+    return st;
+  }
+  w->m = m;
+  w->rng = m->audit_seed ^ (0x5851f42d4c957f2du * (atomic_fetch_add(&m->workers, 1) + 1));
+  *out = w;
+  return KEEL_OK;
+}
+
+void keel_memo_worker_destroy(keel_memo_worker_t *w) {
+  if (!w) return;
+  keel_event_destroy(w->proj);
+  keel_mem_free(w);
+}
+
+/* Fills the projection with ev's declared reads and builds the key in the
+ * projection's arena. */
+static keel_status project(keel_memo_worker_t *w, const keel_event_t *ev, const uint8_t **key, size_t *key_len) {
+  keel_memo_t *m = w->m;
+  keel_event_reset(w->proj);
+  keel_event_set_line(w->proj, keel_event_line(ev));
+  for (size_t i = 0; i < m->def->n_reads; i++) {
+    keel_value v;
+    if (keel_event_get(ev, m->io->reads[i], &v)) {
+      keel_status st = keel_event_set(w->proj, m->io->reads[i], &v);
+      if (st != KEEL_OK) return st;
+    }
+  }
+  const uint8_t *enc;
+  size_t len;
+  keel_arena_t *a = keel_event_arena(w->proj);
+  keel_status st = keel_event_encode(w->proj, m->sorted_reads, m->def->n_reads, a, &enc, &len);
+  if (st != KEEL_OK) return st;
+  uint8_t *k = keel_arena_alloc(a, m->prefix_len + len);
+  if (!k) return KEEL_ENOMEM;
+  memcpy(k, m->prefix, m->prefix_len);
+  memcpy(k + m->prefix_len, enc, len);
+  *key = k;
+  *key_len = m->prefix_len + len;
+  return KEEL_OK;
+}
+
+/* Runs the stage on the projection; on success encodes what it wrote. */
+static keel_status compute(keel_memo_worker_t *w, const uint8_t **val, size_t *val_len) {
+  keel_memo_t *m = w->m;
+  keel_status st = m->def->process(m->state, w->proj, m->io);
+  if (st != KEEL_OK) return st;
+  return keel_event_encode(w->proj, m->io->writes, m->def->n_writes, keel_event_arena(w->proj), val, val_len);
+}
+
+typedef struct load_ctx {
+  keel_memo_worker_t *w;
+  int ran;
+} load_ctx;
+
+static keel_status loader(void *ctx, const void *key, size_t key_len, keel_cache_load_t *ld) {
+  (void)key;
+  (void)key_len;
+  load_ctx *l = ctx;
+  l->ran = 1;
+  const uint8_t *val;
+  size_t len;
+  uint64_t t0 = thread_cpu_ns();
+  keel_status st = compute(l->w, &val, &len);
+  atomic_fetch_add_explicit(&l->w->m->miss_cpu_ns, thread_cpu_ns() - t0, memory_order_relaxed);
+  if (st != KEEL_OK) return st;
+  return keel_cache_load_set(ld, val, len);
+}
+
+static void record_key(keel_memo_t *m, const uint8_t *key, size_t len) {
+  uint8_t be[8];
+  put_be(be, XXH3_64bits(key, len), 8);
+  pthread_mutex_lock(&m->record_lock);
+  fwrite(be, 1, 8, m->record);
+  pthread_mutex_unlock(&m->record_lock);
+}
+
+/* Recomputes a hit and compares it byte for byte with the cached value. */
+static void audit(keel_memo_worker_t *w, const keel_cache_value_t *v, const uint8_t *key, size_t key_len) {
+  keel_memo_t *m = w->m;
+  atomic_fetch_add_explicit(&m->audits, 1, memory_order_relaxed);
+  const uint8_t *val;
+  size_t len;
+  keel_status st = compute(w, &val, &len);
+  if (st == KEEL_OK && len == keel_cache_value_len(v) && memcmp(val, keel_cache_value_data(v), len) == 0) return;
+  atomic_fetch_add_explicit(&m->mismatches, 1, memory_order_relaxed);
+  if (atomic_exchange(&m->mismatch_said, 1)) return;
+  fprintf(stderr,
+          "keel: cache audit mismatch in stage '%s' (line %llu, key hash %016llx): recomputing a cached result "
+          "gave different bytes; the stage is not deterministic in the fields it declares\n",
+          m->def->name, (unsigned long long)keel_event_line(w->proj), (unsigned long long)XXH3_64bits(key, key_len));
+  if (m->on_mismatch) m->on_mismatch(m->mismatch_ctx, m->def->name);
+}
+
+keel_status keel_memo_process(keel_memo_t *m, keel_memo_worker_t *w, keel_event_t *ev) {
+  const uint8_t *key;
+  size_t key_len;
+  keel_status st = project(w, ev, &key, &key_len);
+  if (st != KEEL_OK) return st;
+  if (m->record) record_key(m, key, key_len);
+  load_ctx l = {w, 0};
+  keel_cache_value_t *v = NULL;
+  st = keel_cache_get_or_load(m->cache, key, key_len, loader, &l, &v);
+  if (st != KEEL_OK) {
+    if (st == KEEL_EREJECTED && !l.ran) compute(w, &(const uint8_t *){NULL}, &(size_t){0});
+    const char *why = keel_event_reason(w->proj);
+    return why ? keel_event_fail(ev, "%s", why) : st;
+  }
+  st = keel_event_decode(ev, keel_cache_value_data(v), keel_cache_value_len(v));
+  if (st == KEEL_OK && !l.ran && m->audit_rate > 0 &&
+      (double)(splitmix64(&w->rng) >> 11) * 0x1.0p-53 < m->audit_rate)
+    audit(w, v, key, key_len);
+  keel_cache_value_release(v);
+  return st;
+}
+
+void keel_memo_get_stats(keel_memo_t *m, keel_memo_stats *out) {
+  keel_cache_stats cs;
+  keel_cache_get_stats(m->cache, &cs);
+  memset(out, 0, sizeof *out);
+  out->hits = cs.hits;
+  out->misses = cs.misses;
+  out->loads = cs.loads;
+  out->load_errors = cs.load_errors;
+  out->evictions = cs.evictions;
+  out->entries = cs.entries;
+  out->bytes = cs.bytes;
+  out->max_bytes = cs.max_bytes;
+  out->audits = atomic_load(&m->audits);
+  out->audit_mismatches = atomic_load(&m->mismatches);
+  uint64_t lookups = cs.hits + cs.misses;
+  out->hit_ratio = lookups ? (double)cs.hits / (double)lookups : 0;
+  out->miss_cpu_s = atomic_load(&m->miss_cpu_ns) / 1e9;
+  out->cpu_saved_s = cs.loads ? out->miss_cpu_s / (double)cs.loads * (double)cs.hits : 0;
+}
+
+keel_status keel_memo_set_capacity(keel_memo_t *m, uint64_t max_bytes) {
+  return keel_cache_set_capacity(m->cache, max_bytes);
+}
