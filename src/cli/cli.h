@@ -24,6 +24,12 @@ int keel_cmd_bench(int argc, char **argv);
 
 /* `keel bench KIND`: one function per kind, in cli_bench_<kind>.c. */
 int keel_bench_cache(int argc, char **argv);
+int keel_bench_memo(int argc, char **argv);
+
+/* Runs `keel gen --trace TRACE --format FORMAT --mix MIX [--limit LIMIT]`
+ * (limit 0: all) with its standard output sent to the file `out`. Returns
+ * gen's exit code, or -1 when `out` cannot be written. */
+int cli_gen_file(const char *trace, const char *format, const char *mix, uint64_t limit, const char *out);
 
 /* Prints "keel CMD: <message>" and a pointer to --help on stderr; returns
  * KEEL_EXIT_USAGE so callers can `return cli_usage(...)`. */

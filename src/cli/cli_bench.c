@@ -11,6 +11,7 @@ typedef struct bench {
 
 static const bench benches[] = {
     {"cache", keel_bench_cache, "the cache's hit path: ops/s on a key trace (read | readthrough)"},
+    {"memo", keel_bench_memo, "CPU saved by memoization vs the ideal bound (uncached, cached, warm)"},
 };
 
 int keel_cmd_bench(int argc, char **argv) {

@@ -6,7 +6,6 @@
  * run the pipeline on them exactly as `keel run --config demo.ini` would.
  * Any `keel run` option given to `keel demo` is passed on (it overrides the
  * bundled config, as on the command line of `keel run`). */
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,25 +27,6 @@ static int write_file(const char *path, const void *data, size_t len) {
   if (!f) return -1;
   size_t n = fwrite(data, 1, len, f);
   return fclose(f) == 0 && n == len ? 0 : -1;
-}
-
-/* Runs `keel gen` into `events` by pointing stdout at the file meanwhile. */
-static int generate(const char *trace, const char *events) {
-  char *argv[] = {"gen", "--trace", (char *)trace, "--format", "bin64", "--mix", DEMO_MIX, NULL};
-  int fd = open(events, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return -1;
-  fflush(stdout);
-  int saved = dup(STDOUT_FILENO);
-  if (saved < 0 || dup2(fd, STDOUT_FILENO) < 0) {
-    close(fd);
-    return -1;
-  }
-  close(fd);
-  int rc = keel_cmd_gen(7, argv);
-  fflush(stdout);
-  dup2(saved, STDOUT_FILENO);
-  close(saved);
-  return rc;
 }
 
 static void show_head(const char *path, int lines) {
@@ -81,7 +61,7 @@ int keel_cmd_demo(int argc, char **argv) {
     return cli_fail("demo", KEEL_EXIT_FAIL, "cannot write into %s", dir);
   fprintf(stderr, "keel demo: replaying %zu requests of the scarab-recs sample (mix %s)\n",
           keel_demo_trace_len / 8, DEMO_MIX);
-  if (generate(trace, events) != 0) return cli_fail("demo", KEEL_EXIT_FAIL, "generating the events failed");
+  if (cli_gen_file(trace, "bin64", DEMO_MIX, 0, events) != 0) return cli_fail("demo", KEEL_EXIT_FAIL, "generating the events failed");
 
   char *args[MAX_ARGS];
   int n = 0;
