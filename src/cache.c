@@ -65,6 +65,7 @@
 #define RBUF 32        /* read buffer entries per reader slot */
 #define LIMBO_BATCH 64 /* try to advance the epoch after this many retirements */
 #define NEG_FLAG 0x80000000u
+#define RECORD_EVERY 4 /* the policy sees every 4th lookup (see record) */
 
 struct keel_cache_value {
   _Atomic(struct keel_cache_value *) next; /* bucket chain; written under lock */
@@ -87,6 +88,7 @@ typedef struct reader {
   _Atomic uint64_t active[2]; /* readers inside, by epoch parity */
   _Atomic uint64_t hits, misses;
   _Atomic uint32_t rb_n;
+  _Atomic uint32_t tick;      /* lookups seen, for sampling */
   rbuf_item rb[RBUF];
 } __attribute__((aligned(64))) reader;
 
@@ -228,6 +230,39 @@ static inline void epoch_exit(reader *r, uint64_t e) {
   atomic_fetch_sub_explicit(&r->active[e & 1], 1, memory_order_release);
 }
 
+/* The calling thread's pin (keel_cache_pin): one cache at a time. */
+static _Thread_local struct {
+  keel_cache_t *c;
+  uint64_t e;
+  unsigned depth;
+} pin;
+
+static inline uint64_t guard_enter(keel_cache_t *c, reader *r) {
+  return pin.c == c ? pin.e : epoch_enter(c, r);
+}
+
+static inline void guard_exit(keel_cache_t *c, reader *r, uint64_t e) {
+  if (pin.c != c) epoch_exit(r, e);
+}
+
+void keel_cache_pin(keel_cache_t *c) {
+  if (!c) return;
+  if (pin.c == c) {
+    pin.depth++;
+    return;
+  }
+  if (pin.c) return; /* another cache is pinned: misuse, ignored (lookups stay protected) */
+  pin.e = epoch_enter(c, my_reader(c));
+  pin.c = c;
+  pin.depth = 1;
+}
+
+void keel_cache_unpin(keel_cache_t *c) {
+  if (!c || pin.c != c || --pin.depth) return;
+  pin.c = NULL;
+  epoch_exit(my_reader(c), pin.e);
+}
+
 static void ent_unref(keel_cache_value_t *v) {
   if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1) keel_mem_free(v);
 }
@@ -249,8 +284,11 @@ static int epoch_try_advance_locked(keel_cache_t *c) {
 /* Waits until every entry retired so far is unreachable, then drops them.
  * Used when a limbo list cannot grow, and by destroy. Under lock. */
 static void epoch_synchronize_locked(keel_cache_t *c) {
+  int pinned = pin.c == c;
+  if (pinned) epoch_exit(my_reader(c), pin.e); /* never wait for ourselves */
   for (int k = 0; k < 3; k++)
     while (!epoch_try_advance_locked(c)) sched_yield();
+  if (pinned) pin.e = epoch_enter(c, my_reader(c));
 }
 
 static void retire_locked(keel_cache_t *c, keel_cache_value_t *v) {
@@ -368,6 +406,11 @@ static void drain_locked(keel_cache_t *c, reader *r) {
 
 /* Records an access for the policy (slot NONE: a miss). Lossy. */
 static inline void record(keel_cache_t *c, reader *r, uint32_t slot, uint64_t h) {
+  /* Sampling: the policy sees one lookup in RECORD_EVERY (an unbiased
+   * sample of frequency and recency); inserts are always seen. */
+  uint32_t tick = atomic_load_explicit(&r->tick, RLX) + 1;
+  atomic_store_explicit(&r->tick, tick, RLX);
+  if (tick % RECORD_EVERY) return;
   uint32_t n = atomic_load_explicit(&r->rb_n, RLX);
   if (n < RBUF) {
     atomic_store_explicit(&r->rb[n].hash, h, RLX);
@@ -584,14 +627,14 @@ keel_status keel_cache_get(keel_cache_t *c, const void *key, size_t key_len, kee
   if (!c || (!key && key_len) || !out) return KEEL_EMISUSE;
   uint64_t h = key_hash(c, key, key_len);
   reader *r = my_reader(c);
-  uint64_t e = epoch_enter(c, r);
+  uint64_t e = guard_enter(c, r);
   keel_cache_value_t *v = lookup(c, h, key, key_len);
   uint32_t slot = KEEL_POLICY_NONE;
   if (v && !ent_negative(v)) {
     atomic_fetch_add_explicit(&v->refs, 1, RLX);
     slot = v->slot;
   }
-  epoch_exit(r, e);
+  guard_exit(c, r, e);
   add(slot == KEEL_POLICY_NONE ? &r->misses : &r->hits, 1);
   record(c, r, slot, h);
   if (slot == KEEL_POLICY_NONE) return KEEL_ENOTFOUND;
@@ -604,14 +647,14 @@ keel_status keel_cache_read(keel_cache_t *c, const void *key, size_t key_len, ke
   if (!c || (!key && key_len) || !fn) return KEEL_EMISUSE;
   uint64_t h = key_hash(c, key, key_len);
   reader *r = my_reader(c);
-  uint64_t e = epoch_enter(c, r);
+  uint64_t e = guard_enter(c, r);
   keel_cache_value_t *v = lookup(c, h, key, key_len);
   uint32_t slot = KEEL_POLICY_NONE;
   if (v && !ent_negative(v)) {
     slot = v->slot;
     fn(ctx, ent_data(v), v->vlen);
   }
-  epoch_exit(r, e);
+  guard_exit(c, r, e);
   add(slot == KEEL_POLICY_NONE ? &r->misses : &r->hits, 1);
   record(c, r, slot, h);
   return slot == KEEL_POLICY_NONE ? KEEL_ENOTFOUND : KEEL_OK;
@@ -694,7 +737,7 @@ keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_
   if (!c || (!key && key_len) || !loader || !out) return KEEL_EMISUSE;
   uint64_t h = key_hash(c, key, key_len);
   reader *r = my_reader(c);
-  uint64_t e = epoch_enter(c, r);
+  uint64_t e = guard_enter(c, r);
   keel_cache_value_t *v = lookup(c, h, key, key_len);
   keel_status st = KEEL_OK;
   uint32_t slot = KEEL_POLICY_NONE;
@@ -703,7 +746,7 @@ keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_
     if (ent_negative(v)) st = (keel_status)(int32_t)v->vlen;
     else atomic_fetch_add_explicit(&v->refs, 1, RLX);
   }
-  epoch_exit(r, e);
+  guard_exit(c, r, e);
   if (v) {
     add(&r->hits, 1);
     record(c, r, slot, h);

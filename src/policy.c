@@ -44,7 +44,7 @@ enum { Q_WIN = 0, Q_PROB = 1, Q_PROT = 2, Q_NONE = 255 };
 
 /* Tuning, chosen by measurement over the LIRS and scarab traces (see
  * docs/PERFORMANCE.md); none depends on the trace. */
-#define SKETCH_WIDTH 8     /* sketch counters per row per expected entry */
+#define SKETCH_WIDTH 4     /* sketch counters per row per expected entry */
 #define SHADOW_ENTRIES 512 /* shadows hold at least this many entries (or all) */
 #define PERIOD_LEN 6       /* a period lasts this many shadow capacities of samples */
 #define SCORE_DECAY 0.95   /* weight of the past in a shadow's score, per period */
@@ -250,7 +250,7 @@ keel_status keel_policy_grow(keel_policy_t *p, uint32_t slots) {
   memset(q + p->nslots, Q_NONE, slots - p->nslots);
   /* The sketch follows the number of residents once it outgrows the
    * capacity-based estimate (weighted caches learn their entry count). */
-  if (p->kind == K_WTLFU && pow2_at_least(slots) > p->sk.mask + 1 &&
+  if (p->kind == K_WTLFU && pow2_at_least((uint64_t)slots * SKETCH_WIDTH) > p->sk.mask + 1 &&
       sketch_init(&p->sk, p->tag, slots, p->sk.seed) != KEEL_OK) {
     /* Keep the old sketch: a smaller sketch only costs accuracy. */
   }

@@ -135,6 +135,16 @@ KEEL_EXTERN keel_status keel_cache_get(keel_cache_t *c, const void *key, size_t 
 KEEL_EXTERN keel_status keel_cache_read(keel_cache_t *c, const void *key, size_t key_len,
                                         keel_cache_read_fn fn, void *ctx);
 
+/* Pins the calling thread to the cache's current epoch for a batch of
+ * lookups: until keel_cache_unpin, get, read and get_or_load's lookup on
+ * this cache skip their per-call epoch entry (two atomic read-modify-writes
+ * that act as full fences), so a loop of lookups can overlap its memory
+ * accesses. While pinned, the thread must not block for long (reclamation
+ * of evicted entries waits for it) and must not pin another cache. Pins
+ * nest. Writes (put, remove, get_or_load's load) are allowed while pinned. */
+KEEL_EXTERN void keel_cache_pin(keel_cache_t *c);
+KEEL_EXTERN void keel_cache_unpin(keel_cache_t *c);
+
 /* Returns the value of `key`, loading it on a miss. Concurrent misses on one
  * key run `loader` once; the others wait and receive its result. KEEL_OK:
  * *out is owned. A loader failure returns the loader's status to every
