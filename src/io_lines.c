@@ -261,3 +261,9 @@ void keel_line_reader_close(keel_line_reader_t *r) {
   keel_mem_free(r->buf);
   keel_mem_free(r);
 }
+
+int keel_line_reader_pending(keel_line_reader_t *r) {
+  if (r->eof || memchr(r->buf + r->scan, '\n', r->end - r->scan)) return 1;
+  struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
+  return poll(&pfd, 1, 0) != 0; /* readable, at its end, or an error next() will report */
+}

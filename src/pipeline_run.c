@@ -34,6 +34,28 @@ static void bump(_Atomic uint64_t *c, uint64_t by) {
   atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by, memory_order_relaxed);
 }
 
+/* Upper bounds of the latency buckets, in ns and in s (the same values). */
+static const uint64_t lat_bound_ns[KEEL_LATENCY_BUCKETS] = {
+    1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+    500000, 1000000, 2500000, 5000000, 10000000, 25000000, 100000000, 1000000000};
+static const double lat_bound_s[KEEL_LATENCY_BUCKETS] = {
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0};
+
+const double *keel_pipeline_latency_bounds(void) { return lat_bound_s; }
+
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void record_latency(counters *c, uint64_t ns) {
+  size_t b = 0;
+  while (b < KEEL_LATENCY_BUCKETS && ns > lat_bound_ns[b]) b++;
+  bump(&c->lat[b], 1);
+  bump(&c->lat_ns, ns);
+}
+
 /* ---- one event through the chain ---- */
 
 static int type_is(const keel_value *type, const char *want) {
@@ -66,8 +88,9 @@ static int check_reads(const stage_slot *s, keel_event_t *ev, char *reason, size
 
 static int run_stage(const stage_slot *s, worker *w, size_t i, keel_event_t *ev, char *reason, size_t len) {
   counters *c = &w->c[i];
-  uint64_t t0 = thread_cpu_ns();
+  uint64_t t0 = thread_cpu_ns(), m0 = mono_ns();
   keel_status st = s->memo ? keel_memo_process(s->memo, w->mw[i], ev) : s->def->process(s->state, ev, &s->io);
+  record_latency(c, mono_ns() - m0);
   bump(&c->cpu_ns, thread_cpu_ns() - t0);
   bump(&c->calls, 1);
   if (st == KEEL_OK) return 1;
@@ -177,6 +200,7 @@ static int fill_batch(keel_pipeline_t *p, batch *b) {
   keel_buf_clear(&b->text);
   while (b->n < p->batch_size && b->text.len < TEXT_TARGET) {
     if (atomic_load_explicit(&p->stop, memory_order_relaxed)) return 0;
+    if (b->n && !keel_line_reader_pending(p->reader)) return 1; /* a slow stream: pass on what we have */
     const char *line;
     size_t len;
     uint64_t no;
@@ -187,8 +211,9 @@ static int fill_batch(keel_pipeline_t *p, batch *b) {
       snprintf(p->read_err, sizeof p->read_err, "reading the input: %s", keel_line_reader_error(p->reader));
       return 0;
     }
+    bump(&p->input_bytes, len + 1);
     if (st == KEEL_OK && is_blank(line, len)) {
-      p->blank_lines++;
+      bump(&p->blank_lines, 1);
       continue;
     }
     size_t keep = len;
@@ -212,7 +237,7 @@ static int fill_batch(keel_pipeline_t *p, batch *b) {
       clock_gettime(CLOCK_MONOTONIC, &p->first_read);
       atomic_store_explicit(&p->have_first, 1, memory_order_release);
     }
-    p->events_in++;
+    bump(&p->events_in, 1);
     b->n++;
   }
   return 1;
@@ -279,8 +304,21 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
     s->rejected++;
   }
   clock_gettime(CLOCK_MONOTONIC, &s->last_write);
+  atomic_store_explicit(&p->events_out, s->out_lines, memory_order_relaxed); /* for snapshots */
+  atomic_store_explicit(&p->rejected, s->rejected, memory_order_relaxed);
   if (s->st != KEEL_OK) keel_pipeline_stop(p);
   if (b->text.cap > 4 * TEXT_TARGET) keel_buf_free(&b->text); /* drop what one huge line grew */
+}
+
+/* When nothing is waiting anywhere the input is slower than the pipeline (a
+ * live stream): flush, so results do not sit in the buffer. A fast input
+ * keeps the work queue busy and the output fully buffered. */
+static void caught_up(keel_pipeline_t *p, sink *s) {
+  if (s->st == KEEL_OK && keel__queue_depth(p->done_q) == 0 && keel__queue_depth(p->work_q) == 0 &&
+      fflush(s->out) != 0) {
+    s->st = KEEL_EIO;
+    snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(errno));
+  }
 }
 
 static void drain(keel_pipeline_t *p, sink *s) {
@@ -291,6 +329,7 @@ static void drain(keel_pipeline_t *p, sink *s) {
     if (!p->ordered) {
       write_batch(p, s, b);
       keel__queue_push(p->free_q, b);
+      caught_up(p, s);
       continue;
     }
     parked[b->seq % p->n_batches] = b;
@@ -300,12 +339,26 @@ static void drain(keel_pipeline_t *p, sink *s) {
       keel__queue_push(p->free_q, b);
       next++;
     }
+    caught_up(p, s);
   }
 }
 
 /* ---- set-up and tear-down of a run ---- */
 
+static void add_counters(counters *to, counters *from) {
+  bump(&to->calls, atomic_load_explicit(&from->calls, memory_order_relaxed));
+  bump(&to->errors, atomic_load_explicit(&from->errors, memory_order_relaxed));
+  bump(&to->cpu_ns, atomic_load_explicit(&from->cpu_ns, memory_order_relaxed));
+  bump(&to->lat_ns, atomic_load_explicit(&from->lat_ns, memory_order_relaxed));
+  for (size_t b = 0; b <= KEEL_LATENCY_BUCKETS; b++)
+    bump(&to->lat[b], atomic_load_explicit(&from->lat[b], memory_order_relaxed));
+}
+
 static void free_run(keel_pipeline_t *p) {
+  pthread_mutex_lock(&p->snap_lock);
+  p->running = 0;
+  for (unsigned i = 0; p->w && i < p->workers; i++)
+    for (size_t k = 0; k < p->n_stages; k++) add_counters(&p->totals[k], &p->w[i].c[k]);
   for (unsigned i = 0; p->w && i < p->workers; i++) {
     keel_event_destroy(p->w[i].ev);
     for (size_t k = 0; k < p->n_stages; k++) keel_memo_worker_destroy(p->w[i].mw[k]);
@@ -326,9 +379,20 @@ static void free_run(keel_pipeline_t *p) {
   p->w = NULL;
   p->batches = NULL;
   p->free_q = p->work_q = p->done_q = NULL;
+  pthread_mutex_unlock(&p->snap_lock);
 }
 
+static keel_status alloc_run_locked(keel_pipeline_t *p);
+
 static keel_status alloc_run(keel_pipeline_t *p) {
+  pthread_mutex_lock(&p->snap_lock);
+  keel_status st = alloc_run_locked(p);
+  p->running = st == KEEL_OK;
+  pthread_mutex_unlock(&p->snap_lock);
+  return st;
+}
+
+static keel_status alloc_run_locked(keel_pipeline_t *p) {
   p->n_batches = (size_t)p->workers * 3 + 2;
   keel_status st = keel__queue_create(p->n_batches, &p->free_q);
   if (st == KEEL_OK) st = keel__queue_create(p->n_batches, &p->work_q);
@@ -380,6 +444,53 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
   return keel_dead_letter_create(dl, &s->dl);
 }
 
+/* Sums finished runs' totals and the live workers' counters; the caller
+ * holds snap_lock or is the run's own thread. */
+static void fill_stage_stats(keel_pipeline_t *p, keel_run_stats *st) {
+  st->n_stages = p->n_stages;
+  for (size_t i = 0; i < p->n_stages; i++) {
+    keel_stage_stats *x = &st->stages[i];
+    counters sum;
+    memset(&sum, 0, sizeof sum);
+    add_counters(&sum, &p->totals[i]);
+    for (unsigned k = 0; p->w && k < p->workers; k++) add_counters(&sum, &p->w[k].c[i]);
+    x->name = p->stages[i].def->name;
+    x->calls = atomic_load_explicit(&sum.calls, memory_order_relaxed);
+    x->errors = atomic_load_explicit(&sum.errors, memory_order_relaxed);
+    x->cpu_s = atomic_load_explicit(&sum.cpu_ns, memory_order_relaxed) / 1e9;
+    x->latency_sum_s = atomic_load_explicit(&sum.lat_ns, memory_order_relaxed) / 1e9;
+    for (size_t b = 0; b <= KEEL_LATENCY_BUCKETS; b++)
+      x->latency[b] = atomic_load_explicit(&sum.lat[b], memory_order_relaxed);
+    x->memoized = p->stages[i].memo != NULL;
+    if (x->memoized) keel_memo_get_stats(p->stages[i].memo, &x->cache);
+  }
+}
+
+keel_status keel_pipeline_snapshot(keel_pipeline_t *p, keel_run_stats *out) {
+  if (!p || !out) return KEEL_EINVAL;
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&p->snap_lock);
+  out->running = p->running;
+  out->events_in = atomic_load_explicit(&p->events_in, memory_order_relaxed);
+  out->events_out = atomic_load_explicit(&p->events_out, memory_order_relaxed);
+  out->rejected = atomic_load_explicit(&p->rejected, memory_order_relaxed);
+  out->blank_lines = atomic_load_explicit(&p->blank_lines, memory_order_relaxed);
+  out->input_bytes = atomic_load_explicit(&p->input_bytes, memory_order_relaxed);
+  if (p->running && atomic_load_explicit(&p->have_first, memory_order_acquire)) out->wall_s = since(&p->first_read);
+  out->interrupted = atomic_load(&p->stop);
+  out->audit_failed = atomic_load(&p->audit_failed);
+  if (p->running) {
+    out->batches = p->n_batches;
+    out->queue_work = keel__queue_depth(p->work_q);
+    out->queue_done = keel__queue_depth(p->done_q);
+    out->queue_free = keel__queue_depth(p->free_q);
+  }
+  fill_stage_stats(p, out);
+  pthread_mutex_unlock(&p->snap_lock);
+  out->rss_peak_bytes = keel_mem_rss_peak_bytes();
+  return KEEL_OK;
+}
+
 static void fill_stats(keel_pipeline_t *p, const sink *s, double cpu0, keel_run_stats *st) {
   memset(st, 0, sizeof *st);
   st->events_in = p->events_in;
@@ -395,27 +506,18 @@ static void fill_stats(keel_pipeline_t *p, const sink *s, double cpu0, keel_run_
   st->rss_peak_bytes = keel_mem_rss_peak_bytes();
   st->interrupted = atomic_load(&p->stop);
   st->audit_failed = atomic_load(&p->audit_failed);
-  st->n_stages = p->n_stages;
-  for (size_t i = 0; i < p->n_stages; i++) {
-    keel_stage_stats *x = &st->stages[i];
-    x->name = p->stages[i].def->name;
-    uint64_t ns = 0;
-    for (unsigned k = 0; k < p->workers; k++) {
-      x->calls += atomic_load(&p->w[k].c[i].calls);
-      x->errors += atomic_load(&p->w[k].c[i].errors);
-      ns += atomic_load(&p->w[k].c[i].cpu_ns);
-    }
-    x->cpu_s = ns / 1e9;
-    x->memoized = p->stages[i].memo != NULL;
-    if (x->memoized) keel_memo_get_stats(p->stages[i].memo, &x->cache);
-  }
+  st->input_bytes = atomic_load(&p->input_bytes);
+  fill_stage_stats(p, st);
 }
 
 static void reset_run_state(keel_pipeline_t *p) {
   atomic_store(&p->stop, 0);
   atomic_store(&p->audit_failed, 0);
   atomic_store(&p->have_first, 0);
-  p->blank_lines = p->events_in = 0;
+  pthread_mutex_lock(&p->snap_lock);
+  p->blank_lines = p->events_in = p->input_bytes = p->events_out = p->rejected = 0;
+  memset(p->totals, 0, sizeof p->totals);
+  pthread_mutex_unlock(&p->snap_lock);
   p->read_status = KEEL_OK;
   p->read_err[0] = '\0';
 }

@@ -92,6 +92,11 @@ KEEL_EXTERN keel_status keel_line_reader_open(const char *path, size_t max_line,
 KEEL_EXTERN keel_status keel_line_reader_next(keel_line_reader_t *r, const char **line, size_t *len,
                                               uint64_t *line_no);
 
+/* Whether keel_line_reader_next would return without waiting: a whole line
+ * is buffered, the input ended, or the descriptor has data now. A pipeline
+ * uses it to pass on what it has before blocking on a slow stream. */
+KEEL_EXTERN int keel_line_reader_pending(keel_line_reader_t *r);
+
 /* Bytes read so far and the input's size (0 when unknown: a pipe). */
 KEEL_EXTERN uint64_t keel_line_reader_offset(const keel_line_reader_t *r);
 KEEL_EXTERN uint64_t keel_line_reader_size(const keel_line_reader_t *r);
