@@ -57,6 +57,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#define XXH_INLINE_ALL /* the hash of short keys inlines into the lookup */
 #include <xxhash.h>
 
 #include "keel/policy.h"
@@ -124,7 +125,8 @@ struct keel_cache_load {
 };
 
 struct keel_cache {
-  reader rd[NREADERS];
+  reader rd[NREADERS];                /* 64-byte aligned (see create) */
+  void *raw;                          /* the allocation c lives in */
   _Atomic uint64_t epoch;
   _Atomic(table *) tab;
   _Atomic uint64_t rseq;              /* odd while a resize relinks entries */
@@ -318,7 +320,14 @@ static table *table_new(keel_mem_tag tag, uint64_t buckets) {
 }
 
 static inline int ent_matches(const keel_cache_value_t *v, uint64_t h, const void *k, size_t n) {
-  return v->hash == h && ent_klen(v) == n && memcmp(ent_key(v), k, n) == 0;
+  if (v->hash != h || ent_klen(v) != n) return 0;
+  if (n == 8) { /* the common fixed-size key: one compare, no call */
+    uint64_t a, b;
+    memcpy(&a, ent_key(v), 8);
+    memcpy(&b, k, 8);
+    return a == b;
+  }
+  return memcmp(ent_key(v), k, n) == 0;
 }
 
 /* Walks one chain for key. */
@@ -549,8 +558,12 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
       opt->max_bytes <= keel_cache_entry_overhead() ||
       (opt->policy && !keel_policy_known(opt->policy)))
     return KEEL_EINVAL;
-  keel_cache_t *c = keel_mem_calloc(opt->tag, 1, sizeof *c);
-  if (!c) return KEEL_ENOMEM;
+  /* keel_mem gives 16-byte alignment; the reader slots need 64 so that no
+   * two threads' slots share a cache line. */
+  void *raw = keel_mem_calloc(opt->tag, 1, sizeof(keel_cache_t) + 64);
+  if (!raw) return KEEL_ENOMEM;
+  keel_cache_t *c = (keel_cache_t *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+  c->raw = raw;
   c->tag = opt->tag;
   c->seed = opt->seed ? opt->seed : random_seed();
   c->ttl = opt->ttl_ns;
@@ -584,7 +597,7 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
     keel_mem_free(t);
     keel_mem_free(c->slots);
     keel_mem_free(c->free_slots);
-    keel_mem_free(c);
+    keel_mem_free(c->raw);
     return st;
   }
   *out = c;
@@ -610,7 +623,7 @@ void keel_cache_destroy(keel_cache_t *c) {
   keel_mem_free(c->free_slots);
   pthread_cond_destroy(&c->cond);
   pthread_mutex_destroy(&c->lock);
-  keel_mem_free(c);
+  keel_mem_free(c->raw);
 }
 
 /* ---- lookups ---------------------------------------------------------------------- */

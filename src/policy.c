@@ -119,7 +119,7 @@ static uint32_t pow2_at_least(uint64_t n) {
 
 static keel_status sketch_init(sketch *s, keel_mem_tag tag, uint64_t entries, uint64_t seed) {
   uint32_t width = pow2_at_least(entries * SKETCH_WIDTH);
-  uint8_t *c = keel_mem_calloc(tag, 4, width);
+  uint8_t *c = keel_mem_calloc(tag, 2, width); /* 4 rows of 4-bit counters */
   if (!c) return KEEL_ENOMEM;
   keel_mem_free(s->c);
   s->c = c;
@@ -138,10 +138,15 @@ static inline uint32_t sketch_index(const sketch *s, uint64_t h, unsigned row) {
   return row * (s->mask + 1) + ((uint32_t)x & s->mask);
 }
 
+/* Counters are packed two per byte (low nibble = even index), so the
+ * sketch costs 2 bytes per expected entry per unit of SKETCH_WIDTH and stays
+ * in the core's cache for the sizes that matter. */
+static inline unsigned nib_get(const uint8_t *c, uint32_t i) { return (c[i >> 1] >> ((i & 1) << 2)) & 15; }
+
 static unsigned sketch_freq(const sketch *s, uint64_t h) {
   unsigned f = 15;
   for (unsigned r = 0; r < 4; r++) {
-    unsigned v = s->c[sketch_index(s, h, r)];
+    unsigned v = nib_get(s->c, sketch_index(s, h, r));
     if (v < f) f = v;
   }
   return f;
@@ -150,15 +155,16 @@ static unsigned sketch_freq(const sketch *s, uint64_t h) {
 static void sketch_add(sketch *s, uint64_t h) {
   int added = 0;
   for (unsigned r = 0; r < 4; r++) {
-    uint8_t *v = &s->c[sketch_index(s, h, r)];
-    if (*v < 15) {
-      (*v)++;
+    uint32_t i = sketch_index(s, h, r);
+    if (nib_get(s->c, i) < 15) {
+      s->c[i >> 1] = (uint8_t)(s->c[i >> 1] + (1u << ((i & 1) << 2)));
       added = 1;
     }
   }
   if (added && ++s->additions >= s->period) {
-    size_t n = 4 * ((size_t)s->mask + 1);
-    for (size_t i = 0; i < n; i++) s->c[i] >>= 1;
+    /* Halve every counter: both nibbles of a byte at once. */
+    size_t n = 2 * ((size_t)s->mask + 1);
+    for (size_t i = 0; i < n; i++) s->c[i] = (uint8_t)((s->c[i] >> 1) & 0x77);
     s->additions /= 2;
   }
 }
