@@ -69,7 +69,7 @@ static keel_status loader(void *ctx, const void *key, size_t len, keel_cache_loa
   int64_t k;
   if (len != 8) return KEEL_EINVAL;
   memcpy(&k, key, 8);
-  k *= 2;
+  k = (int64_t)((uint64_t)k * 2); /* wraps like Java's k * 2 */
   return keel_cache_load_set(ld, &k, 8);
 }
 
@@ -135,7 +135,7 @@ static void prefill(keel_cache_t *c, const int64_t *keys, size_t n, uint64_t siz
       keel_cache_value_release(v);
       continue;
     }
-    int64_t val = keys[i] * 2;
+    int64_t val = (int64_t)((uint64_t)keys[i] * 2);
     (void)keel_cache_put(c, &keys[i], 8, &val, 8);
     keel_cache_get_stats(c, &st);
     if (st.entries >= size) break;
