@@ -92,6 +92,17 @@ static void test_validation_messages(void **state) {
   assert_int_equal(keel_pipeline_workers(p), 1);
   keel_pipeline_destroy(p);
   keel_config_destroy(c);
+  /* At most KEEL_PIPELINE_MAX_STAGES stages in a chain. */
+  static char names[KEEL_PIPELINE_MAX_STAGES + 1][8];
+  for (int i = 0; i <= KEEL_PIPELINE_MAX_STAGES; i++) {
+    snprintf(names[i], sizeof names[i], "n%d", i);
+    keel_stage_def d = {.size = sizeof d, .name = names[i], .process = parity_process};
+    assert_int_equal(keel_registry_add(empty, &d, err, sizeof err), KEEL_OK);
+  }
+  c = fixture_config(NULL, NULL);
+  assert_int_equal(keel_pipeline_create(empty, c, &p, err, sizeof err), KEEL_ECONFIG);
+  assert_string_equal(err, "more than 32 stages in [pipeline] stages");
+  keel_config_destroy(c);
   keel_registry_destroy(empty);
   keel_registry_destroy(r);
 }
