@@ -141,7 +141,8 @@ KEEL_EXTERN keel_status keel_cache_read(keel_cache_t *c, const void *key, size_t
  * that act as full fences), so a loop of lookups can overlap its memory
  * accesses. While pinned, the thread must not block for long (reclamation
  * of evicted entries waits for it) and must not pin another cache. Pins
- * nest. Writes (put, remove, get_or_load's load) are allowed while pinned. */
+ * nest. Writes (put, remove, get_or_load's load) are allowed while pinned.
+ * The thread's hits and misses reach the statistics at unpin. */
 KEEL_EXTERN void keel_cache_pin(keel_cache_t *c);
 KEEL_EXTERN void keel_cache_unpin(keel_cache_t *c);
 
