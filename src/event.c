@@ -91,7 +91,9 @@ keel_status keel_schema_lookup(const keel_schema_t *s, const char *name, size_t 
 }
 
 keel_status keel_schema_intern(keel_schema_t *s, const char *name, size_t n, keel_field_id *out) {
-  if (!s || !name || !out || n == 0 || n > KEEL_FIELD_NAME_MAX) return KEEL_EINVAL;
+  /* A NUL inside a name would be cut by every reader of the NUL-terminated
+   * name (the encoding writes strlen bytes), so such a name is refused. */
+  if (!s || !name || !out || n == 0 || n > KEEL_FIELD_NAME_MAX || memchr(name, '\0', n)) return KEEL_EINVAL;
   if (keel_schema_lookup(s, name, n, out) == KEEL_OK) return KEEL_OK;
   pthread_mutex_lock(&s->lock);
   uint32_t slot;

@@ -13,7 +13,9 @@
  *    NaN and infinities have no JSON form and are written as null.
  *  - VECTOR: "%.9g" per element (exact for float32); integral elements stay
  *    plain ("1"), which is fine because an array of numbers always reads
- *    back as a VECTOR. Non-finite elements are written as null.
+ *    back as a VECTOR; only -0 is written "-0.0", since "-0" reads back as
+ *    the integer 0 and would lose its sign. Non-finite elements are
+ *    written as null.
  *  - IDS: an array of decimal strings (["12","-3"]), since ids above 2^53
  *    are not safe as JSON numbers in many readers.
  *  - STRING: keel_buf_append_json_string (valid UTF-8 through, invalid
@@ -66,7 +68,9 @@ static keel_status put_vector(keel_buf *b, const float *v, size_t n) {
       continue;
     }
     char tmp[32];
-    int len = snprintf(tmp, sizeof tmp, "%.9g", (double)v[i]);
+    /* -0 would read back as the integer 0 and lose its sign: "-0.0". */
+    int len = v[i] == 0 && signbit(v[i]) ? snprintf(tmp, sizeof tmp, "-0.0")
+                                          : snprintf(tmp, sizeof tmp, "%.9g", (double)v[i]);
     st = keel_buf_append(b, tmp, (size_t)len);
   }
   return st == KEEL_OK ? keel_buf_append(b, "]", 1) : st;

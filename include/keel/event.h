@@ -68,7 +68,8 @@ KEEL_EXTERN keel_status keel_schema_create(keel_schema_t **out);
 KEEL_EXTERN void keel_schema_destroy(keel_schema_t *s);
 
 /* The id of `name` (n bytes, borrowed), interning it if new. KEEL_ELIMIT past
- * KEEL_SCHEMA_MAX_FIELDS names, KEEL_EINVAL for an empty or too long name. */
+ * KEEL_SCHEMA_MAX_FIELDS names, KEEL_EINVAL for an empty or too long name
+ * or one containing a NUL byte. */
 KEEL_EXTERN keel_status keel_schema_intern(keel_schema_t *s, const char *name, size_t n, keel_field_id *out);
 
 /* The id of an already interned name; KEEL_ENOTFOUND otherwise. Lock-free. */
