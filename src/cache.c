@@ -159,9 +159,13 @@ struct keel_cache {
 static inline void add(_Atomic uint64_t *x, uint64_t n) { atomic_fetch_add_explicit(x, n, RLX); }
 
 size_t keel_cache_entry_overhead(void) {
-  /* header + keel_mem header (16) + one bucket pointer + slots[] entry +
-   * policy state (prev, next, weight, hash, queue, ~4 sketch bytes). */
-  return sizeof(struct keel_cache_value) + 16 + 8 + 8 + (4 + 4 + 4 + 8 + 1 + 3) + 4;
+  /* The entry header (40), its keel_mem block header (16), one bucket
+   * pointer (8), its slot's
+   * entry pointer and free-list word (12), the policy's per-slot state
+   * (prev, next, weight: 12; hash: 8; queue: 1) and the sketch's share
+   * (4 rows x 4 counters of 4 bits = 8). Arrays that grow by doubling may
+   * hold up to twice their share; this is the steady-state charge. */
+  return sizeof(struct keel_cache_value) + 16 + 8 + 12 + (12 + 8 + 1) + 8;
 }
 
 static inline size_t key_pad(size_t klen) { return (klen + 7) & ~(size_t)7; }

@@ -1,0 +1,28 @@
+#!/bin/bash
+# keel bench cache (a smoke test: short, small): both workloads print one JSON line with
+# ops_per_s > 0 and a hit ratio in [0, 1]; a read on a cache holding every key hits always;
+# bad options are usage errors.
+set -u
+: "${KEEL:?}" "${KEEL_SHARED:?}"
+k=$KEEL_SHARED/traces/cpp.lirs
+[ -f "$k" ] || { echo "FAIL: no $k"; exit 1; }
+fail=0
+for wl in read readthrough; do
+  for t in 1 2; do
+    out=$("$KEEL" bench cache --trace "$k" --format lirs --threads $t --seconds 0.5 --size 200 --workload $wl) \
+      || { echo "FAIL: $wl/$t exited $?"; fail=1; continue; }
+    echo "$out" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read().strip().splitlines()[-1])
+assert d["ops_per_s"] > 0 and 0 <= d["hit_ratio"] <= 1, d
+assert d["entries"] <= 200, d
+print("ok:", d["workload"], d["threads"], "threads", int(d["ops_per_s"]), "ops/s, hit ratio", d["hit_ratio"])
+' || { echo "FAIL: $wl/$t: $out"; fail=1; }
+  done
+done
+# 1223 distinct keys in cpp: a 2000-entry cache pre-filled with all of them always hits.
+out=$("$KEEL" bench cache --trace "$k" --threads 1 --seconds 0.5 --size 2000 --workload read)
+echo "$out" | grep -q '"hit_ratio":1.0000' && echo "ok: full cache hits always" || { echo "FAIL: $out"; fail=1; }
+"$KEEL" bench cache --trace "$k" --workload nope >/dev/null 2>&1
+[ $? = 2 ] && echo "ok: bad workload is a usage error" || { echo "FAIL: bad workload accepted"; fail=1; }
+exit $fail
