@@ -1,0 +1,688 @@
+/* test_memo.c — memoized stages (issue 4), through the pipeline and through
+ * keel_memo_* directly:
+ *  - the projection: a memoized stage cannot see a field it did not declare,
+ *    which the same stage unmemoized does see;
+ *  - configuration refusals, each with its message, before any event flows
+ *    (an impure stage, an unknown stage, a missing size, a bad ttl, a bad
+ *    policy, ...), and [pipeline] cache = false turning memoization off;
+ *  - audit: a secretly nondeterministic stage is caught at rate 0.05 within
+ *    10k hits, logged once; with audit_strict the run stops early; a
+ *    deterministic stage is never flagged;
+ *  - keys: bumping a stage's version or model_version changes every key (the
+ *    recorded key hashes of the old and new definitions are disjoint) while
+ *    the same definition gives the same keys; field order and undeclared
+ *    fields do not change a key;
+ *  - stage failures are not cached: each failing event gets its own reason;
+ *  - destroying a pipeline frees every cache; OOM sweeps of pipeline
+ *    creation with a memoized stage and of the memo calls themselves. */
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "keel/memo.h"
+#include "pipeline_fixture.h"
+
+static char dir[64];
+
+static int make_dir(void **state) {
+  (void)state;
+  snprintf(dir, sizeof dir, "/tmp/keel_test_memo_XXXXXX");
+  assert_non_null(mkdtemp(dir));
+  return 0;
+}
+
+static int remove_dir(void **state) {
+  (void)state;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char *in_dir(const char *name) {
+  static char paths[64][256]; /* a ring: a test uses fewer than 64 paths */
+  static int next;
+  char *p = paths[next++ % 64];
+  snprintf(p, 256, "%s/%s", dir, name);
+  return p;
+}
+
+/* ---- the test's stages ---- */
+
+/* plant (impure): writes secret = 42 into every event. */
+static keel_status plant_process(void *st, keel_event_t *ev, const keel_stage_io *io) {
+  (void)st;
+  return keel_event_set_int(ev, io->writes[0], 42);
+}
+
+/* peek (pure): n = len(text); saw = the value of "secret", a field it does
+ * not declare, looked up by name in the event's schema, or -1 when the event
+ * it is handed has no such field. */
+static keel_status peek_process(void *st, keel_event_t *ev, const keel_stage_io *io) {
+  (void)st;
+  keel_value text, secret;
+  keel_event_get(ev, io->reads[0], &text);
+  keel_field_id id;
+  int64_t saw = -1;
+  if (keel_schema_lookup(keel_event_schema(ev), "secret", 6, &id) == KEEL_OK && keel_event_get(ev, id, &secret) &&
+      secret.type == KEEL_FIELD_INT)
+    saw = secret.u.i;
+  keel_status s = keel_event_set_int(ev, io->writes[0], (int64_t)text.u.str.len);
+  return s != KEEL_OK ? s : keel_event_set_int(ev, io->writes[1], saw);
+}
+
+/* drift (declared pure, is not): v = len(text), plus 1 on every tenth call
+ * in the process (a global counter: the kind of hidden state audit exists
+ * to catch). */
+static _Atomic uint64_t drift_calls;
+static keel_status drift_process(void *st, keel_event_t *ev, const keel_stage_io *io) {
+  (void)st;
+  keel_value text;
+  keel_event_get(ev, io->reads[0], &text);
+  uint64_t n = atomic_fetch_add(&drift_calls, 1);
+  return keel_event_set_int(ev, io->writes[0], (int64_t)text.u.str.len + (n % 10 == 9));
+}
+
+/* picky (pure): n = len(text); fails a text starting with "bad" with a
+ * reason naming the event's own line. Counts its calls. */
+static _Atomic uint64_t picky_calls;
+static keel_status picky_process(void *st, keel_event_t *ev, const keel_stage_io *io) {
+  (void)st;
+  atomic_fetch_add(&picky_calls, 1);
+  keel_value text;
+  keel_event_get(ev, io->reads[0], &text);
+  if (text.u.str.len >= 3 && !memcmp(text.u.str.ptr, "bad", 3))
+    return keel_event_fail(ev, "line %llu: '%.*s' is bad", (unsigned long long)keel_event_line(ev),
+                           (int)text.u.str.len, text.u.str.ptr);
+  return keel_event_set_int(ev, io->writes[0], (int64_t)text.u.str.len);
+}
+
+static const keel_field_spec text_reads[] = {{"text", KEEL_FIELD_STRING, KEEL_FIELD_REQUIRED}};
+static const keel_field_spec plant_writes[] = {{"secret", KEEL_FIELD_INT, 0}};
+static const keel_field_spec peek_writes[] = {{"n", KEEL_FIELD_INT, 0}, {"saw", KEEL_FIELD_INT, 0}};
+static const keel_field_spec v_writes[] = {{"v", KEEL_FIELD_INT, 0}};
+static const keel_field_spec n_writes[] = {{"n", KEEL_FIELD_INT, 0}};
+
+/* The fixture's stages (len, parity, stamp, slow) plus this file's. */
+static keel_registry_t *memo_registry(void) {
+  keel_registry_t *r = fixture_registry();
+  const keel_stage_def defs[] = {
+      {.size = sizeof(keel_stage_def), .name = "plant", .version = 1, .writes = plant_writes, .n_writes = 1,
+       .process = plant_process},
+      {.size = sizeof(keel_stage_def), .name = "peek", .version = 1, .flags = KEEL_STAGE_PURE, .reads = text_reads,
+       .n_reads = 1, .writes = peek_writes, .n_writes = 2, .process = peek_process},
+      {.size = sizeof(keel_stage_def), .name = "drift", .version = 1, .flags = KEEL_STAGE_PURE, .reads = text_reads,
+       .n_reads = 1, .writes = v_writes, .n_writes = 1, .process = drift_process},
+      {.size = sizeof(keel_stage_def), .name = "picky", .version = 1, .flags = KEEL_STAGE_PURE, .reads = text_reads,
+       .n_reads = 1, .writes = n_writes, .n_writes = 1, .process = picky_process},
+  };
+  char err[256];
+  for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++)
+    assert_int_equal(keel_registry_add(r, &defs[i], err, sizeof err), KEEL_OK);
+  return r;
+}
+
+/* Writes n events {"text":"<texts[i % ntexts]>"} to path. */
+static void write_texts(const char *path, size_t n, const char *const *texts, size_t ntexts) {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  for (size_t i = 0; i < n; i++) fprintf(f, "{\"text\":\"%s\"}\n", texts[i % ntexts]);
+  fclose(f);
+}
+
+typedef struct run_result {
+  keel_status st;
+  keel_run_stats stats;
+  char err[512];
+} run_result;
+
+/* Builds a pipeline of `stages` with `sets`, runs input -> output (dead
+ * letters to dl) and destroys it. With `log`, stderr goes to that file
+ * during the run. */
+static run_result run(const char *stages, const char *const *sets, const char *input, const char *output,
+                      const char *dl, const char *log) {
+  keel_registry_t *r = memo_registry();
+  keel_config_t *c = fixture_config(stages, sets);
+  run_result res = {.st = KEEL_OK};
+  keel_pipeline_t *p;
+  res.st = keel_pipeline_create(r, c, &p, res.err, sizeof res.err);
+  if (res.st != KEEL_OK) fail_msg("create: %s", res.err);
+  int saved = -1;
+  if (log) {
+    fflush(stderr);
+    saved = dup(2);
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, 2);
+    close(fd);
+  }
+  keel_run_io io = {input, output, dl};
+  res.st = keel_pipeline_run(p, &io, &res.stats, res.err, sizeof res.err);
+  if (log) {
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+  }
+  keel_pipeline_destroy(p);
+  keel_config_destroy(c);
+  keel_registry_destroy(r);
+  return res;
+}
+
+static size_t count_substr(const char *text, const char *needle) {
+  size_t n = 0;
+  for (const char *s = text; s && (s = strstr(s, needle)) != NULL; s += strlen(needle)) n++;
+  return n;
+}
+
+/* ---- the projection ---- */
+
+static void test_projection_hides_undeclared_fields(void **state) {
+  (void)state;
+  const char *in = in_dir("peek.ndjson");
+  static const char *const texts[] = {"abc", "hello", "x"};
+  write_texts(in, 30, texts, 3);
+
+  /* Unmemoized, peek sees the secret plant wrote (it is in the event). */
+  run_result r = run("plant,peek", NULL, in, in_dir("peek.plain"), in_dir("peek.dl"), NULL);
+  assert_int_equal(r.st, KEEL_OK);
+  assert_int_equal(r.stats.events_out, 30);
+  assert_int_equal(r.stats.stages[1].memoized, 0);
+  char *text = fixture_slurp(in_dir("peek.plain"), NULL);
+  for (size_t i = 0; i < 30; i++) {
+    json_t *j = fixture_line(text, i);
+    assert_int_equal(json_integer_value(json_object_get(j, "saw")), 42);
+    assert_int_equal(json_integer_value(json_object_get(j, "n")), strlen(texts[i % 3]));
+    assert_int_equal(json_integer_value(json_object_get(j, "secret")), 42);
+    json_decref(j);
+  }
+  free(text);
+
+  /* Memoized, the same stage is handed only "text": the secret is absent
+   * (the name is in the schema, the projection just does not carry it). */
+  r = run("plant,peek", (const char *[]){"cache.peek.size=64KiB", NULL}, in, in_dir("peek.memo"), in_dir("peek.dl"),
+          NULL);
+  assert_int_equal(r.st, KEEL_OK);
+  assert_int_equal(r.stats.events_out, 30);
+  assert_int_equal(r.stats.stages[1].memoized, 1);
+  assert_int_equal(r.stats.stages[1].cache.misses, 3);
+  assert_int_equal(r.stats.stages[1].cache.hits, 27);
+  text = fixture_slurp(in_dir("peek.memo"), NULL);
+  for (size_t i = 0; i < 30; i++) {
+    json_t *j = fixture_line(text, i);
+    assert_int_equal(json_integer_value(json_object_get(j, "saw")), -1);
+    assert_int_equal(json_integer_value(json_object_get(j, "n")), strlen(texts[i % 3]));
+    /* The event itself keeps what plant wrote: only the stage's view is cut. */
+    assert_int_equal(json_integer_value(json_object_get(j, "secret")), 42);
+    json_decref(j);
+  }
+  free(text);
+}
+
+/* ---- configuration ---- */
+
+typedef struct refusal {
+  const char *stages;
+  const char *sets[4];
+  const char *message;
+} refusal;
+
+static void test_config_refusals(void **state) {
+  (void)state;
+  static const refusal cases[] = {
+      {"len,stamp", {"cache.stamp.size=1MiB", NULL},
+       "stage 'stamp' is not pure (its output may change for the same input), so it cannot be memoized"},
+      {"len", {"cache.nope.size=1MiB", NULL}, "[cache.nope]: there is no stage 'nope' in the pipeline to memoize"},
+      {"len", {"cache.parity.size=1MiB", NULL}, "[cache.parity]: there is no stage 'parity' in the pipeline"},
+      {"len,parity", {"cache.parity.policy=lru", NULL}, "[cache.parity] size is required (e.g. --cache parity=64MiB)"},
+      {"len", {"cache.len.size=lots", NULL}, "[cache.len] size = 'lots': want a size"},
+      {"len", {"cache.len.size=1MiB", "cache.len.ttl=soon", NULL},
+       "[cache.len] ttl = 'soon': want a duration such as 30s, 500ms, 5m"},
+      {"len", {"cache.len.size=1MiB", "cache.len.ttl=-5s", NULL}, "[cache.len] ttl = '-5s': want a duration"},
+      {"len", {"cache.len.size=1MiB", "cache.len.ttl=5 days", NULL}, "[cache.len] ttl = '5 days': want a duration"},
+      {"len", {"cache.len.size=1MiB", "cache.len.policy=mru", NULL},
+       "[cache.len] policy = 'mru': unknown cache policy (one of: "},
+      {"len", {"cache.len.size=16", NULL}, "[cache.len] size = 16 B: smaller than one entry's overhead ("},
+      {"len", {"cache.len.size=1MiB", "cache.len.sise=2", NULL}, "unknown option 'sise' in [cache.len]"},
+      {"len", {"cache.len.size=1MiB", "cache.len.record_keys=/nonexistent_dir/k.bin", NULL},
+       "stage 'len': cannot create the key record /nonexistent_dir/k.bin"},
+      {"len", {"memo.audit_rate=2", NULL}, "[memo] audit_rate = '2': want a number in 0..1"},
+      {"len", {"memo.audit_rate=-0.5", NULL}, "[memo] audit_rate = '-0.5': want a number in 0..1"},
+      {"len", {"memo.audit_strict=sure", NULL}, "[memo] audit_strict = 'sure': want true or false"},
+      {"len", {"memo.rate=0.1", NULL}, "unknown option 'rate' in [memo]"},
+      {"len", {"pipeline.cache=maybe", NULL}, "[pipeline] cache = 'maybe': want true or false"},
+  };
+  int64_t at_start = tu_tracked_bytes();
+  keel_registry_t *r = memo_registry();
+  int64_t before = tu_tracked_bytes();
+  atomic_store(&fixture_process_calls, 0);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    keel_config_t *c = fixture_config(cases[i].stages, cases[i].sets);
+    keel_pipeline_t *p = (keel_pipeline_t *)0x1;
+    char err[512] = "";
+    keel_status st = keel_pipeline_create(r, c, &p, err, sizeof err);
+    if (st != KEEL_ECONFIG || strncmp(err, cases[i].message, strlen(cases[i].message)) != 0)
+      fail_msg("case %zu (%s): status %s, message '%s', want '%s'", i, cases[i].sets[0], keel_status_name(st), err,
+               cases[i].message);
+    assert_ptr_equal(p, (keel_pipeline_t *)0x1);
+    keel_config_destroy(c);
+    if (tu_tracked_bytes() != before)
+      fail_msg("case %zu (%s): %lld bytes left behind", i, cases[i].sets[0],
+               (long long)(tu_tracked_bytes() - before));
+  }
+  assert_int_equal(atomic_load(&fixture_process_calls), 0); /* nothing flowed */
+  assert_int_equal(tu_tracked_bytes(), before);             /* refused pipelines left nothing */
+
+  /* [pipeline] cache = false (--no-cache) turns every [cache.*] off, even one
+   * that would be refused. */
+  keel_config_t *c = fixture_config("len,stamp", (const char *[]){"cache.stamp.size=1MiB", "cache.len.size=1MiB",
+                                                                   "pipeline.cache=false", NULL});
+  keel_pipeline_t *p;
+  char err[512];
+  assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
+  keel_run_stats stats;
+  const char *in = in_dir("nocache.ndjson");
+  static const char *const texts[] = {"same"};
+  write_texts(in, 10, texts, 1);
+  keel_run_io io = {in, in_dir("nocache.out"), in_dir("nocache.dl")};
+  assert_int_equal(keel_pipeline_run(p, &io, &stats, err, sizeof err), KEEL_OK);
+  assert_int_equal(stats.stages[0].memoized, 0);
+  assert_int_equal(stats.stages[1].memoized, 0);
+  assert_int_equal(atomic_load(&fixture_process_calls), 10); /* len ran for every event */
+  keel_pipeline_destroy(p);
+  keel_config_destroy(c);
+  /* Sizes take units; a pipeline memoizing two stages has both caches. */
+  c = fixture_config("len,parity", (const char *[]){"cache.len.size=1KiB", "cache.parity.size=2048B",
+                                                     "cache.parity.ttl=500ms", NULL});
+  assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
+  io.output = in_dir("two.out");
+  assert_int_equal(keel_pipeline_run(p, &io, &stats, err, sizeof err), KEEL_OK);
+  assert_int_equal(stats.stages[0].memoized, 1);
+  assert_int_equal(stats.stages[0].cache.max_bytes, 1024);
+  assert_int_equal(stats.stages[1].cache.max_bytes, 2048);
+  assert_int_equal(stats.stages[0].cache.hits, 9);
+  keel_pipeline_destroy(p);
+  keel_config_destroy(c);
+  keel_registry_destroy(r);
+  assert_int_equal(tu_tracked_bytes(), at_start);
+}
+
+/* ---- audit ---- */
+
+static void test_audit_catches_nondeterminism(void **state) {
+  (void)state;
+  enum { N = 10000 };
+  const char *in = in_dir("audit.ndjson");
+  static const char *const texts[] = {"a", "bb", "ccc", "dddd", "eeeee", "ffffff", "g", "hh", "iii", "jjjj"};
+  write_texts(in, N, texts, 10);
+  const char *log = in_dir("audit.log");
+
+  /* Without audit, nothing can notice: every hit serves the cached bytes. */
+  run_result r = run("drift", (const char *[]){"cache.drift.size=1MiB", NULL}, in, in_dir("a0.out"),
+                     in_dir("a0.dl"), log);
+  assert_int_equal(r.st, KEEL_OK);
+  assert_int_equal(r.stats.stages[0].cache.hits, N - 10);
+  assert_int_equal(r.stats.stages[0].cache.audits, 0);
+  assert_int_equal(r.stats.audit_failed, 0);
+
+  /* A deterministic stage audited at 0.05: about 5% of the hits are
+   * recomputed, none differs. */
+  r = run("len", (const char *[]){"cache.len.size=1MiB", "memo.audit_rate=0.05", NULL}, in, in_dir("a1.out"),
+          in_dir("a1.dl"), log);
+  assert_int_equal(r.st, KEEL_OK);
+  uint64_t audits = r.stats.stages[0].cache.audits, hits = r.stats.stages[0].cache.hits;
+  assert_int_equal(hits, N - 10);
+  if (audits < hits / 40 || audits > hits / 15) fail_msg("%llu audits of %llu hits at rate 0.05",
+                                                         (unsigned long long)audits, (unsigned long long)hits);
+  assert_int_equal(r.stats.stages[0].cache.audit_mismatches, 0);
+  assert_int_equal(r.stats.audit_failed, 0);
+  char *text = fixture_slurp(log, NULL);
+  assert_int_equal(count_substr(text, "audit mismatch"), 0);
+  free(text);
+
+  /* drift audited at 0.05 within 10k hits: caught, logged once, the run
+   * goes on (not strict). */
+  r = run("drift", (const char *[]){"cache.drift.size=1MiB", "memo.audit_rate=0.05", NULL}, in, in_dir("a2.out"),
+          in_dir("a2.dl"), log);
+  assert_int_equal(r.st, KEEL_OK);
+  const keel_memo_stats *m = &r.stats.stages[0].cache;
+  assert_true(m->hits <= 10000);
+  assert_true(m->audits > 0);
+  if (m->audit_mismatches == 0) fail_msg("drift not caught: %llu audits", (unsigned long long)m->audits);
+  assert_true(m->audit_mismatches <= m->audits);
+  assert_int_equal(r.stats.audit_failed, 1);
+  assert_int_equal(r.stats.interrupted, 0);
+  assert_int_equal(r.stats.events_out, N);
+  text = fixture_slurp(log, NULL);
+  assert_int_equal(count_substr(text, "cache audit mismatch in stage 'drift'"), 1);
+  assert_int_equal(count_substr(text, "audit mismatch"), 1);
+  free(text);
+
+  /* Strict: the first mismatch stops the run early; what was read is all
+   * accounted for. */
+  r = run("drift", (const char *[]){"cache.drift.size=1MiB", "memo.audit_rate=0.05", "memo.audit_strict=true", NULL},
+          in, in_dir("a3.out"), in_dir("a3.dl"), log);
+  assert_int_equal(r.st, KEEL_OK);
+  assert_int_equal(r.stats.audit_failed, 1);
+  assert_int_equal(r.stats.interrupted, 1);
+  assert_true(r.stats.stages[0].cache.audit_mismatches >= 1);
+  if (r.stats.events_in >= N / 2) fail_msg("strict audit did not stop early: %llu events read",
+                                           (unsigned long long)r.stats.events_in);
+  assert_int_equal(r.stats.events_in, r.stats.events_out + r.stats.rejected);
+  text = fixture_slurp(log, NULL);
+  assert_int_equal(count_substr(text, "audit mismatch"), 1);
+  free(text);
+}
+
+/* ---- keys ---- */
+
+/* A memo over `def` (reads text, lang; writes n) used directly: it runs
+ * `n` events (text = texts[i % nt], lang = "en", plus an undeclared field
+ * "noise" = i when `noise`; fields set in reverse order when `reverse`),
+ * records the keys to `path` and returns them (malloc'd, *count of them). */
+static keel_status two_reads_process(void *st, keel_event_t *ev, const keel_stage_io *io) {
+  (void)st;
+  keel_value t, l;
+  if (!keel_event_get(ev, io->reads[0], &t) || !keel_event_get(ev, io->reads[1], &l)) return KEEL_EINVAL;
+  return keel_event_set_int(ev, io->writes[0], (int64_t)(t.u.str.len * 100 + l.u.str.len));
+}
+
+typedef struct key_run {
+  uint64_t *keys;
+  size_t count;
+  keel_memo_stats stats;
+} key_run;
+
+static key_run record_keys(const keel_stage_def *def, const char *path, size_t n, int noise, int reverse) {
+  static const char *const texts[] = {"one", "three", "five", "seven", "nine", "eleven", "x", "yy"};
+  keel_schema_t *schema;
+  assert_int_equal(keel_schema_create(&schema), KEEL_OK);
+  keel_field_id ids[4], noise_id;
+  /* Intern in an order unlike the name order: keys must not depend on it. */
+  assert_int_equal(keel_schema_intern(schema, "noise", 5, &noise_id), KEEL_OK);
+  assert_int_equal(keel_schema_intern(schema, "text", 4, &ids[0]), KEEL_OK);
+  assert_int_equal(keel_schema_intern(schema, "lang", 4, &ids[1]), KEEL_OK);
+  assert_int_equal(keel_schema_intern(schema, "n", 1, &ids[2]), KEEL_OK);
+  keel_stage_io io = {ids, ids + 2};
+  keel_memo_options o = {.size = sizeof o, .def = def, .io = &io, .schema = schema, .max_bytes = 1 << 20,
+                         .record_keys = path};
+  keel_memo_t *m;
+  keel_memo_worker_t *w;
+  keel_event_t *ev;
+  char err[256];
+  assert_int_equal(keel_memo_create(&o, &m, err, sizeof err), KEEL_OK);
+  assert_int_equal(keel_memo_worker_create(m, schema, &w), KEEL_OK);
+  assert_int_equal(keel_event_create(schema, KEEL_MEM_ARENA, 0, &ev), KEEL_OK);
+  for (size_t i = 0; i < n; i++) {
+    keel_event_reset(ev);
+    const char *t = texts[i % 8];
+    if (noise) assert_int_equal(keel_event_set_int(ev, noise_id, (int64_t)i), KEEL_OK);
+    if (reverse) assert_int_equal(keel_event_set_string(ev, ids[1], "en", 2), KEEL_OK);
+    assert_int_equal(keel_event_set_string(ev, ids[0], t, strlen(t)), KEEL_OK);
+    if (!reverse) assert_int_equal(keel_event_set_string(ev, ids[1], "en", 2), KEEL_OK);
+    assert_int_equal(keel_memo_process(m, w, ev), KEEL_OK);
+    keel_value v;
+    assert_true(keel_event_get(ev, ids[2], &v));
+    assert_int_equal(v.u.i, (int64_t)(strlen(t) * 100 + 2));
+  }
+  key_run kr;
+  keel_memo_get_stats(m, &kr.stats);
+  keel_event_destroy(ev);
+  keel_memo_worker_destroy(w);
+  keel_memo_destroy(m); /* flushes the record */
+  keel_schema_destroy(schema);
+  size_t len;
+  unsigned char *bytes = (unsigned char *)fixture_slurp(path, &len);
+  assert_non_null(bytes);
+  assert_int_equal(len, n * 8);
+  kr.count = n;
+  kr.keys = malloc(n * sizeof *kr.keys);
+  for (size_t i = 0; i < n; i++) {
+    uint64_t k = 0;
+    for (int b = 0; b < 8; b++) k = k << 8 | bytes[i * 8 + (size_t)b]; /* big-endian */
+    kr.keys[i] = k;
+  }
+  free(bytes);
+  return kr;
+}
+
+static size_t count_shared(const key_run *a, const key_run *b) {
+  size_t shared = 0;
+  for (size_t i = 0; i < b->count; i++)
+    for (size_t j = 0; j < a->count; j++)
+      if (b->keys[i] == a->keys[j]) {
+        shared++;
+        break;
+      }
+  return shared;
+}
+
+static size_t count_distinct(const key_run *a) {
+  size_t d = 0;
+  for (size_t i = 0; i < a->count; i++) {
+    size_t j = 0;
+    while (j < i && a->keys[j] != a->keys[i]) j++;
+    d += j == i;
+  }
+  return d;
+}
+
+static void test_version_bump_changes_every_key(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  static const keel_field_spec reads[] = {{"text", KEEL_FIELD_STRING, KEEL_FIELD_REQUIRED},
+                                          {"lang", KEEL_FIELD_STRING, KEEL_FIELD_REQUIRED}};
+  keel_stage_def def = {.size = sizeof def, .name = "two", .version = 7, .flags = KEEL_STAGE_PURE,
+                        .model_version = 100, .reads = reads, .n_reads = 2, .writes = n_writes, .n_writes = 1,
+                        .process = two_reads_process};
+  enum { N = 64 };
+  key_run base = record_keys(&def, in_dir("k.base"), N, 0, 0);
+  assert_int_equal(count_distinct(&base), 8);
+  assert_int_equal(base.stats.misses, 8);
+  assert_int_equal(base.stats.hits, N - 8);
+
+  /* Same definition: the same keys, whatever the field order in the event
+   * and whatever undeclared fields it carries (so an old cache would hit). */
+  key_run same = record_keys(&def, in_dir("k.same"), N, 1, 1);
+  assert_memory_equal(same.keys, base.keys, N * sizeof *base.keys);
+  assert_int_equal(same.stats.hits, N - 8);
+
+  /* version + 1: not one key in common with the old ones (every old key
+   * misses), the same number of distinct keys. */
+  def.version = 8;
+  key_run bumped = record_keys(&def, in_dir("k.v8"), N, 0, 0);
+  assert_int_equal(count_distinct(&bumped), 8);
+  assert_int_equal(count_shared(&base, &bumped), 0);
+
+  /* model_version + 1 (a new catalog): the same again. */
+  def.version = 7;
+  def.model_version = 101;
+  key_run model = record_keys(&def, in_dir("k.m101"), N, 0, 0);
+  assert_int_equal(count_distinct(&model), 8);
+  assert_int_equal(count_shared(&base, &model), 0);
+  assert_int_equal(count_shared(&bumped, &model), 0);
+
+  /* And a stage of another name with the same inputs. */
+  def.model_version = 100;
+  def.name = "twin";
+  key_run other = record_keys(&def, in_dir("k.twin"), N, 0, 0);
+  assert_int_equal(count_shared(&base, &other), 0);
+
+  key_run *all[] = {&base, &same, &bumped, &model, &other};
+  for (size_t i = 0; i < 5; i++) free(all[i]->keys);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+/* ---- failures ---- */
+
+static void test_failures_are_not_cached(void **state) {
+  (void)state;
+  enum { N = 40 };
+  const char *in = in_dir("picky.ndjson");
+  static const char *const texts[] = {"bad", "fine"};
+  write_texts(in, N, texts, 2); /* odd lines are bad */
+  atomic_store(&picky_calls, 0);
+  run_result r = run("picky", (const char *[]){"cache.picky.size=64KiB", NULL}, in, in_dir("picky.out"),
+                     in_dir("picky.dl"), NULL);
+  assert_int_equal(r.st, KEEL_OK);
+  assert_int_equal(r.stats.events_out, N / 2);
+  assert_int_equal(r.stats.rejected, N / 2);
+  const keel_stage_stats *s = &r.stats.stages[0];
+  /* Every lookup is a hit or a miss; each bad event missed and ran the
+   * stage (nothing stored), the good text ran once. */
+  assert_int_equal(s->calls, N);
+  assert_int_equal(s->errors, N / 2);
+  assert_int_equal(s->cache.hits + s->cache.misses, N);
+  assert_int_equal(s->cache.hits, N / 2 - 1);
+  assert_int_equal(s->cache.load_errors, N / 2);
+  assert_int_equal(atomic_load(&picky_calls), N / 2 + 1);
+  /* Each dead letter carries its own event's reason. */
+  char *text = fixture_slurp(in_dir("picky.dl"), NULL);
+  assert_int_equal(fixture_count_lines(text), N / 2);
+  for (size_t i = 0; i < N / 2; i++) {
+    json_t *j = fixture_line(text, i);
+    json_int_t line = json_integer_value(json_object_get(j, "line"));
+    assert_int_equal(line, 2 * i + 1);
+    char want[128];
+    snprintf(want, sizeof want, "picky: line %lld: 'bad' is bad", (long long)line);
+    assert_string_equal(json_string_value(json_object_get(j, "reason")), want);
+    json_decref(j);
+  }
+  free(text);
+}
+
+/* ---- memory ---- */
+
+static void test_destroy_frees_every_cache(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  const char *in = in_dir("mem.ndjson");
+  FILE *f = fopen(in, "w");
+  for (int i = 0; i < 500; i++) fprintf(f, "{\"text\":\"t%d\"}\n", i);
+  fclose(f);
+  keel_registry_t *r = memo_registry();
+  keel_config_t *c = fixture_config("len,parity", (const char *[]){"cache.len.size=256KiB", "cache.parity.size=4KiB",
+                                                                    NULL});
+  keel_pipeline_t *p;
+  char err[512];
+  assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
+  keel_run_io io = {in, in_dir("mem.out"), in_dir("mem.dl")};
+  keel_run_stats stats;
+  assert_int_equal(keel_pipeline_run(p, &io, &stats, err, sizeof err), KEEL_OK);
+  assert_int_equal(stats.stages[0].cache.misses, 500);
+  assert_int_equal(stats.stages[0].cache.entries, 500);
+  keel_mem_tag len_tag, parity_tag;
+  keel_mem_stats ms;
+  assert_int_equal(keel_mem_tag_register("cache.len", &len_tag), KEEL_OK);
+  assert_int_equal(keel_mem_tag_register("cache.parity", &parity_tag), KEEL_OK);
+  assert_int_equal(keel_mem_tag_stats(len_tag, &ms), KEEL_OK);
+  assert_true(ms.current >= (int64_t)stats.stages[0].cache.bytes / 2);
+  /* The caches live as long as the pipeline: a second run hits them all. */
+  io.output = in_dir("mem2.out");
+  assert_int_equal(keel_pipeline_run(p, &io, &stats, err, sizeof err), KEEL_OK);
+  assert_int_equal(stats.stages[0].cache.hits, 1000 - 500);
+  keel_pipeline_destroy(p);
+  assert_int_equal(keel_mem_tag_stats(len_tag, &ms), KEEL_OK);
+  assert_int_equal(ms.current, 0);
+  assert_int_equal(keel_mem_tag_stats(parity_tag, &ms), KEEL_OK);
+  assert_int_equal(ms.current, 0);
+  keel_config_destroy(c);
+  keel_registry_destroy(r);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+typedef struct oom_ctx {
+  keel_registry_t *reg;
+  keel_config_t *cfg;
+} oom_ctx;
+
+static int create_attempt(void *ctx) {
+  oom_ctx *x = ctx;
+  keel_pipeline_t *p;
+  char err[512] = "";
+  keel_status st = keel_pipeline_create(x->reg, x->cfg, &p, err, sizeof err);
+  if (st != KEEL_OK) {
+    if (st != KEEL_ENOMEM) fail_msg("create under OOM: %s (%s)", keel_status_name(st), err);
+    assert_true(err[0] != '\0');
+    return 1;
+  }
+  keel_pipeline_destroy(p);
+  return 0;
+}
+
+static void test_oom_sweep_create(void **state) {
+  (void)state;
+  char keys[300];
+  snprintf(keys, sizeof keys, "cache.len.record_keys=%s", in_dir("oom.keys"));
+  oom_ctx x = {memo_registry(), fixture_config("len,parity", (const char *[]){"cache.len.size=1MiB",
+                                                                               "cache.parity.size=64KiB", keys, NULL})};
+  unsigned n = tu_oom_sweep(create_attempt, &x);
+  assert_true(n >= 8); /* pipeline, schema, ids, and two memos with their caches */
+  keel_config_destroy(x.cfg);
+  keel_registry_destroy(x.reg);
+}
+
+/* The memo calls under OOM: create, a worker, and lookups that miss, hit
+ * and fail; every attempt frees all it made. */
+static int memo_attempt(void *ctx) {
+  (void)ctx;
+  static const keel_field_spec reads[] = {{"text", KEEL_FIELD_STRING, KEEL_FIELD_REQUIRED}};
+  static const keel_stage_def def = {.size = sizeof def, .name = "picky", .version = 1, .flags = KEEL_STAGE_PURE,
+                                     .reads = reads, .n_reads = 1, .writes = n_writes, .n_writes = 1,
+                                     .process = picky_process};
+  keel_schema_t *schema = NULL;
+  keel_memo_t *m = NULL;
+  keel_memo_worker_t *w = NULL;
+  keel_event_t *ev = NULL;
+  keel_field_id ids[2];
+  char err[256];
+  int rc = 1;
+  if (keel_schema_create(&schema) != KEEL_OK || keel_schema_intern(schema, "text", 4, &ids[0]) != KEEL_OK ||
+      keel_schema_intern(schema, "n", 1, &ids[1]) != KEEL_OK)
+    goto out;
+  keel_stage_io io = {ids, ids + 1};
+  keel_memo_options o = {.size = sizeof o, .def = &def, .io = &io, .schema = schema, .max_bytes = 1 << 16,
+                         .audit_rate = 0.5};
+  keel_status st = keel_memo_create(&o, &m, err, sizeof err);
+  if (st == KEEL_OK) st = keel_memo_worker_create(m, schema, &w);
+  if (st == KEEL_OK) st = keel_event_create(schema, KEEL_MEM_ARENA, 0, &ev);
+  static const char *const texts[] = {"alpha", "beta", "alpha", "bad", "alpha", "beta"};
+  for (size_t i = 0; st == KEEL_OK && i < 6; i++) {
+    keel_event_reset(ev);
+    st = keel_event_set_string(ev, ids[0], texts[i], strlen(texts[i]));
+    if (st != KEEL_OK) break;
+    st = keel_memo_process(m, w, ev);
+    if (st == KEEL_EREJECTED && i == 3) st = KEEL_OK; /* "bad" fails by design */
+    else if (st == KEEL_OK) {
+      keel_value v;
+      assert_true(keel_event_get(ev, ids[1], &v));
+      assert_int_equal(v.u.i, (int64_t)strlen(texts[i]));
+    }
+  }
+  if (st != KEEL_OK && st != KEEL_ENOMEM) fail_msg("memo under OOM: %s", keel_status_name(st));
+  rc = st != KEEL_OK;
+out:
+  keel_event_destroy(ev);
+  keel_memo_worker_destroy(w);
+  keel_memo_destroy(m);
+  keel_schema_destroy(schema);
+  return rc;
+}
+
+static void test_oom_sweep_memo(void **state) {
+  (void)state;
+  unsigned n = tu_oom_sweep(memo_attempt, NULL);
+  assert_true(n >= 6);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_projection_hides_undeclared_fields),
+      cmocka_unit_test(test_config_refusals),
+      cmocka_unit_test(test_audit_catches_nondeterminism),
+      cmocka_unit_test(test_version_bump_changes_every_key),
+      cmocka_unit_test(test_failures_are_not_cached),
+      cmocka_unit_test(test_destroy_frees_every_cache),
+      cmocka_unit_test(test_oom_sweep_create),
+      cmocka_unit_test(test_oom_sweep_memo),
+  };
+  return cmocka_run_group_tests(tests, make_dir, remove_dir);
+}
