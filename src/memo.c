@@ -27,7 +27,6 @@
 #include "keel/cache.h"
 #include "keel/mem.h"
 #include "keel/policy.h"
-#include "keel/redis.h"
 
 struct keel_memo {
   const keel_stage_def *def;
@@ -40,25 +39,19 @@ struct keel_memo {
   keel_field_id *sorted_reads; /* owned: io->reads sorted by name */
   double audit_rate;
   uint64_t audit_seed;
-  _Atomic uint64_t audits, mismatches, workers;
-  _Atomic uint64_t miss_cpu_ns, miss_samples; /* thread CPU of sampled loads (one in MISS_SAMPLE per worker) */
+  _Atomic uint64_t audits, mismatches, miss_cpu_ns, workers;
   _Atomic int mismatch_said;
   keel_memo_mismatch_fn on_mismatch;
   void *mismatch_ctx;
   pthread_mutex_t record_lock; /* guards record */
   FILE *record;
-  keel_l2_t *l2;   /* borrowed, may be NULL */
-  char l2_ns[KEEL_FIELD_NAME_MAX + 48]; /* "STAGE:VERSION:MODEL_VERSION:" */
 };
 
 struct keel_memo_worker {
   keel_memo_t *m;
   keel_event_t *proj; /* the projection: only the declared reads */
   uint64_t rng;       /* audit sampling, splitmix64 */
-  uint64_t loads;     /* loads this worker ran, for CPU sampling */
 };
-
-#define MISS_SAMPLE 8
 
 static uint64_t thread_cpu_ns(void) {
   struct timespec ts;
@@ -141,9 +134,6 @@ keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char
   put_be(m->prefix + nl + 1, o->def->version, 4);
   put_be(m->prefix + nl + 5, o->def->model_version, 8);
   m->prefix_len = nl + 13;
-  m->l2 = o->l2;
-  snprintf(m->l2_ns, sizeof m->l2_ns, "%s:%u:%llu:", o->def->name, (unsigned)o->def->version,
-           (unsigned long long)o->def->model_version);
   keel_status st = open_record(m, o->record_keys, err, errlen);
   if (st == KEEL_OK) st = make_cache(m, o, err, errlen);
   if (st == KEEL_OK && !(m->sorted_reads = keel_mem_calloc(KEEL_MEM_CACHE, o->def->n_reads + 1, sizeof(keel_field_id))))
@@ -229,35 +219,16 @@ typedef struct load_ctx {
   int ran;
 } load_ctx;
 
-/* With an L2: ask it first (past the binary prefix, which its namespace
- * spells out); on its miss compute, then write back (and unlock). */
 static keel_status loader(void *ctx, const void *key, size_t key_len, keel_cache_load_t *ld) {
+  (void)key;
+  (void)key_len;
   load_ctx *l = ctx;
-  keel_memo_t *m = l->w->m;
   l->ran = 1;
-  keel_l2_result r = {0};
-  const uint8_t *k2 = (const uint8_t *)key + m->prefix_len;
-  size_t k2_len = key_len - m->prefix_len;
-  if (m->l2) {
-    keel_l2_lookup(m->l2, m->l2_ns, k2, k2_len, &r);
-    if (r.hit) {
-      keel_status st = keel_cache_load_set(ld, r.data, r.len);
-      keel_l2_result_release(&r);
-      return st;
-    }
-  }
   const uint8_t *val;
   size_t len;
-  /* The thread CPU clock costs a system call: sample one load in MISS_SAMPLE. */
-  int sample = l->w->loads++ % MISS_SAMPLE == 0;
-  uint64_t t0 = sample ? thread_cpu_ns() : 0;
+  uint64_t t0 = thread_cpu_ns();
   keel_status st = compute(l->w, &val, &len);
-  if (sample) {
-    atomic_fetch_add_explicit(&m->miss_cpu_ns, thread_cpu_ns() - t0, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->miss_samples, 1, memory_order_relaxed);
-  }
-  if (m->l2 && st == KEEL_OK) keel_l2_store(m->l2, m->l2_ns, k2, k2_len, val, len, &r);
-  else if (m->l2) keel_l2_unlock(m->l2, m->l2_ns, k2, k2_len, &r);
+  atomic_fetch_add_explicit(&l->w->m->miss_cpu_ns, thread_cpu_ns() - t0, memory_order_relaxed);
   if (st != KEEL_OK) return st;
   return keel_cache_load_set(ld, val, len);
 }
@@ -325,8 +296,7 @@ void keel_memo_get_stats(keel_memo_t *m, keel_memo_stats *out) {
   out->audit_mismatches = atomic_load(&m->mismatches);
   uint64_t lookups = cs.hits + cs.misses;
   out->hit_ratio = lookups ? (double)cs.hits / (double)lookups : 0;
-  uint64_t samples = atomic_load(&m->miss_samples);
-  out->miss_cpu_s = samples ? atomic_load(&m->miss_cpu_ns) / 1e9 / (double)samples * (double)cs.loads : 0;
+  out->miss_cpu_s = atomic_load(&m->miss_cpu_ns) / 1e9;
   out->cpu_saved_s = cs.loads ? out->miss_cpu_s / (double)cs.loads * (double)cs.hits : 0;
 }
 
