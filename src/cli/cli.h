@@ -21,10 +21,12 @@ int keel_cmd_gen(int argc, char **argv);
 int keel_cmd_sim(int argc, char **argv);
 int keel_cmd_catalog(int argc, char **argv);
 int keel_cmd_bench(int argc, char **argv);
+int keel_cmd_report(int argc, char **argv);
 
 /* `keel bench KIND`: one function per kind, in cli_bench_<kind>.c. */
 int keel_bench_cache(int argc, char **argv);
 int keel_bench_memo(int argc, char **argv);
+int keel_bench_soak(int argc, char **argv);
 
 /* Runs `keel gen --trace TRACE --format FORMAT --mix MIX [--limit LIMIT]`
  * (limit 0: all) with its standard output sent to the file `out`. Returns

@@ -12,6 +12,7 @@ typedef struct bench {
 static const bench benches[] = {
     {"cache", keel_bench_cache, "the cache's hit path: ops/s on a key trace (read | readthrough)"},
     {"memo", keel_bench_memo, "CPU saved by memoization vs the ideal bound (uncached, cached, warm)"},
+    {"soak", keel_bench_soak, "hours of load with caches on: RSS drift and tracked bytes after warm-up"},
 };
 
 int keel_cmd_bench(int argc, char **argv) {
