@@ -295,6 +295,7 @@ keel_status keel_pipeline_create(const keel_registry_t *reg, const keel_config_t
   }
   p->reg = reg;
   p->cfg = cfg;
+  pthread_mutex_init(&p->snap_lock, NULL);
   keel_status st = keel_schema_create(&p->schema);
   if (st == KEEL_OK) st = keel_schema_intern(p->schema, "type", 4, &p->type_id);
   if (st == KEEL_OK) st = read_pipeline_options(p, err, errlen);
@@ -318,6 +319,7 @@ void keel_pipeline_destroy(keel_pipeline_t *p) {
     keel_mem_free(s->ids);
   }
   keel_schema_destroy(p->schema);
+  pthread_mutex_destroy(&p->snap_lock);
   keel_mem_free(p);
 }
 

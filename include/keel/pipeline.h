@@ -39,6 +39,11 @@ extern "C" {
 #define KEEL_PIPELINE_MAX_STAGES 32
 #define KEEL_PIPELINE_MAX_WORKERS 256
 
+/* Stage latency histogram: wall time of each process() call (through the
+ * cache when memoized), counted in KEEL_LATENCY_BUCKETS buckets whose upper
+ * bounds keel_pipeline_latency_bounds() gives, plus one for the rest (+Inf). */
+#define KEEL_LATENCY_BUCKETS 16
+
 typedef struct keel_pipeline keel_pipeline_t;
 
 /* Per-stage counters of a run. */
@@ -49,6 +54,8 @@ typedef struct keel_stage_stats {
   double cpu_s;     /* thread CPU time inside process() (through the cache if memoized) */
   int memoized;     /* the stage runs behind a cache; `cache` holds its counters */
   keel_memo_stats cache;
+  uint64_t latency[KEEL_LATENCY_BUCKETS + 1]; /* calls per latency bucket (not cumulative); last: +Inf */
+  double latency_sum_s;                      /* wall time of every call */
 } keel_stage_stats;
 
 /* Counters of one run. Always events_in = events_out + rejected. */
@@ -64,6 +71,13 @@ typedef struct keel_run_stats {
   int audit_failed;     /* a cache audit found a mismatch */
   size_t n_stages;
   keel_stage_stats stages[KEEL_PIPELINE_MAX_STAGES];
+  /* Live view (keel_pipeline_snapshot): */
+  int running;          /* a run is in progress */
+  uint64_t input_bytes; /* bytes of input read so far (lines and their newlines) */
+  size_t queue_work;    /* batches waiting for a worker */
+  size_t queue_done;    /* batches waiting for the sink */
+  size_t queue_free;    /* batches free in the pool */
+  size_t batches;       /* the pool's size */
 } keel_run_stats;
 
 /* Where a run reads and writes. Paths are borrowed; "-" is stdin/stdout. */
@@ -103,6 +117,19 @@ KEEL_EXTERN keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io 
 /* Asks a running pipeline to stop reading; events in flight finish and are
  * written. Async-signal-safe. */
 KEEL_EXTERN void keel_pipeline_stop(keel_pipeline_t *p);
+
+/* Fills *out with a live snapshot of the current run's counters (or, between
+ * runs, of the last one's): events in/out/rejected, per-stage calls, errors
+ * and latency histograms, cache counters, queue depths, input bytes read.
+ * Counters are read without stopping the run, so they are each exact but not
+ * mutually consistent (events_in may run ahead of events_out + rejected);
+ * the stats keel_pipeline_run returns are. Thread safety: may be called from
+ * any thread while another runs the pipeline (not while it is destroyed). */
+KEEL_EXTERN keel_status keel_pipeline_snapshot(keel_pipeline_t *p, keel_run_stats *out);
+
+/* The upper bounds, in seconds, of the latency buckets (borrowed, static,
+ * KEEL_LATENCY_BUCKETS values ascending). */
+KEEL_EXTERN const double *keel_pipeline_latency_bounds(void);
 
 /* The resolved settings (for summaries). */
 KEEL_EXTERN unsigned keel_pipeline_workers(const keel_pipeline_t *p);

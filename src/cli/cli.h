@@ -22,6 +22,7 @@ int keel_cmd_sim(int argc, char **argv);
 int keel_cmd_catalog(int argc, char **argv);
 int keel_cmd_bench(int argc, char **argv);
 int keel_cmd_report(int argc, char **argv);
+int keel_cmd_report(int argc, char **argv);
 
 /* `keel bench KIND`: one function per kind, in cli_bench_<kind>.c. */
 int keel_bench_cache(int argc, char **argv);

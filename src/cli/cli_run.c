@@ -3,7 +3,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "cli.h"
+#include "keel/progress.h"
+#include "observe.h"
 #include "runopts.h"
 
 /* The pipeline a signal should stop. Written before the handlers are
@@ -29,9 +34,18 @@ static void handle_signals(keel_pipeline_t *p, int on) {
 int cli_run_execute(cli_run *r) {
   char err[1024] = "";
   keel_run_stats stats = {0}; /* a run that fails to start fills nothing */
+  struct stat sb;
+  cli_observe_opts oo = {.cmd = r->cmd, .http = r->http, .metrics_log = r->metrics_log,
+                         .interval_s = r->metrics_interval, .progress = keel_progress_wanted(STDERR_FILENO, r->no_progress)};
+  if (r->io.input && strcmp(r->io.input, "-") && stat(r->io.input, &sb) == 0 && S_ISREG(sb.st_mode))
+    oo.input_size = (uint64_t)sb.st_size;
+  cli_observe *ob;
+  int orc = cli_observe_start(&oo, r->pipeline, &ob);
+  if (orc >= 0) return orc;
   handle_signals(r->pipeline, 1);
   keel_status st = keel_pipeline_run(r->pipeline, &r->io, &stats, err, sizeof err);
   handle_signals(r->pipeline, 0);
+  int log_rc = cli_observe_stop(ob);
   if (st != KEEL_OK && stats.events_in == 0 && st == KEEL_EIO && !strstr(err, "writing"))
     return cli_fail(r->cmd, KEEL_EXIT_USAGE, "%s", err); /* nothing flowed: a bad path */
   if (!r->quiet) cli_summary_print(stderr, r, &stats);
@@ -40,6 +54,7 @@ int cli_run_execute(cli_run *r) {
   const char *strict = keel_config_get(r->cfg, "memo", "audit_strict");
   if (stats.audit_failed && strict && strcmp(strict, "false") && strcmp(strict, "0"))
     return cli_fail(r->cmd, KEEL_EXIT_CHECK, "stopped: a cache audit found a stage that is not deterministic");
+  if (!rc && log_rc) rc = KEEL_EXIT_FAIL;
   return rc ? rc : KEEL_EXIT_OK;
 }
 

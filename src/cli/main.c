@@ -19,6 +19,7 @@ static const command commands[] = {
     {"sim", keel_cmd_sim, "replay a key trace through keel's cache policies, print hit ratios"},
     {"catalog", keel_cmd_catalog, "write a product catalog file"},
     {"bench", keel_cmd_bench, "benchmarks: cache, ..."},
+    {"report", keel_cmd_report, "charts of a finished run from its --metrics-log (HTML, SVG)"},
 };
 
 static void usage(FILE *f) {

@@ -8,12 +8,14 @@
 
 #include "cli.h"
 #include "keel/io.h"
+#include "keel/log.h"
 #include "keel/recsys.h"
 
 enum {
   OPT_CONFIG = 256, OPT_PLUGIN, OPT_INPUT, OPT_OUTPUT, OPT_DEAD_LETTER, OPT_WORKERS, OPT_BATCH, OPT_UNORDERED,
   OPT_STAGES, OPT_SUMMARY, OPT_SET, OPT_MAX_LINE, OPT_CATALOG, OPT_PRODUCTS, OPT_DIM, OPT_QUIET, OPT_HELP,
-  OPT_CACHE, OPT_NO_CACHE, OPT_AUDIT, OPT_AUDIT_STRICT, OPT_RECORD_KEYS
+  OPT_CACHE, OPT_NO_CACHE, OPT_AUDIT, OPT_AUDIT_STRICT, OPT_RECORD_KEYS,
+  OPT_VERBOSE, OPT_NO_PROGRESS, OPT_HTTP, OPT_METRICS_LOG, OPT_METRICS_INTERVAL
 };
 
 static const struct option long_opts[] = {
@@ -39,6 +41,11 @@ static const struct option long_opts[] = {
     {"cache-audit", required_argument, NULL, OPT_AUDIT},
     {"cache-audit-strict", no_argument, NULL, OPT_AUDIT_STRICT},
     {"record-keys", required_argument, NULL, OPT_RECORD_KEYS},
+    {"verbose", no_argument, NULL, OPT_VERBOSE},
+    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+    {"http", required_argument, NULL, OPT_HTTP},
+    {"metrics-log", required_argument, NULL, OPT_METRICS_LOG},
+    {"metrics-interval", required_argument, NULL, OPT_METRICS_INTERVAL},
     {NULL, 0, NULL, 0}};
 
 void cli_run_options_help(FILE *f) {
@@ -66,7 +73,13 @@ void cli_run_options_help(FILE *f) {
           "  --cache-audit-strict  an audit mismatch stops the run with exit code 3\n"
           "  --record-keys STAGE=FILE  write the 64-bit hash of each lookup key of a memoized\n"
           "                        stage (big-endian int64: `keel sim --format bin64`)\n"
-          "  --quiet               no summary on stderr\n"
+          "  --http ADDR:PORT      serve /metrics (Prometheus), a live dashboard at / and /healthz\n"
+          "                        (e.g. 127.0.0.1:9464; a bare :PORT is loopback)\n"
+          "  --metrics-log FILE    append one JSON line of metrics per interval (keel report reads it)\n"
+          "  --metrics-interval S  seconds between metrics samples (default 1)\n"
+          "  --no-progress         no progress line (shown only when stderr is a terminal)\n"
+          "  --verbose             debug log lines on stderr\n"
+          "  --quiet               no summary and no info lines on stderr\n"
           "  --help                this text\n");
 }
 
@@ -110,7 +123,15 @@ static int one_option(cli_run *r, int c, const char *arg) {
     case OPT_OUTPUT: r->io.output = arg; return -1;
     case OPT_DEAD_LETTER: r->io.dead_letter = arg; return -1;
     case OPT_SUMMARY: r->summary_json = arg; return -1;
-    case OPT_QUIET: r->quiet = 1; return -1;
+    case OPT_QUIET: r->quiet = 1; keel_log_set_level(KEEL_LOG_WARN); return -1;
+    case OPT_VERBOSE: r->verbose = 1; keel_log_set_level(KEEL_LOG_DEBUG); return -1;
+    case OPT_NO_PROGRESS: r->no_progress = 1; return -1;
+    case OPT_HTTP: r->http = arg; return -1;
+    case OPT_METRICS_LOG: r->metrics_log = arg; return -1;
+    case OPT_METRICS_INTERVAL:
+      if (cli_parse_double(arg, &r->metrics_interval) || !(r->metrics_interval >= 0.01) || r->metrics_interval > 86400)
+        return cli_usage(r->cmd, "--metrics-interval wants seconds in 0.01..86400, got '%s'", arg);
+      return -1;
     case OPT_WORKERS:
       if ((rc = check_count(r, "--workers", arg)) >= 0) return rc;
       return set_cli(r, "pipeline", "workers", arg);

@@ -23,6 +23,11 @@ typedef struct cli_run {
   keel_run_io io;                       /* borrowed from argv */
   const char *summary_json;
   int quiet;
+  int verbose;               /* --verbose: debug log lines */
+  int no_progress;           /* --no-progress */
+  const char *http;          /* --http ADDR:PORT, borrowed from argv */
+  const char *metrics_log;   /* --metrics-log FILE, borrowed from argv */
+  double metrics_interval;   /* --metrics-interval SECONDS (0: 1 s) */
   char cached[CLI_MAX_PLUGINS][80]; /* [cache.X] sections named by --cache, to refuse repeats */
   size_t n_cached;
   keel_config_t *cfg;        /* owned */

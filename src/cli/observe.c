@@ -1,0 +1,222 @@
+/* observe.c — the observer of a running pipeline (see observe.h). */
+#include "observe.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "keel/http.h"
+#include "keel/log.h"
+#include "keel/mem.h"
+#include "keel/metrics.h"
+#include "keel/progress.h"
+
+/* The dashboard page, embedded from data/dashboard.html at build time. */
+extern const unsigned char keel_dashboard_html[];
+extern const size_t keel_dashboard_html_len;
+
+struct cli_observe {
+  cli_observe_opts o;
+  keel_pipeline_t *p;
+  keel_http_t *http;
+  FILE *log;
+  int log_failed;
+  keel_progress_t *progress;
+  struct timespec t0;
+  pthread_t thread;
+  int have_thread;
+  /* `lock` guards `stop` and the condition; the samples are the thread's own
+   * until it is joined. */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int stop;
+  keel_metrics_sample *prev, *cur; /* the observer thread's */
+  keel_buf line;                   /* the observer thread's */
+  /* render_lock guards the scrape's own sample and registry (the server has
+   * one thread, but the lock keeps that an assumption it does not rely on). */
+  pthread_mutex_t render_lock;
+  keel_metrics_sample *scrape;
+  keel_metrics_t *reg;
+};
+
+static double elapsed(const cli_observe *ob) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)(t.tv_sec - ob->t0.tv_sec) + (t.tv_nsec - ob->t0.tv_nsec) / 1e9;
+}
+
+/* Hook for the memory budget and the leak detector (issue 5): when they
+ * exist, fill s->mem here (budget_bytes, leak_detector, leaks[]); the
+ * metrics, the log and the dashboard then show them. */
+static void fill_mem_state(cli_observe *ob, keel_metrics_sample *s) {
+  (void)ob;
+  (void)s;
+}
+
+static keel_status render_metrics(void *ctx, keel_buf *out) {
+  cli_observe *ob = ctx;
+  pthread_mutex_lock(&ob->render_lock);
+  keel_metrics_reset(ob->reg);
+  keel_status st = keel_metrics_sample_take(ob->p, elapsed(ob), ob->scrape);
+  if (st == KEEL_OK) {
+    fill_mem_state(ob, ob->scrape);
+    st = keel_metrics_collect(ob->reg, ob->scrape);
+  }
+  if (st == KEEL_OK) st = keel_metrics_write_prometheus(ob->reg, out);
+  pthread_mutex_unlock(&ob->render_lock);
+  return st;
+}
+
+/* Takes a sample, publishes it and logs it. */
+static void sample_once(cli_observe *ob) {
+  keel_metrics_sample *t = ob->prev;
+  ob->prev = ob->cur;
+  ob->cur = t;
+  if (keel_metrics_sample_take(ob->p, elapsed(ob), ob->cur) != KEEL_OK) return;
+  fill_mem_state(ob, ob->cur);
+  if (ob->prev->unix_s > 0) keel_metrics_sample_rate(ob->prev, ob->cur);
+  keel_buf_clear(&ob->line);
+  if (keel_metrics_sample_json(ob->cur, &ob->line) != KEEL_OK) return;
+  if (ob->http) keel_http_publish(ob->http, ob->line.data, ob->line.len);
+  if (ob->log && !ob->log_failed) {
+    if (fprintf(ob->log, "%s\n", ob->line.data) < 0 || fflush(ob->log) != 0) {
+      ob->log_failed = 1;
+      keel_log(KEEL_LOG_ERROR, "keel run", "--metrics-log %s: cannot write: %s", ob->o.metrics_log, strerror(errno));
+    }
+  }
+}
+
+static void draw_progress(cli_observe *ob) {
+  keel_run_stats s;
+  if (!ob->progress || keel_pipeline_snapshot(ob->p, &s) != KEEL_OK) return;
+  keel_progress_update(ob->progress, s.events_in, s.input_bytes);
+}
+
+static void *observer_main(void *arg) {
+  cli_observe *ob = arg;
+  double next_sample = ob->o.interval_s;
+  long tick_ns = ob->o.interval_s < 0.25 ? (long)(ob->o.interval_s * 1e9) : 250 * 1000000L;
+  pthread_mutex_lock(&ob->lock);
+  while (!ob->stop) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += tick_ns;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&ob->cond, &ob->lock, &until);
+    if (ob->stop) break;
+    pthread_mutex_unlock(&ob->lock);
+    draw_progress(ob);
+    if ((ob->http || ob->log) && elapsed(ob) >= next_sample) {
+      sample_once(ob);
+      next_sample += ob->o.interval_s;
+      if (next_sample < elapsed(ob)) next_sample = elapsed(ob) + ob->o.interval_s;
+    }
+    pthread_mutex_lock(&ob->lock);
+  }
+  pthread_mutex_unlock(&ob->lock);
+  return NULL;
+}
+
+static int start_http(cli_observe *ob) {
+  char err[512];
+  keel_http_options ho = {.size = sizeof ho, .address = ob->o.http, .metrics = render_metrics, .metrics_ctx = ob,
+                          .dashboard = (const char *)keel_dashboard_html, .dashboard_len = keel_dashboard_html_len};
+  keel_status st = keel_http_create(&ho, &ob->http, err, sizeof err);
+  if (st == KEEL_EINVAL) return cli_usage(ob->o.cmd, "%s", err);
+  if (st != KEEL_OK) return cli_fail(ob->o.cmd, KEEL_EXIT_FAIL, "%s", err[0] ? err : keel_status_str(st));
+  const char *colon = strrchr(ob->o.http, ':');
+  int host_len = colon ? (int)(colon - ob->o.http) : 0;
+  keel_log(KEEL_LOG_INFO, "keel run", "dashboard on http://%.*s:%u/ (Prometheus: /metrics)", host_len ? host_len : 9,
+           host_len ? ob->o.http : "127.0.0.1", keel_http_port(ob->http));
+  return -1;
+}
+
+static void free_observer(cli_observe *ob) {
+  keel_http_destroy(ob->http);
+  keel_metrics_destroy(ob->reg);
+  keel_mem_free(ob->prev);
+  keel_mem_free(ob->cur);
+  keel_mem_free(ob->scrape);
+  keel_buf_free(&ob->line);
+  keel_progress_destroy(ob->progress);
+  if (ob->log) fclose(ob->log);
+  pthread_mutex_destroy(&ob->lock);
+  pthread_cond_destroy(&ob->cond);
+  pthread_mutex_destroy(&ob->render_lock);
+  keel_mem_free(ob);
+}
+
+static int start_thread(cli_observe *ob) {
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &block, &old); /* the signal is the program's, not this thread's */
+  int rc = pthread_create(&ob->thread, NULL, observer_main, ob);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc) return cli_fail(ob->o.cmd, KEEL_EXIT_FAIL, "cannot start the observer thread");
+  ob->have_thread = 1;
+  return -1;
+}
+
+int cli_observe_start(const cli_observe_opts *o, keel_pipeline_t *p, cli_observe **out) {
+  *out = NULL;
+  if (!o->http && !o->metrics_log && !o->progress) return -1;
+  cli_observe *ob = keel_mem_calloc(KEEL_MEM_OTHER, 1, sizeof *ob);
+  if (!ob) return cli_fail(o->cmd, KEEL_EXIT_FAIL, "out of memory");
+  ob->o = *o;
+  if (!(ob->o.interval_s > 0)) ob->o.interval_s = 1;
+  ob->p = p;
+  clock_gettime(CLOCK_MONOTONIC, &ob->t0);
+  pthread_mutex_init(&ob->lock, NULL);
+  pthread_cond_init(&ob->cond, NULL);
+  pthread_mutex_init(&ob->render_lock, NULL);
+  keel_buf_init(&ob->line, KEEL_MEM_OTHER);
+  ob->prev = keel_mem_calloc(KEEL_MEM_OTHER, 1, sizeof *ob->prev);
+  ob->cur = keel_mem_calloc(KEEL_MEM_OTHER, 1, sizeof *ob->cur);
+  ob->scrape = keel_mem_calloc(KEEL_MEM_OTHER, 1, sizeof *ob->scrape);
+  int rc = -1;
+  if (!ob->prev || !ob->cur || !ob->scrape || keel_metrics_create(&ob->reg) != KEEL_OK)
+    rc = cli_fail(o->cmd, KEEL_EXIT_FAIL, "out of memory");
+  if (rc < 0 && o->metrics_log && !(ob->log = fopen(o->metrics_log, "w")))
+    rc = cli_fail(o->cmd, KEEL_EXIT_FAIL, "--metrics-log %s: cannot create: %s", o->metrics_log, strerror(errno));
+  if (rc < 0 && o->progress) {
+    keel_progress_options po = {.size = sizeof po, .label = "keel run", .unit = "events", .total = o->input_size};
+    if (keel_progress_create(&po, &ob->progress) != KEEL_OK) rc = cli_fail(o->cmd, KEEL_EXIT_FAIL, "out of memory");
+  }
+  if (rc < 0 && o->http) rc = start_http(ob);
+  if (rc < 0) rc = start_thread(ob);
+  if (rc >= 0) {
+    free_observer(ob);
+    return rc;
+  }
+  if (ob->log) keel_log(KEEL_LOG_DEBUG, "keel run", "metrics log %s, one line every %.3g s", o->metrics_log,
+                        ob->o.interval_s);
+  *out = ob;
+  return -1;
+}
+
+int cli_observe_stop(cli_observe *ob) {
+  if (!ob) return 0;
+  pthread_mutex_lock(&ob->lock);
+  ob->stop = 1;
+  pthread_cond_signal(&ob->cond);
+  pthread_mutex_unlock(&ob->lock);
+  if (ob->have_thread) pthread_join(ob->thread, NULL);
+  if (ob->http || ob->log) sample_once(ob); /* the run's final figures */
+  int rc = ob->log_failed;
+  if (ob->log && fclose(ob->log) != 0 && !rc) {
+    rc = 1;
+    keel_log(KEEL_LOG_ERROR, "keel run", "--metrics-log %s: cannot write", ob->o.metrics_log);
+  }
+  ob->log = NULL;
+  free_observer(ob);
+  return rc;
+}
