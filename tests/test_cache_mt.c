@@ -95,6 +95,9 @@ static void *reader_fn(void *p) {
   uint64_t seed = 0x5851f42d4c957f2dull * (a->id + 3);
   unsigned long n = 0;
   while (!atomic_load(&a->s->stop)) {
+    /* Reader 1 pins the epoch for batches of lookups (keel_cache_pin). */
+    if (a->id == 1 && n % 128 == 0) keel_cache_pin(a->s->c);
+    if (a->id == 1 && n % 128 == 126) keel_cache_unpin(a->s->c);
     uint64_t k = rnd(&seed) % 3000;
     keel_cache_value_t *v;
     if (keel_cache_get(a->s->c, &k, sizeof k, &v) == KEEL_OK) {
@@ -106,6 +109,7 @@ static void *reader_fn(void *p) {
     if (!rc.ok) atomic_store(&a->s->bad, 3);
     n += 2;
   }
+  if (a->id == 1 && n % 128 != 0) keel_cache_unpin(a->s->c);
   atomic_fetch_add(&a->s->lookups, n);
   return NULL;
 }
