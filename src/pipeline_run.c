@@ -304,7 +304,9 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
       continue;
     }
     const char *why = r->out_off == SIZE_MAX ? "rejected (no memory for the reason)" : b->reasons.data + r->out_off;
-    keel_status st = keel_dead_letter_write_prefix(s->dl, r->line, why, b->text.data + r->off, r->len, r->full_len);
+    /* text.data is NULL when no line text could be kept (out of memory). */
+    const char *raw = b->text.data ? b->text.data + r->off : "";
+    keel_status st = keel_dead_letter_write_prefix(s->dl, r->line, why, raw, r->len, r->full_len);
     if (st != KEEL_OK && s->st == KEEL_OK) {
       s->st = st;
       snprintf(s->err, sizeof s->err, "writing the dead-letter file %s: %s", keel_dead_letter_path(s->dl),
