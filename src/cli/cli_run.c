@@ -51,8 +51,10 @@ int cli_run_execute(cli_run *r) {
   if (!r->quiet) cli_summary_print(stderr, r, &stats);
   int rc = cli_summary_write_json(r, &stats);
   if (st != KEEL_OK) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s", err);
-  const char *strict = keel_config_get(r->cfg, "memo", "audit_strict");
-  if (stats.audit_failed && strict && strcmp(strict, "false") && strcmp(strict, "0"))
+  int strict = 0; /* as the pipeline read it: "off" or "no" is not strict */
+  char berr[8];
+  keel_config_get_bool(r->cfg, "memo", "audit_strict", 0, &strict, berr, sizeof berr);
+  if (stats.audit_failed && strict)
     return cli_fail(r->cmd, KEEL_EXIT_CHECK, "stopped: a cache audit found a stage that is not deterministic");
   if (!rc && log_rc) rc = KEEL_EXIT_FAIL;
   return rc ? rc : KEEL_EXIT_OK;
