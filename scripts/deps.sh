@@ -3,7 +3,8 @@
 # are missing. Needs root (or sudo) only when something is missing.
 set -eu
 pkgs="cmake make gcc clang pkg-config python3 time
-libjansson-dev libcmocka-dev libinih-dev libxxhash-dev libopenblas-dev"
+libjansson-dev libcmocka-dev libinih-dev libxxhash-dev libopenblas-dev
+libhiredis-dev redis-server"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

@@ -26,6 +26,7 @@
 
 #include "keel/cache.h"
 #include "keel/mem.h"
+#include "keel/redis.h"
 #include "keel/policy.h"
 
 struct keel_memo {
@@ -45,6 +46,8 @@ struct keel_memo {
   void *mismatch_ctx;
   pthread_mutex_t record_lock; /* guards record */
   FILE *record;
+  keel_l2_t *l2;   /* borrowed, may be NULL */
+  char l2_ns[KEEL_FIELD_NAME_MAX + 48]; /* "STAGE:VERSION:MODEL_VERSION:" */
 };
 
 struct keel_memo_worker {
@@ -134,6 +137,9 @@ keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char
   put_be(m->prefix + nl + 1, o->def->version, 4);
   put_be(m->prefix + nl + 5, o->def->model_version, 8);
   m->prefix_len = nl + 13;
+  m->l2 = o->l2;
+  snprintf(m->l2_ns, sizeof m->l2_ns, "%s:%u:%llu:", o->def->name, (unsigned)o->def->version,
+           (unsigned long long)o->def->model_version);
   keel_status st = open_record(m, o->record_keys, err, errlen);
   if (st == KEEL_OK) st = make_cache(m, o, err, errlen);
   if (st == KEEL_OK && !(m->sorted_reads = keel_mem_calloc(KEEL_MEM_CACHE, o->def->n_reads + 1, sizeof(keel_field_id))))
@@ -219,16 +225,30 @@ typedef struct load_ctx {
   int ran;
 } load_ctx;
 
+/* With an L2: ask it first (past the binary prefix, which its namespace
+ * spells out); on its miss compute, then write back (and unlock). */
 static keel_status loader(void *ctx, const void *key, size_t key_len, keel_cache_load_t *ld) {
-  (void)key;
-  (void)key_len;
   load_ctx *l = ctx;
+  keel_memo_t *m = l->w->m;
   l->ran = 1;
+  keel_l2_result r = {0};
+  const uint8_t *k2 = (const uint8_t *)key + m->prefix_len;
+  size_t k2_len = key_len - m->prefix_len;
+  if (m->l2) {
+    keel_l2_lookup(m->l2, m->l2_ns, k2, k2_len, &r);
+    if (r.hit) {
+      keel_status st = keel_cache_load_set(ld, r.data, r.len);
+      keel_l2_result_release(&r);
+      return st;
+    }
+  }
   const uint8_t *val;
   size_t len;
   uint64_t t0 = thread_cpu_ns();
   keel_status st = compute(l->w, &val, &len);
-  atomic_fetch_add_explicit(&l->w->m->miss_cpu_ns, thread_cpu_ns() - t0, memory_order_relaxed);
+  atomic_fetch_add_explicit(&m->miss_cpu_ns, thread_cpu_ns() - t0, memory_order_relaxed);
+  if (m->l2 && st == KEEL_OK) keel_l2_store(m->l2, m->l2_ns, k2, k2_len, val, len, &r);
+  else if (m->l2) keel_l2_unlock(m->l2, m->l2_ns, k2, k2_len, &r);
   if (st != KEEL_OK) return st;
   return keel_cache_load_set(ld, val, len);
 }

@@ -265,7 +265,7 @@ static keel_status memoize(keel_pipeline_t *p, const char *section, double rate,
                          .max_bytes = size, .policy = keel_config_get(p->cfg, section, "policy"), .ttl_ns = ttl,
                          .audit_rate = rate, .audit_seed = 0x6b65656c, 
                          .record_keys = keel_config_get(p->cfg, section, "record_keys"),
-                         .on_mismatch = on_mismatch, .mismatch_ctx = p};
+                         .on_mismatch = on_mismatch, .mismatch_ctx = p, .l2 = p->l2};
   return keel_memo_create(&o, &s->memo, err, errlen);
 }
 
@@ -276,6 +276,7 @@ static keel_status build_memos(keel_pipeline_t *p, char *err, size_t errlen) {
   if (st == KEEL_OK) st = keel_config_get_bool(p->cfg, "pipeline", "cache", 1, &enabled, err, errlen);
   if (st == KEEL_OK) st = keel_config_get_double(p->cfg, "memo", "audit_rate", 0, 0, 1, &rate, err, errlen);
   if (st == KEEL_OK) st = keel_config_get_bool(p->cfg, "memo", "audit_strict", 0, &p->audit_strict, err, errlen);
+  if (st == KEEL_OK && enabled) st = keel__pipeline_l2_open(p->cfg, &p->l2, err, errlen);
   for (size_t i = 0; st == KEEL_OK && enabled && i < keel_config_count(p->cfg); i++) {
     const char *sec;
     keel_config_entry(p->cfg, i, &sec, NULL, NULL, NULL);
@@ -318,6 +319,7 @@ void keel_pipeline_destroy(keel_pipeline_t *p) {
     if (s->initialized && s->def->init && s->def->destroy) s->def->destroy(s->state);
     keel_mem_free(s->ids);
   }
+  keel_l2_destroy(p->l2);
   keel_schema_destroy(p->schema);
   pthread_mutex_destroy(&p->snap_lock);
   keel_mem_free(p);

@@ -131,12 +131,15 @@ keel_status keel__stream_src_open(struct keel_pipeline *p, const char *url, keel
                                   size_t errlen);
 keel_status keel__stream_src_next(keel__stream_src *s, const char **line, size_t *len, uint64_t *no, stream_ref *ref);
 const char *keel__stream_src_error(const keel__stream_src *s);
+int keel__stream_src_pending(const keel__stream_src *s); /* entries buffered: next() will not block */
 keel_status keel__stream_src_ack(keel__stream_src *s, const batch *b, char *err, size_t errlen);
 void keel__stream_src_close(struct keel_pipeline *p);
 keel_status keel__stream_out_open(struct keel_pipeline *p, const char *url, keel__stream_out **out, char *err,
                                   size_t errlen);
 keel_status keel__stream_out_write(keel__stream_out *o, const batch *b, char *err, size_t errlen);
 void keel__stream_out_close(struct keel_pipeline *p);
+uint64_t keel__stream_out_written(const keel__stream_out *o);
+void keel__stream_src_stats(const keel__stream_src *s, keel_stream_stats *out);
 /* Appends ',"stream_id":"MS-SEQ"' inside the output line that ends the
  * buffer (before its closing brace). */
 keel_status keel__stream_tag_output(keel_buf *out, size_t line_off, const stream_ref *ref);

@@ -159,6 +159,15 @@ static void process_record(keel_pipeline_t *p, worker *w, batch *b, record *r) {
     reject(b, r, reason);
     return;
   }
+  if (r->sid.kind) { /* a poison or malformed stream entry (redis_stream.c) */
+    if (r->sid.kind == 1)
+      snprintf(reason, sizeof reason, "stream entry delivered %u times (more than [redis] max_deliveries)",
+               (unsigned)r->sid.deliveries);
+    else
+      snprintf(reason, sizeof reason, "stream entry has no 'data' field");
+    reject(b, r, reason);
+    return;
+  }
   keel_status st = keel_json_to_event(ev, b->text.data + r->off, r->len, &p->limits, reason, sizeof reason);
   if (st != KEEL_OK) {
     if (st == KEEL_ENOMEM) snprintf(reason, sizeof reason, "out of memory while parsing");
@@ -172,6 +181,11 @@ static void process_record(keel_pipeline_t *p, worker *w, batch *b, record *r) {
   size_t off = b->out.len;
   if (keel_json_append_event(&b->out, ev) != KEEL_OK || keel_buf_append(&b->out, "\n", 1) != KEEL_OK) {
     b->out.len = off; /* never a partial line */
+    reject(b, r, "out of memory while writing the output line");
+    return;
+  }
+  if (r->sid.has && keel__stream_tag_output(&b->out, off, &r->sid) != KEEL_OK) {
+    b->out.len = off;
     reject(b, r, "out of memory while writing the output line");
     return;
   }
@@ -208,19 +222,23 @@ static int fill_batch(keel_pipeline_t *p, batch *b) {
   keel_buf_clear(&b->text);
   while (b->n < p->batch_size && b->text.len < TEXT_TARGET) {
     if (atomic_load_explicit(&p->stop, memory_order_relaxed)) return 0;
-    if (b->n && !keel_line_reader_pending(p->reader)) return 1; /* a slow stream: pass on what we have */
+    if (b->n && !(p->src_stream ? keel__stream_src_pending(p->src_stream) : keel_line_reader_pending(p->reader)))
+      return 1; /* a slow stream: pass on what we have */
     const char *line;
     size_t len;
     uint64_t no;
-    keel_status st = keel_line_reader_next(p->reader, &line, &len, &no);
+    stream_ref ref = {0}; /* a Redis stream entry's id and deliveries */
+    keel_status st = p->src_stream ? keel__stream_src_next(p->src_stream, &line, &len, &no, &ref)
+                                   : keel_line_reader_next(p->reader, &line, &len, &no);
     if (st == KEEL_EEOF || st == KEEL_ECANCELED) return 0;
     if (st != KEEL_OK && st != KEEL_ELIMIT) {
       p->read_status = st;
-      snprintf(p->read_err, sizeof p->read_err, "reading the input: %s", keel_line_reader_error(p->reader));
+      snprintf(p->read_err, sizeof p->read_err, "reading the input: %s",
+               p->src_stream ? keel__stream_src_error(p->src_stream) : keel_line_reader_error(p->reader));
       return 0;
     }
     bump(&p->input_bytes, len + 1);
-    if (st == KEEL_OK && is_blank(line, len)) {
+    if (st == KEEL_OK && !ref.has && is_blank(line, len)) { /* a blank stream entry is an event: it needs its ack */
       bump(&p->blank_lines, 1);
       continue;
     }
@@ -231,6 +249,7 @@ static int fill_batch(keel_pipeline_t *p, batch *b) {
     }
     record *r = &b->rec[b->n];
     memset(r, 0, sizeof *r);
+    r->sid = ref;
     r->line = no;
     r->off = b->text.len;
     r->len = keep;
@@ -262,7 +281,7 @@ static void *reader_main(void *arg) {
   /* Of the run's threads only this one takes SIGINT/SIGTERM, so a signal
    * interrupts its blocking read (EINTR) and stop_asked() ends the input. */
   pthread_sigmask(SIG_SETMASK, &p->caller_sigmask, NULL);
-  keel_line_reader_set_cancel(p->reader, stop_asked, p);
+  if (p->reader) keel_line_reader_set_cancel(p->reader, stop_asked, p);
   for (;;) {
     if (p->budget) keel__budget_admit(p->budget, p); /* may pause: backpressure on memory */
     batch *b = keel__queue_pop(p->free_q);
@@ -291,9 +310,28 @@ typedef struct sink {
   struct timespec last_write;
 } sink;
 
+/* A stream source's entries are acknowledged once their output lines and
+ * dead-letter records are written through to the file or stream. */
+static void ack_batch(keel_pipeline_t *p, sink *s, batch *b) {
+  if (s->out && fflush(s->out) != 0) {
+    s->st = KEEL_EIO;
+    snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(errno));
+    return;
+  }
+  keel_status st = keel_dead_letter_flush(s->dl);
+  if (st != KEEL_OK) {
+    s->st = st;
+    snprintf(s->err, sizeof s->err, "writing the dead-letter file %s: %s", keel_dead_letter_path(s->dl),
+             keel_status_str(st));
+    return;
+  }
+  s->st = keel__stream_src_ack(p->src_stream, b, s->err, sizeof s->err);
+}
+
 static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
-  (void)p;
-  if (s->st == KEEL_OK && b->out.len && fwrite(b->out.data, 1, b->out.len, s->out) != b->out.len) {
+  if (p->out_stream) {
+    if (s->st == KEEL_OK && b->out.len) s->st = keel__stream_out_write(p->out_stream, b, s->err, sizeof s->err);
+  } else if (s->st == KEEL_OK && b->out.len && fwrite(b->out.data, 1, b->out.len, s->out) != b->out.len) {
     s->st = KEEL_EIO;
     snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(errno));
   }
@@ -304,6 +342,12 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
       continue;
     }
     const char *why = r->out_off == SIZE_MAX ? "rejected (no memory for the reason)" : b->reasons.data + r->out_off;
+    char tagged[REASON_MAX + 64];
+    if (r->sid.has) {
+      snprintf(tagged, sizeof tagged, "%s [stream_id %llu-%llu]", why, (unsigned long long)r->sid.ms,
+               (unsigned long long)r->sid.seq);
+      why = tagged;
+    }
     /* text.data is NULL when no line text could be kept (out of memory). */
     const char *raw = b->text.data ? b->text.data + r->off : "";
     keel_status st = keel_dead_letter_write_prefix(s->dl, r->line, why, raw, r->len, r->full_len);
@@ -314,6 +358,7 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
     }
     s->rejected++;
   }
+  if (p->src_stream && s->st == KEEL_OK) ack_batch(p, s, b);
   clock_gettime(CLOCK_MONOTONIC, &s->last_write);
   atomic_store_explicit(&p->events_out, s->out_lines, memory_order_relaxed); /* for snapshots */
   atomic_store_explicit(&p->rejected, s->rejected, memory_order_relaxed);
@@ -325,7 +370,7 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
  * live stream): flush, so results do not sit in the buffer. A fast input
  * keeps the work queue busy and the output fully buffered. */
 static void caught_up(keel_pipeline_t *p, sink *s) {
-  if (s->st == KEEL_OK && keel__queue_depth(p->done_q) == 0 && keel__queue_depth(p->work_q) == 0 &&
+  if (s->st == KEEL_OK && s->out && keel__queue_depth(p->done_q) == 0 && keel__queue_depth(p->work_q) == 0 &&
       fflush(s->out) != 0) {
     s->st = KEEL_EIO;
     snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(errno));
@@ -440,16 +485,41 @@ static void default_dead_letter(const char *output, char *buf, size_t len) {
     snprintf(buf, len, "keel-rejected.ndjson");
 }
 
+/* A redis:// input or output is a Redis stream (redis_stream.c); the
+ * objects are published under snap_lock for snapshots. */
+static keel_status open_streams(keel_pipeline_t *p, const keel_run_io *io, char *err, size_t errlen) {
+  keel__stream_src *src = NULL;
+  keel__stream_out *out = NULL;
+  keel_status st = KEEL_OK;
+  if (keel_redis_is_url(io->input)) st = keel__stream_src_open(p, io->input, &src, err, errlen);
+  if (st == KEEL_OK && keel_redis_is_url(io->output)) st = keel__stream_out_open(p, io->output, &out, err, errlen);
+  pthread_mutex_lock(&p->snap_lock);
+  p->src_stream = src;
+  p->out_stream = out;
+  memset(&p->stream_last, 0, sizeof p->stream_last);
+  pthread_mutex_unlock(&p->snap_lock);
+  return st;
+}
+
+static void close_streams(keel_pipeline_t *p) {
+  pthread_mutex_lock(&p->snap_lock);
+  keel__stream_out_close(p);
+  keel__stream_src_close(p);
+  pthread_mutex_unlock(&p->snap_lock);
+}
+
 static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s, char *err, size_t errlen) {
-  keel_status st = keel_line_reader_open(io->input ? io->input : "-", p->limits.max_line, &p->reader, err, errlen);
+  keel_status st = open_streams(p, io, err, errlen);
+  if (st == KEEL_OK && !p->src_stream)
+    st = keel_line_reader_open(io->input ? io->input : "-", p->limits.max_line, &p->reader, err, errlen);
   if (st != KEEL_OK) return st;
   const char *out = io->output ? io->output : "-";
-  s->out = strcmp(out, "-") ? fopen(out, "w") : stdout;
-  if (!s->out) {
+  if (!p->out_stream) s->out = strcmp(out, "-") ? fopen(out, "w") : stdout;
+  if (!p->out_stream && !s->out) {
     snprintf(err, errlen, "%s: cannot open for writing: %s", out, strerror(errno));
     return KEEL_EIO;
   }
-  if (s->out != stdout) setvbuf(s->out, NULL, _IOFBF, 1 << 20);
+  if (s->out && s->out != stdout) setvbuf(s->out, NULL, _IOFBF, 1 << 20);
   char dl[4096];
   if (io->dead_letter) snprintf(dl, sizeof dl, "%s", io->dead_letter);
   else default_dead_letter(out, dl, sizeof dl);
@@ -501,6 +571,7 @@ keel_status keel_pipeline_snapshot(keel_pipeline_t *p, keel_run_stats *out) {
     out->queue_free = keel__queue_depth(p->free_q);
   }
   fill_stage_stats(p, out);
+  keel__pipeline_redis_stats(p, out);
   pthread_mutex_unlock(&p->snap_lock);
   out->rss_peak_bytes = keel_mem_rss_peak_bytes();
   return KEEL_OK;
@@ -523,6 +594,7 @@ static void fill_stats(keel_pipeline_t *p, const sink *s, double cpu0, keel_run_
   st->audit_failed = atomic_load(&p->audit_failed);
   st->input_bytes = atomic_load(&p->input_bytes);
   fill_stage_stats(p, st);
+  keel__pipeline_redis_stats(p, st);
 }
 
 static void reset_run_state(keel_pipeline_t *p) {
@@ -597,6 +669,7 @@ done:
   }
   keel_line_reader_close(p->reader);
   p->reader = NULL;
+  close_streams(p);
   free_run(p);
   return st;
 }

@@ -50,6 +50,7 @@ typedef struct keel_memo_options {
   const char *record_keys;      /* NULL, or a file receiving each lookup key's 64-bit hash (bin64) */
   keel_memo_mismatch_fn on_mismatch; /* may be NULL */
   void *mismatch_ctx;
+  struct keel_l2 *l2; /* borrowed, may be NULL: a shared L2 (keel/redis.h) asked on an L1 miss */
 } keel_memo_options;
 
 typedef struct keel_memo_stats {

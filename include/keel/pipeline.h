@@ -29,6 +29,7 @@
 #include "keel/config.h"
 #include "keel/export.h"
 #include "keel/memo.h"
+#include "keel/redis.h"
 #include "keel/stage.h"
 #include "keel/status.h"
 
@@ -78,6 +79,10 @@ typedef struct keel_run_stats {
   size_t queue_done;    /* batches waiting for the sink */
   size_t queue_free;    /* batches free in the pool */
   size_t batches;       /* the pool's size */
+  /* Redis (keel/redis.h): the shared L2 ([l2] url) and the stream source/sink. */
+  int l2_active;
+  keel_l2_stats l2;
+  keel_stream_stats stream;
 } keel_run_stats;
 
 /* Where a run reads and writes. Paths are borrowed; "-" is stdin/stdout. */

@@ -18,6 +18,7 @@ static const command commands[] = {
     {"gen", keel_cmd_gen, "turn a key trace into request events (NDJSON on stdout)"},
     {"sim", keel_cmd_sim, "replay a key trace through keel's cache policies, print hit ratios"},
     {"catalog", keel_cmd_catalog, "write a product catalog file"},
+    {"push", keel_cmd_push, "load NDJSON events into a Redis stream (for run --input redis://...)"},
     {"bench", keel_cmd_bench, "benchmarks: cache, ..."},
     {"report", keel_cmd_report, "charts of a finished run from its --metrics-log (HTML, SVG)"},
 };

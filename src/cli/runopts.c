@@ -10,6 +10,7 @@
 #include "keel/io.h"
 #include "keel/log.h"
 #include "keel/recsys.h"
+#include "redisopts.h"
 
 enum {
   OPT_CONFIG = 256, OPT_PLUGIN, OPT_INPUT, OPT_OUTPUT, OPT_DEAD_LETTER, OPT_WORKERS, OPT_BATCH, OPT_UNORDERED,
@@ -41,6 +42,7 @@ static const struct option long_opts[] = {
     {"cache-audit", required_argument, NULL, OPT_AUDIT},
     {"cache-audit-strict", no_argument, NULL, OPT_AUDIT_STRICT},
     {"record-keys", required_argument, NULL, OPT_RECORD_KEYS},
+    CLI_REDIS_LONG_OPTS
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"http", required_argument, NULL, OPT_HTTP},
@@ -81,6 +83,7 @@ void cli_run_options_help(FILE *f) {
           "  --verbose             debug log lines on stderr\n"
           "  --quiet               no summary and no info lines on stderr\n"
           "  --help                this text\n");
+  cli_redis_options_help(f);
 }
 
 static int set_cli(cli_run *r, const char *section, const char *key, const char *value) {
@@ -113,6 +116,7 @@ static int check_count(cli_run *r, const char *opt, const char *v) {
 static int one_option(cli_run *r, int c, const char *arg) {
   uint64_t size;
   int rc;
+  if (c >= CLI_REDIS_OPT_BASE) return cli_redis_option(r->cmd, r->cfg, c, arg);
   switch (c) {
     case OPT_CONFIG: r->config_path = arg; return -1;
     case OPT_PLUGIN:
@@ -304,6 +308,7 @@ void cli_summary_print(FILE *f, const cli_run *r, const keel_run_stats *s) {
       fprintf(f, "               audits %llu, mismatches %llu\n", (unsigned long long)c->audits,
               (unsigned long long)c->audit_mismatches);
   }
+  cli_redis_summary_print(f, s);
   if (s->rejected)
     fprintf(f, "  rejected events are in the dead-letter file, each with its line number and reason\n");
 }
@@ -336,7 +341,9 @@ int cli_summary_write_json(const cli_run *r, const keel_run_stats *s) {
     }
     fputc('}', f);
   }
-  fprintf(f, "}}\n");
+  fputc('}', f);
+  cli_redis_summary_json(f, s);
+  fprintf(f, "}\n");
   if (fclose(f) != 0) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s: cannot write the summary", r->summary_json);
   return 0;
 }

@@ -1,0 +1,44 @@
+/* redis_int.h — internals shared by redis.c (addresses, connections),
+ * redis_l2.c (the L2 cache) and redis_stream.c (the stream source/sink). */
+#ifndef KEEL_REDIS_INT_H
+#define KEEL_REDIS_INT_H
+
+#include <hiredis/hiredis.h>
+#include <stdint.h>
+
+#include "keel/mem.h"
+#include "keel/redis.h"
+
+struct keel_redis_conn {
+  redisContext *ctx; /* hiredis-owned memory; NULL while disconnected */
+  keel_redis_addr addr;
+  int timeout_ms;
+  int broken; /* the last command failed at the connection level */
+};
+
+/* The "redis" memory tag (registered on first use). */
+keel_mem_tag keel__redis_tag(void);
+
+/* Sends one command (argv borrowed) and returns its reply (owned:
+ * freeReplyObject), or NULL when the connection failed (c->broken is then
+ * set and err says why). A REDIS_REPLY_ERROR reply is returned as is. */
+redisReply *keel__redis_cmd(keel_redis_conn_t *c, int argc, const char **argv, const size_t *lens, char *err,
+                            size_t errlen);
+
+/* Reconnects a broken connection (same address, auth, db). KEEL_EIO when
+ * Redis is still unreachable. */
+keel_status keel__redis_reconnect(keel_redis_conn_t *c, char *err, size_t errlen);
+
+/* Monotonic nanoseconds; sleeps ms milliseconds. */
+uint64_t keel__redis_now_ns(void);
+void keel__redis_sleep_ms(uint64_t ms);
+
+/* [section] key as a duration in ms (def when absent); KEEL_ECONFIG. */
+#include "keel/config.h"
+keel_status keel__redis_config_ms(const keel_config_t *cfg, const char *sec, const char *key, uint64_t def,
+                                  uint64_t *out, char *err, size_t errlen);
+/* Every key of [section] must be in known (NULL-terminated). */
+keel_status keel__redis_config_check(const keel_config_t *cfg, const char *section, const char *const *known,
+                                     char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,353 @@
+/* redis_l2.c — Redis as a shared L2 cache (see keel/redis.h).
+ *
+ * Keys: "keel:v:" NS KEY holds a value, "keel:l:" NS KEY its compute lock.
+ * NS is the memo's namespace (stage name, stage version, catalog version),
+ * KEY the memo's canonical key bytes, so two stages or two versions never
+ * share an entry, and values are the very bytes L1 stores.
+ *
+ * Single flight across processes: the first miss takes the lock with
+ * SET NX PX (a token unique to this process and lookup); later misses see
+ * the lock, poll GET with backoff (1 ms doubling to 32 ms) for at most
+ * wait_ms, and at each empty poll try the lock again, so a dead holder only
+ * costs the lock's TTL. The holder writes the value, then deletes the lock
+ * only if it still holds it (a small Lua script compares the token).
+ *
+ * Connections: a pool (idle stack under pool_lock) grows to the number of
+ * threads using the L2 at once. Failure handling: a connection-level error
+ * marks the L2 down for a backoff period (100 ms doubling to 5 s); while down
+ * every lookup is a plain miss (L1 only) without touching the network. The
+ * first lookup after the period reconnects; the transition to down and back
+ * is reported once each on stderr.
+ *
+ * Concurrency: counters are relaxed atomics; down_until/backoff/said_down
+ * are guarded by pool_lock. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "redis_int.h"
+
+#define POOL_MAX 64
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+static const char unlock_lua[] =
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0";
+
+struct keel_l2 {
+  keel_redis_addr addr;
+  uint64_t ttl_ms, lock_ttl_ms, wait_ms;
+  int timeout_ms, quiet;
+  pthread_mutex_t pool_lock;
+  keel_redis_conn_t *idle[POOL_MAX]; /* guarded by pool_lock */
+  size_t n_idle;
+  uint64_t down_until_ns; /* guarded by pool_lock; 0 = up */
+  uint64_t backoff_ms;    /* guarded by pool_lock */
+  int down;               /* guarded by pool_lock */
+  _Atomic uint64_t tokens;
+  _Atomic uint64_t hits, misses, waited_hits, lock_waits, lock_timeouts, stores, errors, degraded, reconnects,
+      calls, latency_ns;
+};
+
+static void add(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_add_explicit(c, n, memory_order_relaxed); }
+
+/* Marks the L2 down after a connection-level failure. */
+static void went_down(keel_l2_t *l2, const char *why) {
+  pthread_mutex_lock(&l2->pool_lock);
+  l2->backoff_ms = l2->down ? (l2->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l2->backoff_ms * 2)
+                            : BACKOFF_MIN_MS;
+  l2->down_until_ns = keel__redis_now_ns() + l2->backoff_ms * 1000000u;
+  int said = l2->down;
+  l2->down = 1;
+  pthread_mutex_unlock(&l2->pool_lock);
+  if (!said && !l2->quiet)
+    fprintf(stderr, "keel: warning: L2 cache lost (%s): continuing on L1 only, retrying with backoff\n", why);
+}
+
+/* A connection to use, or NULL while down (the lookup degrades to L1). */
+static keel_redis_conn_t *take(keel_l2_t *l2) {
+  pthread_mutex_lock(&l2->pool_lock);
+  if (l2->down && keel__redis_now_ns() < l2->down_until_ns) {
+    pthread_mutex_unlock(&l2->pool_lock);
+    add(&l2->degraded, 1);
+    return NULL;
+  }
+  keel_redis_conn_t *c = l2->n_idle ? l2->idle[--l2->n_idle] : NULL;
+  int was_down = l2->down;
+  if (was_down) l2->down_until_ns = keel__redis_now_ns() + l2->backoff_ms * 1000000u; /* one prober at a time */
+  pthread_mutex_unlock(&l2->pool_lock);
+  char err[256];
+  keel_status st = KEEL_OK;
+  if (!c) st = keel_redis_conn_open(&l2->addr, l2->timeout_ms, &c, err, sizeof err);
+  else if (c->broken || was_down) st = keel__redis_reconnect(c, err, sizeof err);
+  if (st != KEEL_OK) {
+    if (c) {
+      pthread_mutex_lock(&l2->pool_lock);
+      if (l2->n_idle < POOL_MAX) l2->idle[l2->n_idle++] = c;
+      else keel_redis_conn_close(c);
+      pthread_mutex_unlock(&l2->pool_lock);
+    }
+    add(&l2->errors, 1);
+    add(&l2->degraded, 1);
+    went_down(l2, err);
+    return NULL;
+  }
+  if (was_down) {
+    pthread_mutex_lock(&l2->pool_lock);
+    int said = l2->down;
+    l2->down = 0;
+    l2->down_until_ns = 0;
+    pthread_mutex_unlock(&l2->pool_lock);
+    if (said) {
+      add(&l2->reconnects, 1);
+      if (!l2->quiet) fprintf(stderr, "keel: L2 cache at %s:%d reachable again\n", l2->addr.host, l2->addr.port);
+    }
+  }
+  return c;
+}
+
+static void give_back(keel_l2_t *l2, keel_redis_conn_t *c) {
+  pthread_mutex_lock(&l2->pool_lock);
+  if (l2->n_idle < POOL_MAX) {
+    l2->idle[l2->n_idle++] = c;
+    c = NULL;
+  }
+  pthread_mutex_unlock(&l2->pool_lock);
+  keel_redis_conn_close(c);
+}
+
+/* One round trip, timed and counted; NULL on a connection failure (the L2
+ * goes down) or an error reply (counted, freed). */
+static redisReply *call(keel_l2_t *l2, keel_redis_conn_t *c, int argc, const char **argv, const size_t *lens) {
+  char err[256];
+  uint64_t t0 = keel__redis_now_ns();
+  redisReply *r = keel__redis_cmd(c, argc, argv, lens, err, sizeof err);
+  add(&l2->latency_ns, keel__redis_now_ns() - t0);
+  add(&l2->calls, 1);
+  if (!r) {
+    add(&l2->errors, 1);
+    went_down(l2, err);
+    return NULL;
+  }
+  if (r->type == REDIS_REPLY_ERROR) {
+    add(&l2->errors, 1);
+    freeReplyObject(r);
+    return NULL;
+  }
+  return r;
+}
+
+keel_status keel_l2_create(const keel_l2_options *o, keel_l2_t **out, char *err, size_t errlen) {
+  if (!o || !o->url || !out || o->size < sizeof *o) return KEEL_EINVAL;
+  keel_redis_addr a;
+  keel_status st = keel_redis_addr_parse(o->url, &a, err, errlen);
+  if (st != KEEL_OK) return st;
+  if (a.stream[0] || a.group[0] || a.consumer[0]) {
+    snprintf(err, errlen, "--l2 %s: an L2 address takes no stream, group or consumer", o->url);
+    return KEEL_ECONFIG;
+  }
+  keel_l2_t *l2 = keel_mem_calloc(keel__redis_tag(), 1, sizeof *l2);
+  if (!l2) return KEEL_ENOMEM;
+  l2->addr = a;
+  l2->ttl_ms = o->ttl_ms ? o->ttl_ms : 3600000u;
+  l2->lock_ttl_ms = o->lock_ttl_ms ? o->lock_ttl_ms : 5000u;
+  l2->wait_ms = o->wait_ms ? o->wait_ms : l2->lock_ttl_ms;
+  l2->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 1000;
+  l2->quiet = o->quiet;
+  pthread_mutex_init(&l2->pool_lock, NULL);
+  char e[256];
+  st = keel_redis_conn_open(&a, l2->timeout_ms, &l2->idle[0], e, sizeof e);
+  if (st != KEEL_OK) {
+    snprintf(err, errlen, "L2 cache %s: %s", o->url, e);
+    keel_l2_destroy(l2);
+    return st == KEEL_ENOMEM ? st : KEEL_EIO;
+  }
+  l2->n_idle = 1;
+  *out = l2;
+  return KEEL_OK;
+}
+
+void keel_l2_destroy(keel_l2_t *l2) {
+  if (!l2) return;
+  for (size_t i = 0; i < l2->n_idle; i++) keel_redis_conn_close(l2->idle[i]);
+  pthread_mutex_destroy(&l2->pool_lock);
+  keel_mem_free(l2);
+}
+
+/* "keel:" kind ":" ns key, in buf (caller's) or a keel_mem block. */
+static char *make_key(char kind, const char *ns, const void *key, size_t key_len, char *buf, size_t cap, size_t *len) {
+  size_t nl = strlen(ns), n = 7 + nl + key_len;
+  char *k = n <= cap ? buf : keel_mem_alloc(keel__redis_tag(), n);
+  if (!k) return NULL;
+  memcpy(k, "keel:", 5);
+  k[5] = kind;
+  k[6] = ':';
+  memcpy(k + 7, ns, nl);
+  memcpy(k + 7 + nl, key, key_len);
+  *len = n;
+  return k;
+}
+
+static void free_key(char *k, const char *buf) {
+  if (k != buf) keel_mem_free(k);
+}
+
+static int get_value(keel_l2_t *l2, keel_redis_conn_t *c, const char *vk, size_t vlen, keel_l2_result *res,
+                     int *failed) {
+  const char *argv[2] = {"GET", vk};
+  size_t lens[2] = {3, vlen};
+  redisReply *r = call(l2, c, 2, argv, lens);
+  if (!r) {
+    *failed = 1;
+    return 0;
+  }
+  if (r->type != REDIS_REPLY_STRING) {
+    freeReplyObject(r);
+    return 0;
+  }
+  res->hit = 1;
+  res->data = (const uint8_t *)r->str;
+  res->len = (size_t)r->len;
+  res->priv = r;
+  return 1;
+}
+
+static int take_lock(keel_l2_t *l2, keel_redis_conn_t *c, const char *lk, size_t llen, keel_l2_result *res,
+                     int *failed) {
+  char ttl[24];
+  snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)l2->lock_ttl_ms);
+  snprintf(res->token, sizeof res->token, "%ld-%llu", (long)getpid(),
+           (unsigned long long)atomic_fetch_add(&l2->tokens, 1));
+  const char *argv[6] = {"SET", lk, res->token, "NX", "PX", ttl};
+  size_t lens[6] = {3, llen, strlen(res->token), 2, 2, strlen(ttl)};
+  redisReply *r = call(l2, c, 6, argv, lens);
+  if (!r) {
+    *failed = 1;
+    return 0;
+  }
+  int ok = r->type == REDIS_REPLY_STATUS;
+  freeReplyObject(r);
+  res->locked = ok;
+  return ok;
+}
+
+/* Someone else computes: poll for the value, retaking a vanished lock. */
+static void wait_for_value(keel_l2_t *l2, keel_redis_conn_t *c, const char *vk, size_t vlen, const char *lk,
+                           size_t llen, keel_l2_result *res) {
+  add(&l2->lock_waits, 1);
+  uint64_t deadline = keel__redis_now_ns() + l2->wait_ms * 1000000u, pause = 1;
+  int failed = 0;
+  while (!failed && keel__redis_now_ns() < deadline) {
+    keel__redis_sleep_ms(pause);
+    if (pause < 32) pause *= 2;
+    if (get_value(l2, c, vk, vlen, res, &failed)) {
+      add(&l2->waited_hits, 1);
+      return;
+    }
+    if (!failed && take_lock(l2, c, lk, llen, res, &failed)) return;
+  }
+  if (!failed) add(&l2->lock_timeouts, 1);
+}
+
+void keel_l2_lookup(keel_l2_t *l2, const char *ns, const void *key, size_t key_len, keel_l2_result *res) {
+  memset(res, 0, sizeof *res);
+  keel_redis_conn_t *c = take(l2);
+  if (!c) {
+    add(&l2->misses, 1);
+    return;
+  }
+  char vb[512], lb[512];
+  size_t vlen = 0, llen = 0;
+  char *vk = make_key('v', ns, key, key_len, vb, sizeof vb, &vlen);
+  char *lk = make_key('l', ns, key, key_len, lb, sizeof lb, &llen);
+  int failed = 0;
+  if (vk && lk && !get_value(l2, c, vk, vlen, res, &failed) && !failed &&
+      !take_lock(l2, c, lk, llen, res, &failed) && !failed)
+    wait_for_value(l2, c, vk, vlen, lk, llen, res);
+  add(res->hit ? &l2->hits : &l2->misses, 1);
+  free_key(vk, vb);
+  free_key(lk, lb);
+  give_back(l2, c);
+}
+
+/* Runs the unlock script on c for res's lock key. */
+static void unlock_on(keel_l2_t *l2, keel_redis_conn_t *c, const char *lk, size_t llen, keel_l2_result *res) {
+  const char *argv[5] = {"EVAL", unlock_lua, "1", lk, res->token};
+  size_t lens[5] = {4, sizeof unlock_lua - 1, 1, llen, strlen(res->token)};
+  redisReply *r = call(l2, c, 5, argv, lens);
+  if (r) freeReplyObject(r);
+  res->locked = 0;
+}
+
+void keel_l2_store(keel_l2_t *l2, const char *ns, const void *key, size_t key_len, const void *val, size_t val_len,
+                   keel_l2_result *res) {
+  keel_redis_conn_t *c = take(l2);
+  if (!c) {
+    res->locked = 0; /* its TTL frees the lock */
+    return;
+  }
+  char vb[512], lb[512], ttl[24];
+  size_t vlen = 0, llen = 0;
+  char *vk = make_key('v', ns, key, key_len, vb, sizeof vb, &vlen);
+  char *lk = make_key('l', ns, key, key_len, lb, sizeof lb, &llen);
+  snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)l2->ttl_ms);
+  if (vk) {
+    const char *argv[5] = {"SET", vk, val, "PX", ttl};
+    size_t lens[5] = {3, vlen, val_len, 2, strlen(ttl)};
+    redisReply *r = call(l2, c, 5, argv, lens);
+    if (r) {
+      add(&l2->stores, 1);
+      freeReplyObject(r);
+    }
+  }
+  if (lk && res->locked && !c->broken) unlock_on(l2, c, lk, llen, res);
+  res->locked = 0;
+  free_key(vk, vb);
+  free_key(lk, lb);
+  give_back(l2, c);
+}
+
+void keel_l2_unlock(keel_l2_t *l2, const char *ns, const void *key, size_t key_len, keel_l2_result *res) {
+  if (!res->locked) return;
+  keel_redis_conn_t *c = take(l2);
+  res->locked = 0;
+  if (!c) return;
+  char lb[512];
+  size_t llen = 0;
+  char *lk = make_key('l', ns, key, key_len, lb, sizeof lb, &llen);
+  res->locked = 1;
+  if (lk) unlock_on(l2, c, lk, llen, res);
+  res->locked = 0;
+  free_key(lk, lb);
+  give_back(l2, c);
+}
+
+void keel_l2_result_release(keel_l2_result *res) {
+  if (res && res->priv) freeReplyObject(res->priv);
+  if (res) {
+    res->priv = NULL;
+    res->data = NULL;
+    res->hit = 0;
+  }
+}
+
+void keel_l2_get_stats(keel_l2_t *l2, keel_l2_stats *out) {
+  memset(out, 0, sizeof *out);
+  if (!l2) return;
+  out->hits = atomic_load_explicit(&l2->hits, memory_order_relaxed);
+  out->misses = atomic_load_explicit(&l2->misses, memory_order_relaxed);
+  out->waited_hits = atomic_load_explicit(&l2->waited_hits, memory_order_relaxed);
+  out->lock_waits = atomic_load_explicit(&l2->lock_waits, memory_order_relaxed);
+  out->lock_timeouts = atomic_load_explicit(&l2->lock_timeouts, memory_order_relaxed);
+  out->stores = atomic_load_explicit(&l2->stores, memory_order_relaxed);
+  out->errors = atomic_load_explicit(&l2->errors, memory_order_relaxed);
+  out->degraded = atomic_load_explicit(&l2->degraded, memory_order_relaxed);
+  out->reconnects = atomic_load_explicit(&l2->reconnects, memory_order_relaxed);
+  out->calls = atomic_load_explicit(&l2->calls, memory_order_relaxed);
+  out->latency_s = atomic_load_explicit(&l2->latency_ns, memory_order_relaxed) / 1e9;
+  pthread_mutex_lock(&l2->pool_lock);
+  out->down = l2->down;
+  pthread_mutex_unlock(&l2->pool_lock);
+}

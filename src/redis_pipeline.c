@@ -1,0 +1,93 @@
+/* redis_pipeline.c — the pipeline's Redis configuration: the [l2] section
+ * (the shared L2 cache) and the [redis] section (stream source and sink
+ * options, read by redis_stream.c).
+ *
+ * [l2]   url = redis://HOST:PORT[/DB]   ttl = 1h   lock_ttl = 5s   wait = 5s   timeout = 1s
+ * Durations: "500ms", "30s", "5m", "2h" or plain seconds. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline_int.h"
+#include "redis_int.h"
+
+static const char *const l2_keys[] = {"url", "ttl", "lock_ttl", "wait", "timeout", NULL};
+
+/* "500ms", "30s", "5m", "2h", or plain seconds, to milliseconds. */
+static keel_status parse_ms(const char *s, uint64_t *out) {
+  char *end;
+  double v = strtod(s, &end);
+  static const struct { const char *unit; double ms; } U[] = {{"", 1e3}, {"s", 1e3}, {"ms", 1}, {"m", 60e3}, {"h", 3600e3}};
+  if (end == s || !(v >= 0) || v > 1e12) return KEEL_EINVAL;
+  for (size_t i = 0; i < sizeof U / sizeof U[0]; i++)
+    if (!strcmp(end, U[i].unit)) {
+      *out = (uint64_t)(v * U[i].ms);
+      return KEEL_OK;
+    }
+  return KEEL_EINVAL;
+}
+
+keel_status keel__redis_config_ms(const keel_config_t *cfg, const char *sec, const char *key, uint64_t def,
+                                  uint64_t *out, char *err, size_t errlen) {
+  const char *v = keel_config_get(cfg, sec, key);
+  *out = def;
+  if (!v) return KEEL_OK;
+  if (parse_ms(v, out) != KEEL_OK) {
+    snprintf(err, errlen, "[%s] %s = '%s': want a duration such as 500ms, 30s, 5m", sec, key, v);
+    return KEEL_ECONFIG;
+  }
+  return KEEL_OK;
+}
+
+keel_status keel__redis_config_check(const keel_config_t *cfg, const char *section, const char *const *known,
+                                     char *err, size_t errlen) {
+  for (size_t i = 0; i < keel_config_count(cfg); i++) {
+    const char *sec, *key;
+    keel_config_entry(cfg, i, &sec, &key, NULL, NULL);
+    if (strcmp(sec, section)) continue;
+    size_t k = 0;
+    while (known[k] && strcmp(known[k], key)) k++;
+    if (!known[k]) {
+      snprintf(err, errlen, "unknown option '%s' in [%s]", key, section);
+      return KEEL_ECONFIG;
+    }
+  }
+  return KEEL_OK;
+}
+
+keel_status keel__pipeline_l2_open(const keel_config_t *cfg, keel_l2_t **out, char *err, size_t errlen) {
+  *out = NULL;
+  keel_status st = keel__redis_config_check(cfg, "l2", l2_keys, err, errlen);
+  const char *url = keel_config_get(cfg, "l2", "url");
+  if (st != KEEL_OK || !url || !*url) return st;
+  uint64_t ttl, lock_ttl, wait, timeout;
+  if ((st = keel__redis_config_ms(cfg, "l2", "ttl", 3600000, &ttl, err, errlen)) != KEEL_OK ||
+      (st = keel__redis_config_ms(cfg, "l2", "lock_ttl", 5000, &lock_ttl, err, errlen)) != KEEL_OK ||
+      (st = keel__redis_config_ms(cfg, "l2", "wait", 0, &wait, err, errlen)) != KEEL_OK ||
+      (st = keel__redis_config_ms(cfg, "l2", "timeout", 1000, &timeout, err, errlen)) != KEEL_OK)
+    return st;
+  if (ttl == 0 || lock_ttl == 0 || timeout == 0 || timeout > 600000) {
+    snprintf(err, errlen, "[l2] ttl, lock_ttl and timeout must be positive (timeout at most 10m)");
+    return KEEL_ECONFIG;
+  }
+  keel_l2_options o = {.size = sizeof o, .url = url, .ttl_ms = ttl, .lock_ttl_ms = lock_ttl, .wait_ms = wait,
+                       .timeout_ms = (int)timeout};
+  return keel_l2_create(&o, out, err, errlen);
+}
+
+/* Live stream counters while a run goes on, else the last run's. The
+ * source and sink objects exist from open_ends to the end of the run, and
+ * are only replaced by the run's own thread: a snapshot races only on the
+ * counters, which are atomics. */
+void keel__pipeline_redis_stats(keel_pipeline_t *p, keel_run_stats *st) {
+  st->l2_active = p->l2 != NULL;
+  if (p->l2) keel_l2_get_stats(p->l2, &st->l2);
+  keel__stream_src *src = p->src_stream;
+  keel__stream_out *out = p->out_stream;
+  st->stream = p->stream_last;
+  if (src) keel__stream_src_stats(src, &st->stream);
+  if (out) {
+    st->stream.active = 1;
+    st->stream.written = keel__stream_out_written(out);
+  }
+}

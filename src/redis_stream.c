@@ -1,0 +1,575 @@
+/* redis_stream.c — a Redis stream as the pipeline's source and sink.
+ *
+ * Source (--input redis://H:P?stream=S&group=G&consumer=C): the reader
+ * thread reads new entries with XREADGROUP ... BLOCK 100 (short, so a stop
+ * is seen quickly) and, every claim_idle_ms/2, takes over entries other
+ * consumers left pending longer than claim_idle_ms (XAUTOCLAIM; their
+ * delivery counts come from XPENDING). An entry delivered more than
+ * max_deliveries times is a poison message: it goes to the dead-letter
+ * file with that reason and is acknowledged like any other. The sink thread
+ * acknowledges (XACK) each batch only after its output lines and dead-letter
+ * records are written and flushed, on its own connection: a crash before
+ * that leaves the entries pending, and another consumer claims them
+ * (at-least-once; every output line carries its "stream_id").
+ *
+ * Redeliveries are counted, not remembered: every claimed entry, and every
+ * entry whose delivery count says it was delivered before, adds one; no set
+ * of seen ids is kept.
+ *
+ * Faults: a connection failure is retried with backoff (100 ms doubling to
+ * 2 s) for at most retry_ms; then the reader ends the input with an error
+ * (events in flight finish and are acknowledged if the ack connection
+ * works; whatever is not acknowledged stays pending for another consumer).
+ *
+ * Sink (--output redis://H:P?stream=S): each output line becomes an entry
+ * with one field, data = the line (no newline), added with
+ * XADD S [MAXLEN ~ N] * data LINE, a batch pipelined in one round trip.
+ *
+ * Counters are relaxed atomics: written by the reader or the sink thread,
+ * read by snapshots from any thread. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pipeline_int.h"
+#include "redis_int.h"
+
+static const char *const redis_keys[] = {"claim_idle_ms", "max_deliveries", "output_maxlen", "create_group",
+                                         "idle_exit_ms", "retry_ms", "block_ms", NULL};
+
+typedef struct stream_counters {
+  _Atomic uint64_t read, claimed, redeliveries, acked, dead_lettered, errors, reconnects, written;
+  _Atomic int64_t pending, lag;
+} stream_counters;
+
+struct keel__stream_src {
+  keel_pipeline_t *p;
+  keel_redis_addr addr;
+  keel_redis_conn_t *rc; /* the reader thread's */
+  keel_redis_conn_t *ac; /* the sink thread's (XACK) */
+  uint64_t claim_idle_ms, max_deliveries, idle_exit_ms, retry_ms, block_ms, count;
+  /* reader-thread state */
+  redisReply *reply;       /* the entries being handed out (owned) */
+  redisReply **entries;    /* borrowed from reply */
+  size_t n_entries, next;
+  int claimed_batch;       /* the entries come from a claim: deliveries[] holds their counts */
+  uint32_t *deliveries;    /* per entry of a claim (owned, tag redis), NULL for new entries */
+  size_t deliveries_cap;
+  uint64_t no;             /* entries handed out */
+  uint64_t next_claim_ns, next_info_ns, last_activity_ns;
+  char claim_cursor[48];
+  char err[256];
+  stream_counters c;
+};
+
+struct keel__stream_out {
+  keel_redis_addr addr;
+  keel_redis_conn_t *c;
+  uint64_t maxlen, retry_ms;
+  keel_pipeline_t *p;
+  _Atomic uint64_t written; /* sink thread; snapshots read it */
+};
+
+static void add(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_add_explicit(c, n, memory_order_relaxed); }
+
+/* ---- shared: retry with backoff ---- */
+
+static int stop_asked(keel_pipeline_t *p) { return atomic_load_explicit(&p->stop, memory_order_relaxed); }
+
+/* Reconnects *c with backoff until it works, the budget runs out (KEEL_EIO)
+ * or, when honour_stop, a stop is asked (KEEL_ECANCELED). */
+static keel_status recover(keel_pipeline_t *p, keel_redis_conn_t *c, uint64_t retry_ms, stream_counters *k,
+                           int honour_stop, char *err, size_t errlen) {
+  uint64_t t0 = keel__redis_now_ns(), pause = 100;
+  char why[160];
+  snprintf(why, sizeof why, "%.159s", err);
+  fprintf(stderr, "keel: warning: Redis stream at %s:%d lost (%s); retrying for up to %llu ms\n", c->addr.host,
+          c->addr.port, why, (unsigned long long)retry_ms);
+  for (;;) {
+    if (honour_stop && stop_asked(p)) return KEEL_ECANCELED;
+    if ((keel__redis_now_ns() - t0) / 1000000u >= retry_ms) {
+      snprintf(err, errlen, "Redis stream at %.64s:%d unreachable for %llu ms (%.100s): giving up", c->addr.host,
+               c->addr.port, (unsigned long long)retry_ms, why);
+      return KEEL_EIO;
+    }
+    keel__redis_sleep_ms(pause);
+    if (pause < 2000) pause *= 2;
+    char e[256];
+    if (keel__redis_reconnect(c, e, sizeof e) == KEEL_OK) {
+      add(&k->reconnects, 1);
+      fprintf(stderr, "keel: Redis stream at %s:%d reachable again\n", c->addr.host, c->addr.port);
+      return KEEL_OK;
+    }
+  }
+}
+
+/* ---- source ---- */
+
+static keel_status read_options(keel__stream_src *s, const keel_config_t *cfg, int *create, char *err, size_t errlen) {
+  int64_t v;
+  keel_status st = keel__redis_config_check(cfg, "redis", redis_keys, err, errlen);
+  struct { const char *key; int64_t def, min; uint64_t *to; } O[] = {
+      {"claim_idle_ms", 30000, 1, &s->claim_idle_ms}, {"max_deliveries", 5, 1, &s->max_deliveries},
+      {"idle_exit_ms", 0, 0, &s->idle_exit_ms},      {"retry_ms", 30000, 1, &s->retry_ms},
+      {"block_ms", 100, 1, &s->block_ms}};
+  for (size_t i = 0; st == KEEL_OK && i < sizeof O / sizeof O[0]; i++) {
+    st = keel_config_get_int(cfg, "redis", O[i].key, O[i].def, O[i].min, INT64_MAX / 1000000, &v, err, errlen);
+    *O[i].to = (uint64_t)v;
+  }
+  if (st == KEEL_OK) st = keel_config_get_bool(cfg, "redis", "create_group", 0, create, err, errlen);
+  return st;
+}
+
+static keel_status make_group(keel__stream_src *s, int create, char *err, size_t errlen) {
+  char e[256];
+  const char *argv[6] = {"XGROUP", "CREATE", s->addr.stream, s->addr.group, "0", "MKSTREAM"};
+  if (create) {
+    redisReply *r = keel__redis_cmd(s->rc, 6, argv, NULL, e, sizeof e);
+    if (!r) {
+      snprintf(err, errlen, "%s", e);
+      return KEEL_EIO;
+    }
+    int bad = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9);
+    if (bad) snprintf(err, errlen, "creating group '%s' on stream '%s': %s", s->addr.group, s->addr.stream, r->str);
+    freeReplyObject(r);
+    if (bad) return KEEL_ECONFIG;
+    return KEEL_OK;
+  }
+  const char *q[3] = {"XINFO", "GROUPS", s->addr.stream};
+  redisReply *r = keel__redis_cmd(s->rc, 3, q, NULL, e, sizeof e);
+  if (!r) {
+    snprintf(err, errlen, "%s", e);
+    return KEEL_EIO;
+  }
+  int found = 0;
+  for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+    redisReply *g = r->element[i];
+    for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2)
+      if (g->element[j]->type == REDIS_REPLY_STRING && !strcmp(g->element[j]->str, "name") &&
+          g->element[j + 1]->type == REDIS_REPLY_STRING && !strcmp(g->element[j + 1]->str, s->addr.group))
+        found = 1;
+  }
+  freeReplyObject(r);
+  if (!found) {
+    snprintf(err, errlen, "stream '%s' has no consumer group '%s' (create it, or pass --create-group)",
+             s->addr.stream, s->addr.group);
+    return KEEL_ECONFIG;
+  }
+  return KEEL_OK;
+}
+
+keel_status keel__stream_src_open(keel_pipeline_t *p, const char *url, keel__stream_src **out, char *err,
+                                  size_t errlen) {
+  keel__stream_src *s = keel_mem_calloc(keel__redis_tag(), 1, sizeof *s);
+  if (!s) return KEEL_ENOMEM;
+  s->p = p;
+  int create = 0;
+  keel_status st = keel_redis_addr_parse(url, &s->addr, err, errlen);
+  if (st == KEEL_OK && (!s->addr.stream[0] || !s->addr.group[0])) {
+    snprintf(err, errlen, "--input %s: a stream input needs ?stream=NAME&group=GROUP[&consumer=NAME]", url);
+    st = KEEL_ECONFIG;
+  }
+  if (st == KEEL_OK && !s->addr.consumer[0]) {
+    char host[64] = "keel";
+    gethostname(host, sizeof host - 1);
+    snprintf(s->addr.consumer, sizeof s->addr.consumer, "%s-%ld", host, (long)getpid());
+  }
+  if (st == KEEL_OK) st = read_options(s, p->cfg, &create, err, errlen);
+  if (st == KEEL_OK) st = keel_redis_conn_open(&s->addr, 2000, &s->rc, err, errlen);
+  if (st == KEEL_OK) st = keel_redis_conn_open(&s->addr, 2000, &s->ac, err, errlen);
+  if (st == KEEL_OK) st = make_group(s, create, err, errlen);
+  if (st != KEEL_OK) {
+    keel_redis_conn_close(s->rc);
+    keel_redis_conn_close(s->ac);
+    keel_mem_free(s);
+    return st == KEEL_ECONFIG || st == KEEL_ENOMEM ? st : KEEL_EIO;
+  }
+  s->count = p->batch_size * 2;
+  snprintf(s->claim_cursor, sizeof s->claim_cursor, "0-0");
+  atomic_store(&s->c.pending, -1);
+  atomic_store(&s->c.lag, -1);
+  s->last_activity_ns = keel__redis_now_ns();
+  *out = s;
+  return KEEL_OK;
+}
+
+static void drop_reply(keel__stream_src *s) {
+  if (s->reply) freeReplyObject(s->reply);
+  s->reply = NULL;
+  s->entries = NULL;
+  s->n_entries = s->next = 0;
+  s->claimed_batch = 0;
+}
+
+static int parse_id(const char *str, uint64_t *ms, uint64_t *seq) {
+  char *end;
+  *ms = strtoull(str, &end, 10);
+  if (*end != '-') return -1;
+  *seq = strtoull(end + 1, &end, 10);
+  return *end ? -1 : 0;
+}
+
+/* One command on the reader's connection with recovery: NULL with *st set
+ * when it could not be done. */
+static redisReply *reader_cmd(keel__stream_src *s, int argc, const char **argv, keel_status *st) {
+  for (;;) {
+    redisReply *r = keel__redis_cmd(s->rc, argc, argv, NULL, s->err, sizeof s->err);
+    if (r && r->type == REDIS_REPLY_ERROR) {
+      add(&s->c.errors, 1);
+      snprintf(s->err, sizeof s->err, "%s %s: %s", argv[0], s->addr.stream, r->str);
+      freeReplyObject(r);
+      *st = KEEL_EIO;
+      return NULL;
+    }
+    if (r) return r;
+    add(&s->c.errors, 1);
+    *st = recover(s->p, s->rc, s->retry_ms, &s->c, 1, s->err, sizeof s->err);
+    if (*st != KEEL_OK) return NULL;
+  }
+}
+
+/* Delivery counts of the claimed entries (XPENDING over their id range). */
+static void claim_counts(keel__stream_src *s) {
+  size_t n = s->n_entries;
+  if (n > s->deliveries_cap) {
+    uint32_t *d = keel_mem_alloc(keel__redis_tag(), n * sizeof *d);
+    if (!d) return;
+    keel_mem_free(s->deliveries);
+    s->deliveries = d;
+    s->deliveries_cap = n;
+  }
+  for (size_t i = 0; i < n; i++) s->deliveries[i] = 2; /* at least: it was delivered before */
+  char cnt[24];
+  snprintf(cnt, sizeof cnt, "%zu", n);
+  const char *argv[7] = {"XPENDING", s->addr.stream, s->addr.group, s->entries[0]->element[0]->str,
+                         s->entries[n - 1]->element[0]->str, cnt, s->addr.consumer};
+  keel_status st;
+  redisReply *r = reader_cmd(s, 7, argv, &st);
+  if (!r) return;
+  size_t j = 0;
+  for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+    redisReply *e = r->element[i];
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 4) continue;
+    while (j < n && strcmp(s->entries[j]->element[0]->str, e->element[0]->str)) j++;
+    if (j < n) s->deliveries[j] = (uint32_t)e->element[3]->integer;
+  }
+  freeReplyObject(r);
+}
+
+/* XAUTOCLAIM a page of idle entries. 1 when it got some. */
+static int claim(keel__stream_src *s, keel_status *st) {
+  char idle[24], cnt[24];
+  snprintf(idle, sizeof idle, "%llu", (unsigned long long)s->claim_idle_ms);
+  snprintf(cnt, sizeof cnt, "%llu", (unsigned long long)s->count);
+  const char *argv[8] = {"XAUTOCLAIM", s->addr.stream, s->addr.group, s->addr.consumer, idle, s->claim_cursor,
+                         "COUNT", cnt};
+  redisReply *r = reader_cmd(s, 8, argv, st);
+  if (!r) return 0;
+  if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[1]->type != REDIS_REPLY_ARRAY) {
+    freeReplyObject(r);
+    return 0;
+  }
+  snprintf(s->claim_cursor, sizeof s->claim_cursor, "%s", r->element[0]->str ? r->element[0]->str : "0-0");
+  if (r->element[1]->elements == 0) {
+    freeReplyObject(r);
+    return 0;
+  }
+  s->reply = r;
+  s->entries = r->element[1]->element;
+  s->n_entries = r->element[1]->elements;
+  s->next = 0;
+  s->claimed_batch = 1;
+  add(&s->c.claimed, s->n_entries);
+  claim_counts(s);
+  return 1;
+}
+
+static int read_new(keel__stream_src *s, keel_status *st) {
+  char cnt[24], block[24];
+  snprintf(cnt, sizeof cnt, "%llu", (unsigned long long)s->count);
+  snprintf(block, sizeof block, "%llu", (unsigned long long)s->block_ms);
+  const char *argv[10] = {"XREADGROUP", "GROUP", s->addr.group, s->addr.consumer, "COUNT", cnt, "BLOCK", block,
+                          "STREAMS", s->addr.stream};
+  const char *full[11];
+  memcpy(full, argv, sizeof argv);
+  full[10] = ">";
+  redisReply *r = reader_cmd(s, 11, full, st);
+  if (!r) return 0;
+  if (r->type != REDIS_REPLY_ARRAY || r->elements == 0 || r->element[0]->elements < 2 ||
+      r->element[0]->element[1]->elements == 0) {
+    freeReplyObject(r);
+    return 0;
+  }
+  s->reply = r;
+  s->entries = r->element[0]->element[1]->element;
+  s->n_entries = r->element[0]->element[1]->elements;
+  s->next = 0;
+  return 1;
+}
+
+/* The group's pending count and lag (XINFO GROUPS). */
+static void refresh_info(keel__stream_src *s) {
+  const char *argv[3] = {"XINFO", "GROUPS", s->addr.stream};
+  keel_status st;
+  redisReply *r = reader_cmd(s, 3, argv, &st);
+  if (!r) return;
+  for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+    redisReply *g = r->element[i];
+    int mine = 0;
+    int64_t pending = -1, lag = -1;
+    for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2) {
+      const char *k = g->element[j]->str;
+      redisReply *v = g->element[j + 1];
+      if (!k) continue;
+      if (!strcmp(k, "name") && v->type == REDIS_REPLY_STRING && !strcmp(v->str, s->addr.group)) mine = 1;
+      if (!strcmp(k, "pending") && v->type == REDIS_REPLY_INTEGER) pending = v->integer;
+      if (!strcmp(k, "lag") && v->type == REDIS_REPLY_INTEGER) lag = v->integer;
+    }
+    if (mine) {
+      atomic_store_explicit(&s->c.pending, pending, memory_order_relaxed);
+      atomic_store_explicit(&s->c.lag, lag, memory_order_relaxed);
+    }
+  }
+  freeReplyObject(r);
+}
+
+/* Hands out the next buffered entry. */
+static keel_status take_entry(keel__stream_src *s, const char **line, size_t *len, uint64_t *no, stream_ref *ref) {
+  size_t i = s->next++;
+  redisReply *e = s->entries[i];
+  memset(ref, 0, sizeof *ref);
+  ref->has = 1;
+  ref->deliveries = s->claimed_batch ? (s->deliveries && s->deliveries_cap >= s->n_entries ? s->deliveries[i] : 2) : 1;
+  if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 || parse_id(e->element[0]->str, &ref->ms, &ref->seq)) {
+    ref->kind = 2;
+  }
+  *line = "";
+  *len = 0;
+  if (!ref->kind) {
+    redisReply *f = e->element[1];
+    ref->kind = 2;
+    for (size_t j = 0; f->type == REDIS_REPLY_ARRAY && j + 1 < f->elements; j += 2)
+      if (f->element[j]->type == REDIS_REPLY_STRING && !strcmp(f->element[j]->str, "data") &&
+          f->element[j + 1]->type == REDIS_REPLY_STRING) {
+        *line = f->element[j + 1]->str;
+        *len = (size_t)f->element[j + 1]->len;
+        ref->kind = 0;
+      }
+  }
+  if (ref->deliveries > 1) add(&s->c.redeliveries, 1);
+  if (ref->deliveries > s->max_deliveries) ref->kind = 1;
+  add(&s->c.read, 1);
+  *no = ++s->no;
+  s->last_activity_ns = keel__redis_now_ns();
+  return *len > s->p->limits.max_line ? KEEL_ELIMIT : KEEL_OK;
+}
+
+/* Idle exit: nothing new for idle_exit_ms and nothing pending in the group. */
+static int idle_done(keel__stream_src *s) {
+  if (!s->idle_exit_ms || (keel__redis_now_ns() - s->last_activity_ns) / 1000000u < s->idle_exit_ms) return 0;
+  refresh_info(s);
+  return atomic_load_explicit(&s->c.pending, memory_order_relaxed) == 0;
+}
+
+keel_status keel__stream_src_next(keel__stream_src *s, const char **line, size_t *len, uint64_t *no, stream_ref *ref) {
+  for (;;) {
+    if (stop_asked(s->p)) return KEEL_ECANCELED;
+    if (s->next < s->n_entries) return take_entry(s, line, len, no, ref);
+    drop_reply(s);
+    keel_status st = KEEL_OK;
+    uint64_t now = keel__redis_now_ns();
+    if (now >= s->next_claim_ns) {
+      uint64_t every = s->claim_idle_ms / 2 < 50 ? 50 : s->claim_idle_ms / 2;
+      int got = claim(s, &st);
+      if (!got || !strcmp(s->claim_cursor, "0-0")) s->next_claim_ns = now + every * 1000000u;
+      if (got) continue;
+    }
+    if (st == KEEL_OK && now >= s->next_info_ns) {
+      refresh_info(s);
+      s->next_info_ns = now + 1000000000u;
+    }
+    if (st == KEEL_OK && read_new(s, &st)) continue;
+    if (st == KEEL_ECANCELED) return st;
+    if (st != KEEL_OK) return KEEL_EIO;
+    if (idle_done(s)) return KEEL_EEOF;
+  }
+}
+
+const char *keel__stream_src_error(const keel__stream_src *s) { return s->err; }
+
+int keel__stream_src_pending(const keel__stream_src *s) { return s->next < s->n_entries; }
+
+keel_status keel__stream_src_ack(keel__stream_src *s, const batch *b, char *err, size_t errlen) {
+  size_t n = 0;
+  for (size_t i = 0; i < b->n; i++) n += b->rec[i].sid.has;
+  if (!n) return KEEL_OK;
+  const char **argv = keel_mem_alloc(keel__redis_tag(), (n + 3) * (sizeof *argv + 48));
+  if (!argv) return KEEL_ENOMEM;
+  char *ids = (char *)(argv + n + 3);
+  argv[0] = "XACK";
+  argv[1] = s->addr.stream;
+  argv[2] = s->addr.group;
+  size_t k = 3;
+  for (size_t i = 0; i < b->n; i++) {
+    const stream_ref *r = &b->rec[i].sid;
+    if (!r->has) continue;
+    char *id = ids + 48 * (k - 3);
+    snprintf(id, 48, "%llu-%llu", (unsigned long long)r->ms, (unsigned long long)r->seq);
+    argv[k++] = id;
+    if (b->rec[i].sid.kind == 1) add(&s->c.dead_lettered, 1);
+  }
+  keel_status st = KEEL_OK;
+  for (;;) {
+    redisReply *r = keel__redis_cmd(s->ac, (int)k, argv, NULL, err, errlen);
+    if (r) {
+      if (r->type == REDIS_REPLY_INTEGER) add(&s->c.acked, (uint64_t)r->integer);
+      else st = KEEL_EIO, snprintf(err, errlen, "XACK %s: %s", s->addr.stream, r->str ? r->str : "bad reply");
+      freeReplyObject(r);
+      break;
+    }
+    add(&s->c.errors, 1);
+    /* No stop here: entries whose output is written deserve their ack. */
+    if ((st = recover(s->p, s->ac, s->retry_ms, &s->c, 0, err, errlen)) != KEEL_OK) break;
+  }
+  keel_mem_free(argv);
+  return st;
+}
+
+static void copy_stats(const stream_counters *c, keel_stream_stats *o) {
+  o->active = 1;
+  o->read = atomic_load_explicit(&c->read, memory_order_relaxed);
+  o->claimed = atomic_load_explicit(&c->claimed, memory_order_relaxed);
+  o->redeliveries = atomic_load_explicit(&c->redeliveries, memory_order_relaxed);
+  o->acked = atomic_load_explicit(&c->acked, memory_order_relaxed);
+  o->dead_lettered = atomic_load_explicit(&c->dead_lettered, memory_order_relaxed);
+  o->errors = atomic_load_explicit(&c->errors, memory_order_relaxed);
+  o->reconnects = atomic_load_explicit(&c->reconnects, memory_order_relaxed);
+  o->pending = atomic_load_explicit(&c->pending, memory_order_relaxed);
+  o->lag = atomic_load_explicit(&c->lag, memory_order_relaxed);
+}
+
+uint64_t keel__stream_out_written(const keel__stream_out *o) {
+  return o ? atomic_load_explicit(&((keel__stream_out *)o)->written, memory_order_relaxed) : 0;
+}
+
+void keel__stream_src_stats(const keel__stream_src *s, keel_stream_stats *out) {
+  copy_stats(&s->c, out);
+}
+
+void keel__stream_src_close(keel_pipeline_t *p) {
+  keel__stream_src *s = p->src_stream;
+  if (!s) return;
+  refresh_info(s);
+  keel_stream_stats x;
+  memset(&x, 0, sizeof x);
+  copy_stats(&s->c, &x);
+  x.written = p->stream_last.written;
+  p->stream_last = x;
+  drop_reply(s);
+  keel_mem_free(s->deliveries);
+  keel_redis_conn_close(s->rc);
+  keel_redis_conn_close(s->ac);
+  keel_mem_free(s);
+  p->src_stream = NULL;
+}
+
+/* ---- sink ---- */
+
+keel_status keel__stream_out_open(keel_pipeline_t *p, const char *url, keel__stream_out **out, char *err,
+                                  size_t errlen) {
+  keel__stream_out *o = keel_mem_calloc(keel__redis_tag(), 1, sizeof *o);
+  if (!o) return KEEL_ENOMEM;
+  o->p = p;
+  int64_t v = 0, r = 0;
+  keel_status st = keel_redis_addr_parse(url, &o->addr, err, errlen);
+  if (st == KEEL_OK && !o->addr.stream[0]) {
+    snprintf(err, errlen, "--output %s: a stream output needs ?stream=NAME", url);
+    st = KEEL_ECONFIG;
+  }
+  if (st == KEEL_OK) st = keel__redis_config_check(p->cfg, "redis", redis_keys, err, errlen);
+  if (st == KEEL_OK) st = keel_config_get_int(p->cfg, "redis", "output_maxlen", 0, 0, INT64_MAX, &v, err, errlen);
+  if (st == KEEL_OK) st = keel_config_get_int(p->cfg, "redis", "retry_ms", 30000, 1, INT64_MAX / 1000000, &r, err, errlen);
+  if (st == KEEL_OK) st = keel_redis_conn_open(&o->addr, 2000, &o->c, err, errlen);
+  if (st != KEEL_OK) {
+    keel_mem_free(o);
+    return st == KEEL_ECONFIG || st == KEEL_ENOMEM ? st : KEEL_EIO;
+  }
+  o->maxlen = (uint64_t)v;
+  o->retry_ms = (uint64_t)r;
+  *out = o;
+  return KEEL_OK;
+}
+
+/* Sends every output line of b as XADD, pipelined; 0 when all replied. */
+static int send_batch(keel__stream_out *o, const batch *b, char *err, size_t errlen) {
+  char maxlen[24];
+  snprintf(maxlen, sizeof maxlen, "%llu", (unsigned long long)o->maxlen);
+  size_t sent = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    const record *r = &b->rec[i];
+    if (r->rejected || !r->out_len) continue;
+    const char *argv[7] = {"XADD", o->addr.stream, "MAXLEN", "~", maxlen, "*", "data"};
+    const char *a2[8];
+    size_t lens[8];
+    int argc = 0;
+    for (int j = 0; j < 7; j++) {
+      if (!o->maxlen && j >= 2 && j <= 4) continue;
+      a2[argc] = argv[j];
+      lens[argc++] = strlen(argv[j]);
+    }
+    a2[argc] = b->out.data + r->out_off;
+    lens[argc++] = r->out_len - 1; /* without the newline */
+    if (redisAppendCommandArgv(o->c->ctx, argc, a2, lens) != REDIS_OK) break;
+    sent++;
+  }
+  size_t ok = 0;
+  for (size_t i = 0; i < sent; i++) {
+    void *rep = NULL;
+    if (redisGetReply(o->c->ctx, &rep) != REDIS_OK || !rep) {
+      snprintf(err, errlen, "XADD %s: %s", o->addr.stream, o->c->ctx->errstr[0] ? o->c->ctx->errstr : "no reply");
+      o->c->broken = 1;
+      return -1;
+    }
+    if (((redisReply *)rep)->type != REDIS_REPLY_ERROR) ok++;
+    else snprintf(err, errlen, "XADD %s: %s", o->addr.stream, ((redisReply *)rep)->str);
+    freeReplyObject(rep);
+  }
+  add(&o->written, ok);
+  return ok == sent ? 0 : -2;
+}
+
+keel_status keel__stream_out_write(keel__stream_out *o, const batch *b, char *err, size_t errlen) {
+  stream_counters dummy;
+  memset(&dummy, 0, sizeof dummy);
+  for (;;) {
+    int rc = o->c->broken ? -1 : send_batch(o, b, err, errlen);
+    if (rc == 0) return KEEL_OK;
+    if (rc == -2) return KEEL_EIO; /* the server refused (e.g. a wrong type): not a retry case */
+    /* Lost mid-batch: resend the whole batch (at least once: a line may appear twice). */
+    if (recover(o->p, o->c, o->retry_ms, &dummy, 0, err, errlen) != KEEL_OK) return KEEL_EIO;
+  }
+}
+
+void keel__stream_out_close(keel_pipeline_t *p) {
+  keel__stream_out *o = p->out_stream;
+  if (!o) return;
+  p->stream_last.written = atomic_load(&o->written);
+  keel_redis_conn_close(o->c);
+  keel_mem_free(o);
+  p->out_stream = NULL;
+}
+
+keel_status keel__stream_tag_output(keel_buf *out, size_t line_off, const stream_ref *ref) {
+  /* The line is "{...}\n" from line_off: drop "}\n", add the field, close. */
+  if (out->len < line_off + 3 || out->data[out->len - 2] != '}') return KEEL_EINVAL;
+  int empty = out->len - line_off == 3; /* "{}\n" */
+  out->len -= 2;
+  keel_status st = keel_buf_appendf(out, "%s\"stream_id\":\"%llu-%llu\"}\n", empty ? "" : ",",
+                                    (unsigned long long)ref->ms, (unsigned long long)ref->seq);
+  if (st != KEEL_OK) {
+    out->len += 2; /* the append failed whole: "}\n" is still there */
+  }
+  return st;
+}
