@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# keel run --metrics-log writes one JSON line per interval with the same
+# figures as /metrics (the last line equals the run's summary); keel report
+# turns it into a self-contained HTML page and SVG charts that parse as XML
+# and HTML and hold every series (memory per tag and RSS, hit ratio per
+# cache, events/s, queue depth) with one point per sample; bad inputs are
+# usage errors.
+set -u
+: "${KEEL:?KEEL must name the keel executable}"
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fails=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+python3 - >"$dir/in" <<'PY'
+import random
+r = random.Random(3)
+for i in range(12000):
+    u = int(r.paretovariate(1.2)) % 3000
+    if i % 4: print('{"type":"rank","user":"%d","k":8}' % u)
+    else: print('{"type":"score","user":"%d","product":"%d"}' % (u, r.randrange(100)))
+PY
+# Fed through a FIFO in six bursts, so the run spans several sampling intervals.
+mkfifo "$dir/feed"
+"$KEEL" run --products 3000 --dim 32 --cache rank=1MiB --cache score=256KiB --input "$dir/feed" --output /dev/null \
+  --metrics-log "$dir/m.jsonl" --metrics-interval 0.05 --summary-json "$dir/s.json" --no-progress 2>"$dir/err" &
+pid=$!
+exec 3>"$dir/feed"
+for k in 0 1 2 3 4 5; do sed -n "$((k * 2000 + 1)),$((k * 2000 + 2000))p" "$dir/in" >&3; sleep 0.1; done
+exec 3>&-
+wait $pid; rc=$?
+[ $rc = 0 ] && ok "run with --metrics-log exit 0" || bad "run exit $rc: $(tail -n 2 "$dir/err")"
+python3 - "$dir/m.jsonl" "$dir/s.json" <<'PY' && ok "metrics log: one JSON object per line, monotonic, last line = summary" || bad "metrics log"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+s = json.load(open(sys.argv[2]))
+last = lines[-1]
+ok = len(lines) >= 3
+ts = [l["t"] for l in lines]; ins = [l["events_in"] for l in lines]
+ok &= ts == sorted(ts) and ins == sorted(ins)
+ok &= last["events_in"] == s["events_in"] == 12000 and last["events_out"] == s["events_out"]
+ok &= last["caches"]["rank"]["hits"] == s["stages"]["rank"]["cache"]["hits"]
+ok &= last["stages"]["rank"]["calls"] == s["stages"]["rank"]["calls"]
+ok &= all(k in last for k in ("mem", "rss_bytes", "queue", "events_per_s", "leaks", "budget_bytes"))
+ok &= last["mem"]["catalog"]["current"] > 0
+print(f"  {len(lines)} lines over {ts[-1]:.2f} s; last: {last['events_in']} in, rank hits {last['caches']['rank']['hits']}")
+sys.exit(0 if ok else 1)
+PY
+n=$(wc -l <"$dir/m.jsonl")
+
+"$KEEL" report --metrics-log "$dir/m.jsonl" --output "$dir/report.html" --svg "$dir/svg" 2>"$dir/rerr"
+rc=$?
+[ $rc = 0 ] && ok "keel report exit 0" || bad "keel report exit $rc: $(cat "$dir/rerr")"
+"$KEEL" report --metrics-log "$dir/m.jsonl" --svg "$dir/one.svg" --chart hit-ratio 2>>"$dir/rerr" &&
+  ok "--svg FILE --chart hit-ratio" || bad "--svg FILE: $(cat "$dir/rerr")"
+python3 - "$dir" "$n" <<'PY' && ok "HTML and SVG parse (xml.etree, html.parser) and hold every series, $n points each" || bad "report content"
+import sys, xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+d, n = sys.argv[1], int(sys.argv[2])
+NS = "{http://www.w3.org/2000/svg}"
+def series(root):
+    return {p.get("data-series"): (int(p.get("data-n")), len(p.get("points").split())) for p in root.iter(NS + "polyline")}
+ok = True
+html = open(f"{d}/report.html").read()
+class P(HTMLParser):
+    def __init__(self): super().__init__(); self.stack = []; self.bad = 0; self.svgs = 0
+    def handle_starttag(self, t, a):
+        if t == "svg": self.svgs += 1
+P_ = P(); P_.feed(html); P_.close()
+root = ET.fromstring(html)                        # well-formed XML too
+page = series(root)
+if P_.svgs != 4: print("  html: svgs", P_.svgs); ok = False
+if "<script" in html or "http://" in html.replace("http://www.w3.org/", ""): print("  html is not self-contained"); ok = False
+want = {"memory.svg": {"rss", "catalog", "cache.rank", "cache.score"}, "hit_ratio.svg": {"rank", "score"},
+        "events_per_s.svg": {"events/s"}, "queue_depth.svg": {"work", "done"}}
+for f, names in want.items():
+    s = series(ET.parse(f"{d}/svg/{f}").getroot())
+    miss = names - set(s)
+    short = {k: v for k, v in s.items() if v != (n, n)}
+    print(f"  {f}: {len(s)} series" + (f", missing {miss}" if miss else "") + (f", short {short}" if short else ""))
+    if miss or short or not names <= set(page): ok = False
+if set(series(ET.parse(f"{d}/one.svg").getroot())) != {"rank", "score"}: print("  one.svg is not the hit-ratio chart"); ok = False
+sys.exit(0 if ok else 1)
+PY
+
+"$KEEL" report --metrics-log "$dir/nope.jsonl" --output "$dir/x.html" 2>/dev/null; rc=$?
+[ $rc = 2 ] && ok "missing log: exit 2" || bad "missing log: exit $rc"
+echo 'not json' >"$dir/bad.jsonl"
+"$KEEL" report --metrics-log "$dir/bad.jsonl" --output "$dir/x.html" 2>"$dir/e"; rc=$?
+[ $rc = 2 ] && grep -q 'bad.jsonl:1' "$dir/e" && ok "malformed line: exit 2 naming the line" || bad "malformed line: exit $rc $(cat "$dir/e")"
+"$KEEL" report --output "$dir/x.html" 2>/dev/null; rc=$?
+[ $rc = 2 ] && ok "no --metrics-log: exit 2" || bad "no --metrics-log: exit $rc"
+[ $fails = 0 ] && echo "report_charts: all checks passed" || echo "report_charts: $fails failed"
+exit $((fails > 0))
