@@ -5,7 +5,8 @@ set -eu
 pkgs="cmake make gcc clang pkg-config python3 time
 libjansson-dev libcmocka-dev libinih-dev libxxhash-dev libopenblas-dev
 libhiredis-dev redis-server
-libmicrohttpd-dev curl prometheus chromium chromium-driver"
+libmicrohttpd-dev curl prometheus chromium chromium-driver
+libclang-rt-14-dev valgrind"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

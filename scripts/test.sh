@@ -1,9 +1,15 @@
 #!/bin/sh
 # The whole test suite (`make test`): installs what is missing, then
-#  1. a -Werror build with tests, all of ctest;
+#  1. a -Werror build with tests, all of ctest (valgrind memcheck of a run
+#     included);
 #  2. the same suite under AddressSanitizer + UBSan (clang);
-#  3. the concurrent tests under ThreadSanitizer (clang).
+#  3. the concurrent tests under ThreadSanitizer (clang);
+#  4. the libFuzzer targets (clang, ASan+UBSan): each replays its seed
+#     corpus, then fuzzes for FUZZ_SECONDS (default 20); a crashing input is
+#     kept in tests/fuzz/crashes/ and fails the suite.
 # Each stage prints ctest's summary line; any failure stops with non-zero.
+# Budgets on this 2-core machine are in docs/TESTING.md; the fuzz stage is
+# about 1.5 min of build plus 4 x FUZZ_SECONDS.
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh
@@ -25,4 +31,15 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 TSAN_OPTIONS=halt_on_error=1 \
   stage "ThreadSanitizer, concurrent tests" build-tsan "-L concurrent" -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_C_COMPILER=clang -DKEEL_SANITIZE=thread
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+echo "== libFuzzer targets (ASan + UBSan), ${FUZZ_SECONDS} s each"
+# Only the fuzz targets are built here (the unit tests ran in stage 2).
+cmake -S . -B build-fuzz-run -DKEEL_BUILD_TESTS=ON -DKEEL_WERROR=ON -DCMAKE_BUILD_TYPE=Debug \
+  -DCMAKE_C_COMPILER=clang -DKEEL_SANITIZE=address,undefined -DKEEL_FUZZ=ON >/dev/null
+cmake --build build-fuzz-run -j"$JOBS" --target fuzz_json fuzz_config fuzz_trace fuzz_encoding \
+  >build-fuzz-run.log 2>&1 || { tail -n 40 build-fuzz-run.log; exit 1; }
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-fuzz-run --output-on-failure -L fuzz
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  sh tests/fuzz/run.sh build-fuzz-run "$FUZZ_SECONDS"
 echo "all test stages passed"

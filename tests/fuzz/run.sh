@@ -16,6 +16,9 @@ targets=${*:-"json config trace encoding"}
 crashes="$src/crashes"
 mkdir -p "$crashes"
 failed=""
+# The config and trace targets write each input to a scratch file: on tmpfs
+# when there is one.
+[ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] && export TMPDIR=/dev/shm
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 for t in $targets; do
