@@ -10,7 +10,9 @@
  * the lock, poll GET with backoff (1 ms doubling to 32 ms) for at most
  * wait_ms, and at each empty poll try the lock again, so a dead holder only
  * costs the lock's TTL. The holder writes the value, then deletes the lock
- * only if it still holds it (a small Lua script compares the token).
+ * only if it still holds it (a small Lua script compares the token). Whoever
+ * takes the lock reads the value once more before computing: the previous
+ * holder may have stored and unlocked between its GET and its SET NX.
  *
  * Connections: a pool (idle stack under pool_lock) grows to the number of
  * threads using the L2 at once. Failure handling: a connection-level error
@@ -50,6 +52,8 @@ struct keel_l2 {
   _Atomic uint64_t hits, misses, waited_hits, lock_waits, lock_timeouts, stores, errors, degraded, reconnects,
       calls, latency_ns;
 };
+
+static void unlock_on(keel_l2_t *l2, keel_redis_conn_t *c, const char *lk, size_t llen, keel_l2_result *res);
 
 static void add(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_add_explicit(c, n, memory_order_relaxed); }
 
@@ -266,6 +270,9 @@ void keel_l2_lookup(keel_l2_t *l2, const char *ns, const void *key, size_t key_l
   if (vk && lk && !get_value(l2, c, vk, vlen, res, &failed) && !failed &&
       !take_lock(l2, c, lk, llen, res, &failed) && !failed)
     wait_for_value(l2, c, vk, vlen, lk, llen, res);
+  /* Holding the lock, look again: a holder that stored and unlocked between
+   * our GET and our SET NX has left the value (it stores before it unlocks). */
+  if (res->locked && !failed && get_value(l2, c, vk, vlen, res, &failed)) unlock_on(l2, c, lk, llen, res);
   add(res->hit ? &l2->hits : &l2->misses, 1);
   free_key(vk, vb);
   free_key(lk, lb);

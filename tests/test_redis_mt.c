@@ -148,8 +148,11 @@ static void l2_single_flight(void **state) {
   keel_l2_stats sa, sb;
   keel_l2_get_stats(a, &sa);
   keel_l2_get_stats(b, &sb);
-  assert_int_equal(sa.lock_waits + sb.lock_waits, 7);
-  assert_int_equal(sa.waited_hits + sb.waited_hits, 7);
+  /* Most see the lock and wait; a thread late enough finds the value. */
+  assert_true(sa.lock_waits + sb.lock_waits >= 1);
+  assert_true(sa.waited_hits + sb.waited_hits >= 1);
+  assert_int_equal(sa.hits + sb.hits, 7);
+  assert_int_equal(sa.misses + sb.misses, 1);
   pthread_barrier_destroy(&go);
   keel_l2_destroy(a);
   keel_l2_destroy(b);
