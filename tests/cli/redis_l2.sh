@@ -6,7 +6,7 @@
 # summaries); Redis stopped mid-run: the run completes on L1 alone with a
 # warning; Redis unreachable at start: exit 2 with a clear message.
 set -u
-. "$(dirname "$0")/redis_lib.sh"
+. "$(dirname "$0")/lib/redis_lib.sh"
 PLUGIN=${KEEL_BUILD:-}/tests/libtest_plugin_slow.so
 start_redis
 

@@ -1,4 +1,4 @@
-# redis_lib.sh — sourced by tests/cli/redis_*.sh: a private redis-server on
+# lib/redis_lib.sh — sourced by tests/cli/redis_*.sh (not a test itself): a private redis-server on
 # a random loopback port (no persistence), stopped when the test exits.
 # Without redis-server the test says so and passes (skips).
 : "${KEEL:?KEEL must name the keel executable}"
