@@ -360,8 +360,10 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
   }
   if (p->src_stream && s->st == KEEL_OK) ack_batch(p, s, b);
   clock_gettime(CLOCK_MONOTONIC, &s->last_write);
-  atomic_store_explicit(&p->events_out, s->out_lines, memory_order_relaxed); /* for snapshots */
+  /* For snapshots; release pairs with their acquire loads, so a snapshot that
+   * sees these counts also sees the reader's events_in that preceded them. */
   atomic_store_explicit(&p->rejected, s->rejected, memory_order_relaxed);
+  atomic_store_explicit(&p->events_out, s->out_lines, memory_order_release);
   if (s->st != KEEL_OK) keel_pipeline_stop(p);
   if (b->text.cap > 4 * TEXT_TARGET) keel_buf_free(&b->text); /* drop what one huge line grew */
 }
@@ -556,9 +558,10 @@ keel_status keel_pipeline_snapshot(keel_pipeline_t *p, keel_run_stats *out) {
   memset(out, 0, sizeof *out);
   pthread_mutex_lock(&p->snap_lock);
   out->running = p->running;
-  out->events_in = atomic_load_explicit(&p->events_in, memory_order_relaxed);
-  out->events_out = atomic_load_explicit(&p->events_out, memory_order_relaxed);
+  /* out before in (acquire: see write_batch), so out + rejected <= in holds. */
+  out->events_out = atomic_load_explicit(&p->events_out, memory_order_acquire);
   out->rejected = atomic_load_explicit(&p->rejected, memory_order_relaxed);
+  out->events_in = atomic_load_explicit(&p->events_in, memory_order_relaxed);
   out->blank_lines = atomic_load_explicit(&p->blank_lines, memory_order_relaxed);
   out->input_bytes = atomic_load_explicit(&p->input_bytes, memory_order_relaxed);
   if (p->running && atomic_load_explicit(&p->have_first, memory_order_acquire)) out->wall_s = since(&p->first_read);
