@@ -89,12 +89,14 @@ static keel_status recover(keel_pipeline_t *p, keel_redis_conn_t *c, uint64_t re
           c->addr.port, why, (unsigned long long)retry_ms);
   for (;;) {
     if (honour_stop && stop_asked(p)) return KEEL_ECANCELED;
-    if ((keel__redis_now_ns() - t0) / 1000000u >= retry_ms) {
+    uint64_t spent = (keel__redis_now_ns() - t0) / 1000000u;
+    if (spent >= retry_ms) {
       snprintf(err, errlen, "Redis stream at %.64s:%d unreachable for %llu ms (%.100s): giving up", c->addr.host,
                c->addr.port, (unsigned long long)retry_ms, why);
       return KEEL_EIO;
     }
-    keel__redis_sleep_ms(pause);
+    uint64_t left = retry_ms - spent;
+    keel__redis_sleep_ms(pause < left ? pause : left);
     if (pause < 2000) pause *= 2;
     char e[256];
     if (keel__redis_reconnect(c, e, sizeof e) == KEEL_OK) {

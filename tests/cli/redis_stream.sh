@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Redis streams as source and sink: keel push loads NDJSON; keel run reads
+# with a consumer group, writes every result to an output stream (trimmed
+# with --output-maxlen) or a file, each carrying its input's stream_id, and
+# acknowledges everything (nothing pending after); a poison entry (delivered
+# more than --max-deliveries times) goes to the dead-letter file with its
+# reason and is acknowledged; a missing group without --create-group and an
+# unreachable Redis are configuration errors (exit 2); Redis lost mid-run:
+# the source retries, then stops with a clear error (exit 1) after
+# --redis-retry-ms, and what was written stays acknowledged.
+set -u
+. "$(dirname "$0")/lib/redis_lib.sh"
+start_redis
+R="redis://127.0.0.1:$port"
+
+python3 -c "
+import random
+r = random.Random(3)
+for i in range(3000):
+    u = r.randrange(200)
+    if r.random() < 0.5: print('{\"type\":\"user\",\"user\":\"%d\"}' % u)
+    else: print('{\"type\":\"score\",\"user\":\"%d\",\"product\":\"%d\"}' % (u, r.randrange(500)))
+" >ev.ndjson
+echo '{"type":"nope"}' >>ev.ndjson
+"$KEEL" push --input ev.ndjson --output "$R?stream=ev" 2>push.err
+rc=$?
+[ $rc -eq 0 ] && [ "$(redis-cli -p "$port" xlen ev)" -eq 3001 ] && ok "keel push: 3001 entries ($(cat push.err))" ||
+  bad "push exit $rc, xlen $(redis-cli -p "$port" xlen ev)"
+
+"$KEEL" run --products 500 --stages user,score --input "$R?stream=ev&group=g" 2>nogroup.err >/dev/null
+rc=$?
+[ $rc -eq 2 ] && grep -q "create-group" nogroup.err && ok "a missing group is exit 2: $(head -1 nogroup.err)" ||
+  bad "missing group: exit $rc $(cat nogroup.err)"
+
+timeout 60 "$KEEL" run --products 500 --stages user,score --workers 2 --create-group --idle-exit-ms 300 \
+  --input "$R?stream=ev&group=g&consumer=w1" --output "$R?stream=out" --output-maxlen 100000 \
+  --dead-letter dl.ndjson --summary-json s.json 2>run.err
+rc=$?
+[ $rc -eq 0 ] && ok "stream to stream run exits 0 (idle exit)" || bad "exit $rc: $(tail -3 run.err)"
+[ "$(redis-cli -p "$port" xlen out)" -eq 3000 ] && ok "3000 results in the output stream" ||
+  bad "output stream has $(redis-cli -p "$port" xlen out)"
+[ "$(json s.json "(d['stream']['read'], d['stream']['acked'], d['stream']['written'], d['stream']['pending'])")" = "(3001, 3001, 3000, 0)" ] &&
+  ok "summary: 3001 read, 3001 acked (the rejected one too), 3000 written, 0 pending" ||
+  bad "stream summary: $(json s.json "d['stream']")"
+grep -q 'nope' dl.ndjson && grep -q 'stream_id [0-9]*-[0-9]*' dl.ndjson && ok "the rejected event is in the dead-letter file with its stream id" ||
+  bad "dead letter: $(cat dl.ndjson 2>/dev/null)"
+redis-cli -p "$port" xrange ev - + | grep -E '^[0-9]+-[0-9]+$' | sort >in.ids
+redis-cli -p "$port" xrange out - + | grep -o '"stream_id":"[0-9-]*"' | cut -d'"' -f4 | sort >out.ids
+comm -23 in.ids out.ids >missing.ids
+[ "$(wc -l <missing.ids)" -eq 1 ] && [ "$(wc -l <out.ids)" -eq 3000 ] &&
+  ok "every input's stream id is in the output once (but the rejected one)" ||
+  bad "$(wc -l <missing.ids) ids missing, $(wc -l <out.ids) output ids"
+[ "$(redis-cli -p "$port" xpending ev g | head -1)" -eq 0 ] && ok "XPENDING: nothing left pending" || bad "entries still pending"
+
+# --output-maxlen trims (approximately).
+for i in $(seq 3); do
+  "$KEEL" run --products 500 --stages user,score --idle-exit-ms 200 --create-group --quiet \
+    --input "$R?stream=ev&group=g$i" --output "$R?stream=trim" --output-maxlen 1000 --dead-letter dl$i.ndjson
+done
+n=$(redis-cli -p "$port" xlen trim)
+[ "$n" -lt 3000 ] && [ "$n" -ge 1000 ] && ok "--output-maxlen 1000 keeps ~1000 of 9000 ($n)" || bad "trimmed stream has $n"
+
+# Poison: an entry another consumer took 6 times; --max-deliveries 5.
+id=$(redis-cli -p "$port" xadd poison '*' data '{"type":"user","user":"1"}')
+redis-cli -p "$port" xgroup create poison pg 0 >/dev/null
+redis-cli -p "$port" xreadgroup group pg dead count 1 streams poison '>' >/dev/null
+for i in 1 2 3 4 5; do redis-cli -p "$port" xclaim poison pg dead 0 "$id" >/dev/null; done
+sleep 0.05
+"$KEEL" run --products 500 --stages user --claim-idle-ms 10 --max-deliveries 5 --idle-exit-ms 300 \
+  --input "$R?stream=poison&group=pg&consumer=w" --output p.out --dead-letter p.dl --summary-json p.json 2>p.err
+rc=$?
+[ $rc -eq 0 ] && grep -q "delivered 7 times" p.dl && grep -q "$id" p.dl &&
+  ok "a poison entry goes to the dead-letter file: $(cut -c1-160 p.dl)" || bad "poison: exit $rc, $(cat p.dl p.err)"
+[ "$(json p.json "(d['stream']['dead_lettered'], d['stream']['claimed'], d['stream']['acked'])")" = "(1, 1, 1)" ] &&
+  [ "$(redis-cli -p "$port" xpending poison pg | head -1)" -eq 0 ] && ok "it was claimed, counted and acknowledged" ||
+  bad "poison summary $(json p.json "d['stream']")"
+
+# Unreachable at start.
+"$KEEL" run --stages user --input "redis://127.0.0.1:1?stream=ev&group=g" 2>u.err >/dev/null
+rc=$?
+[ $rc -eq 2 ] && grep -q "cannot connect" u.err && ok "unreachable stream at start: exit 2 ($(head -1 u.err))" ||
+  bad "unreachable: exit $rc $(cat u.err)"
+"$KEEL" push --input ev.ndjson --output "redis://127.0.0.1:1?stream=x" 2>u.err
+rc=$?
+[ $rc -eq 2 ] && ok "keel push to an unreachable Redis: exit 2" || bad "push unreachable: exit $rc"
+
+# Redis lost mid-run: a run waiting on the stream gives up after 1.5 s.
+"$KEEL" run --products 500 --stages user --redis-retry-ms 1500 --create-group \
+  --input "$R?stream=live&group=lg&consumer=w" --output live.out --summary-json live.json 2>live.err &
+pl=$!
+sleep 0.5
+redis-cli -p "$port" xadd live '*' data '{"type":"user","user":"5"}' >/dev/null
+sleep 0.5
+stop_redis
+t0=$(date +%s%N)
+wait $pl
+rc=$?
+dt=$((($(date +%s%N) - t0) / 1000000))
+[ $rc -eq 1 ] && grep -q "giving up" live.err && ok "Redis lost: the source gives up after its retry budget, exit 1 (${dt} ms): $(grep -m1 'giving up' live.err)" ||
+  bad "lost: exit $rc after $dt ms: $(cat live.err)"
+[ "$(wc -l <live.out)" -eq 1 ] && [ "$(json live.json "d['stream']['acked']")" = 1 ] &&
+  ok "the event read before the loss was written and acknowledged" || bad "live: $(cat live.out) $(json live.json "d['stream']")"
+[ $fails -eq 0 ] && echo "all redis_stream checks passed" || echo "$fails redis_stream check(s) failed"
+exit $fails
