@@ -46,7 +46,7 @@ int cli_run_execute(cli_run *r) {
   keel_status st = keel_pipeline_run(r->pipeline, &r->io, &stats, err, sizeof err);
   handle_signals(r->pipeline, 0);
   int log_rc = cli_observe_stop(ob);
-  if (st != KEEL_OK && stats.events_in == 0 && st == KEEL_EIO && !strstr(err, "writing"))
+  if (st != KEEL_OK && stats.events_in == 0 && ((st == KEEL_EIO && !strstr(err, "writing")) || st == KEEL_ECONFIG))
     return cli_fail(r->cmd, KEEL_EXIT_USAGE, "%s", err); /* nothing flowed: a bad path */
   if (!r->quiet) cli_summary_print(stderr, r, &stats);
   int rc = cli_summary_write_json(r, &stats);
