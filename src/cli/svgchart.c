@@ -38,13 +38,20 @@ static void tick_text(char *buf, size_t len, double v) {
 
 typedef struct frame {
   double x0, x1, top;
+  double ystep, xstep; /* tick spacing: 1, 2, 2.5 or 5 times a power of ten */
 } frame;
+
+static double nice_step(double raw) {
+  if (!(raw > 0)) return 1;
+  double p = pow(10, floor(log10(raw))), f = raw / p;
+  return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10) * p;
+}
 
 static double px(const frame *fr, double x) { return ML + (x - fr->x0) / (fr->x1 - fr->x0) * (W - ML - MR); }
 static double py(const frame *fr, double y) { return MT + (1 - y / fr->top) * (H - MT - MB); }
 
 static frame frame_of(const svg_chart *c, const svg_series *s, size_t ns) {
-  frame fr = {INFINITY, -INFINITY, 0};
+  frame fr = {INFINITY, -INFINITY, 0, 1, 1};
   double ymax = 0;
   for (size_t i = 0; i < ns; i++)
     for (size_t k = 0; k < s[i].n; k++) {
@@ -55,21 +62,27 @@ static frame frame_of(const svg_chart *c, const svg_series *s, size_t ns) {
     }
   if (!isfinite(fr.x0)) fr.x0 = 0, fr.x1 = 1;
   if (fr.x1 <= fr.x0) fr.x1 = fr.x0 + 1;
-  fr.top = c->y_max > 0 ? c->y_max : (ymax > 0 ? ymax * 1.1 : 1);
+  if (c->y_max > 0) {
+    fr.top = c->y_max;
+    fr.ystep = c->y_max / 4;
+  } else {
+    fr.ystep = nice_step((ymax > 0 ? ymax * 1.05 : 1) / 4);
+    fr.top = ceil((ymax > 0 ? ymax * 1.05 : 1) / fr.ystep) * fr.ystep;
+  }
+  fr.xstep = nice_step((fr.x1 - fr.x0) / 5);
   return fr;
 }
 
 static void axes(FILE *f, const svg_chart *c, const frame *fr) {
   char t[32];
-  for (int i = 0; i <= 4; i++) {
-    double v = fr->top * i / 4, y = py(fr, v);
+  for (int i = 0; i * fr->ystep <= fr->top * (1 + 1e-9); i++) {
+    double v = i * fr->ystep, y = py(fr, v);
     tick_text(t, sizeof t, v);
     fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eceef2\"/>\n", ML, W - MR, y, y);
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", ML - 6, y + 4, t);
   }
-  for (int i = 0; i <= 4; i++) {
-    double v = fr->x0 + (fr->x1 - fr->x0) * i / 4;
-    tick_text(t, sizeof t, v);
+  for (double v = ceil(fr->x0 / fr->xstep - 1e-9) * fr->xstep; v <= fr->x1 * (1 + 1e-9); v += fr->xstep) {
+    tick_text(t, sizeof t, fabs(v) < fr->xstep * 1e-6 ? 0 : v);
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", px(fr, v), H - MB + 16, t);
   }
   fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#9aa3b2\"/>\n", ML, ML, MT, H - MB);
