@@ -16,9 +16,28 @@
  * the last publication, and the peak is the maximum ever published: exact for
  * one thread within the slack, and within slack x threads otherwise.
  *
- * Guards: `g.lock` guards the thread list and the tag table's appends; the
- * tag names are written once before `g.ntags` is released (release store) and
- * read after an acquire load. */
+ * Tracking switch. `g.tracking` (relaxed atomic) decides whether a new block
+ * is counted; the block's magic records the decision, so a free un-counts
+ * exactly the blocks that were counted, whenever the switch flips.
+ *
+ * Call sites (KEEL_MEM_CALLSITES builds). The *_at functions find the site
+ * (file pointer, line) in an append-only open-addressing table and keep its
+ * index in the block header; per-site bytes and blocks are shared atomics
+ * (one contended add per allocation: the reason it is a build option).
+ *
+ * Guards, one line per shared field:
+ *   g.threads, tls_counters.next/prev    g.lock
+ *   g.names[], g.ntags                   appends under g.lock; names written
+ *                                        before the release store of g.ntags,
+ *                                        read after an acquire load
+ *   tag_counters.balance/allocs/frees    written by the owning thread only
+ *                                        (relaxed), read by anyone (relaxed)
+ *   shared_tag.*                         relaxed atomics (sums and maxima)
+ *   g.bound[], g.tracking                relaxed atomics
+ *   g.sites[i].file                      written once under g.lock after its
+ *                                        line and tag (release); read acquire
+ *   g.sites[i].bytes/blocks              relaxed atomic adds */
+#define KEEL_MEM_NO_SITE_MACROS 1
 #include "keel/mem.h"
 
 #include <pthread.h>
@@ -29,14 +48,15 @@
 #include <string.h>
 
 #define HDR 16u
-#define MAGIC 0x6b6du
+#define MAGIC 0x6b6du           /* a counted block */
+#define MAGIC_UNCOUNTED 0x6b75u /* a block allocated while tracking was off */
 #define NAME_MAX_LEN 72 /* a tag name fits 71 bytes: every stage name (64) */
 
 typedef struct hdr {
   uint64_t size;
   uint16_t tag;
   uint16_t magic;
-  uint32_t pad;
+  uint32_t site; /* index in g.sites, 0 = none */
 } hdr;
 _Static_assert(sizeof(hdr) == HDR, "header must keep 16-byte alignment");
 
@@ -52,6 +72,13 @@ typedef struct tls_counters {
   tag_counters t[KEEL_MEM_MAX_TAGS];
   tag_counters total;
 } tls_counters;
+
+typedef struct site {
+  _Atomic(const char *) file; /* NULL: free slot; set once, last (release) */
+  int line;
+  keel_mem_tag tag;           /* the tag of the site's first allocation */
+  _Atomic int64_t bytes, blocks;
+} site;
 
 typedef struct shared_tag {
   _Atomic int64_t published; /* sum of all threads' published balances */
@@ -74,7 +101,10 @@ static struct {
   _Atomic int fail_persist;
   _Atomic int failing;             /* persistent failure tripped */
   _Atomic uint64_t fault_hits;
-} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .once = PTHREAD_ONCE_INIT};
+  _Atomic int tracking;            /* 1: count new blocks */
+  _Atomic uint64_t bound[KEEL_MEM_MAX_TAGS];
+  site sites[KEEL_MEM_MAX_SITES];  /* [0] is "(other sites)", the overflow */
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .once = PTHREAD_ONCE_INIT, .tracking = 1};
 
 static _Thread_local tls_counters *tls;
 
@@ -185,26 +215,76 @@ void keel_mem_fail_after(uint64_t n, int persist) {
 
 uint64_t keel_mem_fault_hits(void) { return atomic_load(&g.fault_hits); }
 
-void *keel_mem_alloc(keel_mem_tag tag, size_t size) {
+/* ---- call sites ---- */
+
+static uint32_t site_hash(const char *file, int line) {
+  uint64_t x = (uint64_t)(uintptr_t)file * 0x9e3779b97f4a7c15u ^ (uint64_t)(unsigned)line * 0xff51afd7ed558ccdu;
+  return (uint32_t)(x >> 40);
+}
+
+/* The index of (file, line), added on first sight; 0 when the table is full. */
+static uint32_t site_find(const char *file, int line, keel_mem_tag tag) {
+  uint32_t mask = KEEL_MEM_MAX_SITES - 1, i = site_hash(file, line) & mask;
+  for (uint32_t probe = 0; probe < KEEL_MEM_MAX_SITES; probe++, i = (i + 1) & mask) {
+    if (i == 0) continue;
+    const char *f = atomic_load_explicit(&g.sites[i].file, memory_order_acquire);
+    if (f == file && g.sites[i].line == line) return i;
+    if (f) continue;
+    pthread_mutex_lock(&g.lock);
+    f = atomic_load_explicit(&g.sites[i].file, memory_order_relaxed);
+    if (!f) { /* still free: claim it */
+      g.sites[i].line = line;
+      g.sites[i].tag = tag;
+      atomic_store_explicit(&g.sites[i].file, file, memory_order_release);
+      pthread_mutex_unlock(&g.lock);
+      return i;
+    }
+    pthread_mutex_unlock(&g.lock);
+    if (f == file && g.sites[i].line == line) return i;
+  }
+  return 0;
+}
+
+static void site_add(uint32_t i, int64_t bytes, int64_t blocks) {
+  atomic_fetch_add_explicit(&g.sites[i].bytes, bytes, memory_order_relaxed);
+  if (blocks) atomic_fetch_add_explicit(&g.sites[i].blocks, blocks, memory_order_relaxed);
+}
+
+/* ---- allocation ---- */
+
+void *keel_mem_alloc_at(keel_mem_tag tag, size_t size, const char *file, int line) {
   if (size > SIZE_MAX / 2 || tag >= KEEL_MEM_MAX_TAGS || inject_fault()) return NULL;
   hdr *h = malloc(HDR + size);
   if (!h) return NULL;
   h->size = size;
   h->tag = tag;
+  h->site = 0;
+  if (!atomic_load_explicit(&g.tracking, memory_order_relaxed)) {
+    h->magic = MAGIC_UNCOUNTED;
+    return (char *)h + HDR;
+  }
   h->magic = MAGIC;
   account(tag, (int64_t)size);
+  if (file) {
+    h->site = site_find(file, line, tag);
+    site_add(h->site, (int64_t)size, 1);
+  }
   return (char *)h + HDR;
 }
 
-void *keel_mem_calloc(keel_mem_tag tag, size_t n, size_t size) {
+void *keel_mem_alloc(keel_mem_tag tag, size_t size) { return keel_mem_alloc_at(tag, size, NULL, 0); }
+
+void *keel_mem_calloc_at(keel_mem_tag tag, size_t n, size_t size, const char *file, int line) {
   if (size && n > SIZE_MAX / 2 / size) return NULL;
-  void *p = keel_mem_alloc(tag, n * size);
+  void *p = keel_mem_alloc_at(tag, n * size, file, line);
   if (p) memset(p, 0, n * size);
   return p;
 }
 
-void *keel_mem_realloc(keel_mem_tag tag, void *p, size_t size) {
-  if (!p) return keel_mem_alloc(tag, size);
+void *keel_mem_calloc(keel_mem_tag tag, size_t n, size_t size) { return keel_mem_calloc_at(tag, n, size, NULL, 0); }
+
+void *keel_mem_realloc_at(keel_mem_tag tag, void *p, size_t size, const char *file, int line) {
+  if (!p) return keel_mem_alloc_at(tag, size, file, line);
   hdr *h = (hdr *)((char *)p - HDR);
   if (size > SIZE_MAX / 2 || inject_fault()) return NULL;
   uint64_t old = h->size;
@@ -212,18 +292,32 @@ void *keel_mem_realloc(keel_mem_tag tag, void *p, size_t size) {
   hdr *n = realloc(h, HDR + size);
   if (!n) return NULL;
   n->size = size;
+  if (n->magic != MAGIC) return (char *)n + HDR; /* an uncounted block stays uncounted */
   account(t, (int64_t)size - (int64_t)old);
+  if (n->site || file) { /* the bytes move to the site that resized them */
+    if (n->site) site_add(n->site, -(int64_t)old, -1);
+    if (file) n->site = site_find(file, line, t);
+    site_add(n->site, (int64_t)size, 1);
+  }
   return (char *)n + HDR;
 }
+
+void *keel_mem_realloc(keel_mem_tag tag, void *p, size_t size) { return keel_mem_realloc_at(tag, p, size, NULL, 0); }
 
 void keel_mem_free(void *p) {
   if (!p) return;
   hdr *h = (hdr *)((char *)p - HDR);
+  if (h->magic == MAGIC_UNCOUNTED) {
+    h->magic = 0;
+    free(h);
+    return;
+  }
   if (h->magic != MAGIC) abort(); /* not ours, or freed twice: memory is corrupt */
   h->magic = 0;
   tls_counters *c = my_counters();
   int64_t size = (int64_t)h->size;
   keel_mem_tag tag = h->tag;
+  if (h->site) site_add(h->site, -size, -1);
   free(h);
   if (!c) {
     publish_peak(&g.tags[tag], -size);
@@ -234,17 +328,22 @@ void keel_mem_free(void *p) {
   count(&c->total, &g.total, -size);
 }
 
+void keel_mem_set_tracking(int on) { atomic_store_explicit(&g.tracking, on != 0, memory_order_relaxed); }
+int keel_mem_tracking(void) { return atomic_load_explicit(&g.tracking, memory_order_relaxed); }
+
 size_t keel_mem_size(const void *p) { return p ? (size_t)((const hdr *)((const char *)p - HDR))->size : 0; }
 
-char *keel_mem_strndup(keel_mem_tag tag, const char *s, size_t n) {
-  char *d = keel_mem_alloc(tag, n + 1);
+char *keel_mem_strndup_at(keel_mem_tag tag, const char *s, size_t n, const char *file, int line) {
+  char *d = keel_mem_alloc_at(tag, n + 1, file, line);
   if (!d) return NULL;
   memcpy(d, s, n);
   d[n] = '\0';
   return d;
 }
 
-char *keel_mem_strdup(keel_mem_tag tag, const char *s) { return keel_mem_strndup(tag, s, strlen(s)); }
+char *keel_mem_strndup(keel_mem_tag tag, const char *s, size_t n) { return keel_mem_strndup_at(tag, s, n, NULL, 0); }
+
+char *keel_mem_strdup(keel_mem_tag tag, const char *s) { return keel_mem_strndup_at(tag, s, strlen(s), NULL, 0); }
 
 keel_status keel_mem_tag_register(const char *name, keel_mem_tag *out) {
   if (!name || !*name || !out || strlen(name) >= NAME_MAX_LEN) return KEEL_EINVAL; /* never truncated */
@@ -325,3 +424,172 @@ static uint64_t proc_status_kib(const char *field) {
 
 uint64_t keel_mem_rss_bytes(void) { return proc_status_kib("VmRSS:"); }
 uint64_t keel_mem_rss_peak_bytes(void) { return proc_status_kib("VmHWM:"); }
+
+/* ---- bounds, process figures ---- */
+
+keel_status keel_mem_tag_set_bound(keel_mem_tag tag, uint64_t bytes) {
+  if (tag >= keel_mem_tag_count()) return KEEL_EINVAL;
+  atomic_store_explicit(&g.bound[tag], bytes, memory_order_relaxed);
+  return KEEL_OK;
+}
+
+uint64_t keel_mem_tag_bound(keel_mem_tag tag) {
+  return tag < KEEL_MEM_MAX_TAGS ? atomic_load_explicit(&g.bound[tag], memory_order_relaxed) : 0;
+}
+
+void keel_mem_process_stats(keel_mem_process *out) {
+  keel_mem_stats t;
+  keel_mem_total(&t);
+  memset(out, 0, sizeof *out);
+  out->tracked_current = t.current;
+  out->tracked_peak = t.peak;
+  out->live_blocks = t.allocs >= t.frees ? t.allocs - t.frees : 0;
+  out->footprint = t.current + (int64_t)out->live_blocks * KEEL_MEM_BLOCK_OVERHEAD;
+  FILE *f = fopen("/proc/self/status", "r");
+  if (f) {
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+      if (!strncmp(line, "VmRSS:", 6)) out->rss_bytes = strtoull(line + 6, NULL, 10) * 1024;
+      else if (!strncmp(line, "VmHWM:", 6)) out->rss_peak_bytes = strtoull(line + 6, NULL, 10) * 1024;
+    }
+    fclose(f);
+  }
+  out->rss_gap = (int64_t)out->rss_bytes - t.current;
+}
+
+int keel_mem_callsites_enabled(void) {
+#if defined(KEEL_MEM_CALLSITES) && KEEL_MEM_CALLSITES
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+/* ---- snapshots ---- */
+
+typedef struct snap_site {
+  const char *file;
+  int line;
+  keel_mem_tag tag;
+  int64_t bytes, blocks;
+} snap_site;
+
+struct keel_mem_snapshot {
+  unsigned ntags;
+  int64_t bytes[KEEL_MEM_MAX_TAGS], blocks[KEEL_MEM_MAX_TAGS];
+  snap_site *sites; /* KEEL_MEM_MAX_SITES, or NULL in a build without sites */
+};
+
+static void read_site(unsigned i, snap_site *out) {
+  out->file = atomic_load_explicit(&g.sites[i].file, memory_order_acquire);
+  out->line = g.sites[i].line;
+  out->tag = g.sites[i].tag;
+  out->bytes = atomic_load_explicit(&g.sites[i].bytes, memory_order_relaxed);
+  out->blocks = atomic_load_explicit(&g.sites[i].blocks, memory_order_relaxed);
+  if (i == 0) out->file = "(other sites)";
+}
+
+keel_status keel_mem_snapshot(keel_mem_snapshot_t **out) {
+  if (!out) return KEEL_EINVAL;
+  keel_mem_snapshot_t *s = keel_mem_calloc(KEEL_MEM_OTHER, 1, sizeof *s);
+  if (!s) return KEEL_ENOMEM;
+  if (keel_mem_callsites_enabled()) {
+    s->sites = keel_mem_calloc(KEEL_MEM_OTHER, KEEL_MEM_MAX_SITES, sizeof *s->sites);
+    if (!s->sites) {
+      keel_mem_free(s);
+      return KEEL_ENOMEM;
+    }
+    for (unsigned i = 0; i < KEEL_MEM_MAX_SITES; i++) read_site(i, &s->sites[i]);
+  }
+  s->ntags = keel_mem_tag_count();
+  for (unsigned i = 0; i < s->ntags; i++) {
+    keel_mem_stats t;
+    keel_mem_tag_stats((keel_mem_tag)i, &t);
+    s->bytes[i] = t.current;
+    s->blocks[i] = (int64_t)(t.allocs - t.frees);
+  }
+  *out = s;
+  return KEEL_OK;
+}
+
+void keel_mem_snapshot_destroy(keel_mem_snapshot_t *s) {
+  if (!s) return;
+  keel_mem_free(s->sites);
+  keel_mem_free(s);
+}
+
+static int by_growth(const void *a, const void *b) {
+  const keel_mem_diff *x = a, *y = b;
+  if (x->growth != y->growth) return x->growth > y->growth ? -1 : 1;
+  return strcmp(x->where, y->where);
+}
+
+/* Keeps the `cap` largest growths seen so far in out[] (sorted), counting all. */
+static void diff_add(keel_mem_diff *out, size_t cap, size_t *n, const keel_mem_diff *d) {
+  size_t have = *n < cap ? *n : cap;
+  (*n)++;
+  if (have == cap && (cap == 0 || by_growth(d, &out[cap - 1]) >= 0)) return;
+  size_t at = have < cap ? have : cap - 1;
+  out[at] = *d;
+  while (at > 0 && by_growth(&out[at], &out[at - 1]) < 0) {
+    keel_mem_diff t = out[at];
+    out[at] = out[at - 1];
+    out[at - 1] = t;
+    at--;
+  }
+}
+
+keel_status keel_mem_snapshot_compare(const keel_mem_snapshot_t *a, const keel_mem_snapshot_t *b, keel_mem_group by,
+                                      keel_mem_diff *out, size_t cap, size_t *n) {
+  if (!a || !b || !n || (cap && !out)) return KEEL_EINVAL;
+  if (by == KEEL_MEM_BY_SITE && (!a->sites || !b->sites)) return KEEL_EUNSUPPORTED;
+  *n = 0;
+  keel_mem_diff d;
+  if (by == KEEL_MEM_BY_TAG) {
+    unsigned nt = a->ntags > b->ntags ? a->ntags : b->ntags;
+    for (unsigned i = 0; i < nt; i++) {
+      memset(&d, 0, sizeof d);
+      d.tag = (keel_mem_tag)i;
+      d.before = i < a->ntags ? a->bytes[i] : 0;
+      d.after = i < b->ntags ? b->bytes[i] : 0;
+      d.growth = d.after - d.before;
+      d.blocks_growth = (i < b->ntags ? b->blocks[i] : 0) - (i < a->ntags ? a->blocks[i] : 0);
+      if (!d.growth && !d.blocks_growth) continue;
+      snprintf(d.where, sizeof d.where, "%s", keel_mem_tag_name(d.tag));
+      diff_add(out, cap, n, &d);
+    }
+    return KEEL_OK;
+  }
+  for (unsigned i = 0; i < KEEL_MEM_MAX_SITES; i++) {
+    const snap_site *x = &a->sites[i], *y = &b->sites[i];
+    if (!y->file) continue;
+    memset(&d, 0, sizeof d);
+    d.tag = y->tag;
+    d.before = x->file ? x->bytes : 0;
+    d.after = y->bytes;
+    d.growth = d.after - d.before;
+    d.blocks_growth = y->blocks - (x->file ? x->blocks : 0);
+    if (!d.growth && !d.blocks_growth) continue;
+    snprintf(d.where, sizeof d.where, "%s:%d", y->file, y->line);
+    diff_add(out, cap, n, &d);
+  }
+  return KEEL_OK;
+}
+
+size_t keel_mem_tag_top_sites(keel_mem_tag tag, keel_mem_diff *out, size_t cap) {
+  if (!keel_mem_callsites_enabled() || !out) return 0;
+  size_t n = 0;
+  for (unsigned i = 1; i < KEEL_MEM_MAX_SITES; i++) {
+    snap_site s;
+    read_site(i, &s);
+    if (!s.file || s.tag != tag || s.bytes <= 0) continue;
+    keel_mem_diff d;
+    memset(&d, 0, sizeof d);
+    d.tag = tag;
+    d.after = d.growth = s.bytes;
+    d.blocks_growth = s.blocks;
+    snprintf(d.where, sizeof d.where, "%s:%d", s.file, s.line);
+    diff_add(out, cap, &n, &d);
+  }
+  return n < cap ? n : cap;
+}

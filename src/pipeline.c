@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "keel/io.h"
+#include "budget_int.h"
 #include "keel/mem.h"
 #include "pipeline_int.h"
 
@@ -302,6 +303,7 @@ keel_status keel_pipeline_create(const keel_registry_t *reg, const keel_config_t
   if (st == KEEL_OK) st = read_pipeline_options(p, err, errlen);
   if (st == KEEL_OK) st = build_chain(p, err, errlen);
   if (st == KEEL_OK) st = build_memos(p, err, errlen);
+  if (st == KEEL_OK) st = keel__budget_setup(p, err, errlen);
   if (st != KEEL_OK) {
     if (st == KEEL_ENOMEM && !err[0]) snprintf(err, errlen, "out of memory while building the pipeline");
     keel_pipeline_destroy(p);
@@ -320,6 +322,7 @@ void keel_pipeline_destroy(keel_pipeline_t *p) {
     keel_mem_free(s->ids);
   }
   keel_l2_destroy(p->l2);
+  keel__budget_destroy(p->budget);
   keel_schema_destroy(p->schema);
   pthread_mutex_destroy(&p->snap_lock);
   keel_mem_free(p);

@@ -103,6 +103,107 @@ KEEL_EXTERN uint64_t keel_mem_rss_peak_bytes(void);
 KEEL_EXTERN void keel_mem_fail_after(uint64_t n, int persist);
 KEEL_EXTERN uint64_t keel_mem_fault_hits(void);
 
+/* ---- tracking switch ------------------------------------------------------ */
+
+/* Turns per-tag counting on (the default) or off for allocations made from
+ * now on. A block remembers whether it was counted, so frees stay exact
+ * whenever the switch flips. Meant to be set at start-up (the overhead
+ * benchmark flips it between runs); any thread may call it. */
+KEEL_EXTERN void keel_mem_set_tracking(int on);
+KEEL_EXTERN int keel_mem_tracking(void);
+
+/* ---- declared bounds ------------------------------------------------------- */
+
+/* The owner of a tag may declare the most it will hold (a cache's byte
+ * bound, say); 0 means unbounded (the default). The leak detector treats a
+ * bounded tag's growth below its bound as filling up, not as a leak. */
+KEEL_EXTERN keel_status keel_mem_tag_set_bound(keel_mem_tag tag, uint64_t bytes);
+KEEL_EXTERN uint64_t keel_mem_tag_bound(keel_mem_tag tag);
+
+/* ---- the whole process ----------------------------------------------------- */
+
+/* Estimated bytes of allocator bookkeeping per live block (keel's 16-byte
+ * header plus malloc's chunk header and rounding, on average). */
+#define KEEL_MEM_BLOCK_OVERHEAD 32
+
+/* Process-wide figures: tracked bytes, what they cost in the heap, RSS. */
+typedef struct keel_mem_process {
+  int64_t tracked_current; /* live requested bytes, every tag */
+  int64_t tracked_peak;    /* see keel_mem_tag_stats for its precision */
+  uint64_t live_blocks;    /* tracked allocations not yet freed */
+  int64_t footprint;       /* tracked_current + live_blocks x KEEL_MEM_BLOCK_OVERHEAD */
+  uint64_t rss_bytes;      /* resident set size now (0 without /proc) */
+  uint64_t rss_peak_bytes; /* VmHWM */
+  int64_t rss_gap;         /* rss_bytes - tracked_current: fragmentation, allocator caches,
+                              untracked libraries, code */
+} keel_mem_process;
+
+/* Fills *out. Reads /proc/self/status once. */
+KEEL_EXTERN void keel_mem_process_stats(keel_mem_process *out);
+
+/* ---- snapshots and diffs (the tracemalloc compare_to workflow) ------------ */
+
+typedef struct keel_mem_snapshot keel_mem_snapshot_t;
+
+/* How a diff groups blocks: by tag, or by the call site (file:line) that
+ * allocated them (call-site builds only: see KEEL_MEM_CALLSITES below). */
+typedef enum keel_mem_group { KEEL_MEM_BY_TAG = 0, KEEL_MEM_BY_SITE = 1 } keel_mem_group;
+
+/* One line of a diff. */
+typedef struct keel_mem_diff {
+  char where[96];        /* the tag's name, or "file:line" */
+  keel_mem_tag tag;      /* the tag (of the site's first allocation when by site) */
+  int64_t before, after; /* live bytes in the two snapshots */
+  int64_t growth;        /* after - before */
+  int64_t blocks_growth; /* live blocks after - before */
+} keel_mem_diff;
+
+/* Takes a snapshot of every tag's (and, in a call-site build, every site's)
+ * live bytes and blocks. *out is owned (keel_mem_snapshot_destroy); it is
+ * allocated under KEEL_MEM_OTHER, so take both snapshots before comparing.
+ * KEEL_EINVAL for NULL, KEEL_ENOMEM. */
+KEEL_EXTERN keel_status keel_mem_snapshot(keel_mem_snapshot_t **out);
+KEEL_EXTERN void keel_mem_snapshot_destroy(keel_mem_snapshot_t *s);
+
+/* Compares two snapshots (borrowed): fills out[0..cap) with the groups that
+ * changed, largest growth first (ties: by name), and sets *n to how many
+ * changed (may exceed cap). KEEL_EUNSUPPORTED for KEEL_MEM_BY_SITE in a build
+ * without call sites; KEEL_EINVAL for NULL arguments. */
+KEEL_EXTERN keel_status keel_mem_snapshot_compare(const keel_mem_snapshot_t *before, const keel_mem_snapshot_t *after,
+                                                  keel_mem_group by, keel_mem_diff *out, size_t cap, size_t *n);
+
+/* ---- call sites ------------------------------------------------------------ */
+
+/* The allocation functions with the caller's file and line (`file` is
+ * borrowed and must be a string literal that lives as long as the process,
+ * as __FILE__ is). Counting by site costs an atomic add on a shared counter,
+ * so it is a build option: with -DKEEL_MEM_CALLSITES=1 (CMake option
+ * KEEL_MEM_CALLSITES) the macros below route every keel_mem_alloc, calloc,
+ * realloc, strdup and strndup call through these; the default build calls
+ * the plain functions and pays nothing. At most KEEL_MEM_MAX_SITES sites are
+ * told apart; later ones count as "(other sites)". */
+#define KEEL_MEM_MAX_SITES 4096
+KEEL_EXTERN void *keel_mem_alloc_at(keel_mem_tag tag, size_t size, const char *file, int line);
+KEEL_EXTERN void *keel_mem_calloc_at(keel_mem_tag tag, size_t n, size_t size, const char *file, int line);
+KEEL_EXTERN void *keel_mem_realloc_at(keel_mem_tag tag, void *p, size_t size, const char *file, int line);
+KEEL_EXTERN char *keel_mem_strndup_at(keel_mem_tag tag, const char *s, size_t n, const char *file, int line);
+
+/* 1 when this library was built with call sites. */
+KEEL_EXTERN int keel_mem_callsites_enabled(void);
+
+/* Live bytes of the tag's top sites, largest first, into out[0..cap);
+ * returns how many were written (0 in a build without call sites). */
+KEEL_EXTERN size_t keel_mem_tag_top_sites(keel_mem_tag tag, keel_mem_diff *out, size_t cap);
+
+#if defined(KEEL_MEM_CALLSITES) && KEEL_MEM_CALLSITES && !defined(KEEL_MEM_NO_SITE_MACROS)
+#include <string.h>
+#define keel_mem_alloc(tag, size) keel_mem_alloc_at((tag), (size), __FILE__, __LINE__)
+#define keel_mem_calloc(tag, n, size) keel_mem_calloc_at((tag), (n), (size), __FILE__, __LINE__)
+#define keel_mem_realloc(tag, p, size) keel_mem_realloc_at((tag), (p), (size), __FILE__, __LINE__)
+#define keel_mem_strndup(tag, s, n) keel_mem_strndup_at((tag), (s), (n), __FILE__, __LINE__)
+#define keel_mem_strdup(tag, s) keel_mem_strndup_at((tag), (s), strlen(s), __FILE__, __LINE__)
+#endif
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,7 @@ int keel_cmd_gen(int argc, char **argv);
 int keel_cmd_sim(int argc, char **argv);
 int keel_cmd_catalog(int argc, char **argv);
 int keel_cmd_bench(int argc, char **argv);
+int keel_cmd_leakcheck(int argc, char **argv);
 int keel_cmd_push(int argc, char **argv);
 int keel_cmd_report(int argc, char **argv);
 int keel_cmd_report(int argc, char **argv);

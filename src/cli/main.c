@@ -19,6 +19,7 @@ static const command commands[] = {
     {"sim", keel_cmd_sim, "replay a key trace through keel's cache policies, print hit ratios"},
     {"catalog", keel_cmd_catalog, "write a product catalog file"},
     {"push", keel_cmd_push, "load NDJSON events into a Redis stream (for run --input redis://...)"},
+    {"leakcheck", keel_cmd_leakcheck, "run the memoized pipeline on a loop and name any tag (or RSS) that leaks"},
     {"bench", keel_cmd_bench, "benchmarks: cache, ..."},
     {"report", keel_cmd_report, "charts of a finished run from its --metrics-log (HTML, SVG)"},
 };

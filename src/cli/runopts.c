@@ -15,7 +15,7 @@
 enum {
   OPT_CONFIG = 256, OPT_PLUGIN, OPT_INPUT, OPT_OUTPUT, OPT_DEAD_LETTER, OPT_WORKERS, OPT_BATCH, OPT_UNORDERED,
   OPT_STAGES, OPT_SUMMARY, OPT_SET, OPT_MAX_LINE, OPT_CATALOG, OPT_PRODUCTS, OPT_DIM, OPT_QUIET, OPT_HELP,
-  OPT_CACHE, OPT_NO_CACHE, OPT_AUDIT, OPT_AUDIT_STRICT, OPT_RECORD_KEYS,
+  OPT_CACHE, OPT_NO_CACHE, OPT_AUDIT, OPT_AUDIT_STRICT, OPT_RECORD_KEYS, OPT_MEMORY_BUDGET,
   OPT_VERBOSE, OPT_NO_PROGRESS, OPT_HTTP, OPT_METRICS_LOG, OPT_METRICS_INTERVAL
 };
 
@@ -42,6 +42,7 @@ static const struct option long_opts[] = {
     {"cache-audit", required_argument, NULL, OPT_AUDIT},
     {"cache-audit-strict", no_argument, NULL, OPT_AUDIT_STRICT},
     {"record-keys", required_argument, NULL, OPT_RECORD_KEYS},
+    {"memory-budget", required_argument, NULL, OPT_MEMORY_BUDGET},
     CLI_REDIS_LONG_OPTS
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
@@ -81,6 +82,8 @@ void cli_run_options_help(FILE *f) {
           "  --metrics-interval S  seconds between metrics samples (default 1)\n"
           "  --no-progress         no progress line (shown only when stderr is a terminal)\n"
           "  --verbose             debug log lines on stderr\n"
+          "  --memory-budget SIZE  hold the whole process to SIZE tracked bytes: caches get what the\n"
+          "                        fixed parts leave and shrink first, then reading pauses ([memory] budget)\n"
           "  --quiet               no summary and no info lines on stderr\n"
           "  --help                this text\n");
   cli_redis_options_help(f);
@@ -153,6 +156,13 @@ static int one_option(cli_run *r, int c, const char *arg) {
       return set_cli(r, "limits", "max_line", buf);
     }
     case OPT_CATALOG: return set_cli(r, "catalog", "file", arg);
+    case OPT_MEMORY_BUDGET: {
+      if (keel_parse_size(arg, &size) != KEEL_OK || size == 0)
+        return cli_usage(r->cmd, "--memory-budget wants a size such as 64MiB, got '%s'", arg);
+      char buf[32];
+      snprintf(buf, sizeof buf, "%llu", (unsigned long long)size);
+      return set_cli(r, "memory", "budget", buf);
+    }
     case OPT_CACHE:
     case OPT_RECORD_KEYS: {
       const char *eq = strchr(arg, '=');
@@ -268,6 +278,7 @@ int cli_run_build(cli_run *r) {
   }
   if ((st = keel_pipeline_create(r->reg, r->cfg, &r->pipeline, err, sizeof err)) != KEEL_OK)
     return cli_fail(r->cmd, st == KEEL_ENOMEM ? KEEL_EXIT_FAIL : KEEL_EXIT_USAGE, "%s", err);
+  cli_mem_budget_warn(r->cmd, r->pipeline);
   return -1;
 }
 
@@ -309,6 +320,7 @@ void cli_summary_print(FILE *f, const cli_run *r, const keel_run_stats *s) {
               (unsigned long long)c->audit_mismatches);
   }
   cli_redis_summary_print(f, s);
+  cli_mem_print(f, r->pipeline);
   if (s->rejected)
     fprintf(f, "  rejected events are in the dead-letter file, each with its line number and reason\n");
 }
@@ -341,7 +353,8 @@ int cli_summary_write_json(const cli_run *r, const keel_run_stats *s) {
     }
     fputc('}', f);
   }
-  fputc('}', f);
+  fprintf(f, "},\"mem\":");
+  cli_mem_write_json(f, r->pipeline);
   cli_redis_summary_json(f, s);
   fprintf(f, "}\n");
   if (fclose(f) != 0) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s: cannot write the summary", r->summary_json);

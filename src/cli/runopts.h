@@ -60,4 +60,11 @@ int cli_summary_write_json(const cli_run *r, const keel_run_stats *s);
 /* Help text of the shared options. */
 void cli_run_options_help(FILE *f);
 
+/* Memory figures (cli_mem.c): the `mem` object of the JSON summary (process
+ * tracked/RSS figures, per-tag current and peak, the budget if any), one
+ * human line, and the warning for caches a --memory-budget shrank. */
+void cli_mem_write_json(FILE *f, const keel_pipeline_t *p);
+void cli_mem_print(FILE *f, const keel_pipeline_t *p);
+void cli_mem_budget_warn(const char *cmd, const keel_pipeline_t *p);
+
 #endif

@@ -1,0 +1,111 @@
+/* keel/leak.h — a leak detector that reads the tracking allocator's counters.
+ *
+ * A detector samples, on an interval, the live bytes of every tag, and the
+ * process's RSS minus its tracked footprint (the "untracked" series: memory
+ * growing outside keel's allocator). Over a sliding window it fits each
+ * series by least squares against time and against an event count the
+ * caller provides, and flags a series that keeps growing:
+ *
+ *   - the slope is at least min_bytes_per_s and the growth over the window
+ *     at least min_growth (noise and one-off allocations are not leaks);
+ *   - the line explains the series (r^2 >= min_r2);
+ *   - growth has not levelled off: the slope over the window's recent half
+ *     is at least min_tail_ratio of the whole window's (a structure filling
+ *     up to a bound slows down and stops; a leak does not);
+ *   - a tag with a declared bound (keel_mem_tag_set_bound, e.g. a cache's
+ *     byte bound) below 1.25 x bound + 1 MiB is filling up, not leaking;
+ *   - all of the above for `confirm` evaluations in a row.
+ *
+ * The detector knows nothing but the counters: what it names comes from the
+ * samples alone. A flagged series is reported with its rate in bytes per
+ * second and per event (the slope of bytes against the caller's event count
+ * for that tag) and, in a call-site build, the tag's top allocation sites.
+ *
+ * Memory: the sample ring is allocated at creation (tag "leak"), so the
+ * detector itself never grows. Thread safety: start/stop/verdict from one
+ * thread; the sampler thread is the detector's own; keel_leak_sample may be
+ * called from the owner thread when no sampler runs (tests, manual use). */
+#ifndef KEEL_LEAK_H
+#define KEEL_LEAK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/export.h"
+#include "keel/mem.h"
+#include "keel/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct keel_leak keel_leak_t;
+
+/* The series of RSS growth outside keel's allocator uses this as its tag. */
+#define KEEL_LEAK_UNTRACKED ((keel_mem_tag)0xffff)
+
+/* Events so far that concern `tag` (KEEL_LEAK_UNTRACKED: all events);
+ * monotonic. Called from the sampler thread. */
+typedef uint64_t (*keel_leak_events_fn)(void *ud, keel_mem_tag tag);
+
+typedef struct keel_leak_options {
+  size_t size;                 /* sizeof(keel_leak_options) */
+  double interval_s;           /* between samples (0: 0.25 s) */
+  double window_s;             /* the trend's sliding window (0: 8 s) */
+  double min_bytes_per_s;      /* slower growth is never a leak (0: 16 KiB/s) */
+  uint64_t min_growth;         /* bytes over the window (0: 256 KiB) */
+  double min_r2;               /* (0: 0.9) */
+  double min_tail_ratio;       /* (0: 0.5) */
+  unsigned confirm;            /* evaluations in a row (0: 4) */
+  int ignore_rss;              /* 1: no "untracked" series */
+  double untracked_min_bytes_per_s; /* (0: 256 KiB/s): RSS is noisier */
+  uint64_t untracked_min_growth;    /* (0: 4 MiB) */
+  keel_leak_events_fn events;  /* NULL: rates per event are 0 */
+  void *events_ud;
+} keel_leak_options;
+
+/* One flagged series. */
+typedef struct keel_leak_report {
+  char tag[72];           /* the tag's name, or "untracked" */
+  keel_mem_tag id;        /* the tag, or KEEL_LEAK_UNTRACKED */
+  double bytes_per_s;     /* slope over the window */
+  double bytes_per_event; /* slope against the events of the tag (0 without events) */
+  double r2;
+  int64_t current;        /* live bytes in the last sample (untracked: RSS - footprint) */
+  int64_t growth;         /* over the window */
+  double flagged_at_s;    /* seconds from the first sample to the confirmation */
+  size_t n_sites;         /* call-site builds: the tag's top sites */
+  keel_mem_diff sites[3];
+} keel_leak_report;
+
+/* Creates a detector (options borrowed; NULL for defaults). *out is owned
+ * (keel_leak_destroy). KEEL_EINVAL for a window shorter than 4 intervals. */
+KEEL_EXTERN keel_status keel_leak_create(const keel_leak_options *opt, keel_leak_t **out);
+
+/* Stops the sampler if it runs and frees the detector. */
+KEEL_EXTERN void keel_leak_destroy(keel_leak_t *d);
+
+/* Starts the sampler thread (the first sample is taken at once). */
+KEEL_EXTERN keel_status keel_leak_start(keel_leak_t *d);
+
+/* Stops and joins the sampler thread. */
+KEEL_EXTERN void keel_leak_stop(keel_leak_t *d);
+
+/* Takes one sample now and evaluates the trends (what the sampler does on
+ * each tick). Not while the sampler runs. */
+KEEL_EXTERN void keel_leak_sample(keel_leak_t *d);
+
+/* The series flagged so far (a flag, once confirmed, stays), largest rate
+ * first, into out[0..cap); *n gets how many (may exceed cap). Rates are the
+ * latest fit while the series still grows, else the fit that confirmed it. */
+KEEL_EXTERN void keel_leak_verdict(keel_leak_t *d, keel_leak_report *out, size_t cap, size_t *n);
+
+/* Seconds of samples so far, and whether the window has filled (before
+ * that nothing can be flagged). */
+KEEL_EXTERN double keel_leak_elapsed_s(keel_leak_t *d);
+KEEL_EXTERN int keel_leak_window_full(keel_leak_t *d);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

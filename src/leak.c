@@ -1,0 +1,326 @@
+/* leak.c — trend-based leak detection over the allocator's counters (see
+ * keel/leak.h for what is flagged and why).
+ *
+ * The trend. For a series y sampled at times t over the window, the least
+ * squares slope is cov(t, y) / var(t) and r^2 = cov^2 / (var(t) var(y)). A
+ * leak of r bytes per event at a steady event rate is a straight line: r^2
+ * near 1, and the slope over the recent half of the window equals the
+ * slope over all of it. A cache filling up to its bound is concave: it
+ * grows as fast as it misses and stops at the bound, so by the time its
+ * growth could pass the thresholds for `confirm` evaluations in a row the
+ * recent half has flattened (tail ratio falls), and a declared bound
+ * settles it outright. Noise (batches in flight, arenas growing to their
+ * working size) has a small slope, a small r^2, or both. The rate per event
+ * is the slope of y against the caller's event count over the same window,
+ * which does not depend on the event rate being steady.
+ *
+ * This is the "compare snapshots over time" idea of tracemalloc, made
+ * automatic: the growth must persist across a window rather than show up
+ * between two hand-picked moments (cf. the leak heuristics of long-running
+ * services that watch RSS slopes; here the tags say *what* grows).
+ *
+ * Concurrency. The ring, streaks and the latched reports are written only by
+ * whoever samples (the sampler thread while it runs, else the owner); `lock`
+ * guards the latched reports, which keel_leak_verdict copies from the owner
+ * thread while the sampler runs. `stop` is guarded by `lock` and signalled
+ * through `cv` so a stop does not wait out an interval. */
+#include "keel/leak.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NSERIES (KEEL_MEM_MAX_TAGS + 1) /* every tag, then "untracked" */
+#define UNTRACKED_IX KEEL_MEM_MAX_TAGS
+
+typedef struct sample {
+  double t;
+  unsigned ntags;
+  int64_t y[NSERIES];
+  uint64_t e[NSERIES];
+} sample;
+
+struct keel_leak {
+  keel_leak_options o;
+  keel_mem_tag tag;
+  sample *ring; /* cap samples, owned (tag "leak") */
+  size_t cap, n, next;
+  const sample **w;     /* scratch, cap entries: the window */
+  double *t, *y, *e;    /* scratch, cap entries each: one series */
+  double last_t;        /* under lock: time of the newest sample */
+  int full;             /* under lock: the window has filled */
+  struct timespec t0;
+  unsigned streak[NSERIES];
+  int flagged[NSERIES];              /* latched; under lock */
+  keel_leak_report rep[NSERIES];     /* under lock */
+  pthread_mutex_t lock;
+  pthread_cond_t cv;                 /* CLOCK_MONOTONIC */
+  int stop, running;
+  pthread_t th;
+};
+
+static void defaults(keel_leak_options *o) {
+  if (!(o->interval_s > 0)) o->interval_s = 0.25;
+  if (!(o->window_s > 0)) o->window_s = 8;
+  if (!(o->min_bytes_per_s > 0)) o->min_bytes_per_s = 16 * 1024;
+  if (!o->min_growth) o->min_growth = 256 * 1024;
+  if (!(o->min_r2 > 0)) o->min_r2 = 0.9;
+  if (!(o->min_tail_ratio > 0)) o->min_tail_ratio = 0.5;
+  if (!o->confirm) o->confirm = 4;
+  if (!(o->untracked_min_bytes_per_s > 0)) o->untracked_min_bytes_per_s = 256 * 1024;
+  if (!o->untracked_min_growth) o->untracked_min_growth = 4u << 20;
+}
+
+keel_status keel_leak_create(const keel_leak_options *opt, keel_leak_t **out) {
+  if (!out || (opt && opt->size < sizeof *opt)) return KEEL_EINVAL;
+  keel_leak_options o;
+  memset(&o, 0, sizeof o);
+  if (opt) o = *opt;
+  o.size = sizeof o;
+  defaults(&o);
+  if (o.window_s < 4 * o.interval_s || o.window_s / o.interval_s > 100000) return KEEL_EINVAL;
+  keel_mem_tag tag;
+  keel_status st = keel_mem_tag_register("leak", &tag);
+  if (st != KEEL_OK) return st;
+  keel_leak_t *d = keel_mem_calloc(tag, 1, sizeof *d);
+  if (!d) return KEEL_ENOMEM;
+  d->o = o;
+  d->tag = tag;
+  d->cap = (size_t)ceil(o.window_s / o.interval_s) + 4;
+  d->ring = keel_mem_calloc(tag, d->cap, sizeof *d->ring);
+  d->w = keel_mem_calloc(tag, d->cap, sizeof *d->w);
+  d->t = keel_mem_calloc(tag, 3 * d->cap, sizeof *d->t);
+  d->y = d->t ? d->t + d->cap : NULL;
+  d->e = d->t ? d->t + 2 * d->cap : NULL;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  if (!d->ring || !d->w || !d->t || pthread_mutex_init(&d->lock, NULL) || pthread_cond_init(&d->cv, &ca)) {
+    pthread_condattr_destroy(&ca);
+    keel_mem_free(d->ring);
+    keel_mem_free(d->w);
+    keel_mem_free(d->t);
+    keel_mem_free(d);
+    return KEEL_ENOMEM;
+  }
+  pthread_condattr_destroy(&ca);
+  *out = d;
+  return KEEL_OK;
+}
+
+void keel_leak_destroy(keel_leak_t *d) {
+  if (!d) return;
+  keel_leak_stop(d);
+  pthread_cond_destroy(&d->cv);
+  pthread_mutex_destroy(&d->lock);
+  keel_mem_free(d->ring);
+  keel_mem_free(d->w);
+  keel_mem_free(d->t);
+  keel_mem_free(d);
+}
+
+/* ---- fitting ---- */
+
+typedef struct fit {
+  double slope, r2;
+} fit;
+
+static fit least_squares(const double *x, const double *y, size_t n) {
+  fit f = {0, 0};
+  if (n < 2) return f;
+  double mx = 0, my = 0;
+  for (size_t i = 0; i < n; i++) mx += x[i], my += y[i];
+  mx /= (double)n;
+  my /= (double)n;
+  double sxx = 0, syy = 0, sxy = 0;
+  for (size_t i = 0; i < n; i++) {
+    double dx = x[i] - mx, dy = y[i] - my;
+    sxx += dx * dx;
+    syy += dy * dy;
+    sxy += dx * dy;
+  }
+  if (sxx <= 0) return f;
+  f.slope = sxy / sxx;
+  f.r2 = syy > 0 ? sxy * sxy / (sxx * syy) : 0;
+  return f;
+}
+
+/* The samples of the window, oldest first, as pointers into the ring. */
+static size_t window(const keel_leak_t *d, const sample **w) {
+  size_t n = 0;
+  const sample *last = &d->ring[(d->next + d->cap - 1) % d->cap];
+  for (size_t k = d->n; k > 0; k--) {
+    const sample *s = &d->ring[(d->next + d->cap - k) % d->cap];
+    if (s->t >= last->t - d->o.window_s - d->o.interval_s / 2) w[n++] = s;
+  }
+  return n;
+}
+
+/* ---- evaluation ---- */
+
+static void describe(keel_leak_t *d, size_t ix, keel_leak_report *r) {
+  memset(r, 0, sizeof *r);
+  r->id = ix == UNTRACKED_IX ? KEEL_LEAK_UNTRACKED : (keel_mem_tag)ix;
+  snprintf(r->tag, sizeof r->tag, "%s", ix == UNTRACKED_IX ? "untracked" : keel_mem_tag_name((keel_mem_tag)ix));
+  if (ix != UNTRACKED_IX) r->n_sites = keel_mem_tag_top_sites((keel_mem_tag)ix, r->sites, 3);
+  (void)d;
+}
+
+/* Fits series ix over the window w[0..n); returns 1 when it looks like a leak. */
+static int evaluate(keel_leak_t *d, size_t ix, const sample **w, size_t n, keel_leak_report *r) {
+  double *t = d->t, *y = d->y, *e = d->e;
+  for (size_t i = 0; i < n; i++) {
+    t[i] = w[i]->t;
+    y[i] = (double)w[i]->y[ix];
+    e[i] = (double)w[i]->e[ix];
+  }
+  int untracked = ix == UNTRACKED_IX;
+  int64_t cur = w[n - 1]->y[ix], growth = cur - w[0]->y[ix];
+  uint64_t bound = untracked ? 0 : keel_mem_tag_bound((keel_mem_tag)ix);
+  if (bound && (double)cur <= 1.25 * (double)bound + (1 << 20)) return 0; /* filling up to its bound */
+  double min_rate = untracked ? d->o.untracked_min_bytes_per_s : d->o.min_bytes_per_s;
+  uint64_t min_growth = untracked ? d->o.untracked_min_growth : d->o.min_growth;
+  if (growth < (int64_t)min_growth) return 0;
+  fit all = least_squares(t, y, n);
+  if (all.slope < min_rate || all.r2 < d->o.min_r2) return 0;
+  size_t h = n / 2;
+  fit tail = least_squares(t + h, y + h, n - h);
+  if (tail.slope < d->o.min_tail_ratio * all.slope) return 0;
+  fit per_event = least_squares(e, y, n);
+  describe(d, ix, r);
+  r->bytes_per_s = all.slope;
+  r->bytes_per_event = per_event.slope > 0 ? per_event.slope : 0;
+  r->r2 = all.r2;
+  r->current = cur;
+  r->growth = growth;
+  return 1;
+}
+
+static void evaluate_all(keel_leak_t *d) {
+  const sample **w = d->w;
+  size_t n = window(d, w);
+  int full = n >= 4 && w[n - 1]->t - w[0]->t >= d->o.window_s * 0.9;
+  pthread_mutex_lock(&d->lock);
+  d->last_t = w[n - 1]->t;
+  d->full = full;
+  pthread_mutex_unlock(&d->lock);
+  if (!full) return;
+  unsigned ntags = w[0]->ntags;
+  for (size_t ix = 0; ix < NSERIES; ix++) {
+    if (ix >= ntags && ix != UNTRACKED_IX) continue;
+    if (ix == UNTRACKED_IX && d->o.ignore_rss) continue;
+    if (ix == d->tag) continue; /* the detector's own ring */
+    keel_leak_report r;
+    if (!evaluate(d, ix, w, n, &r)) {
+      d->streak[ix] = 0;
+      continue;
+    }
+    if (++d->streak[ix] < d->o.confirm) continue;
+    pthread_mutex_lock(&d->lock);
+    r.flagged_at_s = d->flagged[ix] ? d->rep[ix].flagged_at_s : w[n - 1]->t;
+    d->rep[ix] = r;
+    d->flagged[ix] = 1;
+    pthread_mutex_unlock(&d->lock);
+  }
+}
+
+/* ---- sampling ---- */
+
+static double seconds_since(const struct timespec *t0) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+void keel_leak_sample(keel_leak_t *d) {
+  if (!d->n) clock_gettime(CLOCK_MONOTONIC, &d->t0);
+  sample *s = &d->ring[d->next];
+  s->t = seconds_since(&d->t0);
+  s->ntags = keel_mem_tag_count();
+  for (unsigned i = 0; i < s->ntags; i++) {
+    keel_mem_stats st;
+    keel_mem_tag_stats((keel_mem_tag)i, &st);
+    s->y[i] = st.current;
+    s->e[i] = d->o.events ? d->o.events(d->o.events_ud, (keel_mem_tag)i) : 0;
+  }
+  if (!d->o.ignore_rss) {
+    keel_mem_process m;
+    keel_mem_process_stats(&m);
+    s->y[UNTRACKED_IX] = (int64_t)m.rss_bytes - m.footprint;
+    s->e[UNTRACKED_IX] = d->o.events ? d->o.events(d->o.events_ud, KEEL_LEAK_UNTRACKED) : 0;
+  }
+  d->next = (d->next + 1) % d->cap;
+  if (d->n < d->cap) d->n++;
+  evaluate_all(d);
+}
+
+static void *sampler_main(void *arg) {
+  keel_leak_t *d = arg;
+  struct timespec due;
+  clock_gettime(CLOCK_MONOTONIC, &due);
+  pthread_mutex_lock(&d->lock);
+  while (!d->stop) {
+    pthread_mutex_unlock(&d->lock);
+    keel_leak_sample(d);
+    double ns = (double)due.tv_nsec + d->o.interval_s * 1e9;
+    due.tv_sec += (time_t)(ns / 1e9);
+    due.tv_nsec = (long)fmod(ns, 1e9);
+    pthread_mutex_lock(&d->lock);
+    while (!d->stop && pthread_cond_timedwait(&d->cv, &d->lock, &due) == 0) {
+    }
+  }
+  pthread_mutex_unlock(&d->lock);
+  return NULL;
+}
+
+keel_status keel_leak_start(keel_leak_t *d) {
+  if (!d || d->running) return KEEL_EMISUSE;
+  d->stop = 0;
+  if (pthread_create(&d->th, NULL, sampler_main, d)) return KEEL_ENOMEM;
+  d->running = 1;
+  return KEEL_OK;
+}
+
+void keel_leak_stop(keel_leak_t *d) {
+  if (!d || !d->running) return;
+  pthread_mutex_lock(&d->lock);
+  d->stop = 1;
+  pthread_cond_signal(&d->cv);
+  pthread_mutex_unlock(&d->lock);
+  pthread_join(d->th, NULL);
+  d->running = 0;
+}
+
+static int by_rate(const void *a, const void *b) {
+  const keel_leak_report *x = a, *y = b;
+  return x->bytes_per_s < y->bytes_per_s ? 1 : x->bytes_per_s > y->bytes_per_s ? -1 : 0;
+}
+
+void keel_leak_verdict(keel_leak_t *d, keel_leak_report *out, size_t cap, size_t *n) {
+  keel_leak_report all[NSERIES];
+  size_t k = 0;
+  pthread_mutex_lock(&d->lock);
+  for (size_t ix = 0; ix < NSERIES; ix++)
+    if (d->flagged[ix]) all[k++] = d->rep[ix];
+  pthread_mutex_unlock(&d->lock);
+  qsort(all, k, sizeof all[0], by_rate);
+  for (size_t i = 0; i < k && i < cap; i++) out[i] = all[i];
+  *n = k;
+}
+
+double keel_leak_elapsed_s(keel_leak_t *d) {
+  pthread_mutex_lock(&d->lock);
+  double t = d->last_t;
+  pthread_mutex_unlock(&d->lock);
+  return t;
+}
+
+int keel_leak_window_full(keel_leak_t *d) {
+  pthread_mutex_lock(&d->lock);
+  int f = d->full;
+  pthread_mutex_unlock(&d->lock);
+  return f;
+}
