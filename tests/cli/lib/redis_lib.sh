@@ -11,6 +11,7 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
+[ -n "${KEEL_KEEP:-}" ] && trap - EXIT && echo "keeping $dir"
 cd "$dir" || exit 1
 fails=0
 ok() { echo "ok: $1"; }
