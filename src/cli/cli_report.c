@@ -167,7 +167,7 @@ static int write_chart(FILE *f, const report *r, int c, int standalone) {
   svg_series s[MAX_COLS];
   for (size_t k = 0; k < r->n_cols[c]; k++)
     s[k] = (svg_series){r->cols[c][k].name, r->t, r->cols[c][k].y, r->n};
-  svg_chart ch = {charts[c].title, "seconds since the start", charts[c].y_label, charts[c].y_max, standalone};
+  svg_chart ch = {charts[c].title, "seconds since the start", charts[c].y_label, charts[c].y_max, standalone, 1};
   return svg_chart_write(f, &ch, s, r->n_cols[c]);
 }
 

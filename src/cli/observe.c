@@ -21,6 +21,7 @@ extern const size_t keel_dashboard_html_len;
 
 struct cli_observe {
   cli_observe_opts o;
+  char who[40]; /* "keel run", for log lines */
   keel_pipeline_t *p;
   keel_http_t *http;
   FILE *log;
@@ -85,7 +86,7 @@ static void sample_once(cli_observe *ob) {
   if (ob->log && !ob->log_failed) {
     if (fprintf(ob->log, "%s\n", ob->line.data) < 0 || fflush(ob->log) != 0) {
       ob->log_failed = 1;
-      keel_log(KEEL_LOG_ERROR, "keel run", "--metrics-log %s: cannot write: %s", ob->o.metrics_log, strerror(errno));
+      keel_log(KEEL_LOG_ERROR, ob->who, "--metrics-log %s: cannot write: %s", ob->o.metrics_log, strerror(errno));
     }
   }
 }
@@ -133,7 +134,7 @@ static int start_http(cli_observe *ob) {
   if (st != KEEL_OK) return cli_fail(ob->o.cmd, KEEL_EXIT_FAIL, "%s", err[0] ? err : keel_status_str(st));
   const char *colon = strrchr(ob->o.http, ':');
   int host_len = colon ? (int)(colon - ob->o.http) : 0;
-  keel_log(KEEL_LOG_INFO, "keel run", "dashboard on http://%.*s:%u/ (Prometheus: /metrics)", host_len ? host_len : 9,
+  keel_log(KEEL_LOG_INFO, ob->who, "dashboard on http://%.*s:%u/ (Prometheus: /metrics)", host_len ? host_len : 9,
            host_len ? ob->o.http : "127.0.0.1", keel_http_port(ob->http));
   return -1;
 }
@@ -172,6 +173,7 @@ int cli_observe_start(const cli_observe_opts *o, keel_pipeline_t *p, cli_observe
   cli_observe *ob = keel_mem_calloc(KEEL_MEM_OTHER, 1, sizeof *ob);
   if (!ob) return cli_fail(o->cmd, KEEL_EXIT_FAIL, "out of memory");
   ob->o = *o;
+  snprintf(ob->who, sizeof ob->who, "keel %s", o->cmd);
   if (!(ob->o.interval_s > 0)) ob->o.interval_s = 1;
   ob->p = p;
   clock_gettime(CLOCK_MONOTONIC, &ob->t0);
@@ -188,7 +190,7 @@ int cli_observe_start(const cli_observe_opts *o, keel_pipeline_t *p, cli_observe
   if (rc < 0 && o->metrics_log && !(ob->log = fopen(o->metrics_log, "w")))
     rc = cli_fail(o->cmd, KEEL_EXIT_FAIL, "--metrics-log %s: cannot create: %s", o->metrics_log, strerror(errno));
   if (rc < 0 && o->progress) {
-    keel_progress_options po = {.size = sizeof po, .label = "keel run", .unit = "events", .total = o->input_size};
+    keel_progress_options po = {.size = sizeof po, .label = ob->who, .unit = "events", .total = o->input_size};
     if (keel_progress_create(&po, &ob->progress) != KEEL_OK) rc = cli_fail(o->cmd, KEEL_EXIT_FAIL, "out of memory");
   }
   if (rc < 0 && o->http) rc = start_http(ob);
@@ -197,7 +199,7 @@ int cli_observe_start(const cli_observe_opts *o, keel_pipeline_t *p, cli_observe
     free_observer(ob);
     return rc;
   }
-  if (ob->log) keel_log(KEEL_LOG_DEBUG, "keel run", "metrics log %s, one line every %.3g s", o->metrics_log,
+  if (ob->log) keel_log(KEEL_LOG_DEBUG, ob->who, "metrics log %s, one line every %.3g s", o->metrics_log,
                         ob->o.interval_s);
   *out = ob;
   return -1;
@@ -214,7 +216,7 @@ int cli_observe_stop(cli_observe *ob) {
   int rc = ob->log_failed;
   if (ob->log && fclose(ob->log) != 0 && !rc) {
     rc = 1;
-    keel_log(KEEL_LOG_ERROR, "keel run", "--metrics-log %s: cannot write", ob->o.metrics_log);
+    keel_log(KEEL_LOG_ERROR, ob->who, "--metrics-log %s: cannot write", ob->o.metrics_log);
   }
   ob->log = NULL;
   free_observer(ob);

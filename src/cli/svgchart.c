@@ -61,6 +61,7 @@ static frame frame_of(const svg_chart *c, const svg_series *s, size_t ns) {
       if (s[i].y[k] > ymax) ymax = s[i].y[k];
     }
   if (!isfinite(fr.x0)) fr.x0 = 0, fr.x1 = 1;
+  if (c->x_from_zero && fr.x0 > 0) fr.x0 = 0;
   if (fr.x1 <= fr.x0) fr.x1 = fr.x0 + 1;
   if (c->y_max > 0) {
     fr.top = c->y_max;

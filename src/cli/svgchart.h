@@ -24,6 +24,7 @@ typedef struct svg_chart {
   const char *y_label; /* e.g. "MiB" */
   double y_max;        /* 0: from the data (+10 %) */
   int standalone;      /* write the XML declaration and xmlns (a .svg file) */
+  int x_from_zero;     /* the x axis starts at 0 (time since the start) */
 } svg_chart;
 
 /* Writes one chart (640 x 300). Returns 0, or -1 when writing failed. */
