@@ -12,6 +12,7 @@
  *    recorded key hashes of the old and new definitions are disjoint) while
  *    the same definition gives the same keys; field order and undeclared
  *    fields do not change a key;
+ *  - a ttl expires entries;
  *  - stage failures are not cached: each failing event gets its own reason;
  *  - destroying a pipeline frees every cache; OOM sweeps of pipeline
  *    creation with a memoized stage and of the memo calls themselves. */
@@ -511,6 +512,74 @@ static void test_version_bump_changes_every_key(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* [cache.X] ttl: an entry older than the ttl is computed again. */
+static void test_ttl_expires_entries(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  static const keel_stage_def def = {.size = sizeof def, .name = "picky", .version = 1, .flags = KEEL_STAGE_PURE,
+                                     .reads = text_reads, .n_reads = 1, .writes = n_writes, .n_writes = 1,
+                                     .process = picky_process};
+  keel_schema_t *schema;
+  keel_field_id ids[2];
+  assert_int_equal(keel_schema_create(&schema), KEEL_OK);
+  assert_int_equal(keel_schema_intern(schema, "text", 4, &ids[0]), KEEL_OK);
+  assert_int_equal(keel_schema_intern(schema, "n", 1, &ids[1]), KEEL_OK);
+  keel_stage_io io = {ids, ids + 1};
+  keel_memo_options o = {.size = sizeof o, .def = &def, .io = &io, .schema = schema, .max_bytes = 1 << 16,
+                         .ttl_ns = 300000000}; /* 300 ms */
+  keel_memo_t *m;
+  keel_memo_worker_t *w;
+  keel_event_t *ev;
+  char err[256];
+  assert_int_equal(keel_memo_create(&o, &m, err, sizeof err), KEEL_OK);
+  assert_int_equal(keel_memo_worker_create(m, schema, &w), KEEL_OK);
+  assert_int_equal(keel_event_create(schema, KEEL_MEM_ARENA, 0, &ev), KEEL_OK);
+  atomic_store(&picky_calls, 0);
+  for (int i = 0; i < 3; i++) {
+    if (i == 2) nanosleep(&(struct timespec){0, 600000000}, NULL); /* twice the ttl */
+    keel_event_reset(ev);
+    assert_int_equal(keel_event_set_string(ev, ids[0], "abc", 3), KEEL_OK);
+    assert_int_equal(keel_memo_process(m, w, ev), KEEL_OK);
+    keel_value v;
+    assert_true(keel_event_get(ev, ids[1], &v));
+    assert_int_equal(v.u.i, 3);
+  }
+  keel_memo_stats ms;
+  keel_memo_get_stats(m, &ms);
+  assert_int_equal(ms.hits, 1);   /* the second lookup, at once */
+  assert_int_equal(ms.misses, 2); /* the first, and the third after expiry */
+  assert_int_equal(atomic_load(&picky_calls), 2);
+  keel_event_destroy(ev);
+  keel_memo_worker_destroy(w);
+  keel_memo_destroy(m);
+  keel_schema_destroy(schema);
+
+  /* Through the configuration: [cache.len] ttl in its units. A second run
+   * of the same pipeline 100 ms later hits every entry with ttl = 1h and
+   * none with ttl = 20ms. */
+  const char *in = in_dir("ttl.ndjson");
+  FILE *f = fopen(in, "w");
+  for (int i = 0; i < 50; i++) fprintf(f, "{\"text\":\"t%d\"}\n", i);
+  fclose(f);
+  keel_registry_t *r = memo_registry();
+  static const char *const ttls[] = {"cache.len.ttl=1h", "cache.len.ttl=20ms"};
+  for (int t = 0; t < 2; t++) {
+    keel_config_t *c = fixture_config("len", (const char *[]){"cache.len.size=64KiB", ttls[t], NULL});
+    keel_pipeline_t *p;
+    assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
+    keel_run_io rio = {in, in_dir("ttl.out"), in_dir("ttl.dl")};
+    keel_run_stats stats;
+    assert_int_equal(keel_pipeline_run(p, &rio, &stats, err, sizeof err), KEEL_OK);
+    nanosleep(&(struct timespec){0, 100000000}, NULL);
+    assert_int_equal(keel_pipeline_run(p, &rio, &stats, err, sizeof err), KEEL_OK);
+    assert_int_equal(stats.stages[0].cache.hits, t == 0 ? 100 - 50 : 0);
+    keel_pipeline_destroy(p);
+    keel_config_destroy(c);
+  }
+  keel_registry_destroy(r);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
 /* ---- failures ---- */
 
 static void test_failures_are_not_cached(void **state) {
@@ -679,6 +748,7 @@ int main(void) {
       cmocka_unit_test(test_config_refusals),
       cmocka_unit_test(test_audit_catches_nondeterminism),
       cmocka_unit_test(test_version_bump_changes_every_key),
+      cmocka_unit_test(test_ttl_expires_entries),
       cmocka_unit_test(test_failures_are_not_cached),
       cmocka_unit_test(test_destroy_frees_every_cache),
       cmocka_unit_test(test_oom_sweep_create),
