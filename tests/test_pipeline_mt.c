@@ -1,6 +1,7 @@
 /* test_pipeline_mt.c — runs with several workers: output byte-identical
  * with 1, 2 and 4 workers, --unordered complete, a stop in the middle of a
  * run loses nothing, a stop from another thread. Run under TSan too. */
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -211,7 +212,10 @@ typedef struct fifo_writer {
 
 static void *fifo_main(void *arg) {
   fifo_writer *w = arg;
-  FILE *f = fopen(w->path, "w"); /* blocks until the run opens it */
+  /* Read-write, so opening never blocks (a write-only open would wait for
+   * the run to open the FIFO, forever if it never did). */
+  int fd = open(w->path, O_RDWR);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
   if (!f) return NULL;
   for (int i = 1; i <= 300; i++) fprintf(f, i % 30 ? "{\"text\":\"abc\"}\n" : "nope\n");
   fflush(f);

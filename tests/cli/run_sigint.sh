@@ -24,7 +24,9 @@ one_run() { # one_run SIGNAL WORKERS
   "$KEEL" run --products 300 --dim 8 --workers "$workers" --input "$dir/fifo" --output "$dir/out-$tag.ndjson" \
     --dead-letter "$dir/dl-$tag.ndjson" --summary-json "$dir/s-$tag.json" 2>"$dir/err-$tag" &
   pid=$!
-  exec 3>"$dir/fifo" # blocks until keel opens it; stays open until the end
+  # Read-write: opening does not block even if keel never opens the FIFO (a
+  # write-only open would hang the test then); held open until the end.
+  exec 3<>"$dir/fifo"
   for i in $(seq 1 1000); do
     if [ $((i % 50)) -eq 0 ]; then echo "not json $i"; else echo "{\"type\":\"user\",\"user\":\"$i\"}"; fi
   done >&3
