@@ -17,7 +17,7 @@ printf '{"type":"user","user":"1"}\n{"type":"rank","user":"2","k":3}\n' >"$dir/i
 # error: its first line), and for a usage error nothing is run (no summary, no output).
 expect() {
   local rc=$1 pat=$2; shift 2
-  "$KEEL" "$@" >"$dir/out" 2>"$dir/err"
+  "$KEEL" "$@" >"$dir/out" 2>"$dir/err" </dev/null # never waits on a terminal
   local got=$?
   local first
   first=$(head -n 1 "$dir/err")
