@@ -353,8 +353,17 @@ static void collect_mem(collector *c, const keel_metrics_sample *s) {
   put(c, G, "keel_memory_tracked_peak_bytes", "Highest tracked live bytes.", NULL, NULL, (double)s->tracked.peak);
   put(c, G, "keel_rss_bytes", "Resident set size of the process.", NULL, NULL, (double)s->rss_bytes);
   put(c, G, "keel_rss_peak_bytes", "Peak resident set size (VmHWM).", NULL, NULL, (double)s->rss_peak_bytes);
-  if (s->mem.budget_bytes)
+  if (s->mem.budget_bytes) {
     put(c, G, "keel_memory_budget_bytes", "The process's memory budget.", NULL, NULL, (double)s->mem.budget_bytes);
+    put(c, C, "keel_budget_pauses_total", "Times the budget paused the reader.", NULL, NULL,
+        (double)s->mem.budget_pauses);
+    put(c, C, "keel_budget_paused_seconds_total", "Time the reader spent paused by the budget.", NULL, NULL,
+        s->mem.budget_paused_s);
+    put(c, C, "keel_budget_cache_shrinks_total", "Caches shrunk to hold the budget.", NULL, NULL,
+        (double)s->mem.budget_shrinks);
+    put(c, C, "keel_budget_overruns_total", "Pauses given up with nothing left to shrink.", NULL, NULL,
+        (double)s->mem.budget_overruns);
+  }
   put(c, G, "keel_leak_detector_enabled", "1 when a leak detector samples this process.", NULL, NULL,
       s->mem.leak_detector ? 1 : 0);
   for (size_t i = 0; i < s->mem.n_leaks && i < KEEL_METRICS_MAX_LEAKS; i++)
@@ -444,8 +453,12 @@ static keel_status json_mem(keel_buf *b, const keel_metrics_sample *s) {
                             (long long)s->tags[i].st.peak);
   }
   if (st == KEEL_OK)
-    st = keel_buf_appendf(b, "},\"budget_bytes\":%llu,\"leak_detector\":%s,\"leaks\":[",
-                          (unsigned long long)s->mem.budget_bytes, s->mem.leak_detector ? "true" : "false");
+    st = keel_buf_appendf(b,
+                          "},\"budget_bytes\":%llu,\"budget_pauses\":%llu,\"budget_paused_s\":%.3f,"
+                          "\"budget_shrinks\":%llu,\"leak_detector\":%s,\"leaks\":[",
+                          (unsigned long long)s->mem.budget_bytes, (unsigned long long)s->mem.budget_pauses,
+                          fin(s->mem.budget_paused_s), (unsigned long long)s->mem.budget_shrinks,
+                          s->mem.leak_detector ? "true" : "false");
   for (size_t i = 0; i < s->mem.n_leaks && i < KEEL_METRICS_MAX_LEAKS && st == KEEL_OK; i++) {
     const keel_metrics_leak *l = &s->mem.leaks[i];
     st = keel_buf_appendf(b, "%s{\"tag\":", i ? "," : "");

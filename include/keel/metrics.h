@@ -24,7 +24,9 @@
  *   cache_bytes, cache_max_bytes, cache_entries, cache_hit_ratio,
  *   memory_bytes, memory_peak_bytes, memory_allocations_total, memory_frees_total,
  *   memory_tracked_bytes, memory_tracked_peak_bytes, rss_bytes, rss_peak_bytes,
- *   queue_depth, queue_capacity, memory_budget_bytes (when a budget is set),
+ *   queue_depth, queue_capacity, memory_budget_bytes, budget_pauses_total,
+ *   budget_paused_seconds_total, budget_cache_shrinks_total, budget_overruns_total
+ *   (when a budget is set),
  *   leak_detector_enabled, leak_suspected and leak_growth_bytes_per_second
  *   (per suspected tag).
  *
@@ -95,6 +97,10 @@ typedef struct keel_metrics_leak {
 
 typedef struct keel_metrics_mem_state {
   uint64_t budget_bytes;   /* 0: no budget */
+  uint64_t budget_pauses;  /* times the budget paused the reader */
+  uint64_t budget_shrinks; /* run-time cache shrinks */
+  uint64_t budget_overruns; /* pauses given up */
+  double budget_paused_s;  /* time the reader spent paused */
   int leak_detector;       /* a detector samples this process */
   size_t n_leaks;
   keel_metrics_leak leaks[KEEL_METRICS_MAX_LEAKS];

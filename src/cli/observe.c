@@ -9,7 +9,9 @@
 #include <time.h>
 
 #include "cli.h"
+#include "keel/budget.h"
 #include "keel/http.h"
+#include "keel/leak.h"
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/metrics.h"
@@ -27,6 +29,11 @@ struct cli_observe {
   FILE *log;
   int log_failed;
   keel_progress_t *progress;
+  keel_leak_t *leak;         /* sampled by the observer thread only (its owner while it runs) */
+  uint64_t events_seen;      /* events in at the last tick: the detector's per-event rates */
+  /* mem_lock guards `leaks`: the detector's verdict, read by scrapes. */
+  pthread_mutex_t mem_lock;
+  keel_metrics_mem_state leaks;
   struct timespec t0;
   pthread_t thread;
   int have_thread;
@@ -50,12 +57,44 @@ static double elapsed(const cli_observe *ob) {
   return (double)(t.tv_sec - ob->t0.tv_sec) + (t.tv_nsec - ob->t0.tv_nsec) / 1e9;
 }
 
-/* Hook for the memory budget and the leak detector (issue 5): when they
- * exist, fill s->mem here (budget_bytes, leak_detector, leaks[]); the
- * metrics, the log and the dashboard then show them. */
+/* The memory budget's figures (keel/budget.h) and the leak detector's
+ * verdict (keel/leak.h), for the metrics, the log and the dashboard. */
 static void fill_mem_state(cli_observe *ob, keel_metrics_sample *s) {
-  (void)ob;
-  (void)s;
+  pthread_mutex_lock(&ob->mem_lock);
+  s->mem = ob->leaks;
+  pthread_mutex_unlock(&ob->mem_lock);
+  keel_budget_stats bs;
+  if (keel_pipeline_budget_stats(ob->p, &bs) == KEEL_OK) {
+    s->mem.budget_bytes = bs.limit;
+    s->mem.budget_pauses = bs.pauses;
+    s->mem.budget_paused_s = bs.paused_s;
+    s->mem.budget_shrinks = bs.shrinks;
+    s->mem.budget_overruns = bs.overruns;
+  }
+}
+
+static uint64_t events_of(void *ud, keel_mem_tag tag) {
+  (void)tag; /* every tag's rate is per event of the run */
+  return ((cli_observe *)ud)->events_seen;
+}
+
+/* One detector tick: sample, then publish the verdict for scrapes. */
+static void leak_tick(cli_observe *ob) {
+  keel_leak_report rep[KEEL_METRICS_MAX_LEAKS];
+  size_t n = 0;
+  keel_leak_sample(ob->leak);
+  keel_leak_verdict(ob->leak, rep, KEEL_METRICS_MAX_LEAKS, &n);
+  if (n > KEEL_METRICS_MAX_LEAKS) n = KEEL_METRICS_MAX_LEAKS;
+  pthread_mutex_lock(&ob->mem_lock);
+  for (size_t i = ob->leaks.n_leaks; i < n; i++)
+    keel_log(KEEL_LOG_WARN, ob->who, "leak suspected: %s grows %.0f bytes/s", rep[i].tag, rep[i].bytes_per_s);
+  ob->leaks.n_leaks = n;
+  for (size_t i = 0; i < n; i++) {
+    snprintf(ob->leaks.leaks[i].tag, sizeof ob->leaks.leaks[i].tag, "%.71s", rep[i].tag);
+    ob->leaks.leaks[i].bytes_per_s = rep[i].bytes_per_s;
+    ob->leaks.leaks[i].bytes_per_event = rep[i].bytes_per_event;
+  }
+  pthread_mutex_unlock(&ob->mem_lock);
 }
 
 static keel_status render_metrics(void *ctx, keel_buf *out) {
@@ -91,10 +130,13 @@ static void sample_once(cli_observe *ob) {
   }
 }
 
-static void draw_progress(cli_observe *ob) {
+/* Every tick: the progress line and the leak detector's sample. */
+static void tick(cli_observe *ob) {
   keel_run_stats s;
-  if (!ob->progress || keel_pipeline_snapshot(ob->p, &s) != KEEL_OK) return;
-  keel_progress_update(ob->progress, s.events_in, s.input_bytes);
+  if ((!ob->progress && !ob->leak) || keel_pipeline_snapshot(ob->p, &s) != KEEL_OK) return;
+  ob->events_seen = s.events_in;
+  if (ob->progress) keel_progress_update(ob->progress, s.events_in, s.input_bytes);
+  if (ob->leak) leak_tick(ob);
 }
 
 static void *observer_main(void *arg) {
@@ -113,7 +155,7 @@ static void *observer_main(void *arg) {
     pthread_cond_timedwait(&ob->cond, &ob->lock, &until);
     if (ob->stop) break;
     pthread_mutex_unlock(&ob->lock);
-    draw_progress(ob);
+    tick(ob);
     if ((ob->http || ob->log) && elapsed(ob) >= next_sample) {
       sample_once(ob);
       next_sample += ob->o.interval_s;
@@ -147,7 +189,9 @@ static void free_observer(cli_observe *ob) {
   keel_mem_free(ob->scrape);
   keel_buf_free(&ob->line);
   keel_progress_destroy(ob->progress);
+  keel_leak_destroy(ob->leak);
   if (ob->log) fclose(ob->log);
+  pthread_mutex_destroy(&ob->mem_lock);
   pthread_mutex_destroy(&ob->lock);
   pthread_cond_destroy(&ob->cond);
   pthread_mutex_destroy(&ob->render_lock);
@@ -180,6 +224,7 @@ int cli_observe_start(const cli_observe_opts *o, keel_pipeline_t *p, cli_observe
   pthread_mutex_init(&ob->lock, NULL);
   pthread_cond_init(&ob->cond, NULL);
   pthread_mutex_init(&ob->render_lock, NULL);
+  pthread_mutex_init(&ob->mem_lock, NULL);
   keel_buf_init(&ob->line, KEEL_MEM_OTHER);
   ob->prev = keel_mem_calloc(KEEL_MEM_OTHER, 1, sizeof *ob->prev);
   ob->cur = keel_mem_calloc(KEEL_MEM_OTHER, 1, sizeof *ob->cur);
@@ -192,6 +237,12 @@ int cli_observe_start(const cli_observe_opts *o, keel_pipeline_t *p, cli_observe
   if (rc < 0 && o->progress) {
     keel_progress_options po = {.size = sizeof po, .label = ob->who, .unit = "events", .total = o->input_size};
     if (keel_progress_create(&po, &ob->progress) != KEEL_OK) rc = cli_fail(o->cmd, KEEL_EXIT_FAIL, "out of memory");
+  }
+  if (rc < 0 && (o->http || o->metrics_log)) {
+    /* The leak detector, sampled on the observer's ticks (its defaults: a 0.25 s interval, an 8 s window). */
+    keel_leak_options lo = {.size = sizeof lo, .events = events_of, .events_ud = ob};
+    if (keel_leak_create(&lo, &ob->leak) != KEEL_OK) rc = cli_fail(o->cmd, KEEL_EXIT_FAIL, "out of memory");
+    ob->leaks.leak_detector = ob->leak != NULL;
   }
   if (rc < 0 && o->http) rc = start_http(ob);
   if (rc < 0) rc = start_thread(ob);
