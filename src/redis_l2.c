@@ -5,14 +5,14 @@
  * KEY the memo's canonical key bytes, so two stages or two versions never
  * share an entry, and values are the very bytes L1 stores.
  *
- * Single flight across processes: the first miss takes the lock with
- * SET NX PX (a token unique to this process and lookup); later misses see
- * the lock, poll GET with backoff (1 ms doubling to 32 ms) for at most
- * wait_ms, and at each empty poll try the lock again, so a dead holder only
- * costs the lock's TTL. The holder writes the value, then deletes the lock
- * only if it still holds it (a small Lua script compares the token). Whoever
- * takes the lock reads the value once more before computing: the previous
- * holder may have stored and unlocked between its GET and its SET NX.
+ * Single flight across processes: a lookup is one Lua script, so it is
+ * atomic: the value if there is one, else the lock with SET NX PX (a token
+ * unique to this process and lookup). A miss that finds the lock held polls
+ * the same script with backoff (1 ms doubling to 32 ms) for at most wait_ms,
+ * so it gets the value, or the lock once it expired: a dead holder only
+ * costs the lock's TTL. The holder stores the value and deletes the lock,
+ * if it still holds it, in one more script. A hit is one round trip, a miss
+ * two.
  *
  * Connections: a pool (idle stack under pool_lock) grows to the number of
  * threads using the L2 at once. Failure handling: a connection-level error
@@ -35,8 +35,17 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
+/* KEYS: value, lock; ARGV: token, lock TTL. {1, value} | {2} (locked) | {0}. */
+static const char lookup_lua[] =
+    "local v = redis.call('GET', KEYS[1]) if v then return {1, v} end "
+    "if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end return {0}";
+/* KEYS: value, lock; ARGV: value, TTL, token ('' when not holding the lock). */
+static const char store_lua[] =
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end return 1";
+/* KEYS: lock; ARGV: token. */
 static const char unlock_lua[] =
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0";
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 struct keel_l2 {
   keel_redis_addr addr;
@@ -52,8 +61,6 @@ struct keel_l2 {
   _Atomic uint64_t hits, misses, waited_hits, lock_waits, lock_timeouts, stores, errors, degraded, reconnects,
       calls, latency_ns;
 };
-
-static void unlock_on(keel_l2_t *l2, keel_redis_conn_t *c, const char *lk, size_t llen, keel_l2_result *res);
 
 static void add(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_add_explicit(c, n, memory_order_relaxed); }
 
@@ -198,61 +205,46 @@ static void free_key(char *k, const char *buf) {
   if (k != buf) keel_mem_free(k);
 }
 
-static int get_value(keel_l2_t *l2, keel_redis_conn_t *c, const char *vk, size_t vlen, keel_l2_result *res,
-                     int *failed) {
-  const char *argv[2] = {"GET", vk};
-  size_t lens[2] = {3, vlen};
-  redisReply *r = call(l2, c, 2, argv, lens);
-  if (!r) {
-    *failed = 1;
-    return 0;
-  }
-  if (r->type != REDIS_REPLY_STRING) {
-    freeReplyObject(r);
-    return 0;
-  }
-  res->hit = 1;
-  res->data = (const uint8_t *)r->str;
-  res->len = (size_t)r->len;
-  res->priv = r;
-  return 1;
-}
-
-static int take_lock(keel_l2_t *l2, keel_redis_conn_t *c, const char *lk, size_t llen, keel_l2_result *res,
-                     int *failed) {
+/* One atomic step (a Lua script, so nothing interleaves): the value if
+ * there is one, else the lock if it is free. 1: hit (res holds the value),
+ * 2: locked by us, 0: locked by another, -1: Redis failed. */
+static int probe(keel_l2_t *l2, keel_redis_conn_t *c, const char *vk, size_t vlen, const char *lk, size_t llen,
+                 keel_l2_result *res) {
   char ttl[24];
   snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)l2->lock_ttl_ms);
   snprintf(res->token, sizeof res->token, "%ld-%llu", (long)getpid(),
            (unsigned long long)atomic_fetch_add(&l2->tokens, 1));
-  const char *argv[6] = {"SET", lk, res->token, "NX", "PX", ttl};
-  size_t lens[6] = {3, llen, strlen(res->token), 2, 2, strlen(ttl)};
-  redisReply *r = call(l2, c, 6, argv, lens);
-  if (!r) {
-    *failed = 1;
-    return 0;
+  const char *argv[7] = {"EVAL", lookup_lua, "2", vk, lk, res->token, ttl};
+  size_t lens[7] = {4, sizeof lookup_lua - 1, 1, vlen, llen, strlen(res->token), strlen(ttl)};
+  redisReply *r = call(l2, c, 7, argv, lens);
+  if (!r) return -1;
+  int what = r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == REDIS_REPLY_INTEGER
+                 ? (int)r->element[0]->integer : -1;
+  if (what == 1 && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING) {
+    res->hit = 1;
+    res->data = (const uint8_t *)r->element[1]->str;
+    res->len = (size_t)r->element[1]->len;
+    res->priv = r;
+    return 1;
   }
-  int ok = r->type == REDIS_REPLY_STATUS;
   freeReplyObject(r);
-  res->locked = ok;
-  return ok;
+  if (what == 2) res->locked = 1;
+  return what == 2 ? 2 : what == 0 ? 0 : -1;
 }
 
-/* Someone else computes: poll for the value, retaking a vanished lock. */
+/* Someone else computes: poll for the value, taking a vanished lock over. */
 static void wait_for_value(keel_l2_t *l2, keel_redis_conn_t *c, const char *vk, size_t vlen, const char *lk,
                            size_t llen, keel_l2_result *res) {
   add(&l2->lock_waits, 1);
   uint64_t deadline = keel__redis_now_ns() + l2->wait_ms * 1000000u, pause = 1;
-  int failed = 0;
-  while (!failed && keel__redis_now_ns() < deadline) {
+  while (keel__redis_now_ns() < deadline) {
     keel__redis_sleep_ms(pause);
     if (pause < 32) pause *= 2;
-    if (get_value(l2, c, vk, vlen, res, &failed)) {
-      add(&l2->waited_hits, 1);
-      return;
-    }
-    if (!failed && take_lock(l2, c, lk, llen, res, &failed)) return;
+    int got = probe(l2, c, vk, vlen, lk, llen, res);
+    if (got == 1) add(&l2->waited_hits, 1);
+    if (got != 0) return;
   }
-  if (!failed) add(&l2->lock_timeouts, 1);
+  add(&l2->lock_timeouts, 1);
 }
 
 void keel_l2_lookup(keel_l2_t *l2, const char *ns, const void *key, size_t key_len, keel_l2_result *res) {
@@ -266,13 +258,7 @@ void keel_l2_lookup(keel_l2_t *l2, const char *ns, const void *key, size_t key_l
   size_t vlen = 0, llen = 0;
   char *vk = make_key('v', ns, key, key_len, vb, sizeof vb, &vlen);
   char *lk = make_key('l', ns, key, key_len, lb, sizeof lb, &llen);
-  int failed = 0;
-  if (vk && lk && !get_value(l2, c, vk, vlen, res, &failed) && !failed &&
-      !take_lock(l2, c, lk, llen, res, &failed) && !failed)
-    wait_for_value(l2, c, vk, vlen, lk, llen, res);
-  /* Holding the lock, look again: a holder that stored and unlocked between
-   * our GET and our SET NX has left the value (it stores before it unlocks). */
-  if (res->locked && !failed && get_value(l2, c, vk, vlen, res, &failed)) unlock_on(l2, c, lk, llen, res);
+  if (vk && lk && probe(l2, c, vk, vlen, lk, llen, res) == 0) wait_for_value(l2, c, vk, vlen, lk, llen, res);
   add(res->hit ? &l2->hits : &l2->misses, 1);
   free_key(vk, vb);
   free_key(lk, lb);
@@ -300,16 +286,19 @@ void keel_l2_store(keel_l2_t *l2, const char *ns, const void *key, size_t key_le
   char *vk = make_key('v', ns, key, key_len, vb, sizeof vb, &vlen);
   char *lk = make_key('l', ns, key, key_len, lb, sizeof lb, &llen);
   snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)l2->ttl_ms);
-  if (vk) {
-    const char *argv[5] = {"SET", vk, val, "PX", ttl};
-    size_t lens[5] = {3, vlen, val_len, 2, strlen(ttl)};
-    redisReply *r = call(l2, c, 5, argv, lens);
+  if (vk && lk) { /* the value, then our lock (if we hold it) in one step */
+    const char *tok = res->locked ? res->token : "";
+    const char *argv[7] = {"EVAL", store_lua, "2", vk, lk, val, ttl};
+    const char *a2[8];
+    size_t lens[8] = {4, sizeof store_lua - 1, 1, vlen, llen, val_len, strlen(ttl), strlen(tok)};
+    memcpy(a2, argv, sizeof argv);
+    a2[7] = tok;
+    redisReply *r = call(l2, c, 8, a2, lens);
     if (r) {
       add(&l2->stores, 1);
       freeReplyObject(r);
     }
   }
-  if (lk && res->locked && !c->broken) unlock_on(l2, c, lk, llen, res);
   res->locked = 0;
   free_key(vk, vb);
   free_key(lk, lb);
