@@ -85,10 +85,15 @@ typedef struct keel_run_stats {
   keel_stream_stats stream;
 } keel_run_stats;
 
-/* Where a run reads and writes. Paths are borrowed; "-" is stdin/stdout. */
+/* Where a run reads and writes. Paths are borrowed; "-" is stdin/stdout.
+ * An input or output of the form redis://HOST:PORT[/DB]?stream=S[&group=G
+ * &consumer=C] is a Redis stream (docs/DISTRIBUTED.md, options in [redis]):
+ * entries are read with a consumer group and acknowledged only after their
+ * output (or dead-letter record) is written; each output line then carries
+ * "stream_id". */
 typedef struct keel_run_io {
-  const char *input;       /* NDJSON events */
-  const char *output;      /* NDJSON results */
+  const char *input;       /* NDJSON events (a file, "-" or a redis:// stream) */
+  const char *output;      /* NDJSON results (a file, "-" or a redis:// stream) */
   const char *dead_letter; /* NULL: OUTPUT.rejected.ndjson when the output is a
                               regular file, else keel-rejected.ndjson */
 } keel_run_io;
