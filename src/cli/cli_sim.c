@@ -13,6 +13,7 @@
 #include "keel/mem.h"
 #include "keel/policy.h"
 #include "keel/trace.h"
+#include "svgchart.h"
 
 #define MAX_LIST 64
 
@@ -27,6 +28,7 @@ typedef struct opts {
   unsigned npcts;
   int csv;
   uint64_t seed;
+  const char *svg; /* --svg FILE: the miss-ratio curves */
 } opts;
 
 static void usage(FILE *f) {
@@ -36,7 +38,8 @@ static void usage(FILE *f) {
           "Replays a key trace through keel's cache policies with every object of size 1\n"
           "and prints hit ratios. Policies: %s (default: default).\n"
           "--size-pct P gives max(10, distinct keys x P / 100 rounded half up) entries.\n"
-          "--csv prints trace,requests,unique,size,policy,hit_ratio.\n",
+          "--csv prints trace,requests,unique,size,policy,hit_ratio.\n"
+          "--svg FILE draws each policy's miss ratio over cache size as an SVG chart.\n",
           keel_policy_names());
 }
 
@@ -81,6 +84,8 @@ static int parse_args(int argc, char **argv, opts *o) {
     } else if (!strcmp(a, "--size-pct") && has) {
       if (parse_u64_list(argv[++i], o->pcts, &o->npcts, 0) != 0)
         return cli_usage("sim", "bad --size-pct '%s'", argv[i]);
+    } else if (!strcmp(a, "--svg") && has) {
+      o->svg = argv[++i];
     } else if (!strcmp(a, "--seed") && has) {
       if (cli_parse_u64(argv[++i], &o->seed) != 0) return cli_usage("sim", "bad --seed '%s'", argv[i]);
     } else {
@@ -188,6 +193,27 @@ static void print_results(const opts *o, const char *name, uint64_t requests, ui
   }
 }
 
+/* --svg: one miss-ratio curve per policy, x = cache size (in the order given). */
+static int write_svg(const opts *o, const char *name, uint64_t requests, const uint64_t *sizes, unsigned nsizes,
+                     const uint64_t *hits) {
+  double x[MAX_LIST], y[MAX_LIST][MAX_LIST];
+  svg_series s[MAX_LIST];
+  for (unsigned pi = 0; pi < o->npolicies; pi++) {
+    for (unsigned si = 0; si < nsizes; si++) {
+      x[si] = o->npcts ? (double)o->pcts[si] : (double)sizes[si];
+      y[pi][si] = requests ? 1.0 - (double)hits[si * o->npolicies + pi] / (double)requests : 0;
+    }
+    s[pi] = (svg_series){o->policies[pi], x, y[pi], nsizes};
+  }
+  char title[160];
+  snprintf(title, sizeof title, "Miss ratio over cache size: %s", name);
+  svg_chart c = {title, o->npcts ? "cache size (% of distinct keys)" : "cache size (entries)", "miss ratio", 1, 1, 1};
+  FILE *f = fopen(o->svg, "w");
+  int bad = !f || svg_chart_write(f, &c, s, o->npolicies) != 0;
+  if ((f && fclose(f) != 0) || bad) return cli_fail("sim", KEEL_EXIT_FAIL, "%s: cannot write the chart", o->svg);
+  return 0;
+}
+
 static int run(const opts *o, keel_trace_t *t) {
   int tty = isatty(2);
   keyset set = {0};
@@ -214,6 +240,7 @@ static int run(const opts *o, keel_trace_t *t) {
   if (!rc) rc = replay(t, o, sims, nsims, hits, tty);
   if (tty && keel_trace_size(t)) fprintf(stderr, "\r%40s\r", "");
   if (!rc) print_results(o, keel_trace_name(t), requests, set.count, sizes, nsizes, hits);
+  if (!rc && o->svg) rc = write_svg(o, keel_trace_name(t), requests, sizes, nsizes, hits);
   for (unsigned i = 0; sims && i < nsims; i++) keel_policy_sim_destroy(sims[i]);
   keel_mem_free(sims);
   keel_mem_free(hits);
