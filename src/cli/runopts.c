@@ -42,8 +42,8 @@ static const struct option long_opts[] = {
     {"cache-audit", required_argument, NULL, OPT_AUDIT},
     {"cache-audit-strict", no_argument, NULL, OPT_AUDIT_STRICT},
     {"record-keys", required_argument, NULL, OPT_RECORD_KEYS},
-    {"memory-budget", required_argument, NULL, OPT_MEMORY_BUDGET},
     CLI_REDIS_LONG_OPTS
+    {"memory-budget", required_argument, NULL, OPT_MEMORY_BUDGET},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"http", required_argument, NULL, OPT_HTTP},
@@ -311,16 +311,16 @@ void cli_summary_print(FILE *f, const cli_run *r, const keel_run_stats *s) {
     if (!s->stages[i].memoized) continue;
     fprintf(f,
             "  cache %-6s hit ratio %.3f (%llu hits, %llu misses), %llu evictions, %llu entries, %.1f of %.1f MiB,\n"
-            "               %.3f s CPU saved%s\n",
+            "               %.3f s CPU saved\n",
             s->stages[i].name, c->hit_ratio, (unsigned long long)c->hits, (unsigned long long)c->misses,
             (unsigned long long)c->evictions, (unsigned long long)c->entries, c->bytes / 1048576.0,
-            c->max_bytes / 1048576.0, c->cpu_saved_s, c->audits ? "" : "");
+            c->max_bytes / 1048576.0, c->cpu_saved_s);
     if (c->audits)
       fprintf(f, "               audits %llu, mismatches %llu\n", (unsigned long long)c->audits,
               (unsigned long long)c->audit_mismatches);
   }
-  cli_redis_summary_print(f, s);
   cli_mem_print(f, r->pipeline);
+  cli_redis_summary_print(f, s);
   if (s->rejected)
     fprintf(f, "  rejected events are in the dead-letter file, each with its line number and reason\n");
 }
