@@ -163,9 +163,9 @@ size_t keel_cache_entry_overhead(void) {
    * pointer (8), its slot's
    * entry pointer and free-list word (12), the policy's per-slot state
    * (prev, next, weight: 12; hash: 8; queue: 1) and the sketch's share
-   * (4 rows x 4 counters of 4 bits = 8). Arrays that grow by doubling may
+   * (4 rows x 6 counters of 4 bits = 12). Arrays that grow by doubling may
    * hold up to twice their share; this is the steady-state charge. */
-  return sizeof(struct keel_cache_value) + 16 + 8 + 12 + (12 + 8 + 1) + 8;
+  return sizeof(struct keel_cache_value) + 16 + 8 + 12 + (12 + 8 + 1) + 12;
 }
 
 static inline size_t key_pad(size_t klen) { return (klen + 7) & ~(size_t)7; }

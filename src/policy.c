@@ -44,7 +44,7 @@ enum { Q_WIN = 0, Q_PROB = 1, Q_PROT = 2, Q_NONE = 255 };
 
 /* Tuning, chosen by measurement over the LIRS and scarab traces (see
  * docs/PERFORMANCE.md); none depends on the trace. */
-#define SKETCH_WIDTH 4     /* sketch counters per row per expected entry */
+#define SKETCH_WIDTH 6     /* sketch counters per row per expected entry */
 #define SHADOW_ENTRIES 512 /* shadows hold at least this many entries (or all) */
 #define PERIOD_LEN 6       /* a period lasts this many shadow capacities of samples */
 #define SCORE_DECAY 0.95   /* weight of the past in a shadow's score, per period */
