@@ -218,6 +218,10 @@ bool keel_event_get(const keel_event_t *e, keel_field_id id, keel_value *out) {
 /* Copies v's payload into the arena; the copy is what the event keeps. */
 static keel_status copy_value(keel_arena_t *a, const keel_value *v, keel_value *out) {
   *out = *v;
+  if ((v->type == KEEL_FIELD_STRING && !v->u.str.ptr && v->u.str.len) ||
+      (v->type == KEEL_FIELD_VECTOR && !v->u.vec.ptr && v->u.vec.len) ||
+      (v->type == KEEL_FIELD_IDS && !v->u.ids.ptr && v->u.ids.len))
+    return KEEL_EINVAL; /* a length without a payload */
   switch (v->type) {
     case KEEL_FIELD_STRING:
       out->u.str.ptr = keel_arena_strndup(a, v->u.str.ptr ? v->u.str.ptr : "", v->u.str.len);

@@ -104,7 +104,8 @@ KEEL_EXTERN void keel_event_set_line(keel_event_t *e, uint64_t line);
 KEEL_EXTERN bool keel_event_get(const keel_event_t *e, keel_field_id id, keel_value *out);
 
 /* Sets field `id` to a copy of *v (payload copied into the arena); replaces
- * an existing value of that field. KEEL_ENOMEM leaves the event unchanged. */
+ * an existing value of that field. KEEL_ENOMEM leaves the event unchanged;
+ * KEEL_EINVAL for a length given without a payload pointer. */
 KEEL_EXTERN keel_status keel_event_set(keel_event_t *e, keel_field_id id, const keel_value *v);
 KEEL_EXTERN keel_status keel_event_set_int(keel_event_t *e, keel_field_id id, int64_t v);
 KEEL_EXTERN keel_status keel_event_set_float(keel_event_t *e, keel_field_id id, double v);
