@@ -180,7 +180,7 @@ static int evaluate(keel_leak_t *d, size_t ix, const sample **w, size_t n, keel_
   int untracked = ix == UNTRACKED_IX;
   int64_t cur = w[n - 1]->y[ix], growth = cur - w[0]->y[ix];
   uint64_t bound = untracked ? 0 : keel_mem_tag_bound((keel_mem_tag)ix);
-  if (bound && (double)cur <= 1.25 * (double)bound + (1 << 20)) return 0; /* filling up to its bound */
+  if (bound && (double)cur <= 2.0 * (double)bound + (1 << 20)) return 0; /* filling up to its bound */
   double min_rate = untracked ? d->o.untracked_min_bytes_per_s : d->o.min_bytes_per_s;
   uint64_t min_growth = untracked ? d->o.untracked_min_growth : d->o.min_growth;
   if (growth < (int64_t)min_growth) return 0;

@@ -109,6 +109,7 @@ static keel_status make_cache(keel_memo_t *m, const keel_memo_options *o, char *
              o->policy ? o->policy : "default", (unsigned long long)o->max_bytes);
     return KEEL_ECONFIG;
   }
+  if (st == KEEL_OK) keel_mem_tag_set_bound(m->tag, o->max_bytes); /* filling up to it is not a leak */
   return st;
 }
 
@@ -321,5 +322,7 @@ void keel_memo_get_stats(keel_memo_t *m, keel_memo_stats *out) {
 }
 
 keel_status keel_memo_set_capacity(keel_memo_t *m, uint64_t max_bytes) {
-  return keel_cache_set_capacity(m->cache, max_bytes);
+  keel_status st = keel_cache_set_capacity(m->cache, max_bytes);
+  if (st == KEEL_OK) keel_mem_tag_set_bound(m->tag, max_bytes);
+  return st;
 }

@@ -13,7 +13,9 @@
  *     is at least min_tail_ratio of the whole window's (a structure filling
  *     up to a bound slows down and stops; a leak does not);
  *   - a tag with a declared bound (keel_mem_tag_set_bound, e.g. a cache's
- *     byte bound) below 1.25 x bound + 1 MiB is filling up, not leaking;
+ *     byte bound) below 2 x bound + 1 MiB is filling up, not leaking (a
+ *     cache's tag holds up to ~1.65x the bytes its bound charges: see
+ *     keel/budget.h);
  *   - all of the above for `confirm` evaluations in a row.
  *
  * The detector knows nothing but the counters: what it names comes from the

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# keel leakcheck, short versions (a 2 s window sampled every 0.1 s): a clean
+# run says no leak (exit 0, {"leak": false}); a tracked leak injected into
+# rank is named "rank" with a rate per event within 25 % of the injection
+# (exit 3); an untracked (plain malloc) leak is named "untracked" (exit 3);
+# a bad --inject-leak is a usage error (exit 2).
+set -u
+: "${KEEL:?KEEL must name the keel executable}"
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fails=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+SHORT=(--json --window 2 --interval 0.1 --rate 20000 --products 2000 --dim 16)
+
+"$KEEL" leakcheck "${SHORT[@]}" --seconds 6 >"$dir/clean" 2>"$dir/clean.err"
+rc=$?
+if [ $rc -eq 0 ] && grep -q '"leak":false' "$dir/clean"; then ok "clean: exit 0, $(cat "$dir/clean")"
+else bad "clean: exit $rc, $(cat "$dir/clean") $(cat "$dir/clean.err")"; fi
+
+"$KEEL" leakcheck "${SHORT[@]}" --seconds 10 --inject-leak rank:128 >"$dir/leak" 2>"$dir/leak.err"
+rc=$?
+verdict=$(python3 - "$dir/leak" <<'PY'
+import json, sys
+v = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+r = [x for x in v.get("leaks", []) if x["tag"] == "rank"]
+print("ok" if v["leak"] and r and 96 <= r[0]["bytes_per_event"] <= 160 else "bad", r[0]["bytes_per_event"] if r else None)
+PY
+)
+if [ $rc -eq 3 ] && [[ $verdict == ok* ]]; then ok "tracked leak: exit 3, rank at ${verdict#ok } B/event (injected 128)"
+else bad "tracked leak: exit $rc, $verdict, $(cat "$dir/leak") $(cat "$dir/leak.err")"; fi
+
+"$KEEL" leakcheck "${SHORT[@]}" --seconds 10 --inject-leak score:512:untracked >"$dir/un" 2>"$dir/un.err"
+rc=$?
+if [ $rc -eq 3 ] && grep -q '"tag":"untracked"' "$dir/un" && ! grep -q '"tag":"score"' "$dir/un"; then
+  ok "untracked leak: exit 3, $(cat "$dir/un")"
+else bad "untracked leak: exit $rc, $(cat "$dir/un") $(cat "$dir/un.err")"; fi
+
+"$KEEL" leakcheck --inject-leak rank >"$dir/o" 2>"$dir/e"
+rc=$?
+if [ $rc -eq 2 ]; then ok "bad --inject-leak: exit 2"; else bad "bad --inject-leak: exit $rc"; fi
+"$KEEL" leakcheck --inject-leak nosuch:64 --seconds 1 --products 100 --dim 4 >"$dir/o" 2>"$dir/e"
+rc=$?
+if [ $rc -eq 2 ] && grep -q "no stage 'nosuch'" "$dir/e"; then ok "unknown stage: exit 2"
+else bad "unknown stage: exit $rc $(cat "$dir/e")"; fi
+exit $((fails > 0))
