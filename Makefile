@@ -28,7 +28,7 @@ test: deps
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS ?=
 fuzz: deps
-	cmake -S . -B build-fuzz-run -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DKEEL_BUILD_TESTS=ON \
+	cmake -S . -B build-fuzz-run -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DKEEL_BUILD_TESTS=ON -DKEEL_WERROR=ON \
 	  -DKEEL_FUZZ=ON -DKEEL_SANITIZE=address,undefined >/dev/null
 	cmake --build build-fuzz-run -j$(JOBS) --target fuzz_json fuzz_config fuzz_trace fuzz_encoding
 	sh tests/fuzz/run.sh build-fuzz-run $(FUZZ_SECONDS) $(FUZZ_TARGETS)

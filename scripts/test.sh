@@ -18,10 +18,13 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 stage() { # name, build dir, ctest args, cmake args...
   name=$1; dir=$2; args=$3; shift 3
   echo "== $name"
+  t0=$(date +%s)
   cmake -S . -B "$dir" -DKEEL_BUILD_TESTS=ON -DKEEL_WERROR=ON "$@" >/dev/null
   cmake --build "$dir" -j"$JOBS" >"$dir.log" 2>&1 || { tail -n 40 "$dir.log"; exit 1; }
+  t1=$(date +%s)
   # shellcheck disable=SC2086
   ctest --test-dir "$dir" --output-on-failure -j"$JOBS" $args
+  echo "-- $name: build $((t1 - t0)) s, tests $(($(date +%s) - t1)) s"
 }
 
 stage "release build, whole suite" build-test "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -33,6 +36,7 @@ TSAN_OPTIONS=halt_on_error=1 \
   -DCMAKE_C_COMPILER=clang -DKEEL_SANITIZE=thread
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 echo "== libFuzzer targets (ASan + UBSan), ${FUZZ_SECONDS} s each"
+t0=$(date +%s)
 # Only the fuzz targets are built here (the unit tests ran in stage 2).
 cmake -S . -B build-fuzz-run -DKEEL_BUILD_TESTS=ON -DKEEL_WERROR=ON -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_C_COMPILER=clang -DKEEL_SANITIZE=address,undefined -DKEEL_FUZZ=ON >/dev/null
@@ -42,4 +46,5 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-fuzz-run --output-on-failure -L fuzz
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   sh tests/fuzz/run.sh build-fuzz-run "$FUZZ_SECONDS"
+echo "-- libFuzzer targets: $(($(date +%s) - t0)) s"
 echo "all test stages passed"
