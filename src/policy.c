@@ -20,16 +20,21 @@
  * Adaptive (the default): which window share is right depends on the
  * workload, and shifts within one workload. Caffeine climbs a hill on its
  * own hit rate; that tends to stall on loop-like traces. keel instead keeps
- * a handful of shadow W-TinyLFU caches, each with a fixed window share from
- * 0 % (pure TinyLFU admission) to 100 % (pure LRU). A shadow tracks keys
- * only (hashes, no values) and sees a hash-sampled 1/S of the traffic with
- * 1/S of the capacity, S chosen so a shadow holds a few hundred entries;
- * for small caches S = 1 and the shadows are exact. Every period the
- * shadows' hit counts go into decaying scores and the main cache takes the
- * window share of the best one; the main cache's lists then drift to the
- * new share as evictions happen, without a stop-the-world rebuild. The only
- * inputs are the capacity and the requests seen, so the same traffic always
- * gives the same decisions.
+ * 18 shadow W-TinyLFU caches: 6 window shares from 0 % (pure TinyLFU
+ * admission) to 100 % (pure LRU), each with 3 sketch aging periods (halve
+ * every 10, 40 or 160 x capacity increments: short periods favour recent
+ * popularity, long ones let loops and scans longer than the cache build up
+ * frequency). A shadow tracks keys only (hashes, no values) and sees a
+ * hash-sampled 1/S of the traffic with 1/S of the capacity, S chosen so a
+ * shadow holds at least SHADOW_ENTRIES entries; below that S = 1 and the
+ * shadows are exact. Every period (PERIOD_LEN shadow capacities of sampled
+ * requests) the shadows' hits go into decaying scores and the main cache
+ * takes the window share and aging period of the best one; its lists then
+ * drift to the new share as evictions happen, without a stop-the-world
+ * rebuild. The only inputs are the capacity and the requests seen, so the
+ * same traffic always gives the same decisions. The price is the shadows'
+ * work: for caches of a few thousand entries each request costs several
+ * shadow accesses (S is small there), which dominates a cache's write path.
  *
  * Weights: every list knows its total weight; the cache passes bytes, sim
  * passes 1. The caller evicts while the total exceeds the capacity. */
@@ -48,10 +53,10 @@ enum { Q_WIN = 0, Q_PROB = 1, Q_PROT = 2, Q_NONE = 255 };
 #define SHADOW_ENTRIES 512 /* shadows hold at least this many entries (or all) */
 #define PERIOD_LEN 6       /* a period lasts this many shadow capacities of samples */
 #define SCORE_DECAY 0.95   /* weight of the past in a shadow's score, per period */
-#define NSHARE 9
+#define NSHARE 6
 #define NPERIOD 3
 #define NSHADOW (NSHARE * NPERIOD)
-static const double shadow_share[NSHARE] = {0.0, 0.01, 0.05, 0.15, 0.3, 0.5, 0.7, 0.9, 1.0};
+static const double shadow_share[NSHARE] = {0.0, 0.01, 0.05, 0.2, 0.5, 1.0};
 static const double shadow_period[NPERIOD] = {10, 40, 160};
 
 typedef struct list {

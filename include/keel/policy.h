@@ -14,8 +14,9 @@
  *
  * Policies: "lru" (least recently used) and "wtinylfu" (window TinyLFU with
  * a fixed 1 % window), and "default" = "adaptive": W-TinyLFU whose window
- * share follows whichever of several sampled shadow W-TinyLFUs (window
- * shares from 0 to ~100 %) hit most recently. See policy.c for the essay.
+ * share and sketch aging period follow whichever of 18 sampled shadow
+ * W-TinyLFUs (window shares 0 to 100 %, 3 aging periods) hit most
+ * recently. See policy.c for the essay.
  *
  * Thread safety: none. A policy belongs to one thread at a time; the cache
  * calls it under its own lock. */
