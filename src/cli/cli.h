@@ -28,6 +28,8 @@ int keel_cmd_report(int argc, char **argv);
 
 /* `keel bench KIND`: one function per kind, in cli_bench_<kind>.c. */
 int keel_bench_cache(int argc, char **argv);
+int keel_bench_mem(int argc, char **argv);
+int keel_bench_stream(int argc, char **argv);
 int keel_bench_memo(int argc, char **argv);
 int keel_bench_soak(int argc, char **argv);
 

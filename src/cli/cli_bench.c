@@ -11,6 +11,8 @@ typedef struct bench {
 
 static const bench benches[] = {
     {"cache", keel_bench_cache, "the cache's hit path: ops/s on a key trace (read | readthrough)"},
+    {"mem", keel_bench_mem, "events/s with per-tag memory tracking on vs off (median of alternating pairs)"},
+    {"stream", keel_bench_stream, "peak tracked bytes and RSS: accumulating results vs streaming, at N and 10 N"},
     {"memo", keel_bench_memo, "CPU saved by memoization vs the ideal bound (uncached, cached, warm)"},
     {"soak", keel_bench_soak, "hours of load with caches on: RSS drift and tracked bytes after warm-up"},
 };
