@@ -43,10 +43,15 @@ ttl=$(redis-cli -p "$port" eval "return redis.call('pttl', redis.call('keys', 'k
 if [ -f "$PLUGIN" ]; then
   for i in $(seq 0 99) $(seq 0 99); do echo "{\"x\":$i}"; done >sq.ndjson
   sq=(--plugin "$PLUGIN" --stages slow_square --cache slow_square=1MiB --quiet --l2 "redis://127.0.0.1:$port/2")
-  "$KEEL" run "${sq[@]}" --input sq.ndjson --output a.ndjson --summary-json a.json &
+  # Both start and wait on a FIFO; the events reach them at the same moment.
+  mkfifo fa fb
+  "$KEEL" run "${sq[@]}" --input fa --output a.ndjson --summary-json a.json &
   pa=$!
-  "$KEEL" run "${sq[@]}" --input sq.ndjson --output b.ndjson --summary-json b.json &
+  "$KEEL" run "${sq[@]}" --input fb --output b.ndjson --summary-json b.json &
   pb=$!
+  sleep 0.3
+  cat sq.ndjson >fa &
+  cat sq.ndjson >fb &
   wait $pa; ra=$?
   wait $pb; rb=$?
   [ $ra -eq 0 ] && [ $rb -eq 0 ] && ok "two concurrent runs exit 0" || bad "concurrent runs exited $ra $rb"
