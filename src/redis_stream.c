@@ -311,11 +311,13 @@ static int read_new(keel__stream_src *s, keel_status *st) {
   return 1;
 }
 
-/* The group's pending count and lag (XINFO GROUPS). */
-static void refresh_info(keel__stream_src *s) {
+/* The group's pending count and lag (XINFO GROUPS). With retry == 0 one
+ * attempt only (at close: a lost Redis must not hold the exit up). */
+static void refresh_info(keel__stream_src *s, int retry) {
   const char *argv[3] = {"XINFO", "GROUPS", s->addr.stream};
   keel_status st;
-  redisReply *r = reader_cmd(s, 3, argv, &st);
+  char e[256];
+  redisReply *r = retry ? reader_cmd(s, 3, argv, &st) : keel__redis_cmd(s->rc, 3, argv, NULL, e, sizeof e);
   if (!r) return;
   for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
     redisReply *g = r->element[i];
@@ -371,7 +373,7 @@ static keel_status take_entry(keel__stream_src *s, const char **line, size_t *le
 /* Idle exit: nothing new for idle_exit_ms and nothing pending in the group. */
 static int idle_done(keel__stream_src *s) {
   if (!s->idle_exit_ms || (keel__redis_now_ns() - s->last_activity_ns) / 1000000u < s->idle_exit_ms) return 0;
-  refresh_info(s);
+  refresh_info(s, 1);
   return atomic_load_explicit(&s->c.pending, memory_order_relaxed) == 0;
 }
 
@@ -389,7 +391,7 @@ keel_status keel__stream_src_next(keel__stream_src *s, const char **line, size_t
       if (got) continue;
     }
     if (st == KEEL_OK && now >= s->next_info_ns) {
-      refresh_info(s);
+      refresh_info(s, 1);
       s->next_info_ns = now + 1000000000u;
     }
     if (st == KEEL_OK && read_new(s, &st)) continue;
@@ -463,7 +465,7 @@ void keel__stream_src_stats(const keel__stream_src *s, keel_stream_stats *out) {
 void keel__stream_src_close(keel_pipeline_t *p) {
   keel__stream_src *s = p->src_stream;
   if (!s) return;
-  refresh_info(s);
+  refresh_info(s, 0);
   keel_stream_stats x;
   memset(&x, 0, sizeof x);
   copy_stats(&s->c, &x);
