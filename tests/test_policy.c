@@ -1,0 +1,161 @@
+/* test_policy.c — the eviction policies on their own: LRU's exact order,
+ * W-TinyLFU's scan resistance, the adaptive default beating LRU on a loop
+ * and matching it on recency-friendly traffic, determinism for a seed,
+ * weights, names, and OOM sweeps of creation. */
+#include <string.h>
+
+#include "keel/policy.h"
+#include "testutil.h"
+
+static keel_policy_options opts(const char *name, uint64_t cap) {
+  keel_policy_options o;
+  memset(&o, 0, sizeof o);
+  o.size = sizeof o;
+  o.name = name;
+  o.capacity = cap;
+  o.slots = (uint32_t)cap + 2;
+  o.seed = 1;
+  o.tag = KEEL_MEM_CACHE;
+  return o;
+}
+
+static void test_names(void **state) {
+  (void)state;
+  keel_policy_t *p = NULL;
+  keel_policy_options o = opts("nope", 10);
+  assert_int_equal(keel_policy_create(&o, &p), KEEL_EINVAL);
+  o = opts("lru", 0);
+  assert_int_equal(keel_policy_create(&o, &p), KEEL_EINVAL);
+  assert_true(keel_policy_known("default"));
+  assert_true(keel_policy_known("lru"));
+  assert_false(keel_policy_known("arc"));
+  o = opts("default", 10);
+  assert_int_equal(keel_policy_create(&o, &p), KEEL_OK);
+  assert_string_equal(keel_policy_name(p), KEEL_POLICY_DEFAULT);
+  keel_policy_destroy(p);
+}
+
+/* LRU evicts in exact least-recently-used order. */
+static void test_lru_order(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  keel_policy_options o = opts("lru", 3);
+  keel_policy_t *p;
+  assert_int_equal(keel_policy_create(&o, &p), KEEL_OK);
+  for (uint32_t s = 0; s < 3; s++) keel_policy_insert(p, s, 100 + s, 1);
+  keel_policy_hit(p, 0);
+  keel_policy_insert(p, 3, 103, 1);
+  assert_int_equal(keel_policy_weight(p), 4);
+  assert_int_equal(keel_policy_evict(p), 1);
+  assert_int_equal(keel_policy_evict(p), 2);
+  keel_policy_remove(p, 0);
+  assert_int_equal(keel_policy_evict(p), 3);
+  assert_int_equal(keel_policy_evict(p), KEEL_POLICY_NONE);
+  assert_int_equal(keel_policy_weight(p), 0);
+  keel_policy_destroy(p);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+/* Replays `n` requests of key(i) through a sim; returns hits. */
+static uint64_t replay(keel_policy_sim_t *s, uint64_t n, int64_t (*key)(uint64_t)) {
+  uint64_t hits = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    int r = keel_policy_sim_access(s, keel_policy_key_hash(key(i), 1), 1);
+    assert_true(r >= 0);
+    hits += (uint64_t)r;
+  }
+  return hits;
+}
+
+static int64_t loop_key(uint64_t i) { return (int64_t)(i % 300); }
+
+/* Hot keys 0..49 every other request, a never-repeating scan in between. */
+static int64_t scan_key(uint64_t i) { return i % 2 ? (int64_t)(i / 2 % 50) : (int64_t)(1000000 + i); }
+
+/* Recency-friendly: a sliding window of 80 keys moving forward. */
+static int64_t slide_key(uint64_t i) { return (int64_t)(i / 20 + i % 80); }
+
+static uint64_t run(const char *name, uint64_t cap, uint64_t n, int64_t (*key)(uint64_t)) {
+  keel_policy_options o = opts(name, cap);
+  keel_policy_sim_t *s;
+  assert_int_equal(keel_policy_sim_create(&o, &s), KEEL_OK);
+  uint64_t h = replay(s, n, key);
+  keel_policy_sim_destroy(s);
+  return h;
+}
+
+static void test_loop_and_scan(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  /* A loop of 300 keys through 100 entries: LRU never hits; frequency
+   * policies keep a fixed part of the loop. */
+  uint64_t lru = run("lru", 100, 60000, loop_key);
+  uint64_t def = run("default", 100, 60000, loop_key);
+  assert_int_equal(lru, 0);
+  assert_true(def > 60000 / 10);
+  /* A scan does not flush the hot set out of W-TinyLFU. */
+  uint64_t w = run("wtinylfu", 60, 40000, scan_key);
+  uint64_t l = run("lru", 60, 40000, scan_key);
+  assert_true(w > 20000 * 9 / 10);
+  assert_true(w > l);
+  /* On recency-friendly traffic the adaptive default stays near LRU. */
+  uint64_t sl = run("lru", 100, 100000, slide_key);
+  uint64_t sd = run("default", 100, 100000, slide_key);
+  assert_true(sd * 100 >= sl * 95);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+static void test_deterministic(void **state) {
+  (void)state;
+  uint64_t a = run("default", 500, 50000, slide_key);
+  uint64_t b = run("default", 500, 50000, slide_key);
+  assert_int_equal(a, b);
+}
+
+/* Weighted residents: the total weight is what the caller keeps in bounds. */
+static void test_weights(void **state) {
+  (void)state;
+  keel_policy_options o = opts("default", 1000);
+  o.slots = 4;
+  o.entries_hint = 20;
+  keel_policy_sim_t *s;
+  assert_int_equal(keel_policy_sim_create(&o, &s), KEEL_OK);
+  keel_policy_t *p = keel_policy_sim_policy(s);
+  for (int64_t k = 0; k < 5000; k++) {
+    uint32_t w = (uint32_t)(1 + (k * 37) % 120);
+    assert_true(keel_policy_sim_access(s, keel_policy_key_hash(k % 400, 9), w) >= 0);
+    assert_true(keel_policy_weight(p) <= 1000);
+  }
+  keel_policy_set_capacity(p, 200);
+  assert_int_equal(keel_policy_capacity(p), 200);
+  while (keel_policy_weight(p) > 200) assert_int_not_equal(keel_policy_evict(p), KEEL_POLICY_NONE);
+  keel_policy_sim_destroy(s);
+}
+
+static int create_sim(void *ctx) {
+  const char *name = ctx;
+  keel_policy_options o = opts(name, 5000);
+  keel_policy_sim_t *s = NULL;
+  keel_status st = keel_policy_sim_create(&o, &s);
+  if (st != KEEL_OK) {
+    assert_int_equal(st, KEEL_ENOMEM);
+    return 1;
+  }
+  keel_policy_sim_destroy(s);
+  return 0;
+}
+
+static void test_oom(void **state) {
+  (void)state;
+  assert_true(tu_oom_sweep(create_sim, (void *)"lru") >= 3);
+  assert_true(tu_oom_sweep(create_sim, (void *)"default") > 20);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_names),         cmocka_unit_test(test_lru_order),
+      cmocka_unit_test(test_loop_and_scan), cmocka_unit_test(test_deterministic),
+      cmocka_unit_test(test_weights),       cmocka_unit_test(test_oom),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
