@@ -4,7 +4,7 @@
  *   keel report --metrics-log FILE --output report.html [--svg DIR | --svg FILE.svg [--chart NAME]]
  *
  * The page is self-contained (inline SVG, no script) and well-formed XML.
- * Charts: memory per tag (the eight biggest by peak, and RSS), hit ratio per
+ * Charts: memory per tag (the eight biggest by peak, RSS and the budget), hit ratio per
  * cache, events per second, queue depth. --svg DIR writes each chart as its
  * own file (memory.svg, hit_ratio.svg, events_per_s.svg, queue_depth.svg);
  * --svg FILE.svg writes the one --chart names (default memory). */
@@ -97,6 +97,7 @@ static int take_sample(report *r, json_t *s) {
   int rc = 0;
   json_object_foreach(json_object_get(s, "mem"), key, v) rc |= put(r, CH_MEM, key, num(v, "current") / 1048576.0);
   rc |= put(r, CH_MEM, "rss", num(s, "rss_bytes") / 1048576.0);
+  if (num(s, "budget_bytes") > 0) rc |= put(r, CH_MEM, "budget", num(s, "budget_bytes") / 1048576.0);
   json_object_foreach(json_object_get(s, "caches"), key, v) rc |= put(r, CH_HIT, key, num(v, "hit_ratio"));
   rc |= put(r, CH_RATE, "events/s", num(s, "events_per_s"));
   json_t *q = json_object_get(s, "queue");
@@ -145,13 +146,13 @@ static int by_peak(const void *a, const void *b) {
   return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* Memory: RSS and the eight tags with the highest peak; the others are noise. */
+/* Memory: RSS, the budget and the tags with the highest peak; the others are noise. */
 static void order_series(report *r) {
   qsort(r->cols[CH_MEM], r->n_cols[CH_MEM], sizeof(column), by_peak);
   size_t keep = 0;
   for (size_t k = 0; k < r->n_cols[CH_MEM]; k++) {
     column *c = &r->cols[CH_MEM][k];
-    int wanted = !strcmp(c->name, "rss") || (keep < 9 && c->peak > 0);
+    int wanted = !strcmp(c->name, "rss") || !strcmp(c->name, "budget") || (keep < 9 && c->peak > 0);
     if (wanted) {
       column tmp = r->cols[CH_MEM][keep];
       r->cols[CH_MEM][keep] = *c;

@@ -3,7 +3,7 @@
 # figures as /metrics (the last line equals the run's summary); keel report
 # turns it into a self-contained HTML page and SVG charts that parse as XML
 # and HTML and hold every series (memory per tag and RSS, hit ratio per
-# cache, events/s, queue depth) with one point per sample; bad inputs are
+# cache, events/s, queue depth; the memory budget) with one point per sample; bad inputs are
 # usage errors.
 set -u
 : "${KEEL:?KEEL must name the keel executable}"
@@ -23,7 +23,8 @@ for i in range(12000):
 PY
 # Fed through a FIFO in six bursts, so the run spans several sampling intervals.
 mkfifo "$dir/feed"
-"$KEEL" run --products 3000 --dim 32 --cache rank=1MiB --cache score=256KiB --input "$dir/feed" --output /dev/null \
+"$KEEL" run --products 3000 --dim 32 --cache rank=1MiB --cache score=256KiB --memory-budget 256MiB \
+  --input "$dir/feed" --output /dev/null \
   --metrics-log "$dir/m.jsonl" --metrics-interval 0.05 --summary-json "$dir/s.json" --no-progress 2>"$dir/err" &
 pid=$!
 exec 3>"$dir/feed"
@@ -44,6 +45,7 @@ ok &= last["caches"]["rank"]["hits"] == s["stages"]["rank"]["cache"]["hits"]
 ok &= last["stages"]["rank"]["calls"] == s["stages"]["rank"]["calls"]
 ok &= all(k in last for k in ("mem", "rss_bytes", "queue", "events_per_s", "leaks", "budget_bytes"))
 ok &= last["mem"]["catalog"]["current"] > 0
+ok &= last["budget_bytes"] == 256 << 20
 print(f"  {len(lines)} lines over {ts[-1]:.2f} s; last: {last['events_in']} in, rank hits {last['caches']['rank']['hits']}")
 sys.exit(0 if ok else 1)
 PY
@@ -72,7 +74,7 @@ root = ET.fromstring(html)                        # well-formed XML too
 page = series(root)
 if P_.svgs != 4: print("  html: svgs", P_.svgs); ok = False
 if "<script" in html or "http://" in html.replace("http://www.w3.org/", ""): print("  html is not self-contained"); ok = False
-want = {"memory.svg": {"rss", "catalog", "cache.rank", "cache.score"}, "hit_ratio.svg": {"rank", "score"},
+want = {"memory.svg": {"rss", "budget", "catalog", "cache.rank", "cache.score"}, "hit_ratio.svg": {"rank", "score"},
         "events_per_s.svg": {"events/s"}, "queue_depth.svg": {"work", "done"}}
 for f, names in want.items():
     s = series(ET.parse(f"{d}/svg/{f}").getroot())
