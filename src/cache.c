@@ -66,7 +66,7 @@
 #define RBUF 32        /* read buffer entries per reader slot */
 #define LIMBO_BATCH 64 /* try to advance the epoch after this many retirements */
 #define NEG_FLAG 0x80000000u
-#define RECORD_EVERY 4 /* the policy sees every 4th lookup (see record) */
+#define RECORD_EVERY 16 /* the policy sees every 16th lookup (see record) */
 
 struct keel_cache_value {
   _Atomic(struct keel_cache_value *) next; /* bucket chain; written under lock */
