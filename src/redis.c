@@ -122,13 +122,15 @@ static redisReply *plain_cmd(redisContext *ctx, int argc, const char **argv) {
   return redisCommandArgv(ctx, argc, argv, NULL);
 }
 
-/* AUTH from the environment, then SELECT. */
+/* AUTH from the environment, SELECT, then PING: a server that wants a
+ * password we do not have says so here, not at the first real command. */
 static keel_status handshake(keel_redis_conn_t *c, char *err, size_t errlen) {
+  static const char *const what[] = {"AUTH", "SELECT", "PING"};
   const char *pw = getenv("KEEL_REDIS_PASSWORD");
   const char *user = getenv("KEEL_REDIS_USER");
   char dbs[16];
   snprintf(dbs, sizeof dbs, "%d", c->addr.db);
-  for (int step = 0; step < 2; step++) {
+  for (int step = 0; step < 3; step++) {
     redisReply *r = NULL;
     if (step == 0 && pw && *pw) {
       const char *argv[3] = {"AUTH", user && *user ? user : pw, pw};
@@ -136,12 +138,17 @@ static keel_status handshake(keel_redis_conn_t *c, char *err, size_t errlen) {
     } else if (step == 1 && c->addr.db) {
       const char *argv[2] = {"SELECT", dbs};
       r = plain_cmd(c->ctx, 2, argv);
+    } else if (step == 2) {
+      const char *argv[1] = {"PING"};
+      r = plain_cmd(c->ctx, 1, argv);
     } else {
       continue;
     }
     if (!r || r->type == REDIS_REPLY_ERROR) {
-      snprintf(err, errlen, "redis://%s:%d: %s refused: %s", c->addr.host, c->addr.port, step ? "SELECT" : "AUTH",
-               r ? r->str : c->ctx->errstr);
+      /* The server's message never contains the password; ours neither. */
+      snprintf(err, errlen, "redis://%s:%d: %s refused: %s%s", c->addr.host, c->addr.port, what[step],
+               r ? r->str : c->ctx->errstr,
+               step == 2 && r && !strncmp(r->str, "NOAUTH", 6) ? " (set KEEL_REDIS_PASSWORD)" : "");
       if (r) freeReplyObject(r);
       return KEEL_EIO;
     }

@@ -39,10 +39,11 @@ keel_status keel_redis_stream_push(const char *url, const char *input, uint64_t 
   }
   keel_line_reader_t *rd = NULL;
   keel_redis_conn_t *c = NULL;
-  if ((st = keel_line_reader_open(input, max_line, &rd, err, errlen)) != KEEL_OK) return st;
+  if ((st = keel_line_reader_open(input, max_line, &rd, err, errlen)) != KEEL_OK)
+    return st == KEEL_ENOMEM ? st : KEEL_ECONFIG; /* a bad path, like keel run's */
   if ((st = keel_redis_conn_open(&a, 5000, &c, err, errlen)) != KEEL_OK) {
     keel_line_reader_close(rd);
-    return st;
+    return st == KEEL_ENOMEM ? st : KEEL_ECONFIG; /* unreachable or refusing at start */
   }
   char ml[24];
   snprintf(ml, sizeof ml, "%llu", (unsigned long long)maxlen);

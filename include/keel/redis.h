@@ -135,7 +135,9 @@ KEEL_EXTERN void keel_l2_get_stats(keel_l2_t *l2, keel_l2_stats *out);
  * field, data = the line; MAXLEN ~ maxlen when maxlen > 0. Lines are sent
  * pipelined, `batch` per round trip. *pushed gets the number of entries
  * added, also on failure (what is in Redis). KEEL_ECONFIG for a bad
- * address, KEEL_EIO (message) when Redis or the file fails. Lines longer
+ * address or a Redis that cannot be reached or refuses the connection (its
+ * AUTH, SELECT or PING) at start, or a file that cannot be opened; KEEL_EIO
+ * (message) when Redis or the file fails later. Lines longer
  * than max_line are refused (KEEL_ELIMIT with the line number). */
 KEEL_EXTERN keel_status keel_redis_stream_push(const char *url, const char *input, uint64_t maxlen, size_t batch,
                                                size_t max_line, uint64_t *pushed, char *err, size_t errlen);

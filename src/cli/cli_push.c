@@ -53,8 +53,7 @@ int keel_cmd_push(int argc, char **argv) {
   char err[512] = "";
   uint64_t pushed = 0;
   keel_status st = keel_redis_stream_push(output, input, maxlen, (size_t)batch, 1u << 20, &pushed, err, sizeof err);
-  if (!quiet) fprintf(stderr, "keel push: %llu entries added\n", (unsigned long long)pushed);
+  if (!quiet && (st == KEEL_OK || pushed)) fprintf(stderr, "keel push: %llu entries added\n", (unsigned long long)pushed);
   if (st == KEEL_OK) return KEEL_EXIT_OK;
-  int usage = st == KEEL_ECONFIG || (st == KEEL_EIO && pushed == 0 && strstr(err, "cannot connect"));
-  return cli_fail("push", usage ? KEEL_EXIT_USAGE : KEEL_EXIT_FAIL, "%s", err);
+  return cli_fail("push", st == KEEL_ECONFIG ? KEEL_EXIT_USAGE : KEEL_EXIT_FAIL, "%s", err);
 }

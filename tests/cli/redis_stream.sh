@@ -84,6 +84,26 @@ rc=$?
 rc=$?
 [ $rc -eq 2 ] && ok "keel push to an unreachable Redis: exit 2" || bad "push unreachable: exit $rc"
 
+# Credentials come from the environment only, and never show in messages.
+redis-cli -p "$port" acl setuser alice on '>al1ce-pw' '~*' '&*' '+@all' >/dev/null
+redis-cli -p "$port" config set requirepass 's3cret-pw' >/dev/null
+export REDISCLI_AUTH=s3cret-pw
+echo '{"type":"user","user":"9"}' >one.ndjson
+"$KEEL" push --input one.ndjson --output "$R?stream=auth" 2>a1.err
+rc=$?
+[ $rc -eq 2 ] && grep -q "NOAUTH" a1.err && grep -q KEEL_REDIS_PASSWORD a1.err && ok "no password for a server that wants one: exit 2 ($(head -1 a1.err))" ||
+  bad "no password: exit $rc $(cat a1.err)"
+KEEL_REDIS_PASSWORD=wrong-pw "$KEEL" push --input one.ndjson --output "$R?stream=auth" 2>a2.err
+rc=$?
+[ $rc -eq 2 ] && grep -q "AUTH refused" a2.err && ! grep -q wrong-pw a2.err && ok "a wrong password: exit 2, password not echoed" ||
+  bad "wrong password: exit $rc $(cat a2.err)"
+KEEL_REDIS_PASSWORD=s3cret-pw "$KEEL" push --quiet --input one.ndjson --output "$R?stream=auth" &&
+  KEEL_REDIS_USER=alice KEEL_REDIS_PASSWORD=al1ce-pw "$KEEL" push --quiet --input one.ndjson --output "$R?stream=auth" &&
+  [ "$(redis-cli -p "$port" xlen auth 2>/dev/null)" -eq 2 ] && ok "KEEL_REDIS_PASSWORD (default user) and KEEL_REDIS_USER (ACL user) work" ||
+  bad "authenticated pushes failed"
+redis-cli -p "$port" config set requirepass '' >/dev/null
+unset REDISCLI_AUTH
+
 # Redis lost mid-run: a run waiting on the stream gives up after 1.5 s.
 "$KEEL" run --products 500 --stages user --redis-retry-ms 1500 --create-group \
   --input "$R?stream=live&group=lg&consumer=w" --output live.out --summary-json live.json 2>live.err &
