@@ -89,7 +89,7 @@ static keel_redis_conn_t *take(keel_l2_t *l2) {
   int was_down = l2->down;
   if (was_down) l2->down_until_ns = keel__redis_now_ns() + l2->backoff_ms * 1000000u; /* one prober at a time */
   pthread_mutex_unlock(&l2->pool_lock);
-  char err[256];
+  char err[256] = "out of memory";
   keel_status st = KEEL_OK;
   if (!c) st = keel_redis_conn_open(&l2->addr, l2->timeout_ms, &c, err, sizeof err);
   else if (c->broken || was_down) st = keel__redis_reconnect(c, err, sizeof err);

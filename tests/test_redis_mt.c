@@ -219,6 +219,39 @@ static void l2_redis_lost(void **state) {
   keel_l2_destroy(l2);
 }
 
+/* Every allocation of create + a lookup with a long key (its Redis key
+ * does not fit the stack buffer) + store, failing in turn: a clean
+ * KEEL_ENOMEM or a degraded miss, never a leak or a crash. */
+static int oom_attempt(void *ctx) {
+  (void)ctx;
+  char url[64], err[256] = "";
+  snprintf(url, sizeof url, "redis://127.0.0.1:%d", srv.port);
+  keel_l2_options o = {.size = sizeof o, .url = url, .ttl_ms = 60000, .timeout_ms = 500, .quiet = 1};
+  keel_l2_t *l2 = NULL;
+  keel_status st = keel_l2_create(&o, &l2, err, sizeof err);
+  if (st != KEEL_OK) {
+    assert_int_equal(st, KEEL_ENOMEM);
+    return 1;
+  }
+  char key[700];
+  memset(key, 'k', sizeof key);
+  keel_l2_result r;
+  keel_l2_lookup(l2, "oom:1:1:", key, sizeof key, &r);
+  if (r.hit) keel_l2_result_release(&r);
+  else if (r.locked) keel_l2_store(l2, "oom:1:1:", key, sizeof key, "v", 1, &r);
+  keel_l2_stats s;
+  keel_l2_get_stats(l2, &s);
+  keel_l2_destroy(l2);
+  return s.errors || s.degraded ? 1 : 0;
+}
+
+static void l2_oom_sweep(void **state) {
+  (void)state;
+  if (!need_server()) return;
+  unsigned n = tu_oom_sweep(oom_attempt, NULL);
+  assert_true(n >= 2);
+}
+
 static void l2_unreachable_at_start(void **state) {
   (void)state;
   keel_l2_options o = {.size = sizeof o, .url = "redis://127.0.0.1:1", .timeout_ms = 300, .quiet = 1};
@@ -245,7 +278,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(parse_ok),         cmocka_unit_test(parse_bad),      cmocka_unit_test(l2_unreachable_at_start),
       cmocka_unit_test(l2_round_trip),    cmocka_unit_test(l2_single_flight), cmocka_unit_test(l2_dead_holder),
-      cmocka_unit_test(l2_redis_lost),
+      cmocka_unit_test(l2_redis_lost),    cmocka_unit_test(l2_oom_sweep),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
