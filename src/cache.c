@@ -70,7 +70,7 @@
 
 struct keel_cache_value {
   _Atomic(struct keel_cache_value *) next; /* bucket chain; written under lock */
-  uint64_t hash;
+  _Atomic uint64_t hash;                   /* key hash; once retired: the limbo link */
   _Atomic uint32_t refs;                   /* cache (while not reclaimed) + users */
   uint32_t slot;                           /* policy slot; under lock */
   uint32_t klen;                           /* key length | NEG_FLAG for a cached error */
@@ -98,11 +98,6 @@ typedef struct table {
   uint64_t mask;
   _Atomic(struct keel_cache_value *) b[];
 } table;
-
-typedef struct limbo {
-  keel_cache_value_t **v;
-  size_t n, cap;
-} limbo;
 
 typedef struct pending {
   struct pending *next;
@@ -145,7 +140,7 @@ struct keel_cache {
   keel_cache_value_t **slots;         /* under lock: slot -> entry */
   uint32_t *free_slots;               /* under lock */
   uint32_t nfree, nslots;
-  limbo limbo[3];                     /* under lock: by epoch mod 3 */
+  keel_cache_value_t *limbo[3];       /* under lock: retired entries by epoch mod 3 */
   size_t retired_since;               /* under lock */
   pending *pend;                      /* under lock */
   _Atomic uint64_t max_bytes, max_entries, bytes, entries;
@@ -168,6 +163,9 @@ size_t keel_cache_entry_overhead(void) {
   return sizeof(struct keel_cache_value) + 16 + 8 + 12 + (12 + 8 + 1) + 12;
 }
 
+static inline uint64_t ent_hash(const keel_cache_value_t *v) {
+  return atomic_load_explicit(&v->hash, memory_order_relaxed);
+}
 static inline size_t key_pad(size_t klen) { return (klen + 7) & ~(size_t)7; }
 static inline const unsigned char *ent_key(const keel_cache_value_t *v) {
   return (const unsigned char *)(v + 1);
@@ -212,7 +210,7 @@ static keel_cache_value_t *ent_alloc(keel_mem_tag tag, const void *key, size_t k
   v->slot = KEEL_POLICY_NONE;
   v->klen = (uint32_t)klen;
   v->vlen = (uint32_t)vlen;
-  v->hash = 0;
+  atomic_init(&v->hash, 0);
   if (klen) memcpy((void *)ent_key(v), key, klen);
   return v;
 }
@@ -289,6 +287,15 @@ static void ent_unref(keel_cache_value_t *v) {
   if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1) keel_mem_free(v);
 }
 
+/* Drops the cache's reference to every entry of a limbo list. */
+static void limbo_free(keel_cache_value_t *v) {
+  while (v) {
+    keel_cache_value_t *nx = (keel_cache_value_t *)(uintptr_t)ent_hash(v);
+    ent_unref(v);
+    v = nx;
+  }
+}
+
 /* Tries to advance the epoch; on success drops the cache's references to
  * everything retired two epochs ago. Under lock. */
 static int epoch_try_advance_locked(keel_cache_t *c) {
@@ -297,37 +304,20 @@ static int epoch_try_advance_locked(keel_cache_t *c) {
     if (atomic_load(&c->rd[i].active[(e + 1) & 1]) != 0) return 0;
   atomic_store(&c->epoch, e + 1);
   /* Now at e+1: entries retired at e-1 are unreachable by any reader. */
-  limbo *l = &c->limbo[(e + 2) % 3];
-  for (size_t i = 0; i < l->n; i++) ent_unref(l->v[i]);
-  l->n = 0;
+  limbo_free(c->limbo[(e + 2) % 3]);
+  c->limbo[(e + 2) % 3] = NULL;
   return 1;
 }
 
-/* Waits until every entry retired so far is unreachable, then drops them.
- * Used when a limbo list cannot grow, and by destroy. Under lock. */
-static void epoch_synchronize_locked(keel_cache_t *c) {
-  int pinned = pin.c == c;
-  if (pinned) epoch_exit(my_reader(c), pin.e); /* never wait for ourselves */
-  for (int k = 0; k < 3; k++)
-    while (!epoch_try_advance_locked(c)) sched_yield();
-  if (pinned) pin.e = epoch_enter(c, my_reader(c));
-}
-
+/* Retires an unlinked entry: readers may still stand on it, so the cache's
+ * reference is dropped two epochs later. The limbo list is threaded through
+ * the entry's hash field, which no reader needs any more: a reader on the
+ * entry compares a hash that no longer matches and walks on (its `next` is
+ * intact), so retiring never allocates and never fails. Under lock. */
 static void retire_locked(keel_cache_t *c, keel_cache_value_t *v) {
-  limbo *l = &c->limbo[atomic_load_explicit(&c->epoch, RLX) % 3];
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 64;
-    keel_cache_value_t **nv = keel_mem_realloc(c->tag, l->v, cap * sizeof *nv);
-    if (!nv) {
-      /* No memory to defer: wait for the readers instead. */
-      epoch_synchronize_locked(c);
-      ent_unref(v);
-      return;
-    }
-    l->v = nv;
-    l->cap = cap;
-  }
-  l->v[l->n++] = v;
+  unsigned i = (unsigned)(atomic_load_explicit(&c->epoch, RLX) % 3);
+  atomic_store_explicit(&v->hash, (uint64_t)(uintptr_t)c->limbo[i], RLX);
+  c->limbo[i] = v;
   if (++c->retired_since >= LIMBO_BATCH && epoch_try_advance_locked(c)) c->retired_since = 0;
 }
 
@@ -340,7 +330,7 @@ static table *table_new(keel_mem_tag tag, uint64_t buckets) {
 }
 
 static inline int ent_matches(const keel_cache_value_t *v, uint64_t h, const void *k, size_t n) {
-  if (v->hash != h || ent_klen(v) != n) return 0;
+  if (ent_hash(v) != h || ent_klen(v) != n) return 0;
   if (n == 8) { /* the common fixed-size key: one compare, no call */
     uint64_t a, b;
     memcpy(&a, ent_key(v), 8);
@@ -360,7 +350,7 @@ static keel_cache_value_t *table_find1(keel_cache_t *c, uint64_t h, const void *
 
 static void table_unlink_locked(keel_cache_t *c, keel_cache_value_t *v) {
   table *t = atomic_load_explicit(&c->tab, RLX);
-  _Atomic(keel_cache_value_t *) *pp = &t->b[v->hash & t->mask];
+  _Atomic(keel_cache_value_t *) *pp = &t->b[ent_hash(v) & t->mask];
   keel_cache_value_t *cur;
   while ((cur = atomic_load_explicit(pp, RLX)) != v) pp = &cur->next;
   /* Readers standing on v keep following v->next, which stays intact. */
@@ -385,7 +375,7 @@ static keel_cache_value_t *table_find(keel_cache_t *c, uint64_t h, const void *k
 
 static void table_link_locked(keel_cache_t *c, keel_cache_value_t *v) {
   table *t = atomic_load_explicit(&c->tab, RLX);
-  _Atomic(keel_cache_value_t *) *b = &t->b[v->hash & t->mask];
+  _Atomic(keel_cache_value_t *) *b = &t->b[ent_hash(v) & t->mask];
   atomic_store_explicit(&v->next, atomic_load_explicit(b, RLX), RLX);
   /* release: the entry's header, key and value are written before it can
    * be found. */
@@ -408,7 +398,7 @@ static void table_maybe_grow_locked(keel_cache_t *c) {
     keel_cache_value_t *v = atomic_load_explicit(&t->b[i], RLX);
     while (v) {
       keel_cache_value_t *nx = atomic_load_explicit(&v->next, RLX);
-      _Atomic(keel_cache_value_t *) *b = &nt->b[v->hash & nt->mask];
+      _Atomic(keel_cache_value_t *) *b = &nt->b[ent_hash(v) & nt->mask];
       atomic_store_explicit(&v->next, atomic_load_explicit(b, RLX), memory_order_release);
       atomic_store_explicit(b, v, RLX);
       v = nx;
@@ -428,7 +418,7 @@ static void drain_locked(keel_cache_t *c, reader *r) {
     uint32_t s = atomic_load_explicit(&r->rb[i].slot, RLX);
     uint64_t h = atomic_load_explicit(&r->rb[i].hash, RLX);
     if (s == KEEL_POLICY_NONE) keel_policy_miss(c->pol, h);
-    else if (s < c->nslots && c->slots[s] && c->slots[s]->hash == h) keel_policy_hit(c->pol, s);
+    else if (s < c->nslots && c->slots[s] && ent_hash(c->slots[s]) == h) keel_policy_hit(c->pol, s);
   }
   atomic_store_explicit(&r->rb_n, 0, RLX);
 }
@@ -536,14 +526,14 @@ static keel_status slot_reserve_locked(keel_cache_t *c) {
 static keel_status insert_locked(keel_cache_t *c, keel_cache_value_t *v) {
   uint64_t charge = ent_charge(v);
   if (slot_reserve_locked(c) != KEEL_OK) return KEEL_ENOMEM;
-  keel_cache_value_t *old = table_find1(c, v->hash, ent_key(v), ent_klen(v));
+  keel_cache_value_t *old = table_find1(c, ent_hash(v), ent_key(v), ent_klen(v));
   if (old) unlink_locked(c, old, KEEL_CACHE_REPLACED, 1);
   if (charge > atomic_load_explicit(&c->max_bytes, RLX) || charge > UINT32_MAX) return KEEL_ELIMIT;
   uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0;
   uint64_t ttl = ent_negative(v) ? c->neg_ttl : c->ttl;
   atomic_store_explicit(&v->expire, ttl ? now + ttl : 0, RLX);
   v->slot = c->free_slots[--c->nfree];
-  keel_policy_insert(c->pol, v->slot, v->hash, (uint32_t)charge);
+  keel_policy_insert(c->pol, v->slot, ent_hash(v), (uint32_t)charge);
   add(&c->puts, 1);
   if (!make_room_locked(c, v)) {
     /* Refused by admission: counted and reported as an eviction. */
@@ -628,10 +618,7 @@ void keel_cache_destroy(keel_cache_t *c) {
   if (!c) return;
   for (uint32_t i = 0; i < c->nslots; i++)
     if (c->slots[i]) ent_unref(c->slots[i]);
-  for (int i = 0; i < 3; i++) {
-    for (size_t j = 0; j < c->limbo[i].n; j++) ent_unref(c->limbo[i].v[j]);
-    keel_mem_free(c->limbo[i].v);
-  }
+  for (int i = 0; i < 3; i++) limbo_free(c->limbo[i]);
   table *t = atomic_load_explicit(&c->tab, RLX);
   while (t) {
     table *o = t->older;
@@ -738,7 +725,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   while (*pp != &me) pp = &(*pp)->next;
   *pp = me.next;
   if (st == KEEL_OK) {
-    ld.v->hash = h;
+    atomic_store_explicit(&ld.v->hash, h, RLX);
     if (!ld.nocache) (void)insert_locked(c, ld.v); /* ELIMIT/ENOMEM: returned uncached */
     me.value = ld.v;
   } else {
@@ -749,7 +736,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
     if (neg) {
       neg->klen |= NEG_FLAG;
       neg->vlen = (uint32_t)(int32_t)st;
-      neg->hash = h;
+      atomic_store_explicit(&neg->hash, h, RLX);
       (void)insert_locked(c, neg);
       ent_unref(neg);
     }
@@ -819,7 +806,7 @@ keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len, con
   keel_cache_value_t *v = ent_alloc(c->tag, key, key_len, len);
   if (!v) return key_len >= NEG_FLAG || len > UINT32_MAX ? KEEL_ELIMIT : KEEL_ENOMEM;
   if (len) memcpy(ent_data(v), data, len);
-  v->hash = key_hash(c, key, key_len);
+  atomic_store_explicit(&v->hash, key_hash(c, key, key_len), RLX);
   pthread_mutex_lock(&c->lock);
   drain_locked(c, my_reader(c));
   keel_status st = insert_locked(c, v);
