@@ -12,6 +12,10 @@
 #include "keel/cache.h"
 #include "testutil.h"
 
+/* Sized to finish in seconds under ThreadSanitizer on 2 cores. */
+#define PUTS_PER_WRITER 8000
+#define LOADS_PER_THREAD 12000
+
 static keel_cache_options base_opts(uint64_t max_bytes) {
   keel_cache_options o;
   memset(&o, 0, sizeof o);
@@ -61,7 +65,7 @@ static void *writer(void *p) {
   tharg *a = p;
   uint64_t seed = 0x9e3779b97f4a7c15ull * (a->id + 1);
   unsigned char buf[1024];
-  for (int i = 0; i < 20000; i++) {
+  for (int i = 0; i < PUTS_PER_WRITER; i++) {
     uint64_t k = rnd(&seed) % 3000;
     size_t len = fill_value(k, buf);
     if (keel_cache_put(a->s->c, &k, sizeof k, buf, len) != KEEL_OK) atomic_store(&a->s->bad, 1);
@@ -148,7 +152,7 @@ static void test_bound_and_integrity(void **state) {
     assert_true(st.bytes <= s.cap);
     assert_true(st.entries > 0);
     assert_int_equal(st.hits + st.misses, atomic_load(&s.lookups));
-    assert_int_equal(st.puts, 60000);
+    assert_int_equal(st.puts, 3 * PUTS_PER_WRITER);
     assert_int_equal(st.puts, st.entries + st.evictions + st.replacements + st.removals);
     keel_cache_destroy(s.c);
   }
@@ -246,7 +250,7 @@ typedef struct rt {
 static void *readthrough(void *p) {
   rt *a = p;
   uint64_t seed = 77 + a->id;
-  for (int i = 0; i < 30000; i++) {
+  for (int i = 0; i < LOADS_PER_THREAD; i++) {
     uint64_t k = rnd(&seed) % 2000;
     if (rnd(&seed) % 8 == 0) k %= 50; /* a hot set */
     keel_cache_value_t *v;
@@ -255,8 +259,8 @@ static void *readthrough(void *p) {
       atomic_store(a->bad, 1);
     else
       keel_cache_value_release(v);
-    if (a->id == 0 && i % 5000 == 0)
-      keel_cache_set_capacity(a->c, (uint64_t)(100 + (i / 5000) % 3 * 100) * (keel_cache_entry_overhead() + 400));
+    if (a->id == 0 && i % 2000 == 0)
+      keel_cache_set_capacity(a->c, (uint64_t)(100 + (i / 2000) % 3 * 100) * (keel_cache_entry_overhead() + 400));
   }
   return NULL;
 }
@@ -278,7 +282,7 @@ static void test_readthrough_concurrent(void **state) {
   assert_int_equal(atomic_load(&bad), 0);
   keel_cache_stats st;
   keel_cache_get_stats(c, &st);
-  assert_int_equal(st.hits + st.misses, 120000);
+  assert_int_equal(st.hits + st.misses, 4 * LOADS_PER_THREAD);
   assert_true(st.loads <= st.misses);
   assert_true(st.hits > 0);
   assert_true(st.bytes <= st.max_bytes);
