@@ -10,7 +10,7 @@
 set -u
 build=${1:?usage: run.sh BUILD_DIR [SECONDS] [TARGET...]}
 secs=${2:-20}
-shift 2 2>/dev/null || shift $#
+if [ $# -ge 2 ]; then shift 2; else shift $#; fi
 src=$(cd "$(dirname "$0")" && pwd)
 targets=${*:-"json config trace encoding"}
 crashes="$src/crashes"
