@@ -93,5 +93,12 @@ echo 'not json' >"$dir/bad.jsonl"
 [ $rc = 2 ] && grep -q 'bad.jsonl:1' "$dir/e" && ok "malformed line: exit 2 naming the line" || bad "malformed line: exit $rc $(cat "$dir/e")"
 "$KEEL" report --output "$dir/x.html" 2>/dev/null; rc=$?
 [ $rc = 2 ] && ok "no --metrics-log: exit 2" || bad "no --metrics-log: exit $rc"
+echo '{"type":"user","user":"1"}' >"$dir/one"
+"$KEEL" run --products 100 --dim 4 --input "$dir/one" --output /dev/null --metrics-log /dev/full --quiet 2>"$dir/e"; rc=$?
+[ $rc = 1 ] && grep -q 'cannot write' "$dir/e" && ok "an unwritable metrics log: exit 1" || bad "--metrics-log /dev/full: exit $rc"
+"$KEEL" run --products 100 --dim 4 --input "$dir/one" --output /dev/null --metrics-log "$dir/no/such.jsonl" 2>/dev/null; rc=$?
+[ $rc = 1 ] && ok "a metrics log that cannot be created: exit 1" || bad "uncreatable metrics log: exit $rc"
+"$KEEL" run --input "$dir/one" --metrics-interval 0 2>/dev/null; rc=$?
+[ $rc = 2 ] && ok "--metrics-interval 0: exit 2" || bad "--metrics-interval 0: exit $rc"
 [ $fails = 0 ] && echo "report_charts: all checks passed" || echo "report_charts: $fails failed"
 exit $((fails > 0))
