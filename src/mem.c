@@ -165,13 +165,15 @@ static void publish_peak(shared_tag *s, int64_t delta) {
   }
 }
 
-static void count(tag_counters *c, shared_tag *s, int64_t delta) {
+/* kind: +1 an allocation, -1 a free, 0 a resize (bytes move, blocks do not),
+ * so allocs - frees is the number of live blocks. */
+static void count(tag_counters *c, shared_tag *s, int64_t delta, int kind) {
   int64_t b = atomic_load_explicit(&c->balance, memory_order_relaxed) + delta;
   atomic_store_explicit(&c->balance, b, memory_order_relaxed);
-  if (delta > 0)
+  if (kind > 0)
     atomic_store_explicit(&c->allocs, atomic_load_explicit(&c->allocs, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-  else
+  else if (kind < 0)
     atomic_store_explicit(&c->frees, atomic_load_explicit(&c->frees, memory_order_relaxed) + 1,
                           memory_order_relaxed);
   int64_t moved = b - c->published;
@@ -181,15 +183,15 @@ static void count(tag_counters *c, shared_tag *s, int64_t delta) {
   }
 }
 
-static void account(keel_mem_tag tag, int64_t delta) {
+static void account(keel_mem_tag tag, int64_t delta, int kind) {
   tls_counters *c = my_counters();
   if (!c) {
     publish_peak(&g.tags[tag], delta);
     publish_peak(&g.total, delta);
     return;
   }
-  count(&c->t[tag], &g.tags[tag], delta);
-  count(&c->total, &g.total, delta);
+  count(&c->t[tag], &g.tags[tag], delta, kind);
+  count(&c->total, &g.total, delta, kind);
 }
 
 static bool inject_fault(void) {
@@ -264,7 +266,7 @@ void *keel_mem_alloc_at(keel_mem_tag tag, size_t size, const char *file, int lin
     return (char *)h + HDR;
   }
   h->magic = MAGIC;
-  account(tag, (int64_t)size);
+  account(tag, (int64_t)size, 1);
   if (file) {
     h->site = site_find(file, line, tag);
     site_add(h->site, (int64_t)size, 1);
@@ -293,7 +295,7 @@ void *keel_mem_realloc_at(keel_mem_tag tag, void *p, size_t size, const char *fi
   if (!n) return NULL;
   n->size = size;
   if (n->magic != MAGIC) return (char *)n + HDR; /* an uncounted block stays uncounted */
-  account(t, (int64_t)size - (int64_t)old);
+  account(t, (int64_t)size - (int64_t)old, 0);
   if (n->site || file) { /* the bytes move to the site that resized them */
     if (n->site) site_add(n->site, -(int64_t)old, -1);
     if (file) n->site = site_find(file, line, t);
@@ -324,8 +326,8 @@ void keel_mem_free(void *p) {
     publish_peak(&g.total, -size);
     return;
   }
-  count(&c->t[tag], &g.tags[tag], -size);
-  count(&c->total, &g.total, -size);
+  count(&c->t[tag], &g.tags[tag], -size, -1);
+  count(&c->total, &g.total, -size, -1);
 }
 
 void keel_mem_set_tracking(int on) { atomic_store_explicit(&g.tracking, on != 0, memory_order_relaxed); }

@@ -44,8 +44,8 @@ enum {
 typedef struct keel_mem_stats {
   int64_t current; /* live bytes (requested sizes) */
   int64_t peak;    /* highest current seen (see keel_mem_tag_stats) */
-  uint64_t allocs; /* successful allocations */
-  uint64_t frees;  /* frees */
+  uint64_t allocs; /* successful allocations (a realloc resizes: neither) */
+  uint64_t frees;  /* frees; allocs - frees = live blocks */
 } keel_mem_stats;
 
 /* Finds or creates the tag named `name` (borrowed; copied). Idempotent: the

@@ -293,7 +293,19 @@ static void *control_main(void *arg) {
   return NULL;
 }
 
-static void report(const opts *o, keel_leak_t *d, uint64_t events, double secs, int *leak) {
+/* The injection per event of the whole stream (an untracked leak is measured
+ * against all events: RSS has no tag to say which stage). */
+static double injected_overall(const opts *o, feeder *f) {
+  uint64_t all = 0, mine = 0;
+  for (int i = 0; i < 3; i++) {
+    uint64_t k = atomic_load(&f->n[i]);
+    all += k;
+    if (!strcmp(types[i], o->inject_stage)) mine = k;
+  }
+  return all ? (double)o->inject_bytes * (double)mine / (double)all : 0;
+}
+
+static void report(const opts *o, keel_leak_t *d, feeder *f, uint64_t events, double secs, int *leak) {
   keel_leak_report rep[8];
   size_t n;
   keel_leak_verdict(d, rep, 8, &n);
@@ -301,14 +313,21 @@ static void report(const opts *o, keel_leak_t *d, uint64_t events, double secs, 
   if (o->json) {
     printf("{\"leak\":%s,\"seconds\":%.3f,\"events\":%llu", n ? "true" : "false", secs, (unsigned long long)events);
     if (o->inject_stage)
-      printf(",\"injected\":{\"stage\":\"%s\",\"bytes_per_event\":%llu,\"kind\":\"%s\"}", o->inject_stage,
-             (unsigned long long)o->inject_bytes, o->inject_untracked ? "untracked" : "tracked");
+      printf(",\"injected\":{\"stage\":\"%s\",\"bytes_per_event\":%llu,\"kind\":\"%s\","
+             "\"bytes_per_event_overall\":%.3f}",
+             o->inject_stage, (unsigned long long)o->inject_bytes, o->inject_untracked ? "untracked" : "tracked",
+             injected_overall(o, f));
     if (n) printf(",\"leaks\":[");
-    for (size_t i = 0; i < n && i < 8; i++)
+    for (size_t i = 0; i < n && i < 8; i++) {
       printf("%s{\"tag\":\"%s\",\"bytes_per_event\":%.3f,\"bytes_per_s\":%.1f,\"r2\":%.4f,\"growth\":%lld,"
-             "\"flagged_at_s\":%.3f}",
+             "\"flagged_at_s\":%.3f,\"sites\":[",
              i ? "," : "", rep[i].tag, rep[i].bytes_per_event, rep[i].bytes_per_s, rep[i].r2, (long long)rep[i].growth,
              rep[i].flagged_at_s);
+      for (size_t k = 0; k < rep[i].n_sites; k++)
+        printf("%s{\"site\":\"%s\",\"bytes\":%lld}", k ? "," : "", rep[i].sites[k].where,
+               (long long)rep[i].sites[k].after);
+      printf("]}");
+    }
     printf("%s}\n", n ? "]" : "");
   }
   fprintf(stderr, "keel leakcheck: %.1f s, %llu events (%.0f/s): %s\n", secs, (unsigned long long)events,
@@ -318,8 +337,9 @@ static void report(const opts *o, keel_leak_t *d, uint64_t events, double secs, 
             rep[i].id == KEEL_LEAK_UNTRACKED ? " growth (RSS outside keel's allocator)" : "", rep[i].bytes_per_event,
             rep[i].bytes_per_s / 1024, rep[i].r2, rep[i].flagged_at_s);
     if (o->inject_stage)
-      fprintf(stderr, " [injected: %llu bytes/event in %s, %s]", (unsigned long long)o->inject_bytes,
-              o->inject_stage, o->inject_untracked ? "untracked" : "tracked");
+      fprintf(stderr, " [injected: %llu bytes/event in %s, %s; %.1f bytes per event of the whole stream]",
+              (unsigned long long)o->inject_bytes, o->inject_stage, o->inject_untracked ? "untracked" : "tracked",
+              injected_overall(o, f));
     fputc('\n', stderr);
     for (size_t k = 0; k < rep[i].n_sites; k++)
       fprintf(stderr, "    %s: %.1f KiB live\n", rep[i].sites[k].where, (double)rep[i].sites[k].after / 1024);
@@ -370,7 +390,7 @@ static int run(cli_run *r, const opts *o) {
   else {
     if (!keel_leak_window_full(d))
       fprintf(stderr, "keel leakcheck: warning: the run was shorter than the trend window\n");
-    report(o, d, stats.events_in, secs, &leak);
+    report(o, d, &f, stats.events_in, secs, &leak);
     if (stats.rejected)
       fprintf(stderr, "keel leakcheck: warning: %llu events rejected\n", (unsigned long long)stats.rejected);
   }
