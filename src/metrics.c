@@ -341,6 +341,37 @@ static void collect_run(collector *c, const keel_run_stats *r) {
   }
 }
 
+/* The shared L2 and the Redis stream source/sink (keel/redis.h), when used. */
+static void collect_redis(collector *c, const keel_run_stats *r) {
+  const keel_l2_stats *l = &r->l2;
+  if (r->l2_active) {
+    put(c, C, "keel_l2_hits_total", "L1 misses answered by the Redis L2.", NULL, NULL, (double)l->hits);
+    put(c, C, "keel_l2_misses_total", "L1 misses the L2 did not have (computed here).", NULL, NULL, (double)l->misses);
+    put(c, C, "keel_l2_lock_waits_total", "L2 misses that waited for another process's result.", NULL, NULL,
+        (double)l->lock_waits);
+    put(c, C, "keel_l2_errors_total", "Failed L2 commands.", NULL, NULL, (double)l->errors);
+    put(c, C, "keel_l2_degraded_total", "Lookups skipped while Redis was down (L1 only).", NULL, NULL,
+        (double)l->degraded);
+    put(c, C, "keel_l2_calls_total", "L2 round trips.", NULL, NULL, (double)l->calls);
+    put(c, C, "keel_l2_latency_seconds_total", "Wall time of the L2 round trips.", NULL, NULL, l->latency_s);
+    put(c, G, "keel_l2_down", "1 while the L2 is unreachable.", NULL, NULL, l->down);
+  }
+  const keel_stream_stats *x = &r->stream;
+  if (!x->active) return;
+  put(c, C, "keel_stream_read_total", "Stream entries delivered to this consumer.", NULL, NULL, (double)x->read);
+  put(c, C, "keel_stream_acked_total", "Entries acknowledged after their output was written.", NULL, NULL,
+      (double)x->acked);
+  put(c, C, "keel_stream_claimed_total", "Entries claimed from idle consumers.", NULL, NULL, (double)x->claimed);
+  put(c, C, "keel_stream_redeliveries_total", "Entries delivered more than once.", NULL, NULL,
+      (double)x->redeliveries);
+  put(c, C, "keel_stream_dead_lettered_total", "Poison entries sent to the dead-letter file.", NULL, NULL,
+      (double)x->dead_lettered);
+  put(c, C, "keel_stream_errors_total", "Failed stream commands.", NULL, NULL, (double)x->errors);
+  put(c, C, "keel_stream_written_total", "Entries added to the output stream.", NULL, NULL, (double)x->written);
+  put(c, G, "keel_stream_pending", "The group's pending entries (-1 unknown).", NULL, NULL, (double)x->pending);
+  put(c, G, "keel_stream_lag", "Entries not yet delivered to the group (-1 unknown).", NULL, NULL, (double)x->lag);
+}
+
 static void collect_mem(collector *c, const keel_metrics_sample *s) {
   for (unsigned i = 0; i < s->n_tags; i++) {
     const keel_metrics_tag *t = &s->tags[i];
@@ -380,6 +411,7 @@ keel_status keel_metrics_collect(keel_metrics_t *m, const keel_metrics_sample *s
   if (!m || !s) return KEEL_EINVAL;
   collector c = {m, KEEL_OK};
   if (s->have_run) collect_run(&c, &s->run);
+  if (s->have_run) collect_redis(&c, &s->run);
   collect_mem(&c, s);
   return c.st;
 }
