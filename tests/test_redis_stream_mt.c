@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "keel/metrics.h"
 #include "pipeline_fixture.h"
 #include "redis_fixture.h"
 
@@ -108,6 +109,21 @@ static void stream_to_stream(void **state) {
   redisReply *r = redisCommand(c, "XRANGE out_g1 - + COUNT 1");
   assert_non_null(strstr(r->element[0]->element[1]->element[1]->str, "\"stream_id\":\""));
   freeReplyObject(r);
+  /* The Prometheus exposition carries the same figures. */
+  keel_metrics_t *mt = NULL;
+  keel_metrics_sample *smp = calloc(1, sizeof *smp);
+  keel_buf text;
+  keel_buf_init(&text, KEEL_MEM_OTHER);
+  assert_int_equal(keel_metrics_create(&mt), KEEL_OK);
+  assert_int_equal(keel_metrics_sample_take(p, 0, smp), KEEL_OK);
+  assert_int_equal(keel_metrics_collect(mt, smp), KEEL_OK);
+  assert_int_equal(keel_metrics_write_prometheus(mt, &text), KEEL_OK);
+  assert_non_null(strstr(text.data, "keel_stream_acked_total 2000\n"));
+  assert_non_null(strstr(text.data, "keel_stream_pending 0\n"));
+  assert_non_null(strstr(text.data, "keel_l2_misses_total "));
+  keel_buf_free(&text);
+  keel_metrics_destroy(mt);
+  free(smp);
   run_group(p, "g2", &s2); /* the same pipeline again: its L1 is warm, the stream group new */
   assert_int_equal(s2.stream.acked, 2000);
   assert_int_equal(int_cmd(c, "XLEN %s", "out_g2"), 1800);
