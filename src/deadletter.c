@@ -23,6 +23,7 @@
 
 struct keel_dead_letter {
   int fd;          /* -1 until the first write */
+  int append;      /* keep what the file holds (keel_dead_letter_set_append) */
   uint64_t count;  /* records accepted */
   keel_buf out;    /* pending bytes, KEEL_MEM_IO */
   char err[256];
@@ -41,6 +42,10 @@ keel_status keel_dead_letter_create(const char *path, keel_dead_letter_t **out) 
   return KEEL_OK;
 }
 
+void keel_dead_letter_set_append(keel_dead_letter_t *d, int on) {
+  if (d) d->append = on != 0;
+}
+
 static keel_status io_fail(keel_dead_letter_t *d, const char *what) {
   snprintf(d->err, sizeof d->err, "%s: %s%s", d->path, what, strerror(errno));
   return KEEL_EIO;
@@ -50,7 +55,7 @@ keel_status keel_dead_letter_flush(keel_dead_letter_t *d) {
   if (!d) return KEEL_EMISUSE;
   if (d->out.len == 0) return KEEL_OK;
   if (d->fd < 0) {
-    d->fd = open(d->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    d->fd = open(d->path, O_WRONLY | O_CREAT | (d->append ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0644);
     if (d->fd < 0) return io_fail(d, "");
   }
   size_t off = 0;

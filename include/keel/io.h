@@ -174,6 +174,10 @@ typedef struct keel_dead_letter keel_dead_letter_t;
  * NULL or empty path. One thread at a time. */
 KEEL_EXTERN keel_status keel_dead_letter_create(const char *path, keel_dead_letter_t **out);
 
+/* Appends to an existing file instead of replacing it (before the first
+ * write; a worker of a shared stream keeps earlier runs' records). */
+KEEL_EXTERN void keel_dead_letter_set_append(keel_dead_letter_t *d, int on);
+
 /* Appends one NDJSON record: {"line":N,"reason":"...","input":"<raw line,
  * at most 4 KiB of it>","input_bytes":LEN}. reason (NUL-terminated) and raw
  * are borrowed; both are escaped as JSON strings (invalid UTF-8 as \u00XX);

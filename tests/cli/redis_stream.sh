@@ -84,6 +84,17 @@ rc=$?
 rc=$?
 [ $rc -eq 2 ] && ok "keel push to an unreachable Redis: exit 2" || bad "push unreachable: exit $rc"
 
+# A restarted stream worker appends to its output and dead-letter files.
+head -5 ev.ndjson >five.ndjson
+echo '{"type":"nope"}' >>five.ndjson
+for i in 1 2; do
+  "$KEEL" push --quiet --input five.ndjson --output "$R?stream=app"
+  "$KEEL" run --products 500 --stages user,score --create-group --idle-exit-ms 200 --quiet \
+    --input "$R?stream=app&group=ag&consumer=w" --output app.out --dead-letter app.dl
+done
+[ "$(wc -l <app.out)" -eq 10 ] && [ "$(wc -l <app.dl)" -eq 2 ] && ok "a restarted stream worker appends to its output and dead-letter files" ||
+  bad "after two runs: $(wc -l <app.out) output lines, $(wc -l <app.dl) dead letters (want 10, 2)"
+
 # Connections cut mid-run (CLIENT KILL): the source and sink reconnect and
 # go on; entries lost in flight are claimed back; nothing is missing.
 head -1000 ev.ndjson >k1.ndjson
