@@ -517,7 +517,8 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
     st = keel_line_reader_open(io->input ? io->input : "-", p->limits.max_line, &p->reader, err, errlen);
   if (st != KEEL_OK) return st;
   const char *out = io->output ? io->output : "-";
-  if (!p->out_stream) s->out = strcmp(out, "-") ? fopen(out, "w") : stdout;
+  /* A stream worker appends: a restarted worker keeps what it wrote (and acknowledged) before. */
+  if (!p->out_stream) s->out = strcmp(out, "-") ? fopen(out, p->src_stream ? "a" : "w") : stdout;
   if (!p->out_stream && !s->out) {
     snprintf(err, errlen, "%s: cannot open for writing: %s", out, strerror(errno));
     return KEEL_EIO;
@@ -526,7 +527,9 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
   char dl[4096];
   if (io->dead_letter) snprintf(dl, sizeof dl, "%s", io->dead_letter);
   else default_dead_letter(out, dl, sizeof dl);
-  return keel_dead_letter_create(dl, &s->dl);
+  st = keel_dead_letter_create(dl, &s->dl);
+  if (st == KEEL_OK && p->src_stream) keel_dead_letter_set_append(s->dl, 1);
+  return st;
 }
 
 /* Sums finished runs' totals and the live workers' counters; the caller
