@@ -158,13 +158,16 @@ static int count_pass(keel_trace_t *t, uint64_t seed, keyset *set, uint64_t *req
   return 0;
 }
 
+/* Replays the trace through every sim; when `set` is given (sizes known up
+ * front: one pass, so a pipe works) it also counts requests and keys. */
 static int replay(keel_trace_t *t, const opts *o, keel_policy_sim_t **sims, unsigned nsims,
-                  uint64_t *hits, int tty) {
+                  uint64_t *hits, int tty, keyset *set, uint64_t *requests) {
   int64_t key;
   keel_status st;
   uint64_t n = 0;
   while ((st = keel_trace_next(t, &key)) == KEEL_OK) {
     uint64_t h = keel_policy_key_hash(key, o->seed);
+    if (set && keyset_add(set, h) != 0) return cli_fail("sim", KEEL_EXIT_FAIL, "out of memory counting keys");
     for (unsigned i = 0; i < nsims; i++) {
       int r = keel_policy_sim_access(sims[i], h, 1);
       if (r < 0) return cli_fail("sim", KEEL_EXIT_FAIL, "out of memory");
@@ -173,6 +176,7 @@ static int replay(keel_trace_t *t, const opts *o, keel_policy_sim_t **sims, unsi
     if ((++n & 0x3ffff) == 0) progress(t, tty, "replaying");
   }
   if (st != KEEL_EEOF) return cli_fail("sim", KEEL_EXIT_FAIL, "%s", keel_trace_error(t));
+  if (requests) *requests = n;
   return 0;
 }
 
@@ -219,7 +223,9 @@ static int run(const opts *o, keel_trace_t *t) {
   keyset set = {0};
   uint64_t requests = 0, sizes[MAX_LIST];
   unsigned nsizes = o->nsizes ? o->nsizes : o->npcts;
-  int rc = count_pass(t, o->seed, &set, &requests, tty);
+  /* --size-pct needs the distinct keys first: two passes (a file). With
+   * --size one pass counts and replays, so a pipe works too. */
+  int rc = o->npcts ? count_pass(t, o->seed, &set, &requests, tty) : 0;
   if (rc) goto out;
   for (unsigned i = 0; i < nsizes; i++) {
     uint64_t sz = o->nsizes ? o->sizes[i] : (set.count * o->pcts[i] + 50) / 100;
@@ -235,9 +241,9 @@ static int run(const opts *o, keel_trace_t *t) {
     keel_status st = keel_policy_sim_create(&po, &sims[i]);
     if (st != KEEL_OK) rc = cli_fail("sim", KEEL_EXIT_FAIL, "policy: %s", keel_status_str(st));
   }
-  if (!rc && keel_trace_rewind(t) != KEEL_OK)
-    rc = cli_fail("sim", KEEL_EXIT_FAIL, "cannot rewind the trace (sim needs a file, not a pipe)");
-  if (!rc) rc = replay(t, o, sims, nsims, hits, tty);
+  if (!rc && o->npcts && keel_trace_rewind(t) != KEEL_OK)
+    rc = cli_fail("sim", KEEL_EXIT_FAIL, "cannot rewind the trace (--size-pct needs a file, not a pipe)");
+  if (!rc) rc = replay(t, o, sims, nsims, hits, tty, o->npcts ? NULL : &set, o->npcts ? NULL : &requests);
   if (tty && keel_trace_size(t)) fprintf(stderr, "\r%40s\r", "");
   if (!rc) print_results(o, keel_trace_name(t), requests, set.count, sizes, nsizes, hits);
   if (!rc && o->svg) rc = write_svg(o, keel_trace_name(t), requests, sizes, nsizes, hits);
