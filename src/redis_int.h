@@ -37,6 +37,8 @@ void keel__redis_sleep_ms(uint64_t ms);
 #include "keel/config.h"
 keel_status keel__redis_config_ms(const keel_config_t *cfg, const char *sec, const char *key, uint64_t def,
                                   uint64_t *out, char *err, size_t errlen);
+/* The keys of [redis] (stream options), NULL-terminated (redis_stream.c). */
+extern const char *const keel__redis_stream_keys[];
 /* Every key of [section] must be in known (NULL-terminated). */
 keel_status keel__redis_config_check(const keel_config_t *cfg, const char *section, const char *const *known,
                                      char *err, size_t errlen);

@@ -58,6 +58,7 @@ keel_status keel__redis_config_check(const keel_config_t *cfg, const char *secti
 keel_status keel__pipeline_l2_open(const keel_config_t *cfg, keel_l2_t **out, char *err, size_t errlen) {
   *out = NULL;
   keel_status st = keel__redis_config_check(cfg, "l2", l2_keys, err, errlen);
+  if (st == KEEL_OK) st = keel__redis_config_check(cfg, "redis", keel__redis_stream_keys, err, errlen);
   const char *url = keel_config_get(cfg, "l2", "url");
   if (st != KEEL_OK || !url || !*url) return st;
   uint64_t ttl, lock_ttl, wait, timeout;
