@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "keel/cache.h"
+#include "keel/mem.h"
 #include "keel/trace.h"
 
 typedef struct bench {
@@ -102,11 +103,11 @@ static int load_keys(const char *path, keel_trace_format fmt, int64_t **out, siz
   if (keel_trace_open(path, fmt, &t) != KEEL_OK)
     return cli_fail("bench cache", KEEL_EXIT_FAIL, "cannot open trace '%s'", path);
   size_t cap = 1 << 16, len = 0;
-  int64_t *k = malloc(cap * sizeof *k), key;
+  int64_t *k = keel_mem_alloc(KEEL_MEM_OTHER, cap * sizeof *k), key;
   keel_status st;
   while (k && (st = keel_trace_next(t, &key)) == KEEL_OK) {
     if (len == cap) {
-      int64_t *nk = realloc(k, 2 * cap * sizeof *k);
+      int64_t *nk = keel_mem_realloc(KEEL_MEM_OTHER, k, 2 * cap * sizeof *k);
       if (!nk) break;
       k = nk;
       cap *= 2;
@@ -118,7 +119,7 @@ static int load_keys(const char *path, keel_trace_format fmt, int64_t **out, siz
   else if (!len) rc = cli_fail("bench cache", KEEL_EXIT_FAIL, "empty trace");
   keel_trace_close(t);
   if (rc) {
-    free(k);
+    keel_mem_free(k);
     return rc;
   }
   *out = k;
@@ -199,15 +200,15 @@ int keel_bench_cache(int argc, char **argv) {
   bench b = {NULL, keys, n, !strcmp(workload, "read"), 0};
   keel_status st = keel_cache_create(&o, &b.cache);
   if (st != KEEL_OK) {
-    free(keys);
+    keel_mem_free(keys);
     return cli_fail("bench cache", KEEL_EXIT_FAIL, "cache: %s", keel_status_str(st));
   }
   if (b.read) prefill(b.cache, keys, n, size);
 
-  worker *w = calloc(threads, sizeof *w);
+  worker *w = keel_mem_calloc(KEEL_MEM_OTHER, threads, sizeof *w);
   if (!w) {
     keel_cache_destroy(b.cache);
-    free(keys);
+    keel_mem_free(keys);
     return cli_fail("bench cache", KEEL_EXIT_FAIL, "out of memory");
   }
   for (uint64_t t = 0; t < threads; t++) {
@@ -252,8 +253,8 @@ int keel_bench_cache(int argc, char **argv) {
          "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu}\n",
          (unsigned long long)threads, workload, (unsigned long long)size, keel_cache_policy(b.cache), rates[2],
          hr, per_cpu, (double)(ops1 - ops0) / per_cpu / wall, (unsigned long long)s1.entries, (unsigned long long)s1.bytes, keel_cache_entry_overhead());
-  free(w);
+  keel_mem_free(w);
   keel_cache_destroy(b.cache);
-  free(keys);
+  keel_mem_free(keys);
   return KEEL_EXIT_OK;
 }
