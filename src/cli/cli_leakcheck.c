@@ -349,6 +349,9 @@ static void report(const opts *o, keel_leak_t *d, feeder *f, uint64_t events, do
 static int run(cli_run *r, const opts *o) {
   int fds[2];
   if (pipe(fds)) return cli_fail("leakcheck", KEEL_EXIT_FAIL, "pipe: %s", strerror(errno));
+  /* The feeder must never block in write(): once the run stops reading, a
+   * blocked write would keep it from seeing the stop and its join would hang. */
+  fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK);
   int64_t products;
   char err[512];
   if (keel_config_get_int(r->cfg, "catalog", "products", KEEL_CATALOG_DEFAULT_PRODUCTS, 1,
