@@ -41,7 +41,7 @@
 
 static const char *const pipeline_keys[] = {"stages", "workers", "batch", "ordered", "cache", NULL};
 static const char *const memo_keys[] = {"audit_rate", "audit_strict", NULL};
-static const char *const cache_keys[] = {"size", "policy", "ttl", "record_keys", NULL};
+static const char *const cache_keys[] = {"size", "policy", "ttl", "record_keys", "l2", NULL};
 static const char *const limit_keys[] = {"max_line", "max_fields", "max_string", "max_vector", "max_depth", "k_max",
                                          NULL};
 
@@ -257,6 +257,8 @@ static keel_status memoize(keel_pipeline_t *p, const char *section, double rate,
     return KEEL_ECONFIG;
   }
   if ((st = keel_config_get_size(p->cfg, section, "size", 0, &size, err, errlen)) != KEEL_OK) return st;
+  int l2 = 1; /* [cache.STAGE] l2 = false keeps a cheap stage off the shared L2 */
+  if ((st = keel_config_get_bool(p->cfg, section, "l2", 1, &l2, err, errlen)) != KEEL_OK) return st;
   const char *ttl_s = keel_config_get(p->cfg, section, "ttl");
   if (ttl_s && parse_duration_ns(ttl_s, &ttl) != KEEL_OK) {
     snprintf(err, errlen, "[%s] ttl = '%s': want a duration such as 30s, 500ms, 5m", section, ttl_s);
@@ -266,7 +268,7 @@ static keel_status memoize(keel_pipeline_t *p, const char *section, double rate,
                          .max_bytes = size, .policy = keel_config_get(p->cfg, section, "policy"), .ttl_ns = ttl,
                          .audit_rate = rate, .audit_seed = 0x6b65656c, 
                          .record_keys = keel_config_get(p->cfg, section, "record_keys"),
-                         .on_mismatch = on_mismatch, .mismatch_ctx = p, .l2 = p->l2};
+                         .on_mismatch = on_mismatch, .mismatch_ctx = p, .l2 = l2 ? p->l2 : NULL};
   return keel_memo_create(&o, &s->memo, err, errlen);
 }
 

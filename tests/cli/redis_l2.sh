@@ -38,6 +38,15 @@ n=$(redis-cli -p "$port" --scan --pattern 'keel:v:score:*' | wc -l)
 ttl=$(redis-cli -p "$port" eval "return redis.call('pttl', redis.call('keys', 'keel:v:user:*')[1])" 0)
 [ "$ttl" -gt 0 ] && ok "entries carry a TTL ($ttl ms left)" || bad "no TTL on an entry ($ttl)"
 
+# [cache.STAGE] l2 = false keeps a stage off the L2 (a cheap stage whose
+# miss costs less than a round trip).
+"$KEEL" run "${common[@]}" --set cache.user.l2=false --l2 "redis://127.0.0.1:$port/4" --input ev.ndjson \
+  --output /dev/null --summary-json s4.json
+nu=$(redis-cli -p "$port" -n 4 --scan --pattern 'keel:v:user:*' | wc -l)
+ns=$(redis-cli -p "$port" -n 4 --scan --pattern 'keel:v:score:*' | wc -l)
+[ "$nu" -eq 0 ] && [ "$ns" -gt 0 ] && [ "$(json s4.json "d['l2']['misses']")" = "$(json s4.json "d['stages']['score']['cache']['misses']")" ] &&
+  ok "cache.user.l2=false: only score uses the L2 ($ns entries)" || bad "l2=false: $nu user and $ns score entries"
+
 # Single flight across processes: 100 distinct keys, each twice, two
 # processes started together on a fresh db.
 if [ -f "$PLUGIN" ]; then
