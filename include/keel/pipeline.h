@@ -16,7 +16,10 @@
  *   ordered = true|false       output in input order (default true)
  *   cache = true|false         memoization on (default) or off (--no-cache)
  * [cache.STAGE]: size (required, e.g. 64MiB), policy, ttl (e.g. 30s),
- * record_keys (a file); [memo]: audit_rate (0..1), audit_strict (bool).
+ * record_keys (a file), l2 (bool: use the shared L2, default true);
+ * [memo]: audit_rate (0..1), audit_strict (bool);
+ * [l2] url, ttl, lock_ttl, wait, timeout; [redis] stream options (keel/redis.h,
+ * docs/DISTRIBUTED.md)
  * and [limits]: max_line, max_fields, max_string, max_vector, max_depth.
  * Thread safety: create, run and destroy on one thread; keel_pipeline_stop
  * may be called from any thread or a signal handler. */
