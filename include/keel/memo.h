@@ -9,6 +9,11 @@
  * misses on one key compute once (the cache's single-flight loading). Stage
  * failures are not cached: every event that fails gets its own reason.
  *
+ * L2: with options.l2 (keel/redis.h) an L1 miss asks the shared L2 first,
+ * under the namespace "STAGE:VERSION:MODEL_VERSION:" and the key bytes after
+ * the binary prefix; an L2 miss computes, then stores the same value bytes
+ * there (and drops the cross-process lock). The L2 never fails an event.
+ *
  * Audit: a fraction of hits is recomputed and compared byte for byte with
  * the cached value; a mismatch (a stage that is secretly nondeterministic)
  * is counted and logged once per stage, and can stop the run.
