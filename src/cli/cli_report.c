@@ -4,6 +4,8 @@
  *   keel report --metrics-log FILE --output report.html [--svg DIR | --svg FILE.svg [--chart NAME]]
  *
  * The page is self-contained (inline SVG, no script) and well-formed XML.
+ * The log of a run still going may be read: an unfinished last line is left
+ * out.
  * Charts: memory per tag (the eight biggest by peak, RSS and the budget), hit ratio per
  * cache, events per second, queue depth. --svg DIR writes each chart as its
  * own file (memory.svg, hit_ratio.svg, events_per_s.svg, queue_depth.svg);
@@ -123,12 +125,15 @@ static int read_log(report *r, const char *path) {
   char *line = NULL;
   size_t cap = 0, no = 0;
   int rc = -1;
-  while (rc < 0 && getline(&line, &cap, f) > 0) {
+  ssize_t len;
+  while (rc < 0 && (len = getline(&line, &cap, f)) > 0) {
     no++;
     if (line[strspn(line, " \t\r\n")] == '\0') continue;
     json_error_t je;
     json_t *s = json_loads(line, 0, &je);
-    if (!json_is_object(s) || !json_is_number(json_object_get(s, "t")))
+    if (!s && line[len - 1] != '\n') /* the last line of a log still being written */
+      fprintf(stderr, "keel report: %s:%zu: an unfinished last line, left out\n", path, no);
+    else if (!json_is_object(s) || !json_is_number(json_object_get(s, "t")))
       rc = cli_fail("report", KEEL_EXIT_USAGE, "%s:%zu: not a metrics line (%s)", path, no,
                     s ? "no \"t\"" : je.text);
     else if (take_sample(r, s))

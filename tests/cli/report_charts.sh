@@ -91,6 +91,9 @@ PY
 echo 'not json' >"$dir/bad.jsonl"
 "$KEEL" report --metrics-log "$dir/bad.jsonl" --output "$dir/x.html" 2>"$dir/e"; rc=$?
 [ $rc = 2 ] && grep -q 'bad.jsonl:1' "$dir/e" && ok "malformed line: exit 2 naming the line" || bad "malformed line: exit $rc $(cat "$dir/e")"
+{ cat "$dir/m.jsonl"; head -c 80 "$dir/m.jsonl"; } >"$dir/partial.jsonl" # a log still being written
+"$KEEL" report --metrics-log "$dir/partial.jsonl" --output "$dir/p.html" 2>"$dir/e"; rc=$?
+[ $rc = 0 ] && grep -q 'unfinished last line' "$dir/e" && ok "an unfinished last line is left out" || bad "partial log: exit $rc $(cat "$dir/e")"
 "$KEEL" report --output "$dir/x.html" 2>/dev/null; rc=$?
 [ $rc = 2 ] && ok "no --metrics-log: exit 2" || bad "no --metrics-log: exit $rc"
 echo '{"type":"user","user":"1"}' >"$dir/one"
