@@ -49,6 +49,7 @@ static void test_families_grouped_once(void **s) {
 
 static void test_names_and_escaping(void **s) {
   (void)s;
+  int64_t before = tu_tracked_bytes();
   keel_metrics_t *m;
   keel_buf b;
   keel_buf_init(&b, KEEL_MEM_OTHER);
@@ -71,6 +72,7 @@ static void test_names_and_escaping(void **s) {
   assert_non_null(strstr(t, "i -Inf\n"));
   keel_buf_free(&b);
   keel_metrics_destroy(m);
+  assert_int_equal(tu_tracked_bytes(), before);
 }
 
 static void test_histogram_cumulative(void **s) {
@@ -145,6 +147,7 @@ static void test_quantile(void **s) {
 /* A sample without a pipeline: memory, RSS, the memory state's hooks. */
 static void test_sample_json_and_series(void **s) {
   (void)s;
+  int64_t before = tu_tracked_bytes();
   keel_metrics_sample *a = keel_mem_calloc(KEEL_MEM_OTHER, 2, sizeof *a);
   assert_non_null(a);
   assert_int_equal(keel_metrics_sample_take(NULL, 1.0, &a[0]), KEEL_OK);
@@ -181,6 +184,7 @@ static void test_sample_json_and_series(void **s) {
   keel_metrics_destroy(m);
   keel_buf_free(&b);
   keel_mem_free(a);
+  assert_int_equal(tu_tracked_bytes(), before);
 }
 
 /* ---- HTTP ---- */
@@ -211,6 +215,7 @@ static keel_status render(void *ctx, keel_buf *out) {
 
 static void test_http_endpoints(void **s) {
   (void)s;
+  int64_t before = tu_tracked_bytes();
   int calls = 0;
   static const char page[] = "<html>dash</html>";
   keel_http_options o = {.size = sizeof o, .address = "127.0.0.1:0", .metrics = render, .metrics_ctx = &calls,
@@ -264,6 +269,28 @@ static void test_http_endpoints(void **s) {
   o.address = busy;
   assert_int_equal(keel_http_create(&o, &h3, err, sizeof err), KEEL_EIO);
   keel_http_destroy(h2);
+  assert_int_equal(tu_tracked_bytes(), before); /* history, responses: all freed */
+}
+
+static int http_oom_attempt(void *ctx) {
+  (void)ctx;
+  keel_http_options o = {.size = sizeof o, .address = "127.0.0.1:0", .history = 2};
+  keel_http_t *h;
+  char err[256];
+  keel_status st = keel_http_create(&o, &h, err, sizeof err);
+  if (st != KEEL_OK) {
+    if (st != KEEL_ENOMEM) fail_msg("create: %s", err);
+    return 1;
+  }
+  int rc = 0;
+  for (int i = 0; i < 5 && !rc; i++) rc = keel_http_publish(h, "{\"x\":1}", 7) != KEEL_OK;
+  keel_http_destroy(h);
+  return rc;
+}
+
+static void test_http_oom_sweep(void **s) {
+  (void)s;
+  assert_true(tu_oom_sweep(http_oom_attempt, NULL) >= 4);
 }
 
 int main(void) {
@@ -271,7 +298,7 @@ int main(void) {
       cmocka_unit_test(test_families_grouped_once), cmocka_unit_test(test_names_and_escaping),
       cmocka_unit_test(test_histogram_cumulative),  cmocka_unit_test(test_oom_sweep),
       cmocka_unit_test(test_quantile),              cmocka_unit_test(test_sample_json_and_series),
-      cmocka_unit_test(test_http_endpoints),
+      cmocka_unit_test(test_http_endpoints),        cmocka_unit_test(test_http_oom_sweep),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
