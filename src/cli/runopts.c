@@ -78,7 +78,7 @@ void cli_run_options_help(FILE *f) {
           "                        stage (big-endian int64: `keel sim --format bin64`)\n"
           "  --http ADDR:PORT      serve /metrics (Prometheus), a live dashboard at / and /healthz\n"
           "                        (e.g. 127.0.0.1:9464; a bare :PORT is loopback)\n"
-          "  --metrics-log FILE    append one JSON line of metrics per interval (keel report reads it)\n"
+          "  --metrics-log FILE    write one JSON line of metrics per interval (keel report reads it)\n"
           "  --metrics-interval S  seconds between metrics samples (default 1)\n"
           "  --no-progress         no progress line (shown only when stderr is a terminal)\n"
           "  --verbose             debug log lines on stderr\n"
