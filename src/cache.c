@@ -86,6 +86,7 @@ typedef struct rbuf_item {
 } rbuf_item;
 
 typedef struct reader {
+  _Atomic uintptr_t owner;    /* the thread that claimed the slot, 0: none */
   _Atomic uint64_t active[2]; /* readers inside, by epoch parity */
   _Atomic uint64_t hits, misses;
   _Atomic uint32_t rb_n;
@@ -191,13 +192,46 @@ static inline uint64_t key_hash(const keel_cache_t *c, const void *k, size_t n) 
   return XXH3_64bits_withSeed(k, n, c->seed);
 }
 
-/* The reader slot of the calling thread: the address of a thread-local
- * variable differs per thread, so hashing it spreads threads over slots
- * with no global registry. */
+/* The reader slot of the calling thread. A thread claims a free slot of
+ * the cache on first use (compare-and-swap of `owner`, keyed by the address
+ * of a thread-local variable, which differs per thread) and remembers it in
+ * thread-local storage, so slots are private and their lines never bounce
+ * between threads. When every slot is claimed (more than NREADERS threads
+ * have used the cache; slots are not given back when a thread exits) a
+ * thread shares a slot chosen by hashing: every field is atomic, so sharing
+ * costs speed, never correctness. */
+static _Thread_local struct {
+  keel_cache_t *c;
+  unsigned idx;
+  int shared;
+} mine;
+
+static reader *reader_claim(keel_cache_t *c, uintptr_t me) {
+  unsigned h = (unsigned)(((me >> 6) * 0x9e3779b97f4a7c15ull) >> 59) & (NREADERS - 1);
+  unsigned idx = h;
+  int shared = 1;
+  for (unsigned k = 0; k < NREADERS && shared; k++) {
+    unsigned i = (h + k) & (NREADERS - 1);
+    uintptr_t o = atomic_load_explicit(&c->rd[i].owner, RLX);
+    if (o == me) idx = i, shared = 0;
+  }
+  for (unsigned k = 0; k < NREADERS && shared; k++) {
+    unsigned i = (h + k) & (NREADERS - 1);
+    uintptr_t zero = 0;
+    if (atomic_compare_exchange_strong_explicit(&c->rd[i].owner, &zero, me, RLX, RLX)) idx = i, shared = 0;
+  }
+  mine.c = c;
+  mine.idx = idx;
+  mine.shared = shared;
+  return &c->rd[idx];
+}
+
 static inline reader *my_reader(keel_cache_t *c) {
   static _Thread_local char anchor;
-  uintptr_t a = (uintptr_t)&anchor;
-  return &c->rd[((a >> 6) * 0x9e3779b97f4a7c15ull) >> 59 & (NREADERS - 1)];
+  uintptr_t me = (uintptr_t)&anchor;
+  if (mine.c == c && (mine.shared || atomic_load_explicit(&c->rd[mine.idx].owner, RLX) == me))
+    return &c->rd[mine.idx];
+  return reader_claim(c, me);
 }
 
 static keel_cache_value_t *ent_alloc(keel_mem_tag tag, const void *key, size_t klen, size_t vlen) {

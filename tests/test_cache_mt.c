@@ -290,11 +290,51 @@ static void test_readthrough_concurrent(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* More threads than reader slots: some share a slot; counts stay exact. */
+typedef struct many {
+  keel_cache_t *c;
+  unsigned id;
+} many;
+
+static void *many_fn(void *p) {
+  many *m = p;
+  for (int i = 0; i < 500; i++) {
+    uint64_t k = (m->id * 7919u + (unsigned)i) % 300;
+    keel_cache_value_t *v;
+    if (i % 50 == 0) keel_cache_pin(m->c);
+    if (keel_cache_get(m->c, &k, sizeof k, &v) == KEEL_OK) keel_cache_value_release(v);
+    if (i % 50 == 49) keel_cache_unpin(m->c);
+  }
+  return NULL;
+}
+
+static void test_more_threads_than_slots(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(1 << 20);
+  keel_cache_t *c;
+  assert_int_equal(keel_cache_create(&o, &c), KEEL_OK);
+  for (uint64_t k = 0; k < 150; k++) assert_int_equal(keel_cache_put(c, &k, sizeof k, &k, sizeof k), KEEL_OK);
+  enum { N = 40 };
+  pthread_t t[N];
+  many m[N];
+  for (unsigned i = 0; i < N; i++) {
+    m[i] = (many){c, i};
+    pthread_create(&t[i], NULL, many_fn, &m[i]);
+  }
+  for (unsigned i = 0; i < N; i++) pthread_join(t[i], NULL);
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.hits + st.misses, N * 500);
+  assert_true(st.hits > 0 && st.misses > 0);
+  keel_cache_destroy(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bound_and_integrity),
       cmocka_unit_test(test_single_flight),
       cmocka_unit_test(test_readthrough_concurrent),
+      cmocka_unit_test(test_more_threads_than_slots),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
