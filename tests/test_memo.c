@@ -2,6 +2,9 @@
  * keel_memo_* directly:
  *  - the projection: a memoized stage cannot see a field it did not declare,
  *    which the same stage unmemoized does see;
+ *  - keys tell apart what the stage can tell apart (absent vs empty, 0 vs
+ *    -0.0) and nothing else (field order, INT 0 vs FLOAT 0.0 for a float
+ *    read): memoized output equals unmemoized output;
  *  - configuration refusals, each with its message, before any event flows
  *    (an impure stage, an unknown stage, a missing size, a bad ttl, a bad
  *    policy, ...), and [pipeline] cache = false turning memoization off;
@@ -17,6 +20,7 @@
  *  - destroying a pipeline frees every cache; OOM sweeps of pipeline
  *    creation with a memoized stage and of the memo calls themselves. */
 #include <fcntl.h>
+#include <math.h>
 #include <unistd.h>
 
 #include "keel/memo.h"
@@ -216,6 +220,70 @@ static void test_projection_hides_undeclared_fields(void **state) {
     json_decref(j);
   }
   free(text);
+}
+
+/* shape (pure): desc = how it sees its optional reads cat (string) and x
+ * (float): absent, empty, the sign of zero. Values that differ must never
+ * share a key, or a hit would return another input's description. */
+static keel_status shape_process(void *st, keel_event_t *ev, const keel_stage_io *io) {
+  (void)st;
+  keel_value cat, x;
+  char buf[128];
+  int have_cat = keel_event_get(ev, io->reads[0], &cat), have_x = keel_event_get(ev, io->reads[1], &x);
+  snprintf(buf, sizeof buf, "cat=%s%.*s%s x=%s%.17g sign=%d", have_cat ? "'" : "<absent>",
+           have_cat ? (int)cat.u.str.len : 0, have_cat ? cat.u.str.ptr : "", have_cat ? "'" : "",
+           have_x ? "" : "<absent>", have_x ? x.u.f : 0.0, have_x ? (int)signbit(x.u.f) : -1);
+  return keel_event_set_string(ev, io->writes[0], buf, strlen(buf));
+}
+
+static void test_keys_tell_values_apart(void **state) {
+  (void)state;
+  static const keel_field_spec reads[] = {{"cat", KEEL_FIELD_STRING, KEEL_FIELD_OPTIONAL},
+                                          {"x", KEEL_FIELD_FLOAT, KEEL_FIELD_OPTIONAL}};
+  static const keel_field_spec writes[] = {{"desc", KEEL_FIELD_STRING, 0}};
+  keel_registry_t *r = memo_registry();
+  keel_stage_def d = {.size = sizeof d, .name = "shape", .version = 1, .flags = KEEL_STAGE_PURE, .reads = reads,
+                      .n_reads = 2, .writes = writes, .n_writes = 1, .process = shape_process};
+  char err[512];
+  assert_int_equal(keel_registry_add(r, &d, err, sizeof err), KEEL_OK);
+  static const char *const lines[] = {
+      "{}", "{\"cat\":\"\"}", "{\"cat\":\"a\"}", "{\"cat\":\"a\",\"x\":1}", "{\"x\":1,\"cat\":\"a\"}",
+      "{\"x\":0.0}", "{\"x\":-0.0}", "{\"x\":0}", "{\"cat\":\"\",\"x\":-0.0}", "{\"x\":1e308}",
+      "{\"x\":-1e-308}", "{\"cat\":\"x\"}", "{\"cat\":\"a\\u0000b\"}", "{\"cat\":\"a\"}",
+  };
+  enum { NL = sizeof lines / sizeof lines[0] };
+  const char *in = in_dir("shape.ndjson");
+  FILE *f = fopen(in, "w");
+  for (int rep = 0; rep < 3; rep++) /* every input again after all the others */
+    for (size_t i = 0; i < NL; i++) fprintf(f, "%s\n", lines[i]);
+  fclose(f);
+  const char *outs[2] = {in_dir("shape.plain"), in_dir("shape.memo")};
+  keel_run_stats stats[2];
+  for (int memo = 0; memo < 2; memo++) {
+    keel_config_t *c = fixture_config("shape", memo ? (const char *[]){"cache.shape.size=64KiB", NULL} : NULL);
+    keel_pipeline_t *p;
+    assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
+    keel_run_io io = {in, outs[memo], in_dir("shape.dl")};
+    assert_int_equal(keel_pipeline_run(p, &io, &stats[memo], err, sizeof err), KEEL_OK);
+    assert_int_equal(stats[memo].events_out, 3 * NL);
+    keel_pipeline_destroy(p);
+    keel_config_destroy(c);
+  }
+  size_t la = 0, lb = 0;
+  char *a = fixture_slurp(outs[0], &la), *b = fixture_slurp(outs[1], &lb);
+  assert_true(a && b);
+  if (la != lb || memcmp(a, b, la) != 0) fail_msg("memoized output differs:\n%s\nvs\n%s", a, b);
+  /* The stage sees 0 and -0.0 apart, and an empty category apart from none. */
+  if (!strstr(a, "x=-0 sign=1") || !strstr(a, "x=0 sign=0") || !strstr(a, "cat='' x=<absent>"))
+    fail_msg("the stage's view:\n%s", a);
+  free(a);
+  free(b);
+  /* Distinct inputs as the stage sees them: 14 lines, of which "cat":"a" is
+   * given twice, x:1 with cat:a in two field orders, and x:0 equals x:0.0
+   * once converted to float: 11 keys. */
+  assert_int_equal(stats[1].stages[0].cache.misses, 11);
+  assert_int_equal(stats[1].stages[0].cache.hits, 3 * NL - 11);
+  keel_registry_destroy(r);
 }
 
 /* ---- configuration ---- */
@@ -745,6 +813,7 @@ static void test_oom_sweep_memo(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_projection_hides_undeclared_fields),
+      cmocka_unit_test(test_keys_tell_values_apart),
       cmocka_unit_test(test_config_refusals),
       cmocka_unit_test(test_audit_catches_nondeterminism),
       cmocka_unit_test(test_version_bump_changes_every_key),
