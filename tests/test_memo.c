@@ -594,7 +594,7 @@ static void test_ttl_expires_entries(void **state) {
   assert_int_equal(keel_schema_intern(schema, "n", 1, &ids[1]), KEEL_OK);
   keel_stage_io io = {ids, ids + 1};
   keel_memo_options o = {.size = sizeof o, .def = &def, .io = &io, .schema = schema, .max_bytes = 1 << 16,
-                         .ttl_ns = 300000000}; /* 300 ms */
+                         .ttl_ns = 500000000}; /* 500 ms: the first two calls come well within it */
   keel_memo_t *m;
   keel_memo_worker_t *w;
   keel_event_t *ev;
@@ -604,7 +604,7 @@ static void test_ttl_expires_entries(void **state) {
   assert_int_equal(keel_event_create(schema, KEEL_MEM_ARENA, 0, &ev), KEEL_OK);
   atomic_store(&picky_calls, 0);
   for (int i = 0; i < 3; i++) {
-    if (i == 2) nanosleep(&(struct timespec){0, 600000000}, NULL); /* twice the ttl */
+    if (i == 2) nanosleep(&(struct timespec){1, 100000000}, NULL); /* over twice the ttl */
     keel_event_reset(ev);
     assert_int_equal(keel_event_set_string(ev, ids[0], "abc", 3), KEEL_OK);
     assert_int_equal(keel_memo_process(m, w, ev), KEEL_OK);
