@@ -230,7 +230,7 @@ static int split_args(int argc, char **argv, opts *o, int *rargc, char **rargv) 
 static int set_default(cli_run *r, const char *sec, const char *key, const char *val, int argc, char **argv,
                        const char *flag) {
   for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], flag) || (!strcmp(flag, "--cache") && strstr(argv[i], "--cache"))) return 0;
+    if (!strcmp(argv[i], flag) || (!strncmp(argv[i], flag, strlen(flag)) && argv[i][strlen(flag)] == '=')) return 0;
   return keel_config_set(r->cfg, sec, key, val, KEEL_CONFIG_DEFAULT) == KEEL_OK ? 0 : -1;
 }
 
