@@ -52,15 +52,22 @@ ns=$(redis-cli -p "$port" -n 4 --scan --pattern 'keel:v:score:*' | wc -l)
 if [ -f "$PLUGIN" ]; then
   for i in $(seq 0 99) $(seq 0 99); do echo "{\"x\":$i}"; done >sq.ndjson
   sq=(--plugin "$PLUGIN" --stages slow_square --cache slow_square=1MiB --quiet --l2 "redis://127.0.0.1:$port/2")
-  # Both start and wait on a FIFO; the events reach them at the same moment.
+  # Both start on a FIFO the test holds open (so their open() returns at
+  # once); the events go in only when both have it open: a slow start (a
+  # sanitizer build) cannot let one finish before the other begins.
   mkfifo fa fb
-  "$KEEL" run "${sq[@]}" --input fa --output a.ndjson --summary-json a.json &
+  exec 3<>fa 4<>fb
+  "$KEEL" run "${sq[@]}" --input fa --output a.ndjson --summary-json a.json 3>&- 4>&- &
   pa=$!
-  "$KEEL" run "${sq[@]}" --input fb --output b.ndjson --summary-json b.json &
+  "$KEEL" run "${sq[@]}" --input fb --output b.ndjson --summary-json b.json 3>&- 4>&- &
   pb=$!
-  sleep 0.3
-  cat sq.ndjson >fa &
-  cat sq.ndjson >fb &
+  for _ in $(seq 200); do
+    [ "$(ls -l /proc/$pa/fd /proc/$pb/fd 2>/dev/null | grep -c "$dir/f[ab]\$")" -eq 2 ] && break
+    sleep 0.05
+  done
+  cat sq.ndjson >&3
+  cat sq.ndjson >&4
+  exec 3>&- 4>&-
   wait $pa; ra=$?
   wait $pb; rb=$?
   [ $ra -eq 0 ] && [ $rb -eq 0 ] && ok "two concurrent runs exit 0" || bad "concurrent runs exited $ra $rb"
