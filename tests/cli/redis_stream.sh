@@ -102,7 +102,10 @@ head -1000 ev.ndjson >k1.ndjson
   --input "$R?stream=cut&group=cg&consumer=w" --output "$R?stream=cutout" --summary-json cut.json 2>cut.err &
 pc=$!
 "$KEEL" push --quiet --input k1.ndjson --output "$R?stream=cut"
-sleep 0.4
+for _ in $(seq 200); do # until the worker has read (its consumer exists)
+  redis-cli -p "$port" xinfo consumers cut cg 2>/dev/null | grep -qx w && break
+  sleep 0.05
+done
 redis-cli -p "$port" client kill type normal >/dev/null
 "$KEEL" push --quiet --input k1.ndjson --output "$R?stream=cut"
 wait $pc
@@ -136,9 +139,16 @@ unset REDISCLI_AUTH
 "$KEEL" run --products 500 --stages user --redis-retry-ms 1500 --create-group \
   --input "$R?stream=live&group=lg&consumer=w" --output live.out --summary-json live.json 2>live.err &
 pl=$!
-sleep 0.5
+for _ in $(seq 200); do
+  redis-cli -p "$port" xinfo consumers live lg 2>/dev/null | grep -qx w && break
+  sleep 0.05
+done
 redis-cli -p "$port" xadd live '*' data '{"type":"user","user":"5"}' >/dev/null
-sleep 0.5
+for _ in $(seq 200); do # until its result is written
+  [ -s live.out ] && break
+  sleep 0.05
+done
+sleep 0.2
 stop_redis
 t0=$(date +%s%N)
 wait $pl
