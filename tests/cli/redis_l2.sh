@@ -89,7 +89,10 @@ PY
   "$KEEL" run --plugin "$PLUGIN" --stages slow_square --cache slow_square=4MiB --l2 "redis://127.0.0.1:$port/3" \
     --input long.ndjson --output long.out --summary-json long.json 2>long.err &
   pl=$!
-  sleep 1
+  for _ in $(seq 200); do # until it has stored some results
+    [ "$(redis-cli -p "$port" -n 3 dbsize)" -gt 20 ] && break
+    sleep 0.05
+  done
   stop_redis
   wait $pl
   rl=$?
