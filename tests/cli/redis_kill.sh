@@ -29,7 +29,7 @@ t0=$(date +%s%N)
 worker victim &
 pv=$! # keel itself: SIGKILL must hit the worker, not a wrapper
 # Let the victim get going before the others, so that it holds work when it dies.
-for _ in $(seq 200); do
+for _ in $(seq 2000); do
   [ -s victim.out ] && [ "$(wc -l <victim.out)" -ge 2000 ] && break
   sleep 0.01
 done
@@ -37,7 +37,7 @@ worker a 120 &
 pa=$!
 worker b 120 &
 pb=$!
-for _ in $(seq 200); do # all three at work, then the victim dies
+for _ in $(seq 2000); do # all three at work, then the victim dies
   [ -s a.out ] && [ -s b.out ] && break
   sleep 0.005
 done
