@@ -346,6 +346,20 @@ static void report(const opts *o, keel_leak_t *d, feeder *f, uint64_t events, do
   }
 }
 
+/* tracemalloc's compare_to: what grew between the two snapshots, by tag
+ * (and by call site in a call-site build), largest first. */
+static void print_growth(keel_mem_snapshot_t *a, keel_mem_snapshot_t *b) {
+  keel_mem_diff d[5];
+  size_t n;
+  int by_site = keel_mem_callsites_enabled();
+  if (!a || !b || keel_mem_snapshot_compare(a, b, by_site ? KEEL_MEM_BY_SITE : KEEL_MEM_BY_TAG, d, 5, &n) != KEEL_OK)
+    return;
+  fprintf(stderr, "  largest growth over the run, by %s:", by_site ? "call site" : "tag");
+  for (size_t i = 0; i < n && i < 5; i++)
+    fprintf(stderr, "%s %s %+.1f KiB", i ? "," : "", d[i].where, (double)d[i].growth / 1024);
+  fputc('\n', stderr);
+}
+
 static int run(cli_run *r, const opts *o) {
   int fds[2];
   if (pipe(fds)) return cli_fail("leakcheck", KEEL_EXIT_FAIL, "pipe: %s", strerror(errno));
@@ -372,6 +386,8 @@ static int run(cli_run *r, const opts *o) {
   r->io.output = "/dev/null";
   if (!r->io.dead_letter) r->io.dead_letter = "/dev/null";
   control c = {.p = r->pipeline, .d = d, .f = &f, .seconds = o->seconds};
+  keel_mem_snapshot_t *snap0 = NULL, *snap1 = NULL;
+  keel_mem_snapshot(&snap0);
   pthread_t ft, ct;
   int ok_f = pthread_create(&ft, NULL, feeder_main, &f) == 0;
   keel_leak_start(d);
@@ -381,6 +397,7 @@ static int run(cli_run *r, const opts *o) {
   keel_run_stats stats;
   keel_status st = ok_c ? keel_pipeline_run(r->pipeline, &r->io, &stats, err, sizeof err) : KEEL_ENOMEM;
   double secs = now_s() - t0;
+  keel_mem_snapshot(&snap1);
   atomic_store(&c.done, 1);
   atomic_store(&f.stop, 1);
   if (ok_c) pthread_join(ct, NULL);
@@ -394,9 +411,12 @@ static int run(cli_run *r, const opts *o) {
     if (!keel_leak_window_full(d))
       fprintf(stderr, "keel leakcheck: warning: the run was shorter than the trend window\n");
     report(o, d, &f, stats.events_in, secs, &leak);
+    print_growth(snap0, snap1);
     if (stats.rejected)
       fprintf(stderr, "keel leakcheck: warning: %llu events rejected\n", (unsigned long long)stats.rejected);
   }
+  keel_mem_snapshot_destroy(snap0);
+  keel_mem_snapshot_destroy(snap1);
   keel_leak_destroy(d);
   return rc == KEEL_EXIT_OK && leak ? KEEL_EXIT_CHECK : rc;
 }
