@@ -29,7 +29,7 @@ stage() { # name, build dir, ctest args, cmake args...
 
 stage "release build, whole suite" build-test "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  stage "AddressSanitizer + UBSan" build-asan "-L unit|cli" -DCMAKE_BUILD_TYPE=Debug \
+  stage "AddressSanitizer + UBSan" build-asan "-L unit|cli -LE slow" -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_C_COMPILER=clang -DKEEL_SANITIZE=address,undefined
 TSAN_OPTIONS=halt_on_error=1 \
   stage "ThreadSanitizer, concurrent tests" build-tsan "-L concurrent" -DCMAKE_BUILD_TYPE=Debug \
