@@ -511,6 +511,7 @@ static int send_batch(keel__stream_out *o, const batch *b, char *err, size_t err
   char maxlen[24];
   snprintf(maxlen, sizeof maxlen, "%llu", (unsigned long long)o->maxlen);
   size_t sent = 0;
+  int unsent = 0;
   for (size_t i = 0; i < b->n; i++) {
     const record *r = &b->rec[i];
     if (r->rejected || !r->out_len) continue;
@@ -525,7 +526,10 @@ static int send_batch(keel__stream_out *o, const batch *b, char *err, size_t err
     }
     a2[argc] = b->out.data + r->out_off;
     lens[argc++] = r->out_len - 1; /* without the newline */
-    if (redisAppendCommandArgv(o->c->ctx, argc, a2, lens) != REDIS_OK) break;
+    if (redisAppendCommandArgv(o->c->ctx, argc, a2, lens) != REDIS_OK) {
+      unsent = 1; /* out of memory: read what was sent, then fail the batch (no ack) */
+      break;
+    }
     sent++;
   }
   size_t ok = 0;
@@ -541,7 +545,8 @@ static int send_batch(keel__stream_out *o, const batch *b, char *err, size_t err
     freeReplyObject(rep);
   }
   add(&o->written, ok);
-  return ok == sent ? 0 : -2;
+  if (unsent) snprintf(err, errlen, "XADD %s: out of memory", o->addr.stream);
+  return ok == sent && !unsent ? 0 : -2;
 }
 
 keel_status keel__stream_out_write(keel__stream_out *o, const batch *b, char *err, size_t errlen) {
