@@ -9,7 +9,6 @@
 #include <sys/stat.h>
 
 #include "budget_int.h"
-#include "budget_int.h"
 #include "keel/mem.h"
 #include "pipeline_int.h"
 

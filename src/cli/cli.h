@@ -24,7 +24,6 @@ int keel_cmd_bench(int argc, char **argv);
 int keel_cmd_leakcheck(int argc, char **argv);
 int keel_cmd_push(int argc, char **argv);
 int keel_cmd_report(int argc, char **argv);
-int keel_cmd_report(int argc, char **argv);
 
 /* `keel bench KIND`: one function per kind, in cli_bench_<kind>.c. */
 int keel_bench_cache(int argc, char **argv);
