@@ -338,7 +338,7 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
   for (size_t i = 0; i < b->n; i++) {
     record *r = &b->rec[i];
     if (!r->rejected) {
-      s->out_lines++;
+      if (s->st == KEEL_OK) s->out_lines++; /* after an output error, lines are not counted as out */
       continue;
     }
     const char *why = r->out_off == SIZE_MAX ? "rejected (no memory for the reason)" : b->reasons.data + r->out_off;
