@@ -353,10 +353,14 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
     keel_status st = keel_dead_letter_write_prefix(s->dl, r->line, why, raw, r->len, r->full_len);
     if (st != KEEL_OK && s->st == KEEL_OK) {
       s->st = st;
-      snprintf(s->err, sizeof s->err, "writing the dead-letter file %s: %s", keel_dead_letter_path(s->dl),
-               keel_status_str(st));
+      const char *why_not = keel_dead_letter_error(s->dl);
+      if (why_not && *why_not) /* "PATH: reason" */
+        snprintf(s->err, sizeof s->err, "writing the dead-letter file %s", why_not);
+      else
+        snprintf(s->err, sizeof s->err, "writing the dead-letter file %s: %s", keel_dead_letter_path(s->dl),
+                 keel_status_str(st));
     }
-    s->rejected++;
+    if (st == KEEL_OK) s->rejected++; /* counted only once it is in the file */
   }
   if (p->src_stream && s->st == KEEL_OK) ack_batch(p, s, b);
   clock_gettime(CLOCK_MONOTONIC, &s->last_write);
