@@ -1,4 +1,6 @@
-/* test_oom_e2e.c — allocation failure at every point of a whole run.
+/* test_oom_e2e_mt.c — allocation failure at every point of a whole run
+ * (named _mt so ThreadSanitizer also runs it: the failure and shutdown
+ * paths of two workers are where races hide).
  *
  * A small but complete pipeline, built the way `keel run --config` builds
  * it: an INI file loaded over an empty config (inih), the recommendation
