@@ -44,7 +44,7 @@ ttl=$(redis-cli -p "$port" eval "return redis.call('pttl', redis.call('keys', 'k
   --output /dev/null --summary-json s4.json
 nu=$(redis-cli -p "$port" -n 4 --scan --pattern 'keel:v:user:*' | wc -l)
 ns=$(redis-cli -p "$port" -n 4 --scan --pattern 'keel:v:score:*' | wc -l)
-[ "$nu" -eq 0 ] && [ "$ns" -gt 0 ] && [ "$(json s4.json "d['l2']['misses']")" = "$(json s4.json "d['stages']['score']['cache']['misses']")" ] &&
+[ "$nu" -eq 0 ] && [ "$ns" -gt 0 ] && [ "$(json s4.json "d['l2']['misses']")" = "$(json s4.json "d['stages']['score']['cache']['loads']")" ] &&
   ok "cache.user.l2=false: only score uses the L2 ($ns entries)" || bad "l2=false: $nu user and $ns score entries"
 
 # Single flight across processes: 100 distinct keys, each twice, two
