@@ -9,26 +9,10 @@
 #include "keel/config.h"
 #include "testutil.h"
 
-static char dir[64];
-
-static int make_dir(void **state) {
-  (void)state;
-  snprintf(dir, sizeof dir, "/tmp/keel_test_config_XXXXXX");
-  assert_non_null(mkdtemp(dir));
-  return 0;
-}
-
-static int remove_dir(void **state) {
-  (void)state;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd) == 0 ? 0 : -1;
-}
-
 /* Writes text to DIR/name; returns the path (static buffer). */
 static const char *write_file(const char *name, const char *text) {
   static char path[128];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
+  snprintf(path, sizeof path, "%s/%s", tu_tmpdir(), name);
   FILE *f = fopen(path, "w");
   assert_non_null(f);
   fputs(text, f);
@@ -123,11 +107,11 @@ static void test_parse_errors_name_file_and_line(void **state) {
   assert_memory_equal(err, want, strlen(want));
 
   /* A directory opens like a file but cannot be read: not an empty config. */
-  assert_int_equal(keel_config_load_file(c, dir, err, sizeof err), KEEL_ECONFIG);
-  snprintf(want, sizeof want, "%s: cannot read: Is a directory", dir);
+  assert_int_equal(keel_config_load_file(c, tu_tmpdir(), err, sizeof err), KEEL_ECONFIG);
+  snprintf(want, sizeof want, "%s: cannot read: Is a directory", tu_tmpdir());
   assert_string_equal(err, want);
 
-  snprintf(want, sizeof want, "%s/missing.ini", dir);
+  snprintf(want, sizeof want, "%s/missing.ini", tu_tmpdir());
   assert_int_equal(keel_config_load_file(c, want, err, sizeof err), KEEL_ECONFIG);
   assert_non_null(strstr(err, "missing.ini: cannot open"));
   keel_config_destroy(c);
@@ -242,7 +226,7 @@ static void test_print(void **state) {
   keel_config_set(c, "pipeline", "stages", "a,b", KEEL_CONFIG_FILE);
   keel_config_set(c, "pipeline", "workers", "4", KEEL_CONFIG_CLI);
   char path[128];
-  snprintf(path, sizeof path, "%s/print.txt", dir);
+  snprintf(path, sizeof path, "%s/print.txt", tu_tmpdir());
   FILE *f = fopen(path, "w+");
   assert_non_null(f);
   keel_config_print(c, f);
@@ -309,5 +293,5 @@ int main(void) {
       cmocka_unit_test(test_print),
       cmocka_unit_test(test_oom_sweep_load),
   };
-  return cmocka_run_group_tests(tests, make_dir, remove_dir);
+  return cmocka_run_group_tests(tests, tu_tmpdir_make, tu_tmpdir_remove);
 }

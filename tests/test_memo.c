@@ -26,30 +26,6 @@
 #include "keel/memo.h"
 #include "pipeline_fixture.h"
 
-static char dir[64];
-
-static int make_dir(void **state) {
-  (void)state;
-  snprintf(dir, sizeof dir, "/tmp/keel_test_memo_XXXXXX");
-  assert_non_null(mkdtemp(dir));
-  return 0;
-}
-
-static int remove_dir(void **state) {
-  (void)state;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *in_dir(const char *name) {
-  static char paths[64][256]; /* a ring: a test uses fewer than 64 paths */
-  static int next;
-  char *p = paths[next++ % 64];
-  snprintf(p, 256, "%s/%s", dir, name);
-  return p;
-}
-
 /* ---- the test's stages ---- */
 
 /* plant (impure): writes secret = 42 into every event. */
@@ -182,16 +158,16 @@ static size_t count_substr(const char *text, const char *needle) {
 
 static void test_projection_hides_undeclared_fields(void **state) {
   (void)state;
-  const char *in = in_dir("peek.ndjson");
+  const char *in = tu_path("peek.ndjson");
   static const char *const texts[] = {"abc", "hello", "x"};
   write_texts(in, 30, texts, 3);
 
   /* Unmemoized, peek sees the secret plant wrote (it is in the event). */
-  run_result r = run("plant,peek", NULL, in, in_dir("peek.plain"), in_dir("peek.dl"), NULL);
+  run_result r = run("plant,peek", NULL, in, tu_path("peek.plain"), tu_path("peek.dl"), NULL);
   assert_int_equal(r.st, KEEL_OK);
   assert_int_equal(r.stats.events_out, 30);
   assert_int_equal(r.stats.stages[1].memoized, 0);
-  char *text = fixture_slurp(in_dir("peek.plain"), NULL);
+  char *text = fixture_slurp(tu_path("peek.plain"), NULL);
   for (size_t i = 0; i < 30; i++) {
     json_t *j = fixture_line(text, i);
     assert_int_equal(json_integer_value(json_object_get(j, "saw")), 42);
@@ -203,14 +179,14 @@ static void test_projection_hides_undeclared_fields(void **state) {
 
   /* Memoized, the same stage is handed only "text": the secret is absent
    * (the name is in the schema, the projection just does not carry it). */
-  r = run("plant,peek", (const char *[]){"cache.peek.size=64KiB", NULL}, in, in_dir("peek.memo"), in_dir("peek.dl"),
+  r = run("plant,peek", (const char *[]){"cache.peek.size=64KiB", NULL}, in, tu_path("peek.memo"), tu_path("peek.dl"),
           NULL);
   assert_int_equal(r.st, KEEL_OK);
   assert_int_equal(r.stats.events_out, 30);
   assert_int_equal(r.stats.stages[1].memoized, 1);
   assert_int_equal(r.stats.stages[1].cache.misses, 3);
   assert_int_equal(r.stats.stages[1].cache.hits, 27);
-  text = fixture_slurp(in_dir("peek.memo"), NULL);
+  text = fixture_slurp(tu_path("peek.memo"), NULL);
   for (size_t i = 0; i < 30; i++) {
     json_t *j = fixture_line(text, i);
     assert_int_equal(json_integer_value(json_object_get(j, "saw")), -1);
@@ -252,18 +228,18 @@ static void test_keys_tell_values_apart(void **state) {
       "{\"x\":-1e-308}", "{\"cat\":\"x\"}", "{\"cat\":\"a\\u0000b\"}", "{\"cat\":\"a\"}",
   };
   enum { NL = sizeof lines / sizeof lines[0] };
-  const char *in = in_dir("shape.ndjson");
+  const char *in = tu_path("shape.ndjson");
   FILE *f = fopen(in, "w");
   for (int rep = 0; rep < 3; rep++) /* every input again after all the others */
     for (size_t i = 0; i < NL; i++) fprintf(f, "%s\n", lines[i]);
   fclose(f);
-  const char *outs[2] = {in_dir("shape.plain"), in_dir("shape.memo")};
+  const char *outs[2] = {tu_path("shape.plain"), tu_path("shape.memo")};
   keel_run_stats stats[2];
   for (int memo = 0; memo < 2; memo++) {
     keel_config_t *c = fixture_config("shape", memo ? (const char *[]){"cache.shape.size=64KiB", NULL} : NULL);
     keel_pipeline_t *p;
     assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
-    keel_run_io io = {in, outs[memo], in_dir("shape.dl")};
+    keel_run_io io = {in, outs[memo], tu_path("shape.dl")};
     assert_int_equal(keel_pipeline_run(p, &io, &stats[memo], err, sizeof err), KEEL_OK);
     assert_int_equal(stats[memo].events_out, 3 * NL);
     keel_pipeline_destroy(p);
@@ -348,10 +324,10 @@ static void test_config_refusals(void **state) {
   char err[512];
   assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
   keel_run_stats stats;
-  const char *in = in_dir("nocache.ndjson");
+  const char *in = tu_path("nocache.ndjson");
   static const char *const texts[] = {"same"};
   write_texts(in, 10, texts, 1);
-  keel_run_io io = {in, in_dir("nocache.out"), in_dir("nocache.dl")};
+  keel_run_io io = {in, tu_path("nocache.out"), tu_path("nocache.dl")};
   assert_int_equal(keel_pipeline_run(p, &io, &stats, err, sizeof err), KEEL_OK);
   assert_int_equal(stats.stages[0].memoized, 0);
   assert_int_equal(stats.stages[1].memoized, 0);
@@ -362,7 +338,7 @@ static void test_config_refusals(void **state) {
   c = fixture_config("len,parity", (const char *[]){"cache.len.size=1KiB", "cache.parity.size=2048B",
                                                      "cache.parity.ttl=500ms", NULL});
   assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
-  io.output = in_dir("two.out");
+  io.output = tu_path("two.out");
   assert_int_equal(keel_pipeline_run(p, &io, &stats, err, sizeof err), KEEL_OK);
   assert_int_equal(stats.stages[0].memoized, 1);
   assert_int_equal(stats.stages[0].cache.max_bytes, 1024);
@@ -379,14 +355,14 @@ static void test_config_refusals(void **state) {
 static void test_audit_catches_nondeterminism(void **state) {
   (void)state;
   enum { N = 10000 };
-  const char *in = in_dir("audit.ndjson");
+  const char *in = tu_path("audit.ndjson");
   static const char *const texts[] = {"a", "bb", "ccc", "dddd", "eeeee", "ffffff", "g", "hh", "iii", "jjjj"};
   write_texts(in, N, texts, 10);
-  const char *log = in_dir("audit.log");
+  const char *log = tu_path("audit.log");
 
   /* Without audit, nothing can notice: every hit serves the cached bytes. */
-  run_result r = run("drift", (const char *[]){"cache.drift.size=1MiB", NULL}, in, in_dir("a0.out"),
-                     in_dir("a0.dl"), log);
+  run_result r = run("drift", (const char *[]){"cache.drift.size=1MiB", NULL}, in, tu_path("a0.out"),
+                     tu_path("a0.dl"), log);
   assert_int_equal(r.st, KEEL_OK);
   assert_int_equal(r.stats.stages[0].cache.hits, N - 10);
   assert_int_equal(r.stats.stages[0].cache.audits, 0);
@@ -394,8 +370,8 @@ static void test_audit_catches_nondeterminism(void **state) {
 
   /* A deterministic stage audited at 0.05: about 5% of the hits are
    * recomputed, none differs. */
-  r = run("len", (const char *[]){"cache.len.size=1MiB", "memo.audit_rate=0.05", NULL}, in, in_dir("a1.out"),
-          in_dir("a1.dl"), log);
+  r = run("len", (const char *[]){"cache.len.size=1MiB", "memo.audit_rate=0.05", NULL}, in, tu_path("a1.out"),
+          tu_path("a1.dl"), log);
   assert_int_equal(r.st, KEEL_OK);
   uint64_t audits = r.stats.stages[0].cache.audits, hits = r.stats.stages[0].cache.hits;
   assert_int_equal(hits, N - 10);
@@ -409,8 +385,8 @@ static void test_audit_catches_nondeterminism(void **state) {
 
   /* drift audited at 0.05 within 10k hits: caught, logged once, the run
    * goes on (not strict). */
-  r = run("drift", (const char *[]){"cache.drift.size=1MiB", "memo.audit_rate=0.05", NULL}, in, in_dir("a2.out"),
-          in_dir("a2.dl"), log);
+  r = run("drift", (const char *[]){"cache.drift.size=1MiB", "memo.audit_rate=0.05", NULL}, in, tu_path("a2.out"),
+          tu_path("a2.dl"), log);
   assert_int_equal(r.st, KEEL_OK);
   const keel_memo_stats *m = &r.stats.stages[0].cache;
   assert_true(m->hits <= 10000);
@@ -428,7 +404,7 @@ static void test_audit_catches_nondeterminism(void **state) {
   /* Strict: the first mismatch stops the run early; what was read is all
    * accounted for. */
   r = run("drift", (const char *[]){"cache.drift.size=1MiB", "memo.audit_rate=0.05", "memo.audit_strict=true", NULL},
-          in, in_dir("a3.out"), in_dir("a3.dl"), log);
+          in, tu_path("a3.out"), tu_path("a3.dl"), log);
   assert_int_equal(r.st, KEEL_OK);
   assert_int_equal(r.stats.audit_failed, 1);
   assert_int_equal(r.stats.interrupted, 1);
@@ -543,28 +519,28 @@ static void test_version_bump_changes_every_key(void **state) {
                         .model_version = 100, .reads = reads, .n_reads = 2, .writes = n_writes, .n_writes = 1,
                         .process = two_reads_process};
   enum { N = 64 };
-  key_run base = record_keys(&def, in_dir("k.base"), N, 0, 0);
+  key_run base = record_keys(&def, tu_path("k.base"), N, 0, 0);
   assert_int_equal(count_distinct(&base), 8);
   assert_int_equal(base.stats.misses, 8);
   assert_int_equal(base.stats.hits, N - 8);
 
   /* Same definition: the same keys, whatever the field order in the event
    * and whatever undeclared fields it carries (so an old cache would hit). */
-  key_run same = record_keys(&def, in_dir("k.same"), N, 1, 1);
+  key_run same = record_keys(&def, tu_path("k.same"), N, 1, 1);
   assert_memory_equal(same.keys, base.keys, N * sizeof *base.keys);
   assert_int_equal(same.stats.hits, N - 8);
 
   /* version + 1: not one key in common with the old ones (every old key
    * misses), the same number of distinct keys. */
   def.version = 8;
-  key_run bumped = record_keys(&def, in_dir("k.v8"), N, 0, 0);
+  key_run bumped = record_keys(&def, tu_path("k.v8"), N, 0, 0);
   assert_int_equal(count_distinct(&bumped), 8);
   assert_int_equal(count_shared(&base, &bumped), 0);
 
   /* model_version + 1 (a new catalog): the same again. */
   def.version = 7;
   def.model_version = 101;
-  key_run model = record_keys(&def, in_dir("k.m101"), N, 0, 0);
+  key_run model = record_keys(&def, tu_path("k.m101"), N, 0, 0);
   assert_int_equal(count_distinct(&model), 8);
   assert_int_equal(count_shared(&base, &model), 0);
   assert_int_equal(count_shared(&bumped, &model), 0);
@@ -572,7 +548,7 @@ static void test_version_bump_changes_every_key(void **state) {
   /* And a stage of another name with the same inputs. */
   def.model_version = 100;
   def.name = "twin";
-  key_run other = record_keys(&def, in_dir("k.twin"), N, 0, 0);
+  key_run other = record_keys(&def, tu_path("k.twin"), N, 0, 0);
   assert_int_equal(count_shared(&base, &other), 0);
 
   key_run *all[] = {&base, &same, &bumped, &model, &other};
@@ -625,7 +601,7 @@ static void test_ttl_expires_entries(void **state) {
   /* Through the configuration: [cache.len] ttl in its units. A second run
    * of the same pipeline 100 ms later hits every entry with ttl = 1h and
    * none with ttl = 20ms. */
-  const char *in = in_dir("ttl.ndjson");
+  const char *in = tu_path("ttl.ndjson");
   FILE *f = fopen(in, "w");
   for (int i = 0; i < 50; i++) fprintf(f, "{\"text\":\"t%d\"}\n", i);
   fclose(f);
@@ -635,7 +611,7 @@ static void test_ttl_expires_entries(void **state) {
     keel_config_t *c = fixture_config("len", (const char *[]){"cache.len.size=64KiB", ttls[t], NULL});
     keel_pipeline_t *p;
     assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
-    keel_run_io rio = {in, in_dir("ttl.out"), in_dir("ttl.dl")};
+    keel_run_io rio = {in, tu_path("ttl.out"), tu_path("ttl.dl")};
     keel_run_stats stats;
     assert_int_equal(keel_pipeline_run(p, &rio, &stats, err, sizeof err), KEEL_OK);
     nanosleep(&(struct timespec){0, 100000000}, NULL);
@@ -653,12 +629,12 @@ static void test_ttl_expires_entries(void **state) {
 static void test_failures_are_not_cached(void **state) {
   (void)state;
   enum { N = 40 };
-  const char *in = in_dir("picky.ndjson");
+  const char *in = tu_path("picky.ndjson");
   static const char *const texts[] = {"bad", "fine"};
   write_texts(in, N, texts, 2); /* odd lines are bad */
   atomic_store(&picky_calls, 0);
-  run_result r = run("picky", (const char *[]){"cache.picky.size=64KiB", NULL}, in, in_dir("picky.out"),
-                     in_dir("picky.dl"), NULL);
+  run_result r = run("picky", (const char *[]){"cache.picky.size=64KiB", NULL}, in, tu_path("picky.out"),
+                     tu_path("picky.dl"), NULL);
   assert_int_equal(r.st, KEEL_OK);
   assert_int_equal(r.stats.events_out, N / 2);
   assert_int_equal(r.stats.rejected, N / 2);
@@ -672,7 +648,7 @@ static void test_failures_are_not_cached(void **state) {
   assert_int_equal(s->cache.load_errors, N / 2);
   assert_int_equal(atomic_load(&picky_calls), N / 2 + 1);
   /* Each dead letter carries its own event's reason. */
-  char *text = fixture_slurp(in_dir("picky.dl"), NULL);
+  char *text = fixture_slurp(tu_path("picky.dl"), NULL);
   assert_int_equal(fixture_count_lines(text), N / 2);
   for (size_t i = 0; i < N / 2; i++) {
     json_t *j = fixture_line(text, i);
@@ -691,7 +667,7 @@ static void test_failures_are_not_cached(void **state) {
 static void test_destroy_frees_every_cache(void **state) {
   (void)state;
   int64_t before = tu_tracked_bytes();
-  const char *in = in_dir("mem.ndjson");
+  const char *in = tu_path("mem.ndjson");
   FILE *f = fopen(in, "w");
   for (int i = 0; i < 500; i++) fprintf(f, "{\"text\":\"t%d\"}\n", i);
   fclose(f);
@@ -701,7 +677,7 @@ static void test_destroy_frees_every_cache(void **state) {
   keel_pipeline_t *p;
   char err[512];
   assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
-  keel_run_io io = {in, in_dir("mem.out"), in_dir("mem.dl")};
+  keel_run_io io = {in, tu_path("mem.out"), tu_path("mem.dl")};
   keel_run_stats stats;
   assert_int_equal(keel_pipeline_run(p, &io, &stats, err, sizeof err), KEEL_OK);
   assert_int_equal(stats.stages[0].cache.misses, 500);
@@ -713,7 +689,7 @@ static void test_destroy_frees_every_cache(void **state) {
   assert_int_equal(keel_mem_tag_stats(len_tag, &ms), KEEL_OK);
   assert_true(ms.current >= (int64_t)stats.stages[0].cache.bytes / 2);
   /* The caches live as long as the pipeline: a second run hits them all. */
-  io.output = in_dir("mem2.out");
+  io.output = tu_path("mem2.out");
   assert_int_equal(keel_pipeline_run(p, &io, &stats, err, sizeof err), KEEL_OK);
   assert_int_equal(stats.stages[0].cache.hits, 1000 - 500);
   keel_pipeline_destroy(p);
@@ -748,7 +724,7 @@ static int create_attempt(void *ctx) {
 static void test_oom_sweep_create(void **state) {
   (void)state;
   char keys[300];
-  snprintf(keys, sizeof keys, "cache.len.record_keys=%s", in_dir("oom.keys"));
+  snprintf(keys, sizeof keys, "cache.len.record_keys=%s", tu_path("oom.keys"));
   oom_ctx x = {memo_registry(), fixture_config("len,parity", (const char *[]){"cache.len.size=1MiB",
                                                                                "cache.parity.size=64KiB", keys, NULL})};
   unsigned n = tu_oom_sweep(create_attempt, &x);
@@ -823,5 +799,5 @@ int main(void) {
       cmocka_unit_test(test_oom_sweep_create),
       cmocka_unit_test(test_oom_sweep_memo),
   };
-  return cmocka_run_group_tests(tests, make_dir, remove_dir);
+  return cmocka_run_group_tests(tests, tu_tmpdir_make, tu_tmpdir_remove);
 }

@@ -14,30 +14,6 @@
 #include "keel/memo.h"
 #include "pipeline_fixture.h"
 
-static char dir[64];
-
-static int make_dir(void **state) {
-  (void)state;
-  snprintf(dir, sizeof dir, "/tmp/keel_test_memo_mt_XXXXXX");
-  assert_non_null(mkdtemp(dir));
-  return 0;
-}
-
-static int remove_dir(void **state) {
-  (void)state;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *in_dir(const char *name) {
-  static char paths[16][256];
-  static int next;
-  char *p = paths[next++ % 16];
-  snprintf(p, 256, "%s/%s", dir, name);
-  return p;
-}
-
 /* heavy (pure): spins ~300 us, then n = len(text) * 7; fails a text
  * starting with "bad" with a reason naming the event's own line. Counts its
  * calls. */
@@ -91,7 +67,7 @@ static void test_single_flight_across_workers(void **state) {
    * batch = 1 the workers take consecutive events, so several of them miss
    * the same key while its first load spins. */
   enum { KEYS = 24, RUN = 40, N = KEYS * RUN };
-  const char *in = in_dir("sf.ndjson");
+  const char *in = tu_path("sf.ndjson");
   FILE *f = fopen(in, "w");
   assert_non_null(f);
   for (int k = 0; k < KEYS; k++)
@@ -100,13 +76,13 @@ static void test_single_flight_across_workers(void **state) {
   static const char *const common[] = {"pipeline.workers=4", "pipeline.batch=1"};
 
   atomic_store(&heavy_calls, 0);
-  keel_run_stats plain = run((const char *[]){common[0], common[1], NULL}, in, in_dir("sf.plain"), in_dir("sf.dl"));
+  keel_run_stats plain = run((const char *[]){common[0], common[1], NULL}, in, tu_path("sf.plain"), tu_path("sf.dl"));
   assert_int_equal(plain.events_out, N);
   assert_int_equal(atomic_load(&heavy_calls), N); /* unmemoized: every event computes */
 
   atomic_store(&heavy_calls, 0);
   keel_run_stats memo = run((const char *[]){common[0], common[1], "cache.heavy.size=1MiB", NULL}, in,
-                            in_dir("sf.memo"), in_dir("sf.dl2"));
+                            tu_path("sf.memo"), tu_path("sf.dl2"));
   assert_int_equal(memo.events_out, N);
   const keel_memo_stats *c = &memo.stages[0].cache;
   /* Each distinct input computed exactly once, however many workers missed
@@ -122,7 +98,7 @@ static void test_single_flight_across_workers(void **state) {
                 (unsigned long long)c->loads, (unsigned long long)c->hits);
 
   size_t la, lb;
-  char *a = fixture_slurp(in_dir("sf.plain"), &la), *b = fixture_slurp(in_dir("sf.memo"), &lb);
+  char *a = fixture_slurp(tu_path("sf.plain"), &la), *b = fixture_slurp(tu_path("sf.memo"), &lb);
   assert_int_equal(la, lb);
   assert_memory_equal(a, b, la);
   free(a);
@@ -233,13 +209,13 @@ static void test_failures_racing_on_one_key(void **state) {
   (void)state;
   int64_t before = tu_tracked_bytes();
   enum { N = 200 };
-  const char *in = in_dir("bad.ndjson"), *dl = in_dir("bad.dl");
+  const char *in = tu_path("bad.ndjson"), *dl = tu_path("bad.dl");
   FILE *f = fopen(in, "w");
   for (int i = 0; i < N; i++) fprintf(f, "{\"text\":\"%s\"}\n", i % 4 == 3 ? "fine" : "bad");
   fclose(f);
   atomic_store(&heavy_calls, 0);
   keel_run_stats s = run((const char *[]){"pipeline.workers=4", "pipeline.batch=1", "cache.heavy.size=1MiB", NULL},
-                         in, in_dir("bad.out"), dl);
+                         in, tu_path("bad.out"), dl);
   assert_int_equal(s.events_out, N / 4);
   assert_int_equal(s.rejected, N - N / 4);
   assert_int_equal(s.stages[0].errors, N - N / 4);
@@ -266,5 +242,5 @@ int main(void) {
       cmocka_unit_test(test_single_flight_forced),
       cmocka_unit_test(test_failures_racing_on_one_key),
   };
-  return cmocka_run_group_tests(tests, make_dir, remove_dir);
+  return cmocka_run_group_tests(tests, tu_tmpdir_make, tu_tmpdir_remove);
 }

@@ -8,30 +8,6 @@
 
 #include "pipeline_fixture.h"
 
-static char dir[64];
-
-static int make_dir(void **state) {
-  (void)state;
-  snprintf(dir, sizeof dir, "/tmp/keel_test_pipeline_XXXXXX");
-  assert_non_null(mkdtemp(dir));
-  return 0;
-}
-
-static int remove_dir(void **state) {
-  (void)state;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *in_dir(const char *name) {
-  static char paths[64][256]; /* a ring: a test uses fewer than 64 paths */
-  static int next;
-  char *p = paths[next++ % 64];
-  snprintf(p, 256, "%s/%s", dir, name);
-  return p;
-}
-
 /* ---- validation ---- */
 
 typedef struct refusal {
@@ -134,7 +110,7 @@ static run_result run(const char *stages, const char *const *sets, const char *i
 static void test_run_accounting_and_dead_letters(void **state) {
   (void)state;
   int64_t before = tu_tracked_bytes();
-  const char *in = in_dir("mixed.ndjson"), *out = in_dir("mixed.out"), *dl = in_dir("mixed.dl");
+  const char *in = tu_path("mixed.ndjson"), *out = tu_path("mixed.out"), *dl = tu_path("mixed.dl");
   fixture_counts want = fixture_write_mixed(in, 205); /* line 205 has no newline */
   run_result r = run("len,parity,stamp", (const char *[]){"stage.stamp.label=L", NULL}, in, out, dl);
   assert_int_equal(r.st, KEEL_OK);
@@ -202,7 +178,7 @@ static void test_run_accounting_and_dead_letters(void **state) {
 
 static void test_missing_required_and_limits(void **state) {
   (void)state;
-  const char *in = in_dir("req.ndjson"), *out = in_dir("req.out"), *dl = in_dir("req.dl");
+  const char *in = tu_path("req.ndjson"), *out = tu_path("req.out"), *dl = tu_path("req.dl");
   FILE *f = fopen(in, "w");
   fprintf(f, "{\"type\":\"t\"}\n");                      /* no text */
   fprintf(f, "{\"text\":\"%0200d\"}\n", 7);              /* over max_line = 100 */
@@ -240,29 +216,29 @@ static void test_missing_required_and_limits(void **state) {
 
 static void test_default_dead_letter_path(void **state) {
   (void)state;
-  const char *in = in_dir("dlp.ndjson"), *good = in_dir("good.ndjson");
+  const char *in = tu_path("dlp.ndjson"), *good = tu_path("good.ndjson");
   fixture_write_mixed(in, 20);
   FILE *f = fopen(good, "w");
   fprintf(f, "{\"text\":\"a\"}\n{\"text\":\"b\"}\n");
   fclose(f);
   /* A regular-file output: OUTPUT.rejected.ndjson. */
-  run_result r = run("len", NULL, in, in_dir("o1.ndjson"), NULL);
+  run_result r = run("len", NULL, in, tu_path("o1.ndjson"), NULL);
   assert_int_equal(r.st, KEEL_OK);
   assert_true(r.stats.rejected > 0);
-  char *text = fixture_slurp(in_dir("o1.ndjson.rejected.ndjson"), NULL);
+  char *text = fixture_slurp(tu_path("o1.ndjson.rejected.ndjson"), NULL);
   assert_non_null(text);
   assert_int_equal(fixture_count_lines(text), r.stats.rejected);
   free(text);
   /* No rejected event: no dead-letter file at all. */
-  r = run("len", NULL, good, in_dir("o2.ndjson"), NULL);
+  r = run("len", NULL, good, tu_path("o2.ndjson"), NULL);
   assert_int_equal(r.stats.rejected, 0);
   assert_int_equal(r.stats.events_out, 2);
-  assert_int_not_equal(access(in_dir("o2.ndjson.rejected.ndjson"), F_OK), 0);
+  assert_int_not_equal(access(tu_path("o2.ndjson.rejected.ndjson"), F_OK), 0);
   /* An output that is not a regular file: ./keel-rejected.ndjson. */
   char cwd[PATH_MAX];
   assert_non_null(getcwd(cwd, sizeof cwd));
   char sub[128];
-  snprintf(sub, sizeof sub, "%s/cwd", dir);
+  snprintf(sub, sizeof sub, "%s/cwd", tu_tmpdir());
   assert_int_equal(mkdir(sub, 0700), 0);
   assert_int_equal(chdir(sub), 0);
   r = run("len", NULL, good, "/dev/null", NULL);
@@ -279,7 +255,7 @@ static void test_default_dead_letter_path(void **state) {
 
 static void test_all_rejected_and_empty(void **state) {
   (void)state;
-  const char *in = in_dir("allbad.ndjson"), *out = in_dir("allbad.out"), *dl = in_dir("allbad.dl");
+  const char *in = tu_path("allbad.ndjson"), *out = tu_path("allbad.out"), *dl = tu_path("allbad.dl");
   FILE *f = fopen(in, "w");
   for (int i = 0; i < 300; i++) fprintf(f, i % 2 ? "{\"text\":\"bad\"}\n" : "not json %d\n", i);
   fclose(f);
@@ -297,7 +273,7 @@ static void test_all_rejected_and_empty(void **state) {
   assert_int_equal(fixture_count_lines(text), 300);
   free(text);
 
-  const char *empty = in_dir("empty.ndjson"), *eout = in_dir("empty.out"), *edl = in_dir("empty.dl");
+  const char *empty = tu_path("empty.ndjson"), *eout = tu_path("empty.out"), *edl = tu_path("empty.dl");
   fclose(fopen(empty, "w"));
   r = run("len,stamp", NULL, empty, eout, edl);
   assert_int_equal(r.st, KEEL_OK);
@@ -322,23 +298,23 @@ static void test_run_errors_and_rerun(void **state) {
   char err[512];
   assert_int_equal(keel_pipeline_create(reg, c, &p, err, sizeof err), KEEL_OK);
   keel_run_stats stats;
-  keel_run_io io = {in_dir("no_such_input.ndjson"), in_dir("x.out"), in_dir("x.dl")};
+  keel_run_io io = {tu_path("no_such_input.ndjson"), tu_path("x.out"), tu_path("x.dl")};
   assert_int_equal(keel_pipeline_run(p, &io, &stats, err, sizeof err), KEEL_EIO);
   assert_non_null(strstr(err, "no_such_input.ndjson"));
-  keel_run_io bad_out = {in_dir("mixed.ndjson"), "/nonexistent_dir/out.ndjson", NULL};
-  fixture_write_mixed(in_dir("mixed.ndjson"), 30);
+  keel_run_io bad_out = {tu_path("mixed.ndjson"), "/nonexistent_dir/out.ndjson", NULL};
+  fixture_write_mixed(tu_path("mixed.ndjson"), 30);
   assert_int_equal(keel_pipeline_run(p, &bad_out, &stats, err, sizeof err), KEEL_EIO);
   assert_non_null(strstr(err, "/nonexistent_dir/out.ndjson"));
   /* The same pipeline runs again, with the same results each time. */
-  keel_run_io ok = {in_dir("mixed.ndjson"), in_dir("r1.out"), in_dir("r1.dl")};
+  keel_run_io ok = {tu_path("mixed.ndjson"), tu_path("r1.out"), tu_path("r1.dl")};
   assert_int_equal(keel_pipeline_run(p, &ok, &stats, err, sizeof err), KEEL_OK);
   keel_run_stats first = stats;
-  keel_run_io again = {in_dir("mixed.ndjson"), in_dir("r2.out"), in_dir("r2.dl")};
+  keel_run_io again = {tu_path("mixed.ndjson"), tu_path("r2.out"), tu_path("r2.dl")};
   assert_int_equal(keel_pipeline_run(p, &again, &stats, err, sizeof err), KEEL_OK);
   assert_int_equal(stats.events_in, first.events_in);
   assert_int_equal(stats.events_out, first.events_out);
   assert_int_equal(stats.stages[0].calls, first.stages[0].calls);
-  char *a = fixture_slurp(in_dir("r1.out"), NULL), *b = fixture_slurp(in_dir("r2.out"), NULL);
+  char *a = fixture_slurp(tu_path("r1.out"), NULL), *b = fixture_slurp(tu_path("r2.out"), NULL);
   assert_string_equal(a, b);
   free(a);
   free(b);
@@ -382,7 +358,7 @@ static void test_event_types_and_conversions(void **state) {
   keel_config_t *c = fixture_config("half,tag", NULL);
   keel_pipeline_t *p;
   assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
-  const char *in = in_dir("types.ndjson"), *out = in_dir("types.out"), *dl = in_dir("types.dl");
+  const char *in = tu_path("types.ndjson"), *out = tu_path("types.out"), *dl = tu_path("types.dl");
   FILE *f = fopen(in, "w");
   fprintf(f, "{\"type\":\"a\",\"x\":3}\n");          /* 1: an int for a float read: converted */
   fprintf(f, "{\"type\":\"a\",\"x\":2.5}\n");        /* 2 */
@@ -481,5 +457,5 @@ int main(void) {
       cmocka_unit_test(test_event_types_and_conversions),
       cmocka_unit_test(test_oom_sweep_create),
   };
-  return cmocka_run_group_tests(tests, make_dir, remove_dir);
+  return cmocka_run_group_tests(tests, tu_tmpdir_make, tu_tmpdir_remove);
 }

@@ -8,25 +8,9 @@
 
 #include "pipeline_fixture.h"
 
-static char dir[64];
-
-static int make_dir(void **state) {
-  (void)state;
-  snprintf(dir, sizeof dir, "/tmp/keel_test_pipeline_mt_XXXXXX");
-  assert_non_null(mkdtemp(dir));
-  return 0;
-}
-
-static int remove_dir(void **state) {
-  (void)state;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd) == 0 ? 0 : -1;
-}
-
 static char *path_of(const char *name) {
   char *p = malloc(256);
-  snprintf(p, 256, "%s/%s", dir, name);
+  snprintf(p, 256, "%s/%s", tu_tmpdir(), name);
   return p;
 }
 
@@ -331,5 +315,5 @@ int main(void) {
       cmocka_unit_test(test_stop_while_reading_an_open_fifo),
       cmocka_unit_test(test_oom_sweep_run),
   };
-  return cmocka_run_group_tests(tests, make_dir, remove_dir);
+  return cmocka_run_group_tests(tests, tu_tmpdir_make, tu_tmpdir_remove);
 }

@@ -11,6 +11,31 @@ int64_t tu_tracked_bytes(void) {
   return s.current;
 }
 
+static char tmpdir[64];
+
+int tu_tmpdir_make(void **state) {
+  (void)state;
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/keel_test_XXXXXX");
+  return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+int tu_tmpdir_remove(void **state) {
+  (void)state;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+const char *tu_tmpdir(void) { return tmpdir; }
+
+const char *tu_path(const char *name) {
+  static char paths[64][256];
+  static unsigned next;
+  char *p = paths[next++ % 64];
+  snprintf(p, 256, "%s/%s", tmpdir, name);
+  return p;
+}
+
 const char *tu_shared_trace(const char *name) {
   static char path[4096];
   const char *dir = getenv("KEEL_SHARED");

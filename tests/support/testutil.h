@@ -14,6 +14,15 @@
  * everything they created was freed. */
 int64_t tu_tracked_bytes(void);
 
+/* A temporary folder for one test program. tu_tmpdir_make and
+ * tu_tmpdir_remove are cmocka group setup/teardown functions (state unused);
+ * tu_tmpdir() is the folder's path, tu_path(name) a path inside it (from a
+ * ring of 64 static buffers: a test uses fewer at once). */
+int tu_tmpdir_make(void **state);
+int tu_tmpdir_remove(void **state);
+const char *tu_tmpdir(void);
+const char *tu_path(const char *name);
+
 /* The path of a file in ../shared/traces (KEEL_SHARED), or NULL when the
  * shared folder is absent (the caller then skips). Static buffer. */
 const char *tu_shared_trace(const char *name);
