@@ -173,16 +173,10 @@ static keel_status plan(keel_budget_t *b, char *err, size_t errlen) {
 
 static keel_status read_options(keel_pipeline_t *p, uint64_t *limit, uint64_t *max_pause_ns, char *err,
                                 size_t errlen) {
-  for (size_t i = 0; i < keel_config_count(p->cfg); i++) {
-    const char *sec, *key;
-    keel_config_entry(p->cfg, i, &sec, &key, NULL, NULL);
-    if (!strcmp(sec, "memory") && strcmp(key, "budget") && strcmp(key, "max_pause_ms")) {
-      snprintf(err, errlen, "unknown option '%s' in [memory]", key);
-      return KEEL_ECONFIG;
-    }
-  }
+  static const char *const keys[] = {"budget", "max_pause_ms", NULL};
   int64_t ms;
-  keel_status st = keel_config_get_size(p->cfg, "memory", "budget", 0, limit, err, errlen);
+  keel_status st = keel_config_check_keys(p->cfg, "memory", keys, err, errlen);
+  if (st == KEEL_OK) st = keel_config_get_size(p->cfg, "memory", "budget", 0, limit, err, errlen);
   if (st == KEEL_OK)
     st = keel_config_get_int(p->cfg, "memory", "max_pause_ms", 1000, 1, 3600000, &ms, err, errlen);
   if (st == KEEL_OK) *max_pause_ns = (uint64_t)ms * 1000000u;

@@ -231,6 +231,51 @@ keel_status keel_config_get_bool(const keel_config_t *c, const char *section, co
   return KEEL_ECONFIG;
 }
 
+keel_status keel_parse_duration_ns(const char *s, uint64_t *out) {
+  if (!s || !out) return KEEL_EINVAL;
+  char *end;
+  double v = strtod(s, &end);
+  static const struct { const char *unit; double ns; } U[] = {{"", 1e9}, {"s", 1e9}, {"ms", 1e6}, {"m", 60e9},
+                                                              {"h", 3600e9}};
+  if (end == s || !(v >= 0) || v > 1e9) return KEEL_EINVAL;
+  for (size_t i = 0; i < sizeof U / sizeof U[0]; i++)
+    if (!strcmp(end, U[i].unit)) {
+      *out = (uint64_t)(v * U[i].ns);
+      return KEEL_OK;
+    }
+  return KEEL_EINVAL;
+}
+
+keel_status keel_config_get_duration_ms(const keel_config_t *c, const char *section, const char *key, uint64_t def,
+                                        uint64_t *out, char *err, size_t errlen) {
+  const char *v = keel_config_get(c, section, key);
+  uint64_t ns;
+  if (!v) {
+    *out = def;
+    return KEEL_OK;
+  }
+  if (keel_parse_duration_ns(v, &ns) != KEEL_OK) {
+    snprintf(err, errlen, "[%s] %s = '%s': want a duration such as 500ms, 30s, 5m", section, key, v);
+    return KEEL_ECONFIG;
+  }
+  *out = ns / 1000000u;
+  return KEEL_OK;
+}
+
+keel_status keel_config_check_keys(const keel_config_t *c, const char *section, const char *const *known, char *err,
+                                   size_t errlen) {
+  for (size_t i = 0; c && i < c->n; i++) {
+    if (strcmp(c->e[i].section, section)) continue;
+    size_t k = 0;
+    while (known[k] && strcmp(known[k], c->e[i].key)) k++;
+    if (!known[k]) {
+      snprintf(err, errlen, "unknown option '%s' in [%s]", c->e[i].key, section);
+      return KEEL_ECONFIG;
+    }
+  }
+  return KEEL_OK;
+}
+
 size_t keel_config_count(const keel_config_t *c) { return c ? c->n : 0; }
 
 void keel_config_entry(const keel_config_t *c, size_t i, const char **section, const char **key,

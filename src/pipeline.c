@@ -45,24 +45,6 @@ static const char *const cache_keys[] = {"size", "policy", "ttl", "record_keys",
 static const char *const limit_keys[] = {"max_line", "max_fields", "max_string", "max_vector", "max_depth", "k_max",
                                          NULL};
 
-/* An option in a section keel owns that keel does not know is an error, not
- * a silent no-op: a typo must not be ignored. */
-static keel_status check_keys(const keel_config_t *cfg, const char *section, const char *const *known, char *err,
-                              size_t errlen) {
-  for (size_t i = 0; i < keel_config_count(cfg); i++) {
-    const char *sec, *key;
-    keel_config_entry(cfg, i, &sec, &key, NULL, NULL);
-    if (strcmp(sec, section)) continue;
-    size_t k = 0;
-    while (known[k] && strcmp(known[k], key)) k++;
-    if (!known[k]) {
-      snprintf(err, errlen, "unknown option '%s' in [%s]", key, section);
-      return KEEL_ECONFIG;
-    }
-  }
-  return KEEL_OK;
-}
-
 static keel_status read_limits(keel_pipeline_t *p, char *err, size_t errlen) {
   keel_limits_default(&p->limits);
   static const struct { const char *key; size_t off; uint64_t max; int size; } L[] = {
@@ -90,12 +72,12 @@ static keel_status read_limits(keel_pipeline_t *p, char *err, size_t errlen) {
     }
     *field = (size_t)v;
   }
-  return check_keys(p->cfg, "limits", limit_keys, err, errlen);
+  return keel_config_check_keys(p->cfg, "limits", limit_keys, err, errlen);
 }
 
 static keel_status read_pipeline_options(keel_pipeline_t *p, char *err, size_t errlen) {
   int64_t v;
-  keel_status st = check_keys(p->cfg, "pipeline", pipeline_keys, err, errlen);
+  keel_status st = keel_config_check_keys(p->cfg, "pipeline", pipeline_keys, err, errlen);
   if (st == KEEL_OK) st = keel_config_get_int(p->cfg, "pipeline", "workers", 1, 1, KEEL_PIPELINE_MAX_WORKERS, &v, err, errlen);
   if (st != KEEL_OK) return st;
   p->workers = (unsigned)v;
@@ -214,20 +196,6 @@ static keel_status build_chain(keel_pipeline_t *p, char *err, size_t errlen) {
   return st;
 }
 
-/* "500ms", "30s", "5m", "2h", or plain seconds. */
-static keel_status parse_duration_ns(const char *s, uint64_t *out) {
-  char *end;
-  double v = strtod(s, &end);
-  static const struct { const char *unit; double ns; } U[] = {{"", 1e9}, {"s", 1e9}, {"ms", 1e6}, {"m", 60e9}, {"h", 3600e9}};
-  if (end == s || !(v >= 0) || v > 1e9) return KEEL_EINVAL;
-  for (size_t i = 0; i < sizeof U / sizeof U[0]; i++)
-    if (!strcmp(end, U[i].unit)) {
-      *out = (uint64_t)(v * U[i].ns);
-      return KEEL_OK;
-    }
-  return KEEL_EINVAL;
-}
-
 static void on_mismatch(void *ctx, const char *stage) {
   keel_pipeline_t *p = ctx;
   (void)stage;
@@ -249,7 +217,7 @@ static keel_status memoize(keel_pipeline_t *p, const char *section, double rate,
     snprintf(err, errlen, "[%s]: there is no stage '%s' in the pipeline to memoize", section, name);
     return KEEL_ECONFIG;
   }
-  keel_status st = check_keys(p->cfg, section, cache_keys, err, errlen);
+  keel_status st = keel_config_check_keys(p->cfg, section, cache_keys, err, errlen);
   if (st != KEEL_OK || s->memo) return st;
   uint64_t size, ttl = 0;
   if (!keel_config_get(p->cfg, section, "size")) {
@@ -260,7 +228,7 @@ static keel_status memoize(keel_pipeline_t *p, const char *section, double rate,
   int l2 = 1; /* [cache.STAGE] l2 = false keeps a cheap stage off the shared L2 */
   if ((st = keel_config_get_bool(p->cfg, section, "l2", 1, &l2, err, errlen)) != KEEL_OK) return st;
   const char *ttl_s = keel_config_get(p->cfg, section, "ttl");
-  if (ttl_s && parse_duration_ns(ttl_s, &ttl) != KEEL_OK) {
+  if (ttl_s && keel_parse_duration_ns(ttl_s, &ttl) != KEEL_OK) {
     snprintf(err, errlen, "[%s] ttl = '%s': want a duration such as 30s, 500ms, 5m", section, ttl_s);
     return KEEL_ECONFIG;
   }
@@ -275,7 +243,7 @@ static keel_status memoize(keel_pipeline_t *p, const char *section, double rate,
 static keel_status build_memos(keel_pipeline_t *p, char *err, size_t errlen) {
   int enabled;
   double rate;
-  keel_status st = check_keys(p->cfg, "memo", memo_keys, err, errlen);
+  keel_status st = keel_config_check_keys(p->cfg, "memo", memo_keys, err, errlen);
   if (st == KEEL_OK) st = keel_config_get_bool(p->cfg, "pipeline", "cache", 1, &enabled, err, errlen);
   if (st == KEEL_OK) st = keel_config_get_double(p->cfg, "memo", "audit_rate", 0, 0, 1, &rate, err, errlen);
   if (st == KEEL_OK) st = keel_config_get_bool(p->cfg, "memo", "audit_strict", 0, &p->audit_strict, err, errlen);

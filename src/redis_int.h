@@ -33,14 +33,8 @@ keel_status keel__redis_reconnect(keel_redis_conn_t *c, char *err, size_t errlen
 uint64_t keel__redis_now_ns(void);
 void keel__redis_sleep_ms(uint64_t ms);
 
-/* [section] key as a duration in ms (def when absent); KEEL_ECONFIG. */
 #include "keel/config.h"
-keel_status keel__redis_config_ms(const keel_config_t *cfg, const char *sec, const char *key, uint64_t def,
-                                  uint64_t *out, char *err, size_t errlen);
 /* The keys of [redis] (stream options), NULL-terminated (redis_stream.c). */
 extern const char *const keel__redis_stream_keys[];
-/* Every key of [section] must be in known (NULL-terminated). */
-keel_status keel__redis_config_check(const keel_config_t *cfg, const char *section, const char *const *known,
-                                     char *err, size_t errlen);
 
 #endif

@@ -13,59 +13,17 @@
 
 static const char *const l2_keys[] = {"url", "ttl", "lock_ttl", "wait", "timeout", NULL};
 
-/* "500ms", "30s", "5m", "2h", or plain seconds, to milliseconds. */
-static keel_status parse_ms(const char *s, uint64_t *out) {
-  char *end;
-  double v = strtod(s, &end);
-  static const struct { const char *unit; double ms; } U[] = {{"", 1e3}, {"s", 1e3}, {"ms", 1}, {"m", 60e3}, {"h", 3600e3}};
-  if (end == s || !(v >= 0) || v > 1e12) return KEEL_EINVAL;
-  for (size_t i = 0; i < sizeof U / sizeof U[0]; i++)
-    if (!strcmp(end, U[i].unit)) {
-      *out = (uint64_t)(v * U[i].ms);
-      return KEEL_OK;
-    }
-  return KEEL_EINVAL;
-}
-
-keel_status keel__redis_config_ms(const keel_config_t *cfg, const char *sec, const char *key, uint64_t def,
-                                  uint64_t *out, char *err, size_t errlen) {
-  const char *v = keel_config_get(cfg, sec, key);
-  *out = def;
-  if (!v) return KEEL_OK;
-  if (parse_ms(v, out) != KEEL_OK) {
-    snprintf(err, errlen, "[%s] %s = '%s': want a duration such as 500ms, 30s, 5m", sec, key, v);
-    return KEEL_ECONFIG;
-  }
-  return KEEL_OK;
-}
-
-keel_status keel__redis_config_check(const keel_config_t *cfg, const char *section, const char *const *known,
-                                     char *err, size_t errlen) {
-  for (size_t i = 0; i < keel_config_count(cfg); i++) {
-    const char *sec, *key;
-    keel_config_entry(cfg, i, &sec, &key, NULL, NULL);
-    if (strcmp(sec, section)) continue;
-    size_t k = 0;
-    while (known[k] && strcmp(known[k], key)) k++;
-    if (!known[k]) {
-      snprintf(err, errlen, "unknown option '%s' in [%s]", key, section);
-      return KEEL_ECONFIG;
-    }
-  }
-  return KEEL_OK;
-}
-
 keel_status keel__pipeline_l2_open(const keel_config_t *cfg, keel_l2_t **out, char *err, size_t errlen) {
   *out = NULL;
-  keel_status st = keel__redis_config_check(cfg, "l2", l2_keys, err, errlen);
-  if (st == KEEL_OK) st = keel__redis_config_check(cfg, "redis", keel__redis_stream_keys, err, errlen);
+  keel_status st = keel_config_check_keys(cfg, "l2", l2_keys, err, errlen);
+  if (st == KEEL_OK) st = keel_config_check_keys(cfg, "redis", keel__redis_stream_keys, err, errlen);
   const char *url = keel_config_get(cfg, "l2", "url");
   if (st != KEEL_OK || !url || !*url) return st;
   uint64_t ttl, lock_ttl, wait, timeout;
-  if ((st = keel__redis_config_ms(cfg, "l2", "ttl", 3600000, &ttl, err, errlen)) != KEEL_OK ||
-      (st = keel__redis_config_ms(cfg, "l2", "lock_ttl", 5000, &lock_ttl, err, errlen)) != KEEL_OK ||
-      (st = keel__redis_config_ms(cfg, "l2", "wait", 0, &wait, err, errlen)) != KEEL_OK ||
-      (st = keel__redis_config_ms(cfg, "l2", "timeout", 1000, &timeout, err, errlen)) != KEEL_OK)
+  if ((st = keel_config_get_duration_ms(cfg, "l2", "ttl", 3600000, &ttl, err, errlen)) != KEEL_OK ||
+      (st = keel_config_get_duration_ms(cfg, "l2", "lock_ttl", 5000, &lock_ttl, err, errlen)) != KEEL_OK ||
+      (st = keel_config_get_duration_ms(cfg, "l2", "wait", 0, &wait, err, errlen)) != KEEL_OK ||
+      (st = keel_config_get_duration_ms(cfg, "l2", "timeout", 1000, &timeout, err, errlen)) != KEEL_OK)
     return st;
   if (ttl == 0 || lock_ttl == 0 || timeout == 0 || timeout > 600000) {
     snprintf(err, errlen, "[l2] ttl, lock_ttl and timeout must be positive (timeout at most 10m)");

@@ -111,7 +111,7 @@ static keel_status recover(keel_pipeline_t *p, keel_redis_conn_t *c, uint64_t re
 
 static keel_status read_options(keel__stream_src *s, const keel_config_t *cfg, int *create, char *err, size_t errlen) {
   int64_t v;
-  keel_status st = keel__redis_config_check(cfg, "redis", keel__redis_stream_keys, err, errlen);
+  keel_status st = keel_config_check_keys(cfg, "redis", keel__redis_stream_keys, err, errlen);
   struct { const char *key; int64_t def, min; uint64_t *to; } O[] = {
       {"claim_idle_ms", 30000, 1, &s->claim_idle_ms}, {"max_deliveries", 5, 1, &s->max_deliveries},
       {"idle_exit_ms", 0, 0, &s->idle_exit_ms},      {"retry_ms", 30000, 1, &s->retry_ms},
@@ -492,7 +492,7 @@ keel_status keel__stream_out_open(keel_pipeline_t *p, const char *url, keel__str
     snprintf(err, errlen, "--output %s: a stream output needs ?stream=NAME", url);
     st = KEEL_ECONFIG;
   }
-  if (st == KEEL_OK) st = keel__redis_config_check(p->cfg, "redis", keel__redis_stream_keys, err, errlen);
+  if (st == KEEL_OK) st = keel_config_check_keys(p->cfg, "redis", keel__redis_stream_keys, err, errlen);
   if (st == KEEL_OK) st = keel_config_get_int(p->cfg, "redis", "output_maxlen", 0, 0, INT64_MAX, &v, err, errlen);
   if (st == KEEL_OK) st = keel_config_get_int(p->cfg, "redis", "retry_ms", 30000, 1, INT64_MAX / 1000000, &r, err, errlen);
   if (st == KEEL_OK) st = keel_redis_conn_open(&o->addr, 2000, &o->c, err, errlen);

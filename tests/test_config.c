@@ -284,6 +284,41 @@ static void test_oom_sweep_load(void **state) {
   assert_true(tu_oom_sweep(load_attempt, copy) > 20);
 }
 
+static void test_durations_and_known_keys(void **state) {
+  (void)state;
+  static const struct { const char *in; uint64_t ns; } ok[] = {
+      {"0", 0}, {"30", 30000000000u}, {"30s", 30000000000u}, {"500ms", 500000000u}, {"1.5s", 1500000000u},
+      {"5m", 300000000000u}, {"2h", 7200000000000u}};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    uint64_t ns = 1;
+    assert_int_equal(keel_parse_duration_ns(ok[i].in, &ns), KEEL_OK);
+    assert_true(ns == ok[i].ns);
+  }
+  static const char *const bad[] = {"", "s", "-1s", "10 s", "3d", "1e12", "nan", "5mm"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    uint64_t ns;
+    assert_int_equal(keel_parse_duration_ns(bad[i], &ns), KEEL_EINVAL);
+  }
+  keel_config_t *c;
+  char err[256];
+  uint64_t ms;
+  assert_int_equal(keel_config_create(&c), KEEL_OK);
+  assert_int_equal(keel_config_set(c, "l2", "ttl", "90s", KEEL_CONFIG_CLI), KEEL_OK);
+  assert_int_equal(keel_config_set(c, "l2", "wait", "soon", KEEL_CONFIG_FILE), KEEL_OK);
+  assert_int_equal(keel_config_get_duration_ms(c, "l2", "ttl", 7, &ms, err, sizeof err), KEEL_OK);
+  assert_true(ms == 90000);
+  assert_int_equal(keel_config_get_duration_ms(c, "l2", "absent", 7, &ms, err, sizeof err), KEEL_OK);
+  assert_true(ms == 7);
+  assert_int_equal(keel_config_get_duration_ms(c, "l2", "wait", 7, &ms, err, sizeof err), KEEL_ECONFIG);
+  assert_string_equal(err, "[l2] wait = 'soon': want a duration such as 500ms, 30s, 5m");
+  static const char *const known[] = {"ttl", "wait", NULL}, *const fewer[] = {"ttl", NULL};
+  assert_int_equal(keel_config_check_keys(c, "l2", known, err, sizeof err), KEEL_OK);
+  assert_int_equal(keel_config_check_keys(c, "other", fewer, err, sizeof err), KEEL_OK);
+  assert_int_equal(keel_config_check_keys(c, "l2", fewer, err, sizeof err), KEEL_ECONFIG);
+  assert_string_equal(err, "unknown option 'wait' in [l2]");
+  keel_config_destroy(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_load_sections_and_precedence),
@@ -292,6 +327,7 @@ int main(void) {
       cmocka_unit_test(test_sizes),
       cmocka_unit_test(test_print),
       cmocka_unit_test(test_oom_sweep_load),
+      cmocka_unit_test(test_durations_and_known_keys),
   };
   return cmocka_run_group_tests(tests, tu_tmpdir_make, tu_tmpdir_remove);
 }

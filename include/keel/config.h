@@ -65,6 +65,21 @@ KEEL_EXTERN keel_status keel_config_get_size(const keel_config_t *c, const char 
 KEEL_EXTERN keel_status keel_config_get_bool(const keel_config_t *c, const char *section, const char *key,
                                              int def, int *out, char *err, size_t errlen);
 
+/* Durations: "500ms", "30s", "5m", "2h", or plain seconds, to nanoseconds.
+ * KEEL_EINVAL if bad (negative, over a billion seconds, unknown unit). */
+KEEL_EXTERN keel_status keel_parse_duration_ns(const char *s, uint64_t *out);
+
+/* A duration option in milliseconds, with a default for a missing key;
+ * KEEL_ECONFIG with "[section] key = 'value': want a duration ..." in err. */
+KEEL_EXTERN keel_status keel_config_get_duration_ms(const keel_config_t *c, const char *section, const char *key,
+                                                    uint64_t def, uint64_t *out, char *err, size_t errlen);
+
+/* Refuses an option of `section` that is not in `known` (NULL-terminated,
+ * borrowed): KEEL_ECONFIG with "unknown option 'KEY' in [SECTION]" in err.
+ * For sections keel owns, where a typo must not be silently ignored. */
+KEEL_EXTERN keel_status keel_config_check_keys(const keel_config_t *c, const char *section,
+                                               const char *const *known, char *err, size_t errlen);
+
 /* Parses a size ("64MiB", "1GiB", "512", "10KiB", "7B"). KEEL_EINVAL if bad. */
 KEEL_EXTERN keel_status keel_parse_size(const char *s, uint64_t *out);
 
