@@ -13,13 +13,7 @@
 # events_out + rejected; the run exits 0 and the good events come out.
 # (run_bad_input.sh covers the stage-level rejects: missing fields, wrong
 # types, unknown types, products and categories.)
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib/common.sh"
 CAT=(--products 300 --dim 8 --set catalog.categories=4)
 
 # in.ndjson, and want.json: {line: [reason substring, ...]} for each reject

@@ -4,13 +4,7 @@
 # stays flat, and accumulation holds more than streaming at both sizes);
 # keel bench mem: a short run prints its table and one JSON line with the
 # on/off ratios (the figure itself is for the full benchmark, not a test).
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib/common.sh"
 
 "$KEEL" bench stream --events 20000 --json >"$dir/s" 2>"$dir/s.err"
 rc=$?

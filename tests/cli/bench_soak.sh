@@ -4,13 +4,7 @@
 # laps plus a tail, samples RSS and tracked bytes, writes the series, prints
 # one JSON line whose verdict matches the exit code (0 pass, 3 fail), and
 # refuses --events with --seconds (exit 2).
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib/common.sh"
 
 "$KEEL" bench soak --events 60000 --interval 0.2 --series "$dir/s.csv" --workers 2 >"$dir/out.json" 2>"$dir/err"
 rc=$?

@@ -3,13 +3,7 @@
 # (every value with its origin: command line > config file > default) and
 # exits 0; the output reads back as a config that resolves the same; a bad
 # file exits 2 with one line naming the problem.
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib/common.sh"
 
 cat >"$dir/good.ini" <<'EOF'
 ; a comment

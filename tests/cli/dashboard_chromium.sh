@@ -5,19 +5,7 @@
 # tag, cache hit ratio, events/s, queue depth) must hold polylines with data
 # points, the memory chart one per busy tag plus RSS, the hit-ratio chart the
 # rank cache's. A screenshot is taken too (kept with KEEP_SCREENSHOT=PATH).
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-pid=""
-cleanup() {
-  exec 3>&- 2>/dev/null
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib/common.sh"
 browser=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$browser" ] || { echo "FAIL: needs chromium (scripts/deps.sh installs it)"; exit 1; }
 command -v curl >/dev/null || { echo "FAIL: needs curl"; exit 1; }

@@ -4,13 +4,7 @@
 # rank is named "rank" with a rate per event within 25 % of the injection
 # (exit 3); an untracked (plain malloc) leak is named "untracked" (exit 3);
 # a bad --inject-leak is a usage error (exit 2).
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib/common.sh"
 # Under AddressSanitizer: the injected leak is a real one (no LeakSanitizer
 # report at exit), and freed memory must not sit in a growing quarantine,
 # which RSS would show as untracked growth. Harmless in other builds.

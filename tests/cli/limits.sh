@@ -6,13 +6,7 @@
 # over its size bounds, is a configuration error (exit 2) naming the key
 # and the bound. (max_line's default and overrides are also covered by
 # run_bad_input.sh and badinput_sweep.sh.)
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib/common.sh"
 CAT=(--products 300 --dim 8 --set catalog.categories=4)
 
 # Line N of the input, and the reason expected for it ("" = passes).

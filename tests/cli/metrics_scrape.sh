@@ -5,19 +5,7 @@
 # and errors, cache hits/misses, the latency histograms' counts); /healthz
 # answers, an unknown path is 404, the dashboard page is served; a bad
 # address is a usage error (exit 2) and a busy port a runtime one (exit 1).
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-pid=""
-cleanup() {
-  exec 3>&- 2>/dev/null
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib/common.sh"
 command -v curl >/dev/null || { echo "FAIL: needs curl (scripts/deps.sh installs it)"; exit 1; }
 
 # 3000 events: ranks and scores over few users (cache hits), and 7 bad lines.

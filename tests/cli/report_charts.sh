@@ -5,13 +5,7 @@
 # and HTML and hold every series (memory per tag and RSS, hit ratio per
 # cache, events/s, queue depth; the memory budget) with one point per sample; bad inputs are
 # usage errors.
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib/common.sh"
 
 python3 - >"$dir/in" <<'PY'
 import random

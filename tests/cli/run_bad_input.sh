@@ -5,13 +5,7 @@
 # the JSON summary (whose counts are integers). Also the default dead-letter
 # path: OUTPUT.rejected.ndjson for a file output, ./keel-rejected.ndjson for
 # stdout, created only on the first reject.
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib/common.sh"
 CAT=(--products 300 --dim 8 --set catalog.categories=4)
 
 # One input, one kind per line; the numbers are the line numbers expected in

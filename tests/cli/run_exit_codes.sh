@@ -3,13 +3,7 @@
 # configuration error (a bad option with a one-line reason, an unknown stage,
 # a bad config file, a missing input file), 1 for a runtime failure (an
 # output that cannot be written); --version, --help, run --help.
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib/common.sh"
 CAT=(--products 200 --dim 8)
 printf '{"type":"user","user":"1"}\n{"type":"rank","user":"2","k":3}\n' >"$dir/in.ndjson"
 

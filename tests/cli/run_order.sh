@@ -2,13 +2,7 @@
 # Output order: a few thousand mixed events (user, score and rank, some in a
 # category, some rejected) give byte-identical output and dead-letter files
 # with 1, 2 and 4 workers; --unordered writes the same lines in some order.
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib/common.sh"
 CAT=(--products 2000 --dim 16 --set catalog.categories=8)
 
 # `keel gen` turns a trace into events; this test wants bad lines and

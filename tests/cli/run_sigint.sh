@@ -3,19 +3,7 @@
 # open: keel stops reading at once (it must not wait for the writer), finishes
 # the events in flight, prints the summary and exits 0; every line it read is
 # in the output or the dead-letter file, none twice, none missing.
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-pid=""
-cleanup() {
-  exec 3>&- 2>/dev/null
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib/common.sh"
 
 one_run() { # one_run SIGNAL WORKERS
   local sig=$1 workers=$2 tag="$1-$2"
