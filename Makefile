@@ -9,7 +9,8 @@ all: build
 deps:
 	@sh scripts/deps.sh
 
-build: deps
+build:
+	@sh scripts/deps.sh build
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build -j$(JOBS)
 
