@@ -6,20 +6,8 @@
 # lines carry it, a warning is logged, and the dashboard, loaded in headless
 # Chromium, shows the leak warning naming the tag. A run without the leaky
 # stage (same length) flags nothing.
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
+. "$(dirname "$0")/lib/common.sh"
 PLUGIN=${KEEL_BUILD:-}/tests/libtest_plugin_leaky.so
-dir=$(mktemp -d)
-pid=""
-cleanup() {
-  exec 3>&- 2>/dev/null
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
 [ -f "$PLUGIN" ] || { echo "FAIL: plugin $PLUGIN not built (KEEL_BUILD unset?)"; exit 1; }
 browser=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$browser" ] || { echo "FAIL: needs chromium (scripts/deps.sh installs it)"; exit 1; }
