@@ -47,6 +47,7 @@
  * readers of statistics read with relaxed loads). Lock order: `lock` only;
  * the removal callback runs under it. Per-thread counters and read buffers
  * live in the reader slots, written by their threads with relaxed atomics. */
+#define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP */
 #include "keel/cache.h"
 
 #include <errno.h>
@@ -160,11 +161,11 @@ static inline void add(_Atomic uint64_t *x, uint64_t n) { atomic_fetch_add_expli
 size_t keel_cache_entry_overhead(void) {
   /* The entry header (40), its keel_mem block header (16), two bucket
    * pointers (16: load factor <= 1/2), its slot's
-   * entry pointer and free-list word (12), the policy's per-slot state
-   * (prev, next, weight: 12; hash: 8; queue: 1) and the sketch's share
+   * entry pointer and free-list word (12), the policy's per-slot record
+   * (hash, prev, next, weight, queue: 24) and the sketch's share
    * (4 rows x 6 counters of 4 bits = 12). Arrays that grow by doubling may
    * hold up to twice their share; this is the steady-state charge. */
-  return sizeof(struct keel_cache_value) + 16 + 16 + 12 + (12 + 8 + 1) + 12;
+  return sizeof(struct keel_cache_value) + 16 + 16 + 12 + 24 + 12;
 }
 
 static inline uint64_t ent_hash(const keel_cache_value_t *v) {
@@ -190,7 +191,7 @@ static uint64_t now_ns(const keel_cache_t *c) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static inline uint64_t key_hash(const keel_cache_t *c, const void *k, size_t n) {
+static inline __attribute__((always_inline)) uint64_t key_hash(const keel_cache_t *c, const void *k, size_t n) {
   if (c->hashfn) return c->hashfn(c->hash_ud, k, n, c->seed);
   return XXH3_64bits_withSeed(k, n, c->seed);
 }
@@ -598,6 +599,20 @@ static keel_status insert_locked(keel_cache_t *c, keel_cache_value_t *v) {
 
 /* ---- lifecycle ------------------------------------------------------------------- */
 
+/* The cache lock guards short critical sections, so a waiter spins a
+ * little before it sleeps (glibc's adaptive mutex): sleeping and waking
+ * costs two system calls, more than a whole insert. */
+static int lock_init(pthread_mutex_t *m) {
+  pthread_mutexattr_t a;
+  if (pthread_mutexattr_init(&a) != 0) return -1;
+#ifdef __GLIBC__
+  (void)pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+#endif
+  int rc = pthread_mutex_init(m, &a);
+  pthread_mutexattr_destroy(&a);
+  return rc;
+}
+
 static uint64_t random_seed(void) {
   uint64_t s = 0;
   if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s || s == 0) {
@@ -643,7 +658,7 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
     atomic_init(&c->tab, t);
     st = slot_reserve_locked(c);
   }
-  if (st == KEEL_OK && pthread_mutex_init(&c->lock, NULL) != 0) st = KEEL_ENOMEM;
+  if (st == KEEL_OK && lock_init(&c->lock) != 0) st = KEEL_ENOMEM;
   if (st == KEEL_OK && pthread_cond_init(&c->cond, NULL) != 0) {
     pthread_mutex_destroy(&c->lock);
     st = KEEL_ENOMEM;

@@ -65,9 +65,18 @@ typedef struct list {
   uint64_t weight;
 } list;
 
+/* A slot's policy state, in one place: a list operation touches a slot's
+ * links, weight and queue together, so keeping them in one 24-byte record
+ * costs one cache miss where separate arrays cost four. */
+typedef struct node {
+  uint64_t hash;
+  uint32_t prev, next, weight;
+  uint8_t queue; /* Q_* */
+} node;
+
 typedef struct sketch {
-  uint8_t *c;         /* 4 rows of `width` 4-bit counters (one per byte) */
-  uint32_t mask;      /* width - 1 */
+  uint64_t *w;        /* blocks of 8 words; a word holds 16 4-bit counters */
+  uint32_t mask;      /* blocks - 1 */
   uint64_t additions; /* increments since the last halving */
   uint64_t period;    /* halve every `period` increments */
   uint64_t seed;
@@ -79,9 +88,7 @@ struct keel_policy {
   int adaptive;
   keel_mem_tag tag;
   uint32_t nslots;
-  uint32_t *prev, *next, *weight; /* per slot */
-  uint64_t *hash;                 /* per slot */
-  uint8_t *queue;                 /* per slot: Q_* */
+  node *n;                        /* per slot */
   uint64_t capacity, used;
   list q[3];
   double share;             /* window share of capacity */
@@ -122,13 +129,19 @@ static uint32_t pow2_at_least(uint64_t n) {
 
 /* ---- frequency sketch ---------------------------------------------------- */
 
+/* A count-min sketch whose four rows live in one 64-byte block per key (the
+ * block-based layout of Caffeine 3): a key's four counters are in four
+ * different 16-byte quarters of one cache line, so an update or an
+ * estimate costs one cache miss rather than four. The sketch holds
+ * SKETCH_WIDTH x 4 counters per expected entry (SKETCH_WIDTH / 2 x 4 bits
+ * x 4 = 12 bytes at width 6), in blocks of 128 counters. */
 static keel_status sketch_init(sketch *s, keel_mem_tag tag, uint64_t entries, uint64_t seed) {
-  uint32_t width = pow2_at_least(entries * SKETCH_WIDTH);
-  uint8_t *c = keel_mem_calloc(tag, 2, width); /* 4 rows of 4-bit counters */
-  if (!c) return KEEL_ENOMEM;
-  keel_mem_free(s->c);
-  s->c = c;
-  s->mask = width - 1;
+  uint32_t blocks = pow2_at_least(entries * SKETCH_WIDTH) / 32;
+  uint64_t *w = keel_mem_calloc(tag, (size_t)blocks * 8, sizeof *w);
+  if (!w) return KEEL_ENOMEM;
+  keel_mem_free(s->w);
+  s->w = w;
+  s->mask = blocks - 1;
   s->additions = 0;
   s->period = 10 * (entries < 16 ? 16 : entries);
   s->entries = entries < 16 ? 16 : entries;
@@ -136,40 +149,50 @@ static keel_status sketch_init(sketch *s, keel_mem_tag tag, uint64_t entries, ui
   return KEEL_OK;
 }
 
-static inline uint32_t sketch_index(const sketch *s, uint64_t h, unsigned row) {
-  uint64_t x = (h ^ s->seed) + (row + 1) * 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 32)) * 0xd6e8feb86659fd93ull;
+/* The key's block, and in `pos` its four counters: row r is counter
+ * pos >> (5 r) & 31 of quarter r (words 2r and 2r+1 of the block). */
+static inline uint64_t *sketch_block(const sketch *s, uint64_t h, uint32_t *pos) {
+  uint64_t x = (h ^ s->seed) * 0x9e3779b97f4a7c15ull;
+  x ^= x >> 29;
+  x *= 0xbf58476d1ce4e5b9ull;
   x ^= x >> 32;
-  return row * (s->mask + 1) + ((uint32_t)x & s->mask);
+  *pos = (uint32_t)(x >> 32);
+  return s->w + (size_t)((uint32_t)x & s->mask) * 8;
 }
 
-/* Counters are packed two per byte (low nibble = even index), so the
- * sketch costs 2 bytes per expected entry per unit of SKETCH_WIDTH and stays
- * in the core's cache for the sizes that matter. */
-static inline unsigned nib_get(const uint8_t *c, uint32_t i) { return (c[i >> 1] >> ((i & 1) << 2)) & 15; }
+static inline uint64_t *sketch_cell(uint64_t *blk, uint32_t pos, unsigned r, unsigned *shift) {
+  unsigned i = (pos >> (5 * r)) & 31;
+  *shift = (i & 15) * 4;
+  return blk + 2 * r + (i >> 4);
+}
 
 static unsigned sketch_freq(const sketch *s, uint64_t h) {
-  unsigned f = 15;
+  uint32_t pos;
+  uint64_t *blk = sketch_block(s, h, &pos);
+  unsigned f = 15, sh;
   for (unsigned r = 0; r < 4; r++) {
-    unsigned v = nib_get(s->c, sketch_index(s, h, r));
+    unsigned v = (unsigned)(*sketch_cell(blk, pos, r, &sh) >> sh) & 15;
     if (v < f) f = v;
   }
   return f;
 }
 
 static void sketch_add(sketch *s, uint64_t h) {
+  uint32_t pos;
+  uint64_t *blk = sketch_block(s, h, &pos);
   int added = 0;
+  unsigned sh;
   for (unsigned r = 0; r < 4; r++) {
-    uint32_t i = sketch_index(s, h, r);
-    if (nib_get(s->c, i) < 15) {
-      s->c[i >> 1] = (uint8_t)(s->c[i >> 1] + (1u << ((i & 1) << 2)));
+    uint64_t *c = sketch_cell(blk, pos, r, &sh);
+    if (((*c >> sh) & 15) < 15) {
+      *c += 1ull << sh;
       added = 1;
     }
   }
   if (added && ++s->additions >= s->period) {
-    /* Halve every counter: both nibbles of a byte at once. */
-    size_t n = 2 * ((size_t)s->mask + 1);
-    for (size_t i = 0; i < n; i++) s->c[i] = (uint8_t)((s->c[i] >> 1) & 0x77);
+    /* Halve every counter: sixteen at a time. */
+    size_t n = ((size_t)s->mask + 1) * 8;
+    for (size_t i = 0; i < n; i++) s->w[i] = (s->w[i] >> 1) & 0x7777777777777777ull;
     s->additions /= 2;
   }
 }
@@ -177,27 +200,27 @@ static void sketch_add(sketch *s, uint64_t h) {
 /* ---- lists ----------------------------------------------------------------- */
 
 static void list_unlink(keel_policy_t *p, uint32_t s) {
-  list *l = &p->q[p->queue[s]];
-  uint32_t pv = p->prev[s], nx = p->next[s];
-  if (pv != KEEL_POLICY_NONE) p->next[pv] = nx;
+  list *l = &p->q[p->n[s].queue];
+  uint32_t pv = p->n[s].prev, nx = p->n[s].next;
+  if (pv != KEEL_POLICY_NONE) p->n[pv].next = nx;
   else l->head = nx;
-  if (nx != KEEL_POLICY_NONE) p->prev[nx] = pv;
+  if (nx != KEEL_POLICY_NONE) p->n[nx].prev = pv;
   else l->tail = pv;
   l->count--;
-  l->weight -= p->weight[s];
-  p->queue[s] = Q_NONE;
+  l->weight -= p->n[s].weight;
+  p->n[s].queue = Q_NONE;
 }
 
 static void list_push_head(keel_policy_t *p, unsigned qi, uint32_t s) {
   list *l = &p->q[qi];
-  p->queue[s] = (uint8_t)qi;
-  p->prev[s] = KEEL_POLICY_NONE;
-  p->next[s] = l->head;
-  if (l->head != KEEL_POLICY_NONE) p->prev[l->head] = s;
+  p->n[s].queue = (uint8_t)qi;
+  p->n[s].prev = KEEL_POLICY_NONE;
+  p->n[s].next = l->head;
+  if (l->head != KEEL_POLICY_NONE) p->n[l->head].prev = s;
   else l->tail = s;
   l->head = s;
   l->count++;
-  l->weight += p->weight[s];
+  l->weight += p->n[s].weight;
 }
 
 static void move_to(keel_policy_t *p, unsigned qi, uint32_t s) {
@@ -233,36 +256,20 @@ static void set_share(keel_policy_t *p, double share) {
   p->st.window_share = share;
 }
 
-static void free_arrays(keel_policy_t *p) {
-  keel_mem_free(p->prev);
-  keel_mem_free(p->next);
-  keel_mem_free(p->weight);
-  keel_mem_free(p->hash);
-  keel_mem_free(p->queue);
-}
+static void free_arrays(keel_policy_t *p) { keel_mem_free(p->n); }
 
 keel_status keel_policy_grow(keel_policy_t *p, uint32_t slots) {
   if (slots <= p->nslots) return KEEL_OK;
-  uint32_t *pv = keel_mem_realloc(p->tag, p->prev, (size_t)slots * 4);
-  if (!pv) return KEEL_ENOMEM;
-  p->prev = pv;
-  uint32_t *nx = keel_mem_realloc(p->tag, p->next, (size_t)slots * 4);
-  if (!nx) return KEEL_ENOMEM;
-  p->next = nx;
-  uint32_t *w = keel_mem_realloc(p->tag, p->weight, (size_t)slots * 4);
-  if (!w) return KEEL_ENOMEM;
-  p->weight = w;
-  uint64_t *h = keel_mem_realloc(p->tag, p->hash, (size_t)slots * 8);
-  if (!h) return KEEL_ENOMEM;
-  p->hash = h;
-  uint8_t *q = keel_mem_realloc(p->tag, p->queue, slots);
-  if (!q) return KEEL_ENOMEM;
-  p->queue = q;
-  memset(q + p->nslots, Q_NONE, slots - p->nslots);
-  /* The sketch follows the number of residents once it outgrows the
+  node *n = keel_mem_realloc(p->tag, p->n, (size_t)slots * sizeof *n);
+  if (!n) return KEEL_ENOMEM;
+  p->n = n;
+  for (uint32_t i = p->nslots; i < slots; i++) n[i].queue = Q_NONE;
+  /* The sketch follows the number of residents (at least half the slots,
+   * which double) once it outgrows the
    * capacity-based estimate (weighted caches learn their entry count). */
-  if (p->kind == K_WTLFU && pow2_at_least((uint64_t)slots * SKETCH_WIDTH) > p->sk.mask + 1 &&
-      sketch_init(&p->sk, p->tag, slots, p->sk.seed) != KEEL_OK) {
+  if (p->kind == K_WTLFU && slots / 2 > p->sk.entries &&
+      pow2_at_least((uint64_t)slots / 2 * SKETCH_WIDTH) / 32 > p->sk.mask + 1 &&
+      sketch_init(&p->sk, p->tag, slots / 2, p->sk.seed) != KEEL_OK) {
     /* Keep the old sketch: a smaller sketch only costs accuracy. */
   }
   p->nslots = slots;
@@ -322,7 +329,7 @@ keel_status keel_policy_create(const keel_policy_options *opt, keel_policy_t **o
 void keel_policy_destroy(keel_policy_t *p) {
   if (!p) return;
   for (unsigned i = 0; i < NSHADOW; i++) keel_policy_sim_destroy(p->shadow[i]);
-  keel_mem_free(p->sk.c);
+  keel_mem_free(p->sk.w);
   free_arrays(p);
   keel_mem_free(p);
 }
@@ -373,14 +380,14 @@ static void adaptive_observe(keel_policy_t *p, uint64_t h) {
 /* ---- operations ----------------------------------------------------------- */
 
 void keel_policy_hit(keel_policy_t *p, uint32_t s) {
-  if (s >= p->nslots || p->queue[s] == Q_NONE) return;
+  if (s >= p->nslots || p->n[s].queue == Q_NONE) return;
   if (p->kind == K_LRU) {
     move_to(p, 0, s);
     return;
   }
-  sketch_add(&p->sk, p->hash[s]);
-  if (p->adaptive) adaptive_observe(p, p->hash[s]);
-  switch (p->queue[s]) {
+  sketch_add(&p->sk, p->n[s].hash);
+  if (p->adaptive) adaptive_observe(p, p->n[s].hash);
+  switch (p->n[s].queue) {
   case Q_WIN: move_to(p, Q_WIN, s); break;
   case Q_PROT: move_to(p, Q_PROT, s); break;
   default: {
@@ -400,25 +407,25 @@ void keel_policy_miss(keel_policy_t *p, uint64_t h) {
 }
 
 void keel_policy_insert(keel_policy_t *p, uint32_t s, uint64_t h, uint32_t weight) {
-  p->hash[s] = h;
-  p->weight[s] = weight;
+  p->n[s].hash = h;
+  p->n[s].weight = weight;
   p->used += weight;
   if (p->kind == K_WTLFU) keel_policy_miss(p, h);
   list_push_head(p, Q_WIN, s);
 }
 
 void keel_policy_update(keel_policy_t *p, uint32_t s, uint32_t weight) {
-  if (s >= p->nslots || p->queue[s] == Q_NONE) return;
-  list *l = &p->q[p->queue[s]];
-  l->weight = l->weight - p->weight[s] + weight;
-  p->used = p->used - p->weight[s] + weight;
-  p->weight[s] = weight;
+  if (s >= p->nslots || p->n[s].queue == Q_NONE) return;
+  list *l = &p->q[p->n[s].queue];
+  l->weight = l->weight - p->n[s].weight + weight;
+  p->used = p->used - p->n[s].weight + weight;
+  p->n[s].weight = weight;
   keel_policy_hit(p, s);
 }
 
 void keel_policy_remove(keel_policy_t *p, uint32_t s) {
-  if (s >= p->nslots || p->queue[s] == Q_NONE) return;
-  p->used -= p->weight[s];
+  if (s >= p->nslots || p->n[s].queue == Q_NONE) return;
+  p->used -= p->n[s].weight;
   list_unlink(p, s);
 }
 
@@ -438,13 +445,13 @@ static uint32_t wtlfu_evict(keel_policy_t *p) {
     if (p->q[Q_WIN].weight > p->window_cap && cand != KEEL_POLICY_NONE) {
       uint64_t main_cap = p->capacity - p->window_cap;
       uint64_t main_w = p->used - p->q[Q_WIN].weight;
-      if (main_w + p->weight[cand] <= main_cap) {
+      if (main_w + p->n[cand].weight <= main_cap) {
         move_to(p, Q_PROB, cand);
         continue;
       }
       uint32_t victim = main_victim(p);
       if (victim == KEEL_POLICY_NONE) return evict_slot(p, cand);
-      if (sketch_freq(&p->sk, p->hash[cand]) > sketch_freq(&p->sk, p->hash[victim])) {
+      if (sketch_freq(&p->sk, p->n[cand].hash) > sketch_freq(&p->sk, p->n[victim].hash)) {
         move_to(p, Q_PROB, cand);
         p->st.admitted++;
         return evict_slot(p, victim);
@@ -602,7 +609,7 @@ int keel_policy_sim_access(keel_policy_sim_t *s, uint64_t h, uint32_t weight) {
   while (keel_policy_weight(s->p) > keel_policy_capacity(s->p)) {
     uint32_t v = keel_policy_evict(s->p);
     if (v == KEEL_POLICY_NONE) break;
-    map_delete(s, map_find(s, map_key(s->p->hash[v])));
+    map_delete(s, map_find(s, map_key(s->p->n[v].hash)));
     s->free[s->nfree++] = v;
   }
   return 0;
