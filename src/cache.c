@@ -16,7 +16,16 @@
  * of hits is lossy under contention, as in Caffeine, and the hit path never
  * waits.
  *
- * Writers hold `lock`. An insert makes room first: it adds the newcomer to
+ * Shards. A large cache is split by key hash into up to 16 shards (powers
+ * of two; each at least 4,096 expected entries and 1 MiB), each a cache of
+ * its own: lock, table, policy, slots, limbo lists, single-flight records,
+ * and an equal share of the bounds. Writers of different shards never meet,
+ * so misses on several cores proceed in parallel; the bound of the whole is
+ * the sum of the shards' bounds, so it holds at every moment as theirs do.
+ * An entry larger than its shard's share is not kept (KEEL_ELIMIT). Reader
+ * slots, the epoch and the counters of hits and misses are the cache's.
+ *
+ * Writers hold their shard's `lock`. An insert makes room first: it adds the newcomer to
  * the policy and evicts (unlinks) victims until the policy's weight fits
  * max_bytes (and the count fits max_entries), and only then links the
  * newcomer into the table. So the charged bytes of linked entries never
@@ -26,14 +35,16 @@
  * Reclamation (epoch based, two reader counters per slot as in classic
  * QSBR/EBR schemes, cf. Fraser 2004 and ck_epoch): a reader increments
  * `rd[i].active[e & 1]` for the global epoch e it read, re-reads the epoch
- * and retries if it moved. An unlinked entry is retired in the limbo list of
- * the epoch current at unlink time. The writer advances the epoch from e to
- * e+1 only when no reader is counted under parity (e+1)&1 (i.e. readers of
- * e-1 are gone); after that advance nothing that was unlinked at epoch e-1
- * or before can be reached, and the cache drops its reference to those
- * entries (freeing them unless a user still holds one). Because the cache's
- * reference lasts until then, a reader's increment of a reachable entry's
- * count never races with its free.
+ * and retries if it moved. An unlinked entry is retired in its shard's limbo
+ * list of the epoch read (after a full fence) once it is unlinked. Any shard
+ * may advance the epoch from e to e+1 (compare-and-swap) when no reader is
+ * counted under parity (e+1)&1 (i.e. readers of e-1 are gone). An entry
+ * retired at epoch r is unreachable once the epoch reaches r+2; the cache
+ * waits for r+3, one epoch of margin for a reader that entered at r+1 just
+ * before the unlink became visible, and then drops its reference (freeing
+ * the entry unless a user still holds one). Because the cache's reference
+ * lasts until then, a reader's increment of a reachable entry's count never
+ * races with its free.
  *
  * Single flight. A miss in get_or_load takes the lock, looks again, and
  * either joins a pending load of the same key (waiting on `cond`) or
@@ -42,11 +53,13 @@
  * record done, wakes the waiters and waits until each has taken its
  * reference, so the record can live on its stack.
  *
- * Guards: `lock` guards the table's structure, `slots`, `free_slots`, the
- * policy, limbo lists, pending list and the bytes/entries counters (which
- * readers of statistics read with relaxed loads). Lock order: `lock` only;
- * the removal callback runs under it. Per-thread counters and read buffers
- * live in the reader slots, written by their threads with relaxed atomics. */
+ * Guards: a shard's `lock` guards its table's structure, `slots`,
+ * `free_slots`, the policy, limbo lists, pending list and the bytes/entries
+ * counters (which readers of statistics read with relaxed loads). Lock
+ * order: one shard lock at a time, except that a drain holding one may
+ * *try* another (never waits); the removal callback runs under a shard's
+ * lock. Per-thread counters and read buffers live in the reader slots,
+ * written by their threads with relaxed atomics. */
 #define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP */
 #include "keel/cache.h"
 
@@ -66,6 +79,9 @@
 #define NREADERS 32    /* reader slots (threads hash onto them) */
 #define RBUF 32        /* read buffer entries per reader slot */
 #define LIMBO_BATCH 64 /* try to advance the epoch after this many retirements */
+#define NSHARDS_MAX 16
+#define SHARD_MIN_ENTRIES 4096
+#define SHARD_MIN_BYTES (1u << 20)
 #define NEG_FLAG 0x80000000u
 /* The policy sees every lookup of a cache of up to RECORD_ALL entries, and
  * 1 in 4 up to twice that, 1 in 16 beyond (see record and create). */
@@ -123,36 +139,48 @@ struct keel_cache_load {
   int nocache;
 };
 
+typedef struct shard {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  _Atomic(table *) tab;
+  _Atomic uint64_t rseq;              /* odd while a resize relinks entries */
+  keel_policy_t *pol;                 /* under lock */
+  keel_cache_value_t **slots;         /* under lock: slot -> entry */
+  uint32_t *free_slots;               /* under lock */
+  uint32_t nfree, nslots;
+  keel_cache_value_t *limbo[4];       /* under lock: retired entries by epoch mod 4 */
+  uint64_t limbo_epoch[4];            /* under lock: the epoch of each list */
+  size_t retired_since;               /* under lock */
+  pending *pend;                      /* under lock */
+  _Atomic uint64_t max_bytes, max_entries, bytes, entries;
+  _Atomic uint64_t loads, load_errors, evictions, expirations, removals, replacements, puts;
+} __attribute__((aligned(64))) shard;
+
 struct keel_cache {
   reader rd[NREADERS];                /* 64-byte aligned (see create) */
   void *raw;                          /* the allocation c lives in */
   _Atomic uint64_t epoch;
-  _Atomic(table *) tab;
-  _Atomic uint64_t rseq;              /* odd while a resize relinks entries */
   keel_mem_tag tag;
   uint64_t seed;
   uint64_t ttl, neg_ttl;
   uint32_t record_mask;               /* 0: record every lookup (see record) */
+  unsigned nshards;                   /* a power of two */
   keel_cache_removal_fn on_removal;
   void *removal_ud;
   keel_cache_clock_fn clock;
   void *clock_ud;
   keel_cache_hash_fn hashfn;
   void *hash_ud;
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  keel_policy_t *pol;                 /* under lock */
-  keel_cache_value_t **slots;         /* under lock: slot -> entry */
-  uint32_t *free_slots;               /* under lock */
-  uint32_t nfree, nslots;
-  keel_cache_value_t *limbo[3];       /* under lock: retired entries by epoch mod 3 */
-  size_t retired_since;               /* under lock */
-  pending *pend;                      /* under lock */
-  _Atomic uint64_t max_bytes, max_entries, bytes, entries;
-  _Atomic uint64_t loads, load_errors, evictions, expirations, removals, replacements, puts;
+  _Atomic uint64_t max_bytes, max_entries; /* the whole cache's bounds */
+  shard sh[];
 };
 
 /* ---- small helpers ------------------------------------------------------- */
+
+/* The shard of a hash: bits the bucket index (low bits) does not use. */
+static inline shard *shard_of(keel_cache_t *c, uint64_t h) {
+  return &c->sh[(unsigned)(h >> 48) & (c->nshards - 1)];
+}
 
 #define RLX memory_order_relaxed
 
@@ -334,29 +362,47 @@ static void limbo_free(keel_cache_value_t *v) {
   }
 }
 
-/* Tries to advance the epoch; on success drops the cache's references to
- * everything retired two epochs ago. Under lock. */
-static int epoch_try_advance_locked(keel_cache_t *c) {
+/* Advances the epoch from e to e+1 if no reader of e-1 remains. */
+static void epoch_try_advance(keel_cache_t *c) {
   uint64_t e = atomic_load(&c->epoch);
   for (unsigned i = 0; i < NREADERS; i++)
-    if (atomic_load(&c->rd[i].active[(e + 1) & 1]) != 0) return 0;
-  atomic_store(&c->epoch, e + 1);
-  /* Now at e+1: entries retired at e-1 are unreachable by any reader. */
-  limbo_free(c->limbo[(e + 2) % 3]);
-  c->limbo[(e + 2) % 3] = NULL;
-  return 1;
+    if (atomic_load(&c->rd[i].active[(e + 1) & 1]) != 0) return;
+  atomic_compare_exchange_strong(&c->epoch, &e, e + 1); /* lost: another shard advanced */
+}
+
+/* Drops the shard's references to what was retired 3 or more epochs ago. */
+static void limbo_reclaim_locked(keel_cache_t *c, shard *s) {
+  uint64_t e = atomic_load(&c->epoch);
+  for (unsigned i = 0; i < 4; i++) {
+    if (s->limbo[i] && s->limbo_epoch[i] + 3 <= e) {
+      limbo_free(s->limbo[i]);
+      s->limbo[i] = NULL;
+    }
+  }
 }
 
 /* Retires an unlinked entry: readers may still stand on it, so the cache's
- * reference is dropped two epochs later. The limbo list is threaded through
- * the entry's hash field, which no reader needs any more: a reader on the
- * entry compares a hash that no longer matches and walks on (its `next` is
- * intact), so retiring never allocates and never fails. Under lock. */
-static void retire_locked(keel_cache_t *c, keel_cache_value_t *v) {
-  unsigned i = (unsigned)(atomic_load_explicit(&c->epoch, RLX) % 3);
-  atomic_store_explicit(&v->hash, (uint64_t)(uintptr_t)c->limbo[i], RLX);
-  c->limbo[i] = v;
-  if (++c->retired_since >= LIMBO_BATCH && epoch_try_advance_locked(c)) c->retired_since = 0;
+ * reference is dropped three epochs later. The limbo list is threaded
+ * through the entry's hash field, which no reader needs any more: a reader
+ * on the entry compares a hash that no longer matches and walks on (its
+ * `next` is intact), so retiring never allocates and never fails. Under
+ * the shard's lock. */
+static void retire_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v) {
+  atomic_thread_fence(memory_order_seq_cst); /* the unlink before the epoch read */
+  uint64_t e = atomic_load(&c->epoch);
+  unsigned i = (unsigned)(e & 3);
+  if (s->limbo[i] && s->limbo_epoch[i] != e) { /* from epoch e-4 or before: unreachable */
+    limbo_free(s->limbo[i]);
+    s->limbo[i] = NULL;
+  }
+  atomic_store_explicit(&v->hash, (uint64_t)(uintptr_t)s->limbo[i], RLX);
+  s->limbo[i] = v;
+  s->limbo_epoch[i] = e;
+  if (++s->retired_since >= LIMBO_BATCH) {
+    s->retired_since = 0;
+    epoch_try_advance(c);
+    limbo_reclaim_locked(c, s);
+  }
 }
 
 /* ---- table -------------------------------------------------------------------- */
@@ -379,15 +425,15 @@ static inline int ent_matches(const keel_cache_value_t *v, uint64_t h, const voi
 }
 
 /* Walks one chain for key. */
-static keel_cache_value_t *table_find1(keel_cache_t *c, uint64_t h, const void *k, size_t n) {
-  table *t = atomic_load_explicit(&c->tab, memory_order_acquire);
+static keel_cache_value_t *table_find1(shard *s, uint64_t h, const void *k, size_t n) {
+  table *t = atomic_load_explicit(&s->tab, memory_order_acquire);
   keel_cache_value_t *v = atomic_load_explicit(&t->b[h & t->mask], memory_order_acquire);
   while (v && !ent_matches(v, h, k, n)) v = atomic_load_explicit(&v->next, memory_order_acquire);
   return v;
 }
 
-static void table_unlink_locked(keel_cache_t *c, keel_cache_value_t *v) {
-  table *t = atomic_load_explicit(&c->tab, RLX);
+static void table_unlink_locked(shard *s, keel_cache_value_t *v) {
+  table *t = atomic_load_explicit(&s->tab, RLX);
   _Atomic(keel_cache_value_t *) *pp = &t->b[ent_hash(v) & t->mask];
   keel_cache_value_t *cur;
   while ((cur = atomic_load_explicit(pp, RLX)) != v) pp = &cur->next;
@@ -399,20 +445,20 @@ static void table_unlink_locked(keel_cache_t *c, keel_cache_value_t *v) {
 /* Finds the entry of key under epoch protection (or the lock). A miss seen
  * while a resize relinked chains is retried (seqlock style): a hit is always
  * a real entry, a miss is real once no resize overlapped it. */
-static keel_cache_value_t *table_find(keel_cache_t *c, uint64_t h, const void *k, size_t n) {
+static keel_cache_value_t *table_find(shard *s, uint64_t h, const void *k, size_t n) {
   for (;;) {
-    uint64_t s = atomic_load_explicit(&c->rseq, memory_order_acquire);
-    keel_cache_value_t *v = table_find1(c, h, k, n);
+    uint64_t seq = atomic_load_explicit(&s->rseq, memory_order_acquire);
+    keel_cache_value_t *v = table_find1(s, h, k, n);
     if (v) return v;
     /* The chain loads above are acquire loads, so this re-read of the
      * sequence cannot move before them. */
-    if (!(s & 1) && atomic_load_explicit(&c->rseq, memory_order_acquire) == s) return NULL;
+    if (!(seq & 1) && atomic_load_explicit(&s->rseq, memory_order_acquire) == seq) return NULL;
     sched_yield();
   }
 }
 
-static void table_link_locked(keel_cache_t *c, keel_cache_value_t *v) {
-  table *t = atomic_load_explicit(&c->tab, RLX);
+static void table_link_locked(shard *s, keel_cache_value_t *v) {
+  table *t = atomic_load_explicit(&s->tab, RLX);
   _Atomic(keel_cache_value_t *) *b = &t->b[ent_hash(v) & t->mask];
   atomic_store_explicit(&v->next, atomic_load_explicit(b, RLX), RLX);
   /* release: the entry's header, key and value are written before it can
@@ -427,13 +473,13 @@ static void table_link_locked(keel_cache_t *c, keel_cache_value_t *v) {
  * and miss, which the sequence check in table_find turns into a retry. The
  * old bucket array may still be read, so it is kept until destroy (at most
  * as large as the current one in total). */
-static void table_maybe_grow_locked(keel_cache_t *c) {
-  table *t = atomic_load_explicit(&c->tab, RLX);
-  if (2 * atomic_load_explicit(&c->entries, RLX) <= t->mask + 1 || t->mask >= (1ull << 32)) return;
-  table *nt = table_new(c->tag, (t->mask + 1) * 2);
+static void table_maybe_grow_locked(shard *s, keel_mem_tag tag) {
+  table *t = atomic_load_explicit(&s->tab, RLX);
+  if (2 * atomic_load_explicit(&s->entries, RLX) <= t->mask + 1 || t->mask >= (1ull << 32)) return;
+  table *nt = table_new(tag, (t->mask + 1) * 2);
   if (!nt) return; /* longer chains, still correct */
   nt->older = t;
-  atomic_fetch_add_explicit(&c->rseq, 1, memory_order_acq_rel); /* odd */
+  atomic_fetch_add_explicit(&s->rseq, 1, memory_order_acq_rel); /* odd */
   for (uint64_t i = 0; i <= t->mask; i++) {
     keel_cache_value_t *v = atomic_load_explicit(&t->b[i], RLX);
     while (v) {
@@ -444,22 +490,32 @@ static void table_maybe_grow_locked(keel_cache_t *c) {
       v = nx;
     }
   }
-  atomic_store_explicit(&c->tab, nt, memory_order_release);
-  atomic_fetch_add_explicit(&c->rseq, 1, memory_order_release); /* even */
+  atomic_store_explicit(&s->tab, nt, memory_order_release);
+  atomic_fetch_add_explicit(&s->rseq, 1, memory_order_release); /* even */
 }
 
 /* ---- policy bookkeeping --------------------------------------------------------- */
 
-/* Drains the calling thread's read buffer into the policy. Under lock. */
-static void drain_locked(keel_cache_t *c, reader *r) {
+/* Drains the calling thread's read buffer into the policies. `held` is a
+ * shard whose lock the caller holds (or NULL); items of other shards are
+ * applied if their lock is free at once, else dropped. */
+static void drain(keel_cache_t *c, reader *r, shard *held) {
   uint32_t n = atomic_load_explicit(&r->rb_n, RLX);
   if (n > RBUF) n = RBUF;
+  shard *locked = NULL;
   for (uint32_t i = 0; i < n; i++) {
-    uint32_t s = atomic_load_explicit(&r->rb[i].slot, RLX);
+    uint32_t slot = atomic_load_explicit(&r->rb[i].slot, RLX);
     uint64_t h = atomic_load_explicit(&r->rb[i].hash, RLX);
-    if (s == KEEL_POLICY_NONE) keel_policy_miss(c->pol, h);
-    else if (s < c->nslots && c->slots[s] && ent_hash(c->slots[s]) == h) keel_policy_hit(c->pol, s);
+    shard *s = shard_of(c, h);
+    if (s != held && s != locked) {
+      if (locked) pthread_mutex_unlock(&locked->lock);
+      locked = pthread_mutex_trylock(&s->lock) == 0 ? s : NULL;
+      if (!locked) continue;
+    }
+    if (slot == KEEL_POLICY_NONE) keel_policy_miss(s->pol, h);
+    else if (slot < s->nslots && s->slots[slot] && ent_hash(s->slots[slot]) == h) keel_policy_hit(s->pol, slot);
   }
+  if (locked) pthread_mutex_unlock(&locked->lock);
   atomic_store_explicit(&r->rb_n, 0, RLX);
 }
 
@@ -483,12 +539,7 @@ static inline void record(keel_cache_t *c, reader *r, uint32_t slot, uint64_t h)
     atomic_store_explicit(&r->rb_n, n + 1, RLX);
     if (n + 1 < RBUF) return;
   }
-  if (pthread_mutex_trylock(&c->lock) == 0) {
-    drain_locked(c, r);
-    pthread_mutex_unlock(&c->lock);
-  } else {
-    atomic_store_explicit(&r->rb_n, 0, RLX); /* dropped: the lock was busy */
-  }
+  drain(c, r, NULL); /* items whose shard is busy are dropped */
 }
 
 /* ---- removal -------------------------------------------------------------------- */
@@ -500,21 +551,22 @@ static void notify(keel_cache_t *c, keel_cache_value_t *v, keel_cache_cause caus
 
 /* Unlinks a linked entry whose policy slot was already released by the
  * policy (evicted) or must be (removed), counts it and retires it. */
-static void unlink_locked(keel_cache_t *c, keel_cache_value_t *v, keel_cache_cause cause, int in_policy) {
-  if (in_policy) keel_policy_remove(c->pol, v->slot);
-  table_unlink_locked(c, v);
-  c->slots[v->slot] = NULL;
-  c->free_slots[c->nfree++] = v->slot;
-  atomic_fetch_sub_explicit(&c->bytes, ent_charge(v), RLX);
-  atomic_fetch_sub_explicit(&c->entries, 1, RLX);
+static void unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, keel_cache_cause cause,
+                          int in_policy) {
+  if (in_policy) keel_policy_remove(s->pol, v->slot);
+  table_unlink_locked(s, v);
+  s->slots[v->slot] = NULL;
+  s->free_slots[s->nfree++] = v->slot;
+  atomic_fetch_sub_explicit(&s->bytes, ent_charge(v), RLX);
+  atomic_fetch_sub_explicit(&s->entries, 1, RLX);
   switch (cause) {
-  case KEEL_CACHE_EVICTED: add(&c->evictions, 1); break;
-  case KEEL_CACHE_EXPIRED: add(&c->expirations, 1); break;
-  case KEEL_CACHE_REMOVED: add(&c->removals, 1); break;
-  case KEEL_CACHE_REPLACED: add(&c->replacements, 1); break;
+  case KEEL_CACHE_EVICTED: add(&s->evictions, 1); break;
+  case KEEL_CACHE_EXPIRED: add(&s->expirations, 1); break;
+  case KEEL_CACHE_REMOVED: add(&s->removals, 1); break;
+  case KEEL_CACHE_REPLACED: add(&s->replacements, 1); break;
   }
   notify(c, v, cause);
-  retire_locked(c, v);
+  retire_locked(c, s, v);
 }
 
 static inline int expired(const keel_cache_value_t *v, uint64_t now) {
@@ -524,44 +576,44 @@ static inline int expired(const keel_cache_value_t *v, uint64_t now) {
 
 /* Evicts until `extra` more bytes and one more entry fit; `newcomer` (not
  * linked, already in the policy) may be chosen: returns 0 then. Under lock. */
-static int make_room_locked(keel_cache_t *c, keel_cache_value_t *newcomer) {
-  uint64_t maxb = atomic_load_explicit(&c->max_bytes, RLX);
-  uint64_t maxe = atomic_load_explicit(&c->max_entries, RLX);
+static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newcomer) {
+  uint64_t maxb = atomic_load_explicit(&sh->max_bytes, RLX);
+  uint64_t maxe = atomic_load_explicit(&sh->max_entries, RLX);
   uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0;
   int admitted = 1;
   for (;;) {
-    uint64_t count = atomic_load_explicit(&c->entries, RLX) + (newcomer && admitted ? 1 : 0);
-    if (keel_policy_weight(c->pol) <= maxb && (!maxe || count <= maxe)) break;
-    uint32_t s = keel_policy_evict(c->pol);
+    uint64_t count = atomic_load_explicit(&sh->entries, RLX) + (newcomer && admitted ? 1 : 0);
+    if (keel_policy_weight(sh->pol) <= maxb && (!maxe || count <= maxe)) break;
+    uint32_t s = keel_policy_evict(sh->pol);
     if (s == KEEL_POLICY_NONE) break;
     if (newcomer && s == newcomer->slot) {
       admitted = 0;
       continue;
     }
-    keel_cache_value_t *v = c->slots[s];
-    unlink_locked(c, v, now && expired(v, now) ? KEEL_CACHE_EXPIRED : KEEL_CACHE_EVICTED, 0);
+    keel_cache_value_t *v = sh->slots[s];
+    unlink_locked(c, sh, v, now && expired(v, now) ? KEEL_CACHE_EXPIRED : KEEL_CACHE_EVICTED, 0);
   }
   return admitted;
 }
 
 /* ---- slots ---------------------------------------------------------------------- */
 
-static keel_status slot_reserve_locked(keel_cache_t *c) {
-  if (c->nfree) return KEEL_OK;
-  uint32_t n = c->nslots ? c->nslots * 2 : 64;
-  if (n <= c->nslots) return KEEL_ELIMIT;
-  keel_cache_value_t **ns = keel_mem_realloc(c->tag, c->slots, (size_t)n * sizeof *ns);
+static keel_status slot_reserve_locked(shard *s, keel_mem_tag tag) {
+  if (s->nfree) return KEEL_OK;
+  uint32_t n = s->nslots ? s->nslots * 2 : 64;
+  if (n <= s->nslots) return KEEL_ELIMIT;
+  keel_cache_value_t **ns = keel_mem_realloc(tag, s->slots, (size_t)n * sizeof *ns);
   if (!ns) return KEEL_ENOMEM;
-  c->slots = ns;
-  uint32_t *nf = keel_mem_realloc(c->tag, c->free_slots, (size_t)n * sizeof *nf);
+  s->slots = ns;
+  uint32_t *nf = keel_mem_realloc(tag, s->free_slots, (size_t)n * sizeof *nf);
   if (!nf) return KEEL_ENOMEM;
-  c->free_slots = nf;
-  if (keel_policy_grow(c->pol, n) != KEEL_OK) return KEEL_ENOMEM;
-  for (uint32_t i = n; i > c->nslots; i--) {
-    c->slots[i - 1] = NULL;
-    c->free_slots[c->nfree++] = i - 1;
+  s->free_slots = nf;
+  if (keel_policy_grow(s->pol, n) != KEEL_OK) return KEEL_ENOMEM;
+  for (uint32_t i = n; i > s->nslots; i--) {
+    s->slots[i - 1] = NULL;
+    s->free_slots[s->nfree++] = i - 1;
   }
-  c->nslots = n;
+  s->nslots = n;
   return KEEL_OK;
 }
 
@@ -569,31 +621,31 @@ static keel_status slot_reserve_locked(keel_cache_t *c) {
  * entry of its key. On KEEL_OK the cache took its own reference when the
  * entry was admitted. KEEL_ELIMIT: larger than the cache; KEEL_ENOMEM. Any
  * old entry is removed in all cases but ENOMEM. Under lock. */
-static keel_status insert_locked(keel_cache_t *c, keel_cache_value_t *v) {
+static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v) {
   uint64_t charge = ent_charge(v);
-  if (slot_reserve_locked(c) != KEEL_OK) return KEEL_ENOMEM;
-  keel_cache_value_t *old = table_find1(c, ent_hash(v), ent_key(v), ent_klen(v));
-  if (old) unlink_locked(c, old, KEEL_CACHE_REPLACED, 1);
-  if (charge > atomic_load_explicit(&c->max_bytes, RLX) || charge > UINT32_MAX) return KEEL_ELIMIT;
+  if (slot_reserve_locked(s, c->tag) != KEEL_OK) return KEEL_ENOMEM;
+  keel_cache_value_t *old = table_find1(s, ent_hash(v), ent_key(v), ent_klen(v));
+  if (old) unlink_locked(c, s, old, KEEL_CACHE_REPLACED, 1);
+  if (charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > UINT32_MAX) return KEEL_ELIMIT;
   uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0;
   uint64_t ttl = ent_negative(v) ? c->neg_ttl : c->ttl;
   atomic_store_explicit(&v->expire, ttl ? now + ttl : 0, RLX);
-  v->slot = c->free_slots[--c->nfree];
-  keel_policy_insert(c->pol, v->slot, ent_hash(v), (uint32_t)charge);
-  add(&c->puts, 1);
-  if (!make_room_locked(c, v)) {
+  v->slot = s->free_slots[--s->nfree];
+  keel_policy_insert(s->pol, v->slot, ent_hash(v), (uint32_t)charge);
+  add(&s->puts, 1);
+  if (!make_room_locked(c, s, v)) {
     /* Refused by admission: counted and reported as an eviction. */
-    c->free_slots[c->nfree++] = v->slot;
-    add(&c->evictions, 1);
+    s->free_slots[s->nfree++] = v->slot;
+    add(&s->evictions, 1);
     notify(c, v, KEEL_CACHE_EVICTED);
     return KEEL_OK;
   }
-  c->slots[v->slot] = v;
+  s->slots[v->slot] = v;
   atomic_fetch_add_explicit(&v->refs, 1, RLX); /* the cache's reference */
-  add(&c->bytes, charge);
-  add(&c->entries, 1);
-  table_link_locked(c, v);
-  table_maybe_grow_locked(c);
+  add(&s->bytes, charge);
+  add(&s->entries, 1);
+  table_link_locked(s, v);
+  table_maybe_grow_locked(s, c->tag);
   return KEEL_OK;
 }
 
@@ -623,14 +675,75 @@ static uint64_t random_seed(void) {
   return s | 1;
 }
 
+/* How many shards: as many as keep each at SHARD_MIN_ENTRIES expected
+ * entries and SHARD_MIN_BYTES, up to NSHARDS_MAX. */
+static unsigned shard_count(const keel_cache_options *opt, uint64_t hint) {
+  unsigned n = 1;
+  while (n < NSHARDS_MAX && hint / (2 * n) >= SHARD_MIN_ENTRIES && opt->max_bytes / (2 * n) >= SHARD_MIN_BYTES &&
+         (!opt->max_entries || opt->max_entries / (2 * n) >= SHARD_MIN_ENTRIES))
+    n *= 2;
+  return n;
+}
+
+/* Splits a bound over the shards: equal shares, the remainder to shard 0,
+ * so the shares add up to the whole. */
+static uint64_t share_of(uint64_t total, unsigned n, unsigned i) {
+  return total / n + (i == 0 ? total % n : 0);
+}
+
+static keel_status shard_init(keel_cache_t *c, shard *s, const keel_cache_options *opt, unsigned i,
+                              uint64_t hint) {
+  uint64_t maxb = share_of(opt->max_bytes, c->nshards, i);
+  atomic_init(&s->max_bytes, maxb);
+  atomic_init(&s->max_entries, opt->max_entries ? share_of(opt->max_entries, c->nshards, i) : 0);
+  uint64_t h = hint / c->nshards;
+  keel_policy_options po = {sizeof po, opt->policy, maxb, 64, c->seed + i, c->tag, h ? h : 1, c->nshards};
+  keel_status st = keel_policy_create(&po, &s->pol);
+  if (st != KEEL_OK) return st;
+  table *t = table_new(c->tag, 64);
+  if (!t) return KEEL_ENOMEM;
+  atomic_init(&s->tab, t);
+  if ((st = slot_reserve_locked(s, c->tag)) != KEEL_OK) return st;
+  if (lock_init(&s->lock) != 0) return KEEL_ENOMEM;
+  if (pthread_cond_init(&s->cond, NULL) != 0) {
+    pthread_mutex_destroy(&s->lock);
+    return KEEL_ENOMEM;
+  }
+  return KEEL_OK;
+}
+
+/* Frees what shard_init made; `locks`: whether the lock and cond exist. */
+static void shard_free(shard *s, int locks) {
+  for (uint32_t i = 0; i < s->nslots; i++)
+    if (s->slots[i]) ent_unref(s->slots[i]);
+  for (int i = 0; i < 4; i++) limbo_free(s->limbo[i]);
+  table *t = atomic_load_explicit(&s->tab, RLX);
+  while (t) {
+    table *o = t->older;
+    keel_mem_free(t);
+    t = o;
+  }
+  keel_policy_destroy(s->pol);
+  keel_mem_free(s->slots);
+  keel_mem_free(s->free_slots);
+  if (locks) {
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+  }
+}
+
 keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out) {
   if (!opt || !out || opt->size < sizeof(keel_cache_options) ||
       opt->max_bytes <= keel_cache_entry_overhead() ||
       (opt->policy && !keel_policy_known(opt->policy)))
     return KEEL_EINVAL;
-  /* keel_mem gives 16-byte alignment; the reader slots need 64 so that no
-   * two threads' slots share a cache line. */
-  void *raw = keel_mem_calloc(opt->tag, 1, sizeof(keel_cache_t) + 64);
+  /* Expected residents: the entry bound, or the bytes over a small entry. */
+  uint64_t hint = opt->max_bytes / (keel_cache_entry_overhead() + 64);
+  if (opt->max_entries && (opt->max_entries < hint || !hint)) hint = opt->max_entries;
+  unsigned n = shard_count(opt, hint);
+  /* keel_mem gives 16-byte alignment; the reader slots and shards need 64
+   * so that no two threads' slots share a cache line. */
+  void *raw = keel_mem_calloc(opt->tag, 1, sizeof(keel_cache_t) + n * sizeof(shard) + 64);
   if (!raw) return KEEL_ENOMEM;
   keel_cache_t *c = (keel_cache_t *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
   c->raw = raw;
@@ -644,30 +757,17 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
   c->clock_ud = opt->clock_ud;
   c->hashfn = opt->hash;
   c->hash_ud = opt->hash_ud;
+  c->nshards = n;
   atomic_init(&c->max_bytes, opt->max_bytes);
   atomic_init(&c->max_entries, opt->max_entries);
-  /* Expected residents: the entry bound, or the bytes over a small entry. */
-  uint64_t hint = opt->max_bytes / (keel_cache_entry_overhead() + 64);
-  if (opt->max_entries && (opt->max_entries < hint || !hint)) hint = opt->max_entries;
-  keel_policy_options po = {sizeof po, opt->policy, opt->max_bytes, 64, c->seed, c->tag, hint ? hint : 1};
   c->record_mask = hint <= RECORD_ALL ? 0 : hint <= 2 * RECORD_ALL ? 3 : 15;
-  keel_status st = keel_policy_create(&po, &c->pol);
-  table *t = st == KEEL_OK ? table_new(c->tag, 64) : NULL;
-  if (st == KEEL_OK && !t) st = KEEL_ENOMEM;
-  if (st == KEEL_OK) {
-    atomic_init(&c->tab, t);
-    st = slot_reserve_locked(c);
-  }
-  if (st == KEEL_OK && lock_init(&c->lock) != 0) st = KEEL_ENOMEM;
-  if (st == KEEL_OK && pthread_cond_init(&c->cond, NULL) != 0) {
-    pthread_mutex_destroy(&c->lock);
-    st = KEEL_ENOMEM;
-  }
+  keel_status st = KEEL_OK;
+  unsigned made = 0;
+  for (; made < n && st == KEEL_OK; made++) st = shard_init(c, &c->sh[made], opt, made, hint);
   if (st != KEEL_OK) {
-    keel_policy_destroy(c->pol);
-    keel_mem_free(t);
-    keel_mem_free(c->slots);
-    keel_mem_free(c->free_slots);
+    /* Shards before the failed one are whole; the failed one has no lock
+     * (lock_init is its last step that can fail before cond). */
+    for (unsigned i = 0; i < made; i++) shard_free(&c->sh[i], i + 1 < made);
     keel_mem_free(c->raw);
     return st;
   }
@@ -677,20 +777,7 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
 
 void keel_cache_destroy(keel_cache_t *c) {
   if (!c) return;
-  for (uint32_t i = 0; i < c->nslots; i++)
-    if (c->slots[i]) ent_unref(c->slots[i]);
-  for (int i = 0; i < 3; i++) limbo_free(c->limbo[i]);
-  table *t = atomic_load_explicit(&c->tab, RLX);
-  while (t) {
-    table *o = t->older;
-    keel_mem_free(t);
-    t = o;
-  }
-  keel_policy_destroy(c->pol);
-  keel_mem_free(c->slots);
-  keel_mem_free(c->free_slots);
-  pthread_cond_destroy(&c->cond);
-  pthread_mutex_destroy(&c->lock);
+  for (unsigned i = 0; i < c->nshards; i++) shard_free(&c->sh[i], 1);
   keel_mem_free(c->raw);
 }
 
@@ -699,7 +786,7 @@ void keel_cache_destroy(keel_cache_t *c) {
 /* The lock-free lookup shared by get, read and get_or_load: returns the live,
  * unexpired, positive-or-negative entry or NULL, inside the caller's epoch. */
 static inline keel_cache_value_t *lookup(keel_cache_t *c, uint64_t h, const void *k, size_t n) {
-  keel_cache_value_t *v = table_find(c, h, k, n);
+  keel_cache_value_t *v = table_find(shard_of(c, h), h, k, n);
   if (v && (c->ttl || c->neg_ttl) && expired(v, now_ns(c))) v = NULL;
   return v;
 }
@@ -745,52 +832,53 @@ keel_status keel_cache_read(keel_cache_t *c, const void *key, size_t key_len, ke
  * pending load, or become the loader. */
 static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
                              keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **out) {
-  pthread_mutex_lock(&c->lock);
-  keel_cache_value_t *v = table_find1(c, h, key, klen);
+  shard *s = shard_of(c, h);
+  pthread_mutex_lock(&s->lock);
+  keel_cache_value_t *v = table_find1(s, h, key, klen);
   if (v && (c->ttl || c->neg_ttl) && expired(v, now_ns(c))) {
-    unlink_locked(c, v, KEEL_CACHE_EXPIRED, 1);
+    unlink_locked(c, s, v, KEEL_CACHE_EXPIRED, 1);
     v = NULL;
   }
   if (v) {
     keel_status st = ent_negative(v) ? (keel_status)(int32_t)v->vlen : KEEL_OK;
     if (st == KEEL_OK) atomic_fetch_add_explicit(&v->refs, 1, RLX);
-    pthread_mutex_unlock(&c->lock);
+    pthread_mutex_unlock(&s->lock);
     if (st == KEEL_OK) *out = v;
     return st;
   }
-  pending *p = c->pend;
+  pending *p = s->pend;
   while (p && !(p->hash == h && p->klen == klen && memcmp(p->key, key, klen) == 0)) p = p->next;
   if (p) {
     p->waiters++;
-    while (!p->done) pthread_cond_wait(&c->cond, &c->lock);
+    while (!p->done) pthread_cond_wait(&s->cond, &s->lock);
     keel_status st = p->status;
     if (st == KEEL_OK) {
       atomic_fetch_add_explicit(&p->value->refs, 1, RLX);
       *out = p->value;
     }
-    if (--p->waiters == 0) pthread_cond_broadcast(&c->cond);
-    pthread_mutex_unlock(&c->lock);
+    if (--p->waiters == 0) pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
     return st;
   }
-  pending me = {c->pend, h, key, klen, 0, KEEL_OK, NULL, 0};
-  c->pend = &me;
-  pthread_mutex_unlock(&c->lock);
+  pending me = {s->pend, h, key, klen, 0, KEEL_OK, NULL, 0};
+  s->pend = &me;
+  pthread_mutex_unlock(&s->lock);
 
   keel_cache_load_t ld = {c, key, klen, h, NULL, 0};
-  add(&c->loads, 1);
+  add(&s->loads, 1);
   keel_status st = loader(ctx, key, klen, &ld);
   if (st == KEEL_OK && !ld.v && !keel_cache_load_alloc(&ld, 0)) st = KEEL_ENOMEM;
 
-  pthread_mutex_lock(&c->lock);
-  pending **pp = &c->pend;
+  pthread_mutex_lock(&s->lock);
+  pending **pp = &s->pend;
   while (*pp != &me) pp = &(*pp)->next;
   *pp = me.next;
   if (st == KEEL_OK) {
     atomic_store_explicit(&ld.v->hash, h, RLX);
-    if (!ld.nocache) (void)insert_locked(c, ld.v); /* ELIMIT/ENOMEM: returned uncached */
+    if (!ld.nocache) (void)insert_locked(c, s, ld.v); /* ELIMIT/ENOMEM: returned uncached */
     me.value = ld.v;
   } else {
-    add(&c->load_errors, 1);
+    add(&s->load_errors, 1);
     if (ld.v) ent_unref(ld.v);
     ld.v = NULL;
     keel_cache_value_t *neg = c->neg_ttl ? ent_alloc(c->tag, key, klen, 0) : NULL;
@@ -798,17 +886,17 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
       neg->klen |= NEG_FLAG;
       neg->vlen = (uint32_t)(int32_t)st;
       atomic_store_explicit(&neg->hash, h, RLX);
-      (void)insert_locked(c, neg);
+      (void)insert_locked(c, s, neg);
       ent_unref(neg);
     }
   }
   me.status = st;
   me.done = 1;
   if (me.waiters) {
-    pthread_cond_broadcast(&c->cond);
-    while (me.waiters) pthread_cond_wait(&c->cond, &c->lock);
+    pthread_cond_broadcast(&s->cond);
+    while (me.waiters) pthread_cond_wait(&s->cond, &s->lock);
   }
-  pthread_mutex_unlock(&c->lock);
+  pthread_mutex_unlock(&s->lock);
   if (st == KEEL_OK) *out = ld.v;
   return st;
 }
@@ -867,11 +955,13 @@ keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len, con
   keel_cache_value_t *v = ent_alloc(c->tag, key, key_len, len);
   if (!v) return key_len >= NEG_FLAG || len > UINT32_MAX ? KEEL_ELIMIT : KEEL_ENOMEM;
   if (len) memcpy(ent_data(v), data, len);
-  atomic_store_explicit(&v->hash, key_hash(c, key, key_len), RLX);
-  pthread_mutex_lock(&c->lock);
-  drain_locked(c, my_reader(c));
-  keel_status st = insert_locked(c, v);
-  pthread_mutex_unlock(&c->lock);
+  uint64_t h = key_hash(c, key, key_len);
+  atomic_store_explicit(&v->hash, h, RLX);
+  shard *s = shard_of(c, h);
+  pthread_mutex_lock(&s->lock);
+  drain(c, my_reader(c), s); /* the thread's earlier hits before this insert */
+  keel_status st = insert_locked(c, s, v);
+  pthread_mutex_unlock(&s->lock);
   ent_unref(v); /* the cache holds its own reference if it kept v */
   return st;
 }
@@ -879,44 +969,57 @@ keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len, con
 keel_status keel_cache_remove(keel_cache_t *c, const void *key, size_t key_len) {
   if (!c || (!key && key_len)) return KEEL_EMISUSE;
   uint64_t h = key_hash(c, key, key_len);
-  pthread_mutex_lock(&c->lock);
-  keel_cache_value_t *v = table_find1(c, h, key, key_len);
-  if (v) unlink_locked(c, v, KEEL_CACHE_REMOVED, 1);
-  pthread_mutex_unlock(&c->lock);
+  shard *s = shard_of(c, h);
+  pthread_mutex_lock(&s->lock);
+  keel_cache_value_t *v = table_find1(s, h, key, key_len);
+  if (v) unlink_locked(c, s, v, KEEL_CACHE_REMOVED, 1);
+  pthread_mutex_unlock(&s->lock);
   return v ? KEEL_OK : KEEL_ENOTFOUND;
 }
 
 void keel_cache_clear(keel_cache_t *c) {
   if (!c) return;
-  pthread_mutex_lock(&c->lock);
-  for (uint32_t i = 0; i < c->nslots; i++)
-    if (c->slots[i]) unlink_locked(c, c->slots[i], KEEL_CACHE_REMOVED, 1);
-  pthread_mutex_unlock(&c->lock);
+  for (unsigned k = 0; k < c->nshards; k++) {
+    shard *s = &c->sh[k];
+    pthread_mutex_lock(&s->lock);
+    for (uint32_t i = 0; i < s->nslots; i++)
+      if (s->slots[i]) unlink_locked(c, s, s->slots[i], KEEL_CACHE_REMOVED, 1);
+    pthread_mutex_unlock(&s->lock);
+  }
 }
 
 uint64_t keel_cache_cleanup(keel_cache_t *c) {
   if (!c || !(c->ttl || c->neg_ttl)) return 0;
   uint64_t n = 0;
-  pthread_mutex_lock(&c->lock);
-  uint64_t now = now_ns(c);
-  for (uint32_t i = 0; i < c->nslots; i++) {
-    if (c->slots[i] && expired(c->slots[i], now)) {
-      unlink_locked(c, c->slots[i], KEEL_CACHE_EXPIRED, 1);
-      n++;
+  for (unsigned k = 0; k < c->nshards; k++) {
+    shard *s = &c->sh[k];
+    pthread_mutex_lock(&s->lock);
+    uint64_t now = now_ns(c);
+    for (uint32_t i = 0; i < s->nslots; i++) {
+      if (s->slots[i] && expired(s->slots[i], now)) {
+        unlink_locked(c, s, s->slots[i], KEEL_CACHE_EXPIRED, 1);
+        n++;
+      }
     }
+    pthread_mutex_unlock(&s->lock);
   }
-  pthread_mutex_unlock(&c->lock);
   return n;
 }
 
 keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes) {
   if (!c || max_bytes == 0) return KEEL_EINVAL;
-  pthread_mutex_lock(&c->lock);
-  /* Shrinking evicts before returning; no insert can run meanwhile. */
-  keel_policy_set_capacity(c->pol, max_bytes);
   atomic_store_explicit(&c->max_bytes, max_bytes, RLX);
-  (void)make_room_locked(c, NULL);
-  pthread_mutex_unlock(&c->lock);
+  for (unsigned k = 0; k < c->nshards; k++) {
+    shard *s = &c->sh[k];
+    uint64_t b = share_of(max_bytes, c->nshards, k);
+    pthread_mutex_lock(&s->lock);
+    /* Shrinking evicts before returning; no insert to the shard can run
+     * meanwhile (one that ran before saw the old, larger share). */
+    keel_policy_set_capacity(s->pol, b ? b : 1);
+    atomic_store_explicit(&s->max_bytes, b ? b : 1, RLX);
+    (void)make_room_locked(c, s, NULL);
+    pthread_mutex_unlock(&s->lock);
+  }
   return KEEL_OK;
 }
 
@@ -942,25 +1045,31 @@ void keel_cache_get_stats(keel_cache_t *c, keel_cache_stats *out) {
     out->hits += atomic_load_explicit(&c->rd[i].hits, RLX);
     out->misses += atomic_load_explicit(&c->rd[i].misses, RLX);
   }
-  out->loads = atomic_load_explicit(&c->loads, RLX);
-  out->load_errors = atomic_load_explicit(&c->load_errors, RLX);
-  out->evictions = atomic_load_explicit(&c->evictions, RLX);
-  out->expirations = atomic_load_explicit(&c->expirations, RLX);
-  out->removals = atomic_load_explicit(&c->removals, RLX);
-  out->replacements = atomic_load_explicit(&c->replacements, RLX);
-  out->puts = atomic_load_explicit(&c->puts, RLX);
-  out->entries = atomic_load_explicit(&c->entries, RLX);
-  out->bytes = atomic_load_explicit(&c->bytes, RLX);
   out->max_bytes = atomic_load_explicit(&c->max_bytes, RLX);
   out->max_entries = atomic_load_explicit(&c->max_entries, RLX);
-  keel_policy_stats ps;
-  pthread_mutex_lock(&c->lock);
-  keel_policy_get_stats(c->pol, &ps);
-  pthread_mutex_unlock(&c->lock);
-  out->policy_admitted = ps.admitted;
-  out->policy_rejected = ps.rejected;
-  out->policy_adaptations = ps.adaptations;
-  out->policy_window_share = ps.window_share;
+  double share = 0;
+  for (unsigned k = 0; k < c->nshards; k++) {
+    shard *s = &c->sh[k];
+    out->loads += atomic_load_explicit(&s->loads, RLX);
+    out->load_errors += atomic_load_explicit(&s->load_errors, RLX);
+    out->evictions += atomic_load_explicit(&s->evictions, RLX);
+    out->expirations += atomic_load_explicit(&s->expirations, RLX);
+    out->removals += atomic_load_explicit(&s->removals, RLX);
+    out->replacements += atomic_load_explicit(&s->replacements, RLX);
+    out->puts += atomic_load_explicit(&s->puts, RLX);
+    out->entries += atomic_load_explicit(&s->entries, RLX);
+    out->bytes += atomic_load_explicit(&s->bytes, RLX);
+    keel_policy_stats ps;
+    pthread_mutex_lock(&s->lock);
+    keel_policy_get_stats(s->pol, &ps);
+    pthread_mutex_unlock(&s->lock);
+    out->policy_admitted += ps.admitted;
+    out->policy_rejected += ps.rejected;
+    out->policy_adaptations += ps.adaptations;
+    share += ps.window_share;
+  }
+  out->policy_window_share = share / c->nshards;
+  out->shards = c->nshards;
 }
 
-const char *keel_cache_policy(const keel_cache_t *c) { return c ? keel_policy_name(c->pol) : "?"; }
+const char *keel_cache_policy(const keel_cache_t *c) { return c ? keel_policy_name(c->sh[0].pol) : "?"; }

@@ -41,6 +41,7 @@
 #include "keel/policy.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,7 @@ enum { Q_WIN = 0, Q_PROB = 1, Q_PROT = 2, Q_NONE = 255 };
  * docs/PERFORMANCE.md); none depends on the trace. */
 #define SKETCH_WIDTH 6     /* sketch counters per row per expected entry */
 #define SHADOW_ENTRIES 512 /* shadows hold at least this many entries (or all) */
+#define SHADOW_ENTRIES_MIN 64 /* ... or this many, for one of several partitions */
 #define PERIOD_LEN 6       /* a period lasts this many shadow capacities of samples */
 #define SCORE_DECAY 0.95   /* weight of the past in a shadow's score, per period */
 #define NSHARE 6
@@ -276,15 +278,17 @@ keel_status keel_policy_grow(keel_policy_t *p, uint32_t slots) {
   return KEEL_OK;
 }
 
-static keel_status adaptive_init(keel_policy_t *p, uint64_t entries) {
+static keel_status adaptive_init(keel_policy_t *p, uint64_t entries, uint32_t partitions) {
   /* Shadows hold about 512 entries, or all of them. They count entries
    * (unit weights); for weighted residents their capacity follows the
    * measured mean weight (see adaptive_observe). */
   uint64_t s = 1;
-  while (entries / (s * 2) >= SHADOW_ENTRIES && s < (1u << 20)) s *= 2;
+  uint64_t least = SHADOW_ENTRIES / (partitions > 1 ? partitions : 1);
+  if (least < SHADOW_ENTRIES_MIN) least = SHADOW_ENTRIES_MIN;
+  while (entries / (s * 2) >= least && s < (1u << 20)) s *= 2;
   p->sample_mask = s - 1;
   for (unsigned i = 0; i < NSHADOW; i++) {
-    keel_policy_options o = {sizeof o, "wtinylfu", entries / s, 0, p->seed + i + 1, p->tag, 0};
+    keel_policy_options o = {sizeof o, "wtinylfu", entries / s, 0, p->seed + i + 1, p->tag, 0, 1};
     if (o.capacity == 0) o.capacity = 1;
     keel_status st = keel_policy_sim_create(&o, &p->shadow[i]);
     if (st != KEEL_OK) return st;
@@ -317,7 +321,9 @@ keel_status keel_policy_create(const keel_policy_options *opt, keel_policy_t **o
     set_share(p, 0.01);
   }
   if (st == KEEL_OK) st = keel_policy_grow(p, opt->slots ? opt->slots : 16);
-  if (st == KEEL_OK && adaptive) st = adaptive_init(p, opt->entries_hint ? opt->entries_hint : opt->capacity);
+  uint32_t parts = opt->size >= offsetof(keel_policy_options, partitions) + sizeof opt->partitions ? opt->partitions : 1;
+  if (st == KEEL_OK && adaptive)
+    st = adaptive_init(p, opt->entries_hint ? opt->entries_hint : opt->capacity, parts);
   if (st != KEEL_OK) {
     keel_policy_destroy(p);
     return st;

@@ -53,6 +53,7 @@ typedef struct shared {
   atomic_int bad;
   atomic_ulong lookups;
   atomic_ulong over;
+  uint64_t keys; /* the key space */
   unsigned id;
 } shared;
 
@@ -66,7 +67,7 @@ static void *writer(void *p) {
   uint64_t seed = 0x9e3779b97f4a7c15ull * (a->id + 1);
   unsigned char buf[1024];
   for (int i = 0; i < PUTS_PER_WRITER; i++) {
-    uint64_t k = rnd(&seed) % 3000;
+    uint64_t k = rnd(&seed) % a->s->keys;
     size_t len = fill_value(k, buf);
     if (keel_cache_put(a->s->c, &k, sizeof k, buf, len) != KEEL_OK) atomic_store(&a->s->bad, 1);
     if (i % 7 == 0) (void)keel_cache_remove(a->s->c, &k, sizeof k);
@@ -102,7 +103,7 @@ static void *reader_fn(void *p) {
     /* Reader 1 pins the epoch for batches of lookups (keel_cache_pin). */
     if (a->id == 1 && n % 128 == 0) keel_cache_pin(a->s->c);
     if (a->id == 1 && n % 128 == 126) keel_cache_unpin(a->s->c);
-    uint64_t k = rnd(&seed) % 3000;
+    uint64_t k = rnd(&seed) % a->s->keys;
     keel_cache_value_t *v;
     if (keel_cache_get(a->s->c, &k, sizeof k, &v) == KEEL_OK) {
       if (!check_value(k, keel_cache_value_data(v), keel_cache_value_len(v))) atomic_store(&a->s->bad, 2);
@@ -118,15 +119,16 @@ static void *reader_fn(void *p) {
   return NULL;
 }
 
-/* Writers of varied sizes, readers verifying bytes, a watcher of the bound. */
-static void test_bound_and_integrity(void **state) {
-  (void)state;
+/* Writers of varied sizes over `keys` keys, readers verifying bytes, a
+ * watcher of the bound; the cache has `shards` shards. */
+static void run_bound(uint64_t cap, uint64_t keys, uint64_t shards) {
   int64_t before = tu_tracked_bytes();
   static const char *pols[] = {"default", "lru"};
   for (int p = 0; p < 2; p++) {
     shared s;
     memset(&s, 0, sizeof s);
-    s.cap = 200 * (keel_cache_entry_overhead() + 300);
+    s.cap = cap;
+    s.keys = keys;
     keel_cache_options o = base_opts(s.cap);
     o.policy = pols[p];
     assert_int_equal(keel_cache_create(&o, &s.c), KEEL_OK);
@@ -151,12 +153,26 @@ static void test_bound_and_integrity(void **state) {
     keel_cache_get_stats(s.c, &st);
     assert_true(st.bytes <= s.cap);
     assert_true(st.entries > 0);
+    assert_int_equal(st.shards, shards);
+    assert_true(st.evictions > 0);
     assert_int_equal(st.hits + st.misses, atomic_load(&s.lookups));
     assert_int_equal(st.puts, 3 * PUTS_PER_WRITER);
     assert_int_equal(st.puts, st.entries + st.evictions + st.replacements + st.removals);
     keel_cache_destroy(s.c);
   }
   assert_int_equal(tu_tracked_bytes(), before);
+}
+
+static void test_bound_and_integrity(void **state) {
+  (void)state;
+  run_bound(200 * (keel_cache_entry_overhead() + 300), 3000, 1);
+}
+
+/* A cache large enough to be split: 4 shards of 1 MiB, each with its own
+ * lock, table and policy, still bounded as a whole at every moment. */
+static void test_sharded_bound(void **state) {
+  (void)state;
+  run_bound(4u << 20, 40000, 4);
 }
 
 /* ---- single flight ---------------------------------------------------------- */
@@ -332,6 +348,7 @@ static void test_more_threads_than_slots(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bound_and_integrity),
+      cmocka_unit_test(test_sharded_bound),
       cmocka_unit_test(test_single_flight),
       cmocka_unit_test(test_readthrough_concurrent),
       cmocka_unit_test(test_more_threads_than_slots),

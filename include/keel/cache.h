@@ -10,7 +10,10 @@
  * (keel_cache_entry_overhead()). The sum of the charges of the entries in
  * the cache never exceeds max_bytes, at any moment, under any concurrency:
  * victims leave before a newcomer is published. An optional max_entries
- * bounds the count the same way.
+ * bounds the count the same way. A large cache is split by key hash into
+ * up to 16 shards (stats.shards), each bounded by an equal share: an entry
+ * larger than its shard's share is not stored (KEEL_ELIMIT); shards begin
+ * at 8,192 expected entries and 2 MiB.
  *
  * Keys are compared in full; the hash (XXH3, keyed with a random seed per
  * cache unless the options fix one) only picks the bucket. Eviction follows
@@ -20,7 +23,7 @@
  * Thread safety: every function may be called from any thread at once. Hits
  * take no lock: lookups run under epoch protection and record the access in
  * a per-thread lossy buffer the policy drains later; inserts, removals and
- * loads take the cache's lock (one per cache; nothing else is ever locked
+ * loads take the lock of the key's shard (nothing else is ever waited for
  * while it is held, except by the removal callback — see below). */
 #ifndef KEEL_CACHE_H
 #define KEEL_CACHE_H
@@ -101,8 +104,9 @@ typedef struct keel_cache_stats {
   uint64_t entries, bytes;     /* now: count and charged bytes */
   uint64_t max_bytes, max_entries;
   uint64_t policy_admitted, policy_rejected, policy_adaptations;
-  double policy_window_share;
-  uint64_t reserved[4];
+  double policy_window_share;  /* the shards' mean */
+  uint64_t shards;             /* hash partitions, each with 1/shards of the bounds */
+  uint64_t reserved[3];
 } keel_cache_stats;
 
 /* Bytes charged per entry on top of its key and value: the entry header,

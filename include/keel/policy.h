@@ -50,6 +50,9 @@ typedef struct keel_policy_options {
   uint64_t seed;      /* seeds sketches and sampling; same seed, same decisions */
   keel_mem_tag tag;   /* every allocation is counted under this tag */
   uint64_t entries_hint; /* expected residents at capacity; 0 = capacity (unit weights) */
+  uint32_t partitions;   /* the policy orders one of N hash partitions of a cache: the
+                          * adaptive policy's shadows shrink N-fold so the work per
+                          * request stays that of one policy; 0 or 1: whole */
 } keel_policy_options;
 
 /* Policy-specific counters, summed into the cache's statistics. */
