@@ -17,9 +17,24 @@
  * pipeline, knows only the counters, and its events callback gives the
  * feeder's count of events of the type named like the tag.
  *
+ * What "the truth" is for each kind. A tracked leak is counted in the bytes
+ * asked for, so it is measured against BYTES. An untracked one is seen only
+ * through the process's memory, and there a malloc(BYTES) holds a whole heap
+ * chunk: BYTES plus malloc's 8-byte header, rounded up to 16 (glibc; 80 bytes
+ * for 64). No counter the process has tells how many chunks that growth is
+ * made of (one malloc(64) and two malloc(24) per event both grow the heap by
+ * 64 requested bytes, but cost 80 and 64 bytes), so the detector reports
+ * heap bytes, and the report shows the injection both ways: the bytes asked
+ * for and the heap bytes they hold (the injected block's usable size plus
+ * the header, read from malloc by the injecting stage, never by the
+ * detector).
+ *
  * Exit codes: 0 no leak, 3 a leak (named on stderr, or in --json), 2 usage. */
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -56,6 +71,7 @@ typedef struct leak_state {
   keel_mem_tag tag;
   size_t bytes;
   int untracked;
+  _Atomic size_t heap_bytes; /* untracked: the heap chunk one injection holds */
   char target[KEEL_FIELD_NAME_MAX + 1];
 } leak_state;
 
@@ -71,6 +87,10 @@ static keel_status leak_process(void *state, keel_event_t *ev, const keel_stage_
   leak_state *s = state;
   void *p = s->untracked ? malloc(s->bytes) : keel_mem_alloc(s->tag, s->bytes);
   if (p) memset(p, 0x4c, s->bytes); /* touched, so RSS sees it; never freed: the leak */
+#ifdef __GLIBC__
+  if (p && s->untracked && !atomic_load_explicit(&s->heap_bytes, memory_order_relaxed))
+    atomic_store_explicit(&s->heap_bytes, malloc_usable_size(p) + sizeof(size_t), memory_order_relaxed);
+#endif
   return KEEL_OK;
 }
 
@@ -181,7 +201,8 @@ static void usage(FILE *f) {
           "Runs the recommendation pipeline, memoized, on a looping in-memory workload and\n"
           "watches every memory tag (and RSS) for growth that does not level off.\n\n"
           "  --inject-leak STAGE:BYTES[:untracked]  leak BYTES per event of STAGE's type, under\n"
-          "                        STAGE's tag (tracked) or with plain malloc (untracked)\n"
+          "                        STAGE's tag (tracked) or with plain malloc (untracked; measured\n"
+          "                        in heap bytes: malloc's chunk, header and rounding included)\n"
           "  --seconds S           how long to run (default 40; stops 2 s after a leak is confirmed)\n"
           "  --json                the verdict as one JSON line on stdout\n"
           "  --rate N              events per second fed (default 40000)\n"
@@ -293,19 +314,25 @@ static void *control_main(void *arg) {
   return NULL;
 }
 
-/* The injection per event of the whole stream (an untracked leak is measured
- * against all events: RSS has no tag to say which stage). */
-static double injected_overall(const opts *o, feeder *f) {
+/* `bytes` per injection as bytes per event of the whole stream (an untracked
+ * leak is measured against all events: RSS has no tag to say which stage);
+ * 0 without an injection. */
+static double injected_overall(const opts *o, feeder *f, double bytes) {
+  if (!o->inject_stage) return 0;
   uint64_t all = 0, mine = 0;
   for (int i = 0; i < 3; i++) {
     uint64_t k = atomic_load(&f->n[i]);
     all += k;
     if (!strcmp(types[i], o->inject_stage)) mine = k;
   }
-  return all ? (double)o->inject_bytes * (double)mine / (double)all : 0;
+  return all ? bytes * (double)mine / (double)all : 0;
 }
 
-static void report(const opts *o, keel_leak_t *d, feeder *f, uint64_t events, double secs, int *leak) {
+static void report(const opts *o, keel_leak_t *d, feeder *f, const leak_state *ls, uint64_t events, double secs,
+                   int *leak) {
+  double asked = injected_overall(o, f, (double)o->inject_bytes);
+  size_t chunk = o->inject_untracked ? atomic_load(&ls->heap_bytes) : 0;
+  double heap = injected_overall(o, f, (double)chunk);
   keel_leak_report rep[8];
   size_t n;
   keel_leak_verdict(d, rep, 8, &n);
@@ -313,10 +340,13 @@ static void report(const opts *o, keel_leak_t *d, feeder *f, uint64_t events, do
   if (o->json) {
     printf("{\"leak\":%s,\"seconds\":%.3f,\"events\":%llu", n ? "true" : "false", secs, (unsigned long long)events);
     if (o->inject_stage)
+    {
       printf(",\"injected\":{\"stage\":\"%s\",\"bytes_per_event\":%llu,\"kind\":\"%s\","
-             "\"bytes_per_event_overall\":%.3f}",
-             o->inject_stage, (unsigned long long)o->inject_bytes, o->inject_untracked ? "untracked" : "tracked",
-             injected_overall(o, f));
+             "\"bytes_per_event_overall\":%.3f",
+             o->inject_stage, (unsigned long long)o->inject_bytes, o->inject_untracked ? "untracked" : "tracked", asked);
+      if (chunk) printf(",\"heap_bytes_per_injection\":%zu,\"heap_bytes_per_event_overall\":%.3f", chunk, heap);
+      printf("}");
+    }
     if (n) printf(",\"leaks\":[");
     for (size_t i = 0; i < n && i < 8; i++) {
       printf("%s{\"tag\":\"%s\",\"bytes_per_event\":%.3f,\"bytes_per_s\":%.1f,\"r2\":%.4f,\"growth\":%lld,"
@@ -334,12 +364,18 @@ static void report(const opts *o, keel_leak_t *d, feeder *f, uint64_t events, do
           secs > 0 ? (double)events / secs : 0.0, n ? "LEAK" : "no leak");
   for (size_t i = 0; i < n && i < 8; i++) {
     fprintf(stderr, "  %s%s: %.1f bytes/event, %.1f KiB/s (r2 %.3f), flagged %.1f s after the start", rep[i].tag,
-            rep[i].id == KEEL_LEAK_UNTRACKED ? " growth (RSS outside keel's allocator)" : "", rep[i].bytes_per_event,
+            rep[i].id == KEEL_LEAK_UNTRACKED ? " growth (memory outside keel's allocator, in heap bytes)" : "",
+            rep[i].bytes_per_event,
             rep[i].bytes_per_s / 1024, rep[i].r2, rep[i].flagged_at_s);
-    if (o->inject_stage)
+    if (o->inject_stage && chunk)
+      fprintf(stderr,
+              " [injected: %llu bytes/event in %s, untracked, in heap chunks of %zu bytes; %.1f bytes asked for, "
+              "%.1f heap bytes, per event of the whole stream]",
+              (unsigned long long)o->inject_bytes, o->inject_stage, chunk, asked, heap);
+    else if (o->inject_stage)
       fprintf(stderr, " [injected: %llu bytes/event in %s, %s; %.1f bytes per event of the whole stream]",
               (unsigned long long)o->inject_bytes, o->inject_stage, o->inject_untracked ? "untracked" : "tracked",
-              injected_overall(o, f));
+              asked);
     fputc('\n', stderr);
     for (size_t k = 0; k < rep[i].n_sites; k++)
       fprintf(stderr, "    %s: %.1f KiB live\n", rep[i].sites[k].where, (double)rep[i].sites[k].after / 1024);
@@ -360,7 +396,7 @@ static void print_growth(keel_mem_snapshot_t *a, keel_mem_snapshot_t *b) {
   fputc('\n', stderr);
 }
 
-static int run(cli_run *r, const opts *o) {
+static int run(cli_run *r, const opts *o, const leak_state *ls) {
   int fds[2];
   if (pipe(fds)) return cli_fail("leakcheck", KEEL_EXIT_FAIL, "pipe: %s", strerror(errno));
   /* The feeder must never block in write(): once the run stops reading, a
@@ -410,7 +446,7 @@ static int run(cli_run *r, const opts *o) {
   else {
     if (!keel_leak_window_full(d))
       fprintf(stderr, "keel leakcheck: warning: the run was shorter than the trend window\n");
-    report(o, d, &f, stats.events_in, secs, &leak);
+    report(o, d, &f, ls, stats.events_in, secs, &leak);
     print_growth(snap0, snap1);
     if (stats.rejected)
       fprintf(stderr, "keel leakcheck: warning: %llu events rejected\n", (unsigned long long)stats.rejected);
@@ -436,7 +472,7 @@ int keel_cmd_leakcheck(int argc, char **argv) {
   static leak_state ls;
   static keel_stage_def ld;
   if (rc < 0) rc = build(&r, &o, &ls, &ld);
-  if (rc < 0) rc = run(&r, &o);
+  if (rc < 0) rc = run(&r, &o, &ls);
   cli_run_free(&r);
   return rc;
 }
