@@ -82,22 +82,31 @@
 #define NSHARDS_MAX 16
 #define SHARD_MIN_ENTRIES 4096
 #define SHARD_MIN_BYTES (1u << 20)
-#define NEG_FLAG 0x80000000u
+#define NEG_FLAG 0x80000000u /* klen flag: a cached error */
+#define EXP_FLAG 0x40000000u /* klen flag: an expiry time precedes the key */
+#define CNT_FLAG 0x20000000u /* klen flag: counted by keel_mem (tracking was on) */
+#define KLEN_MASK 0x1fffffffu
+#define SLOT_BITS 24         /* slot_tag: slot in the low bits, memory tag above */
+#define SLOT_MAX ((1u << SLOT_BITS) - 1)
 /* The policy sees every lookup of a cache of up to RECORD_ALL entries, and
  * 1 in 4 up to twice that, 1 in 16 beyond (see record and create). */
 #define RECORD_ALL 16384
 
+/* An entry: a 32-byte header, then (in caches with a TTL) the expiry time,
+ * the key, padding to 8, the value, in one block of keel_mem_alloc_sized
+ * (no per-block header: the entry knows its size and tag). The fields a
+ * lookup reads come first. */
 struct keel_cache_value {
-  _Atomic(struct keel_cache_value *) next; /* bucket chain; written under lock */
   _Atomic uint64_t hash;                   /* key hash; once retired: the limbo link */
-  _Atomic uint32_t refs;                   /* cache (while not reclaimed) + users */
-  uint32_t slot;                           /* policy slot; under lock */
-  uint32_t klen;                           /* key length | NEG_FLAG for a cached error */
+  _Atomic(struct keel_cache_value *) next; /* bucket chain; written under lock */
+  uint32_t klen;                           /* key length | *_FLAG */
   uint32_t vlen;                           /* value length (negative: the status) */
-  _Atomic uint64_t expire;                 /* 0 never, else clock time of expiry */
-  /* key bytes, pad to 8, value bytes */
+  _Atomic uint32_t refs;                   /* cache (while not reclaimed) + users */
+  uint32_t slot_tag;                       /* policy slot (set under lock) | memory tag << 24 */
+  /* [expiry: _Atomic uint64_t, 0 never, else clock time], key, pad to 8, value */
 };
-_Static_assert(sizeof(struct keel_cache_value) == 40, "entry header is 40 bytes");
+_Static_assert(sizeof(struct keel_cache_value) == 32, "entry header is 32 bytes");
+_Static_assert(KEEL_MEM_MAX_TAGS <= 256, "a memory tag fits the 8 high bits of slot_tag");
 
 typedef struct rbuf_item {
   _Atomic uint64_t hash;
@@ -187,29 +196,43 @@ static inline shard *shard_of(keel_cache_t *c, uint64_t h) {
 static inline void add(_Atomic uint64_t *x, uint64_t n) { atomic_fetch_add_explicit(x, n, RLX); }
 
 size_t keel_cache_entry_overhead(void) {
-  /* The entry header (40), its keel_mem block header (16), two bucket
+  /* The entry header (32; 8 more with a TTL), two bucket
    * pointers (16: load factor <= 1/2), its slot's
    * entry pointer and free-list word (12), the policy's per-slot record
    * (hash, prev, next, weight, queue: 24) and the sketch's share
    * (4 rows x 6 counters of 4 bits = 12). Arrays that grow by doubling may
    * hold up to twice their share; this is the steady-state charge. */
-  return sizeof(struct keel_cache_value) + 16 + 16 + 12 + 24 + 12;
+  return sizeof(struct keel_cache_value) + 16 + 12 + 24 + 12;
 }
 
 static inline uint64_t ent_hash(const keel_cache_value_t *v) {
   return atomic_load_explicit(&v->hash, memory_order_relaxed);
 }
 static inline size_t key_pad(size_t klen) { return (klen + 7) & ~(size_t)7; }
+static inline size_t exp_len(uint32_t klen_flags) { return klen_flags & EXP_FLAG ? 8 : 0; }
 static inline const unsigned char *ent_key(const keel_cache_value_t *v) {
-  return (const unsigned char *)(v + 1);
+  return (const unsigned char *)(v + 1) + exp_len(v->klen);
 }
-static inline uint32_t ent_klen(const keel_cache_value_t *v) { return v->klen & ~NEG_FLAG; }
+static inline uint32_t ent_klen(const keel_cache_value_t *v) { return v->klen & KLEN_MASK; }
 static inline int ent_negative(const keel_cache_value_t *v) { return (v->klen & NEG_FLAG) != 0; }
 static inline unsigned char *ent_data(keel_cache_value_t *v) {
-  return (unsigned char *)(v + 1) + key_pad(ent_klen(v));
+  return (unsigned char *)(v + 1) + exp_len(v->klen) + key_pad(ent_klen(v));
+}
+static inline _Atomic uint64_t *ent_expire(keel_cache_value_t *v) { /* only with EXP_FLAG */
+  return (_Atomic uint64_t *)(void *)(v + 1);
+}
+static inline uint32_t ent_slot(const keel_cache_value_t *v) {
+  uint32_t s = v->slot_tag & SLOT_MAX;
+  return s == SLOT_MAX ? KEEL_POLICY_NONE : s;
+}
+static inline void ent_set_slot(keel_cache_value_t *v, uint32_t slot) {
+  v->slot_tag = (v->slot_tag & ~SLOT_MAX) | (slot & SLOT_MAX);
+}
+static inline size_t ent_size(const keel_cache_value_t *v) {
+  return sizeof *v + exp_len(v->klen) + key_pad(ent_klen(v)) + (ent_negative(v) ? 0 : v->vlen);
 }
 static inline uint64_t ent_charge(const keel_cache_value_t *v) {
-  return (uint64_t)ent_klen(v) + (ent_negative(v) ? 0 : v->vlen) + keel_cache_entry_overhead();
+  return (uint64_t)ent_klen(v) + (ent_negative(v) ? 0 : v->vlen) + exp_len(v->klen) + keel_cache_entry_overhead();
 }
 
 static uint64_t now_ns(const keel_cache_t *c) {
@@ -266,19 +289,28 @@ static inline reader *my_reader(keel_cache_t *c) {
   return reader_claim(c, me);
 }
 
-static keel_cache_value_t *ent_alloc(keel_mem_tag tag, const void *key, size_t klen, size_t vlen) {
-  if (klen >= NEG_FLAG || vlen > UINT32_MAX) return NULL;
-  keel_cache_value_t *v = keel_mem_alloc(tag, sizeof *v + key_pad(klen) + vlen);
+/* A new entry with refs = 1 (the caller's); `ttl`: the cache expires
+ * entries, so the entry has room for its expiry time. */
+static keel_cache_value_t *ent_alloc(const keel_cache_t *c, const void *key, size_t klen, size_t vlen) {
+  if (klen > KLEN_MASK || vlen > UINT32_MAX) return NULL;
+  uint32_t flags = c->ttl || c->neg_ttl ? EXP_FLAG : 0;
+  int counted;
+  keel_cache_value_t *v =
+      keel_mem_alloc_sized(c->tag, sizeof *v + exp_len(flags) + key_pad(klen) + vlen, &counted);
   if (!v) return NULL;
-  atomic_init(&v->next, NULL);
-  atomic_init(&v->refs, 1);
-  atomic_init(&v->expire, 0);
-  v->slot = KEEL_POLICY_NONE;
-  v->klen = (uint32_t)klen;
-  v->vlen = (uint32_t)vlen;
   atomic_init(&v->hash, 0);
+  atomic_init(&v->next, NULL);
+  v->klen = (uint32_t)klen | flags | (counted ? CNT_FLAG : 0);
+  v->vlen = (uint32_t)vlen;
+  atomic_init(&v->refs, 1);
+  v->slot_tag = (uint32_t)c->tag << SLOT_BITS | SLOT_MAX;
+  if (flags) atomic_init(ent_expire(v), 0);
   if (klen) memcpy((void *)ent_key(v), key, klen);
   return v;
+}
+
+static void ent_free(keel_cache_value_t *v) {
+  keel_mem_free_sized((keel_mem_tag)(v->slot_tag >> SLOT_BITS), v, ent_size(v), (v->klen & CNT_FLAG) != 0);
 }
 
 /* ---- epochs ------------------------------------------------------------------ */
@@ -350,7 +382,7 @@ void keel_cache_unpin(keel_cache_t *c) {
 }
 
 static void ent_unref(keel_cache_value_t *v) {
-  if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1) keel_mem_free(v);
+  if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1) ent_free(v);
 }
 
 /* Drops the cache's reference to every entry of a limbo list. */
@@ -553,10 +585,10 @@ static void notify(keel_cache_t *c, keel_cache_value_t *v, keel_cache_cause caus
  * policy (evicted) or must be (removed), counts it and retires it. */
 static void unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, keel_cache_cause cause,
                           int in_policy) {
-  if (in_policy) keel_policy_remove(s->pol, v->slot);
+  if (in_policy) keel_policy_remove(s->pol, ent_slot(v));
   table_unlink_locked(s, v);
-  s->slots[v->slot] = NULL;
-  s->free_slots[s->nfree++] = v->slot;
+  s->slots[ent_slot(v)] = NULL;
+  s->free_slots[s->nfree++] = ent_slot(v);
   atomic_fetch_sub_explicit(&s->bytes, ent_charge(v), RLX);
   atomic_fetch_sub_explicit(&s->entries, 1, RLX);
   switch (cause) {
@@ -569,8 +601,9 @@ static void unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, keel
   retire_locked(c, s, v);
 }
 
-static inline int expired(const keel_cache_value_t *v, uint64_t now) {
-  uint64_t e = atomic_load_explicit(&v->expire, RLX);
+static inline int expired(keel_cache_value_t *v, uint64_t now) {
+  if (!(v->klen & EXP_FLAG)) return 0;
+  uint64_t e = atomic_load_explicit(ent_expire(v), RLX);
   return e && now >= e;
 }
 
@@ -586,7 +619,7 @@ static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newc
     if (keel_policy_weight(sh->pol) <= maxb && (!maxe || count <= maxe)) break;
     uint32_t s = keel_policy_evict(sh->pol);
     if (s == KEEL_POLICY_NONE) break;
-    if (newcomer && s == newcomer->slot) {
+    if (newcomer && s == ent_slot(newcomer)) {
       admitted = 0;
       continue;
     }
@@ -601,7 +634,7 @@ static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newc
 static keel_status slot_reserve_locked(shard *s, keel_mem_tag tag) {
   if (s->nfree) return KEEL_OK;
   uint32_t n = s->nslots ? s->nslots * 2 : 64;
-  if (n <= s->nslots) return KEEL_ELIMIT;
+  if (n <= s->nslots || n > SLOT_MAX) return KEEL_ELIMIT; /* 8 M entries per shard */
   keel_cache_value_t **ns = keel_mem_realloc(tag, s->slots, (size_t)n * sizeof *ns);
   if (!ns) return KEEL_ENOMEM;
   s->slots = ns;
@@ -623,24 +656,25 @@ static keel_status slot_reserve_locked(shard *s, keel_mem_tag tag) {
  * old entry is removed in all cases but ENOMEM. Under lock. */
 static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v) {
   uint64_t charge = ent_charge(v);
-  if (slot_reserve_locked(s, c->tag) != KEEL_OK) return KEEL_ENOMEM;
+  keel_status st = slot_reserve_locked(s, c->tag);
+  if (st != KEEL_OK) return st;
   keel_cache_value_t *old = table_find1(s, ent_hash(v), ent_key(v), ent_klen(v));
   if (old) unlink_locked(c, s, old, KEEL_CACHE_REPLACED, 1);
   if (charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > UINT32_MAX) return KEEL_ELIMIT;
   uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0;
   uint64_t ttl = ent_negative(v) ? c->neg_ttl : c->ttl;
-  atomic_store_explicit(&v->expire, ttl ? now + ttl : 0, RLX);
-  v->slot = s->free_slots[--s->nfree];
-  keel_policy_insert(s->pol, v->slot, ent_hash(v), (uint32_t)charge);
+  if (v->klen & EXP_FLAG) atomic_store_explicit(ent_expire(v), ttl ? now + ttl : 0, RLX);
+  ent_set_slot(v, s->free_slots[--s->nfree]);
+  keel_policy_insert(s->pol, ent_slot(v), ent_hash(v), (uint32_t)charge);
   add(&s->puts, 1);
   if (!make_room_locked(c, s, v)) {
     /* Refused by admission: counted and reported as an eviction. */
-    s->free_slots[s->nfree++] = v->slot;
+    s->free_slots[s->nfree++] = ent_slot(v);
     add(&s->evictions, 1);
     notify(c, v, KEEL_CACHE_EVICTED);
     return KEEL_OK;
   }
-  s->slots[v->slot] = v;
+  s->slots[ent_slot(v)] = v;
   atomic_fetch_add_explicit(&v->refs, 1, RLX); /* the cache's reference */
   add(&s->bytes, charge);
   add(&s->entries, 1);
@@ -800,7 +834,7 @@ keel_status keel_cache_get(keel_cache_t *c, const void *key, size_t key_len, kee
   uint32_t slot = KEEL_POLICY_NONE;
   if (v && !ent_negative(v)) {
     atomic_fetch_add_explicit(&v->refs, 1, RLX);
-    slot = v->slot;
+    slot = ent_slot(v);
   }
   guard_exit(c, r, e);
   count(c, r, slot != KEEL_POLICY_NONE);
@@ -819,7 +853,7 @@ keel_status keel_cache_read(keel_cache_t *c, const void *key, size_t key_len, ke
   keel_cache_value_t *v = lookup(c, h, key, key_len);
   uint32_t slot = KEEL_POLICY_NONE;
   if (v && !ent_negative(v)) {
-    slot = v->slot;
+    slot = ent_slot(v);
     fn(ctx, ent_data(v), v->vlen);
   }
   guard_exit(c, r, e);
@@ -881,7 +915,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
     add(&s->load_errors, 1);
     if (ld.v) ent_unref(ld.v);
     ld.v = NULL;
-    keel_cache_value_t *neg = c->neg_ttl ? ent_alloc(c->tag, key, klen, 0) : NULL;
+    keel_cache_value_t *neg = c->neg_ttl ? ent_alloc(c, key, klen, 0) : NULL;
     if (neg) {
       neg->klen |= NEG_FLAG;
       neg->vlen = (uint32_t)(int32_t)st;
@@ -911,7 +945,7 @@ keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_
   keel_status st = KEEL_OK;
   uint32_t slot = KEEL_POLICY_NONE;
   if (v) {
-    slot = v->slot;
+    slot = ent_slot(v);
     if (ent_negative(v)) st = (keel_status)(int32_t)v->vlen;
     else atomic_fetch_add_explicit(&v->refs, 1, RLX);
   }
@@ -929,7 +963,7 @@ keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_
 
 void *keel_cache_load_alloc(keel_cache_load_t *ld, size_t len) {
   if (!ld) return NULL;
-  keel_cache_value_t *v = ent_alloc(ld->c->tag, ld->key, ld->klen, len);
+  keel_cache_value_t *v = ent_alloc(ld->c, ld->key, ld->klen, len);
   if (!v) return NULL;
   if (ld->v) ent_unref(ld->v);
   ld->v = v;
@@ -952,8 +986,8 @@ void keel_cache_load_nocache(keel_cache_load_t *ld) {
 
 keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len, const void *data, size_t len) {
   if (!c || (!key && key_len) || (!data && len)) return KEEL_EMISUSE;
-  keel_cache_value_t *v = ent_alloc(c->tag, key, key_len, len);
-  if (!v) return key_len >= NEG_FLAG || len > UINT32_MAX ? KEEL_ELIMIT : KEEL_ENOMEM;
+  keel_cache_value_t *v = ent_alloc(c, key, key_len, len);
+  if (!v) return key_len > KLEN_MASK || len > UINT32_MAX ? KEEL_ELIMIT : KEEL_ENOMEM;
   if (len) memcpy(ent_data(v), data, len);
   uint64_t h = key_hash(c, key, key_len);
   atomic_store_explicit(&v->hash, h, RLX);
@@ -1026,7 +1060,7 @@ keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes) {
 /* ---- values ------------------------------------------------------------------------ */
 
 const void *keel_cache_value_data(const keel_cache_value_t *v) {
-  return v ? (const unsigned char *)(v + 1) + key_pad(ent_klen(v)) : NULL;
+  return v ? (const unsigned char *)(v + 1) + exp_len(v->klen) + key_pad(ent_klen(v)) : NULL;
 }
 size_t keel_cache_value_len(const keel_cache_value_t *v) { return v ? v->vlen : 0; }
 void keel_cache_value_acquire(keel_cache_value_t *v) {

@@ -276,6 +276,21 @@ void *keel_mem_alloc_at(keel_mem_tag tag, size_t size, const char *file, int lin
 
 void *keel_mem_alloc(keel_mem_tag tag, size_t size) { return keel_mem_alloc_at(tag, size, NULL, 0); }
 
+void *keel_mem_alloc_sized(keel_mem_tag tag, size_t size, int *counted) {
+  if (size > SIZE_MAX / 2 || tag >= KEEL_MEM_MAX_TAGS || !counted || inject_fault()) return NULL;
+  void *p = malloc(size ? size : 1);
+  if (!p) return NULL;
+  *counted = atomic_load_explicit(&g.tracking, memory_order_relaxed) != 0;
+  if (*counted) account(tag, (int64_t)size, 1);
+  return p;
+}
+
+void keel_mem_free_sized(keel_mem_tag tag, void *p, size_t size, int counted) {
+  if (!p) return;
+  free(p);
+  if (counted && tag < KEEL_MEM_MAX_TAGS) account(tag, -(int64_t)size, -1);
+}
+
 void *keel_mem_calloc_at(keel_mem_tag tag, size_t n, size_t size, const char *file, int line) {
   if (size && n > SIZE_MAX / 2 / size) return NULL;
   void *p = keel_mem_alloc_at(tag, n * size, file, line);

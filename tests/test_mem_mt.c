@@ -105,6 +105,37 @@ static void test_peak_single_thread(void **state) {
   assert_int_equal(stats_of(t).current, 0);
 }
 
+/* Header-less blocks: counted under their tag by the size the caller
+ * gives; a block made while tracking was off stays uncounted at its free;
+ * an injected fault fails them like any other allocation. */
+static void test_sized_blocks(void **state) {
+  (void)state;
+  keel_mem_tag t;
+  assert_int_equal(keel_mem_tag_register("test_mem_sized", &t), KEEL_OK);
+  int counted = -1, off = -1;
+  void *p = keel_mem_alloc_sized(t, 48, &counted);
+  assert_non_null(p);
+  assert_int_equal(counted, 1);
+  keel_mem_stats s = stats_of(t);
+  assert_int_equal(s.current, 48);
+  assert_int_equal(s.allocs, 1);
+  keel_mem_set_tracking(0);
+  void *q = keel_mem_alloc_sized(t, 1000, &off);
+  keel_mem_set_tracking(1);
+  assert_non_null(q);
+  assert_int_equal(off, 0);
+  assert_int_equal(stats_of(t).current, 48);
+  keel_mem_free_sized(t, q, 1000, off);
+  assert_int_equal(stats_of(t).current, 48);
+  keel_mem_free_sized(t, p, 48, counted);
+  s = stats_of(t);
+  assert_int_equal(s.current, 0);
+  assert_int_equal(s.frees, 1);
+  keel_mem_fail_after(1, 0);
+  assert_null(keel_mem_alloc_sized(t, 16, &counted));
+  keel_mem_fail_after(0, 0);
+}
+
 typedef struct peak_arg {
   keel_mem_tag tag;
   pthread_barrier_t *bar;
@@ -297,6 +328,7 @@ static void test_fault_injection_threads(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cross_thread_frees), cmocka_unit_test(test_peak_single_thread),
+      cmocka_unit_test(test_sized_blocks),
       cmocka_unit_test(test_peak_across_threads), cmocka_unit_test(test_tag_registration),
       cmocka_unit_test(test_fault_injection),    cmocka_unit_test(test_fault_injection_threads),
   };

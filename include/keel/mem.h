@@ -74,6 +74,14 @@ KEEL_EXTERN void *keel_mem_realloc(keel_mem_tag tag, void *p, size_t size);
 /* Frees a block from keel_mem_alloc/calloc/realloc/strdup. NULL is a no-op. */
 KEEL_EXTERN void keel_mem_free(void *p);
 
+/* A block without keel_mem's 16-byte header, for owners of many small
+ * objects that know each one's tag and size (cache entries): `size` bytes
+ * counted under `tag` when tracking is on (*counted says whether), 16-byte
+ * aligned, owned; NULL on failure. Free it with keel_mem_free_sized, giving
+ * the same tag, size and counted flag. Not attributed to a call site. */
+KEEL_EXTERN void *keel_mem_alloc_sized(keel_mem_tag tag, size_t size, int *counted);
+KEEL_EXTERN void keel_mem_free_sized(keel_mem_tag tag, void *p, size_t size, int counted);
+
 /* Copies a NUL-terminated string (owned, free with keel_mem_free). */
 KEEL_EXTERN char *keel_mem_strdup(keel_mem_tag tag, const char *s);
 
