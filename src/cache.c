@@ -159,6 +159,7 @@ typedef struct shard {
   uint32_t nfree, nslots;
   keel_cache_value_t *limbo[4];       /* under lock: retired entries by epoch mod 4 */
   uint64_t limbo_epoch[4];            /* under lock: the epoch of each list */
+  keel_cache_value_t *garbage[4];     /* under lock: reclaimed lists, freed after unlock */
   size_t retired_since;               /* under lock */
   pending *pend;                      /* under lock */
   _Atomic uint64_t max_bytes, max_entries, bytes, entries;
@@ -402,15 +403,30 @@ static void epoch_try_advance(keel_cache_t *c) {
   atomic_compare_exchange_strong(&c->epoch, &e, e + 1); /* lost: another shard advanced */
 }
 
-/* Drops the shard's references to what was retired 3 or more epochs ago. */
+/* Hands limbo list i to the garbage, whose references shard_unlock drops
+ * once the lock is released: free() may wait on the allocator's own locks,
+ * which is no reason to keep other threads out of the shard. */
+static void limbo_reclaim1_locked(shard *s, unsigned i) {
+  if (s->garbage[i]) limbo_free(s->garbage[i]); /* not yet collected: free it here */
+  s->garbage[i] = s->limbo[i];
+  s->limbo[i] = NULL;
+}
+
+/* Reclaims what was retired 3 or more epochs ago. */
 static void limbo_reclaim_locked(keel_cache_t *c, shard *s) {
   uint64_t e = atomic_load(&c->epoch);
-  for (unsigned i = 0; i < 4; i++) {
-    if (s->limbo[i] && s->limbo_epoch[i] + 3 <= e) {
-      limbo_free(s->limbo[i]);
-      s->limbo[i] = NULL;
-    }
-  }
+  for (unsigned i = 0; i < 4; i++)
+    if (s->limbo[i] && s->limbo_epoch[i] + 3 <= e) limbo_reclaim1_locked(s, i);
+}
+
+/* Releases the shard's lock, then drops the cache's references to the
+ * garbage collected while it was held. */
+static void shard_unlock(shard *s) {
+  keel_cache_value_t *g[4];
+  memcpy(g, s->garbage, sizeof g);
+  memset(s->garbage, 0, sizeof s->garbage);
+  pthread_mutex_unlock(&s->lock);
+  for (unsigned i = 0; i < 4; i++) limbo_free(g[i]);
 }
 
 /* Retires an unlinked entry: readers may still stand on it, so the cache's
@@ -423,10 +439,7 @@ static void retire_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v) {
   atomic_thread_fence(memory_order_seq_cst); /* the unlink before the epoch read */
   uint64_t e = atomic_load(&c->epoch);
   unsigned i = (unsigned)(e & 3);
-  if (s->limbo[i] && s->limbo_epoch[i] != e) { /* from epoch e-4 or before: unreachable */
-    limbo_free(s->limbo[i]);
-    s->limbo[i] = NULL;
-  }
+  if (s->limbo[i] && s->limbo_epoch[i] != e) limbo_reclaim1_locked(s, i); /* from e-4 or before */
   atomic_store_explicit(&v->hash, (uint64_t)(uintptr_t)s->limbo[i], RLX);
   s->limbo[i] = v;
   s->limbo_epoch[i] = e;
@@ -750,7 +763,10 @@ static keel_status shard_init(keel_cache_t *c, shard *s, const keel_cache_option
 static void shard_free(shard *s, int locks) {
   for (uint32_t i = 0; i < s->nslots; i++)
     if (s->slots[i]) ent_unref(s->slots[i]);
-  for (int i = 0; i < 4; i++) limbo_free(s->limbo[i]);
+  for (int i = 0; i < 4; i++) {
+    limbo_free(s->limbo[i]);
+    limbo_free(s->garbage[i]);
+  }
   table *t = atomic_load_explicit(&s->tab, RLX);
   while (t) {
     table *o = t->older;
@@ -876,7 +892,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   if (v) {
     keel_status st = ent_negative(v) ? (keel_status)(int32_t)v->vlen : KEEL_OK;
     if (st == KEEL_OK) atomic_fetch_add_explicit(&v->refs, 1, RLX);
-    pthread_mutex_unlock(&s->lock);
+    shard_unlock(s);
     if (st == KEEL_OK) *out = v;
     return st;
   }
@@ -891,12 +907,12 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
       *out = p->value;
     }
     if (--p->waiters == 0) pthread_cond_broadcast(&s->cond);
-    pthread_mutex_unlock(&s->lock);
+    shard_unlock(s);
     return st;
   }
   pending me = {s->pend, h, key, klen, 0, KEEL_OK, NULL, 0};
   s->pend = &me;
-  pthread_mutex_unlock(&s->lock);
+  shard_unlock(s);
 
   keel_cache_load_t ld = {c, key, klen, h, NULL, 0};
   add(&s->loads, 1);
@@ -930,7 +946,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
     pthread_cond_broadcast(&s->cond);
     while (me.waiters) pthread_cond_wait(&s->cond, &s->lock);
   }
-  pthread_mutex_unlock(&s->lock);
+  shard_unlock(s);
   if (st == KEEL_OK) *out = ld.v;
   return st;
 }
@@ -995,7 +1011,7 @@ keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len, con
   pthread_mutex_lock(&s->lock);
   drain(c, my_reader(c), s); /* the thread's earlier hits before this insert */
   keel_status st = insert_locked(c, s, v);
-  pthread_mutex_unlock(&s->lock);
+  shard_unlock(s);
   ent_unref(v); /* the cache holds its own reference if it kept v */
   return st;
 }
@@ -1007,7 +1023,7 @@ keel_status keel_cache_remove(keel_cache_t *c, const void *key, size_t key_len) 
   pthread_mutex_lock(&s->lock);
   keel_cache_value_t *v = table_find1(s, h, key, key_len);
   if (v) unlink_locked(c, s, v, KEEL_CACHE_REMOVED, 1);
-  pthread_mutex_unlock(&s->lock);
+  shard_unlock(s);
   return v ? KEEL_OK : KEEL_ENOTFOUND;
 }
 
@@ -1018,7 +1034,7 @@ void keel_cache_clear(keel_cache_t *c) {
     pthread_mutex_lock(&s->lock);
     for (uint32_t i = 0; i < s->nslots; i++)
       if (s->slots[i]) unlink_locked(c, s, s->slots[i], KEEL_CACHE_REMOVED, 1);
-    pthread_mutex_unlock(&s->lock);
+    shard_unlock(s);
   }
 }
 
@@ -1035,7 +1051,7 @@ uint64_t keel_cache_cleanup(keel_cache_t *c) {
         n++;
       }
     }
-    pthread_mutex_unlock(&s->lock);
+    shard_unlock(s);
   }
   return n;
 }
@@ -1052,7 +1068,7 @@ keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes) {
     keel_policy_set_capacity(s->pol, b ? b : 1);
     atomic_store_explicit(&s->max_bytes, b ? b : 1, RLX);
     (void)make_room_locked(c, s, NULL);
-    pthread_mutex_unlock(&s->lock);
+    shard_unlock(s);
   }
   return KEEL_OK;
 }
@@ -1096,7 +1112,7 @@ void keel_cache_get_stats(keel_cache_t *c, keel_cache_stats *out) {
     keel_policy_stats ps;
     pthread_mutex_lock(&s->lock);
     keel_policy_get_stats(s->pol, &ps);
-    pthread_mutex_unlock(&s->lock);
+    shard_unlock(s);
     out->policy_admitted += ps.admitted;
     out->policy_rejected += ps.rejected;
     out->policy_adaptations += ps.adaptations;
