@@ -33,7 +33,21 @@
 #include <string.h>
 #include <time.h>
 
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+/* Under AddressSanitizer or ThreadSanitizer the heap is the sanitizer's:
+ * its RSS (redzones, shadow, quarantine) says little about what is live,
+ * and glibc's mallinfo2 knows none of it; its allocator counts the bytes
+ * the program holds, which is what the untracked series wants. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZER_HEAP 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZER_HEAP 1
+#endif
+#endif
+#ifdef SANITIZER_HEAP
+size_t __sanitizer_get_current_allocated_bytes(void); /* sanitizer/allocator_interface.h */
+#define KEEL_MEM_HEADER 16 /* keel_mem's header in front of each tracked block (src/mem.c) */
+#elif defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
 #include <malloc.h>
 #define HAVE_MALLINFO2 1
 #endif
@@ -250,6 +264,7 @@ static double seconds_since(const struct timespec *t0) {
  * spaced out to keep its share of the sampling time under 1 %; in between
  * the last reading stands (it lags, it does not bias the slope). 0 where
  * mallinfo2 does not exist. */
+#ifndef SANITIZER_HEAP
 static int64_t heap_free_bytes(keel_leak_t *d) {
 #ifdef HAVE_MALLINFO2
   if (d->heap_skip) {
@@ -268,6 +283,7 @@ static int64_t heap_free_bytes(keel_leak_t *d) {
   return 0;
 #endif
 }
+#endif
 
 void keel_leak_sample(keel_leak_t *d) {
   if (!d->n) clock_gettime(CLOCK_MONOTONIC, &d->t0);
@@ -281,10 +297,16 @@ void keel_leak_sample(keel_leak_t *d) {
     s->e[i] = d->o.events ? d->o.events(d->o.events_ud, (keel_mem_tag)i) : 0;
   }
   if (!d->o.ignore_rss) {
-    int64_t free_heap = heap_free_bytes(d);
     keel_mem_process m;
+#ifdef SANITIZER_HEAP
+    int64_t held = (int64_t)__sanitizer_get_current_allocated_bytes();
+    keel_mem_process_stats(&m);
+    s->y[UNTRACKED_IX] = held - m.tracked_current - (int64_t)m.live_blocks * KEEL_MEM_HEADER;
+#else
+    int64_t free_heap = heap_free_bytes(d);
     keel_mem_process_stats(&m);
     s->y[UNTRACKED_IX] = (int64_t)m.rss_bytes - free_heap - m.footprint;
+#endif
     s->e[UNTRACKED_IX] = d->o.events ? d->o.events(d->o.events_ud, KEEL_LEAK_UNTRACKED) : 0;
   }
   d->next = (d->next + 1) % d->cap;

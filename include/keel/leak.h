@@ -11,7 +11,10 @@
  * the heap, so an untracked leak is measured in heap bytes: a malloc(n)
  * holds n plus malloc's 8-byte header rounded up to 16 (80 bytes for 64).
  * How many allocations make up a growth is not observable, so the bytes
- * asked for cannot be told apart from the chunks that hold them.
+ * asked for cannot be told apart from the chunks that hold them. (Under
+ * AddressSanitizer or ThreadSanitizer the series is the sanitizer's count of
+ * bytes held minus keel's tracked blocks, headers included: bytes asked
+ * for, as its RSS is mostly redzones, shadow and quarantine.)
  * Over a sliding window it fits each
  * series by least squares against time and against an event count the
  * caller provides, and flags a series that keeps growing:

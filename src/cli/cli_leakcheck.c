@@ -35,6 +35,19 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+/* Under AddressSanitizer or ThreadSanitizer the detector reads the
+ * sanitizer's count of bytes held (see leak.c): a block holds what was
+ * asked for, there is no chunk header to add. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define CHUNK_HEADER 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define CHUNK_HEADER 0
+#endif
+#endif
+#ifndef CHUNK_HEADER
+#define CHUNK_HEADER sizeof(size_t) /* glibc: the chunk's size field */
+#endif
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -89,7 +102,7 @@ static keel_status leak_process(void *state, keel_event_t *ev, const keel_stage_
   if (p) memset(p, 0x4c, s->bytes); /* touched, so RSS sees it; never freed: the leak */
 #ifdef __GLIBC__
   if (p && s->untracked && !atomic_load_explicit(&s->heap_bytes, memory_order_relaxed))
-    atomic_store_explicit(&s->heap_bytes, malloc_usable_size(p) + sizeof(size_t), memory_order_relaxed);
+    atomic_store_explicit(&s->heap_bytes, malloc_usable_size(p) + CHUNK_HEADER, memory_order_relaxed);
 #endif
   return KEEL_OK;
 }
