@@ -977,6 +977,33 @@ keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_
   return load_slow(c, h, key, key_len, loader, ctx, out);
 }
 
+keel_status keel_cache_read_or_load(keel_cache_t *c, const void *key, size_t key_len,
+                                   keel_cache_loader_fn loader, void *ctx, keel_cache_read_fn read,
+                                   void *read_ctx) {
+  if (!c || (!key && key_len) || !loader || !read) return KEEL_EMISUSE;
+  uint64_t h = key_hash(c, key, key_len);
+  reader *r = my_reader(c);
+  uint64_t e = guard_enter(c, r);
+  keel_cache_value_t *v = lookup(c, h, key, key_len);
+  if (v) {
+    uint32_t slot = ent_slot(v);
+    keel_status st = ent_negative(v) ? (keel_status)(int32_t)v->vlen : KEEL_OK;
+    if (st == KEEL_OK) read(read_ctx, ent_data(v), v->vlen);
+    guard_exit(c, r, e);
+    count(c, r, 1);
+    record(c, r, slot, h);
+    return st;
+  }
+  guard_exit(c, r, e);
+  count(c, r, 0);
+  keel_status st = load_slow(c, h, key, key_len, loader, ctx, &v);
+  if (st == KEEL_OK) {
+    read(read_ctx, ent_data(v), v->vlen);
+    ent_unref(v);
+  }
+  return st;
+}
+
 void *keel_cache_load_alloc(keel_cache_load_t *ld, size_t len) {
   if (!ld) return NULL;
   keel_cache_value_t *v = ent_alloc(ld->c, ld->key, ld->klen, len);

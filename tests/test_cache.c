@@ -271,6 +271,59 @@ static void test_load_errors_not_cached(void **state) {
   keel_cache_destroy(c);
 }
 
+/* The borrowed get-or-load: the read sees a loaded value and a hit in
+ * place, an error reaches the caller without a read, and a negative entry
+ * answers without loading. */
+typedef struct seen {
+  char buf[16];
+  size_t len;
+  int reads;
+} seen;
+
+static void seen_read(void *ctx, const void *data, size_t len) {
+  seen *s = ctx;
+  s->reads++;
+  s->len = len < sizeof s->buf ? len : sizeof s->buf;
+  memcpy(s->buf, data, s->len);
+}
+
+static void test_read_or_load(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  keel_cache_options o = base_opts(1 << 20);
+  o.negative_ttl_ns = 100;
+  o.clock = fake_clock;
+  fake_now = 5000;
+  keel_cache_t *c = mk(&o);
+  loadctx l = {0, KEEL_OK, 0};
+  seen s = {{0}, 0, 0};
+  assert_int_equal(keel_cache_read_or_load(c, "ab", 2, loader, &l, seen_read, &s), KEEL_OK);
+  assert_int_equal(l.calls, 1);
+  assert_int_equal(s.reads, 1);
+  assert_int_equal(s.len, 4);
+  assert_memory_equal(s.buf, "v:ab", 4);
+  memset(&s, 0, sizeof s);
+  assert_int_equal(keel_cache_read_or_load(c, "ab", 2, loader, &l, seen_read, &s), KEEL_OK);
+  assert_int_equal(l.calls, 1); /* a hit */
+  assert_int_equal(s.reads, 1);
+  assert_memory_equal(s.buf, "v:ab", 4);
+  l.fail = KEEL_EIO;
+  memset(&s, 0, sizeof s);
+  assert_int_equal(keel_cache_read_or_load(c, "x", 1, loader, &l, seen_read, &s), KEEL_EIO);
+  assert_int_equal(s.reads, 0);
+  assert_int_equal(keel_cache_read_or_load(c, "x", 1, loader, &l, seen_read, &s), KEEL_EIO);
+  assert_int_equal(l.calls, 2); /* the error was cached (negative TTL) */
+  assert_int_equal(keel_cache_read_or_load(NULL, "x", 1, loader, &l, seen_read, &s), KEEL_EMISUSE);
+  assert_int_equal(keel_cache_read_or_load(c, "x", 1, loader, &l, NULL, &s), KEEL_EMISUSE);
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.hits, 2);
+  assert_int_equal(st.misses, 2);
+  assert_int_equal(st.loads, 2);
+  keel_cache_destroy(c);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
 static void test_negative_caching(void **state) {
   (void)state;
   keel_cache_options o = base_opts(1 << 20);
@@ -449,6 +502,7 @@ int main(void) {
       cmocka_unit_test(test_ttl),
       cmocka_unit_test(test_load_errors_not_cached),
       cmocka_unit_test(test_negative_caching),
+      cmocka_unit_test(test_read_or_load),
       cmocka_unit_test(test_byte_and_entry_bound),
       cmocka_unit_test(test_removal_causes_and_stats),
       cmocka_unit_test(test_oom),

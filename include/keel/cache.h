@@ -162,6 +162,16 @@ KEEL_EXTERN keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key,
                                                keel_cache_loader_fn loader, void *ctx,
                                                keel_cache_value_t **out);
 
+/* keel_cache_get_or_load without a reference: calls read(read_ctx, data,
+ * len) on the value (a hit in place, under epoch protection, as
+ * keel_cache_read does; a loaded value once it is loaded) and returns
+ * KEEL_OK, or returns the loader's error without calling read. A hit costs
+ * no atomic read-modify-write on the entry. read must not block for long
+ * and must not call a writing function of this cache. */
+KEEL_EXTERN keel_status keel_cache_read_or_load(keel_cache_t *c, const void *key, size_t key_len,
+                                                keel_cache_loader_fn loader, void *ctx,
+                                                keel_cache_read_fn read, void *read_ctx);
+
 /* Returns a writable buffer of `len` bytes that becomes the value once the
  * loader returns KEEL_OK (owned by the cache; do not free). NULL on
  * KEEL_ENOMEM or a size over 4 GiB; calling it again replaces the buffer. */

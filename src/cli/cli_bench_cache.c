@@ -4,9 +4,11 @@
  * clock sees only the cache. `read` pre-fills the cache with the trace's
  * first N distinct keys and times borrowed reads (keel_cache_read, epoch
  * protected, no reference taken) over the whole trace; `readthrough` times
- * keel_cache_get_or_load + keel_cache_value_release from an empty cache with
+ * keel_cache_read_or_load (get-or-load with the same borrowed read: a hit is
+ * read in place, a miss loaded, inserted and read) from an empty cache with
  * a cheap deterministic loader (value = key x 2), so misses, inserts and
- * evictions are on the clock. Statistics stay on, the policy is the default.
+ * evictions are on the clock. `--borrow no` times keel_cache_get_or_load +
+ * keel_cache_value_release instead (a reference per lookup). Statistics stay on, the policy is the default.
  * Thread t starts at key t x (n / threads) and walks the trace cyclically.
  * After a warm-up, the rate is sampled over 5 intervals; the median goes out
  * as one JSON line (the shape of ../shared/bench/CaffeineBench.java). */
@@ -27,6 +29,7 @@ typedef struct bench {
   const int64_t *keys;
   size_t n;
   int read;
+  int borrow; /* readthrough: read_or_load (1) or get_or_load + release (0) */
   atomic_int stop;
 } bench;
 
@@ -86,6 +89,8 @@ static void *work(void *p) {
       if (++i == b->n) i = 0;
       if (b->read) {
         hits += keel_cache_read(b->cache, k, 8, read_fn, &sink) == KEEL_OK;
+      } else if (b->borrow) {
+        (void)keel_cache_read_or_load(b->cache, k, 8, loader, NULL, read_fn, &sink);
       } else {
         keel_cache_value_t *v;
         if (keel_cache_get_or_load(b->cache, k, 8, loader, NULL, &v) == KEEL_OK) keel_cache_value_release(v);
@@ -151,6 +156,7 @@ static int cmp_double(const void *a, const void *b) {
 static void usage(FILE *f) {
   fprintf(f, "usage: keel bench cache --trace FILE [--format auto|lirs|bin32|bin64|text] [--threads N]\n"
              "                        [--seconds S] [--size N] [--workload read|readthrough] [--policy P]\n"
+             "                        [--borrow yes|no]\n"
              "Prints one JSON line: ops_per_s (median of 5 intervals after a warm-up) and hit_ratio.\n");
 }
 
@@ -159,6 +165,7 @@ int keel_bench_cache(int argc, char **argv) {
   keel_trace_format fmt = KEEL_TRACE_AUTO;
   uint64_t threads = 1, size = 65536;
   double seconds = 3;
+  int borrow = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int has = i + 1 < argc;
@@ -182,6 +189,11 @@ int keel_bench_cache(int argc, char **argv) {
       if (strcmp(workload, "read") && strcmp(workload, "readthrough"))
         return cli_usage("bench cache", "--workload is read or readthrough");
     } else if (!strcmp(a, "--policy") && has) policy = argv[++i];
+    else if (!strcmp(a, "--borrow") && has) {
+      const char *v = argv[++i];
+      if (strcmp(v, "yes") && strcmp(v, "no")) return cli_usage("bench cache", "--borrow is yes or no");
+      borrow = !strcmp(v, "yes");
+    }
     else return cli_usage("bench cache", "unknown or incomplete option '%s'", a);
   }
   if (!trace) return cli_usage("bench cache", "--trace is required");
@@ -197,7 +209,7 @@ int keel_bench_cache(int argc, char **argv) {
   o.max_bytes = size * (keel_cache_entry_overhead() + 16) + 1;
   o.policy = policy;
   o.tag = KEEL_MEM_CACHE;
-  bench b = {NULL, keys, n, !strcmp(workload, "read"), 0};
+  bench b = {NULL, keys, n, !strcmp(workload, "read"), borrow, 0};
   keel_status st = keel_cache_create(&o, &b.cache);
   if (st != KEEL_OK) {
     keel_mem_free(keys);
@@ -248,10 +260,10 @@ int keel_bench_cache(int argc, char **argv) {
   keel_cache_get_stats(b.cache, &s1);
   double hr = b.read ? (double)hits / (double)(ops ? ops : 1)
                      : (double)(s1.hits - s0.hits) / (double)((s1.hits + s1.misses - s0.hits - s0.misses) | 1);
-  printf("{\"impl\":\"keel\",\"threads\":%llu,\"workload\":\"%s\",\"size\":%llu,\"policy\":\"%s\","
+  printf("{\"impl\":\"keel\",\"threads\":%llu,\"workload\":\"%s\",\"borrow\":%s,\"size\":%llu,\"policy\":\"%s\","
          "\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
          "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu}\n",
-         (unsigned long long)threads, workload, (unsigned long long)size, keel_cache_policy(b.cache), rates[2],
+         (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), rates[2],
          hr, per_cpu, (double)(ops1 - ops0) / per_cpu / wall, (unsigned long long)s1.entries, (unsigned long long)s1.bytes, keel_cache_entry_overhead());
   keel_mem_free(w);
   keel_cache_destroy(b.cache);
