@@ -841,41 +841,49 @@ static inline keel_cache_value_t *lookup(keel_cache_t *c, uint64_t h, const void
   return v;
 }
 
-keel_status keel_cache_get(keel_cache_t *c, const void *key, size_t key_len, keel_cache_value_t **out) {
-  if (!c || (!key && key_len) || !out) return KEEL_EMISUSE;
-  uint64_t h = key_hash(c, key, key_len);
+enum { FOUND, ABSENT, NEGATIVE };
+
+/* The lock-free part of every lookup: finds the live entry of the key
+ * inside an epoch and, if it holds a value, reads it with fn (fn != NULL)
+ * or takes a reference into *ref. A cached error (*neg: its status) counts
+ * as a hit when `neg_hits` (get-or-load: it answers the call) and as a miss
+ * otherwise. Counts the lookup and records it for the policy, except a
+ * get-or-load miss, whose insert will. */
+static inline __attribute__((always_inline)) int probe(keel_cache_t *c, uint64_t h, const void *key, size_t n, int neg_hits,
+                        keel_cache_read_fn fn, void *ctx, keel_cache_value_t **ref, keel_status *neg) {
   reader *r = my_reader(c);
   uint64_t e = guard_enter(c, r);
-  keel_cache_value_t *v = lookup(c, h, key, key_len);
-  uint32_t slot = KEEL_POLICY_NONE;
-  if (v && !ent_negative(v)) {
+  keel_cache_value_t *v = lookup(c, h, key, n);
+  int res = !v ? ABSENT : ent_negative(v) ? NEGATIVE : FOUND;
+  uint32_t slot = v ? ent_slot(v) : KEEL_POLICY_NONE;
+  if (res == FOUND && fn) fn(ctx, ent_data(v), v->vlen);
+  else if (res == FOUND) {
     atomic_fetch_add_explicit(&v->refs, 1, RLX);
-    slot = ent_slot(v);
+    *ref = v;
+  } else if (res == NEGATIVE) {
+    *neg = (keel_status)(int32_t)v->vlen;
   }
   guard_exit(c, r, e);
-  count(c, r, slot != KEEL_POLICY_NONE);
-  record(c, r, slot, h);
-  if (slot == KEEL_POLICY_NONE) return KEEL_ENOTFOUND;
-  *out = v;
-  return KEEL_OK;
+  int hit = res == FOUND || (res == NEGATIVE && neg_hits);
+  count(c, r, hit);
+  if (hit) record(c, r, slot, h);
+  else if (!neg_hits) record(c, r, KEEL_POLICY_NONE, h);
+  return res;
+}
+
+keel_status keel_cache_get(keel_cache_t *c, const void *key, size_t key_len, keel_cache_value_t **out) {
+  if (!c || (!key && key_len) || !out) return KEEL_EMISUSE;
+  keel_status neg;
+  int res = probe(c, key_hash(c, key, key_len), key, key_len, 0, NULL, NULL, out, &neg);
+  return res == FOUND ? KEEL_OK : KEEL_ENOTFOUND;
 }
 
 keel_status keel_cache_read(keel_cache_t *c, const void *key, size_t key_len, keel_cache_read_fn fn,
                             void *ctx) {
   if (!c || (!key && key_len) || !fn) return KEEL_EMISUSE;
-  uint64_t h = key_hash(c, key, key_len);
-  reader *r = my_reader(c);
-  uint64_t e = guard_enter(c, r);
-  keel_cache_value_t *v = lookup(c, h, key, key_len);
-  uint32_t slot = KEEL_POLICY_NONE;
-  if (v && !ent_negative(v)) {
-    slot = ent_slot(v);
-    fn(ctx, ent_data(v), v->vlen);
-  }
-  guard_exit(c, r, e);
-  count(c, r, slot != KEEL_POLICY_NONE);
-  record(c, r, slot, h);
-  return slot == KEEL_POLICY_NONE ? KEEL_ENOTFOUND : KEEL_OK;
+  keel_status neg;
+  int res = probe(c, key_hash(c, key, key_len), key, key_len, 0, fn, ctx, NULL, &neg);
+  return res == FOUND ? KEEL_OK : KEEL_ENOTFOUND;
 }
 
 /* The slow path of get_or_load: under the lock, find the entry, join a
@@ -955,25 +963,9 @@ keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_
                                    keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **out) {
   if (!c || (!key && key_len) || !loader || !out) return KEEL_EMISUSE;
   uint64_t h = key_hash(c, key, key_len);
-  reader *r = my_reader(c);
-  uint64_t e = guard_enter(c, r);
-  keel_cache_value_t *v = lookup(c, h, key, key_len);
-  keel_status st = KEEL_OK;
-  uint32_t slot = KEEL_POLICY_NONE;
-  if (v) {
-    slot = ent_slot(v);
-    if (ent_negative(v)) st = (keel_status)(int32_t)v->vlen;
-    else atomic_fetch_add_explicit(&v->refs, 1, RLX);
-  }
-  guard_exit(c, r, e);
-  if (v) {
-    count(c, r, 1);
-    record(c, r, slot, h);
-    if (st == KEEL_OK) *out = v;
-    return st;
-  }
-  count(c, r, 0);
-  /* The insert that follows counts this access for the policy. */
+  keel_status neg = KEEL_OK;
+  int res = probe(c, h, key, key_len, 1, NULL, NULL, out, &neg);
+  if (res != ABSENT) return res == FOUND ? KEEL_OK : neg;
   return load_slow(c, h, key, key_len, loader, ctx, out);
 }
 
@@ -982,20 +974,10 @@ keel_status keel_cache_read_or_load(keel_cache_t *c, const void *key, size_t key
                                    void *read_ctx) {
   if (!c || (!key && key_len) || !loader || !read) return KEEL_EMISUSE;
   uint64_t h = key_hash(c, key, key_len);
-  reader *r = my_reader(c);
-  uint64_t e = guard_enter(c, r);
-  keel_cache_value_t *v = lookup(c, h, key, key_len);
-  if (v) {
-    uint32_t slot = ent_slot(v);
-    keel_status st = ent_negative(v) ? (keel_status)(int32_t)v->vlen : KEEL_OK;
-    if (st == KEEL_OK) read(read_ctx, ent_data(v), v->vlen);
-    guard_exit(c, r, e);
-    count(c, r, 1);
-    record(c, r, slot, h);
-    return st;
-  }
-  guard_exit(c, r, e);
-  count(c, r, 0);
+  keel_status neg = KEEL_OK;
+  int res = probe(c, h, key, key_len, 1, read, read_ctx, NULL, &neg);
+  if (res != ABSENT) return res == FOUND ? KEEL_OK : neg;
+  keel_cache_value_t *v;
   keel_status st = load_slow(c, h, key, key_len, loader, ctx, &v);
   if (st == KEEL_OK) {
     read(read_ctx, ent_data(v), v->vlen);
