@@ -1,26 +1,8 @@
 #!/usr/bin/env bash
 # `keel catalog`: writes a deterministic, loadable file; bad options exit 2
 # with a one-line reason; an unwritable output exits 1.
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-check() { # check DESCRIPTION COMMAND...
-  local what=$1; shift
-  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fails=$((fails + 1)); fi
-}
-expect_rc() { # expect_rc RC PATTERN ARGS... : exit code RC, stderr matching PATTERN
-  local rc=$1 pat=$2; shift 2
-  "$KEEL" catalog "$@" >"$dir/out" 2>"$dir/err"
-  local got=$?
-  if [ "$got" -ne "$rc" ] || ! grep -q -- "$pat" "$dir/err"; then
-    echo "FAIL: keel catalog $* -> rc $got (want $rc), stderr: $(cat "$dir/err")"
-    fails=$((fails + 1))
-  else
-    echo "ok: keel catalog $* -> $rc ($(head -1 "$dir/err"))"
-  fi
-}
+. "$(dirname "$0")/lib/common.sh"
+sub=catalog # the subcommand expect_rc runs
 
 check "--help exits 0 and names every option" bash -c \
   "'$KEEL' catalog --help | grep -q -- --output && '$KEEL' catalog --help | grep -q -- --categories"

@@ -3,26 +3,8 @@
 # per key, user = the key's decimal string, the realized mix near the asked
 # one, products and categories in range, byte-identical reruns, each trace
 # format, --limit, stdin, and exit 2 with a one-line reason on bad options.
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-check() { # check DESCRIPTION COMMAND...
-  local what=$1; shift
-  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fails=$((fails + 1)); fi
-}
-expect_rc() { # expect_rc RC PATTERN ARGS... : exit code RC, stderr matching PATTERN
-  local rc=$1 pat=$2; shift 2
-  "$KEEL" gen "$@" >"$dir/out" 2>"$dir/err"
-  local got=$?
-  if [ "$got" -ne "$rc" ] || ! grep -q -- "$pat" "$dir/err"; then
-    echo "FAIL: keel gen $* -> rc $got (want $rc), stderr: $(cat "$dir/err")"
-    fails=$((fails + 1))
-  else
-    echo "ok: keel gen $* -> $rc ($(head -1 "$dir/err"))"
-  fi
-}
+. "$(dirname "$0")/lib/common.sh"
+sub=gen # the subcommand expect_rc runs
 
 # A 20,000-key text trace: keys 0..1999 repeated, plus negative ones.
 python3 -c "

@@ -5,16 +5,10 @@
 # summary JSON's per-stage `cache` object carries every documented figure,
 # and its counters add up (hits + misses = the stage's calls).
 # A small catalog (--products 2000) keeps rank events cheap.
-set -u
-: "${KEEL:?KEEL must name the keel executable}"
+. "$(dirname "$0")/lib/common.sh"
 : "${KEEL_SHARED:?KEEL_SHARED must name the shared folder (traces/)}"
 trace="$KEEL_SHARED/traces/scarab-recs.bin"
 [ -r "$trace" ] || { echo "FAIL: $trace is missing"; exit 1; }
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 "$KEEL" gen --trace "$trace" --format bin64 --limit 100000 --mix rank=0.6,score=0.3,user=0.1 --products 2000 \
   >"$dir/in.ndjson" || { echo "FAIL: keel gen"; exit 1; }

@@ -17,3 +17,17 @@ trap cleanup EXIT
 fails=0
 ok() { echo "ok: $*"; }
 bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+check() { # check DESCRIPTION COMMAND... : ok when COMMAND succeeds
+  local what=$1; shift
+  if "$@"; then ok "$what"; else bad "$what"; fi
+}
+expect_rc() { # expect_rc RC PATTERN ARGS... : `keel $sub ARGS` exits RC, stderr matches PATTERN
+  local rc=$1 pat=$2; shift 2
+  "$KEEL" "$sub" "$@" >"$dir/out" 2>"$dir/err"
+  local got=$?
+  if [ "$got" -ne "$rc" ] || ! grep -q -- "$pat" "$dir/err"; then
+    bad "keel $sub $* -> rc $got (want $rc), stderr: $(cat "$dir/err")"
+  else
+    ok "keel $sub $* -> $rc ($(head -1 "$dir/err"))"
+  fi
+}
