@@ -150,6 +150,30 @@ static inline keel_config_t *fixture_config(const char *stages, const char *cons
   return c;
 }
 
+/* One pipeline creation for tu_oom_sweep: 1 when it failed (which must be
+ * KEEL_ENOMEM with a message), 0 when it succeeded (with `stages` stages
+ * unless 0). */
+typedef struct fixture_oom {
+  keel_registry_t *reg;
+  keel_config_t *cfg;
+  size_t stages;
+} fixture_oom;
+
+static inline int fixture_create_attempt(void *ctx) {
+  fixture_oom *x = ctx;
+  keel_pipeline_t *p;
+  char err[512] = "";
+  keel_status st = keel_pipeline_create(x->reg, x->cfg, &p, err, sizeof err);
+  if (st != KEEL_OK) {
+    if (st != KEEL_ENOMEM) fail_msg("create under OOM: %s (%s)", keel_status_name(st), err);
+    assert_true(err[0] != '\0');
+    return 1;
+  }
+  if (x->stages) assert_int_equal(keel_pipeline_stage_count(p), x->stages);
+  keel_pipeline_destroy(p);
+  return 0;
+}
+
 /* Whole file as a NUL-terminated string (malloc'd) and its size; NULL when
  * the file does not exist. */
 static inline char *fixture_slurp(const char *path, size_t *len) {

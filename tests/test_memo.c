@@ -702,32 +702,13 @@ static void test_destroy_frees_every_cache(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
-typedef struct oom_ctx {
-  keel_registry_t *reg;
-  keel_config_t *cfg;
-} oom_ctx;
-
-static int create_attempt(void *ctx) {
-  oom_ctx *x = ctx;
-  keel_pipeline_t *p;
-  char err[512] = "";
-  keel_status st = keel_pipeline_create(x->reg, x->cfg, &p, err, sizeof err);
-  if (st != KEEL_OK) {
-    if (st != KEEL_ENOMEM) fail_msg("create under OOM: %s (%s)", keel_status_name(st), err);
-    assert_true(err[0] != '\0');
-    return 1;
-  }
-  keel_pipeline_destroy(p);
-  return 0;
-}
-
 static void test_oom_sweep_create(void **state) {
   (void)state;
   char keys[300];
   snprintf(keys, sizeof keys, "cache.len.record_keys=%s", tu_path("oom.keys"));
-  oom_ctx x = {memo_registry(), fixture_config("len,parity", (const char *[]){"cache.len.size=1MiB",
-                                                                               "cache.parity.size=64KiB", keys, NULL})};
-  unsigned n = tu_oom_sweep(create_attempt, &x);
+  fixture_oom x = {memo_registry(), fixture_config("len,parity", (const char *[]){"cache.len.size=1MiB",
+                                                                               "cache.parity.size=64KiB", keys, NULL}), 0};
+  unsigned n = tu_oom_sweep(fixture_create_attempt, &x);
   assert_true(n >= 8); /* pipeline, schema, ids, and two memos with their caches */
   keel_config_destroy(x.cfg);
   keel_registry_destroy(x.reg);

@@ -417,30 +417,10 @@ static void test_event_types_and_conversions(void **state) {
 
 /* ---- allocation failure ---- */
 
-typedef struct oom_ctx {
-  keel_registry_t *reg;
-  keel_config_t *cfg;
-} oom_ctx;
-
-static int create_attempt(void *arg) {
-  oom_ctx *x = arg;
-  keel_pipeline_t *p;
-  char err[512] = "";
-  keel_status st = keel_pipeline_create(x->reg, x->cfg, &p, err, sizeof err);
-  if (st != KEEL_OK) {
-    assert_int_equal(st, KEEL_ENOMEM);
-    assert_true(err[0] != '\0');
-    return 1;
-  }
-  assert_int_equal(keel_pipeline_stage_count(p), 3);
-  keel_pipeline_destroy(p);
-  return 0;
-}
-
 static void test_oom_sweep_create(void **state) {
   (void)state;
-  oom_ctx x = {fixture_registry(), fixture_config("len,parity,stamp", NULL)};
-  unsigned n = tu_oom_sweep(create_attempt, &x);
+  fixture_oom x = {fixture_registry(), fixture_config("len,parity,stamp", NULL), 3};
+  unsigned n = tu_oom_sweep(fixture_create_attempt, &x);
   assert_true(n >= 5); /* pipeline, schema, 3 id arrays, stamp's state */
   keel_config_destroy(x.cfg);
   keel_registry_destroy(x.reg);
