@@ -301,7 +301,8 @@ void keel_leak_sample(keel_leak_t *d) {
 #ifdef SANITIZER_HEAP
     int64_t held = (int64_t)__sanitizer_get_current_allocated_bytes();
     keel_mem_process_stats(&m);
-    s->y[UNTRACKED_IX] = held - m.tracked_current - (int64_t)m.live_blocks * KEEL_MEM_HEADER;
+    s->y[UNTRACKED_IX] =
+        held - m.tracked_current - (int64_t)(m.live_blocks - m.headerless_blocks) * KEEL_MEM_HEADER;
 #else
     int64_t free_heap = heap_free_bytes(d);
     keel_mem_process_stats(&m);

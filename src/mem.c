@@ -71,6 +71,7 @@ typedef struct tls_counters {
   struct tls_counters *next, *prev; /* guarded by g.lock */
   tag_counters t[KEEL_MEM_MAX_TAGS];
   tag_counters total;
+  tag_counters headerless; /* the blocks of keel_mem_alloc_sized, also in t and total */
 } tls_counters;
 
 typedef struct site {
@@ -97,6 +98,7 @@ static struct {
   char names[KEEL_MEM_MAX_TAGS][NAME_MAX_LEN];
   shared_tag tags[KEEL_MEM_MAX_TAGS];
   shared_tag total;
+  shared_tag headerless;
   _Atomic uint64_t fail_countdown; /* 0 = off */
   _Atomic int fail_persist;
   _Atomic int failing;             /* persistent failure tripped */
@@ -124,6 +126,7 @@ static void thread_exit(void *p) {
   pthread_mutex_lock(&g.lock);
   for (unsigned i = 0; i < KEEL_MEM_MAX_TAGS; i++) fold_counters(&g.tags[i], &c->t[i]);
   fold_counters(&g.total, &c->total);
+  fold_counters(&g.headerless, &c->headerless);
   if (c->prev) c->prev->next = c->next; else g.threads = c->next;
   if (c->next) c->next->prev = c->prev;
   pthread_mutex_unlock(&g.lock);
@@ -192,6 +195,15 @@ static void account(keel_mem_tag tag, int64_t delta, int kind) {
   }
   count(&c->t[tag], &g.tags[tag], delta, kind);
   count(&c->total, &g.total, delta, kind);
+}
+
+/* account, for a block without keel's header: also counted apart, so the
+ * process figures can tell what such blocks cost the heap. */
+static void account_headerless(keel_mem_tag tag, int64_t delta, int kind) {
+  account(tag, delta, kind);
+  tls_counters *c = my_counters();
+  if (c) count(&c->headerless, &g.headerless, delta, kind);
+  else publish_peak(&g.headerless, delta);
 }
 
 static bool inject_fault(void) {
@@ -281,14 +293,14 @@ void *keel_mem_alloc_sized(keel_mem_tag tag, size_t size, int *counted) {
   void *p = malloc(size ? size : 1);
   if (!p) return NULL;
   *counted = atomic_load_explicit(&g.tracking, memory_order_relaxed) != 0;
-  if (*counted) account(tag, (int64_t)size, 1);
+  if (*counted) account_headerless(tag, (int64_t)size, 1);
   return p;
 }
 
 void keel_mem_free_sized(keel_mem_tag tag, void *p, size_t size, int counted) {
   if (!p) return;
   free(p);
-  if (counted && tag < KEEL_MEM_MAX_TAGS) account(tag, -(int64_t)size, -1);
+  if (counted && tag < KEEL_MEM_MAX_TAGS) account_headerless(tag, -(int64_t)size, -1);
 }
 
 void *keel_mem_calloc_at(keel_mem_tag tag, size_t n, size_t size, const char *file, int line) {
@@ -461,7 +473,12 @@ void keel_mem_process_stats(keel_mem_process *out) {
   out->tracked_current = t.current;
   out->tracked_peak = t.peak;
   out->live_blocks = t.allocs >= t.frees ? t.allocs - t.frees : 0;
-  out->footprint = t.current + (int64_t)out->live_blocks * KEEL_MEM_BLOCK_OVERHEAD;
+  keel_mem_stats h;
+  merge(&g.headerless, offsetof(tls_counters, headerless), &h);
+  out->headerless_blocks = h.allocs >= h.frees ? h.allocs - h.frees : 0;
+  if (out->headerless_blocks > out->live_blocks) out->headerless_blocks = out->live_blocks;
+  out->footprint = t.current + (int64_t)(out->live_blocks - out->headerless_blocks) * KEEL_MEM_BLOCK_OVERHEAD +
+                   (int64_t)out->headerless_blocks * KEEL_MEM_HEADERLESS_OVERHEAD;
   FILE *f = fopen("/proc/self/status", "r");
   if (f) {
     char line[256];

@@ -113,12 +113,18 @@ static void test_sized_blocks(void **state) {
   keel_mem_tag t;
   assert_int_equal(keel_mem_tag_register("test_mem_sized", &t), KEEL_OK);
   int counted = -1, off = -1;
+  keel_mem_process m0, m1;
+  keel_mem_process_stats(&m0);
   void *p = keel_mem_alloc_sized(t, 48, &counted);
   assert_non_null(p);
   assert_int_equal(counted, 1);
   keel_mem_stats s = stats_of(t);
   assert_int_equal(s.current, 48);
   assert_int_equal(s.allocs, 1);
+  keel_mem_process_stats(&m1); /* one more live block, without keel's header */
+  assert_int_equal(m1.live_blocks, m0.live_blocks + 1);
+  assert_int_equal(m1.headerless_blocks, m0.headerless_blocks + 1);
+  assert_int_equal(m1.footprint - m0.footprint, 48 + KEEL_MEM_HEADERLESS_OVERHEAD);
   keel_mem_set_tracking(0);
   void *q = keel_mem_alloc_sized(t, 1000, &off);
   keel_mem_set_tracking(1);

@@ -131,15 +131,18 @@ KEEL_EXTERN uint64_t keel_mem_tag_bound(keel_mem_tag tag);
 /* ---- the whole process ----------------------------------------------------- */
 
 /* Estimated bytes of allocator bookkeeping per live block (keel's 16-byte
- * header plus malloc's chunk header and rounding, on average). */
+ * header plus malloc's chunk header and rounding, on average), and per
+ * block of keel_mem_alloc_sized (malloc's alone). */
 #define KEEL_MEM_BLOCK_OVERHEAD 32
+#define KEEL_MEM_HEADERLESS_OVERHEAD 16
 
 /* Process-wide figures: tracked bytes, what they cost in the heap, RSS. */
 typedef struct keel_mem_process {
   int64_t tracked_current; /* live requested bytes, every tag */
   int64_t tracked_peak;    /* see keel_mem_tag_stats for its precision */
   uint64_t live_blocks;    /* tracked allocations not yet freed */
-  int64_t footprint;       /* tracked_current + live_blocks x KEEL_MEM_BLOCK_OVERHEAD */
+  uint64_t headerless_blocks; /* of live_blocks: from keel_mem_alloc_sized (no keel header) */
+  int64_t footprint;       /* tracked_current + the blocks' estimated overhead (above) */
   uint64_t rss_bytes;      /* resident set size now (0 without /proc) */
   uint64_t rss_peak_bytes; /* VmHWM */
   int64_t rss_gap;         /* rss_bytes - tracked_current: fragmentation, allocator caches,
