@@ -1,18 +1,20 @@
 /* cache.c — the concurrent byte-bounded cache (see keel/cache.h).
  *
- * Layout. An entry is one allocation: a 40-byte header, the key, padding to
- * 8, the value. The entry *is* the value object users hold: its reference
+ * Layout. An entry is one allocation (keel_mem_alloc_sized, no keel_mem
+ * header): a 32-byte header, the expiry time in caches with a TTL, the key,
+ * padding to 8, the value. The entry *is* the value object users hold: its reference
  * count counts the cache (while linked) plus every user reference. Entries
  * hang in a chained hash table (`table`, power-of-two buckets of atomic
  * pointers). The policy (keel/policy.h) knows entries by slot number;
  * `slots[]` maps a slot back to its entry.
  *
- * Readers (get, read, the hit path of get_or_load) take no lock. They enter
+ * Readers (get, read, the hit paths of get_or_load and read_or_load: one
+ * inlined `probe`) take no lock. They enter
  * an epoch (below), walk a bucket chain with acquire loads, compare hash,
  * length and the key bytes, check expiry, take a reference or read in place,
  * and leave. A hit is recorded in the thread's read buffer (slot number and
- * hash, relaxed stores); a full buffer is drained into the policy by whoever
- * then wins a trylock of the cache lock, else dropped — the policy's view
+ * hash, relaxed stores); a full buffer is drained into the policies, each
+ * item if a trylock of its shard's lock succeeds, else dropped — the policy's view
  * of hits is lossy under contention, as in Caffeine, and the hit path never
  * waits.
  *
@@ -25,8 +27,8 @@
  * An entry larger than its shard's share is not kept (KEEL_ELIMIT). Reader
  * slots, the epoch and the counters of hits and misses are the cache's.
  *
- * Writers hold their shard's `lock`. An insert makes room first: it adds the newcomer to
- * the policy and evicts (unlinks) victims until the policy's weight fits
+ * Writers hold their shard's `lock`. An insert makes room first: it adds
+ * the newcomer to the policy and evicts (unlinks) victims until the policy's weight fits
  * max_bytes (and the count fits max_entries), and only then links the
  * newcomer into the table. So the charged bytes of linked entries never
  * exceed the bound, even for an instant. The newcomer may itself be the
@@ -42,7 +44,8 @@
  * retired at epoch r is unreachable once the epoch reaches r+2; the cache
  * waits for r+3, one epoch of margin for a reader that entered at r+1 just
  * before the unlink became visible, and then drops its reference (freeing
- * the entry unless a user still holds one). Because the cache's reference
+ * the entry unless a user still holds one) once the shard's lock is
+ * released (shard_unlock). Because the cache's reference
  * lasts until then, a reader's increment of a reachable entry's count never
  * races with its free.
  *
