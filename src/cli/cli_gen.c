@@ -28,6 +28,7 @@
 
 #include "cli.h"
 #include "keel/mem.h"
+#include "keel/progress.h"
 #include "keel/trace.h"
 
 #define OUT_BUF (1u << 20)
@@ -259,21 +260,6 @@ static void emit(out_buf *b, const gen_opts *o, const double cum[T_COUNT], uint6
   b->len = (size_t)(p - b->data);
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void progress(const keel_trace_t *t, uint64_t n, int final) {
-  uint64_t size = keel_trace_size(t);
-  if (size)
-    fprintf(stderr, "\rkeel gen: %llu events (%.0f%%)%s", (unsigned long long)n,
-            100.0 * (double)keel_trace_offset(t) / (double)size, final ? "\n" : "");
-  else
-    fprintf(stderr, "\rkeel gen: %llu events%s", (unsigned long long)n, final ? "\n" : "");
-}
-
 /* Streams the trace into events. Returns an exit code. */
 static int generate(const gen_opts *o, keel_trace_t *t) {
   out_buf b = {keel_mem_alloc(KEEL_MEM_IO, OUT_BUF), 0, 0};
@@ -286,8 +272,12 @@ static int generate(const gen_opts *o, keel_trace_t *t) {
     cum[i] = 1.0;
     if (o->weight[i] > 0) break;
   }
-  int tty = isatty(STDERR_FILENO);
-  double next_report = tty ? now_s() + 0.5 : 0;
+  /* On a terminal: events, rate, and the share of the trace file read. */
+  keel_progress_t *pg = NULL;
+  if (keel_progress_wanted(STDERR_FILENO, 0)) {
+    keel_progress_options po = {sizeof po, "keel gen", "events", NULL, keel_trace_size(t), 0};
+    (void)keel_progress_create(&po, &pg); /* without it: no line */
+  }
   uint64_t n = 0;
   int rc = KEEL_EXIT_OK;
   int64_t key;
@@ -299,13 +289,10 @@ static int generate(const gen_opts *o, keel_trace_t *t) {
     }
     emit(&b, o, cum, n, key);
     n++;
-    if (tty && (n & 0xffff) == 0 && now_s() >= next_report) {
-      progress(t, n, 0);
-      next_report = now_s() + 0.5;
-    }
+    if (pg && (n & 0x3fff) == 0) keel_progress_update(pg, n, keel_trace_offset(t));
   }
   out_flush(&b);
-  if (tty) progress(t, n, 1);
+  keel_progress_destroy(pg);
   if (b.failed && b.failed != EPIPE)
     rc = cli_fail("gen", KEEL_EXIT_FAIL, "writing stdout: %s", strerror(b.failed));
   keel_mem_free(b.data);

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "keel/mem.h"
 #include "keel/policy.h"
+#include "keel/progress.h"
 #include "keel/trace.h"
 #include "svgchart.h"
 
@@ -136,45 +137,60 @@ static int keyset_add(keyset *s, uint64_t h) {
   return 0;
 }
 
-static void progress(keel_trace_t *t, int tty, const char *what) {
-  uint64_t size = keel_trace_size(t);
-  if (!tty || !size) return;
-  fprintf(stderr, "\rkeel sim: %s %3u%%", what, (unsigned)(100 * keel_trace_offset(t) / size));
+/* A progress line for one pass over the trace (NULL: none wanted, or no
+ * memory for it). */
+static keel_progress_t *pass_progress(const keel_trace_t *t, const char *label) {
+  keel_progress_t *pg = NULL;
+  if (keel_progress_wanted(STDERR_FILENO, 0)) {
+    keel_progress_options po = {sizeof po, label, "requests", NULL, keel_trace_size(t), 0};
+    (void)keel_progress_create(&po, &pg);
+  }
+  return pg;
 }
 
 /* Reads the whole trace, counting requests and (when `set`) distinct keys. */
-static int count_pass(keel_trace_t *t, uint64_t seed, keyset *set, uint64_t *requests, int tty) {
+static int count_pass(keel_trace_t *t, uint64_t seed, keyset *set, uint64_t *requests) {
   int64_t key;
   keel_status st;
   uint64_t n = 0;
+  int rc = 0;
+  keel_progress_t *pg = pass_progress(t, "keel sim: counting");
   while ((st = keel_trace_next(t, &key)) == KEEL_OK) {
     n++;
-    if (set && keyset_add(set, keel_policy_key_hash(key, seed)) != 0)
-      return cli_fail("sim", KEEL_EXIT_FAIL, "out of memory counting keys");
-    if ((n & 0xfffff) == 0) progress(t, tty, "counting");
+    if (set && keyset_add(set, keel_policy_key_hash(key, seed)) != 0) {
+      rc = cli_fail("sim", KEEL_EXIT_FAIL, "out of memory counting keys");
+      break;
+    }
+    if (pg && (n & 0xffff) == 0) keel_progress_update(pg, n, keel_trace_offset(t));
   }
-  if (st != KEEL_EEOF) return cli_fail("sim", KEEL_EXIT_FAIL, "%s", keel_trace_error(t));
-  *requests = n;
-  return 0;
+  keel_progress_destroy(pg);
+  if (!rc && st != KEEL_EEOF) rc = cli_fail("sim", KEEL_EXIT_FAIL, "%s", keel_trace_error(t));
+  if (!rc) *requests = n;
+  return rc;
 }
 
 /* Replays the trace through every sim; when `set` is given (sizes known up
  * front: one pass, so a pipe works) it also counts requests and keys. */
 static int replay(keel_trace_t *t, const opts *o, keel_policy_sim_t **sims, unsigned nsims,
-                  uint64_t *hits, int tty, keyset *set, uint64_t *requests) {
+                  uint64_t *hits, keyset *set, uint64_t *requests) {
   int64_t key;
   keel_status st;
   uint64_t n = 0;
-  while ((st = keel_trace_next(t, &key)) == KEEL_OK) {
+  int rc = 0;
+  keel_progress_t *pg = pass_progress(t, "keel sim");
+  while (!rc && (st = keel_trace_next(t, &key)) == KEEL_OK) {
     uint64_t h = keel_policy_key_hash(key, o->seed);
-    if (set && keyset_add(set, h) != 0) return cli_fail("sim", KEEL_EXIT_FAIL, "out of memory counting keys");
-    for (unsigned i = 0; i < nsims; i++) {
+    if (set && keyset_add(set, h) != 0) rc = cli_fail("sim", KEEL_EXIT_FAIL, "out of memory counting keys");
+    for (unsigned i = 0; !rc && i < nsims; i++) {
       int r = keel_policy_sim_access(sims[i], h, 1);
-      if (r < 0) return cli_fail("sim", KEEL_EXIT_FAIL, "out of memory");
-      hits[i] += (uint64_t)r;
+      if (r < 0) rc = cli_fail("sim", KEEL_EXIT_FAIL, "out of memory");
+      else hits[i] += (uint64_t)r;
     }
-    if ((++n & 0x3ffff) == 0) progress(t, tty, "replaying");
+    n++;
+    if (pg && (n & 0x3fff) == 0) keel_progress_update(pg, n, keel_trace_offset(t));
   }
+  keel_progress_destroy(pg);
+  if (rc) return rc;
   if (st != KEEL_EEOF) return cli_fail("sim", KEEL_EXIT_FAIL, "%s", keel_trace_error(t));
   if (requests) *requests = n;
   return 0;
@@ -219,13 +235,12 @@ static int write_svg(const opts *o, const char *name, uint64_t requests, const u
 }
 
 static int run(const opts *o, keel_trace_t *t) {
-  int tty = isatty(2);
   keyset set = {0};
   uint64_t requests = 0, sizes[MAX_LIST];
   unsigned nsizes = o->nsizes ? o->nsizes : o->npcts;
   /* --size-pct needs the distinct keys first: two passes (a file). With
    * --size one pass counts and replays, so a pipe works too. */
-  int rc = o->npcts ? count_pass(t, o->seed, &set, &requests, tty) : 0;
+  int rc = o->npcts ? count_pass(t, o->seed, &set, &requests) : 0;
   if (rc) goto out;
   for (unsigned i = 0; i < nsizes; i++) {
     uint64_t sz = o->nsizes ? o->sizes[i] : (set.count * o->pcts[i] + 50) / 100;
@@ -243,8 +258,7 @@ static int run(const opts *o, keel_trace_t *t) {
   }
   if (!rc && o->npcts && keel_trace_rewind(t) != KEEL_OK)
     rc = cli_fail("sim", KEEL_EXIT_FAIL, "cannot rewind the trace (--size-pct needs a file, not a pipe)");
-  if (!rc) rc = replay(t, o, sims, nsims, hits, tty, o->npcts ? NULL : &set, o->npcts ? NULL : &requests);
-  if (tty && keel_trace_size(t)) fprintf(stderr, "\r%40s\r", "");
+  if (!rc) rc = replay(t, o, sims, nsims, hits, o->npcts ? NULL : &set, o->npcts ? NULL : &requests);
   if (!rc) print_results(o, keel_trace_name(t), requests, set.count, sizes, nsizes, hits);
   if (!rc && o->svg) rc = write_svg(o, keel_trace_name(t), requests, sizes, nsizes, hits);
   for (unsigned i = 0; sims && i < nsims; i++) keel_policy_sim_destroy(sims[i]);
