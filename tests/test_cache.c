@@ -324,6 +324,41 @@ static void test_read_or_load(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* A large cache is split into shards with equal shares of the bound; an
+ * entry larger than its shard's share is refused (KEEL_ELIMIT), the rest of
+ * the cache works as before. */
+static void test_shards(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  keel_cache_options o = base_opts(4u << 20);
+  keel_cache_t *c = mk(&o);
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.shards, 4);
+  assert_int_equal(st.max_bytes, 4u << 20);
+  size_t big = (3u << 20) / 2, small = 100u << 10;
+  unsigned char *buf = calloc(1, big);
+  assert_non_null(buf);
+  assert_int_equal(keel_cache_put(c, "big", 3, buf, big), KEEL_ELIMIT);
+  for (int i = 0; i < 8; i++) {
+    char k[8];
+    snprintf(k, sizeof k, "s%d", i);
+    assert_int_equal(keel_cache_put(c, k, strlen(k), buf, small), KEEL_OK);
+  }
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.entries, 8);
+  assert_true(st.bytes <= st.max_bytes);
+  free(buf);
+  keel_cache_destroy(c);
+  /* A small cache is one shard: an entry up to the whole bound fits. */
+  o = base_opts(1u << 20);
+  c = mk(&o);
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.shards, 1);
+  keel_cache_destroy(c);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
 static void test_negative_caching(void **state) {
   (void)state;
   keel_cache_options o = base_opts(1 << 20);
@@ -503,6 +538,7 @@ int main(void) {
       cmocka_unit_test(test_load_errors_not_cached),
       cmocka_unit_test(test_negative_caching),
       cmocka_unit_test(test_read_or_load),
+      cmocka_unit_test(test_shards),
       cmocka_unit_test(test_byte_and_entry_bound),
       cmocka_unit_test(test_removal_causes_and_stats),
       cmocka_unit_test(test_oom),

@@ -262,9 +262,10 @@ int keel_bench_cache(int argc, char **argv) {
                      : (double)(s1.hits - s0.hits) / (double)((s1.hits + s1.misses - s0.hits - s0.misses) | 1);
   printf("{\"impl\":\"keel\",\"threads\":%llu,\"workload\":\"%s\",\"borrow\":%s,\"size\":%llu,\"policy\":\"%s\","
          "\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
-         "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu}\n",
+         "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"shards\":%llu}\n",
          (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), rates[2],
-         hr, per_cpu, (double)(ops1 - ops0) / per_cpu / wall, (unsigned long long)s1.entries, (unsigned long long)s1.bytes, keel_cache_entry_overhead());
+         hr, per_cpu, (double)(ops1 - ops0) / per_cpu / wall, (unsigned long long)s1.entries, (unsigned long long)s1.bytes, keel_cache_entry_overhead(),
+         (unsigned long long)s1.shards);
   keel_mem_free(w);
   keel_cache_destroy(b.cache);
   keel_mem_free(keys);
