@@ -14,10 +14,10 @@
  * asked for cannot be told apart from the chunks that hold them. (Under
  * AddressSanitizer or ThreadSanitizer the series is the sanitizer's count of
  * bytes held minus keel's tracked blocks, headers included: bytes asked
- * for, as its RSS is mostly redzones, shadow and quarantine.)
- * Over a sliding window it fits each
- * series by least squares against time and against an event count the
- * caller provides, and flags a series that keeps growing:
+ * for, as its RSS is mostly redzones, shadow and quarantine.) Over a
+ * sliding window it fits each series by least squares against time and
+ * against an event count the caller provides, and flags a series that
+ * keeps growing:
  *
  *   - the slope is at least min_bytes_per_s and the growth over the window
  *     at least min_growth (noise and one-off allocations are not leaks);
@@ -39,7 +39,8 @@
  * Memory: the sample ring is allocated at creation (tag "leak"), so the
  * detector itself never grows. Cost: mallinfo2() walks malloc's free chunks
  * under each arena's lock; when that gets slow (a fragmented heap) the
- * detector reads it less often, keeping it under 1 % of the sampling time. Thread safety: start/stop/verdict from one
+ * detector reads it less often, keeping it under 1 % of the sampling time.
+ * Thread safety: start/stop/verdict from one
  * thread; the sampler thread is the detector's own; keel_leak_sample may be
  * called from the owner thread when no sampler runs (tests, manual use). */
 #ifndef KEEL_LEAK_H
