@@ -923,6 +923,9 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   }
   pending me = {s->pend, h, key, klen, 0, KEEL_OK, NULL, 0};
   s->pend = &me;
+  /* While the loader runs, bring in what the insert will touch. */
+  uint32_t victim = keel_policy_prefetch(s->pol, h);
+  if (victim < s->nslots) __builtin_prefetch(&s->slots[victim]);
   shard_unlock(s);
 
   keel_cache_load_t ld = {c, key, klen, h, NULL, 0};

@@ -471,6 +471,19 @@ static uint32_t wtlfu_evict(keel_policy_t *p) {
   }
 }
 
+uint32_t keel_policy_prefetch(const keel_policy_t *p, uint64_t h) {
+  if (p->kind == K_LRU) {
+    uint32_t t = p->q[0].tail;
+    if (t != KEEL_POLICY_NONE) __builtin_prefetch(&p->n[t]);
+    return t;
+  }
+  uint32_t pos, w = p->q[Q_WIN].tail, v = main_victim(p);
+  __builtin_prefetch(sketch_block(&p->sk, h, &pos));
+  if (w != KEEL_POLICY_NONE) __builtin_prefetch(&p->n[w]);
+  if (v != KEEL_POLICY_NONE) __builtin_prefetch(&p->n[v]);
+  return v;
+}
+
 uint32_t keel_policy_evict(keel_policy_t *p) {
   if (p->kind == K_LRU) {
     uint32_t v = p->q[0].tail;

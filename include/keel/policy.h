@@ -108,6 +108,14 @@ KEEL_EXTERN void keel_policy_update(keel_policy_t *p, uint32_t slot, uint32_t we
 /* Removes resident `slot` without counting it as an eviction. */
 KEEL_EXTERN void keel_policy_remove(keel_policy_t *p, uint32_t slot);
 
+/* A hint that a resident with `hash` is about to be inserted: starts
+ * loading what the insert and the eviction it causes will touch (the
+ * newcomer's sketch counters, the records at the tails the victim comes
+ * from) and returns the slot most likely to be evicted, or
+ * KEEL_POLICY_NONE, so the caller can prefetch its own records of it.
+ * Changes nothing. */
+KEEL_EXTERN uint32_t keel_policy_prefetch(const keel_policy_t *p, uint64_t hash);
+
 /* Picks a victim, removes it from the policy and returns its slot, or
  * KEEL_POLICY_NONE when there are no residents. */
 KEEL_EXTERN uint32_t keel_policy_evict(keel_policy_t *p);
