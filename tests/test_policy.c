@@ -145,6 +145,50 @@ static int create_sim(void *ctx) {
   return 0;
 }
 
+/* keel_policy_prefetch changes no decision: two policies fed the same
+ * accesses, one asked for the hint before every insert, evict the same
+ * slots in the same order; for LRU the hint is the next victim. */
+static void test_prefetch_changes_nothing(void **state) {
+  (void)state;
+  static const char *names[] = {"lru", "wtinylfu", "default"};
+  for (int n = 0; n < 3; n++) {
+    keel_policy_t *a, *b;
+    keel_policy_options o = opts(names[n], 64);
+    assert_int_equal(keel_policy_create(&o, &a), KEEL_OK);
+    assert_int_equal(keel_policy_create(&o, &b), KEEL_OK);
+    uint32_t slot_of[1000];
+    for (int i = 0; i < 1000; i++) slot_of[i] = KEEL_POLICY_NONE;
+    uint32_t next_free = 0, free_list[80], nfree = 0;
+    uint64_t x = 7;
+    for (int i = 0; i < 5000; i++) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      int k = (int)((x >> 33) % (i % 3 ? 90 : 1000)); /* a hot set and a scan */
+      if (slot_of[k] != KEEL_POLICY_NONE) {
+        keel_policy_hit(a, slot_of[k]);
+        keel_policy_hit(b, slot_of[k]);
+        continue;
+      }
+      uint64_t h = keel_policy_key_hash(k, 1);
+      uint32_t hint = keel_policy_prefetch(b, h);
+      uint32_t s = nfree ? free_list[--nfree] : next_free++;
+      assert_true(s < 80);
+      keel_policy_insert(a, s, h, 1);
+      keel_policy_insert(b, s, h, 1);
+      slot_of[k] = s;
+      while (keel_policy_weight(a) > keel_policy_capacity(a)) {
+        uint32_t va = keel_policy_evict(a), vb = keel_policy_evict(b);
+        assert_int_equal(va, vb);
+        if (n == 0 && hint != KEEL_POLICY_NONE) assert_int_equal(va, hint); /* LRU: the tail */
+        for (int j = 0; j < 1000; j++)
+          if (slot_of[j] == va) slot_of[j] = KEEL_POLICY_NONE;
+        free_list[nfree++] = va;
+      }
+    }
+    keel_policy_destroy(a);
+    keel_policy_destroy(b);
+  }
+}
+
 static void test_oom(void **state) {
   (void)state;
   assert_true(tu_oom_sweep(create_sim, (void *)"lru") >= 3);
@@ -156,6 +200,7 @@ int main(void) {
       cmocka_unit_test(test_names),         cmocka_unit_test(test_lru_order),
       cmocka_unit_test(test_loop_and_scan), cmocka_unit_test(test_deterministic),
       cmocka_unit_test(test_weights),       cmocka_unit_test(test_oom),
+      cmocka_unit_test(test_prefetch_changes_nothing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
