@@ -670,8 +670,13 @@ static keel_status slot_reserve_locked(shard *s, keel_mem_tag tag) {
  * entry of its key. On KEEL_OK the cache took its own reference when the
  * entry was admitted. KEEL_ELIMIT: larger than the cache; KEEL_ENOMEM. Any
  * old entry is removed in all cases but ENOMEM. Under lock. */
-static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v) {
+static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint32_t victim) {
   uint64_t charge = ent_charge(v);
+  if (victim < s->nslots && s->slots[victim]) { /* victim: a guess from keel_policy_prefetch */
+    table *t = atomic_load_explicit(&s->tab, RLX);
+    __builtin_prefetch(s->slots[victim]);
+    __builtin_prefetch(&t->b[keel_policy_slot_hash(s->pol, victim) & t->mask]);
+  }
   keel_status st = slot_reserve_locked(s, c->tag);
   if (st != KEEL_OK) return st;
   keel_cache_value_t *old = table_find1(s, ent_hash(v), ent_key(v), ent_klen(v));
@@ -939,7 +944,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   *pp = me.next;
   if (st == KEEL_OK) {
     atomic_store_explicit(&ld.v->hash, h, RLX);
-    if (!ld.nocache) (void)insert_locked(c, s, ld.v); /* ELIMIT/ENOMEM: returned uncached */
+    if (!ld.nocache) (void)insert_locked(c, s, ld.v, victim); /* ELIMIT/ENOMEM: returned uncached */
     me.value = ld.v;
   } else {
     add(&s->load_errors, 1);
@@ -950,7 +955,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
       neg->klen |= NEG_FLAG;
       neg->vlen = (uint32_t)(int32_t)st;
       atomic_store_explicit(&neg->hash, h, RLX);
-      (void)insert_locked(c, s, neg);
+      (void)insert_locked(c, s, neg, KEEL_POLICY_NONE);
       ent_unref(neg);
     }
   }
@@ -1025,7 +1030,7 @@ keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len, con
   shard *s = shard_of(c, h);
   pthread_mutex_lock(&s->lock);
   drain(c, my_reader(c), s); /* the thread's earlier hits before this insert */
-  keel_status st = insert_locked(c, s, v);
+  keel_status st = insert_locked(c, s, v, KEEL_POLICY_NONE);
   shard_unlock(s);
   ent_unref(v); /* the cache holds its own reference if it kept v */
   return st;

@@ -484,6 +484,10 @@ uint32_t keel_policy_prefetch(const keel_policy_t *p, uint64_t h) {
   return v;
 }
 
+uint64_t keel_policy_slot_hash(const keel_policy_t *p, uint32_t s) {
+  return s < p->nslots && p->n[s].queue != Q_NONE ? p->n[s].hash : 0;
+}
+
 uint32_t keel_policy_evict(keel_policy_t *p) {
   if (p->kind == K_LRU) {
     uint32_t v = p->q[0].tail;

@@ -147,7 +147,8 @@ static int create_sim(void *ctx) {
 
 /* keel_policy_prefetch changes no decision: two policies fed the same
  * accesses, one asked for the hint before every insert, evict the same
- * slots in the same order; for LRU the hint is the next victim. */
+ * slots in the same order; for LRU the hint is the next victim. A
+ * resident's slot hash is its insert's hash, an evicted slot's 0. */
 static void test_prefetch_changes_nothing(void **state) {
   (void)state;
   static const char *names[] = {"lru", "wtinylfu", "default"};
@@ -174,10 +175,12 @@ static void test_prefetch_changes_nothing(void **state) {
       assert_true(s < 80);
       keel_policy_insert(a, s, h, 1);
       keel_policy_insert(b, s, h, 1);
+      assert_true(keel_policy_slot_hash(b, s) == h);
       slot_of[k] = s;
       while (keel_policy_weight(a) > keel_policy_capacity(a)) {
         uint32_t va = keel_policy_evict(a), vb = keel_policy_evict(b);
         assert_int_equal(va, vb);
+        assert_true(keel_policy_slot_hash(b, va) == 0); /* gone */
         if (n == 0 && hint != KEEL_POLICY_NONE) assert_int_equal(va, hint); /* LRU: the tail */
         for (int j = 0; j < 1000; j++)
           if (slot_of[j] == va) slot_of[j] = KEEL_POLICY_NONE;

@@ -116,6 +116,9 @@ KEEL_EXTERN void keel_policy_remove(keel_policy_t *p, uint32_t slot);
  * Changes nothing. */
 KEEL_EXTERN uint32_t keel_policy_prefetch(const keel_policy_t *p, uint64_t hash);
 
+/* The hash a resident was inserted with (0 for a slot without one). */
+KEEL_EXTERN uint64_t keel_policy_slot_hash(const keel_policy_t *p, uint32_t slot);
+
 /* Picks a victim, removes it from the policy and returns its slot, or
  * KEEL_POLICY_NONE when there are no residents. */
 KEEL_EXTERN uint32_t keel_policy_evict(keel_policy_t *p);
