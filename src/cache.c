@@ -545,25 +545,37 @@ static void table_maybe_grow_locked(shard *s, keel_mem_tag tag) {
 /* ---- policy bookkeeping --------------------------------------------------------- */
 
 /* Drains the calling thread's read buffer into the policies. `held` is a
- * shard whose lock the caller holds (or NULL); items of other shards are
- * applied if their lock is free at once, else dropped. */
+ * shard whose lock the caller holds (or NULL); the items of other shards
+ * are applied if their lock is free at once, else dropped. Shard by shard:
+ * first every item's policy record and sketch line are prefetched, then
+ * applied, so their cache misses overlap instead of queueing. A slot whose
+ * policy hash is no longer the item's was reused since: skipped. */
 static void drain(keel_cache_t *c, reader *r, shard *held) {
   uint32_t n = atomic_load_explicit(&r->rb_n, RLX);
   if (n > RBUF) n = RBUF;
-  shard *locked = NULL;
+  uint32_t slot[RBUF];
+  uint64_t hash[RBUF];
   for (uint32_t i = 0; i < n; i++) {
-    uint32_t slot = atomic_load_explicit(&r->rb[i].slot, RLX);
-    uint64_t h = atomic_load_explicit(&r->rb[i].hash, RLX);
-    shard *s = shard_of(c, h);
-    if (s != held && s != locked) {
-      if (locked) pthread_mutex_unlock(&locked->lock);
-      locked = pthread_mutex_trylock(&s->lock) == 0 ? s : NULL;
-      if (!locked) continue;
-    }
-    if (slot == KEEL_POLICY_NONE) keel_policy_miss(s->pol, h);
-    else if (slot < s->nslots && s->slots[slot] && ent_hash(s->slots[slot]) == h) keel_policy_hit(s->pol, slot);
+    slot[i] = atomic_load_explicit(&r->rb[i].slot, RLX);
+    hash[i] = atomic_load_explicit(&r->rb[i].hash, RLX);
   }
-  if (locked) pthread_mutex_unlock(&locked->lock);
+  uint32_t left = n == 32 ? UINT32_MAX : (1u << n) - 1; /* items not yet taken */
+  while (left) {
+    shard *s = shard_of(c, hash[__builtin_ctz(left)]);
+    uint32_t ours = 0;
+    for (uint32_t i = 0; i < n; i++)
+      if ((left >> i & 1) && shard_of(c, hash[i]) == s) ours |= 1u << i;
+    left &= ~ours;
+    if (s != held && pthread_mutex_trylock(&s->lock) != 0) continue; /* busy: dropped */
+    for (uint32_t i = 0; i < n; i++)
+      if (ours >> i & 1) keel_policy_prefetch_access(s->pol, slot[i], hash[i]);
+    for (uint32_t i = 0; i < n; i++) {
+      if (!(ours >> i & 1)) continue;
+      if (slot[i] == KEEL_POLICY_NONE) keel_policy_miss(s->pol, hash[i]);
+      else if (keel_policy_slot_hash(s->pol, slot[i]) == hash[i]) keel_policy_hit(s->pol, slot[i]);
+    }
+    if (s != held) pthread_mutex_unlock(&s->lock);
+  }
   atomic_store_explicit(&r->rb_n, 0, RLX);
 }
 

@@ -484,6 +484,12 @@ uint32_t keel_policy_prefetch(const keel_policy_t *p, uint64_t h) {
   return v;
 }
 
+void keel_policy_prefetch_access(const keel_policy_t *p, uint32_t s, uint64_t h) {
+  uint32_t pos;
+  if (s < p->nslots) __builtin_prefetch(&p->n[s]);
+  if (p->kind == K_WTLFU) __builtin_prefetch(sketch_block(&p->sk, h, &pos));
+}
+
 uint64_t keel_policy_slot_hash(const keel_policy_t *p, uint32_t s) {
   return s < p->nslots && p->n[s].queue != Q_NONE ? p->n[s].hash : 0;
 }

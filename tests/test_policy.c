@@ -145,8 +145,8 @@ static int create_sim(void *ctx) {
   return 0;
 }
 
-/* keel_policy_prefetch changes no decision: two policies fed the same
- * accesses, one asked for the hint before every insert, evict the same
+/* keel_policy_prefetch and _prefetch_access change no decision: two
+ * policies fed the same accesses, one given the hints, evict the same
  * slots in the same order; for LRU the hint is the next victim. A
  * resident's slot hash is its insert's hash, an evicted slot's 0. */
 static void test_prefetch_changes_nothing(void **state) {
@@ -164,12 +164,13 @@ static void test_prefetch_changes_nothing(void **state) {
     for (int i = 0; i < 5000; i++) {
       x = x * 6364136223846793005ull + 1442695040888963407ull;
       int k = (int)((x >> 33) % (i % 3 ? 90 : 1000)); /* a hot set and a scan */
+      uint64_t h = keel_policy_key_hash(k, 1);
+      keel_policy_prefetch_access(b, slot_of[k], h);
       if (slot_of[k] != KEEL_POLICY_NONE) {
         keel_policy_hit(a, slot_of[k]);
         keel_policy_hit(b, slot_of[k]);
         continue;
       }
-      uint64_t h = keel_policy_key_hash(k, 1);
       uint32_t hint = keel_policy_prefetch(b, h);
       uint32_t s = nfree ? free_list[--nfree] : next_free++;
       assert_true(s < 80);

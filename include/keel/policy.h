@@ -116,6 +116,11 @@ KEEL_EXTERN void keel_policy_remove(keel_policy_t *p, uint32_t slot);
  * Changes nothing. */
 KEEL_EXTERN uint32_t keel_policy_prefetch(const keel_policy_t *p, uint64_t hash);
 
+/* A hint that resident `slot` (KEEL_POLICY_NONE: a miss of `hash`) is
+ * about to be accessed: starts loading its record and sketch line.
+ * Changes nothing. */
+KEEL_EXTERN void keel_policy_prefetch_access(const keel_policy_t *p, uint32_t slot, uint64_t hash);
+
 /* The hash a resident was inserted with (0 for a slot without one). */
 KEEL_EXTERN uint64_t keel_policy_slot_hash(const keel_policy_t *p, uint32_t slot);
 
