@@ -682,13 +682,21 @@ static keel_status slot_reserve_locked(shard *s, keel_mem_tag tag) {
  * entry of its key. On KEEL_OK the cache took its own reference when the
  * entry was admitted. KEEL_ELIMIT: larger than the cache; KEEL_ENOMEM. Any
  * old entry is removed in all cases but ENOMEM. Under lock. */
-static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint32_t victim) {
+static const uint32_t no_guess[2] = {KEEL_POLICY_NONE, KEEL_POLICY_NONE};
+
+/* Starts loading the entry and bucket of `slot`, a likely victim. */
+static void prefetch_victim(shard *s, uint32_t slot) {
+  if (slot >= s->nslots || !s->slots[slot]) return;
+  table *t = atomic_load_explicit(&s->tab, RLX);
+  __builtin_prefetch(s->slots[slot]);
+  __builtin_prefetch(&t->b[keel_policy_slot_hash(s->pol, slot) & t->mask]);
+}
+
+/* victim[2]: guesses from keel_policy_prefetch, or KEEL_POLICY_NONE. */
+static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, const uint32_t *victim) {
   uint64_t charge = ent_charge(v);
-  if (victim < s->nslots && s->slots[victim]) { /* victim: a guess from keel_policy_prefetch */
-    table *t = atomic_load_explicit(&s->tab, RLX);
-    __builtin_prefetch(s->slots[victim]);
-    __builtin_prefetch(&t->b[keel_policy_slot_hash(s->pol, victim) & t->mask]);
-  }
+  prefetch_victim(s, victim[0]);
+  prefetch_victim(s, victim[1]);
   keel_status st = slot_reserve_locked(s, c->tag);
   if (st != KEEL_OK) return st;
   keel_cache_value_t *old = table_find1(s, ent_hash(v), ent_key(v), ent_klen(v));
@@ -941,8 +949,10 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   pending me = {s->pend, h, key, klen, 0, KEEL_OK, NULL, 0};
   s->pend = &me;
   /* While the loader runs, bring in what the insert will touch. */
-  uint32_t victim = keel_policy_prefetch(s->pol, h);
-  if (victim < s->nslots) __builtin_prefetch(&s->slots[victim]);
+  uint32_t victim[2];
+  victim[0] = keel_policy_prefetch(s->pol, h, &victim[1]);
+  for (int i = 0; i < 2; i++)
+    if (victim[i] < s->nslots) __builtin_prefetch(&s->slots[victim[i]]);
   shard_unlock(s);
 
   keel_cache_load_t ld = {c, key, klen, h, NULL, 0};
@@ -967,7 +977,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
       neg->klen |= NEG_FLAG;
       neg->vlen = (uint32_t)(int32_t)st;
       atomic_store_explicit(&neg->hash, h, RLX);
-      (void)insert_locked(c, s, neg, KEEL_POLICY_NONE);
+      (void)insert_locked(c, s, neg, no_guess);
       ent_unref(neg);
     }
   }
@@ -1042,7 +1052,7 @@ keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len, con
   shard *s = shard_of(c, h);
   pthread_mutex_lock(&s->lock);
   drain(c, my_reader(c), s); /* the thread's earlier hits before this insert */
-  keel_status st = insert_locked(c, s, v, KEEL_POLICY_NONE);
+  keel_status st = insert_locked(c, s, v, no_guess);
   shard_unlock(s);
   ent_unref(v); /* the cache holds its own reference if it kept v */
   return st;

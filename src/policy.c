@@ -471,7 +471,8 @@ static uint32_t wtlfu_evict(keel_policy_t *p) {
   }
 }
 
-uint32_t keel_policy_prefetch(const keel_policy_t *p, uint64_t h) {
+uint32_t keel_policy_prefetch(const keel_policy_t *p, uint64_t h, uint32_t *other) {
+  *other = KEEL_POLICY_NONE;
   if (p->kind == K_LRU) {
     uint32_t t = p->q[0].tail;
     if (t != KEEL_POLICY_NONE) __builtin_prefetch(&p->n[t]);
@@ -481,6 +482,7 @@ uint32_t keel_policy_prefetch(const keel_policy_t *p, uint64_t h) {
   __builtin_prefetch(sketch_block(&p->sk, h, &pos));
   if (w != KEEL_POLICY_NONE) __builtin_prefetch(&p->n[w]);
   if (v != KEEL_POLICY_NONE) __builtin_prefetch(&p->n[v]);
+  *other = w;
   return v;
 }
 

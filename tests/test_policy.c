@@ -171,7 +171,7 @@ static void test_prefetch_changes_nothing(void **state) {
         keel_policy_hit(b, slot_of[k]);
         continue;
       }
-      uint32_t hint = keel_policy_prefetch(b, h);
+      uint32_t other, hint = keel_policy_prefetch(b, h, &other);
       uint32_t s = nfree ? free_list[--nfree] : next_free++;
       assert_true(s < 80);
       keel_policy_insert(a, s, h, 1);

@@ -111,10 +111,11 @@ KEEL_EXTERN void keel_policy_remove(keel_policy_t *p, uint32_t slot);
 /* A hint that a resident with `hash` is about to be inserted: starts
  * loading what the insert and the eviction it causes will touch (the
  * newcomer's sketch counters, the records at the tails the victim comes
- * from) and returns the slot most likely to be evicted, or
- * KEEL_POLICY_NONE, so the caller can prefetch its own records of it.
+ * from) and returns the slot most likely to be evicted, and in *other the
+ * next likeliest (the admission candidate, when there is one), or
+ * KEEL_POLICY_NONE, so the caller can prefetch its own records of them.
  * Changes nothing. */
-KEEL_EXTERN uint32_t keel_policy_prefetch(const keel_policy_t *p, uint64_t hash);
+KEEL_EXTERN uint32_t keel_policy_prefetch(const keel_policy_t *p, uint64_t hash, uint32_t *other);
 
 /* A hint that resident `slot` (KEEL_POLICY_NONE: a miss of `hash`) is
  * about to be accessed: starts loading its record and sketch line.
