@@ -14,12 +14,14 @@
 #ifndef KEEL_TEST_PIPELINE_FIXTURE_H
 #define KEEL_TEST_PIPELINE_FIXTURE_H
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "keel/config.h"
 #include "keel/pipeline.h"
@@ -172,6 +174,47 @@ static inline int fixture_create_attempt(void *ctx) {
   if (x->stages) assert_int_equal(keel_pipeline_stage_count(p), x->stages);
   keel_pipeline_destroy(p);
   return 0;
+}
+
+typedef struct fixture_run_result {
+  keel_status st;
+  keel_run_stats stats;
+  char err[512];
+} fixture_run_result;
+
+/* Builds a pipeline of `stages` with `sets` over the registry `registry`
+ * makes, runs input -> output (dead letters to dl), destroys everything.
+ * With `log`, stderr goes to that file during the run. */
+static inline fixture_run_result fixture_run(keel_registry_t *(*registry)(void), const char *stages,
+                                             const char *const *sets, const char *input, const char *output,
+                                             const char *dl, const char *log) {
+  keel_registry_t *r = registry();
+  keel_config_t *c = fixture_config(stages, sets);
+  fixture_run_result res;
+  memset(&res, 0, sizeof res);
+  keel_pipeline_t *p;
+  res.st = keel_pipeline_create(r, c, &p, res.err, sizeof res.err);
+  if (res.st != KEEL_OK) fail_msg("create: %s", res.err);
+  int saved = -1;
+  if (log) {
+    fflush(stderr);
+    saved = dup(2);
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, 2);
+    close(fd);
+  }
+  keel_run_io io = {input, output, dl};
+  res.st = keel_pipeline_run(p, &io, &res.stats, res.err, sizeof res.err);
+  if (log) {
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+  }
+  keel_pipeline_destroy(p);
+  keel_config_destroy(c);
+  keel_registry_destroy(r);
+  return res;
 }
 
 /* Whole file as a NUL-terminated string (malloc'd) and its size; NULL when

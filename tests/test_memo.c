@@ -109,43 +109,11 @@ static void write_texts(const char *path, size_t n, const char *const *texts, si
   fclose(f);
 }
 
-typedef struct run_result {
-  keel_status st;
-  keel_run_stats stats;
-  char err[512];
-} run_result;
+typedef fixture_run_result run_result;
 
-/* Builds a pipeline of `stages` with `sets`, runs input -> output (dead
- * letters to dl) and destroys it. With `log`, stderr goes to that file
- * during the run. */
 static run_result run(const char *stages, const char *const *sets, const char *input, const char *output,
                       const char *dl, const char *log) {
-  keel_registry_t *r = memo_registry();
-  keel_config_t *c = fixture_config(stages, sets);
-  run_result res = {.st = KEEL_OK};
-  keel_pipeline_t *p;
-  res.st = keel_pipeline_create(r, c, &p, res.err, sizeof res.err);
-  if (res.st != KEEL_OK) fail_msg("create: %s", res.err);
-  int saved = -1;
-  if (log) {
-    fflush(stderr);
-    saved = dup(2);
-    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    assert_true(saved >= 0 && fd >= 0);
-    dup2(fd, 2);
-    close(fd);
-  }
-  keel_run_io io = {input, output, dl};
-  res.st = keel_pipeline_run(p, &io, &res.stats, res.err, sizeof res.err);
-  if (log) {
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-  }
-  keel_pipeline_destroy(p);
-  keel_config_destroy(c);
-  keel_registry_destroy(r);
-  return res;
+  return fixture_run(memo_registry, stages, sets, input, output, dl, log);
 }
 
 static size_t count_substr(const char *text, const char *needle) {

@@ -85,26 +85,11 @@ static void test_validation_messages(void **state) {
 
 /* ---- runs ---- */
 
-typedef struct run_result {
-  keel_status st;
-  keel_run_stats stats;
-  char err[512];
-} run_result;
+typedef fixture_run_result run_result;
 
 static run_result run(const char *stages, const char *const *sets, const char *input, const char *output,
                       const char *dead_letter) {
-  keel_registry_t *r = fixture_registry();
-  keel_config_t *c = fixture_config(stages, sets);
-  keel_pipeline_t *p;
-  run_result res;
-  memset(&res, 0, sizeof res);
-  assert_int_equal(keel_pipeline_create(r, c, &p, res.err, sizeof res.err), KEEL_OK);
-  keel_run_io io = {input, output, dead_letter};
-  res.st = keel_pipeline_run(p, &io, &res.stats, res.err, sizeof res.err);
-  keel_pipeline_destroy(p);
-  keel_config_destroy(c);
-  keel_registry_destroy(r);
-  return res;
+  return fixture_run(fixture_registry, stages, sets, input, output, dead_letter, NULL);
 }
 
 static void test_run_accounting_and_dead_letters(void **state) {
