@@ -186,25 +186,24 @@ static void count(tag_counters *c, shared_tag *s, int64_t delta, int kind) {
   }
 }
 
-static void account(keel_mem_tag tag, int64_t delta, int kind) {
+/* Counts an allocation (kind +1), free (-1) or resize (0) of `delta` bytes
+ * under `tag` and the total; `headerless`: a block of keel_mem_alloc_sized,
+ * also counted apart so the process figures can tell what such blocks cost
+ * the heap. */
+static void account_as(keel_mem_tag tag, int64_t delta, int kind, bool headerless) {
   tls_counters *c = my_counters();
   if (!c) {
     publish_peak(&g.tags[tag], delta);
     publish_peak(&g.total, delta);
+    if (headerless) publish_peak(&g.headerless, delta);
     return;
   }
   count(&c->t[tag], &g.tags[tag], delta, kind);
   count(&c->total, &g.total, delta, kind);
+  if (headerless) count(&c->headerless, &g.headerless, delta, kind);
 }
 
-/* account, for a block without keel's header: also counted apart, so the
- * process figures can tell what such blocks cost the heap. */
-static void account_headerless(keel_mem_tag tag, int64_t delta, int kind) {
-  account(tag, delta, kind);
-  tls_counters *c = my_counters();
-  if (c) count(&c->headerless, &g.headerless, delta, kind);
-  else publish_peak(&g.headerless, delta);
-}
+static void account(keel_mem_tag tag, int64_t delta, int kind) { account_as(tag, delta, kind, false); }
 
 static bool inject_fault(void) {
   if (atomic_load_explicit(&g.failing, memory_order_relaxed)) {
@@ -293,14 +292,14 @@ void *keel_mem_alloc_sized(keel_mem_tag tag, size_t size, int *counted) {
   void *p = malloc(size ? size : 1);
   if (!p) return NULL;
   *counted = atomic_load_explicit(&g.tracking, memory_order_relaxed) != 0;
-  if (*counted) account_headerless(tag, (int64_t)size, 1);
+  if (*counted) account_as(tag, (int64_t)size, 1, true);
   return p;
 }
 
 void keel_mem_free_sized(keel_mem_tag tag, void *p, size_t size, int counted) {
   if (!p) return;
   free(p);
-  if (counted && tag < KEEL_MEM_MAX_TAGS) account_headerless(tag, -(int64_t)size, -1);
+  if (counted && tag < KEEL_MEM_MAX_TAGS) account_as(tag, -(int64_t)size, -1, true);
 }
 
 void *keel_mem_calloc_at(keel_mem_tag tag, size_t n, size_t size, const char *file, int line) {
