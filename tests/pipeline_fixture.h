@@ -176,6 +176,16 @@ static inline int fixture_create_attempt(void *ctx) {
   return 0;
 }
 
+/* A schema holding "text" (ids[0]) and "n" (ids[1]), the fields of a stage
+ * that reads text and writes n. Owned by the caller. */
+static inline keel_schema_t *fixture_text_n_schema(keel_field_id ids[2]) {
+  keel_schema_t *schema;
+  assert_int_equal(keel_schema_create(&schema), KEEL_OK);
+  assert_int_equal(keel_schema_intern(schema, "text", 4, &ids[0]), KEEL_OK);
+  assert_int_equal(keel_schema_intern(schema, "n", 1, &ids[1]), KEEL_OK);
+  return schema;
+}
+
 typedef struct fixture_run_result {
   keel_status st;
   keel_run_stats stats;

@@ -162,11 +162,8 @@ static void test_single_flight_forced(void **state) {
   static const keel_stage_def def = {.size = sizeof def, .name = "gate", .version = 1, .flags = KEEL_STAGE_PURE,
                                      .reads = heavy_reads, .n_reads = 1, .writes = writes, .n_writes = 1,
                                      .process = gate_process};
-  keel_schema_t *schema;
   keel_field_id ids[2];
-  assert_int_equal(keel_schema_create(&schema), KEEL_OK);
-  assert_int_equal(keel_schema_intern(schema, "text", 4, &ids[0]), KEEL_OK);
-  assert_int_equal(keel_schema_intern(schema, "n", 1, &ids[1]), KEEL_OK);
+  keel_schema_t *schema = fixture_text_n_schema(ids);
   keel_stage_io io = {ids, ids + 1};
   keel_memo_options o = {.size = sizeof o, .def = &def, .io = &io, .schema = schema, .max_bytes = 1 << 20};
   keel_memo_t *m;
