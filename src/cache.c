@@ -100,8 +100,8 @@
  * (no per-block header: the entry knows its size and tag). The fields a
  * lookup reads come first. */
 struct keel_cache_value {
-  _Atomic uint64_t hash;                   /* key hash; once retired: the limbo link */
-  _Atomic(struct keel_cache_value *) next; /* bucket chain; written under lock */
+  _Atomic uint64_t hash; /* key hash; once retired: the limbo link */
+  _Atomic uint64_t next; /* bucket chain: a link (below); written under lock */
   uint32_t klen;                           /* key length | *_FLAG */
   uint32_t vlen;                           /* value length (negative: the status) */
   _Atomic uint32_t refs;                   /* cache (while not reclaimed) + users */
@@ -125,10 +125,24 @@ typedef struct reader {
   rbuf_item rb[RBUF];
 } __attribute__((aligned(64))) reader;
 
+/* A link (a bucket head or an entry's `next`) is one 64-bit word: the
+ * entry's address in the low 48 bits (user addresses of x86-64 and arm64
+ * Linux fit there; ent_alloc refuses one that does not), a 15-bit tag of
+ * that entry's hash above, and LINK_MORE when the entry may have a
+ * successor. A lookup compares tags before it touches an entry, so a miss
+ * or a chain neighbour costs no load of an entry that is not the key's.
+ * LINK_MORE is conservative: an unlink leaves its predecessor's bit set
+ * (one needless load, never a missed entry); a set-to-clear never happens
+ * to a published link except by replacing it whole. */
+typedef uint64_t link_t;
+#define LINK_PTR ((1ull << 48) - 1)
+#define LINK_MORE (1ull << 48)
+#define LINK_TAG (0x7fffull << 49)
+
 typedef struct table {
   struct table *older; /* tables replaced by a resize, freed at destroy */
   uint64_t mask;
-  _Atomic(struct keel_cache_value *) b[];
+  _Atomic link_t b[];
 } table;
 
 typedef struct pending {
@@ -302,8 +316,12 @@ static keel_cache_value_t *ent_alloc(const keel_cache_t *c, const void *key, siz
   keel_cache_value_t *v =
       keel_mem_alloc_sized(c->tag, sizeof *v + exp_len(flags) + key_pad(klen) + vlen, &counted);
   if (!v) return NULL;
+  if ((uintptr_t)v & ~(uintptr_t)LINK_PTR) { /* beyond the 48 bits of a link */
+    keel_mem_free_sized(c->tag, v, sizeof *v + exp_len(flags) + key_pad(klen) + vlen, counted);
+    return NULL;
+  }
   atomic_init(&v->hash, 0);
-  atomic_init(&v->next, NULL);
+  atomic_init(&v->next, 0);
   v->klen = (uint32_t)klen | flags | (counted ? CNT_FLAG : 0);
   v->vlen = (uint32_t)vlen;
   atomic_init(&v->refs, 1);
@@ -461,6 +479,15 @@ static table *table_new(keel_mem_tag tag, uint64_t buckets) {
   return t;
 }
 
+/* The tag bits of a hash: bits 32-46, which neither the bucket index (low
+ * bits) nor the shard (bits 48+) use. */
+static inline link_t link_tag(uint64_t h) { return (h << 17) & LINK_TAG; }
+static inline keel_cache_value_t *link_ent(link_t w) { return (keel_cache_value_t *)(uintptr_t)(w & LINK_PTR); }
+/* The link to v, whose own `next` is `next`. */
+static inline link_t link_to(keel_cache_value_t *v, link_t next) {
+  return (link_t)(uintptr_t)v | link_tag(ent_hash(v)) | (next ? LINK_MORE : 0);
+}
+
 static inline int ent_matches(const keel_cache_value_t *v, uint64_t h, const void *k, size_t n) {
   if (ent_hash(v) != h || ent_klen(v) != n) return 0;
   if (n == 8) { /* the common fixed-size key: one compare, no call */
@@ -475,17 +502,26 @@ static inline int ent_matches(const keel_cache_value_t *v, uint64_t h, const voi
 /* Walks one chain for key. */
 static keel_cache_value_t *table_find1(shard *s, uint64_t h, const void *k, size_t n) {
   table *t = atomic_load_explicit(&s->tab, memory_order_acquire);
-  keel_cache_value_t *v = atomic_load_explicit(&t->b[h & t->mask], memory_order_acquire);
-  while (v && !ent_matches(v, h, k, n)) v = atomic_load_explicit(&v->next, memory_order_acquire);
-  return v;
+  link_t w = atomic_load_explicit(&t->b[h & t->mask], memory_order_acquire), tag = link_tag(h);
+  while (w) {
+    if ((w & LINK_TAG) == tag) {
+      keel_cache_value_t *v = link_ent(w);
+      if (ent_matches(v, h, k, n)) return v;
+    } else if (!(w & LINK_MORE)) {
+      return NULL;
+    }
+    w = atomic_load_explicit(&link_ent(w)->next, memory_order_acquire);
+  }
+  return NULL;
 }
 
 static void table_unlink_locked(shard *s, keel_cache_value_t *v) {
   table *t = atomic_load_explicit(&s->tab, RLX);
-  _Atomic(keel_cache_value_t *) *pp = &t->b[ent_hash(v) & t->mask];
-  keel_cache_value_t *cur;
-  while ((cur = atomic_load_explicit(pp, RLX)) != v) pp = &cur->next;
-  /* Readers standing on v keep following v->next, which stays intact. */
+  _Atomic link_t *pp = &t->b[ent_hash(v) & t->mask];
+  link_t w;
+  while (link_ent(w = atomic_load_explicit(pp, RLX)) != v) pp = &link_ent(w)->next;
+  /* Readers standing on v keep following v->next, which stays intact. The
+   * predecessor's LINK_MORE may now be stale: harmless (see link_t). */
   atomic_store_explicit(pp, atomic_load_explicit(&v->next, RLX), memory_order_release);
 }
 
@@ -507,11 +543,12 @@ static keel_cache_value_t *table_find(shard *s, uint64_t h, const void *k, size_
 
 static void table_link_locked(shard *s, keel_cache_value_t *v) {
   table *t = atomic_load_explicit(&s->tab, RLX);
-  _Atomic(keel_cache_value_t *) *b = &t->b[ent_hash(v) & t->mask];
-  atomic_store_explicit(&v->next, atomic_load_explicit(b, RLX), RLX);
+  _Atomic link_t *b = &t->b[ent_hash(v) & t->mask];
+  link_t head = atomic_load_explicit(b, RLX);
+  atomic_store_explicit(&v->next, head, RLX);
   /* release: the entry's header, key and value are written before it can
    * be found. */
-  atomic_store_explicit(b, v, memory_order_release);
+  atomic_store_explicit(b, link_to(v, head), memory_order_release);
 }
 
 /* Doubles the buckets when the count passes half of them (load factor
@@ -529,13 +566,14 @@ static void table_maybe_grow_locked(shard *s, keel_mem_tag tag) {
   nt->older = t;
   atomic_fetch_add_explicit(&s->rseq, 1, memory_order_acq_rel); /* odd */
   for (uint64_t i = 0; i <= t->mask; i++) {
-    keel_cache_value_t *v = atomic_load_explicit(&t->b[i], RLX);
-    while (v) {
-      keel_cache_value_t *nx = atomic_load_explicit(&v->next, RLX);
-      _Atomic(keel_cache_value_t *) *b = &nt->b[ent_hash(v) & nt->mask];
-      atomic_store_explicit(&v->next, atomic_load_explicit(b, RLX), memory_order_release);
-      atomic_store_explicit(b, v, RLX);
-      v = nx;
+    link_t w = atomic_load_explicit(&t->b[i], RLX);
+    while (w) {
+      keel_cache_value_t *v = link_ent(w);
+      w = atomic_load_explicit(&v->next, RLX);
+      _Atomic link_t *b = &nt->b[ent_hash(v) & nt->mask];
+      link_t head = atomic_load_explicit(b, RLX);
+      atomic_store_explicit(&v->next, head, memory_order_release);
+      atomic_store_explicit(b, link_to(v, head), RLX);
     }
   }
   atomic_store_explicit(&s->tab, nt, memory_order_release);

@@ -173,6 +173,45 @@ static void test_forced_collisions(void **state) {
   keel_cache_destroy(c);
 }
 
+/* Every key in one bucket of one shard, each with its own chain tag (hash
+ * bits 32-46): lookups skip entries by tag, and must still find every key
+ * however the chain was unlinked around it. */
+static uint64_t one_bucket_hash(void *ud, const void *key, size_t n, uint64_t seed) {
+  (void)ud, (void)seed;
+  unsigned i = 0;
+  sscanf((const char *)key, "key-%u", &i);
+  (void)n;
+  return (uint64_t)(i + 1) << 32;
+}
+
+static void test_one_bucket_chain_tags(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(1 << 20);
+  o.hash = one_bucket_hash;
+  keel_cache_t *c = mk(&o);
+  char k[32], buf[32];
+  for (int i = 0; i < 64; i++) {
+    snprintf(k, sizeof k, "key-%d", i);
+    assert_int_equal(keel_cache_put(c, k, strlen(k), k + 4, strlen(k + 4)), KEEL_OK);
+  }
+  /* Unlink the chain's tail (the first inserted), its head, and middles. */
+  for (int i = 0; i < 64; i += 3) {
+    snprintf(k, sizeof k, "key-%d", i);
+    assert_int_equal(keel_cache_remove(c, k, strlen(k)), KEEL_OK);
+  }
+  assert_int_equal(keel_cache_remove(c, "key-62", 6), KEEL_OK); /* the new head */
+  for (int i = 0; i < 64; i++) {
+    snprintf(k, sizeof k, "key-%d", i);
+    int gone = i % 3 == 0 || i == 62;
+    assert_int_equal(get_str(c, k, buf, sizeof buf), !gone);
+    if (!gone) assert_string_equal(buf, k + 4);
+  }
+  /* A key whose tag no entry has, and one that shares a tag but not bytes. */
+  assert_false(get_str(c, "key-100", buf, sizeof buf));
+  assert_false(get_str(c, "key-5x", buf, sizeof buf));
+  keel_cache_destroy(c);
+}
+
 static void noop_read(void *ctx, const void *data, size_t len) {
   (void)ctx, (void)data, (void)len;
 }
@@ -534,6 +573,7 @@ int main(void) {
       cmocka_unit_test(test_bad_options),
       cmocka_unit_test(test_value_outlives_eviction),
       cmocka_unit_test(test_forced_collisions),
+      cmocka_unit_test(test_one_bucket_chain_tags),
       cmocka_unit_test(test_ttl),
       cmocka_unit_test(test_load_errors_not_cached),
       cmocka_unit_test(test_negative_caching),
