@@ -1,17 +1,19 @@
 /* cache.c — the concurrent byte-bounded cache (see keel/cache.h).
  *
  * Layout. An entry is one allocation (keel_mem_alloc_sized, no keel_mem
- * header): a 32-byte header, the expiry time in caches with a TTL, the key,
- * padding to 8, the value. The entry *is* the value object users hold: its reference
- * count counts the cache (while linked) plus every user reference. Entries
- * hang in a chained hash table (`table`, power-of-two buckets of atomic
- * pointers). The policy (keel/policy.h) knows entries by slot number;
- * `slots[]` maps a slot back to its entry.
+ * header): a 24-byte header (chain link, lengths, reference count, slot and
+ * memory tag), the expiry time in caches with a TTL, the key, padding to 8,
+ * the value. The entry *is* the value object users hold: its reference
+ * count counts the cache (while linked or in limbo) plus every user
+ * reference. Entries hang in a chained hash table (`table`, power-of-two
+ * buckets of tagged links, see link_t); an entry does not store its hash.
+ * The policy (keel/policy.h) knows entries by slot number; `slots[]` maps a
+ * slot back to its entry.
  *
  * Readers (get, read, the hit paths of get_or_load and read_or_load: one
  * inlined `probe`) take no lock. They enter
- * an epoch (below), walk a bucket chain with acquire loads, compare hash,
- * length and the key bytes, check expiry, take a reference or read in place,
+ * an epoch (below), walk a bucket chain with acquire loads, compare the
+ * link's tag, then length and key bytes, check expiry, take a reference or read in place,
  * and leave. A hit is recorded in the thread's read buffer (slot number and
  * hash, relaxed stores); a full buffer is drained into the policies, each
  * item if a trylock of its shard's lock succeeds, else dropped — the policy's view
@@ -38,7 +40,8 @@
  * QSBR/EBR schemes, cf. Fraser 2004 and ck_epoch): a reader increments
  * `rd[i].active[e & 1]` for the global epoch e it read, re-reads the epoch
  * and retries if it moved. An unlinked entry is retired in its shard's limbo
- * list of the epoch read (after a full fence) once it is unlinked. Any shard
+ * list of the epoch read (after a full fence) once it is unlinked; it keeps
+ * its slot until reclaimed, and the list runs through the slots (retire_locked). Any shard
  * may advance the epoch from e to e+1 (compare-and-swap) when no reader is
  * counted under parity (e+1)&1 (i.e. readers of e-1 are gone). An entry
  * retired at epoch r is unreachable once the epoch reaches r+2; the cache
@@ -57,7 +60,7 @@
  * reference, so the record can live on its stack.
  *
  * Guards: a shard's `lock` guards its table's structure, `slots`,
- * `free_slots`, the policy, limbo lists, pending list and the bytes/entries
+ * `link`, the policy, limbo lists, pending list and the bytes/entries
  * counters (which readers of statistics read with relaxed loads). Lock
  * order: one shard lock at a time, except that a drain holding one may
  * *try* another (never waits); the removal callback runs under a shard's
@@ -91,24 +94,24 @@
 #define KLEN_MASK 0x1fffffffu
 #define SLOT_BITS 24         /* slot_tag: slot in the low bits, memory tag above */
 #define SLOT_MAX ((1u << SLOT_BITS) - 1)
+#define SLOT_RETIRED ((uintptr_t)1) /* slots[] bit: the entry is in limbo (entries are 8-aligned) */
 /* The policy sees every lookup of a cache of up to RECORD_ALL entries, and
  * 1 in 4 up to twice that, 1 in 16 beyond (see record and create). */
 #define RECORD_ALL 16384
 
-/* An entry: a 32-byte header, then (in caches with a TTL) the expiry time,
+/* An entry: a 24-byte header, then (in caches with a TTL) the expiry time,
  * the key, padding to 8, the value, in one block of keel_mem_alloc_sized
  * (no per-block header: the entry knows its size and tag). The fields a
  * lookup reads come first. */
 struct keel_cache_value {
-  _Atomic uint64_t hash; /* key hash; once retired: the limbo link */
-  _Atomic uint64_t next; /* bucket chain: a link (below); written under lock */
+  _Atomic uint64_t next; /* bucket chain: a link (below); once reclaimed: the garbage list */
   uint32_t klen;                           /* key length | *_FLAG */
   uint32_t vlen;                           /* value length (negative: the status) */
   _Atomic uint32_t refs;                   /* cache (while not reclaimed) + users */
   uint32_t slot_tag;                       /* policy slot (set under lock) | memory tag << 24 */
   /* [expiry: _Atomic uint64_t, 0 never, else clock time], key, pad to 8, value */
 };
-_Static_assert(sizeof(struct keel_cache_value) == 32, "entry header is 32 bytes");
+_Static_assert(sizeof(struct keel_cache_value) == 24, "entry header is 24 bytes");
 _Static_assert(KEEL_MEM_MAX_TAGS <= 256, "a memory tag fits the 8 high bits of slot_tag");
 
 typedef struct rbuf_item {
@@ -171,12 +174,12 @@ typedef struct shard {
   _Atomic(table *) tab;
   _Atomic uint64_t rseq;              /* odd while a resize relinks entries */
   keel_policy_t *pol;                 /* under lock */
-  keel_cache_value_t **slots;         /* under lock: slot -> entry */
-  uint32_t *free_slots;               /* under lock */
-  uint32_t nfree, nslots;
-  keel_cache_value_t *limbo[4];       /* under lock: retired entries by epoch mod 4 */
+  uintptr_t *slots;                   /* under lock: slot -> entry (| SLOT_RETIRED in limbo) */
+  uint32_t *link;                     /* under lock: a slot's next in the free list or its limbo list */
+  uint32_t free_head, nslots;         /* free list head (KEEL_POLICY_NONE: empty) */
+  uint32_t limbo[4];                  /* under lock: heads of the retired slots, by epoch mod 4 */
   uint64_t limbo_epoch[4];            /* under lock: the epoch of each list */
-  keel_cache_value_t *garbage[4];     /* under lock: reclaimed lists, freed after unlock */
+  keel_cache_value_t *garbage;        /* under lock: reclaimed entries (via next), freed after unlock */
   size_t retired_since;               /* under lock */
   pending *pend;                      /* under lock */
   _Atomic uint64_t max_bytes, max_entries, bytes, entries;
@@ -214,18 +217,15 @@ static inline shard *shard_of(keel_cache_t *c, uint64_t h) {
 static inline void add(_Atomic uint64_t *x, uint64_t n) { atomic_fetch_add_explicit(x, n, RLX); }
 
 size_t keel_cache_entry_overhead(void) {
-  /* The entry header (32; 8 more with a TTL), two bucket
-   * pointers (16: load factor <= 1/2), its slot's
-   * entry pointer and free-list word (12), the policy's per-slot record
+  /* The entry header (24; 8 more with a TTL), two bucket
+   * links (16: load factor <= 1/2), its slot's
+   * entry pointer and list word (12), the policy's per-slot record
    * (hash, prev, next, weight, queue: 24) and the sketch's share
    * (4 rows x 6 counters of 4 bits = 12). Arrays that grow by doubling may
    * hold up to twice their share; this is the steady-state charge. */
   return sizeof(struct keel_cache_value) + 16 + 12 + 24 + 12;
 }
 
-static inline uint64_t ent_hash(const keel_cache_value_t *v) {
-  return atomic_load_explicit(&v->hash, memory_order_relaxed);
-}
 static inline size_t key_pad(size_t klen) { return (klen + 7) & ~(size_t)7; }
 static inline size_t exp_len(uint32_t klen_flags) { return klen_flags & EXP_FLAG ? 8 : 0; }
 static inline const unsigned char *ent_key(const keel_cache_value_t *v) {
@@ -320,7 +320,6 @@ static keel_cache_value_t *ent_alloc(const keel_cache_t *c, const void *key, siz
     keel_mem_free_sized(c->tag, v, sizeof *v + exp_len(flags) + key_pad(klen) + vlen, counted);
     return NULL;
   }
-  atomic_init(&v->hash, 0);
   atomic_init(&v->next, 0);
   v->klen = (uint32_t)klen | flags | (counted ? CNT_FLAG : 0);
   v->vlen = (uint32_t)vlen;
@@ -407,13 +406,27 @@ static void ent_unref(keel_cache_value_t *v) {
   if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1) ent_free(v);
 }
 
-/* Drops the cache's reference to every entry of a limbo list. */
-static void limbo_free(keel_cache_value_t *v) {
+/* Drops the cache's reference to every entry of a garbage list (linked
+ * through `next`, which no reader follows any more). */
+static void garbage_free(keel_cache_value_t *v) {
   while (v) {
-    keel_cache_value_t *nx = (keel_cache_value_t *)(uintptr_t)ent_hash(v);
+    keel_cache_value_t *nx = (keel_cache_value_t *)(uintptr_t)atomic_load_explicit(&v->next, RLX);
     ent_unref(v);
     v = nx;
   }
+}
+
+/* Pushes slot i, now unused, on the free list. */
+static inline void slot_free_locked(shard *s, uint32_t i) {
+  s->slots[i] = 0;
+  s->link[i] = s->free_head;
+  s->free_head = i;
+}
+
+/* The live entry of slot i, or NULL (free, or retired in limbo). */
+static inline keel_cache_value_t *slot_live(const shard *s, uint32_t i) {
+  uintptr_t w = s->slots[i];
+  return w & SLOT_RETIRED ? NULL : (keel_cache_value_t *)w;
 }
 
 /* Advances the epoch from e to e+1 if no reader of e-1 remains. */
@@ -424,45 +437,57 @@ static void epoch_try_advance(keel_cache_t *c) {
   atomic_compare_exchange_strong(&c->epoch, &e, e + 1); /* lost: another shard advanced */
 }
 
-/* Hands limbo list i to the garbage, whose references shard_unlock drops
- * once the lock is released: free() may wait on the allocator's own locks,
- * which is no reason to keep other threads out of the shard. */
+/* Hands the entries of limbo list i to the garbage, whose references
+ * shard_unlock drops once the lock is released (free() may wait on the
+ * allocator's own locks, which is no reason to keep other threads out of
+ * the shard), and frees their slots. No reader can stand on them any more,
+ * so their `next` may carry the garbage list. */
 static void limbo_reclaim1_locked(shard *s, unsigned i) {
-  if (s->garbage[i]) limbo_free(s->garbage[i]); /* not yet collected: free it here */
-  s->garbage[i] = s->limbo[i];
-  s->limbo[i] = NULL;
+  uint32_t j = s->limbo[i];
+  while (j != KEEL_POLICY_NONE) {
+    uint32_t nx = s->link[j];
+    keel_cache_value_t *v = (keel_cache_value_t *)(s->slots[j] & ~SLOT_RETIRED);
+    atomic_store_explicit(&v->next, (uint64_t)(uintptr_t)s->garbage, RLX);
+    s->garbage = v;
+    slot_free_locked(s, j);
+    j = nx;
+  }
+  s->limbo[i] = KEEL_POLICY_NONE;
 }
 
 /* Reclaims what was retired 3 or more epochs ago. */
 static void limbo_reclaim_locked(keel_cache_t *c, shard *s) {
   uint64_t e = atomic_load(&c->epoch);
   for (unsigned i = 0; i < 4; i++)
-    if (s->limbo[i] && s->limbo_epoch[i] + 3 <= e) limbo_reclaim1_locked(s, i);
+    if (s->limbo[i] != KEEL_POLICY_NONE && s->limbo_epoch[i] + 3 <= e) limbo_reclaim1_locked(s, i);
 }
 
 /* Releases the shard's lock, then drops the cache's references to the
  * garbage collected while it was held. */
 static void shard_unlock(shard *s) {
-  keel_cache_value_t *g[4];
-  memcpy(g, s->garbage, sizeof g);
-  memset(s->garbage, 0, sizeof s->garbage);
+  keel_cache_value_t *g = s->garbage;
+  s->garbage = NULL;
   pthread_mutex_unlock(&s->lock);
-  for (unsigned i = 0; i < 4; i++) limbo_free(g[i]);
+  garbage_free(g);
 }
 
-/* Retires an unlinked entry: readers may still stand on it, so the cache's
- * reference is dropped three epochs later. The limbo list is threaded
- * through the entry's hash field, which no reader needs any more: a reader
- * on the entry compares a hash that no longer matches and walks on (its
- * `next` is intact), so retiring never allocates and never fails. Under
+/* Retires an unlinked entry: readers may still stand on it (and may still
+ * return its value: their read overlapped the removal), so the cache's
+ * reference is dropped three epochs later. The entry keeps its slot
+ * meanwhile, marked SLOT_RETIRED, and the limbo list is threaded through
+ * the slots' `link` words: the entry itself is left untouched (a reader on
+ * it follows its `next`), and retiring never allocates and never fails.
+ * The policy released the slot already; it is reused once reclaimed. Under
  * the shard's lock. */
 static void retire_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v) {
   atomic_thread_fence(memory_order_seq_cst); /* the unlink before the epoch read */
   uint64_t e = atomic_load(&c->epoch);
   unsigned i = (unsigned)(e & 3);
-  if (s->limbo[i] && s->limbo_epoch[i] != e) limbo_reclaim1_locked(s, i); /* from e-4 or before */
-  atomic_store_explicit(&v->hash, (uint64_t)(uintptr_t)s->limbo[i], RLX);
-  s->limbo[i] = v;
+  if (s->limbo[i] != KEEL_POLICY_NONE && s->limbo_epoch[i] != e) limbo_reclaim1_locked(s, i); /* from e-4 or before */
+  uint32_t slot = ent_slot(v);
+  s->slots[slot] = (uintptr_t)v | SLOT_RETIRED;
+  s->link[slot] = s->limbo[i];
+  s->limbo[i] = slot;
   s->limbo_epoch[i] = e;
   if (++s->retired_since >= LIMBO_BATCH) {
     s->retired_since = 0;
@@ -483,13 +508,21 @@ static table *table_new(keel_mem_tag tag, uint64_t buckets) {
  * bits) nor the shard (bits 48+) use. */
 static inline link_t link_tag(uint64_t h) { return (h << 17) & LINK_TAG; }
 static inline keel_cache_value_t *link_ent(link_t w) { return (keel_cache_value_t *)(uintptr_t)(w & LINK_PTR); }
-/* The link to v, whose own `next` is `next`. */
-static inline link_t link_to(keel_cache_value_t *v, link_t next) {
-  return (link_t)(uintptr_t)v | link_tag(ent_hash(v)) | (next ? LINK_MORE : 0);
+/* The link to v, of hash h, whose own `next` is `next`. */
+static inline link_t link_to(keel_cache_value_t *v, uint64_t h, link_t next) {
+  return (link_t)(uintptr_t)v | link_tag(h) | (next ? LINK_MORE : 0);
 }
 
-static inline int ent_matches(const keel_cache_value_t *v, uint64_t h, const void *k, size_t n) {
-  if (ent_hash(v) != h || ent_klen(v) != n) return 0;
+/* The hash of a linked entry's key (entries do not store it: the chains'
+ * tags filter lookups, and unlinks and resizes, which need the bucket, are
+ * rare next to lookups). */
+static inline uint64_t ent_rehash(const keel_cache_t *c, const keel_cache_value_t *v) {
+  return key_hash(c, ent_key(v), ent_klen(v));
+}
+
+/* Whether v holds key k (the caller compared the tags). */
+static inline int ent_matches(const keel_cache_value_t *v, const void *k, size_t n) {
+  if (ent_klen(v) != n) return 0;
   if (n == 8) { /* the common fixed-size key: one compare, no call */
     uint64_t a, b;
     memcpy(&a, ent_key(v), 8);
@@ -506,7 +539,7 @@ static keel_cache_value_t *table_find1(shard *s, uint64_t h, const void *k, size
   while (w) {
     if ((w & LINK_TAG) == tag) {
       keel_cache_value_t *v = link_ent(w);
-      if (ent_matches(v, h, k, n)) return v;
+      if (ent_matches(v, k, n)) return v;
     } else if (!(w & LINK_MORE)) {
       return NULL;
     }
@@ -515,9 +548,9 @@ static keel_cache_value_t *table_find1(shard *s, uint64_t h, const void *k, size
   return NULL;
 }
 
-static void table_unlink_locked(shard *s, keel_cache_value_t *v) {
+static void table_unlink_locked(const keel_cache_t *c, shard *s, keel_cache_value_t *v) {
   table *t = atomic_load_explicit(&s->tab, RLX);
-  _Atomic link_t *pp = &t->b[ent_hash(v) & t->mask];
+  _Atomic link_t *pp = &t->b[ent_rehash(c, v) & t->mask];
   link_t w;
   while (link_ent(w = atomic_load_explicit(pp, RLX)) != v) pp = &link_ent(w)->next;
   /* Readers standing on v keep following v->next, which stays intact. The
@@ -541,14 +574,14 @@ static keel_cache_value_t *table_find(shard *s, uint64_t h, const void *k, size_
   }
 }
 
-static void table_link_locked(shard *s, keel_cache_value_t *v) {
+static void table_link_locked(shard *s, keel_cache_value_t *v, uint64_t h) {
   table *t = atomic_load_explicit(&s->tab, RLX);
-  _Atomic link_t *b = &t->b[ent_hash(v) & t->mask];
+  _Atomic link_t *b = &t->b[h & t->mask];
   link_t head = atomic_load_explicit(b, RLX);
   atomic_store_explicit(&v->next, head, RLX);
   /* release: the entry's header, key and value are written before it can
    * be found. */
-  atomic_store_explicit(b, link_to(v, head), memory_order_release);
+  atomic_store_explicit(b, link_to(v, h, head), memory_order_release);
 }
 
 /* Doubles the buckets when the count passes half of them (load factor
@@ -558,10 +591,10 @@ static void table_link_locked(shard *s, keel_cache_value_t *v) {
  * and miss, which the sequence check in table_find turns into a retry. The
  * old bucket array may still be read, so it is kept until destroy (at most
  * as large as the current one in total). */
-static void table_maybe_grow_locked(shard *s, keel_mem_tag tag) {
+static void table_maybe_grow_locked(const keel_cache_t *c, shard *s) {
   table *t = atomic_load_explicit(&s->tab, RLX);
   if (2 * atomic_load_explicit(&s->entries, RLX) <= t->mask + 1 || t->mask >= (1ull << 32)) return;
-  table *nt = table_new(tag, (t->mask + 1) * 2);
+  table *nt = table_new(c->tag, (t->mask + 1) * 2);
   if (!nt) return; /* longer chains, still correct */
   nt->older = t;
   atomic_fetch_add_explicit(&s->rseq, 1, memory_order_acq_rel); /* odd */
@@ -570,10 +603,11 @@ static void table_maybe_grow_locked(shard *s, keel_mem_tag tag) {
     while (w) {
       keel_cache_value_t *v = link_ent(w);
       w = atomic_load_explicit(&v->next, RLX);
-      _Atomic link_t *b = &nt->b[ent_hash(v) & nt->mask];
+      uint64_t h = ent_rehash(c, v);
+      _Atomic link_t *b = &nt->b[h & nt->mask];
       link_t head = atomic_load_explicit(b, RLX);
       atomic_store_explicit(&v->next, head, memory_order_release);
-      atomic_store_explicit(b, link_to(v, head), RLX);
+      atomic_store_explicit(b, link_to(v, h, head), RLX);
     }
   }
   atomic_store_explicit(&s->tab, nt, memory_order_release);
@@ -652,9 +686,7 @@ static void notify(keel_cache_t *c, keel_cache_value_t *v, keel_cache_cause caus
 static void unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, keel_cache_cause cause,
                           int in_policy) {
   if (in_policy) keel_policy_remove(s->pol, ent_slot(v));
-  table_unlink_locked(s, v);
-  s->slots[ent_slot(v)] = NULL;
-  s->free_slots[s->nfree++] = ent_slot(v);
+  table_unlink_locked(c, s, v);
   atomic_fetch_sub_explicit(&s->bytes, ent_charge(v), RLX);
   atomic_fetch_sub_explicit(&s->entries, 1, RLX);
   switch (cause) {
@@ -689,7 +721,7 @@ static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newc
       admitted = 0;
       continue;
     }
-    keel_cache_value_t *v = sh->slots[s];
+    keel_cache_value_t *v = slot_live(sh, s);
     unlink_locked(c, sh, v, now && expired(v, now) ? KEEL_CACHE_EXPIRED : KEEL_CACHE_EVICTED, 0);
   }
   return admitted;
@@ -697,21 +729,25 @@ static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newc
 
 /* ---- slots ---------------------------------------------------------------------- */
 
-static keel_status slot_reserve_locked(shard *s, keel_mem_tag tag) {
-  if (s->nfree) return KEEL_OK;
+/* Makes sure a slot is free: reclaims what limbo may give back, else
+ * doubles the slot arrays (slots of retired entries count until reclaimed). */
+static keel_status slot_reserve_locked(keel_cache_t *c, shard *s) {
+  if (s->free_head != KEEL_POLICY_NONE) return KEEL_OK;
+  if (s->nslots) {
+    epoch_try_advance(c);
+    limbo_reclaim_locked(c, s);
+    if (s->free_head != KEEL_POLICY_NONE) return KEEL_OK;
+  }
   uint32_t n = s->nslots ? s->nslots * 2 : 64;
   if (n <= s->nslots || n > SLOT_MAX) return KEEL_ELIMIT; /* 8 M entries per shard */
-  keel_cache_value_t **ns = keel_mem_realloc(tag, s->slots, (size_t)n * sizeof *ns);
+  uintptr_t *ns = keel_mem_realloc(c->tag, s->slots, (size_t)n * sizeof *ns);
   if (!ns) return KEEL_ENOMEM;
   s->slots = ns;
-  uint32_t *nf = keel_mem_realloc(tag, s->free_slots, (size_t)n * sizeof *nf);
-  if (!nf) return KEEL_ENOMEM;
-  s->free_slots = nf;
+  uint32_t *nl = keel_mem_realloc(c->tag, s->link, (size_t)n * sizeof *nl);
+  if (!nl) return KEEL_ENOMEM;
+  s->link = nl;
   if (keel_policy_grow(s->pol, n) != KEEL_OK) return KEEL_ENOMEM;
-  for (uint32_t i = n; i > s->nslots; i--) {
-    s->slots[i - 1] = NULL;
-    s->free_slots[s->nfree++] = i - 1;
-  }
+  for (uint32_t i = n; i > s->nslots; i--) slot_free_locked(s, i - 1);
   s->nslots = n;
   return KEEL_OK;
 }
@@ -724,41 +760,44 @@ static const uint32_t no_guess[2] = {KEEL_POLICY_NONE, KEEL_POLICY_NONE};
 
 /* Starts loading the entry and bucket of `slot`, a likely victim. */
 static void prefetch_victim(shard *s, uint32_t slot) {
-  if (slot >= s->nslots || !s->slots[slot]) return;
+  if (slot >= s->nslots || !slot_live(s, slot)) return;
   table *t = atomic_load_explicit(&s->tab, RLX);
-  __builtin_prefetch(s->slots[slot]);
+  __builtin_prefetch(slot_live(s, slot));
   __builtin_prefetch(&t->b[keel_policy_slot_hash(s->pol, slot) & t->mask]);
 }
 
-/* victim[2]: guesses from keel_policy_prefetch, or KEEL_POLICY_NONE. */
-static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, const uint32_t *victim) {
+/* h: the key's hash; victim[2]: guesses from keel_policy_prefetch, or
+ * KEEL_POLICY_NONE. */
+static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h,
+                                 const uint32_t *victim) {
   uint64_t charge = ent_charge(v);
   prefetch_victim(s, victim[0]);
   prefetch_victim(s, victim[1]);
-  keel_status st = slot_reserve_locked(s, c->tag);
+  keel_status st = slot_reserve_locked(c, s);
   if (st != KEEL_OK) return st;
-  keel_cache_value_t *old = table_find1(s, ent_hash(v), ent_key(v), ent_klen(v));
+  keel_cache_value_t *old = table_find1(s, h, ent_key(v), ent_klen(v));
   if (old) unlink_locked(c, s, old, KEEL_CACHE_REPLACED, 1);
   if (charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > UINT32_MAX) return KEEL_ELIMIT;
   uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0;
   uint64_t ttl = ent_negative(v) ? c->neg_ttl : c->ttl;
   if (v->klen & EXP_FLAG) atomic_store_explicit(ent_expire(v), ttl ? now + ttl : 0, RLX);
-  ent_set_slot(v, s->free_slots[--s->nfree]);
-  keel_policy_insert(s->pol, ent_slot(v), ent_hash(v), (uint32_t)charge);
+  ent_set_slot(v, s->free_head);
+  s->free_head = s->link[s->free_head];
+  keel_policy_insert(s->pol, ent_slot(v), h, (uint32_t)charge);
   add(&s->puts, 1);
   if (!make_room_locked(c, s, v)) {
     /* Refused by admission: counted and reported as an eviction. */
-    s->free_slots[s->nfree++] = ent_slot(v);
+    slot_free_locked(s, ent_slot(v));
     add(&s->evictions, 1);
     notify(c, v, KEEL_CACHE_EVICTED);
     return KEEL_OK;
   }
-  s->slots[ent_slot(v)] = v;
+  s->slots[ent_slot(v)] = (uintptr_t)v;
   atomic_fetch_add_explicit(&v->refs, 1, RLX); /* the cache's reference */
   add(&s->bytes, charge);
   add(&s->entries, 1);
-  table_link_locked(s, v);
-  table_maybe_grow_locked(s, c->tag);
+  table_link_locked(s, v, h);
+  table_maybe_grow_locked(c, s);
   return KEEL_OK;
 }
 
@@ -807,6 +846,8 @@ static uint64_t share_of(uint64_t total, unsigned n, unsigned i) {
 static keel_status shard_init(keel_cache_t *c, shard *s, const keel_cache_options *opt, unsigned i,
                               uint64_t hint) {
   uint64_t maxb = share_of(opt->max_bytes, c->nshards, i);
+  s->free_head = KEEL_POLICY_NONE;
+  for (unsigned k = 0; k < 4; k++) s->limbo[k] = KEEL_POLICY_NONE;
   atomic_init(&s->max_bytes, maxb);
   atomic_init(&s->max_entries, opt->max_entries ? share_of(opt->max_entries, c->nshards, i) : 0);
   uint64_t h = hint / c->nshards;
@@ -816,7 +857,7 @@ static keel_status shard_init(keel_cache_t *c, shard *s, const keel_cache_option
   table *t = table_new(c->tag, 64);
   if (!t) return KEEL_ENOMEM;
   atomic_init(&s->tab, t);
-  if ((st = slot_reserve_locked(s, c->tag)) != KEEL_OK) return st;
+  if ((st = slot_reserve_locked(c, s)) != KEEL_OK) return st;
   if (lock_init(&s->lock) != 0) return KEEL_ENOMEM;
   if (pthread_cond_init(&s->cond, NULL) != 0) {
     pthread_mutex_destroy(&s->lock);
@@ -827,12 +868,9 @@ static keel_status shard_init(keel_cache_t *c, shard *s, const keel_cache_option
 
 /* Frees what shard_init made; `locks`: whether the lock and cond exist. */
 static void shard_free(shard *s, int locks) {
-  for (uint32_t i = 0; i < s->nslots; i++)
-    if (s->slots[i]) ent_unref(s->slots[i]);
-  for (int i = 0; i < 4; i++) {
-    limbo_free(s->limbo[i]);
-    limbo_free(s->garbage[i]);
-  }
+  for (uint32_t i = 0; i < s->nslots; i++) /* live and retired entries */
+    if (s->slots[i]) ent_unref((keel_cache_value_t *)(s->slots[i] & ~SLOT_RETIRED));
+  garbage_free(s->garbage);
   table *t = atomic_load_explicit(&s->tab, RLX);
   while (t) {
     table *o = t->older;
@@ -841,7 +879,7 @@ static void shard_free(shard *s, int locks) {
   }
   keel_policy_destroy(s->pol);
   keel_mem_free(s->slots);
-  keel_mem_free(s->free_slots);
+  keel_mem_free(s->link);
   if (locks) {
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
@@ -1003,8 +1041,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   while (*pp != &me) pp = &(*pp)->next;
   *pp = me.next;
   if (st == KEEL_OK) {
-    atomic_store_explicit(&ld.v->hash, h, RLX);
-    if (!ld.nocache) (void)insert_locked(c, s, ld.v, victim); /* ELIMIT/ENOMEM: returned uncached */
+    if (!ld.nocache) (void)insert_locked(c, s, ld.v, h, victim); /* ELIMIT/ENOMEM: returned uncached */
     me.value = ld.v;
   } else {
     add(&s->load_errors, 1);
@@ -1014,8 +1051,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
     if (neg) {
       neg->klen |= NEG_FLAG;
       neg->vlen = (uint32_t)(int32_t)st;
-      atomic_store_explicit(&neg->hash, h, RLX);
-      (void)insert_locked(c, s, neg, no_guess);
+      (void)insert_locked(c, s, neg, h, no_guess);
       ent_unref(neg);
     }
   }
@@ -1086,11 +1122,10 @@ keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len, con
   if (!v) return key_len > KLEN_MASK || len > UINT32_MAX ? KEEL_ELIMIT : KEEL_ENOMEM;
   if (len) memcpy(ent_data(v), data, len);
   uint64_t h = key_hash(c, key, key_len);
-  atomic_store_explicit(&v->hash, h, RLX);
   shard *s = shard_of(c, h);
   pthread_mutex_lock(&s->lock);
   drain(c, my_reader(c), s); /* the thread's earlier hits before this insert */
-  keel_status st = insert_locked(c, s, v, no_guess);
+  keel_status st = insert_locked(c, s, v, h, no_guess);
   shard_unlock(s);
   ent_unref(v); /* the cache holds its own reference if it kept v */
   return st;
@@ -1113,7 +1148,7 @@ void keel_cache_clear(keel_cache_t *c) {
     shard *s = &c->sh[k];
     pthread_mutex_lock(&s->lock);
     for (uint32_t i = 0; i < s->nslots; i++)
-      if (s->slots[i]) unlink_locked(c, s, s->slots[i], KEEL_CACHE_REMOVED, 1);
+      if (slot_live(s, i)) unlink_locked(c, s, slot_live(s, i), KEEL_CACHE_REMOVED, 1);
     shard_unlock(s);
   }
 }
@@ -1126,8 +1161,9 @@ uint64_t keel_cache_cleanup(keel_cache_t *c) {
     pthread_mutex_lock(&s->lock);
     uint64_t now = now_ns(c);
     for (uint32_t i = 0; i < s->nslots; i++) {
-      if (s->slots[i] && expired(s->slots[i], now)) {
-        unlink_locked(c, s, s->slots[i], KEEL_CACHE_EXPIRED, 1);
+      keel_cache_value_t *v = slot_live(s, i);
+      if (v && expired(v, now)) {
+        unlink_locked(c, s, v, KEEL_CACHE_EXPIRED, 1);
         n++;
       }
     }

@@ -178,10 +178,10 @@ static void test_forced_collisions(void **state) {
  * however the chain was unlinked around it. */
 static uint64_t one_bucket_hash(void *ud, const void *key, size_t n, uint64_t seed) {
   (void)ud, (void)seed;
-  unsigned i = 0;
-  sscanf((const char *)key, "key-%u", &i);
-  (void)n;
-  return (uint64_t)(i + 1) << 32;
+  const char *k = key;
+  uint64_t i = 0;
+  for (size_t j = 4; j < n; j++) i = i * 10 + (uint64_t)(k[j] - '0'); /* "key-N": N */
+  return (i + 1) << 32;
 }
 
 static void test_one_bucket_chain_tags(void **state) {
@@ -208,7 +208,7 @@ static void test_one_bucket_chain_tags(void **state) {
   }
   /* A key whose tag no entry has, and one that shares a tag but not bytes. */
   assert_false(get_str(c, "key-100", buf, sizeof buf));
-  assert_false(get_str(c, "key-5x", buf, sizeof buf));
+  assert_false(get_str(c, "key-1:", buf, sizeof buf)); /* hashes as key-20 */
   keel_cache_destroy(c);
 }
 
