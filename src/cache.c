@@ -220,10 +220,10 @@ size_t keel_cache_entry_overhead(void) {
   /* The entry header (24; 8 more with a TTL), two bucket
    * links (16: load factor <= 1/2), its slot's
    * entry pointer and list word (12), the policy's per-slot record
-   * (hash, prev, next, weight, queue: 24) and the sketch's share
+   * (32-bit hash, prev, next, weight and queue: 16) and the sketch's share
    * (4 rows x 6 counters of 4 bits = 12). Arrays that grow by doubling may
    * hold up to twice their share; this is the steady-state charge. */
-  return sizeof(struct keel_cache_value) + 16 + 12 + 24 + 12;
+  return sizeof(struct keel_cache_value) + 16 + 12 + 16 + 12;
 }
 
 static inline size_t key_pad(size_t klen) { return (klen + 7) & ~(size_t)7; }
@@ -640,11 +640,11 @@ static void drain(keel_cache_t *c, reader *r, shard *held) {
     left &= ~ours;
     if (s != held && pthread_mutex_trylock(&s->lock) != 0) continue; /* busy: dropped */
     for (uint32_t i = 0; i < n; i++)
-      if (ours >> i & 1) keel_policy_prefetch_access(s->pol, slot[i], hash[i]);
+      if (ours >> i & 1) keel_policy_prefetch_access(s->pol, slot[i], (uint32_t)hash[i]);
     for (uint32_t i = 0; i < n; i++) {
       if (!(ours >> i & 1)) continue;
-      if (slot[i] == KEEL_POLICY_NONE) keel_policy_miss(s->pol, hash[i]);
-      else if (keel_policy_slot_hash(s->pol, slot[i]) == hash[i]) keel_policy_hit(s->pol, slot[i]);
+      if (slot[i] == KEEL_POLICY_NONE) keel_policy_miss(s->pol, (uint32_t)hash[i]);
+      else if (keel_policy_slot_hash(s->pol, slot[i]) == (uint32_t)hash[i]) keel_policy_hit(s->pol, slot[i]);
     }
     if (s != held) pthread_mutex_unlock(&s->lock);
   }
@@ -777,13 +777,13 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
   if (st != KEEL_OK) return st;
   keel_cache_value_t *old = table_find1(s, h, ent_key(v), ent_klen(v));
   if (old) unlink_locked(c, s, old, KEEL_CACHE_REPLACED, 1);
-  if (charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > UINT32_MAX) return KEEL_ELIMIT;
+  if (charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > KEEL_POLICY_WEIGHT_MAX) return KEEL_ELIMIT;
   uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0;
   uint64_t ttl = ent_negative(v) ? c->neg_ttl : c->ttl;
   if (v->klen & EXP_FLAG) atomic_store_explicit(ent_expire(v), ttl ? now + ttl : 0, RLX);
   ent_set_slot(v, s->free_head);
   s->free_head = s->link[s->free_head];
-  keel_policy_insert(s->pol, ent_slot(v), h, (uint32_t)charge);
+  keel_policy_insert(s->pol, ent_slot(v), (uint32_t)h, (uint32_t)charge);
   add(&s->puts, 1);
   if (!make_room_locked(c, s, v)) {
     /* Refused by admission: counted and reported as an eviction. */
@@ -1026,7 +1026,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   s->pend = &me;
   /* While the loader runs, bring in what the insert will touch. */
   uint32_t victim[2];
-  victim[0] = keel_policy_prefetch(s->pol, h, &victim[1]);
+  victim[0] = keel_policy_prefetch(s->pol, (uint32_t)h, &victim[1]);
   for (int i = 0; i < 2; i++)
     if (victim[i] < s->nslots) __builtin_prefetch(&s->slots[victim[i]]);
   shard_unlock(s);

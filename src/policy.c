@@ -46,7 +46,7 @@
 #include <string.h>
 
 enum { K_LRU, K_WTLFU };
-enum { Q_WIN = 0, Q_PROB = 1, Q_PROT = 2, Q_NONE = 255 };
+enum { Q_WIN = 0, Q_PROB = 1, Q_PROT = 2, Q_NONE = 3 };
 
 /* Tuning, chosen by measurement over the LIRS and scarab traces (see
  * docs/PERFORMANCE.md); none depends on the trace. */
@@ -68,13 +68,15 @@ typedef struct list {
 } list;
 
 /* A slot's policy state, in one place: a list operation touches a slot's
- * links, weight and queue together, so keeping them in one 24-byte record
+ * links, weight and queue together, so keeping them in one 16-byte record
  * costs one cache miss where separate arrays cost four. */
 typedef struct node {
-  uint64_t hash;
-  uint32_t prev, next, weight;
-  uint8_t queue; /* Q_* */
+  uint32_t hash;
+  uint32_t prev, next;
+  uint32_t weight : 30; /* <= KEEL_POLICY_WEIGHT_MAX */
+  uint32_t queue : 2;   /* Q_* */
 } node;
+_Static_assert(sizeof(node) == 16, "a slot's record is 16 bytes");
 
 typedef struct sketch {
   uint64_t *w;        /* blocks of 8 words; a word holds 16 4-bit counters */
@@ -153,7 +155,7 @@ static keel_status sketch_init(sketch *s, keel_mem_tag tag, uint64_t entries, ui
 
 /* The key's block, and in `pos` its four counters: row r is counter
  * pos >> (5 r) & 31 of quarter r (words 2r and 2r+1 of the block). */
-static inline uint64_t *sketch_block(const sketch *s, uint64_t h, uint32_t *pos) {
+static inline uint64_t *sketch_block(const sketch *s, uint32_t h, uint32_t *pos) {
   uint64_t x = (h ^ s->seed) * 0x9e3779b97f4a7c15ull;
   x ^= x >> 29;
   x *= 0xbf58476d1ce4e5b9ull;
@@ -168,7 +170,7 @@ static inline uint64_t *sketch_cell(uint64_t *blk, uint32_t pos, unsigned r, uns
   return blk + 2 * r + (i >> 4);
 }
 
-static unsigned sketch_freq(const sketch *s, uint64_t h) {
+static unsigned sketch_freq(const sketch *s, uint32_t h) {
   uint32_t pos;
   uint64_t *blk = sketch_block(s, h, &pos);
   unsigned f = 15, sh;
@@ -179,7 +181,7 @@ static unsigned sketch_freq(const sketch *s, uint64_t h) {
   return f;
 }
 
-static void sketch_add(sketch *s, uint64_t h) {
+static void sketch_add(sketch *s, uint32_t h) {
   uint32_t pos;
   uint64_t *blk = sketch_block(s, h, &pos);
   int added = 0;
@@ -215,7 +217,7 @@ static void list_unlink(keel_policy_t *p, uint32_t s) {
 
 static void list_push_head(keel_policy_t *p, unsigned qi, uint32_t s) {
   list *l = &p->q[qi];
-  p->n[s].queue = (uint8_t)qi;
+  p->n[s].queue = qi & 3u;
   p->n[s].prev = KEEL_POLICY_NONE;
   p->n[s].next = l->head;
   if (l->head != KEEL_POLICY_NONE) p->n[l->head].prev = s;
@@ -356,7 +358,7 @@ void keel_policy_get_stats(const keel_policy_t *p, keel_policy_stats *out) { *ou
 
 /* Feeds one request to the shadows (when sampled) and closes a period when
  * it is due. */
-static void adaptive_observe(keel_policy_t *p, uint64_t h) {
+static void adaptive_observe(keel_policy_t *p, uint32_t h) {
   if ((mix64(h ^ p->seed) >> 20 & p->sample_mask) != 0) return;
   for (unsigned i = 0; i < NSHADOW; i++)
     if (keel_policy_sim_access(p->shadow[i], h, 1) == 1) p->shadow_hits[i]++;
@@ -406,15 +408,16 @@ void keel_policy_hit(keel_policy_t *p, uint32_t s) {
   }
 }
 
-void keel_policy_miss(keel_policy_t *p, uint64_t h) {
+void keel_policy_miss(keel_policy_t *p, uint32_t h) {
   if (p->kind != K_WTLFU) return;
   sketch_add(&p->sk, h);
   if (p->adaptive) adaptive_observe(p, h);
 }
 
-void keel_policy_insert(keel_policy_t *p, uint32_t s, uint64_t h, uint32_t weight) {
+void keel_policy_insert(keel_policy_t *p, uint32_t s, uint32_t h, uint32_t weight) {
+  if (weight > KEEL_POLICY_WEIGHT_MAX) weight = KEEL_POLICY_WEIGHT_MAX; /* misuse: see policy.h */
   p->n[s].hash = h;
-  p->n[s].weight = weight;
+  p->n[s].weight = weight & KEEL_POLICY_WEIGHT_MAX;
   p->used += weight;
   if (p->kind == K_WTLFU) keel_policy_miss(p, h);
   list_push_head(p, Q_WIN, s);
@@ -422,10 +425,11 @@ void keel_policy_insert(keel_policy_t *p, uint32_t s, uint64_t h, uint32_t weigh
 
 void keel_policy_update(keel_policy_t *p, uint32_t s, uint32_t weight) {
   if (s >= p->nslots || p->n[s].queue == Q_NONE) return;
+  if (weight > KEEL_POLICY_WEIGHT_MAX) weight = KEEL_POLICY_WEIGHT_MAX; /* misuse: see policy.h */
   list *l = &p->q[p->n[s].queue];
   l->weight = l->weight - p->n[s].weight + weight;
   p->used = p->used - p->n[s].weight + weight;
-  p->n[s].weight = weight;
+  p->n[s].weight = weight & KEEL_POLICY_WEIGHT_MAX;
   keel_policy_hit(p, s);
 }
 
@@ -471,7 +475,7 @@ static uint32_t wtlfu_evict(keel_policy_t *p) {
   }
 }
 
-uint32_t keel_policy_prefetch(const keel_policy_t *p, uint64_t h, uint32_t *other) {
+uint32_t keel_policy_prefetch(const keel_policy_t *p, uint32_t h, uint32_t *other) {
   *other = KEEL_POLICY_NONE;
   if (p->kind == K_LRU) {
     uint32_t t = p->q[0].tail;
@@ -486,13 +490,13 @@ uint32_t keel_policy_prefetch(const keel_policy_t *p, uint64_t h, uint32_t *othe
   return v;
 }
 
-void keel_policy_prefetch_access(const keel_policy_t *p, uint32_t s, uint64_t h) {
+void keel_policy_prefetch_access(const keel_policy_t *p, uint32_t s, uint32_t h) {
   uint32_t pos;
   if (s < p->nslots) __builtin_prefetch(&p->n[s]);
   if (p->kind == K_WTLFU) __builtin_prefetch(sketch_block(&p->sk, h, &pos));
 }
 
-uint64_t keel_policy_slot_hash(const keel_policy_t *p, uint32_t s) {
+uint32_t keel_policy_slot_hash(const keel_policy_t *p, uint32_t s) {
   return s < p->nslots && p->n[s].queue != Q_NONE ? p->n[s].hash : 0;
 }
 
@@ -515,6 +519,7 @@ struct keel_policy_sim {
   uint32_t count;
   uint32_t *free;   /* stack of free slots */
   uint32_t nfree;
+  uint64_t *slot_key; /* the map key of each resident slot (the policy keeps 32 bits) */
 };
 
 /* Hash 0 marks an empty cell, so it is stored as 1 (a collision only the
@@ -585,7 +590,8 @@ keel_status keel_policy_sim_create(const keel_policy_options *opt, keel_policy_s
   if (st == KEEL_OK) st = map_resize(s, pow2_at_least(2 * (uint64_t)o.slots));
   if (st == KEEL_OK) {
     s->free = keel_mem_alloc(s->tag, (size_t)o.slots * 4);
-    if (!s->free) st = KEEL_ENOMEM;
+    s->slot_key = keel_mem_alloc(s->tag, (size_t)o.slots * 8);
+    if (!s->free || !s->slot_key) st = KEEL_ENOMEM;
   }
   if (st != KEEL_OK) {
     keel_policy_sim_destroy(s);
@@ -602,6 +608,7 @@ void keel_policy_sim_destroy(keel_policy_sim_t *s) {
   keel_mem_free(s->keys);
   keel_mem_free(s->slot);
   keel_mem_free(s->free);
+  keel_mem_free(s->slot_key);
   keel_mem_free(s);
 }
 
@@ -613,6 +620,9 @@ static keel_status sim_more_slots(keel_policy_sim_t *s) {
   uint32_t *f = keel_mem_realloc(s->tag, s->free, (size_t)n * 4);
   if (!f) return KEEL_ENOMEM;
   s->free = f;
+  uint64_t *k = keel_mem_realloc(s->tag, s->slot_key, (size_t)n * 8);
+  if (!k) return KEEL_ENOMEM;
+  s->slot_key = k;
   keel_status st = keel_policy_grow(s->p, n);
   if (st != KEEL_OK) return st;
   for (uint32_t i = n; i > old; i--) s->free[s->nfree++] = i - 1;
@@ -636,11 +646,12 @@ int keel_policy_sim_access(keel_policy_sim_t *s, uint64_t h, uint32_t weight) {
   s->keys[j] = key;
   s->slot[j] = slot;
   s->count++;
-  keel_policy_insert(s->p, slot, h, weight ? weight : 1);
+  s->slot_key[slot] = key;
+  keel_policy_insert(s->p, slot, (uint32_t)h, weight ? weight : 1);
   while (keel_policy_weight(s->p) > keel_policy_capacity(s->p)) {
     uint32_t v = keel_policy_evict(s->p);
     if (v == KEEL_POLICY_NONE) break;
-    map_delete(s, map_find(s, map_key(s->p->n[v].hash)));
+    map_delete(s, map_find(s, s->slot_key[v]));
     s->free[s->nfree++] = v;
   }
   return 0;

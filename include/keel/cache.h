@@ -12,8 +12,9 @@
  * victims leave before a newcomer is published. An optional max_entries
  * bounds the count the same way. A large cache is split by key hash into
  * up to 16 shards (stats.shards), each bounded by an equal share: an entry
- * larger than its shard's share is not stored (KEEL_ELIMIT); shards begin
- * at 8,192 expected entries and 2 MiB.
+ * larger than its shard's share, or charged more than 1 GiB (the policy's
+ * weight limit), is not stored (KEEL_ELIMIT); shards begin at 8,192
+ * expected entries and 2 MiB.
  *
  * Keys are compared in full; the hash (XXH3, keyed with a random seed per
  * cache unless the options fix one) only picks the bucket. Eviction follows

@@ -2,9 +2,10 @@
  *
  * A policy orders the residents of one cache and picks victims; it never
  * sees keys or values. Residents are named by a slot (a small integer the
- * caller assigns, below the policy's slot count) and carry a 64-bit hash
- * (for frequency sketches and shadow caches) and a weight (bytes in the
- * cache, 1 in `keel sim`). The caller keeps the policy's weighted total
+ * caller assigns, below the policy's slot count) and carry a 32-bit hash
+ * (for frequency sketches and shadow caches; callers pass the low 32 bits of
+ * their key hash) and a weight (bytes in the cache, 1 in `keel sim`; at most
+ * KEEL_POLICY_WEIGHT_MAX). The caller keeps the policy's weighted total
  * under its capacity by calling keel_policy_evict until it fits; a policy
  * with admission may return the slot just inserted (the newcomer lost).
  *
@@ -95,14 +96,18 @@ KEEL_EXTERN void keel_policy_hit(keel_policy_t *p, uint32_t slot);
 
 /* A miss on a key (by hash) that will not be inserted now (a plain get that
  * found nothing): frequency policies count it. */
-KEEL_EXTERN void keel_policy_miss(keel_policy_t *p, uint64_t hash);
+KEEL_EXTERN void keel_policy_miss(keel_policy_t *p, uint32_t hash);
+
+/* The largest weight of one resident (a slot's record keeps it in 30 bits). */
+#define KEEL_POLICY_WEIGHT_MAX ((1u << 30) - 1)
 
 /* Adds resident `slot` (free, below the slot count) with `hash` and
- * `weight` (> 0); counts as an access. The caller then evicts while
+ * `weight` (1 to KEEL_POLICY_WEIGHT_MAX); counts as an access. The caller then evicts while
  * keel_policy_weight() > capacity. */
-KEEL_EXTERN void keel_policy_insert(keel_policy_t *p, uint32_t slot, uint64_t hash, uint32_t weight);
+KEEL_EXTERN void keel_policy_insert(keel_policy_t *p, uint32_t slot, uint32_t hash, uint32_t weight);
 
-/* Changes a resident's weight (a replaced value), counting an access. */
+/* Changes a resident's weight (at most KEEL_POLICY_WEIGHT_MAX; a replaced
+ * value), counting an access. */
 KEEL_EXTERN void keel_policy_update(keel_policy_t *p, uint32_t slot, uint32_t weight);
 
 /* Removes resident `slot` without counting it as an eviction. */
@@ -115,15 +120,15 @@ KEEL_EXTERN void keel_policy_remove(keel_policy_t *p, uint32_t slot);
  * next likeliest (the admission candidate, when there is one), or
  * KEEL_POLICY_NONE, so the caller can prefetch its own records of them.
  * Changes nothing. */
-KEEL_EXTERN uint32_t keel_policy_prefetch(const keel_policy_t *p, uint64_t hash, uint32_t *other);
+KEEL_EXTERN uint32_t keel_policy_prefetch(const keel_policy_t *p, uint32_t hash, uint32_t *other);
 
 /* A hint that resident `slot` (KEEL_POLICY_NONE: a miss of `hash`) is
  * about to be accessed: starts loading its record and sketch line.
  * Changes nothing. */
-KEEL_EXTERN void keel_policy_prefetch_access(const keel_policy_t *p, uint32_t slot, uint64_t hash);
+KEEL_EXTERN void keel_policy_prefetch_access(const keel_policy_t *p, uint32_t slot, uint32_t hash);
 
 /* The hash a resident was inserted with (0 for a slot without one). */
-KEEL_EXTERN uint64_t keel_policy_slot_hash(const keel_policy_t *p, uint32_t slot);
+KEEL_EXTERN uint32_t keel_policy_slot_hash(const keel_policy_t *p, uint32_t slot);
 
 /* Picks a victim, removes it from the policy and returns its slot, or
  * KEEL_POLICY_NONE when there are no residents. */
