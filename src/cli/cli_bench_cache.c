@@ -10,8 +10,10 @@
  * evictions are on the clock. `--borrow no` times keel_cache_get_or_load +
  * keel_cache_value_release instead (a reference per lookup). Statistics stay on, the policy is the default.
  * Thread t starts at key t x (n / threads) and walks the trace cyclically.
- * After a warm-up, the rate is sampled over 5 intervals; the median goes out
- * as one JSON line (the shape of ../shared/bench/CaffeineBench.java). */
+ * The protocol is ../shared/bench/CaffeineBench.java's, so the two can be
+ * compared side by side: a warm-up of --seconds S, then the rate is sampled
+ * over 5 intervals of S each; their median goes out as one JSON line of the
+ * same shape. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -157,7 +159,8 @@ static void usage(FILE *f) {
   fprintf(f, "usage: keel bench cache --trace FILE [--format auto|lirs|bin32|bin64|text] [--threads N]\n"
              "                        [--seconds S] [--size N] [--workload read|readthrough] [--policy P]\n"
              "                        [--borrow yes|no]\n"
-             "Prints one JSON line: ops_per_s (median of 5 intervals after a warm-up) and hit_ratio.\n");
+             "Warms up for S seconds (default 3), then prints one JSON line: ops_per_s (the median\n"
+             "of 5 intervals of S seconds) and hit_ratio.\n");
 }
 
 int keel_bench_cache(int argc, char **argv) {
@@ -228,8 +231,8 @@ int keel_bench_cache(int argc, char **argv) {
     w[t].start = (size_t)(t * (n / threads));
     pthread_create(&w[t].tid, NULL, work, &w[t]);
   }
-  double warm = seconds / 5 < 1 ? seconds / 5 : 1, rates[5];
-  sleep_s(warm);
+  double rates[5];
+  sleep_s(seconds); /* warm-up */
   double cpu0 = cpu_s(), wall0 = now_s();
   uint64_t ops0 = 0;
   for (uint64_t t = 0; t < threads; t++) ops0 += atomic_load(&w[t].ops);
@@ -239,7 +242,7 @@ int keel_bench_cache(int argc, char **argv) {
     uint64_t o0 = 0, o1 = 0;
     for (uint64_t t = 0; t < threads; t++) o0 += atomic_load(&w[t].ops);
     double t0 = now_s();
-    sleep_s(seconds / 5);
+    sleep_s(seconds);
     for (uint64_t t = 0; t < threads; t++) o1 += atomic_load(&w[t].ops);
     rates[r] = (double)(o1 - o0) / (now_s() - t0);
   }

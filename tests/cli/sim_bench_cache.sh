@@ -9,7 +9,7 @@ k=$KEEL_SHARED/traces/cpp.lirs
 fail=0
 for wl in read readthrough; do
   for t in 1 2; do
-    out=$("$KEEL" bench cache --trace "$k" --format lirs --threads $t --seconds 0.5 --size 200 --workload $wl) \
+    out=$("$KEEL" bench cache --trace "$k" --format lirs --threads $t --seconds 0.2 --size 200 --workload $wl) \
       || { echo "FAIL: $wl/$t exited $?"; fail=1; continue; }
     echo "$out" | python3 -c '
 import json, sys
@@ -21,7 +21,7 @@ print("ok:", d["workload"], d["threads"], "threads", int(d["ops_per_s"]), "ops/s
   done
 done
 # 1223 distinct keys in cpp: a 2000-entry cache pre-filled with all of them always hits.
-out=$("$KEEL" bench cache --trace "$k" --threads 1 --seconds 0.5 --size 2000 --workload read)
+out=$("$KEEL" bench cache --trace "$k" --threads 1 --seconds 0.2 --size 2000 --workload read)
 echo "$out" | grep -q '"hit_ratio":1.0000' && echo "ok: full cache hits always" || { echo "FAIL: $out"; fail=1; }
 "$KEEL" bench cache --trace "$k" --workload nope >/dev/null 2>&1
 [ $? = 2 ] && echo "ok: bad workload is a usage error" || { echo "FAIL: bad workload accepted"; fail=1; }
