@@ -462,6 +462,14 @@ static void limbo_reclaim_locked(keel_cache_t *c, shard *s) {
     if (s->limbo[i] != KEEL_POLICY_NONE && s->limbo_epoch[i] + 3 <= e) limbo_reclaim1_locked(s, i);
 }
 
+/* Reclaims what no reader can still stand on, advancing the epoch as far
+ * as the readers allow (with none inside, three steps: everything retired
+ * so far). For a shard out of free slots, a clear and a cleanup. */
+static void reclaim_now_locked(keel_cache_t *c, shard *s) {
+  for (unsigned k = 0; k < 3; k++) epoch_try_advance(c);
+  limbo_reclaim_locked(c, s);
+}
+
 /* Releases the shard's lock, then drops the cache's references to the
  * garbage collected while it was held. */
 static void shard_unlock(shard *s) {
@@ -734,8 +742,7 @@ static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newc
 static keel_status slot_reserve_locked(keel_cache_t *c, shard *s) {
   if (s->free_head != KEEL_POLICY_NONE) return KEEL_OK;
   if (s->nslots) {
-    epoch_try_advance(c);
-    limbo_reclaim_locked(c, s);
+    reclaim_now_locked(c, s);
     if (s->free_head != KEEL_POLICY_NONE) return KEEL_OK;
   }
   uint32_t n = s->nslots ? s->nslots * 2 : 64;
@@ -1149,24 +1156,26 @@ void keel_cache_clear(keel_cache_t *c) {
     pthread_mutex_lock(&s->lock);
     for (uint32_t i = 0; i < s->nslots; i++)
       if (slot_live(s, i)) unlink_locked(c, s, slot_live(s, i), KEEL_CACHE_REMOVED, 1);
+    reclaim_now_locked(c, s);
     shard_unlock(s);
   }
 }
 
 uint64_t keel_cache_cleanup(keel_cache_t *c) {
-  if (!c || !(c->ttl || c->neg_ttl)) return 0;
+  if (!c) return 0;
   uint64_t n = 0;
   for (unsigned k = 0; k < c->nshards; k++) {
     shard *s = &c->sh[k];
     pthread_mutex_lock(&s->lock);
-    uint64_t now = now_ns(c);
-    for (uint32_t i = 0; i < s->nslots; i++) {
+    uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0;
+    for (uint32_t i = 0; i < s->nslots && now; i++) {
       keel_cache_value_t *v = slot_live(s, i);
       if (v && expired(v, now)) {
         unlink_locked(c, s, v, KEEL_CACHE_EXPIRED, 1);
         n++;
       }
     }
+    reclaim_now_locked(c, s);
     shard_unlock(s);
   }
   return n;

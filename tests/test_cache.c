@@ -212,6 +212,39 @@ static void test_one_bucket_chain_tags(void **state) {
   keel_cache_destroy(c);
 }
 
+/* clear and cleanup free what they remove at once when no lookup is
+ * running: removed entries do not wait in limbo for later evictions. */
+static void test_clear_frees_at_once(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(1 << 20);
+  assert_int_equal(keel_mem_tag_register("test_clear", &o.tag), KEEL_OK);
+  keel_mem_stats before, full, after;
+  assert_int_equal(keel_mem_tag_stats(o.tag, &before), KEEL_OK);
+  keel_cache_t *c = mk(&o);
+  char k[32];
+  for (int i = 0; i < 500; i++) {
+    snprintf(k, sizeof k, "key-%d", i);
+    assert_int_equal(keel_cache_put(c, k, strlen(k), "value", 5), KEEL_OK);
+  }
+  assert_int_equal(keel_mem_tag_stats(o.tag, &full), KEEL_OK);
+  keel_cache_clear(c);
+  assert_int_equal(keel_mem_tag_stats(o.tag, &after), KEEL_OK);
+  /* Every entry block was freed: 500 more frees, none of them pending. */
+  assert_true(after.frees - full.frees >= 500);
+  for (int i = 0; i < 100; i++) { /* removals one by one, then cleanup */
+    snprintf(k, sizeof k, "key-%d", i);
+    assert_int_equal(keel_cache_put(c, k, strlen(k), "value", 5), KEEL_OK);
+    assert_int_equal(keel_cache_remove(c, k, strlen(k)), KEEL_OK);
+  }
+  assert_int_equal(keel_mem_tag_stats(o.tag, &full), KEEL_OK);
+  assert_int_equal(keel_cache_cleanup(c), 0);
+  assert_int_equal(keel_mem_tag_stats(o.tag, &after), KEEL_OK);
+  assert_true(after.frees - full.frees >= 64); /* the removed entries still in limbo */
+  keel_cache_destroy(c);
+  assert_int_equal(keel_mem_tag_stats(o.tag, &after), KEEL_OK);
+  assert_int_equal(after.current, before.current);
+}
+
 static void noop_read(void *ctx, const void *data, size_t len) {
   (void)ctx, (void)data, (void)len;
 }
@@ -574,6 +607,7 @@ int main(void) {
       cmocka_unit_test(test_value_outlives_eviction),
       cmocka_unit_test(test_forced_collisions),
       cmocka_unit_test(test_one_bucket_chain_tags),
+      cmocka_unit_test(test_clear_frees_at_once),
       cmocka_unit_test(test_ttl),
       cmocka_unit_test(test_load_errors_not_cached),
       cmocka_unit_test(test_negative_caching),

@@ -197,11 +197,16 @@ KEEL_EXTERN keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t 
 /* Removes `key` (cause REMOVED). KEEL_OK or KEEL_ENOTFOUND. */
 KEEL_EXTERN keel_status keel_cache_remove(keel_cache_t *c, const void *key, size_t key_len);
 
-/* Removes every entry (cause REMOVED). */
+/* Removes every entry (cause REMOVED). The cache's references are dropped
+ * at once unless a lookup is still running (or a thread is pinned); values
+ * users hold live on until released. */
 KEEL_EXTERN void keel_cache_clear(keel_cache_t *c);
 
 /* Removes every expired entry now (cause EXPIRED); returns how many.
- * Expired entries are never returned either way; this frees their memory. */
+ * Expired entries are never returned either way; this frees their memory,
+ * and (in every cache) that of removed and evicted entries that no lookup
+ * can still be reading: a cache that stopped changing otherwise keeps up
+ * to a few hundred of them until its next evictions. */
 KEEL_EXTERN uint64_t keel_cache_cleanup(keel_cache_t *c);
 
 /* Changes the byte bound, evicting down to a smaller one before returning.
