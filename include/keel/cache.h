@@ -77,7 +77,9 @@ typedef void (*keel_cache_read_fn)(void *ctx, const void *data, size_t len);
 /* Monotonic time in nanoseconds (for tests: an injectable clock). */
 typedef uint64_t (*keel_cache_clock_fn)(void *ud);
 
-/* A key hash (for tests: forcing collisions). Must be deterministic. */
+/* A key hash (for tests: forcing collisions). Must be deterministic and must
+ * not call the cache: it also runs under a shard lock (unlinks and resizes
+ * hash stored keys again). */
 typedef uint64_t (*keel_cache_hash_fn)(void *ud, const void *key, size_t key_len, uint64_t seed);
 
 typedef struct keel_cache_options {
@@ -110,9 +112,9 @@ typedef struct keel_cache_stats {
   uint64_t reserved[3];
 } keel_cache_stats;
 
-/* Bytes charged per entry on top of its key and value: the entry header,
- * its allocation header, its share of the hash table, and the policy's
- * per-entry state. */
+/* Bytes charged per entry on top of its key and value (80): the entry
+ * header, its share of the hash table and slot map, and the policy's
+ * per-entry record and sketch counters. */
 KEEL_EXTERN size_t keel_cache_entry_overhead(void);
 
 /* ---- lifecycle ----------------------------------------------------------- */
