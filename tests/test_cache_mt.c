@@ -1,7 +1,7 @@
 /* test_cache_mt.c — the cache under concurrency (also run under TSan):
  * the byte bound while threads insert values of varied sizes, single-flight
  * loading with 8 threads on one key (value and error), readers checking
- * value integrity while writers evict (epoch reclamation), and statistics
+ * value integrity while writers evict, remove and clear (epoch reclamation), and statistics
  * that add up across threads. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -71,6 +71,10 @@ static void *writer(void *p) {
     size_t len = fill_value(k, buf);
     if (keel_cache_put(a->s->c, &k, sizeof k, buf, len) != KEEL_OK) atomic_store(&a->s->bad, 1);
     if (i % 7 == 0) (void)keel_cache_remove(a->s->c, &k, sizeof k);
+    /* Clears and cleanups reclaim at once what no reader can still see,
+     * with readers running. */
+    if (a->id == 0 && i == 999) keel_cache_clear(a->s->c);
+    if (a->id == 1 && i % 500 == 0) (void)keel_cache_cleanup(a->s->c);
   }
   return NULL;
 }
