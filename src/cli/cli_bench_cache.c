@@ -9,6 +9,8 @@
  * a cheap deterministic loader (value = key x 2), so misses, inserts and
  * evictions are on the clock. `--borrow no` times keel_cache_get_or_load +
  * keel_cache_value_release instead (a reference per lookup). Statistics stay on, the policy is the default.
+ * Threads pin the epoch per batch of 1,024 lookups (keel_cache_pin); `--pin no`
+ * times lookups that each enter and leave it, as code that never pins does.
  * Thread t starts at key t x (n / threads) and walks the trace cyclically.
  * The protocol is ../shared/bench/CaffeineBench.java's, so the two can be
  * compared side by side: a warm-up of --seconds S, then the rate is sampled
@@ -32,6 +34,7 @@ typedef struct bench {
   size_t n;
   int read;
   int borrow; /* readthrough: read_or_load (1) or get_or_load + release (0) */
+  int pin;    /* one epoch entry per batch of 1,024 lookups (1) or one per lookup (0) */
   atomic_int stop;
 } bench;
 
@@ -85,7 +88,7 @@ static void *work(void *p) {
   size_t i = w->start;
   uint64_t hits = 0, sink = 0;
   while (!atomic_load_explicit(&b->stop, memory_order_relaxed)) {
-    keel_cache_pin(b->cache); /* one epoch entry per batch of lookups */
+    if (b->pin) keel_cache_pin(b->cache); /* one epoch entry per batch of lookups */
     for (int j = 0; j < 1024; j++) {
       const int64_t *k = &b->keys[i];
       if (++i == b->n) i = 0;
@@ -98,7 +101,7 @@ static void *work(void *p) {
         if (keel_cache_get_or_load(b->cache, k, 8, loader, NULL, &v) == KEEL_OK) keel_cache_value_release(v);
       }
     }
-    keel_cache_unpin(b->cache);
+    if (b->pin) keel_cache_unpin(b->cache);
     atomic_fetch_add_explicit(&w->ops, 1024, memory_order_relaxed);
   }
   w->hits = hits + (sink == 42); /* keep the reads observable */
@@ -158,7 +161,7 @@ static int cmp_double(const void *a, const void *b) {
 static void usage(FILE *f) {
   fprintf(f, "usage: keel bench cache --trace FILE [--format auto|lirs|bin32|bin64|text] [--threads N]\n"
              "                        [--seconds S] [--size N] [--workload read|readthrough] [--policy P]\n"
-             "                        [--borrow yes|no]\n"
+             "                        [--borrow yes|no] [--pin yes|no]\n"
              "Warms up for S seconds (default 3), then prints one JSON line: ops_per_s (the median\n"
              "of 5 intervals of S seconds) and hit_ratio.\n");
 }
@@ -168,7 +171,7 @@ int keel_bench_cache(int argc, char **argv) {
   keel_trace_format fmt = KEEL_TRACE_AUTO;
   uint64_t threads = 1, size = 65536;
   double seconds = 3;
-  int borrow = 1;
+  int borrow = 1, pin = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int has = i + 1 < argc;
@@ -196,6 +199,10 @@ int keel_bench_cache(int argc, char **argv) {
       const char *v = argv[++i];
       if (strcmp(v, "yes") && strcmp(v, "no")) return cli_usage("bench cache", "--borrow is yes or no");
       borrow = !strcmp(v, "yes");
+    } else if (!strcmp(a, "--pin") && has) {
+      const char *v = argv[++i];
+      if (strcmp(v, "yes") && strcmp(v, "no")) return cli_usage("bench cache", "--pin is yes or no");
+      pin = !strcmp(v, "yes");
     }
     else return cli_usage("bench cache", "unknown or incomplete option '%s'", a);
   }
@@ -212,7 +219,7 @@ int keel_bench_cache(int argc, char **argv) {
   o.max_bytes = size * (keel_cache_entry_overhead() + 16) + 1;
   o.policy = policy;
   o.tag = KEEL_MEM_CACHE;
-  bench b = {NULL, keys, n, !strcmp(workload, "read"), borrow, 0};
+  bench b = {NULL, keys, n, !strcmp(workload, "read"), borrow, pin, 0};
   keel_status st = keel_cache_create(&o, &b.cache);
   if (st != KEEL_OK) {
     keel_mem_free(keys);
@@ -264,9 +271,9 @@ int keel_bench_cache(int argc, char **argv) {
   double hr = b.read ? (double)hits / (double)(ops ? ops : 1)
                      : (double)(s1.hits - s0.hits) / (double)((s1.hits + s1.misses - s0.hits - s0.misses) | 1);
   printf("{\"impl\":\"keel\",\"threads\":%llu,\"workload\":\"%s\",\"borrow\":%s,\"size\":%llu,\"policy\":\"%s\","
-         "\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
+         "\"pin\":%s,\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
          "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"shards\":%llu}\n",
-         (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), rates[2],
+         (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), pin ? "true" : "false", rates[2],
          hr, per_cpu, (double)(ops1 - ops0) / per_cpu / wall, (unsigned long long)s1.entries, (unsigned long long)s1.bytes, keel_cache_entry_overhead(),
          (unsigned long long)s1.shards);
   keel_mem_free(w);
