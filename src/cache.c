@@ -57,7 +57,8 @@
  * publishes its own pending record (on its stack) and runs the loader
  * without the lock. The loader's thread then inserts the value, marks the
  * record done, wakes the waiters and waits until each has taken its
- * reference, so the record can live on its stack.
+ * reference, so the record can live on its stack. Both waits spin briefly
+ * without the lock before they sleep (spin_until).
  *
  * Guards: a shard's `lock` guards its table's structure, `slots`,
  * `link`, the policy, limbo lists, pending list and the bytes/entries
@@ -153,10 +154,10 @@ typedef struct pending {
   uint64_t hash;
   const void *key;
   size_t klen;
-  int done;
+  _Atomic unsigned done;     /* written under lock; spun on without it */
   keel_status status;
   keel_cache_value_t *value; /* the loader's result, a reference it holds */
-  unsigned waiters;
+  _Atomic unsigned waiters;  /* written under lock; spun on without it */
 } pending;
 
 struct keel_cache_load {
@@ -1011,6 +1012,19 @@ keel_status keel_cache_read(keel_cache_t *c, const void *key, size_t key_len, ke
   return res == FOUND ? KEEL_OK : KEEL_ENOTFOUND;
 }
 
+/* Spins a few microseconds until *x == want (acquire), without a lock: a
+ * cheap loader finishes, and its waiters take their references, sooner than
+ * a sleep and a wake-up take (two system calls and two context switches).
+ * Callers then wait on the shard's condition variable as before. */
+static void spin_until(const _Atomic unsigned *x, unsigned want) {
+  for (unsigned i = 0; i < 512; i++) {
+    if (atomic_load_explicit(x, memory_order_acquire) == want) return;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
 /* The slow path of get_or_load: under the lock, find the entry, join a
  * pending load, or become the loader. */
 static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
@@ -1032,14 +1046,19 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   pending *p = s->pend;
   while (p && !(p->hash == h && p->klen == klen && memcmp(p->key, key, klen) == 0)) p = p->next;
   if (p) {
-    p->waiters++;
-    while (!p->done) pthread_cond_wait(&s->cond, &s->lock);
+    atomic_fetch_add_explicit(&p->waiters, 1, RLX); /* keeps p (on the loader's stack) alive */
+    if (!atomic_load_explicit(&p->done, memory_order_acquire)) {
+      shard_unlock(s);
+      spin_until(&p->done, 1);
+      shard_lock(s);
+      while (!atomic_load_explicit(&p->done, RLX)) pthread_cond_wait(&s->cond, &s->lock);
+    }
     keel_status st = p->status;
     if (st == KEEL_OK) {
       atomic_fetch_add_explicit(&p->value->refs, 1, RLX);
       *out = p->value;
     }
-    if (--p->waiters == 0) pthread_cond_broadcast(&s->cond);
+    if (atomic_fetch_sub_explicit(&p->waiters, 1, memory_order_release) == 1) pthread_cond_broadcast(&s->cond);
     shard_unlock(s);
     return st;
   }
@@ -1077,10 +1096,13 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
     }
   }
   me.status = st;
-  me.done = 1;
-  if (me.waiters) {
+  atomic_store_explicit(&me.done, 1, memory_order_release);
+  if (atomic_load_explicit(&me.waiters, RLX)) {
     pthread_cond_broadcast(&s->cond);
-    while (me.waiters) pthread_cond_wait(&s->cond, &s->lock);
+    shard_unlock(s);
+    spin_until(&me.waiters, 0);
+    shard_lock(s);
+    while (atomic_load_explicit(&me.waiters, RLX)) pthread_cond_wait(&s->cond, &s->lock);
   }
   shard_unlock(s);
   if (st == KEEL_OK) *out = ld.v;
