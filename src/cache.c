@@ -16,7 +16,8 @@
  * link's tag, then length and key bytes, check expiry, take a reference or read in place,
  * and leave. A hit is recorded in the thread's read buffer (slot number and
  * hash, relaxed stores); a full buffer is drained into the policies, each
- * item if a trylock of its shard's lock succeeds, else dropped — the policy's view
+ * item if no writer waits for its shard's lock and a trylock succeeds, else
+ * dropped — the policy's view
  * of hits is lossy under contention, as in Caffeine, and the hit path never
  * waits.
  *
