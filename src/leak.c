@@ -46,7 +46,6 @@
 #endif
 #ifdef SANITIZER_HEAP
 size_t __sanitizer_get_current_allocated_bytes(void); /* sanitizer/allocator_interface.h */
-#define KEEL_MEM_HEADER 16 /* keel_mem's header in front of each tracked block (src/mem.c) */
 #elif defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
 #include <malloc.h>
 #define HAVE_MALLINFO2 1
@@ -302,7 +301,7 @@ void keel_leak_sample(keel_leak_t *d) {
     int64_t held = (int64_t)__sanitizer_get_current_allocated_bytes();
     keel_mem_process_stats(&m);
     s->y[UNTRACKED_IX] =
-        held - m.tracked_current - (int64_t)(m.live_blocks - m.headerless_blocks) * KEEL_MEM_HEADER;
+        held - m.tracked_current - (int64_t)(m.live_blocks - m.headerless_blocks) * KEEL_MEM_HEADER_BYTES;
 #else
     int64_t free_heap = heap_free_bytes(d);
     keel_mem_process_stats(&m);

@@ -47,7 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HDR 16u
+#define HDR ((unsigned)KEEL_MEM_HEADER_BYTES)
 #define MAGIC 0x6b6du           /* a counted block */
 #define MAGIC_UNCOUNTED 0x6b75u /* a block allocated while tracking was off */
 #define NAME_MAX_LEN 72 /* a tag name fits 71 bytes: every stage name (64) */

@@ -130,9 +130,13 @@ KEEL_EXTERN uint64_t keel_mem_tag_bound(keel_mem_tag tag);
 
 /* ---- the whole process ----------------------------------------------------- */
 
-/* Estimated bytes of allocator bookkeeping per live block (keel's 16-byte
- * header plus malloc's chunk header and rounding, on average), and per
- * block of keel_mem_alloc_sized (malloc's alone). */
+/* The header keel_mem puts in front of every block of keel_mem_alloc,
+ * calloc, realloc and strdup (not keel_mem_alloc_sized's). */
+#define KEEL_MEM_HEADER_BYTES 16
+
+/* Estimated bytes of allocator bookkeeping per live block (keel's header
+ * plus malloc's chunk header and rounding, on average), and per block of
+ * keel_mem_alloc_sized (malloc's alone). */
 #define KEEL_MEM_BLOCK_OVERHEAD 32
 #define KEEL_MEM_HEADERLESS_OVERHEAD 16
 
