@@ -1204,8 +1204,8 @@ uint64_t keel_cache_cleanup(keel_cache_t *c) {
   for (unsigned k = 0; k < c->nshards; k++) {
     shard *s = &c->sh[k];
     shard_lock(s);
-    uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0;
-    for (uint32_t i = 0; i < s->nslots && now; i++) {
+    uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0; /* 0: nothing expires */
+    for (uint32_t i = 0; now && i < s->nslots; i++) {
       keel_cache_value_t *v = slot_live(s, i);
       if (v && expired(v, now)) {
         unlink_locked(c, s, v, KEEL_CACHE_EXPIRED, 1);

@@ -414,10 +414,16 @@ void keel_policy_miss(keel_policy_t *p, uint32_t h) {
   if (p->adaptive) adaptive_observe(p, h);
 }
 
+/* A weight as a slot's record keeps it: larger ones are a caller's misuse
+ * (policy.h), held at the maximum. */
+static uint32_t record_weight(uint32_t weight) {
+  return weight > KEEL_POLICY_WEIGHT_MAX ? KEEL_POLICY_WEIGHT_MAX : weight;
+}
+
 void keel_policy_insert(keel_policy_t *p, uint32_t s, uint32_t h, uint32_t weight) {
-  if (weight > KEEL_POLICY_WEIGHT_MAX) weight = KEEL_POLICY_WEIGHT_MAX; /* misuse: see policy.h */
+  weight = record_weight(weight);
   p->n[s].hash = h;
-  p->n[s].weight = weight & KEEL_POLICY_WEIGHT_MAX;
+  p->n[s].weight = weight;
   p->used += weight;
   if (p->kind == K_WTLFU) keel_policy_miss(p, h);
   list_push_head(p, Q_WIN, s);
@@ -425,11 +431,11 @@ void keel_policy_insert(keel_policy_t *p, uint32_t s, uint32_t h, uint32_t weigh
 
 void keel_policy_update(keel_policy_t *p, uint32_t s, uint32_t weight) {
   if (s >= p->nslots || p->n[s].queue == Q_NONE) return;
-  if (weight > KEEL_POLICY_WEIGHT_MAX) weight = KEEL_POLICY_WEIGHT_MAX; /* misuse: see policy.h */
+  weight = record_weight(weight);
   list *l = &p->q[p->n[s].queue];
   l->weight = l->weight - p->n[s].weight + weight;
   p->used = p->used - p->n[s].weight + weight;
-  p->n[s].weight = weight & KEEL_POLICY_WEIGHT_MAX;
+  p->n[s].weight = weight;
   keel_policy_hit(p, s);
 }
 
