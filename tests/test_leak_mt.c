@@ -24,6 +24,16 @@ static uint64_t counter_events(void *ud, keel_mem_tag tag) {
   return atomic_load((_Atomic uint64_t *)ud);
 }
 
+/* The detector's verdict, which must name exactly one suspect: `tag`. */
+static keel_leak_report the_suspect(keel_leak_t *d, const char *tag) {
+  keel_leak_report r[4];
+  size_t n;
+  keel_leak_verdict(d, r, 4, &n);
+  assert_int_equal(n, 1);
+  assert_string_equal(r[0].tag, tag);
+  return r[0];
+}
+
 static keel_leak_options short_window(_Atomic uint64_t *events) {
   keel_leak_options o = {.size = sizeof o, .interval_s = 0.02, .window_s = 0.4, .min_bytes_per_s = 4096,
                          .min_growth = 16384, .confirm = 3, .ignore_rss = 1, .events = counter_events,
@@ -94,16 +104,13 @@ static void test_pipeline_stage_leak_is_named(void **state) {
   assert_int_equal(keel_pipeline_run(p, &io, &st, err, sizeof err), KEEL_OK);
   keel_leak_stop(d);
   assert_int_equal(st.events_out, 40000);
-  keel_leak_report rep[4];
-  size_t n;
-  keel_leak_verdict(d, rep, 4, &n);
   assert_true(keel_leak_window_full(d));
-  assert_int_equal(n, 1); /* only the stage's tag: queues, arenas and io level off */
-  assert_string_equal(rep[0].tag, "test_leaky");
-  printf("# test_leaky: %.1f bytes/event, %.0f bytes/s, r2 %.3f, flagged at %.2f s\n", rep[0].bytes_per_event,
-         rep[0].bytes_per_s, rep[0].r2, rep[0].flagged_at_s);
-  assert_true(rep[0].bytes_per_event > 150 && rep[0].bytes_per_event < 250);
-  assert_true(rep[0].bytes_per_s > 0);
+  /* Only the stage's tag: queues, arenas and io level off. */
+  keel_leak_report rep = the_suspect(d, "test_leaky");
+  printf("# test_leaky: %.1f bytes/event, %.0f bytes/s, r2 %.3f, flagged at %.2f s\n", rep.bytes_per_event,
+         rep.bytes_per_s, rep.r2, rep.flagged_at_s);
+  assert_true(rep.bytes_per_event > 150 && rep.bytes_per_event < 250);
+  assert_true(rep.bytes_per_s > 0);
   keel_leak_destroy(d);
   unlink(in);
   for (size_t i = 0; i < l.n; i++) keel_mem_free(l.kept[i]);
@@ -182,13 +189,9 @@ static void test_steady_growth_is_flagged_with_its_rate(void **state) {
     keel_leak_sample(d);
     nap_us(20000);
   }
-  keel_leak_report r[2];
-  size_t n;
-  keel_leak_verdict(d, r, 2, &n);
-  assert_int_equal(n, 1);
-  assert_string_equal(r[0].tag, "test_leak_steady");
-  assert_true(r[0].bytes_per_event > 95 && r[0].bytes_per_event < 97); /* exact: bytes vs events is a line */
-  assert_true(r[0].r2 > 0.9);
+  keel_leak_report r = the_suspect(d, "test_leak_steady");
+  assert_true(r.bytes_per_event > 95 && r.bytes_per_event < 97); /* exact: bytes vs events is a line */
+  assert_true(r.r2 > 0.9);
   keel_leak_destroy(d);
   for (size_t i = 0; i < nk; i++) keel_mem_free(kept[i]);
 }
@@ -240,16 +243,12 @@ static void test_untracked_growth_is_measured_in_heap_bytes(void **state) {
     keel_leak_sample(d);
     nap_us(20000);
   }
-  keel_leak_report r[4];
-  size_t n;
-  keel_leak_verdict(d, r, 4, &n);
-  assert_int_equal(n, 1);
-  assert_string_equal(r[0].tag, "untracked");
-  assert_int_equal(r[0].id, KEEL_LEAK_UNTRACKED);
-  printf("# untracked: %.1f bytes/event (a malloc(64) holds %.0f), r2 %.3f\n", r[0].bytes_per_event,
-         HELD_PER_MALLOC_64, r[0].r2);
+  keel_leak_report r = the_suspect(d, "untracked");
+  assert_int_equal(r.id, KEEL_LEAK_UNTRACKED);
+  printf("# untracked: %.1f bytes/event (a malloc(64) holds %.0f), r2 %.3f\n", r.bytes_per_event,
+         HELD_PER_MALLOC_64, r.r2);
   /* +-15 %; RSS alone reads 96 with glibc, ~480 under AddressSanitizer */
-  assert_true(r[0].bytes_per_event > 0.85 * HELD_PER_MALLOC_64 && r[0].bytes_per_event < 1.15 * HELD_PER_MALLOC_64);
+  assert_true(r.bytes_per_event > 0.85 * HELD_PER_MALLOC_64 && r.bytes_per_event < 1.15 * HELD_PER_MALLOC_64);
   keel_leak_destroy(d);
   for (size_t i = 0; i < nk; i++) free(kept[i]);
   free(kept);
