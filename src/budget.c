@@ -40,7 +40,7 @@
  * the next power of two above the most entries it ever held, hash tables
  * that double (the older ones kept until it is destroyed). Measured on
  * scarab-recs (rank and score caches of 15-110 MB, 16 shards each), the
- * tag runs 1.15-1.31x the charged bytes; the plan grants capacities of
+ * tag runs 1.15-1.32x the charged bytes (docs/PERFORMANCE.md, Budget); the plan grants capacities of
  * share / CACHE_TRACKED_RATIO, and the run-time control absorbs the rest. */
 #define CACHE_TRACKED_RATIO 1.35
 #define MiB(x) ((double)(x) / 1048576.0)
