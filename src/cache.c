@@ -1278,6 +1278,7 @@ void keel_cache_get_stats(keel_cache_t *c, keel_cache_stats *out) {
     out->policy_admitted += ps.admitted;
     out->policy_rejected += ps.rejected;
     out->policy_adaptations += ps.adaptations;
+    out->policy_shadow_accesses += ps.shadow_accesses;
     share += ps.window_share;
   }
   out->policy_window_share = share / c->nshards;

@@ -53,6 +53,7 @@ enum { Q_WIN = 0, Q_PROB = 1, Q_PROT = 2, Q_NONE = 3 };
 #define SKETCH_WIDTH 6     /* sketch counters per row per expected entry */
 #define SHADOW_ENTRIES 512 /* shadows hold at least this many entries (or all) */
 #define SHADOW_ENTRIES_MIN 64 /* ... or this many, for one of several partitions */
+#define SHADOW_SAMPLE 32   /* ... while S < this and they keep SHADOW_ENTRIES_MIN */
 #define PERIOD_LEN 6       /* a period lasts this many shadow capacities of samples */
 #define SCORE_DECAY 0.95   /* weight of the past in a shadow's score, per period */
 #define NSHARE 6
@@ -281,13 +282,17 @@ keel_status keel_policy_grow(keel_policy_t *p, uint32_t slots) {
 }
 
 static keel_status adaptive_init(keel_policy_t *p, uint64_t entries, uint32_t partitions) {
-  /* Shadows hold about 512 entries, or all of them. They count entries
-   * (unit weights); for weighted residents their capacity follows the
-   * measured mean weight (see adaptive_observe). */
+  /* Shadows hold about 512 entries, or all of them; then the sample
+   * shrinks further, down to 1 in SHADOW_SAMPLE, as long as a shadow keeps
+   * SHADOW_ENTRIES_MIN entries, so that a request costs at most 18/32
+   * shadow accesses in a cache of 2,048 entries or more. They count
+   * entries (unit weights); for weighted residents their capacity follows
+   * the measured mean weight (see adaptive_observe). */
   uint64_t s = 1;
   uint64_t least = SHADOW_ENTRIES / (partitions > 1 ? partitions : 1);
   if (least < SHADOW_ENTRIES_MIN) least = SHADOW_ENTRIES_MIN;
   while (entries / (s * 2) >= least && s < (1u << 20)) s *= 2;
+  while (s < SHADOW_SAMPLE && entries / (s * 2) >= SHADOW_ENTRIES_MIN) s *= 2;
   p->sample_mask = s - 1;
   for (unsigned i = 0; i < NSHADOW; i++) {
     keel_policy_options o = {sizeof o, "wtinylfu", entries / s, 0, p->seed + i + 1, p->tag, 0, 1};
@@ -360,6 +365,7 @@ void keel_policy_get_stats(const keel_policy_t *p, keel_policy_stats *out) { *ou
  * it is due. */
 static void adaptive_observe(keel_policy_t *p, uint32_t h) {
   if ((mix64(h ^ p->seed) >> 20 & p->sample_mask) != 0) return;
+  p->st.shadow_accesses += NSHADOW;
   for (unsigned i = 0; i < NSHADOW; i++)
     if (keel_policy_sim_access(p->shadow[i], h, 1) == 1) p->shadow_hits[i]++;
   if (++p->period_seen < p->period_len) return;

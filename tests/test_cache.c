@@ -529,6 +529,9 @@ static void test_removal_causes_and_stats(void **state) {
   /* puts = entries now + everything that left. */
   assert_int_equal(st.puts, st.entries + st.evictions + st.replacements);
   assert_int_equal(st.bytes, st.entries * (ov + 8));
+  /* A 10-entry cache's adaptive policy replays every request (here: each
+   * put) into its 18 shadows, and the stats say so. */
+  assert_int_equal(st.policy_shadow_accesses, 18 * 100);
   unsigned found = 0;
   for (int i = 0; i < 40; i++) {
     snprintf(k, sizeof k, "k%03d", i);

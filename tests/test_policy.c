@@ -1,7 +1,8 @@
 /* test_policy.c — the eviction policies on their own: LRU's exact order,
  * W-TinyLFU's scan resistance, the adaptive default beating LRU on a loop
  * and matching it on recency-friendly traffic, determinism for a seed,
- * weights, names, and OOM sweeps of creation. */
+ * weights, names, the adaptive policy's bounded shadow work, and OOM
+ * sweeps of creation. */
 #include <string.h>
 
 #include "keel/policy.h"
@@ -112,6 +113,41 @@ static void test_deterministic(void **state) {
   assert_int_equal(a, b);
 }
 
+static int64_t wide_key(uint64_t i) { return (int64_t)(i * 7919 % 100003); }
+
+/* The adaptive policy's own work per request: a cache of 2,048 entries or
+ * more replays at most 1 request in 32 into its 18 shadows (18/32 shadow
+ * accesses per request); below, the sample keeps each shadow at 64 entries
+ * or more, and a cache under 128 entries replays every request (exact
+ * shadows). */
+static double shadow_work(uint64_t cap) {
+  keel_policy_options o = opts("default", cap);
+  keel_policy_sim_t *s;
+  assert_int_equal(keel_policy_sim_create(&o, &s), KEEL_OK);
+  const uint64_t n = 200000;
+  (void)replay(s, n, wide_key);
+  keel_policy_stats st;
+  keel_policy_get_stats(keel_policy_sim_policy(s), &st);
+  keel_policy_sim_destroy(s);
+  assert_int_equal(st.shadow_accesses % 18, 0);
+  return (double)st.shadow_accesses / (double)n;
+}
+
+static void test_shadow_work_bounded(void **state) {
+  (void)state;
+  assert_true(shadow_work(100) == 18.0);
+  /* 500 entries: 1 in 4 (125-entry shadows) = 4.5 per request. */
+  double w500 = shadow_work(500);
+  assert_true(w500 > 4.5 * 0.9 && w500 < 4.5 * 1.1);
+  for (uint64_t cap = 2048; cap <= 8192; cap *= 4) {
+    double w = shadow_work(cap);
+    assert_true(w > 18.0 / 32 * 0.9 && w < 18.0 / 32 * 1.1);
+  }
+  /* Large caches keep 512-entry shadows: 65,536 entries sample 1 in 128. */
+  double w = shadow_work(65536);
+  assert_true(w > 18.0 / 128 * 0.9 && w < 18.0 / 128 * 1.1);
+}
+
 /* Weighted residents: the total weight is what the caller keeps in bounds. */
 static void test_weights(void **state) {
   (void)state;
@@ -204,7 +240,7 @@ int main(void) {
       cmocka_unit_test(test_names),         cmocka_unit_test(test_lru_order),
       cmocka_unit_test(test_loop_and_scan), cmocka_unit_test(test_deterministic),
       cmocka_unit_test(test_weights),       cmocka_unit_test(test_oom),
-      cmocka_unit_test(test_prefetch_changes_nothing),
+      cmocka_unit_test(test_prefetch_changes_nothing), cmocka_unit_test(test_shadow_work_bounded),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

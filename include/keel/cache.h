@@ -109,7 +109,8 @@ typedef struct keel_cache_stats {
   uint64_t policy_admitted, policy_rejected, policy_adaptations;
   double policy_window_share;  /* the shards' mean */
   uint64_t shards;             /* hash partitions, each with 1/shards of the bounds */
-  uint64_t reserved[3];
+  uint64_t policy_shadow_accesses; /* the adaptive policy's bookkeeping: shadow requests */
+  uint64_t reserved[2];
 } keel_cache_stats;
 
 /* Bytes charged per entry on top of its key and value (80): the entry

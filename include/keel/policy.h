@@ -62,6 +62,7 @@ typedef struct keel_policy_stats {
   uint64_t rejected;     /* newcomers evicted at once by admission */
   uint64_t adaptations;  /* times the adaptive policy changed its window */
   double window_share;   /* current window share of capacity (0..1) */
+  uint64_t shadow_accesses; /* requests replayed into the adaptive policy's shadows (its cost) */
 } keel_policy_stats;
 
 /* Comma-separated names of the policies, for usage text (static string). */

@@ -270,12 +270,15 @@ int keel_bench_cache(int argc, char **argv) {
   keel_cache_get_stats(b.cache, &s1);
   double hr = b.read ? (double)hits / (double)(ops ? ops : 1)
                      : (double)(s1.hits - s0.hits) / (double)((s1.hits + s1.misses - s0.hits - s0.misses) | 1);
+  /* The adaptive policy's bookkeeping: shadow-cache requests per lookup. */
+  double shadow = (double)(s1.policy_shadow_accesses - s0.policy_shadow_accesses) /
+                  (double)((s1.hits + s1.misses - s0.hits - s0.misses) | 1);
   printf("{\"impl\":\"keel\",\"threads\":%llu,\"workload\":\"%s\",\"borrow\":%s,\"size\":%llu,\"policy\":\"%s\","
          "\"pin\":%s,\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
-         "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"shards\":%llu}\n",
+         "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"shards\":%llu,\"shadow_per_lookup\":%.3f}\n",
          (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), pin ? "true" : "false", rates[2],
          hr, per_cpu, (double)(ops1 - ops0) / per_cpu / wall, (unsigned long long)s1.entries, (unsigned long long)s1.bytes, keel_cache_entry_overhead(),
-         (unsigned long long)s1.shards);
+         (unsigned long long)s1.shards, shadow);
   keel_mem_free(w);
   keel_cache_destroy(b.cache);
   keel_mem_free(keys);
