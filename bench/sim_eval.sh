@@ -2,7 +2,8 @@
 # bench/sim_eval.sh [POLICIES] — replays every shared trace at the REFERENCE.csv sizes with
 # `keel sim` and scores each policy against the per-point best established policy
 # (the same measure as the 3-cache-hitratio check). Env: KEEL (the executable),
-# KEEL_SHARED (default ../shared). Prints per-point rows with -v.
+# KEEL_SHARED (default ../shared), SEED (keel sim --seed; default its fixed seed). Prints
+# per-point rows with VERBOSE=1.
 set -euo pipefail
 KEEL=${KEEL:-./build/keel}
 SHARED=${KEEL_SHARED:-../shared}
@@ -11,7 +12,7 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for t in "$SHARED"/traces/*.lirs "$SHARED"/traces/*.bin; do
   fmt=lirs; case $t in *.bin) fmt=bin64;; esac
-  "$KEEL" sim --trace "$t" --format $fmt --policy "$POL" --size-pct 1,5,10,25 --csv | tail -n +2 >>"$out" &
+  "$KEEL" sim --trace "$t" --format $fmt --policy "$POL" --size-pct 1,5,10,25 --csv ${SEED:+--seed "$SEED"} | tail -n +2 >>"$out" &
   [ "$(jobs -r | wc -l)" -ge 2 ] && wait -n
 done
 wait

@@ -26,15 +26,19 @@
  * popularity, long ones let loops and scans longer than the cache build up
  * frequency). A shadow tracks keys only (hashes, no values) and sees a
  * hash-sampled 1/S of the traffic with 1/S of the capacity, S chosen so a
- * shadow holds at least SHADOW_ENTRIES entries; below that S = 1 and the
- * shadows are exact. Every period (PERIOD_LEN shadow capacities of sampled
+ * shadow holds about SHADOW_ENTRIES entries, then up to SHADOW_SAMPLE while
+ * it keeps SHADOW_ENTRIES_MIN (below 128 entries S = 1: exact shadows). Every period (PERIOD_LEN shadow capacities of sampled
  * requests) the shadows' hits go into decaying scores and the main cache
- * takes the window share and aging period of the best one; its lists then
+ * takes the window share and aging period of the best one (a new best
+ * must lead the current one by more than one standard deviation of its
+ * score: equally good shadows otherwise trade places by chance, and over
+ * 10 seeds of the trace grid that chance cost up to 7 points); its lists then
  * drift to the new share as evictions happen, without a stop-the-world
  * rebuild. The only inputs are the capacity and the requests seen, so the
  * same traffic always gives the same decisions. The price is the shadows'
- * work: for caches of a few thousand entries each request costs several
- * shadow accesses (S is small there), which dominates a cache's write path.
+ * work: 18/S shadow accesses per request, at most 18/32 from 2,048 entries
+ * up, but 4.5 at 500 entries and 18 below 128, where it dominates the
+ * cost of a lookup (docs/PERFORMANCE.md, "By cache size").
  *
  * Weights: every list knows its total weight; the cache passes bytes, sim
  * passes 1. The caller evicts while the total exceeds the capacity. */
@@ -56,6 +60,7 @@ enum { Q_WIN = 0, Q_PROB = 1, Q_PROT = 2, Q_NONE = 3 };
 #define SHADOW_SAMPLE 32   /* ... while S < this and they keep SHADOW_ENTRIES_MIN */
 #define PERIOD_LEN 6       /* a period lasts this many shadow capacities of samples */
 #define SCORE_DECAY 0.95   /* weight of the past in a shadow's score, per period */
+#define SWITCH_MARGIN 1.0  /* a new best must lead by this many standard deviations */
 #define NSHARE 6
 #define NPERIOD 3
 #define NSHADOW (NSHARE * NPERIOD)
@@ -381,8 +386,15 @@ static void adaptive_observe(keel_policy_t *p, uint32_t h) {
   for (unsigned i = 0; i < NSHADOW; i++) {
     p->score[i] = SCORE_DECAY * p->score[i] + (double)p->shadow_hits[i];
     p->shadow_hits[i] = 0;
-    if (p->score[i] > p->score[best]) best = i;
   }
+  for (unsigned i = 0; i < NSHADOW; i++)
+    if (p->score[i] > p->score[best]) best = i;
+  /* The incumbent stays unless the leader's score beats it by more than
+   * its own noise (hits are counts: about one standard deviation, the
+   * square root): shadows that are equally good would otherwise trade
+   * places by chance, and every switch costs the main cache a drift. */
+  if (best != p->best && p->score[best] - p->score[p->best] <= SWITCH_MARGIN * sqrt(p->score[p->best]))
+    best = p->best;
   if (best != p->best) {
     p->best = best;
     p->st.adaptations++;
