@@ -36,7 +36,7 @@
  * drift to the new share as evictions happen, without a stop-the-world
  * rebuild. The only inputs are the capacity and the requests seen, so the
  * same traffic always gives the same decisions. The price is the shadows'
- * work: 18/S shadow accesses per request, at most 18/32 from 2,048 entries
+ * work: 18/S shadow accesses per request, at most 18/64 from 4,096 entries
  * up, but 4.5 at 500 entries and 18 below 128, where it dominates the
  * cost of a lookup (docs/PERFORMANCE.md, "By cache size").
  *
@@ -57,7 +57,7 @@ enum { Q_WIN = 0, Q_PROB = 1, Q_PROT = 2, Q_NONE = 3 };
 #define SKETCH_WIDTH 6     /* sketch counters per row per expected entry */
 #define SHADOW_ENTRIES 512 /* shadows hold at least this many entries (or all) */
 #define SHADOW_ENTRIES_MIN 64 /* ... or this many, for one of several partitions */
-#define SHADOW_SAMPLE 32   /* ... while S < this and they keep SHADOW_ENTRIES_MIN */
+#define SHADOW_SAMPLE 64   /* ... while S < this and they keep SHADOW_ENTRIES_MIN */
 #define PERIOD_LEN 6       /* a period lasts this many shadow capacities of samples */
 #define SCORE_DECAY 0.95   /* weight of the past in a shadow's score, per period */
 #define SWITCH_MARGIN 1.0  /* a new best must lead by this many standard deviations */
@@ -289,8 +289,8 @@ keel_status keel_policy_grow(keel_policy_t *p, uint32_t slots) {
 static keel_status adaptive_init(keel_policy_t *p, uint64_t entries, uint32_t partitions) {
   /* Shadows hold about 512 entries, or all of them; then the sample
    * shrinks further, down to 1 in SHADOW_SAMPLE, as long as a shadow keeps
-   * SHADOW_ENTRIES_MIN entries, so that a request costs at most 18/32
-   * shadow accesses in a cache of 2,048 entries or more. They count
+   * SHADOW_ENTRIES_MIN entries, so that a request costs at most 18/64
+   * shadow accesses in a cache of 4,096 entries or more. They count
    * entries (unit weights); for weighted residents their capacity follows
    * the measured mean weight (see adaptive_observe). */
   uint64_t s = 1;

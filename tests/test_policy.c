@@ -115,8 +115,8 @@ static void test_deterministic(void **state) {
 
 static int64_t wide_key(uint64_t i) { return (int64_t)(i * 7919 % 100003); }
 
-/* The adaptive policy's own work per request: a cache of 2,048 entries or
- * more replays at most 1 request in 32 into its 18 shadows (18/32 shadow
+/* The adaptive policy's own work per request: a cache of 4,096 entries or
+ * more replays at most 1 request in 64 into its 18 shadows (18/64 shadow
  * accesses per request); below, the sample keeps each shadow at 64 entries
  * or more, and a cache under 128 entries replays every request (exact
  * shadows). */
@@ -139,9 +139,11 @@ static void test_shadow_work_bounded(void **state) {
   /* 500 entries: 1 in 4 (125-entry shadows) = 4.5 per request. */
   double w500 = shadow_work(500);
   assert_true(w500 > 4.5 * 0.9 && w500 < 4.5 * 1.1);
-  for (uint64_t cap = 2048; cap <= 8192; cap *= 4) {
+  double w2k = shadow_work(2048);
+  assert_true(w2k > 18.0 / 32 * 0.9 && w2k < 18.0 / 32 * 1.1);
+  for (uint64_t cap = 4096; cap <= 16384; cap *= 4) {
     double w = shadow_work(cap);
-    assert_true(w > 18.0 / 32 * 0.9 && w < 18.0 / 32 * 1.1);
+    assert_true(w > 18.0 / 64 * 0.9 && w < 18.0 / 64 * 1.1);
   }
   /* Large caches keep 512-entry shadows: 65,536 entries sample 1 in 128. */
   double w = shadow_work(65536);
