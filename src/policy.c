@@ -27,8 +27,9 @@
  * frequency). A shadow tracks keys only (hashes, no values) and sees a
  * hash-sampled 1/S of the traffic with 1/S of the capacity, S chosen so a
  * shadow holds about SHADOW_ENTRIES entries, then up to SHADOW_SAMPLE while
- * it keeps SHADOW_ENTRIES_MIN (below 128 entries S = 1: exact shadows). Every period (PERIOD_LEN shadow capacities of sampled
- * requests) the shadows' hits go into decaying scores and the main cache
+ * it keeps SHADOW_ENTRIES_MIN (below 128 entries S = 1: exact shadows).
+ * Every period (PERIOD_LEN shadow capacities of sampled requests) the
+ * shadows' hits go into decaying scores and the main cache
  * takes the window share and aging period of the best one (a new best
  * must lead the current one by more than one standard deviation of its
  * score: equally good shadows otherwise trade places by chance, and over

@@ -1,8 +1,8 @@
 /* test_policy.c — the eviction policies on their own: LRU's exact order,
  * W-TinyLFU's scan resistance, the adaptive default beating LRU on a loop
  * and matching it on recency-friendly traffic, determinism for a seed,
- * weights, names, the adaptive policy's bounded shadow work, and OOM
- * sweeps of creation. */
+ * weights, names, the adaptive policy's bounded shadow work and its
+ * refusal to switch on noise, and OOM sweeps of creation. */
 #include <string.h>
 
 #include "keel/policy.h"
