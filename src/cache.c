@@ -1078,6 +1078,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   if (st == KEEL_OK && !ld.v && !keel_cache_load_alloc(&ld, 0)) st = KEEL_ENOMEM;
 
   shard_lock(s);
+  drain(c, my_reader(c), s); /* the thread's earlier hits before this insert (as put) */
   pending **pp = &s->pend;
   while (*pp != &me) pp = &(*pp)->next;
   *pp = me.next;

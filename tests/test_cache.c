@@ -396,6 +396,32 @@ static void test_read_or_load(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* A get-or-load that inserts first applies the thread's buffered hits:
+ * an LRU cache of 3 that loaded a, b, c, then hit a, evicts b (the least
+ * recently used) for d, not a, whose hit was still in the read buffer.
+ * keel sim replays accesses in order, and the cache must too. */
+static void test_load_applies_earlier_hits(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(1 << 20);
+  o.max_entries = 3;
+  o.policy = "lru";
+  keel_cache_t *c = mk(&o);
+  loadctx l = {0, KEEL_OK, 0};
+  keel_cache_value_t *v;
+  const char *keys[] = {"a", "b", "c", "a", "d"};
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(keel_cache_get_or_load(c, keys[i], 1, loader, &l, &v), KEEL_OK);
+    keel_cache_value_release(v);
+  }
+  assert_int_equal(l.calls, 4);
+  char buf[8];
+  assert_true(get_str(c, "a", buf, sizeof buf));
+  assert_false(get_str(c, "b", buf, sizeof buf));
+  assert_true(get_str(c, "c", buf, sizeof buf));
+  assert_true(get_str(c, "d", buf, sizeof buf));
+  keel_cache_destroy(c);
+}
+
 /* A large cache is split into shards with equal shares of the bound; an
  * entry larger than its shard's share is refused (KEEL_ELIMIT), the rest of
  * the cache works as before. */
@@ -615,6 +641,7 @@ int main(void) {
       cmocka_unit_test(test_load_errors_not_cached),
       cmocka_unit_test(test_negative_caching),
       cmocka_unit_test(test_read_or_load),
+      cmocka_unit_test(test_load_applies_earlier_hits),
       cmocka_unit_test(test_shards),
       cmocka_unit_test(test_byte_and_entry_bound),
       cmocka_unit_test(test_removal_causes_and_stats),
