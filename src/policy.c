@@ -27,7 +27,8 @@
  * frequency). A shadow tracks keys only (hashes, no values) and sees a
  * hash-sampled 1/S of the traffic with 1/S of the capacity, S chosen so a
  * shadow holds about SHADOW_ENTRIES entries, then up to SHADOW_SAMPLE while
- * it keeps SHADOW_ENTRIES_MIN (below 128 entries S = 1: exact shadows).
+ * it keeps SHADOW_ENTRIES_MIN (64-255 entries: S = 2; below 64, S = 1:
+ * exact shadows).
  * Every period (PERIOD_LEN shadow capacities of sampled requests) the
  * shadows' hits go into decaying scores and the main cache
  * takes the window share and aging period of the best one (a new best
@@ -38,8 +39,8 @@
  * rebuild. The only inputs are the capacity and the requests seen, so the
  * same traffic always gives the same decisions. The price is the shadows'
  * work: 18/S shadow accesses per request, at most 18/64 from 4,096 entries
- * up, but 4.5 at 500 entries and 18 below 128, where it dominates the
- * cost of a lookup (docs/PERFORMANCE.md, "By cache size").
+ * up, but 4.5 at 500 entries, 9 at 64-255 and 18 below 64, where it
+ * dominates the cost of a lookup (docs/PERFORMANCE.md, "By cache size").
  *
  * Weights: every list knows its total weight; the cache passes bytes, sim
  * passes 1. The caller evicts while the total exceeds the capacity. */
@@ -59,6 +60,7 @@ enum { Q_WIN = 0, Q_PROB = 1, Q_PROT = 2, Q_NONE = 3 };
 #define SHADOW_ENTRIES 512 /* shadows hold at least this many entries (or all) */
 #define SHADOW_ENTRIES_MIN 64 /* ... or this many, for one of several partitions */
 #define SHADOW_SAMPLE 64   /* ... while S < this and they keep SHADOW_ENTRIES_MIN */
+#define SHADOW_ENTRIES_TINY 32 /* ... and S = 2 for caches whose halves keep this many */
 #define PERIOD_LEN 6       /* a period lasts this many shadow capacities of samples */
 #define SCORE_DECAY 0.95   /* weight of the past in a shadow's score, per period */
 #define SWITCH_MARGIN 1.0  /* a new best must lead by this many standard deviations */
@@ -299,6 +301,10 @@ static keel_status adaptive_init(keel_policy_t *p, uint64_t entries, uint32_t pa
   if (least < SHADOW_ENTRIES_MIN) least = SHADOW_ENTRIES_MIN;
   while (entries / (s * 2) >= least && s < (1u << 20)) s *= 2;
   while (s < SHADOW_SAMPLE && entries / (s * 2) >= SHADOW_ENTRIES_MIN) s *= 2;
+  /* Caches of 64-127 entries halve their shadows' work too: shadows of
+   * 32-63 entries scored as well as exact ones over 10 seeds of the grid
+   * (docs/PERFORMANCE.md); smaller ones made it worse. */
+  if (s == 1 && entries / 2 >= SHADOW_ENTRIES_TINY) s = 2;
   p->sample_mask = s - 1;
   for (unsigned i = 0; i < NSHADOW; i++) {
     keel_policy_options o = {sizeof o, "wtinylfu", entries / s, 0, p->seed + i + 1, p->tag, 0, 1};
