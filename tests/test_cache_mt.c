@@ -53,6 +53,7 @@ typedef struct shared {
   atomic_int bad;
   atomic_ulong lookups;
   atomic_ulong over;
+  atomic_ulong puts; /* puts done by all writers */
   uint64_t keys; /* the key space */
   unsigned id;
 } shared;
@@ -72,8 +73,11 @@ static void *writer(void *p) {
     if (keel_cache_put(a->s->c, &k, sizeof k, buf, len) != KEEL_OK) atomic_store(&a->s->bad, 1);
     if (i % 7 == 0) (void)keel_cache_remove(a->s->c, &k, sizeof k);
     /* Clears and cleanups reclaim at once what no reader can still see,
-     * with readers running. */
-    if (a->id == 0 && i == 999) keel_cache_clear(a->s->c);
+     * with readers running. The clear comes after a quarter of all puts,
+     * whichever writer does it: the other three quarters overfill both
+     * caches again (the test asserts evictions). Tied to one writer's
+     * count, it could come late, leaving too little to overfill them. */
+    if (atomic_fetch_add(&a->s->puts, 1) + 1 == 3 * PUTS_PER_WRITER / 4) keel_cache_clear(a->s->c);
     if (a->id == 1 && i % 500 == 0) (void)keel_cache_cleanup(a->s->c);
   }
   return NULL;
