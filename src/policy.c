@@ -60,7 +60,7 @@ enum { Q_WIN = 0, Q_PROB = 1, Q_PROT = 2, Q_NONE = 3 };
 #define SHADOW_ENTRIES 512 /* shadows hold at least this many entries (or all) */
 #define SHADOW_ENTRIES_MIN 64 /* ... or this many, for one of several partitions */
 #define SHADOW_SAMPLE 64   /* ... while S < this and they keep SHADOW_ENTRIES_MIN */
-#define SHADOW_ENTRIES_TINY 32 /* ... and S = 2 for caches whose halves keep this many */
+#define SHADOW_ENTRIES_TINY 32 /* ... or, for S = 2, this many */
 #define PERIOD_LEN 6       /* a period lasts this many shadow capacities of samples */
 #define SCORE_DECAY 0.95   /* weight of the past in a shadow's score, per period */
 #define SWITCH_MARGIN 1.0  /* a new best must lead by this many standard deviations */
@@ -300,11 +300,11 @@ static keel_status adaptive_init(keel_policy_t *p, uint64_t entries, uint32_t pa
   uint64_t least = SHADOW_ENTRIES / (partitions > 1 ? partitions : 1);
   if (least < SHADOW_ENTRIES_MIN) least = SHADOW_ENTRIES_MIN;
   while (entries / (s * 2) >= least && s < (1u << 20)) s *= 2;
-  while (s < SHADOW_SAMPLE && entries / (s * 2) >= SHADOW_ENTRIES_MIN) s *= 2;
-  /* Caches of 64-127 entries halve their shadows' work too: shadows of
-   * 32-63 entries scored as well as exact ones over 10 seeds of the grid
-   * (docs/PERFORMANCE.md); smaller ones made it worse. */
-  if (s == 1 && entries / 2 >= SHADOW_ENTRIES_TINY) s = 2;
+  /* The first halving may leave shadows of only SHADOW_ENTRIES_TINY: for
+   * caches of 64-127 entries, 32-63-entry shadows scored as well as exact
+   * ones over 10 seeds of the grid (docs/PERFORMANCE.md); smaller shadows
+   * at any later halving made it worse. */
+  while (s < SHADOW_SAMPLE && entries / (s * 2) >= (s == 1 ? SHADOW_ENTRIES_TINY : SHADOW_ENTRIES_MIN)) s *= 2;
   p->sample_mask = s - 1;
   for (unsigned i = 0; i < NSHADOW; i++) {
     keel_policy_options o = {sizeof o, "wtinylfu", entries / s, 0, p->seed + i + 1, p->tag, 0, 1};

@@ -268,11 +268,10 @@ int keel_bench_cache(int argc, char **argv) {
   qsort(rates, 5, sizeof rates[0], cmp_double);
   keel_cache_stats s1;
   keel_cache_get_stats(b.cache, &s1);
-  double hr = b.read ? (double)hits / (double)(ops ? ops : 1)
-                     : (double)(s1.hits - s0.hits) / (double)((s1.hits + s1.misses - s0.hits - s0.misses) | 1);
+  double lookups = (double)((s1.hits + s1.misses - s0.hits - s0.misses) | 1);
+  double hr = b.read ? (double)hits / (double)(ops ? ops : 1) : (double)(s1.hits - s0.hits) / lookups;
   /* The adaptive policy's bookkeeping: shadow-cache requests per lookup. */
-  double shadow = (double)(s1.policy_shadow_accesses - s0.policy_shadow_accesses) /
-                  (double)((s1.hits + s1.misses - s0.hits - s0.misses) | 1);
+  double shadow = (double)(s1.policy_shadow_accesses - s0.policy_shadow_accesses) / lookups;
   printf("{\"impl\":\"keel\",\"threads\":%llu,\"workload\":\"%s\",\"borrow\":%s,\"size\":%llu,\"policy\":\"%s\","
          "\"pin\":%s,\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
          "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"shards\":%llu,\"shadow_per_lookup\":%.3f}\n",
