@@ -83,9 +83,12 @@
 #include <xxhash.h>
 
 #include "keel/policy.h"
+#include "worker.h"
 
 #define NREADERS 32    /* reader slots (threads hash onto them) */
-#define RBUF 32        /* read buffer entries per reader slot */
+#define RING 256       /* read buffer: a ring of recorded lookups per reader slot */
+#define TAKE 64        /* a drain takes at most this many items */
+#define RBATCH 32      /* recorded lookups that make a drain (or a kick of the worker) */
 #define LIMBO_BATCH 64 /* try to advance the epoch after this many retirements */
 #define NSHARDS_MAX 16
 #define SHARD_MIN_ENTRIES 4096
@@ -116,18 +119,23 @@ struct keel_cache_value {
 _Static_assert(sizeof(struct keel_cache_value) == 24, "entry header is 24 bytes");
 _Static_assert(KEEL_MEM_MAX_TAGS <= 256, "a memory tag fits the 8 high bits of slot_tag");
 
-typedef struct rbuf_item {
-  _Atomic uint64_t hash;
-  _Atomic uint32_t slot;
-} rbuf_item;
-
+/* A reader slot. Its thread records lookups at `tail` of the ring `rb`; a
+ * drainer (that thread, an inserting one or the cache's worker) takes them
+ * from `head`, one drainer at a time (`draining`). An item packs the
+ * shard (bits 56-59), the slot (bits 32-55, SLOT_MAX: a miss) and the low
+ * 32 bits of the hash. Threads that share a slot (more than NREADERS) may
+ * overwrite each other's items or move `tail` back: lossy, never unsafe
+ * (take clamps, and the policy skips an item whose hash is not its slot's). */
 typedef struct reader {
   _Atomic uintptr_t owner;    /* the thread that claimed the slot, 0: none */
   _Atomic uint64_t active[2]; /* readers inside, by epoch parity */
   _Atomic uint64_t hits, misses;
-  _Atomic uint32_t rb_n;
+  _Atomic uint64_t dropped;   /* lookups not recorded: the ring was full */
+  _Atomic uint32_t tail;      /* items recorded */
   _Atomic uint32_t tick;      /* lookups seen, for sampling */
-  rbuf_item rb[RBUF];
+  _Atomic uint32_t head;      /* items taken by drainers */
+  _Atomic uint32_t draining;  /* 1 while a drainer takes items */
+  _Atomic uint64_t rb[RING];
 } __attribute__((aligned(64))) reader;
 
 /* A link (a bucket head or an entry's `next`) is one 64-bit word: the
@@ -197,6 +205,8 @@ struct keel_cache {
   uint64_t seed;
   uint64_t ttl, neg_ttl;
   uint32_t record_mask;               /* 0: record every lookup (see record) */
+  keel_worker_t *worker;              /* drains the rings; NULL: callers do (MAINTAIN_CALLER) */
+  _Atomic uint64_t drain_dropped;     /* recorded lookups a drain dropped (shard busy) */
   unsigned nshards;                   /* a power of two */
   keel_cache_removal_fn on_removal;
   void *removal_ud;
@@ -639,40 +649,94 @@ static void table_maybe_grow_locked(const keel_cache_t *c, shard *s) {
 
 /* ---- policy bookkeeping --------------------------------------------------------- */
 
-/* Drains the calling thread's read buffer into the policies. `held` is a
+/* An item of a ring (see reader). */
+static inline uint64_t item_make(const keel_cache_t *c, uint32_t slot, uint64_t h) {
+  uint64_t sh = (h >> 48) & (c->nshards - 1);
+  return sh << 56 | (uint64_t)(slot & SLOT_MAX) << 32 | (uint32_t)h;
+}
+static inline unsigned item_shard(uint64_t x) { return (unsigned)(x >> 56) & (NSHARDS_MAX - 1); }
+static inline uint32_t item_slot(uint64_t x) {
+  uint32_t s = (uint32_t)(x >> 32) & SLOT_MAX;
+  return s == SLOT_MAX ? KEEL_POLICY_NONE : s;
+}
+
+/* Takes the oldest items of r's ring into items[] (at most TAKE; if a
+ * shared slot's tail overran, the ring's last RING items count), or none
+ * while another drainer takes them. */
+static uint32_t ring_take(reader *r, uint64_t *items) {
+  uint32_t zero = 0;
+  if (!atomic_compare_exchange_strong_explicit(&r->draining, &zero, 1, memory_order_acquire, RLX)) return 0;
+  uint32_t h = atomic_load_explicit(&r->head, RLX);
+  uint32_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+  if (t - h > RING) h = t - RING;
+  uint32_t n = t - h > TAKE ? TAKE : t - h;
+  for (uint32_t i = 0; i < n; i++) items[i] = atomic_load_explicit(&r->rb[(h + i) % RING], RLX);
+  /* release: the items are read before the producer may overwrite them. */
+  atomic_store_explicit(&r->head, h + n, memory_order_release);
+  atomic_store_explicit(&r->draining, 0, memory_order_release);
+  return n;
+}
+
+/* Drains r's ring into the policies; returns the items taken. `held` is a
  * shard whose lock the caller holds (or NULL); the items of other shards
- * are applied if their lock is free at once, else dropped. Shard by shard:
- * first every item's policy record and sketch line are prefetched, then
- * applied, so their cache misses overlap instead of queueing. A slot whose
- * policy hash is no longer the item's was reused since: skipped. */
-static void drain(keel_cache_t *c, reader *r, shard *held) {
-  uint32_t n = atomic_load_explicit(&r->rb_n, RLX);
-  if (n > RBUF) n = RBUF;
-  uint32_t slot[RBUF];
-  uint64_t hash[RBUF];
-  for (uint32_t i = 0; i < n; i++) {
-    slot[i] = atomic_load_explicit(&r->rb[i].slot, RLX);
-    hash[i] = atomic_load_explicit(&r->rb[i].hash, RLX);
-  }
-  uint32_t left = n == 32 ? UINT32_MAX : (1u << n) - 1; /* items not yet taken */
+ * are applied if their lock is free at once and no writer waits for it,
+ * else dropped (counted); the worker (`worker`) waits for a busy lock
+ * instead. Either gives way to a writer that comes while it applies
+ * (dropping the rest). Shard by shard: first every item's policy
+ * record and sketch line are prefetched, then applied, so their cache
+ * misses overlap instead of queueing. A slot whose policy hash is no
+ * longer the item's was reused since: skipped. */
+static uint32_t drain(keel_cache_t *c, reader *r, shard *held, int worker) {
+  uint64_t item[TAKE];
+  uint32_t n = ring_take(r, item), dropped = 0;
+  _Static_assert(TAKE == 64, "one bit per item");
+  uint64_t left = n == 64 ? UINT64_MAX : (1ull << n) - 1; /* items not yet applied */
   while (left) {
-    shard *s = shard_of(c, hash[__builtin_ctz(left)]);
-    uint32_t ours = 0;
+    unsigned si = item_shard(item[__builtin_ctzll(left)]);
+    shard *s = &c->sh[si];
+    uint64_t ours = 0;
     for (uint32_t i = 0; i < n; i++)
-      if ((left >> i & 1) && shard_of(c, hash[i]) == s) ours |= 1u << i;
+      if ((left >> i & 1) && item_shard(item[i]) == si) ours |= 1ull << i;
     left &= ~ours;
-    if (s != held && (atomic_load_explicit(&s->waiting, RLX) || pthread_mutex_trylock(&s->lock) != 0))
-      continue; /* busy, or a writer waits: dropped */
+    if (s != held && worker) {
+      pthread_mutex_lock(&s->lock);
+    } else if (s != held && (atomic_load_explicit(&s->waiting, RLX) || pthread_mutex_trylock(&s->lock) != 0)) {
+      dropped += (uint32_t)__builtin_popcountll(ours); /* busy, or a writer waits */
+      continue;
+    }
     for (uint32_t i = 0; i < n; i++)
-      if (ours >> i & 1) keel_policy_prefetch_access(s->pol, slot[i], (uint32_t)hash[i]);
+      if (ours >> i & 1) keel_policy_prefetch_access(s->pol, item_slot(item[i]), (uint32_t)item[i]);
     for (uint32_t i = 0; i < n; i++) {
       if (!(ours >> i & 1)) continue;
-      if (slot[i] == KEEL_POLICY_NONE) keel_policy_miss(s->pol, (uint32_t)hash[i]);
-      else if (keel_policy_slot_hash(s->pol, slot[i]) == (uint32_t)hash[i]) keel_policy_hit(s->pol, slot[i]);
+      if (s != held && atomic_load_explicit(&s->waiting, RLX)) { /* a writer came: give way */
+        dropped += (uint32_t)__builtin_popcountll(ours >> i);
+        break;
+      }
+      uint32_t slot = item_slot(item[i]), h = (uint32_t)item[i];
+      if (slot == KEEL_POLICY_NONE) keel_policy_miss(s->pol, h);
+      else if (keel_policy_slot_hash(s->pol, slot) == h) keel_policy_hit(s->pol, slot);
     }
     if (s != held) pthread_mutex_unlock(&s->lock);
   }
-  atomic_store_explicit(&r->rb_n, 0, RLX);
+  if (dropped) add(&c->drain_dropped, dropped);
+  return n;
+}
+
+/* The worker's round: drains every ring that holds items. */
+static size_t maintain(void *ud) {
+  keel_cache_t *c = ud;
+  size_t n = 0;
+  for (unsigned i = 0; i < NREADERS; i++) {
+    reader *r = &c->rd[i];
+    /* Rings with a few items are left to their threads' next insert. */
+    for (unsigned k = 0; k < RING / TAKE; k++) {
+      if (atomic_load_explicit(&r->tail, RLX) - atomic_load_explicit(&r->head, RLX) < RBATCH / 2) break;
+      uint32_t got = drain(c, r, NULL, 1);
+      if (!got) break;
+      n += got;
+    }
+  }
+  return n;
 }
 
 /* Records an access for the policy (slot NONE: a miss). Lossy. */
@@ -688,14 +752,20 @@ static inline void record(keel_cache_t *c, reader *r, uint32_t slot, uint64_t h)
     atomic_store_explicit(&r->tick, tick, RLX);
     if (tick & c->record_mask) return;
   }
-  uint32_t n = atomic_load_explicit(&r->rb_n, RLX);
-  if (n < RBUF) {
-    atomic_store_explicit(&r->rb[n].hash, h, RLX);
-    atomic_store_explicit(&r->rb[n].slot, slot, RLX);
-    atomic_store_explicit(&r->rb_n, n + 1, RLX);
-    if (n + 1 < RBUF) return;
+  uint32_t t = atomic_load_explicit(&r->tail, RLX);
+  uint32_t used = t - atomic_load_explicit(&r->head, memory_order_acquire);
+  if (used >= RING) { /* the drainer lags: lost (a shared slot's tail may even look behind) */
+    atomic_store_explicit(&r->dropped, atomic_load_explicit(&r->dropped, RLX) + 1, RLX);
+    return;
   }
-  drain(c, r, NULL); /* items whose shard is busy are dropped */
+  atomic_store_explicit(&r->rb[t % RING], item_make(c, slot, h), RLX);
+  /* release: the item is written before a drainer can see it. */
+  atomic_store_explicit(&r->tail, t + 1, memory_order_release);
+  if (c->worker) {
+    if (used + 1 == RBATCH) keel__worker_kick(c->worker);
+  } else if (used + 1 >= RBATCH) {
+    (void)drain(c, r, NULL, 0);
+  }
 }
 
 /* ---- removal -------------------------------------------------------------------- */
@@ -797,7 +867,9 @@ static void prefetch_victim(shard *s, uint32_t slot) {
  * the lock at every load cost 5-8 % of read-throughs at 65,536 entries). */
 static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h,
                                  const uint32_t *victim) {
-  if (!c->record_mask) drain(c, my_reader(c), s);
+  reader *r = my_reader(c);
+  uint32_t queued = atomic_load_explicit(&r->tail, RLX) - atomic_load_explicit(&r->head, RLX);
+  if (c->record_mask ? c->worker && queued >= RBATCH / 4 : queued != 0) (void)drain(c, r, s, 0);
   uint64_t charge = ent_charge(v);
   prefetch_victim(s, victim[0]);
   prefetch_victim(s, victim[1]);
@@ -917,7 +989,8 @@ static void shard_free(shard *s, int locks) {
 keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out) {
   if (!opt || !out || opt->size < sizeof(keel_cache_options) ||
       opt->max_bytes <= keel_cache_entry_overhead() ||
-      (opt->policy && !keel_policy_known(opt->policy)))
+      (opt->policy && !keel_policy_known(opt->policy)) ||
+      (opt->maintenance != KEEL_CACHE_MAINTAIN_THREAD && opt->maintenance != KEEL_CACHE_MAINTAIN_CALLER))
     return KEEL_EINVAL;
   /* Expected residents: the entry bound, or the bytes over a small entry. */
   uint64_t hint = opt->max_bytes / (keel_cache_entry_overhead() + 64);
@@ -946,10 +1019,11 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
   keel_status st = KEEL_OK;
   unsigned made = 0;
   for (; made < n && st == KEEL_OK; made++) st = shard_init(c, &c->sh[made], opt, made, hint);
+  int whole = made; /* shards with their lock */
+  if (st != KEEL_OK) whole = made - 1; /* the failed one has none (lock_init is its last step that can fail) */
+  else if (opt->maintenance == KEEL_CACHE_MAINTAIN_THREAD) st = keel__worker_create(c->tag, maintain, c, RBATCH, &c->worker);
   if (st != KEEL_OK) {
-    /* Shards before the failed one are whole; the failed one has no lock
-     * (lock_init is its last step that can fail before cond). */
-    for (unsigned i = 0; i < made; i++) shard_free(&c->sh[i], i + 1 < made);
+    for (unsigned i = 0; i < made; i++) shard_free(&c->sh[i], (int)i < whole);
     keel_mem_free(c->raw);
     return st;
   }
@@ -959,6 +1033,7 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
 
 void keel_cache_destroy(keel_cache_t *c) {
   if (!c) return;
+  keel__worker_destroy(c->worker); /* first: it takes the shards' locks */
   for (unsigned i = 0; i < c->nshards; i++) shard_free(&c->sh[i], 1);
   keel_mem_free(c->raw);
 }
@@ -1257,9 +1332,11 @@ void keel_cache_value_release(keel_cache_value_t *v) {
 void keel_cache_get_stats(keel_cache_t *c, keel_cache_stats *out) {
   if (!c || !out) return;
   memset(out, 0, sizeof *out);
+  out->policy_dropped = atomic_load_explicit(&c->drain_dropped, RLX);
   for (unsigned i = 0; i < NREADERS; i++) {
     out->hits += atomic_load_explicit(&c->rd[i].hits, RLX);
     out->misses += atomic_load_explicit(&c->rd[i].misses, RLX);
+    out->policy_dropped += atomic_load_explicit(&c->rd[i].dropped, RLX);
   }
   out->max_bytes = atomic_load_explicit(&c->max_bytes, RLX);
   out->max_entries = atomic_load_explicit(&c->max_entries, RLX);

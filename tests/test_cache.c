@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "keel/cache.h"
 #include "testutil.h"
@@ -101,6 +102,11 @@ static void test_bad_options(void **state) {
   o.policy = "nope";
   assert_int_equal(keel_cache_create(&o, &c), KEEL_EINVAL);
   assert_null(c);
+  o.policy = NULL;
+  o.maintenance = (keel_cache_maintenance)7;
+  assert_int_equal(keel_cache_create(&o, &c), KEEL_EINVAL);
+  assert_null(c);
+  o.maintenance = KEEL_CACHE_MAINTAIN_THREAD;
   static const char *names[] = {"lru", "wtinylfu", "adaptive", "default"};
   for (int i = 0; i < 4; i++) {
     o.policy = names[i];
@@ -422,6 +428,55 @@ static void test_load_applies_earlier_hits(void **state) {
   keel_cache_destroy(c);
 }
 
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The policy's bookkeeping so far: a cache of under 64 entries replays
+ * every request it sees into all 18 shadow caches. */
+static uint64_t shadow_accesses(keel_cache_t *c) {
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  return st.policy_shadow_accesses;
+}
+
+/* Who applies recorded hits. 24 hits on a 32-entry cache are fewer than a
+ * caller's drain batch (32): with KEEL_CACHE_MAINTAIN_CALLER they wait in
+ * the thread's buffer; with the cache's thread (the default) they reach the
+ * policy without another call (worker rounds take rings of 16 or more). */
+static void test_maintenance_thread_applies_hits(void **state) {
+  (void)state;
+  for (int mode = 0; mode < 2; mode++) {
+    keel_cache_options o = base_opts(1 << 20);
+    o.max_entries = 32;
+    o.maintenance = mode ? KEEL_CACHE_MAINTAIN_CALLER : KEEL_CACHE_MAINTAIN_THREAD;
+    keel_cache_t *c = mk(&o);
+    assert_int_equal(keel_cache_put(c, "k", 1, "v", 1), KEEL_OK);
+    uint64_t a0 = shadow_accesses(c);
+    char buf[8];
+    for (int i = 0; i < 24; i++) assert_true(get_str(c, "k", buf, sizeof buf));
+    uint64_t want = a0 + 24 * 18;
+    double t0 = mono_s();
+    while (shadow_accesses(c) < want && mono_s() - t0 < (mode ? 0.2 : 10)) {
+      struct timespec ts = {0, 1000000};
+      nanosleep(&ts, NULL);
+    }
+    if (mode == 0) {
+      assert_int_equal(shadow_accesses(c), want);
+    } else {
+      assert_int_equal(shadow_accesses(c), a0); /* still buffered */
+      assert_int_equal(keel_cache_put(c, "j", 1, "w", 1), KEEL_OK); /* an insert applies them first */
+      assert_true(shadow_accesses(c) >= want);
+    }
+    keel_cache_stats st;
+    keel_cache_get_stats(c, &st);
+    assert_int_equal(st.policy_dropped, 0);
+    keel_cache_destroy(c);
+  }
+}
+
 /* A large cache is split into shards with equal shares of the bound; an
  * entry larger than its shard's share is refused (KEEL_ELIMIT), the rest of
  * the cache works as before. */
@@ -642,6 +697,7 @@ int main(void) {
       cmocka_unit_test(test_negative_caching),
       cmocka_unit_test(test_read_or_load),
       cmocka_unit_test(test_load_applies_earlier_hits),
+      cmocka_unit_test(test_maintenance_thread_applies_hits),
       cmocka_unit_test(test_shards),
       cmocka_unit_test(test_byte_and_entry_bound),
       cmocka_unit_test(test_removal_causes_and_stats),

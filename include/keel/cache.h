@@ -82,6 +82,20 @@ typedef uint64_t (*keel_cache_clock_fn)(void *ud);
  * hash stored keys again). */
 typedef uint64_t (*keel_cache_hash_fn)(void *ud, const void *key, size_t key_len, uint64_t seed);
 
+/* Who applies recorded hits to the policy (keel_cache_options.maintenance). */
+typedef enum keel_cache_maintenance {
+  /* The default: a thread the cache owns drains the per-thread read
+   * buffers; a lookup only appends to its buffer (and drops the record when
+   * the buffer is full: the policy's view is lossy under load, as in
+   * Caffeine). Costs one thread per cache, asleep while nothing is
+   * recorded. */
+  KEEL_CACHE_MAINTAIN_THREAD = 0,
+  /* No thread: every 32 recorded lookups, the looking-up thread applies
+   * them itself. Slower lookups, but the policy loses records only to busy
+   * shards: a single-threaded caller sees what `keel sim` replays. */
+  KEEL_CACHE_MAINTAIN_CALLER = 1
+} keel_cache_maintenance;
+
 typedef struct keel_cache_options {
   size_t size;                 /* sizeof(keel_cache_options) */
   uint64_t max_bytes;          /* required: bound on the charged bytes (> overhead) */
@@ -97,6 +111,7 @@ typedef struct keel_cache_options {
   keel_cache_hash_fn hash;     /* NULL: XXH3 with the seed */
   void *hash_ud;
   uint64_t seed;               /* 0: random per cache (getrandom) */
+  keel_cache_maintenance maintenance; /* 0: KEEL_CACHE_MAINTAIN_THREAD */
 } keel_cache_options;
 
 typedef struct keel_cache_stats {
@@ -110,7 +125,8 @@ typedef struct keel_cache_stats {
   double policy_window_share;  /* the shards' mean */
   uint64_t shards;             /* hash partitions, each with 1/shards of the bounds */
   uint64_t policy_shadow_accesses; /* the adaptive policy's bookkeeping: shadow requests */
-  uint64_t reserved[2];
+  uint64_t policy_dropped;     /* recorded lookups the policy never saw (buffer full, shard busy) */
+  uint64_t reserved[1];
 } keel_cache_stats;
 
 /* Bytes charged per entry on top of its key and value (80): the entry

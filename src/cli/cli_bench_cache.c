@@ -11,6 +11,9 @@
  * keel_cache_value_release instead (a reference per lookup). Statistics stay on, the policy is the default.
  * Threads pin the epoch per batch of 1,024 lookups (keel_cache_pin); `--pin no`
  * times lookups that each enter and leave it, as code that never pins does.
+ * The cache's own thread applies recorded hits to the policy (the default);
+ * `--maintenance caller` makes the looking-up threads do it. The process's
+ * CPU time (cpu_share) includes that thread.
  * Thread t starts at key t x (n / threads) and walks the trace cyclically.
  * The protocol is ../shared/bench/CaffeineBench.java's, so the two can be
  * compared side by side: a warm-up of --seconds S, then the rate is sampled
@@ -161,7 +164,7 @@ static int cmp_double(const void *a, const void *b) {
 static void usage(FILE *f) {
   fprintf(f, "usage: keel bench cache --trace FILE [--format auto|lirs|bin32|bin64|text] [--threads N]\n"
              "                        [--seconds S] [--size N] [--workload read|readthrough] [--policy P]\n"
-             "                        [--borrow yes|no] [--pin yes|no]\n"
+             "                        [--borrow yes|no] [--pin yes|no] [--maintenance thread|caller]\n"
              "Warms up for S seconds (default 3), then prints one JSON line: ops_per_s (the median\n"
              "of 5 intervals of S seconds) and hit_ratio.\n");
 }
@@ -171,7 +174,7 @@ int keel_bench_cache(int argc, char **argv) {
   keel_trace_format fmt = KEEL_TRACE_AUTO;
   uint64_t threads = 1, size = 65536;
   double seconds = 3;
-  int borrow = 1, pin = 1;
+  int borrow = 1, pin = 1, caller = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int has = i + 1 < argc;
@@ -203,6 +206,11 @@ int keel_bench_cache(int argc, char **argv) {
       const char *v = argv[++i];
       if (strcmp(v, "yes") && strcmp(v, "no")) return cli_usage("bench cache", "--pin is yes or no");
       pin = !strcmp(v, "yes");
+    } else if (!strcmp(a, "--maintenance") && has) {
+      const char *v = argv[++i];
+      if (strcmp(v, "thread") && strcmp(v, "caller"))
+        return cli_usage("bench cache", "--maintenance is thread or caller");
+      caller = !strcmp(v, "caller");
     }
     else return cli_usage("bench cache", "unknown or incomplete option '%s'", a);
   }
@@ -219,6 +227,7 @@ int keel_bench_cache(int argc, char **argv) {
   o.max_bytes = size * (keel_cache_entry_overhead() + 16) + 1;
   o.policy = policy;
   o.tag = KEEL_MEM_CACHE;
+  o.maintenance = caller ? KEEL_CACHE_MAINTAIN_CALLER : KEEL_CACHE_MAINTAIN_THREAD;
   bench b = {NULL, keys, n, !strcmp(workload, "read"), borrow, pin, 0};
   keel_status st = keel_cache_create(&o, &b.cache);
   if (st != KEEL_OK) {
@@ -272,12 +281,14 @@ int keel_bench_cache(int argc, char **argv) {
   double hr = b.read ? (double)hits / (double)(ops ? ops : 1) : (double)(s1.hits - s0.hits) / lookups;
   /* The adaptive policy's bookkeeping: shadow-cache requests per lookup. */
   double shadow = (double)(s1.policy_shadow_accesses - s0.policy_shadow_accesses) / lookups;
+  /* Recorded lookups the policy never saw (lossy buffers), per lookup. */
+  double dropped = (double)(s1.policy_dropped - s0.policy_dropped) / lookups;
   printf("{\"impl\":\"keel\",\"threads\":%llu,\"workload\":\"%s\",\"borrow\":%s,\"size\":%llu,\"policy\":\"%s\","
-         "\"pin\":%s,\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
-         "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"shards\":%llu,\"shadow_per_lookup\":%.3f}\n",
-         (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), pin ? "true" : "false", rates[2],
+         "\"pin\":%s,\"maintenance\":\"%s\",\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
+         "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"shards\":%llu,\"shadow_per_lookup\":%.3f,\"dropped_per_lookup\":%.3f}\n",
+         (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), pin ? "true" : "false", caller ? "caller" : "thread", rates[2],
          hr, per_cpu, (double)(ops1 - ops0) / per_cpu / wall, (unsigned long long)s1.entries, (unsigned long long)s1.bytes, keel_cache_entry_overhead(),
-         (unsigned long long)s1.shards, shadow);
+         (unsigned long long)s1.shards, shadow, dropped);
   keel_mem_free(w);
   keel_cache_destroy(b.cache);
   keel_mem_free(keys);
