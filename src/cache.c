@@ -14,12 +14,23 @@
  * inlined `probe`) take no lock. They enter
  * an epoch (below), walk a bucket chain with acquire loads, compare the
  * link's tag, then length and key bytes, check expiry, take a reference or read in place,
- * and leave. A hit is recorded in the thread's read buffer (slot number and
- * hash, relaxed stores); a full buffer is drained into the policies, each
- * item if no writer waits for its shard's lock and a trylock succeeds, else
- * dropped — the policy's view
- * of hits is lossy under contention, as in Caffeine, and the hit path never
- * waits.
+ * and leave. A hit is recorded in the thread's read buffer, a ring of 256
+ * items in its reader slot (one 64-bit store and a release store of the
+ * tail; a full ring drops the record). Who drains the rings into the
+ * shards' policies:
+ *  - by default the cache's maintenance thread (worker.h), which takes any
+ *    ring holding 16 items or more, waiting for a busy shard's lock but
+ *    giving way to a writer that comes meanwhile. A lookup pays for the
+ *    append only, so small caches, whose policy work per lookup is large
+ *    (shadow replays), read as fast as large ones; the policy sees what the
+ *    thread keeps up with, as in Caffeine (stats: policy_dropped);
+ *  - with KEEL_CACHE_MAINTAIN_CALLER, the looking-up thread every 32
+ *    items, each item if no writer waits for its shard's lock and a
+ *    trylock succeeds, else dropped;
+ *  - in both, an inserting thread first applies its own ring under the
+ *    lock it holds (see insert_locked), so a single-threaded caller's hits
+ *    reach the policy before its next insert, as `keel sim` replays them.
+ * The hit path never waits.
  *
  * Shards. A large cache is split by key hash into up to 16 shards (powers
  * of two; each at least 4,096 expected entries and 1 MiB), each a cache of
@@ -64,10 +75,12 @@
  * Guards: a shard's `lock` guards its table's structure, `slots`,
  * `link`, the policy, limbo lists, pending list and the bytes/entries
  * counters (which readers of statistics read with relaxed loads). Lock
- * order: one shard lock at a time, except that a drain holding one may
- * *try* another (never waits); the removal callback runs under a shard's
- * lock. Per-thread counters and read buffers live in the reader slots,
- * written by their threads with relaxed atomics. */
+ * order: one shard lock at a time, except that a drain by an inserter
+ * holding one may *try* another (never waits); the maintenance thread
+ * holds no lock when it waits for one; the removal callback runs under a
+ * shard's lock. Per-thread counters and read rings live in the reader
+ * slots: counters and ring tails written by their threads, ring heads by
+ * the one drainer that holds the ring's `draining` flag. */
 #define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP */
 #include "keel/cache.h"
 
@@ -863,8 +876,11 @@ static void prefetch_victim(shard *s, uint32_t slot) {
  * KEEL_POLICY_NONE. The inserting thread's earlier hits reach the policy
  * first where it sees every lookup, so a just-hit entry is not chosen as
  * the victim (keel sim replays accesses in order); a cache that samples
- * its lookups keeps batching them (draining its few sampled items under
- * the lock at every load cost 5-8 % of read-throughs at 65,536 entries). */
+ * its lookups applies them here once 8 are queued, and only with the
+ * maintenance thread (draining its few sampled items under the lock at
+ * every load cost 5-8 % of read-throughs at 65,536 entries; leaving them
+ * all to the thread made it contend with the inserter for the shard's
+ * lock: 100,000 context switches per 2 s on one thread). */
 static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h,
                                  const uint32_t *victim) {
   reader *r = my_reader(c);

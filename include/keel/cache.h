@@ -23,9 +23,10 @@
  *
  * Thread safety: every function may be called from any thread at once. Hits
  * take no lock: lookups run under epoch protection and record the access in
- * a per-thread lossy buffer the policy drains later; inserts, removals and
- * loads take the lock of the key's shard (nothing else is ever waited for
- * while it is held, except by the removal callback — see below). */
+ * a per-thread lossy buffer that the cache's maintenance thread applies to
+ * the policy (keel_cache_maintenance); inserts, removals and loads take the
+ * lock of the key's shard (nothing else is ever waited for while it is
+ * held, except by the removal callback — see below). */
 #ifndef KEEL_CACHE_H
 #define KEEL_CACHE_H
 
@@ -84,11 +85,14 @@ typedef uint64_t (*keel_cache_hash_fn)(void *ud, const void *key, size_t key_len
 
 /* Who applies recorded hits to the policy (keel_cache_options.maintenance). */
 typedef enum keel_cache_maintenance {
-  /* The default: a thread the cache owns drains the per-thread read
-   * buffers; a lookup only appends to its buffer (and drops the record when
-   * the buffer is full: the policy's view is lossy under load, as in
-   * Caffeine). Costs one thread per cache, asleep while nothing is
-   * recorded. */
+  /* The default: a thread the cache owns (started by create, joined by
+   * destroy) applies the per-thread read buffers to the policy; a lookup
+   * only appends to its buffer, and drops the record when the buffer is
+   * full (the policy's view is lossy under load, as in Caffeine; counted in
+   * policy_dropped). The thread polls every 50 us while records come and
+   * sleeps after 1 ms without any. An inserting thread still applies its
+   * own buffer first, so a single-threaded caller's hits reach the policy
+   * in order before its next insert. */
   KEEL_CACHE_MAINTAIN_THREAD = 0,
   /* No thread: every 32 recorded lookups, the looking-up thread applies
    * them itself. Slower lookups, but the policy loses records only to busy
