@@ -18,13 +18,14 @@
  * items in its reader slot (one 64-bit store and a release store of the
  * tail; a full ring drops the record). Who drains the rings into the
  * shards' policies:
- *  - by default the cache's maintenance thread (worker.h), which takes any
+ *  - the cache's maintenance thread (worker.h; by default in caches that
+ *    record every lookup, see keel_cache_maintenance), which takes any
  *    ring holding 16 items or more, waiting for a busy shard's lock but
  *    giving way to a writer that comes meanwhile. A lookup pays for the
  *    append only, so small caches, whose policy work per lookup is large
  *    (shadow replays), read as fast as large ones; the policy sees what the
  *    thread keeps up with, as in Caffeine (stats: policy_dropped);
- *  - with KEEL_CACHE_MAINTAIN_CALLER, the looking-up thread every 32
+ *  - without it (larger caches, or KEEL_CACHE_MAINTAIN_CALLER), the looking-up thread every 32
  *    items, each item if no writer waits for its shard's lock and a
  *    trylock succeeds, else dropped;
  *  - in both, an inserting thread first applies its own ring under the
@@ -735,13 +736,14 @@ static uint32_t drain(keel_cache_t *c, reader *r, shard *held, int worker) {
   return n;
 }
 
-/* The worker's round: drains every ring that holds items. */
+/* The worker's round: drains every ring that holds RBATCH / 2 items or
+ * more (up to all of it); fewer are left to their thread's next insert or
+ * to a later round. */
 static size_t maintain(void *ud) {
   keel_cache_t *c = ud;
   size_t n = 0;
   for (unsigned i = 0; i < NREADERS; i++) {
     reader *r = &c->rd[i];
-    /* Rings with a few items are left to their threads' next insert. */
     for (unsigned k = 0; k < RING / TAKE; k++) {
       if (atomic_load_explicit(&r->tail, RLX) - atomic_load_explicit(&r->head, RLX) < RBATCH / 2) break;
       uint32_t got = drain(c, r, NULL, 1);
@@ -1006,7 +1008,7 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
   if (!opt || !out || opt->size < sizeof(keel_cache_options) ||
       opt->max_bytes <= keel_cache_entry_overhead() ||
       (opt->policy && !keel_policy_known(opt->policy)) ||
-      (opt->maintenance != KEEL_CACHE_MAINTAIN_THREAD && opt->maintenance != KEEL_CACHE_MAINTAIN_CALLER))
+      (unsigned)opt->maintenance > KEEL_CACHE_MAINTAIN_CALLER)
     return KEEL_EINVAL;
   /* Expected residents: the entry bound, or the bytes over a small entry. */
   uint64_t hint = opt->max_bytes / (keel_cache_entry_overhead() + 64);
@@ -1037,7 +1039,8 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
   for (; made < n && st == KEEL_OK; made++) st = shard_init(c, &c->sh[made], opt, made, hint);
   int whole = made; /* shards with their lock */
   if (st != KEEL_OK) whole = made - 1; /* the failed one has none (lock_init is its last step that can fail) */
-  else if (opt->maintenance == KEEL_CACHE_MAINTAIN_THREAD) st = keel__worker_create(c->tag, maintain, c, RBATCH, &c->worker);
+  else if (opt->maintenance == KEEL_CACHE_MAINTAIN_THREAD || (opt->maintenance == KEEL_CACHE_MAINTAIN_AUTO && !c->record_mask))
+    st = keel__worker_create(c->tag, maintain, c, RBATCH, &c->worker);
   if (st != KEEL_OK) {
     for (unsigned i = 0; i < made; i++) shard_free(&c->sh[i], (int)i < whole);
     keel_mem_free(c->raw);

@@ -58,6 +58,7 @@ static void *run(void *arg) {
      * published work and then (after its fence) saw asleep == 0 is one
      * whose work this round finds. */
     atomic_store(&w->asleep, 1);
+    atomic_thread_fence(memory_order_seq_cst); /* the store before the job's loads */
     if (w->fn(w->ud)) {
       atomic_store_explicit(&w->asleep, 0, memory_order_relaxed);
       continue;

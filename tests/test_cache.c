@@ -106,7 +106,7 @@ static void test_bad_options(void **state) {
   o.maintenance = (keel_cache_maintenance)7;
   assert_int_equal(keel_cache_create(&o, &c), KEEL_EINVAL);
   assert_null(c);
-  o.maintenance = KEEL_CACHE_MAINTAIN_THREAD;
+  o.maintenance = KEEL_CACHE_MAINTAIN_AUTO;
   static const char *names[] = {"lru", "wtinylfu", "adaptive", "default"};
   for (int i = 0; i < 4; i++) {
     o.policy = names[i];
@@ -451,7 +451,7 @@ static void test_maintenance_thread_applies_hits(void **state) {
   for (int mode = 0; mode < 2; mode++) {
     keel_cache_options o = base_opts(1 << 20);
     o.max_entries = 32;
-    o.maintenance = mode ? KEEL_CACHE_MAINTAIN_CALLER : KEEL_CACHE_MAINTAIN_THREAD;
+    o.maintenance = mode ? KEEL_CACHE_MAINTAIN_CALLER : KEEL_CACHE_MAINTAIN_AUTO; /* AUTO: a thread at 32 entries */
     keel_cache_t *c = mk(&o);
     assert_int_equal(keel_cache_put(c, "k", 1, "v", 1), KEEL_OK);
     uint64_t a0 = shadow_accesses(c);

@@ -23,8 +23,9 @@
  *
  * Thread safety: every function may be called from any thread at once. Hits
  * take no lock: lookups run under epoch protection and record the access in
- * a per-thread lossy buffer that the cache's maintenance thread applies to
- * the policy (keel_cache_maintenance); inserts, removals and loads take the
+ * a per-thread lossy buffer that the cache's maintenance thread (or, in
+ * large caches, the thread itself, every 32 records) applies to the policy
+ * (keel_cache_maintenance); inserts, removals and loads take the
  * lock of the key's shard (nothing else is ever waited for while it is
  * held, except by the removal callback — see below). */
 #ifndef KEEL_CACHE_H
@@ -85,19 +86,25 @@ typedef uint64_t (*keel_cache_hash_fn)(void *ud, const void *key, size_t key_len
 
 /* Who applies recorded hits to the policy (keel_cache_options.maintenance). */
 typedef enum keel_cache_maintenance {
-  /* The default: a thread the cache owns (started by create, joined by
-   * destroy) applies the per-thread read buffers to the policy; a lookup
-   * only appends to its buffer, and drops the record when the buffer is
-   * full (the policy's view is lossy under load, as in Caffeine; counted in
+  /* The default: THREAD for a cache that shows its policy every lookup (a
+   * size hint of up to 16,384 entries), where the policy's work per lookup
+   * is large; CALLER for larger ones, which show it 1 lookup in 4 or 16:
+   * their drains cost a reader ~15 %, which a thread only moves to another
+   * core (a gain when one is idle, a loss when every core reads). */
+  KEEL_CACHE_MAINTAIN_AUTO = 0,
+  /* A thread the cache owns (started by create, joined by destroy)
+   * applies the per-thread read buffers to the policy; a lookup only
+   * appends to its buffer, and drops the record when the buffer is full
+   * (the policy's view is lossy under load, as in Caffeine; counted in
    * policy_dropped). The thread polls every 50 us while records come and
    * sleeps after 1 ms without any. An inserting thread still applies its
    * own buffer first, so a single-threaded caller's hits reach the policy
    * in order before its next insert. */
-  KEEL_CACHE_MAINTAIN_THREAD = 0,
+  KEEL_CACHE_MAINTAIN_THREAD = 1,
   /* No thread: every 32 recorded lookups, the looking-up thread applies
    * them itself. Slower lookups, but the policy loses records only to busy
    * shards: a single-threaded caller sees what `keel sim` replays. */
-  KEEL_CACHE_MAINTAIN_CALLER = 1
+  KEEL_CACHE_MAINTAIN_CALLER = 2
 } keel_cache_maintenance;
 
 typedef struct keel_cache_options {
@@ -115,7 +122,7 @@ typedef struct keel_cache_options {
   keel_cache_hash_fn hash;     /* NULL: XXH3 with the seed */
   void *hash_ud;
   uint64_t seed;               /* 0: random per cache (getrandom) */
-  keel_cache_maintenance maintenance; /* 0: KEEL_CACHE_MAINTAIN_THREAD */
+  keel_cache_maintenance maintenance; /* 0: KEEL_CACHE_MAINTAIN_AUTO */
 } keel_cache_options;
 
 typedef struct keel_cache_stats {

@@ -11,9 +11,10 @@
  * keel_cache_value_release instead (a reference per lookup). Statistics stay on, the policy is the default.
  * Threads pin the epoch per batch of 1,024 lookups (keel_cache_pin); `--pin no`
  * times lookups that each enter and leave it, as code that never pins does.
- * The cache's own thread applies recorded hits to the policy (the default);
- * `--maintenance caller` makes the looking-up threads do it. The process's
- * CPU time (cpu_share) includes that thread.
+ * `--maintenance` picks who applies recorded hits to the policy (see
+ * keel_cache_maintenance: by default a thread of the cache's own up to
+ * 16,384 entries, the looking-up threads beyond); the process's CPU time
+ * (cpu_share) includes that thread.
  * Thread t starts at key t x (n / threads) and walks the trace cyclically.
  * The protocol is ../shared/bench/CaffeineBench.java's, so the two can be
  * compared side by side: a warm-up of --seconds S, then the rate is sampled
@@ -164,7 +165,7 @@ static int cmp_double(const void *a, const void *b) {
 static void usage(FILE *f) {
   fprintf(f, "usage: keel bench cache --trace FILE [--format auto|lirs|bin32|bin64|text] [--threads N]\n"
              "                        [--seconds S] [--size N] [--workload read|readthrough] [--policy P]\n"
-             "                        [--borrow yes|no] [--pin yes|no] [--maintenance thread|caller]\n"
+             "                        [--borrow yes|no] [--pin yes|no] [--maintenance auto|thread|caller]\n"
              "Warms up for S seconds (default 3), then prints one JSON line: ops_per_s (the median\n"
              "of 5 intervals of S seconds) and hit_ratio.\n");
 }
@@ -174,7 +175,8 @@ int keel_bench_cache(int argc, char **argv) {
   keel_trace_format fmt = KEEL_TRACE_AUTO;
   uint64_t threads = 1, size = 65536;
   double seconds = 3;
-  int borrow = 1, pin = 1, caller = 0;
+  int borrow = 1, pin = 1;
+  keel_cache_maintenance maint = KEEL_CACHE_MAINTAIN_AUTO;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int has = i + 1 < argc;
@@ -208,9 +210,10 @@ int keel_bench_cache(int argc, char **argv) {
       pin = !strcmp(v, "yes");
     } else if (!strcmp(a, "--maintenance") && has) {
       const char *v = argv[++i];
-      if (strcmp(v, "thread") && strcmp(v, "caller"))
-        return cli_usage("bench cache", "--maintenance is thread or caller");
-      caller = !strcmp(v, "caller");
+      if (!strcmp(v, "thread")) maint = KEEL_CACHE_MAINTAIN_THREAD;
+      else if (!strcmp(v, "caller")) maint = KEEL_CACHE_MAINTAIN_CALLER;
+      else if (!strcmp(v, "auto")) maint = KEEL_CACHE_MAINTAIN_AUTO;
+      else return cli_usage("bench cache", "--maintenance is auto, thread or caller");
     }
     else return cli_usage("bench cache", "unknown or incomplete option '%s'", a);
   }
@@ -227,7 +230,7 @@ int keel_bench_cache(int argc, char **argv) {
   o.max_bytes = size * (keel_cache_entry_overhead() + 16) + 1;
   o.policy = policy;
   o.tag = KEEL_MEM_CACHE;
-  o.maintenance = caller ? KEEL_CACHE_MAINTAIN_CALLER : KEEL_CACHE_MAINTAIN_THREAD;
+  o.maintenance = maint;
   bench b = {NULL, keys, n, !strcmp(workload, "read"), borrow, pin, 0};
   keel_status st = keel_cache_create(&o, &b.cache);
   if (st != KEEL_OK) {
@@ -286,7 +289,7 @@ int keel_bench_cache(int argc, char **argv) {
   printf("{\"impl\":\"keel\",\"threads\":%llu,\"workload\":\"%s\",\"borrow\":%s,\"size\":%llu,\"policy\":\"%s\","
          "\"pin\":%s,\"maintenance\":\"%s\",\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
          "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"shards\":%llu,\"shadow_per_lookup\":%.3f,\"dropped_per_lookup\":%.3f}\n",
-         (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), pin ? "true" : "false", caller ? "caller" : "thread", rates[2],
+         (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), pin ? "true" : "false", maint == KEEL_CACHE_MAINTAIN_THREAD ? "thread" : maint == KEEL_CACHE_MAINTAIN_CALLER ? "caller" : "auto", rates[2],
          hr, per_cpu, (double)(ops1 - ops0) / per_cpu / wall, (unsigned long long)s1.entries, (unsigned long long)s1.bytes, keel_cache_entry_overhead(),
          (unsigned long long)s1.shards, shadow, dropped);
   keel_mem_free(w);
