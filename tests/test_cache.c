@@ -114,6 +114,17 @@ static void test_bad_options(void **state) {
     assert_int_equal(keel_cache_put(c, "x", 1, "y", 1), KEEL_OK);
     keel_cache_destroy(c);
   }
+  static const keel_cache_maintenance modes[] = {KEEL_CACHE_MAINTAIN_AUTO, KEEL_CACHE_MAINTAIN_THREAD,
+                                                 KEEL_CACHE_MAINTAIN_CALLER};
+  o = base_opts(64u << 20); /* a size hint above 16,384 entries: AUTO means no thread */
+  for (int i = 0; i < 3; i++) {
+    o.maintenance = modes[i];
+    c = mk(&o);
+    assert_int_equal(keel_cache_put(c, "x", 1, "y", 1), KEEL_OK);
+    char buf[8];
+    for (int k = 0; k < 100; k++) assert_true(get_str(c, "x", buf, sizeof buf));
+    keel_cache_destroy(c);
+  }
 }
 
 /* A value a reader holds survives eviction, replacement and destroy. */
@@ -444,7 +455,7 @@ static uint64_t shadow_accesses(keel_cache_t *c) {
 
 /* Who applies recorded hits. 24 hits on a 32-entry cache are fewer than a
  * caller's drain batch (32): with KEEL_CACHE_MAINTAIN_CALLER they wait in
- * the thread's buffer; with the cache's thread (the default) they reach the
+ * the thread's buffer; with the cache's thread (the default at this size) they reach the
  * policy without another call (worker rounds take rings of 16 or more). */
 static void test_maintenance_thread_applies_hits(void **state) {
   (void)state;
