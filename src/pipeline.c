@@ -41,7 +41,7 @@
 
 static const char *const pipeline_keys[] = {"stages", "workers", "batch", "ordered", "cache", NULL};
 static const char *const memo_keys[] = {"audit_rate", "audit_strict", NULL};
-static const char *const cache_keys[] = {"size", "policy", "ttl", "record_keys", "l2", NULL};
+static const char *const cache_keys[] = {"size", "policy", "ttl", "record_keys", "l2", "maintenance", NULL};
 static const char *const limit_keys[] = {"max_line", "max_fields", "max_string", "max_vector", "max_depth", "k_max",
                                          NULL};
 
@@ -232,8 +232,19 @@ static keel_status memoize(keel_pipeline_t *p, const char *section, double rate,
     snprintf(err, errlen, "[%s] ttl = '%s': want a duration such as 30s, 500ms, 5m", section, ttl_s);
     return KEEL_ECONFIG;
   }
+  /* [cache.STAGE] maintenance: who applies recorded hits to the policy
+   * (keel_cache_maintenance). */
+  const char *maint_s = keel_config_get(p->cfg, section, "maintenance");
+  keel_cache_maintenance maint = KEEL_CACHE_MAINTAIN_AUTO;
+  if (maint_s && !strcmp(maint_s, "thread")) maint = KEEL_CACHE_MAINTAIN_THREAD;
+  else if (maint_s && !strcmp(maint_s, "caller")) maint = KEEL_CACHE_MAINTAIN_CALLER;
+  else if (maint_s && strcmp(maint_s, "auto")) {
+    snprintf(err, errlen, "[%s] maintenance = '%s': want auto, thread or caller", section, maint_s);
+    return KEEL_ECONFIG;
+  }
   keel_memo_options o = {.size = sizeof o, .def = s->def, .state = s->state, .io = &s->io, .schema = p->schema,
                          .max_bytes = size, .policy = keel_config_get(p->cfg, section, "policy"), .ttl_ns = ttl,
+                         .maintenance = maint,
                          .audit_rate = rate, .audit_seed = 0x6b65656c, 
                          .record_keys = keel_config_get(p->cfg, section, "record_keys"),
                          .on_mismatch = on_mismatch, .mismatch_ctx = p, .l2 = l2 ? p->l2 : NULL};

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keel/cache.h"
 #include "keel/event.h"
 #include "keel/export.h"
 #include "keel/stage.h"
@@ -50,6 +51,7 @@ typedef struct keel_memo_options {
   uint64_t max_bytes;           /* the cache's bound */
   const char *policy;           /* NULL: the cache's default */
   uint64_t ttl_ns;              /* 0: no expiry */
+  keel_cache_maintenance maintenance; /* who applies hits to the policy (0: AUTO) */
   double audit_rate;            /* 0..1: fraction of hits recomputed */
   uint64_t audit_seed;          /* sampling seed (deterministic per worker) */
   const char *record_keys;      /* NULL, or a file receiving each lookup key's 64-bit hash (bin64) */

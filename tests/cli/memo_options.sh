@@ -96,6 +96,16 @@ usage 2 "'lots' is not a size" "${P[@]}" --stages drift --cache drift=lots
 usage 2 "wants STAGE=SIZE" "${P[@]}" --stages drift --cache drift
 usage 2 "given twice" "${P[@]}" --stages drift --cache drift=1MiB --cache drift=2MiB
 usage 2 "unknown cache policy" "${P[@]}" --stages drift --cache drift=1MiB --set cache.drift.policy=mru
+usage 2 "maintenance = 'lazy': want auto, thread or caller" "${P[@]}" --stages drift --cache drift=1MiB --set cache.drift.maintenance=lazy
+for m in auto thread caller; do
+  if "$KEEL" run "${P[@]}" --stages drift --cache drift=1MiB --set cache.drift.maintenance=$m \
+    --summary-json "$dir/m.json" 2>"$dir/err" >/dev/null &&
+    python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["stages"]["drift"]["cache"]; sys.exit(0 if c["hits"] > 0 else 1)' "$dir/m.json"; then
+    ok "[cache.drift] maintenance = $m: the memo runs and hits"
+  else
+    bad "maintenance = $m: $(cat "$dir/err")"
+  fi
+done
 usage 2 "rate in 0..1" "${P[@]}" --stages drift --cache drift=1MiB --cache-audit 1.5
 
 # --no-cache overrides the config file's caches, even one that would be refused.
