@@ -6,6 +6,7 @@
 #include "worker.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <time.h>
 #ifdef __linux__
@@ -86,7 +87,14 @@ keel_status keel__worker_create(keel_mem_tag tag, keel_worker_fn fn, void *ud, s
   w->ud = ud;
   if (pthread_mutex_init(&w->lock, NULL) != 0) goto fail_mem;
   if (pthread_cond_init(&w->cond, NULL) != 0) goto fail_lock;
-  if (pthread_create(&w->thread, NULL, run, w) != 0) goto fail_cond;
+  /* The thread inherits a mask that blocks every signal: signals stay
+   * with the program's own threads (a SIGINT must interrupt its reads). */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  int rc = pthread_create(&w->thread, NULL, run, w);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) goto fail_cond;
   *out = w;
   return KEEL_OK;
 fail_cond:

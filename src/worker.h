@@ -11,7 +11,7 @@
  * before a kick is never left waiting for the timeout.
  *
  * Thread safety: kick from any thread; create and destroy from one. The job
- * runs on the worker's thread only. */
+ * runs on the worker's thread only, which blocks every signal. */
 #ifndef KEEL_WORKER_H
 #define KEEL_WORKER_H
 
