@@ -243,6 +243,21 @@ static inline shard *shard_of(keel_cache_t *c, uint64_t h) {
 
 static inline void add(_Atomic uint64_t *x, uint64_t n) { atomic_fetch_add_explicit(x, n, RLX); }
 
+static const char *const maintenance_names[] = {"auto", "thread", "caller"};
+
+int keel_cache_maintenance_parse(const char *name, keel_cache_maintenance *out) {
+  for (unsigned i = 0; name && i < 3; i++)
+    if (!strcmp(name, maintenance_names[i])) {
+      *out = (keel_cache_maintenance)i;
+      return 0;
+    }
+  return -1;
+}
+
+const char *keel_cache_maintenance_name(keel_cache_maintenance m) {
+  return (unsigned)m < 3 ? maintenance_names[m] : "?";
+}
+
 size_t keel_cache_entry_overhead(void) {
   /* The entry header (24; 8 more with a TTL), two bucket
    * links (16: load factor <= 1/2), its slot's

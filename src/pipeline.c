@@ -236,9 +236,7 @@ static keel_status memoize(keel_pipeline_t *p, const char *section, double rate,
    * (keel_cache_maintenance). */
   const char *maint_s = keel_config_get(p->cfg, section, "maintenance");
   keel_cache_maintenance maint = KEEL_CACHE_MAINTAIN_AUTO;
-  if (maint_s && !strcmp(maint_s, "thread")) maint = KEEL_CACHE_MAINTAIN_THREAD;
-  else if (maint_s && !strcmp(maint_s, "caller")) maint = KEEL_CACHE_MAINTAIN_CALLER;
-  else if (maint_s && strcmp(maint_s, "auto")) {
+  if (maint_s && keel_cache_maintenance_parse(maint_s, &maint) != 0) {
     snprintf(err, errlen, "[%s] maintenance = '%s': want auto, thread or caller", section, maint_s);
     return KEEL_ECONFIG;
   }

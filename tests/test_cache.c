@@ -116,6 +116,16 @@ static void test_bad_options(void **state) {
   }
   static const keel_cache_maintenance modes[] = {KEEL_CACHE_MAINTAIN_AUTO, KEEL_CACHE_MAINTAIN_THREAD,
                                                  KEEL_CACHE_MAINTAIN_CALLER};
+  keel_cache_maintenance m;
+  assert_int_equal(keel_cache_maintenance_parse("caller", &m), 0);
+  assert_int_equal(m, KEEL_CACHE_MAINTAIN_CALLER);
+  assert_int_equal(keel_cache_maintenance_parse("lazy", &m), -1);
+  assert_int_equal(keel_cache_maintenance_parse(NULL, &m), -1);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(keel_cache_maintenance_parse(keel_cache_maintenance_name(modes[i]), &m), 0);
+    assert_int_equal(m, modes[i]);
+  }
+  assert_string_equal(keel_cache_maintenance_name((keel_cache_maintenance)9), "?");
   o = base_opts(64u << 20); /* a size hint above 16,384 entries: AUTO means no thread */
   for (int i = 0; i < 3; i++) {
     o.maintenance = modes[i];

@@ -141,6 +141,12 @@ typedef struct keel_cache_stats {
   uint64_t reserved[1];
 } keel_cache_stats;
 
+/* The names of keel_cache_maintenance's values: "auto", "thread", "caller".
+ * parse returns 0 and sets *out for a known name (borrowed), -1 otherwise;
+ * name returns a static string ("?" for an unknown value). */
+KEEL_EXTERN int keel_cache_maintenance_parse(const char *name, keel_cache_maintenance *out);
+KEEL_EXTERN const char *keel_cache_maintenance_name(keel_cache_maintenance m);
+
 /* Bytes charged per entry on top of its key and value (80): the entry
  * header, its share of the hash table and slot map, and the policy's
  * per-entry record and sketch counters. */

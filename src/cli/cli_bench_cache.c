@@ -210,10 +210,8 @@ int keel_bench_cache(int argc, char **argv) {
       pin = !strcmp(v, "yes");
     } else if (!strcmp(a, "--maintenance") && has) {
       const char *v = argv[++i];
-      if (!strcmp(v, "thread")) maint = KEEL_CACHE_MAINTAIN_THREAD;
-      else if (!strcmp(v, "caller")) maint = KEEL_CACHE_MAINTAIN_CALLER;
-      else if (!strcmp(v, "auto")) maint = KEEL_CACHE_MAINTAIN_AUTO;
-      else return cli_usage("bench cache", "--maintenance is auto, thread or caller");
+      if (keel_cache_maintenance_parse(v, &maint) != 0)
+        return cli_usage("bench cache", "--maintenance is auto, thread or caller");
     }
     else return cli_usage("bench cache", "unknown or incomplete option '%s'", a);
   }
@@ -289,7 +287,7 @@ int keel_bench_cache(int argc, char **argv) {
   printf("{\"impl\":\"keel\",\"threads\":%llu,\"workload\":\"%s\",\"borrow\":%s,\"size\":%llu,\"policy\":\"%s\","
          "\"pin\":%s,\"maintenance\":\"%s\",\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
          "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"shards\":%llu,\"shadow_per_lookup\":%.3f,\"dropped_per_lookup\":%.3f}\n",
-         (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), pin ? "true" : "false", maint == KEEL_CACHE_MAINTAIN_THREAD ? "thread" : maint == KEEL_CACHE_MAINTAIN_CALLER ? "caller" : "auto", rates[2],
+         (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), pin ? "true" : "false", keel_cache_maintenance_name(maint), rates[2],
          hr, per_cpu, (double)(ops1 - ops0) / per_cpu / wall, (unsigned long long)s1.entries, (unsigned long long)s1.bytes, keel_cache_entry_overhead(),
          (unsigned long long)s1.shards, shadow, dropped);
   keel_mem_free(w);
