@@ -20,7 +20,7 @@
  * shards' policies:
  *  - the cache's maintenance thread (worker.h; by default in caches that
  *    record every lookup, see keel_cache_maintenance), which takes any
- *    ring holding 16 items or more, waiting for a busy shard's lock but
+ *    ring holding 16 items or more (and what is left before it sleeps), waiting for a busy shard's lock but
  *    giving way to a writer that comes meanwhile. A lookup pays for the
  *    append only, so small caches, whose policy work per lookup is large
  *    (shadow replays), read as fast as large ones; the policy sees what the
@@ -753,14 +753,16 @@ static uint32_t drain(keel_cache_t *c, reader *r, shard *held, int worker) {
 
 /* The worker's round: drains every ring that holds RBATCH / 2 items or
  * more (up to all of it); fewer are left to their thread's next insert or
- * to a later round. */
-static size_t maintain(void *ud) {
+ * to a later round, except in the round before the worker sleeps (`last`),
+ * which takes every item: records never wait for more to come. */
+static size_t maintain(void *ud, int last) {
   keel_cache_t *c = ud;
   size_t n = 0;
+  uint32_t least = last ? 1 : RBATCH / 2;
   for (unsigned i = 0; i < NREADERS; i++) {
     reader *r = &c->rd[i];
     for (unsigned k = 0; k < RING / TAKE; k++) {
-      if (atomic_load_explicit(&r->tail, RLX) - atomic_load_explicit(&r->head, RLX) < RBATCH / 2) break;
+      if (atomic_load_explicit(&r->tail, RLX) - atomic_load_explicit(&r->head, RLX) < least) break;
       uint32_t got = drain(c, r, NULL, 1);
       if (!got) break;
       n += got;

@@ -42,7 +42,7 @@ static void *run(void *arg) {
   (void)prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
 #endif
   while (!atomic_load_explicit(&w->stop, memory_order_acquire)) {
-    size_t n = w->fn(w->ud);
+    size_t n = w->fn(w->ud, 0);
     if (n >= w->busy) { /* behind: no pause */
       idle = 0;
       continue;
@@ -60,7 +60,7 @@ static void *run(void *arg) {
      * whose work this round finds. */
     atomic_store(&w->asleep, 1);
     atomic_thread_fence(memory_order_seq_cst); /* the store before the job's loads */
-    if (w->fn(w->ud)) {
+    if (w->fn(w->ud, 1)) {
       atomic_store_explicit(&w->asleep, 0, memory_order_relaxed);
       continue;
     }

@@ -22,8 +22,10 @@
 
 typedef struct keel_worker keel_worker_t;
 
-/* One round of work; returns how many items it handled (0: none found). */
-typedef size_t (*keel_worker_fn)(void *ud);
+/* One round of work; returns how many items it handled (0: none found).
+ * `last`: the thread sleeps after this round unless it finds work, so the
+ * job should take what it otherwise leaves to accumulate. */
+typedef size_t (*keel_worker_fn)(void *ud, int last);
 
 /* Starts the thread. On KEEL_OK *out is owned (keel__worker_destroy);
  * `ud` is borrowed until then. KEEL_ENOMEM when the thread cannot start. */

@@ -14,8 +14,9 @@ typedef struct job {
   int endless;         /* always report work */
 } job;
 
-static size_t run_job(void *ud) {
+static size_t run_job(void *ud, int last) {
   job *j = ud;
+  (void)last;
   atomic_fetch_add(&j->rounds, 1);
   if (j->endless) return 1;
   long t = atomic_load(&j->todo);
