@@ -246,7 +246,7 @@ static inline void add(_Atomic uint64_t *x, uint64_t n) { atomic_fetch_add_expli
 static const char *const maintenance_names[] = {"auto", "thread", "caller"};
 
 int keel_cache_maintenance_parse(const char *name, keel_cache_maintenance *out) {
-  for (unsigned i = 0; name && i < 3; i++)
+  for (unsigned i = 0; name && i < sizeof maintenance_names / sizeof *maintenance_names; i++)
     if (!strcmp(name, maintenance_names[i])) {
       *out = (keel_cache_maintenance)i;
       return 0;
@@ -255,7 +255,7 @@ int keel_cache_maintenance_parse(const char *name, keel_cache_maintenance *out) 
 }
 
 const char *keel_cache_maintenance_name(keel_cache_maintenance m) {
-  return (unsigned)m < 3 ? maintenance_names[m] : "?";
+  return (unsigned)m < sizeof maintenance_names / sizeof *maintenance_names ? maintenance_names[m] : "?";
 }
 
 size_t keel_cache_entry_overhead(void) {
