@@ -1,5 +1,6 @@
 /* cli_run.c — `keel run`: stream events through the pipeline. */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,12 +13,14 @@
 #include "runopts.h"
 
 /* The pipeline a signal should stop. Written before the handlers are
- * installed and cleared after they are removed; the handler only reads it. */
-static keel_pipeline_t *volatile signal_target;
+ * installed and cleared after they are removed; the handler only reads it.
+ * Atomic: the handler may run on any thread that does not block the signal
+ * (a library's, say), at the moment the main thread clears it. */
+static _Atomic(keel_pipeline_t *) signal_target;
 
 static void on_signal(int sig) {
   (void)sig;
-  keel_pipeline_stop(signal_target);
+  keel_pipeline_stop(atomic_load(&signal_target));
 }
 
 static void handle_signals(keel_pipeline_t *p, int on) {
@@ -25,10 +28,10 @@ static void handle_signals(keel_pipeline_t *p, int on) {
   memset(&sa, 0, sizeof sa);
   sigemptyset(&sa.sa_mask);
   sa.sa_handler = on ? on_signal : SIG_DFL; /* no SA_RESTART: a blocked read returns */
-  if (on) signal_target = p;
+  if (on) atomic_store(&signal_target, p);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
-  if (!on) signal_target = NULL;
+  if (!on) atomic_store(&signal_target, NULL);
 }
 
 int cli_run_execute(cli_run *r) {
