@@ -7,8 +7,9 @@
  * count counts the cache (while linked or in limbo) plus every user
  * reference. Entries hang in a chained hash table (`table`, power-of-two
  * buckets of tagged links, see link_t); an entry does not store its hash.
- * The policy (keel/policy.h) knows entries by slot number; `slots[]` maps a
- * slot back to its entry.
+ * The policy (keel/policy.h) knows entries by slot number, and an entry
+ * its slot (slot_tag); a victim's entry is found by the slot in the chain
+ * of its hash (keel_policy_last_hash), so no array maps slots to entries.
  *
  * Readers (get, read, the hit paths of get_or_load and read_or_load: one
  * inlined `probe`) take no lock. They enter
@@ -35,7 +36,7 @@
  *
  * Shards. A large cache is split by key hash into up to 16 shards (powers
  * of two; each at least 4,096 expected entries and 1 MiB), each a cache of
- * its own: lock, table, policy, slots, limbo lists, single-flight records,
+ * its own: lock, table, policy (with its free slots), limbo lists, single-flight records,
  * and an equal share of the bounds. Writers of different shards never meet,
  * so misses on several cores proceed in parallel; the bound of the whole is
  * the sum of the shards' bounds, so it holds at every moment as theirs do.
@@ -73,8 +74,8 @@
  * reference, so the record can live on its stack. Both waits spin briefly
  * without the lock before they sleep (spin_until).
  *
- * Guards: a shard's `lock` guards its table's structure, `slots`,
- * `link`, the policy, limbo lists, pending list and the bytes/entries
+ * Guards: a shard's `lock` guards its table's structure, the policy
+ * (and the free slots in it), limbo lists, pending list and the bytes/entries
  * counters (which readers of statistics read with relaxed loads). Lock
  * order: one shard lock at a time, except that a drain by an inserter
  * holding one may *try* another (never waits); the maintenance thread
@@ -113,7 +114,6 @@
 #define KLEN_MASK 0x1fffffffu
 #define SLOT_BITS 24         /* slot_tag: slot in the low bits, memory tag above */
 #define SLOT_MAX ((1u << SLOT_BITS) - 1)
-#define SLOT_RETIRED ((uintptr_t)1) /* slots[] bit: the entry is in limbo (entries are 8-aligned) */
 /* The policy sees every lookup of a cache of up to RECORD_ALL entries, and
  * 1 in 4 up to twice that, 1 in 16 beyond (see record and create). */
 #define RECORD_ALL 16384
@@ -197,10 +197,8 @@ typedef struct shard {
   pthread_cond_t cond;
   _Atomic(table *) tab;
   _Atomic uint64_t rseq;              /* odd while a resize relinks entries */
-  keel_policy_t *pol;                 /* under lock */
-  uintptr_t *slots;                   /* under lock: slot -> entry (| SLOT_RETIRED in limbo) */
-  uint32_t *link;                     /* under lock: a slot's next in the free list or its limbo list */
-  uint32_t free_head, nslots;         /* free list head (KEEL_POLICY_NONE: empty) */
+  keel_policy_t *pol;                 /* under lock; also keeps the free and limbo lists (spare room) */
+  uint32_t free_head, nslots;         /* free list head (KEEL_POLICY_NONE: empty); the policy's slots */
   uint32_t limbo[4];                  /* under lock: heads of the retired slots, by epoch mod 4 */
   uint64_t limbo_epoch[4];            /* under lock: the epoch of each list */
   keel_cache_value_t *garbage;        /* under lock: reclaimed entries (via next), freed after unlock */
@@ -260,12 +258,13 @@ const char *keel_cache_maintenance_name(keel_cache_maintenance m) {
 
 size_t keel_cache_entry_overhead(void) {
   /* The entry header (24; 8 more with a TTL), two bucket
-   * links (16: load factor <= 1/2), its slot's
-   * entry pointer and list word (12), the policy's per-slot record
-   * (32-bit hash, prev, next, weight and queue: 16) and the sketch's share
-   * (4 rows x 6 counters of 4 bits = 12). Arrays that grow by doubling may
-   * hold up to twice their share; this is the steady-state charge. */
-  return sizeof(struct keel_cache_value) + 16 + 12 + 16 + 12;
+   * links (16: load factor <= 1/2), the policy's per-slot record
+   * (32-bit hash, prev, next, weight and queue: 16; a free or retired
+   * slot's free-list or limbo word and entry live in it too) and the
+   * sketch's share (4 rows x 6 counters of 4 bits = 12). Arrays that grow
+   * by doubling may hold up to twice their share; this is the steady-state
+   * charge. */
+  return sizeof(struct keel_cache_value) + 16 + 16 + 12;
 }
 
 static inline size_t key_pad(size_t klen) { return (klen + 7) & ~(size_t)7; }
@@ -458,17 +457,29 @@ static void garbage_free(keel_cache_value_t *v) {
   }
 }
 
-/* Pushes slot i, now unused, on the free list. */
-static inline void slot_free_locked(shard *s, uint32_t i) {
-  s->slots[i] = 0;
-  s->link[i] = s->free_head;
-  s->free_head = i;
+/* A slot that is not resident keeps, in the policy's spare room of its
+ * record (keel_policy_spare), the entry it held while that is retired (8
+ * bytes) and the next slot of the free list or of its limbo list (4). */
+static inline keel_cache_value_t *spare_ent(shard *s, uint32_t i) {
+  keel_cache_value_t *v;
+  memcpy(&v, keel_policy_spare(s->pol, i), sizeof v);
+  return v;
+}
+static inline uint32_t spare_link(shard *s, uint32_t i) {
+  uint32_t l;
+  memcpy(&l, (const char *)keel_policy_spare(s->pol, i) + 8, sizeof l);
+  return l;
+}
+static inline void spare_set(shard *s, uint32_t i, keel_cache_value_t *v, uint32_t link) {
+  char *sp = keel_policy_spare(s->pol, i);
+  memcpy(sp, &v, sizeof v);
+  memcpy(sp + 8, &link, sizeof link);
 }
 
-/* The live entry of slot i, or NULL (free, or retired in limbo). */
-static inline keel_cache_value_t *slot_live(const shard *s, uint32_t i) {
-  uintptr_t w = s->slots[i];
-  return w & SLOT_RETIRED ? NULL : (keel_cache_value_t *)w;
+/* Pushes slot i, now unused (not resident), on the free list. */
+static inline void slot_free_locked(shard *s, uint32_t i) {
+  spare_set(s, i, NULL, s->free_head);
+  s->free_head = i;
 }
 
 /* Advances the epoch from e to e+1 if no reader of e-1 remains. */
@@ -487,8 +498,8 @@ static void epoch_try_advance(keel_cache_t *c) {
 static void limbo_reclaim1_locked(shard *s, unsigned i) {
   uint32_t j = s->limbo[i];
   while (j != KEEL_POLICY_NONE) {
-    uint32_t nx = s->link[j];
-    keel_cache_value_t *v = (keel_cache_value_t *)(s->slots[j] & ~SLOT_RETIRED);
+    uint32_t nx = spare_link(s, j);
+    keel_cache_value_t *v = spare_ent(s, j);
     atomic_store_explicit(&v->next, (uint64_t)(uintptr_t)s->garbage, RLX);
     s->garbage = v;
     slot_free_locked(s, j);
@@ -536,19 +547,18 @@ static void shard_unlock(shard *s) {
 /* Retires an unlinked entry: readers may still stand on it (and may still
  * return its value: their read overlapped the removal), so the cache's
  * reference is dropped three epochs later. The entry keeps its slot
- * meanwhile, marked SLOT_RETIRED, and the limbo list is threaded through
- * the slots' `link` words: the entry itself is left untouched (a reader on
- * it follows its `next`), and retiring never allocates and never fails.
- * The policy released the slot already; it is reused once reclaimed. Under
- * the shard's lock. */
+ * meanwhile: the policy released the slot already, and its spare room
+ * holds the entry and threads the limbo list. The entry itself is left
+ * untouched (a reader on it follows its `next`), and retiring never
+ * allocates and never fails. The slot is reused once reclaimed. Under the
+ * shard's lock. */
 static void retire_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v) {
   atomic_thread_fence(memory_order_seq_cst); /* the unlink before the epoch read */
   uint64_t e = atomic_load(&c->epoch);
   unsigned i = (unsigned)(e & 3);
   if (s->limbo[i] != KEEL_POLICY_NONE && s->limbo_epoch[i] != e) limbo_reclaim1_locked(s, i); /* from e-4 or before */
   uint32_t slot = ent_slot(v);
-  s->slots[slot] = (uintptr_t)v | SLOT_RETIRED;
-  s->link[slot] = s->limbo[i];
+  spare_set(s, slot, v, s->limbo[i]);
   s->limbo[i] = slot;
   s->limbo_epoch[i] = e;
   if (++s->retired_since >= LIMBO_BATCH) {
@@ -610,9 +620,11 @@ static keel_cache_value_t *table_find1(shard *s, uint64_t h, const void *k, size
   return NULL;
 }
 
-static void table_unlink_locked(const keel_cache_t *c, shard *s, keel_cache_value_t *v) {
+/* Unlinks v, whose hash is h (its low 32 bits suffice: a table has at
+ * most 2^32 buckets). */
+static void table_unlink_locked(shard *s, keel_cache_value_t *v, uint64_t h) {
   table *t = atomic_load_explicit(&s->tab, RLX);
-  _Atomic link_t *pp = &t->b[ent_rehash(c, v) & t->mask];
+  _Atomic link_t *pp = &t->b[h & t->mask];
   link_t w;
   while (link_ent(w = atomic_load_explicit(pp, RLX)) != v) pp = &link_ent(w)->next;
   /* Readers standing on v keep following v->next, which stays intact. The
@@ -620,6 +632,15 @@ static void table_unlink_locked(const keel_cache_t *c, shard *s, keel_cache_valu
   atomic_store_explicit(pp, atomic_load_explicit(&v->next, RLX), memory_order_release);
 }
 
+
+/* The linked entry of policy slot `slot`, whose hash has low bits h32
+ * (a victim's: keel_policy_last_hash), or NULL. Under the lock. */
+static keel_cache_value_t *table_find_slot_locked(shard *s, uint32_t h32, uint32_t slot) {
+  table *t = atomic_load_explicit(&s->tab, RLX);
+  link_t w = atomic_load_explicit(&t->b[h32 & t->mask], RLX);
+  while (w && ent_slot(link_ent(w)) != slot) w = atomic_load_explicit(&link_ent(w)->next, RLX);
+  return link_ent(w);
+}
 
 /* Finds the entry of key under epoch protection (or the lock). A miss seen
  * while a resize relinked chains is retried (seqlock style): a hit is always
@@ -655,7 +676,7 @@ static void table_link_locked(shard *s, keel_cache_value_t *v, uint64_t h) {
  * as large as the current one in total). */
 static void table_maybe_grow_locked(const keel_cache_t *c, shard *s) {
   table *t = atomic_load_explicit(&s->tab, RLX);
-  if (2 * atomic_load_explicit(&s->entries, RLX) <= t->mask + 1 || t->mask >= (1ull << 32)) return;
+  if (2 * atomic_load_explicit(&s->entries, RLX) <= t->mask + 1 || t->mask >= UINT32_MAX / 2) return;
   table *nt = table_new(c->tag, (t->mask + 1) * 2);
   if (!nt) return; /* longer chains, still correct */
   nt->older = t;
@@ -807,12 +828,13 @@ static void notify(keel_cache_t *c, keel_cache_value_t *v, keel_cache_cause caus
   c->on_removal(c->removal_ud, ent_key(v), ent_klen(v), ent_negative(v) ? NULL : v, cause);
 }
 
-/* Unlinks a linked entry whose policy slot was already released by the
- * policy (evicted) or must be (removed), counts it and retires it. */
-static void unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, keel_cache_cause cause,
+/* Unlinks a linked entry of hash h (its low 32 bits suffice) whose policy
+ * slot was already released by the policy (evicted) or must be (removed),
+ * counts it and retires it. */
+static void unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h, keel_cache_cause cause,
                           int in_policy) {
   if (in_policy) keel_policy_remove(s->pol, ent_slot(v));
-  table_unlink_locked(c, s, v);
+  table_unlink_locked(s, v, h);
   atomic_fetch_sub_explicit(&s->bytes, ent_charge(v), RLX);
   atomic_fetch_sub_explicit(&s->entries, 1, RLX);
   switch (cause) {
@@ -847,8 +869,9 @@ static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newc
       admitted = 0;
       continue;
     }
-    keel_cache_value_t *v = slot_live(sh, s);
-    unlink_locked(c, sh, v, now && expired(v, now) ? KEEL_CACHE_EXPIRED : KEEL_CACHE_EVICTED, 0);
+    uint32_t h = keel_policy_last_hash(sh->pol, s);
+    keel_cache_value_t *v = table_find_slot_locked(sh, h, s);
+    unlink_locked(c, sh, v, h, now && expired(v, now) ? KEEL_CACHE_EXPIRED : KEEL_CACHE_EVICTED, 0);
   }
   return admitted;
 }
@@ -865,12 +888,6 @@ static keel_status slot_reserve_locked(keel_cache_t *c, shard *s) {
   }
   uint32_t n = s->nslots ? s->nslots * 2 : 64;
   if (n <= s->nslots || n > SLOT_MAX) return KEEL_ELIMIT; /* 8 M entries per shard */
-  uintptr_t *ns = keel_mem_realloc(c->tag, s->slots, (size_t)n * sizeof *ns);
-  if (!ns) return KEEL_ENOMEM;
-  s->slots = ns;
-  uint32_t *nl = keel_mem_realloc(c->tag, s->link, (size_t)n * sizeof *nl);
-  if (!nl) return KEEL_ENOMEM;
-  s->link = nl;
   if (keel_policy_grow(s->pol, n) != KEEL_OK) return KEEL_ENOMEM;
   for (uint32_t i = n; i > s->nslots; i--) slot_free_locked(s, i - 1);
   s->nslots = n;
@@ -883,12 +900,15 @@ static keel_status slot_reserve_locked(keel_cache_t *c, shard *s) {
  * old entry is removed in all cases but ENOMEM. Under lock. */
 static const uint32_t no_guess[2] = {KEEL_POLICY_NONE, KEEL_POLICY_NONE};
 
-/* Starts loading the entry and bucket of `slot`, a likely victim. */
-static void prefetch_victim(shard *s, uint32_t slot) {
-  if (slot >= s->nslots || !slot_live(s, slot)) return;
+/* Starts loading the bucket of `slot`, a likely victim (prefetch_victim
+ * is called once before the load, with `entry` 0, then at the insert, with
+ * 1, when the bucket has likely come: the chain's first entry too). */
+static void prefetch_victim(shard *s, uint32_t slot, int entry) {
+  if (slot >= s->nslots) return;
   table *t = atomic_load_explicit(&s->tab, RLX);
-  __builtin_prefetch(slot_live(s, slot));
-  __builtin_prefetch(&t->b[keel_policy_slot_hash(s->pol, slot) & t->mask]);
+  _Atomic link_t *b = &t->b[keel_policy_slot_hash(s->pol, slot) & t->mask];
+  if (entry) __builtin_prefetch(link_ent(atomic_load_explicit(b, RLX)));
+  else __builtin_prefetch(b);
 }
 
 /* h: the key's hash; victim[2]: guesses from keel_policy_prefetch, or
@@ -906,18 +926,18 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
   uint32_t queued = atomic_load_explicit(&r->tail, RLX) - atomic_load_explicit(&r->head, RLX);
   if (c->record_mask ? c->worker && queued >= RBATCH / 4 : queued != 0) (void)drain(c, r, s, 0);
   uint64_t charge = ent_charge(v);
-  prefetch_victim(s, victim[0]);
-  prefetch_victim(s, victim[1]);
+  prefetch_victim(s, victim[0], 1);
+  prefetch_victim(s, victim[1], 1);
   keel_status st = slot_reserve_locked(c, s);
   if (st != KEEL_OK) return st;
   keel_cache_value_t *old = table_find1(s, h, ent_key(v), ent_klen(v));
-  if (old) unlink_locked(c, s, old, KEEL_CACHE_REPLACED, 1);
+  if (old) unlink_locked(c, s, old, h, KEEL_CACHE_REPLACED, 1);
   if (charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > KEEL_POLICY_WEIGHT_MAX) return KEEL_ELIMIT;
   uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0;
   uint64_t ttl = ent_negative(v) ? c->neg_ttl : c->ttl;
   if (v->klen & EXP_FLAG) atomic_store_explicit(ent_expire(v), ttl ? now + ttl : 0, RLX);
   ent_set_slot(v, s->free_head);
-  s->free_head = s->link[s->free_head];
+  s->free_head = spare_link(s, s->free_head);
   keel_policy_insert(s->pol, ent_slot(v), (uint32_t)h, (uint32_t)charge);
   add(&s->puts, 1);
   if (!make_room_locked(c, s, v)) {
@@ -927,7 +947,6 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
     notify(c, v, KEEL_CACHE_EVICTED);
     return KEEL_OK;
   }
-  s->slots[ent_slot(v)] = (uintptr_t)v;
   atomic_fetch_add_explicit(&v->refs, 1, RLX); /* the cache's reference */
   add(&s->bytes, charge);
   add(&s->entries, 1);
@@ -1003,18 +1022,23 @@ static keel_status shard_init(keel_cache_t *c, shard *s, const keel_cache_option
 
 /* Frees what shard_init made; `locks`: whether the lock and cond exist. */
 static void shard_free(shard *s, int locks) {
-  for (uint32_t i = 0; i < s->nslots; i++) /* live and retired entries */
-    if (s->slots[i]) ent_unref((keel_cache_value_t *)(s->slots[i] & ~SLOT_RETIRED));
-  garbage_free(s->garbage);
   table *t = atomic_load_explicit(&s->tab, RLX);
+  for (uint64_t i = 0; t && i <= t->mask; i++) { /* live entries */
+    link_t w = atomic_load_explicit(&t->b[i], RLX);
+    while (w) {
+      keel_cache_value_t *v = link_ent(w);
+      w = atomic_load_explicit(&v->next, RLX);
+      ent_unref(v);
+    }
+  }
+  for (unsigned k = 0; k < 4; k++) limbo_reclaim1_locked(s, k); /* retired ones */
+  garbage_free(s->garbage);
   while (t) {
     table *o = t->older;
     keel_mem_free(t);
     t = o;
   }
   keel_policy_destroy(s->pol);
-  keel_mem_free(s->slots);
-  keel_mem_free(s->link);
   if (locks) {
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
@@ -1150,7 +1174,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   shard_lock(s);
   keel_cache_value_t *v = table_find1(s, h, key, klen);
   if (v && (c->ttl || c->neg_ttl) && expired(v, now_ns(c))) {
-    unlink_locked(c, s, v, KEEL_CACHE_EXPIRED, 1);
+    unlink_locked(c, s, v, h, KEEL_CACHE_EXPIRED, 1);
     v = NULL;
   }
   if (v) {
@@ -1185,7 +1209,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   uint32_t victim[2];
   victim[0] = keel_policy_prefetch(s->pol, (uint32_t)h, &victim[1]);
   for (int i = 0; i < 2; i++)
-    if (victim[i] < s->nslots) __builtin_prefetch(&s->slots[victim[i]]);
+    prefetch_victim(s, victim[i], 0);
   shard_unlock(s);
 
   keel_cache_load_t ld = {c, key, klen, h, NULL, 0};
@@ -1296,7 +1320,7 @@ keel_status keel_cache_remove(keel_cache_t *c, const void *key, size_t key_len) 
   shard *s = shard_of(c, h);
   shard_lock(s);
   keel_cache_value_t *v = table_find1(s, h, key, key_len);
-  if (v) unlink_locked(c, s, v, KEEL_CACHE_REMOVED, 1);
+  if (v) unlink_locked(c, s, v, h, KEEL_CACHE_REMOVED, 1);
   shard_unlock(s);
   return v ? KEEL_OK : KEEL_ENOTFOUND;
 }
@@ -1306,8 +1330,11 @@ void keel_cache_clear(keel_cache_t *c) {
   for (unsigned k = 0; k < c->nshards; k++) {
     shard *s = &c->sh[k];
     shard_lock(s);
-    for (uint32_t i = 0; i < s->nslots; i++)
-      if (slot_live(s, i)) unlink_locked(c, s, slot_live(s, i), KEEL_CACHE_REMOVED, 1);
+    table *t = atomic_load_explicit(&s->tab, RLX);
+    for (uint64_t i = 0; i <= t->mask; i++) { /* bucket i holds hashes with low bits i */
+      link_t w;
+      while ((w = atomic_load_explicit(&t->b[i], RLX)) != 0) unlink_locked(c, s, link_ent(w), i, KEEL_CACHE_REMOVED, 1);
+    }
     reclaim_now_locked(c, s);
     shard_unlock(s);
   }
@@ -1320,10 +1347,14 @@ uint64_t keel_cache_cleanup(keel_cache_t *c) {
     shard *s = &c->sh[k];
     shard_lock(s);
     uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0; /* 0: nothing expires */
-    for (uint32_t i = 0; now && i < s->nslots; i++) {
-      keel_cache_value_t *v = slot_live(s, i);
-      if (v && expired(v, now)) {
-        unlink_locked(c, s, v, KEEL_CACHE_EXPIRED, 1);
+    table *t = atomic_load_explicit(&s->tab, RLX);
+    for (uint64_t i = 0; now && i <= t->mask; i++) {
+      link_t w = atomic_load_explicit(&t->b[i], RLX);
+      while (w) {
+        keel_cache_value_t *v = link_ent(w);
+        w = atomic_load_explicit(&v->next, RLX); /* an unlinked entry keeps its `next` */
+        if (!expired(v, now)) continue;
+        unlink_locked(c, s, v, i, KEEL_CACHE_EXPIRED, 1);
         n++;
       }
     }

@@ -531,6 +531,14 @@ uint32_t keel_policy_slot_hash(const keel_policy_t *p, uint32_t s) {
   return s < p->nslots && p->n[s].queue != Q_NONE ? p->n[s].hash : 0;
 }
 
+uint32_t keel_policy_last_hash(const keel_policy_t *p, uint32_t s) { return s < p->nslots ? p->n[s].hash : 0; }
+
+void *keel_policy_spare(keel_policy_t *p, uint32_t s) {
+  /* hash, prev and next: the first 12 bytes, which only residents use. */
+  _Static_assert(offsetof(node, hash) == 0 && offsetof(node, next) == 8, "spare room is a record's first 12 bytes");
+  return s < p->nslots && p->n[s].queue == Q_NONE ? (void *)&p->n[s] : NULL;
+}
+
 uint32_t keel_policy_evict(keel_policy_t *p) {
   if (p->kind == K_LRU) {
     uint32_t v = p->q[0].tail;

@@ -147,9 +147,9 @@ typedef struct keel_cache_stats {
 KEEL_EXTERN int keel_cache_maintenance_parse(const char *name, keel_cache_maintenance *out);
 KEEL_EXTERN const char *keel_cache_maintenance_name(keel_cache_maintenance m);
 
-/* Bytes charged per entry on top of its key and value (80): the entry
- * header, its share of the hash table and slot map, and the policy's
- * per-entry record and sketch counters. */
+/* Bytes charged per entry on top of its key and value (68): the entry
+ * header, its share of the hash table, and the policy's per-entry record
+ * and sketch counters. */
 KEEL_EXTERN size_t keel_cache_entry_overhead(void);
 
 /* ---- lifecycle ----------------------------------------------------------- */

@@ -135,6 +135,19 @@ KEEL_EXTERN uint32_t keel_policy_slot_hash(const keel_policy_t *p, uint32_t slot
  * KEEL_POLICY_NONE when there are no residents. */
 KEEL_EXTERN uint32_t keel_policy_evict(keel_policy_t *p);
 
+/* The hash `slot` was last inserted with, resident or not (until its
+ * spare room below is written); 0 out of range. A victim's hash, say. */
+KEEL_EXTERN uint32_t keel_policy_last_hash(const keel_policy_t *p, uint32_t slot);
+
+/* Spare room: while a slot is not resident (never inserted, or evicted or
+ * removed since), 12 bytes of its record are unused, and the caller may
+ * keep its own data about the slot there (keel's cache keeps its free list
+ * and its retired entries, so it needs no array of its own per slot).
+ * Returns them, 8-byte aligned, or NULL for a resident or out-of-range
+ * slot. Borrowed: valid until keel_policy_grow, which keeps their
+ * contents. Writing them overwrites keel_policy_last_hash's answer. */
+KEEL_EXTERN void *keel_policy_spare(keel_policy_t *p, uint32_t slot);
+
 KEEL_EXTERN void keel_policy_get_stats(const keel_policy_t *p, keel_policy_stats *out);
 
 /* ---- Replaying keys through a policy ---------------------------------- */
