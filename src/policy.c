@@ -150,6 +150,7 @@ static uint32_t pow2_at_least(uint64_t n) {
  * x 4 = 12 bytes at width 6), in blocks of 128 counters. */
 static keel_status sketch_init(sketch *s, keel_mem_tag tag, uint64_t entries, uint64_t seed) {
   uint32_t blocks = pow2_at_least(entries * SKETCH_WIDTH) / 32;
+  if (!blocks) blocks = 1; /* a cache of 1 or 2 entries: one block, not none */
   uint64_t *w = keel_mem_calloc(tag, (size_t)blocks * 8, sizeof *w);
   if (!w) return KEEL_ENOMEM;
   keel_mem_free(s->w);

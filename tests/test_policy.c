@@ -57,6 +57,40 @@ static void test_lru_order(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* A slot that is not resident lends 12 bytes to the caller (the cache
+ * keeps its free and limbo lists there): none for a resident, the victim's
+ * hash still readable until they are written, their contents kept by a
+ * grow, and an insert makes the slot resident again. */
+static void test_spare_room(void **state) {
+  (void)state;
+  for (int k = 0; k < 2; k++) {
+    keel_policy_options o = opts(k ? "default" : "lru", 2);
+    keel_policy_t *p;
+    assert_int_equal(keel_policy_create(&o, &p), KEEL_OK);
+    keel_policy_insert(p, 0, 0xabc0, 1);
+    keel_policy_insert(p, 1, 0xabc1, 1);
+    assert_null(keel_policy_spare(p, 0));
+    assert_null(keel_policy_spare(p, 1));
+    assert_null(keel_policy_spare(p, 99)); /* out of range */
+    assert_non_null(keel_policy_spare(p, 2)); /* never inserted */
+    uint32_t v = keel_policy_evict(p);
+    assert_true(v == 0 || v == 1);
+    assert_int_equal(keel_policy_last_hash(p, v), 0xabc0 + v);
+    assert_int_equal(keel_policy_slot_hash(p, v), 0); /* not resident */
+    char *sp = keel_policy_spare(p, v);
+    assert_non_null(sp);
+    assert_int_equal((uintptr_t)sp % 8, 0);
+    memcpy(sp, "twelve bytes", 12);
+    assert_int_equal(keel_policy_grow(p, 1000), KEEL_OK);
+    assert_memory_equal(keel_policy_spare(p, v), "twelve bytes", 12);
+    assert_int_equal(keel_policy_weight(p), 1); /* the lists were not touched */
+    keel_policy_insert(p, v, 0xdef, 1);
+    assert_null(keel_policy_spare(p, v));
+    assert_int_equal(keel_policy_slot_hash(p, v), 0xdef);
+    keel_policy_destroy(p);
+  }
+}
+
 /* Replays `n` requests of key(i) through a sim; returns hits. */
 static uint64_t replay(keel_policy_sim_t *s, uint64_t n, int64_t (*key)(uint64_t)) {
   uint64_t hits = 0;
@@ -263,7 +297,7 @@ int main(void) {
       cmocka_unit_test(test_loop_and_scan), cmocka_unit_test(test_deterministic),
       cmocka_unit_test(test_weights),       cmocka_unit_test(test_oom),
       cmocka_unit_test(test_prefetch_changes_nothing), cmocka_unit_test(test_shadow_work_bounded),
-      cmocka_unit_test(test_no_switching_on_noise),
+      cmocka_unit_test(test_no_switching_on_noise), cmocka_unit_test(test_spare_room),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,4 +37,14 @@ cmp -s "$W/a" "$W/b" && [ "$(wc -l <"$W/a")" = 3 ] && echo "ok: repeatable with 
 [ $? = 2 ] && echo "ok: unknown policy is a usage error" || { echo "FAIL: unknown policy accepted"; fail=1; }
 "$KEEL" sim --trace "$KEEL_SHARED/traces/cpp.lirs" --size 10 --size-pct 5 >/dev/null 2>&1
 [ $? = 2 ] && echo "ok: --size with --size-pct is a usage error" || { echo "FAIL: both sizes accepted"; fail=1; }
+# The smallest caches: 1 and 2 entries (a frequency sketch of no block
+# crashed them), every policy, a hit ratio below the larger size's.
+if out=$("$KEEL" sim --trace "$KEEL_SHARED/traces/cpp.lirs" --policy lru,default,wtinylfu --size 1,2,100 --csv); then
+  rows=$(echo "$out" | tail -n +2 | wc -l)
+  [ "$rows" = 9 ] && echo "ok: sizes 1 and 2 replay ($rows rows)" || { echo "FAIL: $rows rows for 3 sizes x 3 policies"; fail=1; }
+  echo "$out" | awk -F, 'NR > 1 { h[$4","$5] = $6 } END { for (p in h) { split(p, a, ","); if (a[1] == 1 && h[p] > h["100,"a[2]]) bad = 1 } exit bad }' \
+    && echo "ok: 1 entry hits less than 100" || { echo "FAIL: a 1-entry cache out-hit a 100-entry one"; fail=1; }
+else
+  echo "FAIL: keel sim --size 1,2,100 exited $?"; fail=1
+fi
 exit $fail
