@@ -449,6 +449,31 @@ static void test_load_applies_earlier_hits(void **state) {
   keel_cache_destroy(c);
 }
 
+/* The smallest caches, with every policy: 1 and 2 entries hold the most
+ * recent keys they admitted and never more (a sketch sized for 2 entries
+ * once had no block at all). */
+static void test_tiny_caches(void **state) {
+  (void)state;
+  const char *pols[] = {"lru", "wtinylfu", "default"};
+  for (unsigned p = 0; p < 3; p++)
+    for (uint64_t n = 1; n <= 2; n++) {
+      keel_cache_options o = base_opts(1 << 20);
+      o.max_entries = n;
+      o.policy = pols[p];
+      keel_cache_t *c = mk(&o);
+      char k[16], buf[16];
+      for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof k, "k%d", i % 7);
+        assert_int_equal(keel_cache_put(c, k, strlen(k), k, strlen(k)), KEEL_OK);
+        keel_cache_stats st;
+        keel_cache_get_stats(c, &st);
+        assert_true(st.entries <= n);
+        if (get_str(c, k, buf, sizeof buf)) assert_string_equal(buf, k);
+      }
+      keel_cache_destroy(c);
+    }
+}
+
 static double mono_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -718,7 +743,7 @@ int main(void) {
       cmocka_unit_test(test_load_errors_not_cached),
       cmocka_unit_test(test_negative_caching),
       cmocka_unit_test(test_read_or_load),
-      cmocka_unit_test(test_load_applies_earlier_hits),
+      cmocka_unit_test(test_load_applies_earlier_hits), cmocka_unit_test(test_tiny_caches),
       cmocka_unit_test(test_maintenance_thread_applies_hits),
       cmocka_unit_test(test_shards),
       cmocka_unit_test(test_byte_and_entry_bound),
