@@ -47,6 +47,7 @@
 #include "keel/policy.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,7 +108,10 @@ struct keel_policy {
   double share;             /* window share of capacity */
   uint64_t window_cap;      /* share x capacity */
   sketch sk;
-  keel_policy_stats st;
+  struct {                  /* written by the owner, read by anyone (keel_policy_get_stats) */
+    _Atomic uint64_t admitted, rejected, adaptations, shadow_accesses;
+    _Atomic double window_share;
+  } st;
   /* adaptive only */
   keel_policy_sim_t *shadow[NSHADOW];
   uint64_t shadow_hits[NSHADOW];
@@ -267,7 +271,7 @@ const char *keel_policy_name(const keel_policy_t *p) {
 static void set_share(keel_policy_t *p, double share) {
   p->share = share;
   p->window_cap = (uint64_t)llround(share * (double)p->capacity);
-  p->st.window_share = share;
+  atomic_store_explicit(&p->st.window_share, share, memory_order_relaxed);
 }
 
 static void free_arrays(keel_policy_t *p) { keel_mem_free(p->n); }
@@ -370,7 +374,20 @@ void keel_policy_set_capacity(keel_policy_t *p, uint64_t capacity) {
   if (p->kind == K_WTLFU) set_share(p, p->share);
 }
 
-void keel_policy_get_stats(const keel_policy_t *p, keel_policy_stats *out) { *out = p->st; }
+/* Adds n to a counter only its owner writes: a relaxed load and store, no
+ * locked instruction. */
+static inline void bump(_Atomic uint64_t *x, uint64_t n) {
+  atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+void keel_policy_get_stats(const keel_policy_t *p, keel_policy_stats *out) {
+  memset(out, 0, sizeof *out);
+  out->admitted = atomic_load_explicit(&p->st.admitted, memory_order_relaxed);
+  out->rejected = atomic_load_explicit(&p->st.rejected, memory_order_relaxed);
+  out->adaptations = atomic_load_explicit(&p->st.adaptations, memory_order_relaxed);
+  out->shadow_accesses = atomic_load_explicit(&p->st.shadow_accesses, memory_order_relaxed);
+  out->window_share = atomic_load_explicit(&p->st.window_share, memory_order_relaxed);
+}
 
 /* ---- adaptation ------------------------------------------------------------- */
 
@@ -378,7 +395,7 @@ void keel_policy_get_stats(const keel_policy_t *p, keel_policy_stats *out) { *ou
  * it is due. */
 static void adaptive_observe(keel_policy_t *p, uint32_t h) {
   if ((mix64(h ^ p->seed) >> 20 & p->sample_mask) != 0) return;
-  p->st.shadow_accesses += NSHADOW;
+  bump(&p->st.shadow_accesses, NSHADOW);
   for (unsigned i = 0; i < NSHADOW; i++)
     if (keel_policy_sim_access(p->shadow[i], h, 1) == 1) p->shadow_hits[i]++;
   if (++p->period_seen < p->period_len) return;
@@ -405,7 +422,7 @@ static void adaptive_observe(keel_policy_t *p, uint32_t h) {
     best = p->best;
   if (best != p->best) {
     p->best = best;
-    p->st.adaptations++;
+    bump(&p->st.adaptations, 1);
     set_share(p, shadow_share[best % NSHARE]);
     p->sk.period = (uint64_t)(shadow_period[best / NSHARE] * (double)p->sk.entries);
   }
@@ -495,10 +512,10 @@ static uint32_t wtlfu_evict(keel_policy_t *p) {
       if (victim == KEEL_POLICY_NONE) return evict_slot(p, cand);
       if (sketch_freq(&p->sk, p->n[cand].hash) > sketch_freq(&p->sk, p->n[victim].hash)) {
         move_to(p, Q_PROB, cand);
-        p->st.admitted++;
+        bump(&p->st.admitted, 1);
         return evict_slot(p, victim);
       }
-      p->st.rejected++;
+      bump(&p->st.rejected, 1);
       return evict_slot(p, cand);
     }
     uint32_t v = main_victim(p);

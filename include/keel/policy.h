@@ -19,8 +19,8 @@
  * W-TinyLFUs (window shares 0 to 100 %, 3 aging periods) hit most
  * recently. See policy.c for the essay.
  *
- * Thread safety: none. A policy belongs to one thread at a time; the cache
- * calls it under its own lock. */
+ * Thread safety: none, except keel_policy_get_stats. A policy belongs to
+ * one thread at a time; the cache calls it under its own lock. */
 #ifndef KEEL_POLICY_H
 #define KEEL_POLICY_H
 
@@ -148,6 +148,9 @@ KEEL_EXTERN uint32_t keel_policy_last_hash(const keel_policy_t *p, uint32_t slot
  * contents. Writing them overwrites keel_policy_last_hash's answer. */
 KEEL_EXTERN void *keel_policy_spare(keel_policy_t *p, uint32_t slot);
 
+/* The policy's counters. Safe while another thread uses the policy (its
+ * counters are read with relaxed loads, so one call may see one counter a
+ * little ahead of another). */
 KEEL_EXTERN void keel_policy_get_stats(const keel_policy_t *p, keel_policy_stats *out);
 
 /* ---- Replaying keys through a policy ---------------------------------- */
