@@ -1153,6 +1153,52 @@ keel_status keel_cache_read(keel_cache_t *c, const void *key, size_t key_len, ke
   return res == FOUND ? KEEL_OK : KEEL_ENOTFOUND;
 }
 
+/* keel_cache_read_many runs each key through three stages, MANY keys apart:
+ * hash it and fetch its bucket word; fetch the entry the word's tag points
+ * to; look it up as read does (the same code, which now finds the lines on
+ * hand). So a key's two dependent cache misses each overlap the work on
+ * MANY other keys instead of stalling it. The first two stages are only
+ * hints: a lookup that races a write is decided by the third (a bucket
+ * word read from a table that a resize replaced meanwhile is still
+ * readable: old tables live until destroy). */
+#define MANY 8
+#define MANY_RING 32 /* > 2 x MANY keys in flight, a power of two */
+
+size_t keel_cache_read_many(keel_cache_t *c, size_t n, const void *const keys[], const size_t key_lens[],
+                            keel_cache_read_many_fn fn, void *ctx) {
+  if (!c || !fn || (n && (!keys || !key_lens))) return 0;
+  reader *r = my_reader(c);
+  uint64_t e = guard_enter(c, r);
+  uint64_t h[MANY_RING];
+  const _Atomic link_t *b[MANY_RING];
+  size_t hits = 0;
+  for (size_t j = 0; j < n + 2 * MANY; j++) {
+    if (j < n) {
+      size_t x = j % MANY_RING;
+      h[x] = key_hash(c, keys[j], keys[j] ? key_lens[j] : 0);
+      table *t = atomic_load_explicit(&shard_of(c, h[x])->tab, memory_order_acquire);
+      b[x] = &t->b[h[x] & t->mask];
+      __builtin_prefetch((const void *)b[x]);
+    }
+    if (j >= MANY && j - MANY < n) {
+      size_t x = (j - MANY) % MANY_RING;
+      link_t w = atomic_load_explicit(b[x], memory_order_acquire);
+      if (w && (w & LINK_TAG) == link_tag(h[x])) __builtin_prefetch(link_ent(w));
+    }
+    if (j < 2 * MANY || j - 2 * MANY >= n) continue;
+    size_t k = j - 2 * MANY;
+    if (!keys[k] && key_lens[k]) continue; /* no key: not a lookup */
+    keel_cache_value_t *v = lookup(c, h[k % MANY_RING], keys[k], key_lens[k]);
+    int hit = v && !ent_negative(v);
+    if (hit) fn(ctx, k, ent_data(v), v->vlen);
+    hits += (size_t)hit;
+    count(c, r, hit);
+    record(c, r, hit ? ent_slot(v) : KEEL_POLICY_NONE, h[k % MANY_RING]);
+  }
+  guard_exit(c, r, e);
+  return hits;
+}
+
 /* Spins a few microseconds until *x == want (acquire), without a lock: a
  * cheap loader finishes, and its waiters take their references, sooner than
  * a sleep and a wake-up take (two system calls and two context switches).

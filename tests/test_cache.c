@@ -474,6 +474,73 @@ static void test_tiny_caches(void **state) {
     }
 }
 
+/* keel_cache_read_many answers as n keel_cache_read calls would: the hits
+ * in order with their own values, every lookup counted, groups of any
+ * length (the cache works 8 keys at a time), negative entries and absent
+ * keys as misses, a NULL key with a length skipped. */
+typedef struct many {
+  size_t seen[64];
+  char val[64][16];
+  size_t n;
+} many;
+
+static void many_fn(void *ctx, size_t i, const void *data, size_t len) {
+  many *m = ctx;
+  assert_true(m->n < 64);
+  m->seen[m->n] = i;
+  snprintf(m->val[m->n], sizeof m->val[0], "%.*s", (int)len, (const char *)data);
+  m->n++;
+}
+
+static keel_status fail_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  (void)ctx, (void)key, (void)len, (void)ld;
+  return KEEL_EIO;
+}
+
+static void test_read_many(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(1 << 20);
+  o.negative_ttl_ns = 60ull * 1000000000ull;
+  keel_cache_t *c = mk(&o);
+  char keys[40][8];
+  const void *kp[40];
+  size_t kl[40];
+  for (int i = 0; i < 40; i++) {
+    snprintf(keys[i], sizeof keys[i], "m%d", i);
+    kp[i] = keys[i];
+    kl[i] = strlen(keys[i]);
+    if (i % 3 == 0) assert_int_equal(keel_cache_put(c, keys[i], kl[i], keys[i] + 1, kl[i] - 1), KEEL_OK);
+  }
+  keel_cache_value_t *v;
+  assert_int_equal(keel_cache_get_or_load(c, keys[1], kl[1], fail_loader, NULL, &v), KEEL_EIO); /* cached error */
+  kl[5] = 3; /* "m5" with its terminating NUL: a stranger sharing a prefix */
+  kp[7] = NULL; /* skipped */
+  keel_cache_stats st0, st1;
+  keel_cache_get_stats(c, &st0);
+  for (size_t n = 0; n <= 40; n += 13) { /* 0, 13, 26, 39: partial groups */
+    many m = {0};
+    size_t hits = keel_cache_read_many(c, n, kp, kl, many_fn, &m);
+    assert_int_equal(hits, m.n);
+    size_t want = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (i % 3 || i == 7) continue; /* absent, or skipped (7 is not a multiple of 3 anyway) */
+      assert_true(want < m.n);
+      assert_int_equal(m.seen[want], i);
+      assert_string_equal(m.val[want], keys[i] + 1);
+      want++;
+    }
+    assert_int_equal(m.n, want);
+  }
+  keel_cache_get_stats(c, &st1);
+  /* 13 + 26 + 39 lookups, minus the skipped key in each call. */
+  assert_int_equal(st1.hits + st1.misses - st0.hits - st0.misses, 13 + 26 + 39 - 3);
+  assert_int_equal(st1.hits - st0.hits, 5 + 9 + 13);
+  assert_int_equal(keel_cache_read_many(NULL, 1, kp, kl, many_fn, NULL), 0);
+  assert_int_equal(keel_cache_read_many(c, 1, NULL, kl, many_fn, NULL), 0);
+  assert_int_equal(keel_cache_read_many(c, 1, kp, kl, NULL, NULL), 0);
+  keel_cache_destroy(c);
+}
+
 static double mono_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -733,7 +800,7 @@ static void test_oom(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_basic),
+      cmocka_unit_test(test_basic), cmocka_unit_test(test_read_many),
       cmocka_unit_test(test_bad_options),
       cmocka_unit_test(test_value_outlives_eviction),
       cmocka_unit_test(test_forced_collisions),

@@ -103,11 +103,33 @@ static void read_fn(void *ctx, const void *data, size_t len) {
   r->ok = check_value(r->k, data, len);
 }
 
+/* keel_cache_read_many's hits: keys[i]'s value must be keys[i]'s. */
+typedef struct manyctx {
+  const uint64_t *k;
+  int ok;
+} manyctx;
+
+static void read_many_fn(void *ctx, size_t i, const void *data, size_t len) {
+  manyctx *m = ctx;
+  if (!check_value(m->k[i], data, len)) m->ok = 0;
+}
+
 static void *reader_fn(void *p) {
   tharg *a = p;
   uint64_t seed = 0x5851f42d4c957f2dull * (a->id + 3);
   unsigned long n = 0;
   while (!atomic_load(&a->s->stop)) {
+    /* Every 64th round, a batch of 20 keys through keel_cache_read_many. */
+    if (n % 128 == 64) {
+      uint64_t k[20];
+      const void *kp[20];
+      size_t kl[20];
+      for (int i = 0; i < 20; i++) k[i] = rnd(&seed) % a->s->keys, kp[i] = &k[i], kl[i] = sizeof k[i];
+      manyctx m = {k, 1};
+      (void)keel_cache_read_many(a->s->c, 20, kp, kl, read_many_fn, &m);
+      if (!m.ok) atomic_store(&a->s->bad, 4);
+      n += 20;
+    }
     /* Reader 1 pins the epoch for batches of lookups (keel_cache_pin). */
     if (a->id == 1 && n % 128 == 0) keel_cache_pin(a->s->c);
     if (a->id == 1 && n % 128 == 126) keel_cache_unpin(a->s->c);

@@ -11,6 +11,8 @@
  * keel_cache_value_release instead (a reference per lookup). Statistics stay on, the policy is the default.
  * Threads pin the epoch per batch of 1,024 lookups (keel_cache_pin); `--pin no`
  * times lookups that each enter and leave it, as code that never pins does.
+ * `--batch K` (read only) times keel_cache_read_many over K consecutive
+ * trace keys per call instead of one keel_cache_read per key.
  * `--maintenance` picks who applies recorded hits to the policy (see
  * keel_cache_maintenance: by default a thread of the cache's own up to
  * 16,384 entries, the looking-up threads beyond); the process's CPU time
@@ -39,6 +41,7 @@ typedef struct bench {
   int read;
   int borrow; /* readthrough: read_or_load (1) or get_or_load + release (0) */
   int pin;    /* one epoch entry per batch of 1,024 lookups (1) or one per lookup (0) */
+  unsigned batch; /* read: keys per keel_cache_read_many call (1: keel_cache_read) */
   atomic_int stop;
 } bench;
 
@@ -77,6 +80,32 @@ static void read_fn(void *ctx, const void *data, size_t len) {
   }
 }
 
+static void read_many_fn(void *ctx, size_t i, const void *data, size_t len) {
+  (void)i;
+  read_fn(ctx, data, len);
+}
+
+#define BATCH_MAX 1024
+
+/* A round of 1,024 lookups, keel_cache_read_many over K keys at a time (the
+ * last call takes what is left when K does not divide 1,024). */
+static uint64_t read_batch(bench *b, size_t *i, uint64_t *sink) {
+  const void *k[BATCH_MAX];
+  size_t len[BATCH_MAX];
+  uint64_t hits = 0;
+  for (unsigned done = 0; done < 1024;) {
+    unsigned m = 1024 - done < b->batch ? 1024 - done : b->batch;
+    for (unsigned j = 0; j < m; j++) {
+      k[j] = &b->keys[*i];
+      len[j] = 8;
+      if (++*i == b->n) *i = 0;
+    }
+    hits += keel_cache_read_many(b->cache, m, k, len, read_many_fn, sink);
+    done += m;
+  }
+  return hits;
+}
+
 static keel_status loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
   (void)ctx;
   int64_t k;
@@ -93,7 +122,8 @@ static void *work(void *p) {
   uint64_t hits = 0, sink = 0;
   while (!atomic_load_explicit(&b->stop, memory_order_relaxed)) {
     if (b->pin) keel_cache_pin(b->cache); /* one epoch entry per batch of lookups */
-    for (int j = 0; j < 1024; j++) {
+    if (b->read && b->batch > 1) hits += read_batch(b, &i, &sink);
+    for (int j = 0; j < 1024 && !(b->read && b->batch > 1); j++) {
       const int64_t *k = &b->keys[i];
       if (++i == b->n) i = 0;
       if (b->read) {
@@ -166,8 +196,10 @@ static void usage(FILE *f) {
   fprintf(f, "usage: keel bench cache --trace FILE [--format auto|lirs|bin32|bin64|text] [--threads N]\n"
              "                        [--seconds S] [--size N] [--workload read|readthrough] [--policy P]\n"
              "                        [--borrow yes|no] [--pin yes|no] [--maintenance auto|thread|caller]\n"
+             "                        [--batch K]\n"
              "Warms up for S seconds (default 3), then prints one JSON line: ops_per_s (the median\n"
-             "of 5 intervals of S seconds) and hit_ratio.\n");
+             "of 5 intervals of S seconds) and hit_ratio. --batch K (read only, 1 to 1024) looks\n"
+             "keys up K at a time with keel_cache_read_many.\n");
 }
 
 int keel_bench_cache(int argc, char **argv) {
@@ -176,6 +208,7 @@ int keel_bench_cache(int argc, char **argv) {
   uint64_t threads = 1, size = 65536;
   double seconds = 3;
   int borrow = 1, pin = 1;
+  uint64_t batch = 1;
   keel_cache_maintenance maint = KEEL_CACHE_MAINTAIN_AUTO;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -208,6 +241,9 @@ int keel_bench_cache(int argc, char **argv) {
       const char *v = argv[++i];
       if (strcmp(v, "yes") && strcmp(v, "no")) return cli_usage("bench cache", "--pin is yes or no");
       pin = !strcmp(v, "yes");
+    } else if (!strcmp(a, "--batch") && has) {
+      if (cli_parse_u64(argv[++i], &batch) || !batch || batch > BATCH_MAX)
+        return cli_usage("bench cache", "bad --batch '%s' (1 to %d)", argv[i], BATCH_MAX);
     } else if (!strcmp(a, "--maintenance") && has) {
       const char *v = argv[++i];
       if (keel_cache_maintenance_parse(v, &maint) != 0)
@@ -216,6 +252,7 @@ int keel_bench_cache(int argc, char **argv) {
     else return cli_usage("bench cache", "unknown or incomplete option '%s'", a);
   }
   if (!trace) return cli_usage("bench cache", "--trace is required");
+  if (batch > 1 && strcmp(workload, "read")) return cli_usage("bench cache", "--batch is for --workload read");
 
   int64_t *keys = NULL;
   size_t n = 0;
@@ -229,7 +266,7 @@ int keel_bench_cache(int argc, char **argv) {
   o.policy = policy;
   o.tag = KEEL_MEM_CACHE;
   o.maintenance = maint;
-  bench b = {NULL, keys, n, !strcmp(workload, "read"), borrow, pin, 0};
+  bench b = {NULL, keys, n, !strcmp(workload, "read"), borrow, pin, (unsigned)batch, 0};
   keel_status st = keel_cache_create(&o, &b.cache);
   if (st != KEEL_OK) {
     keel_mem_free(keys);
@@ -285,9 +322,9 @@ int keel_bench_cache(int argc, char **argv) {
   /* Recorded lookups the policy never saw (lossy buffers), per lookup. */
   double dropped = (double)(s1.policy_dropped - s0.policy_dropped) / lookups;
   printf("{\"impl\":\"keel\",\"threads\":%llu,\"workload\":\"%s\",\"borrow\":%s,\"size\":%llu,\"policy\":\"%s\","
-         "\"pin\":%s,\"maintenance\":\"%s\",\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
+         "\"pin\":%s,\"maintenance\":\"%s\",\"batch\":%u,\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
          "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"shards\":%llu,\"shadow_per_lookup\":%.3f,\"dropped_per_lookup\":%.3f}\n",
-         (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), pin ? "true" : "false", keel_cache_maintenance_name(maint), rates[2],
+         (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), pin ? "true" : "false", keel_cache_maintenance_name(maint), b.batch, rates[2],
          hr, per_cpu, (double)(ops1 - ops0) / per_cpu / wall, (unsigned long long)s1.entries, (unsigned long long)s1.bytes, keel_cache_entry_overhead(),
          (unsigned long long)s1.shards, shadow, dropped);
   keel_mem_free(w);

@@ -1,7 +1,7 @@
 #!/bin/bash
 # keel bench cache (a smoke test: short, small): both workloads print one JSON line with
 # ops_per_s > 0 and a hit ratio in [0, 1]; a read on a cache holding every key hits always;
-# bad options are usage errors.
+# batched reads hit as single ones do; bad options are usage errors.
 set -u
 : "${KEEL:?}" "${KEEL_SHARED:?}"
 k=$KEEL_SHARED/traces/cpp.lirs
@@ -23,6 +23,24 @@ done
 # 1223 distinct keys in cpp: a 2000-entry cache pre-filled with all of them always hits.
 out=$("$KEEL" bench cache --trace "$k" --threads 1 --seconds 0.2 --size 2000 --workload read)
 echo "$out" | grep -q '"hit_ratio":1.0000' && echo "ok: full cache hits always" || { echo "FAIL: $out"; fail=1; }
+# Batched reads (keel_cache_read_many) see what single reads see: the full cache
+# still hits always, a 200-entry one about as often (the same keys were pre-filled).
+out=$("$KEEL" bench cache --trace "$k" --threads 1 --seconds 0.2 --size 2000 --workload read --batch 13)
+echo "$out" | grep -q '"batch":13,.*"hit_ratio":1.0000' && echo "ok: batched full cache hits always" \
+  || { echo "FAIL: batch 13: $out"; fail=1; }
+one=$("$KEEL" bench cache --trace "$k" --threads 1 --seconds 0.2 --size 200 --workload read --policy lru)
+many=$("$KEEL" bench cache --trace "$k" --threads 1 --seconds 0.2 --size 200 --workload read --policy lru --batch 64)
+printf '%s\n%s\n' "$one" "$many" | python3 -c '
+import json, sys
+a, b = (json.loads(l) for l in sys.stdin.read().split("\n") if l)
+assert 0 < a["hit_ratio"] < 1 and abs(a["hit_ratio"] - b["hit_ratio"]) < 0.05, (a, b)
+print("ok: batch 64 hit ratio", b["hit_ratio"], "vs", a["hit_ratio"], "one by one")
+' || { echo "FAIL: batched hit ratio: $one / $many"; fail=1; }
+for bad in "--batch 0" "--batch 1025" "--batch 8 --workload readthrough"; do
+  # shellcheck disable=SC2086
+  "$KEEL" bench cache --trace "$k" $bad >/dev/null 2>&1
+  [ $? = 2 ] && echo "ok: $bad is a usage error" || { echo "FAIL: $bad accepted"; fail=1; }
+done
 "$KEEL" bench cache --trace "$k" --workload nope >/dev/null 2>&1
 [ $? = 2 ] && echo "ok: bad workload is a usage error" || { echo "FAIL: bad workload accepted"; fail=1; }
 exit $fail
