@@ -303,8 +303,20 @@ static uint64_t now_ns(const keel_cache_t *c) {
 
 static inline __attribute__((always_inline)) uint64_t key_hash(const keel_cache_t *c, const void *k, size_t n) {
   if (c->hashfn) return c->hashfn(c->hash_ud, k, n, c->seed);
+  /* The common 8-byte key with its length a constant, so that only
+   * XXH3's 4-to-8-byte path is compiled in (a call otherwise). */
+  if (n == 8) return XXH3_64bits_withSeed(k, 8, c->seed);
   return XXH3_64bits_withSeed(k, n, c->seed);
 }
+
+/* keel is built position-independent (it is also a shared library), where
+ * thread-locals default to the general-dynamic model: each access is a
+ * call into the dynamic linker, and even once the linker has relaxed it the
+ * compiler saves registers around it. The lookup path touches them several
+ * times, so they use the initial-exec model (a fixed offset from the
+ * thread pointer; a few bytes of the static TLS space, which glibc keeps
+ * spare for libraries loaded later too). */
+#define TLS_IE __attribute__((tls_model("initial-exec")))
 
 /* The reader slot of the calling thread. A thread claims a free slot of
  * the cache on first use (compare-and-swap of `owner`, keyed by the address
@@ -314,7 +326,7 @@ static inline __attribute__((always_inline)) uint64_t key_hash(const keel_cache_
  * have used the cache; slots are not given back when a thread exits) a
  * thread shares a slot chosen by hashing: every field is atomic, so sharing
  * costs speed, never correctness. */
-static _Thread_local struct {
+static _Thread_local TLS_IE struct {
   keel_cache_t *c;
   unsigned idx;
   int shared;
@@ -341,7 +353,7 @@ static reader *reader_claim(keel_cache_t *c, uintptr_t me) {
 }
 
 static inline reader *my_reader(keel_cache_t *c) {
-  static _Thread_local char anchor;
+  static _Thread_local TLS_IE char anchor;
   uintptr_t me = (uintptr_t)&anchor;
   if (mine.c == c && (mine.shared || atomic_load_explicit(&c->rd[mine.idx].owner, RLX) == me))
     return &c->rd[mine.idx];
@@ -395,7 +407,7 @@ static inline void epoch_exit(reader *r, uint64_t e) {
 }
 
 /* The calling thread's pin (keel_cache_pin): one cache at a time. */
-static _Thread_local struct {
+static _Thread_local TLS_IE struct {
   keel_cache_t *c;
   uint64_t e;
   unsigned depth;
@@ -605,7 +617,7 @@ static inline int ent_matches(const keel_cache_value_t *v, const void *k, size_t
 }
 
 /* Walks one chain for key. */
-static keel_cache_value_t *table_find1(shard *s, uint64_t h, const void *k, size_t n) {
+static inline __attribute__((always_inline)) keel_cache_value_t *table_find1(shard *s, uint64_t h, const void *k, size_t n) {
   table *t = atomic_load_explicit(&s->tab, memory_order_acquire);
   link_t w = atomic_load_explicit(&t->b[h & t->mask], memory_order_acquire), tag = link_tag(h);
   while (w) {
