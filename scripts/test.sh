@@ -3,7 +3,9 @@
 #  1. a -Werror build with tests, all of ctest (valgrind memcheck of a run
 #     included);
 #  2. the same suite under AddressSanitizer + UBSan (clang);
-#  3. the concurrent tests under ThreadSanitizer (clang);
+#  3. the concurrent and CLI tests under ThreadSanitizer (clang): the CLI
+#     runs keel's worker, HTTP and observer threads beside libraries' own
+#     (OpenBLAS); a race there is as real as one in a unit test;
 #  4. the libFuzzer targets (clang, ASan+UBSan): each replays its seed
 #     corpus, then fuzzes for FUZZ_SECONDS (default 20); a crashing input is
 #     kept in tests/fuzz/crashes/ and fails the suite.
@@ -32,7 +34,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
   stage "AddressSanitizer + UBSan" build-asan "-L unit|cli -LE slow" -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_C_COMPILER=clang -DKEEL_SANITIZE=address,undefined
 TSAN_OPTIONS=halt_on_error=1 \
-  stage "ThreadSanitizer, concurrent tests" build-tsan "-L concurrent" -DCMAKE_BUILD_TYPE=Debug \
+  stage "ThreadSanitizer, concurrent and CLI tests" build-tsan "-L concurrent|cli" -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_C_COMPILER=clang -DKEEL_SANITIZE=thread
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 echo "== libFuzzer targets (ASan + UBSan), ${FUZZ_SECONDS} s each"
