@@ -4,7 +4,9 @@
 # A then B, so both see the same machine load; prints the median ops/s and ops per CPU-second of
 # each, then every run's ops per CPU-second. CMD is an executable and its leading arguments
 # (e.g. `env VAR=1 build/keel`, or a wrapper that appends `--maintenance caller`). S (default 2)
-# is --seconds; KEEL_SHARED names the shared folder.
+# is --seconds; B_ARGS (default none) are options appended to B's runs only (e.g.
+# B_ARGS="--batch 16" to time batched reads against single ones with one binary); KEEL_SHARED
+# names the shared folder.
 set -eu
 wl=${1:?usage: bench/cache_ab.sh WORKLOAD THREADS PAIRS CMD_A... -- CMD_B...}
 t=${2:?} n=${3:?}
@@ -16,10 +18,11 @@ shift
 b=("$@")
 args=(bench cache --trace "$shared/traces/scarab-recs.bin" --format bin64 --threads "$t" --seconds "${S:-2}"
   --size 65536 --workload "$wl")
-one() { "$@" "${args[@]}" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["ops_per_s"], d["ops_per_cpu_s"])'; }
+one() { "$@" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["ops_per_s"], d["ops_per_cpu_s"])'; }
 for _ in $(seq "$n"); do
-  echo "A $(one "${a[@]}")"
-  echo "B $(one "${b[@]}")"
+  echo "A $(one "${a[@]}" "${args[@]}")"
+  # shellcheck disable=SC2086
+  echo "B $(one "${b[@]}" "${args[@]}" ${B_ARGS:-})"
 done | python3 -c '
 import sys, statistics as s
 r = {"A": [], "B": []}

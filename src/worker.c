@@ -67,7 +67,7 @@ static void *run(void *arg) {
     pthread_mutex_lock(&w->lock);
     if (!w->kicked && !atomic_load_explicit(&w->stop, memory_order_relaxed)) {
       struct timespec until;
-      clock_gettime(CLOCK_REALTIME, &until);
+      clock_gettime(CLOCK_MONOTONIC, &until);
       until.tv_sec += SLEEP_MAX_S;
       (void)pthread_cond_timedwait(&w->cond, &w->lock, &until);
     }
@@ -86,7 +86,14 @@ keel_status keel__worker_create(keel_mem_tag tag, keel_worker_fn fn, void *ud, s
   w->busy = busy ? busy : 1;
   w->ud = ud;
   if (pthread_mutex_init(&w->lock, NULL) != 0) goto fail_mem;
-  if (pthread_cond_init(&w->cond, NULL) != 0) goto fail_lock;
+  /* The sleep's deadline is on the monotonic clock: a wall-clock step
+   * neither stretches nor cuts it. */
+  pthread_condattr_t ca;
+  if (pthread_condattr_init(&ca) != 0) goto fail_lock;
+  (void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  int crc = pthread_cond_init(&w->cond, &ca);
+  pthread_condattr_destroy(&ca);
+  if (crc != 0) goto fail_lock;
   /* The thread inherits a mask that blocks every signal: signals stay
    * with the program's own threads (a SIGINT must interrupt its reads). */
   sigset_t all, old;

@@ -1,7 +1,7 @@
 /* worker.h — a background thread that runs one job while there is work
  * (internal).
  *
- * The job, fn(ud), does one round and returns how much it did. The thread
+ * The job, fn(ud, last), does one round and returns how much it did. The thread
  * runs rounds back to back while they find `busy` items or more (it is
  * behind), 50 us apart while they find fewer, and after 20 rounds that
  * found nothing (1 ms) it sleeps until kicked, or a second at most. A producer that has just made work calls keel__worker_kick: a

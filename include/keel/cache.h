@@ -183,8 +183,8 @@ typedef void (*keel_cache_read_many_fn)(void *ctx, size_t i, const void *data, s
 /* Looks n keys up (keys[i] of key_lens[i] bytes, borrowed) as n calls of
  * keel_cache_read would, in order, calling fn(ctx, i, data, len) for each
  * hit under the same rules; returns the hits. Faster than n calls when the
- * keys are known together (a request's candidates, say): the table words
- * and entries of 8 keys at a time are fetched before any is compared, so
+ * keys are known together (a request's candidates, say): a key's bucket
+ * word and entry are fetched while the 8 keys before it are compared, so
  * their cache misses overlap instead of queueing (docs/PERFORMANCE.md,
  * "Batched reads"). Every lookup counts and reaches the policy as a single
  * read does; a NULL key with a nonzero length is skipped. 0 for a NULL
