@@ -409,6 +409,7 @@ static inline void epoch_exit(reader *r, uint64_t e) {
 /* The calling thread's pin (keel_cache_pin): one cache at a time. */
 static _Thread_local TLS_IE struct {
   keel_cache_t *c;
+  reader *r; /* c's reader slot of this thread, found once per pin */
   uint64_t e;
   unsigned depth;
   uint64_t hits, misses; /* counted while pinned, added to the slot at unpin */
@@ -425,8 +426,15 @@ static inline void count(keel_cache_t *c, reader *r, int hit) {
   atomic_fetch_add_explicit(hit ? &r->hits : &r->misses, 1, memory_order_relaxed);
 }
 
-static inline uint64_t guard_enter(keel_cache_t *c, reader *r) {
-  return pin.c == c ? pin.e : epoch_enter(c, r);
+/* Enters the epoch unless the thread has pinned c, and finds its reader
+ * slot (*r) either way: a pin remembers both. */
+static inline uint64_t guard_enter(keel_cache_t *c, reader **r) {
+  if (pin.c == c) {
+    *r = pin.r;
+    return pin.e;
+  }
+  *r = my_reader(c);
+  return epoch_enter(c, *r);
 }
 
 static inline void guard_exit(keel_cache_t *c, reader *r, uint64_t e) {
@@ -440,14 +448,15 @@ void keel_cache_pin(keel_cache_t *c) {
     return;
   }
   if (pin.c) return; /* another cache is pinned: misuse, ignored (lookups stay protected) */
-  pin.e = epoch_enter(c, my_reader(c));
+  pin.r = my_reader(c);
+  pin.e = epoch_enter(c, pin.r);
   pin.c = c;
   pin.depth = 1;
 }
 
 void keel_cache_unpin(keel_cache_t *c) {
   if (!c || pin.c != c || --pin.depth) return;
-  reader *r = my_reader(c);
+  reader *r = pin.r;
   pin.c = NULL;
   atomic_fetch_add_explicit(&r->hits, pin.hits, memory_order_relaxed);
   atomic_fetch_add_explicit(&r->misses, pin.misses, memory_order_relaxed);
@@ -1130,8 +1139,8 @@ enum { FOUND, ABSENT, NEGATIVE };
  * get-or-load miss, whose insert will. */
 static inline __attribute__((always_inline)) int probe(keel_cache_t *c, uint64_t h, const void *key, size_t n, int neg_hits,
                         keel_cache_read_fn fn, void *ctx, keel_cache_value_t **ref, keel_status *neg) {
-  reader *r = my_reader(c);
-  uint64_t e = guard_enter(c, r);
+  reader *r;
+  uint64_t e = guard_enter(c, &r);
   keel_cache_value_t *v = lookup(c, h, key, n);
   int res = !v ? ABSENT : ent_negative(v) ? NEGATIVE : FOUND;
   uint32_t slot = v ? ent_slot(v) : KEEL_POLICY_NONE;
@@ -1179,8 +1188,8 @@ keel_status keel_cache_read(keel_cache_t *c, const void *key, size_t key_len, ke
 size_t keel_cache_read_many(keel_cache_t *c, size_t n, const void *const keys[], const size_t key_lens[],
                             keel_cache_read_many_fn fn, void *ctx) {
   if (!c || !fn || (n && (!keys || !key_lens))) return 0;
-  reader *r = my_reader(c);
-  uint64_t e = guard_enter(c, r);
+  reader *r;
+  uint64_t e = guard_enter(c, &r);
   uint64_t h[MANY_RING];
   const _Atomic link_t *b[MANY_RING];
   size_t hits = 0;
