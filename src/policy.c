@@ -463,13 +463,17 @@ static uint32_t record_weight(uint32_t weight) {
   return weight > KEEL_POLICY_WEIGHT_MAX ? KEEL_POLICY_WEIGHT_MAX : weight;
 }
 
-void keel_policy_insert(keel_policy_t *p, uint32_t s, uint32_t h, uint32_t weight) {
+void keel_policy_insert_unseen(keel_policy_t *p, uint32_t s, uint32_t h, uint32_t weight) {
   weight = record_weight(weight);
   p->n[s].hash = h;
   p->n[s].weight = weight;
   p->used += weight;
-  if (p->kind == K_WTLFU) keel_policy_miss(p, h);
   list_push_head(p, Q_WIN, s);
+}
+
+void keel_policy_insert(keel_policy_t *p, uint32_t s, uint32_t h, uint32_t weight) {
+  keel_policy_miss(p, h); /* counts for frequency policies only */
+  keel_policy_insert_unseen(p, s, h, weight);
 }
 
 void keel_policy_update(keel_policy_t *p, uint32_t s, uint32_t weight) {

@@ -107,6 +107,12 @@ KEEL_EXTERN void keel_policy_miss(keel_policy_t *p, uint32_t hash);
  * keel_policy_weight() > capacity. */
 KEEL_EXTERN void keel_policy_insert(keel_policy_t *p, uint32_t slot, uint32_t hash, uint32_t weight);
 
+/* As keel_policy_insert, but the request that brought the entry is not
+ * counted as an access (no frequency count, no shadow request): for a
+ * caller that shows the policy a sample of its requests and left this one
+ * out, so misses are sampled as its hits are. */
+KEEL_EXTERN void keel_policy_insert_unseen(keel_policy_t *p, uint32_t slot, uint32_t hash, uint32_t weight);
+
 /* Changes a resident's weight (at most KEEL_POLICY_WEIGHT_MAX; a replaced
  * value), counting an access. */
 KEEL_EXTERN void keel_policy_update(keel_policy_t *p, uint32_t slot, uint32_t weight);
