@@ -57,6 +57,38 @@ static void test_lru_order(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* keel_policy_insert_unseen adds a resident like keel_policy_insert but
+ * counts no access: below 64 entries the adaptive policy replays every
+ * counted request into its 18 shadows, and an unseen insert replays
+ * nothing; the entry is resident all the same (weight, hash, eviction). */
+static void test_insert_unseen(void **state) {
+  (void)state;
+  keel_policy_options o = opts("default", 32);
+  keel_policy_t *p;
+  assert_int_equal(keel_policy_create(&o, &p), KEEL_OK);
+  keel_policy_stats st;
+  keel_policy_insert(p, 0, 0xa11, 1);
+  keel_policy_get_stats(p, &st);
+  assert_int_equal(st.shadow_accesses, 18);
+  keel_policy_insert_unseen(p, 1, 0xb22, 1);
+  keel_policy_get_stats(p, &st);
+  assert_int_equal(st.shadow_accesses, 18);
+  assert_int_equal(keel_policy_weight(p), 2);
+  assert_int_equal(keel_policy_slot_hash(p, 1), 0xb22);
+  keel_policy_set_capacity(p, 0);
+  uint32_t a = keel_policy_evict(p), b = keel_policy_evict(p);
+  assert_true((a == 0 && b == 1) || (a == 1 && b == 0));
+  assert_int_equal(keel_policy_weight(p), 0);
+  keel_policy_destroy(p);
+  o = opts("lru", 2); /* no counts to skip: the same order as insert */
+  assert_int_equal(keel_policy_create(&o, &p), KEEL_OK);
+  keel_policy_insert_unseen(p, 0, 1, 1);
+  keel_policy_insert(p, 1, 2, 1);
+  keel_policy_hit(p, 0);
+  assert_int_equal(keel_policy_evict(p), 1);
+  keel_policy_destroy(p);
+}
+
 /* A slot that is not resident lends 12 bytes to the caller (the cache
  * keeps its free and limbo lists there): none for a resident, the victim's
  * hash still readable until they are written, their contents kept by a
@@ -294,6 +326,7 @@ static void test_oom(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_names),         cmocka_unit_test(test_lru_order),
+      cmocka_unit_test(test_insert_unseen),
       cmocka_unit_test(test_loop_and_scan), cmocka_unit_test(test_deterministic),
       cmocka_unit_test(test_weights),       cmocka_unit_test(test_oom),
       cmocka_unit_test(test_prefetch_changes_nothing), cmocka_unit_test(test_shadow_work_bounded),
