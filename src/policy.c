@@ -463,17 +463,24 @@ static uint32_t record_weight(uint32_t weight) {
   return weight > KEEL_POLICY_WEIGHT_MAX ? KEEL_POLICY_WEIGHT_MAX : weight;
 }
 
-void keel_policy_insert_unseen(keel_policy_t *p, uint32_t s, uint32_t h, uint32_t weight) {
+/* `seen`: the request counts as an access. The newcomer's weight is in
+ * `used` before the access is counted (a period that closes then sizes the
+ * shadows from it), as keel sim has always replayed it. */
+static void insert_resident(keel_policy_t *p, uint32_t s, uint32_t h, uint32_t weight, int seen) {
   weight = record_weight(weight);
   p->n[s].hash = h;
   p->n[s].weight = weight;
   p->used += weight;
+  if (seen) keel_policy_miss(p, h); /* counts for frequency policies only */
   list_push_head(p, Q_WIN, s);
 }
 
 void keel_policy_insert(keel_policy_t *p, uint32_t s, uint32_t h, uint32_t weight) {
-  keel_policy_miss(p, h); /* counts for frequency policies only */
-  keel_policy_insert_unseen(p, s, h, weight);
+  insert_resident(p, s, h, weight, 1);
+}
+
+void keel_policy_insert_unseen(keel_policy_t *p, uint32_t s, uint32_t h, uint32_t weight) {
+  insert_resident(p, s, h, weight, 0);
 }
 
 void keel_policy_update(keel_policy_t *p, uint32_t s, uint32_t weight) {

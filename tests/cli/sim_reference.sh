@@ -1,11 +1,14 @@
 #!/bin/bash
 # keel sim: LRU reproduces REFERENCE.csv's LRU rows exactly (4 decimals) on the LIRS
 # traces, the sizes follow the --size-pct rule, the CSV has the required columns, the
-# default policy is reported beside LRU, and results repeat for the same seed.
+# default policy is reported beside LRU with the rows docs/PERFORMANCE.md's table quotes, and
+# results repeat for the same seed.
 set -u
 : "${KEEL:?}" "${KEEL_SHARED:?}"
 ref=$KEEL_SHARED/traces/REFERENCE.csv
 [ -f "$ref" ] || { echo "FAIL: no $ref"; exit 1; }
+docs=$(dirname "$0")/../../docs/PERFORMANCE.md
+[ -f "$docs" ] || { echo "FAIL: no $docs"; exit 1; }
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 fail=0
 for t in cpp cs gli ps multi1 multi2 sprite zigzag scan 2_pools; do
@@ -23,6 +26,16 @@ for t in cpp cs gli ps multi1 multi2 sprite zigzag scan 2_pools; do
     echo "ok: $t LRU rows match ($(echo "$ours" | wc -l) sizes)"
   fi
   [ "$(grep -c ',default,' "$W/$t.csv")" = 4 ] || { echo "FAIL: $t has no 4 default rows"; fail=1; }
+  # The default policy's rows are the ones docs/PERFORMANCE.md's sim table quotes (a change
+  # that moves them must update the table).
+  ours=$(awk -F, '$5=="default"{print $4","$6}' "$W/$t.csv")
+  doc=$(awk -F'|' -v t="$t" '/^\| trace \| size \| keel default \|/{on=1; next} on && !/^\|/{on=0}
+    on { gsub(/ /, ""); if ($2 == t) print $3","$4 }' "$docs")
+  if [ "$ours" != "$doc" ]; then
+    echo "FAIL: $t default rows differ from docs/PERFORMANCE.md"; diff <(echo "$ours") <(echo "$doc"); fail=1
+  else
+    echo "ok: $t default rows match the docs' table"
+  fi
 done
 # Same input, same seed -> same output; explicit --size works and rejects nonsense.
 "$KEEL" sim --trace "$KEEL_SHARED/traces/cpp.lirs" --policy default --size 50,100 --csv --seed 7 >"$W/a"
