@@ -965,8 +965,9 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
    * record at the same rate, chosen at random: frequency is then
    * estimated from one unbiased sample (counting every miss but 1 hit in
    * 16 ranked keys by how often they miss), and 15 inserts in 16 skip
-   * the sketch and the shadows (readthrough +17-20 % at 25,837-200,000
-   * entries on scarab-recs, hit ratio -0.4 to +1.0 points). */
+   * the sketch and the shadows (read-through +21 % per CPU-second at
+   * 65,536 entries on scarab-recs; its hit ratio within -0.5..+1.3 points
+   * at 20,000-200,000: docs/PERFORMANCE.md). */
   int seen = 1;
   if (c->record_mask) {
     s->rng ^= s->rng << 13;

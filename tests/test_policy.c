@@ -2,7 +2,8 @@
  * W-TinyLFU's scan resistance, the adaptive default beating LRU on a loop
  * and matching it on recency-friendly traffic, determinism for a seed,
  * weights, names, the adaptive policy's bounded shadow work and its
- * refusal to switch on noise, and OOM sweeps of creation. */
+ * refusal to switch on noise, inserts that count no access, and OOM sweeps
+ * of creation. */
 #include <string.h>
 
 #include "keel/policy.h"
