@@ -90,8 +90,10 @@ keel_status keel__worker_create(keel_mem_tag tag, keel_worker_fn fn, void *ud, s
    * neither stretches nor cuts it. */
   pthread_condattr_t ca;
   if (pthread_condattr_init(&ca) != 0) goto fail_lock;
-  (void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  int crc = pthread_cond_init(&w->cond, &ca);
+  /* A cond on another clock would read the monotonic deadline as long past
+   * and spin: no clock, no thread. */
+  int crc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  if (crc == 0) crc = pthread_cond_init(&w->cond, &ca);
   pthread_condattr_destroy(&ca);
   if (crc != 0) goto fail_lock;
   /* The thread inherits a mask that blocks every signal: signals stay
