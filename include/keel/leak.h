@@ -39,7 +39,8 @@
  * Memory: the sample ring is allocated at creation (tag "leak"), so the
  * detector itself never grows. Cost: mallinfo2() walks malloc's free chunks
  * under each arena's lock; when that gets slow (a fragmented heap) the
- * detector reads it less often, keeping it under 1 % of the sampling time.
+ * detector reads it less often, keeping its CPU time under 1 % of the
+ * sampling interval, but at least 8 times per window.
  * Thread safety: start/stop/verdict from one
  * thread; the sampler thread is the detector's own; keel_leak_sample may be
  * called from the owner thread when no sampler runs (tests, manual use). */
