@@ -167,7 +167,8 @@ typedef uint64_t link_t;
 #define LINK_TAG (0x7fffull << 49)
 
 typedef struct table {
-  struct table *older; /* tables replaced by a resize, freed at destroy */
+  struct table *older; /* under lock: tables replaced by resizes, newest first (tables_reclaim_locked) */
+  uint64_t retired;    /* under lock: the epoch this table was replaced at */
   uint64_t mask;
   _Atomic link_t b[];
 } table;
@@ -530,11 +531,27 @@ static void limbo_reclaim1_locked(shard *s, unsigned i) {
   s->limbo[i] = KEEL_POLICY_NONE;
 }
 
+/* Frees the bucket arrays that resizes replaced 3 or more epochs before
+ * e: as for entries, no reader can still stand on them. Older tables were
+ * replaced earlier, so the chain's tail goes from the first such one. */
+static void tables_reclaim_locked(shard *s, uint64_t e) {
+  table *t = atomic_load_explicit(&s->tab, RLX);
+  while (t->older && t->older->retired + 3 > e) t = t->older;
+  table *q = t->older;
+  if (q) t->older = NULL; /* only then: the current table's first line is read by every lookup */
+  while (q) {
+    table *o = q->older;
+    keel_mem_free(q);
+    q = o;
+  }
+}
+
 /* Reclaims what was retired 3 or more epochs ago. */
 static void limbo_reclaim_locked(keel_cache_t *c, shard *s) {
   uint64_t e = atomic_load(&c->epoch);
   for (unsigned i = 0; i < 4; i++)
     if (s->limbo[i] != KEEL_POLICY_NONE && s->limbo_epoch[i] + 3 <= e) limbo_reclaim1_locked(s, i);
+  tables_reclaim_locked(s, e);
 }
 
 /* Reclaims what no reader can still stand on, advancing the epoch as far
@@ -694,9 +711,11 @@ static void table_link_locked(shard *s, keel_cache_value_t *v, uint64_t h) {
  * reads per CPU-second than load factor 1 on scarab-recs at 65,536). Entries are relinked into
  * the new table; a reader walking the old one meanwhile may be led astray
  * and miss, which the sequence check in table_find turns into a retry. The
- * old bucket array may still be read, so it is kept until destroy (at most
- * as large as the current one in total). */
-static void table_maybe_grow_locked(const keel_cache_t *c, shard *s) {
+ * old bucket array may still be read by readers inside an epoch, so it is
+ * retired like an entry and freed 3 epochs later (tables_reclaim_locked;
+ * insert_locked nudges the epoch while one waits). Kept until destroy, the
+ * replaced arrays doubled the table's memory: 16 more bytes per entry. */
+static void table_maybe_grow_locked(keel_cache_t *c, shard *s) {
   table *t = atomic_load_explicit(&s->tab, RLX);
   if (2 * atomic_load_explicit(&s->entries, RLX) <= t->mask + 1 || t->mask >= UINT32_MAX / 2) return;
   table *nt = table_new(c->tag, (t->mask + 1) * 2);
@@ -717,6 +736,8 @@ static void table_maybe_grow_locked(const keel_cache_t *c, shard *s) {
   }
   atomic_store_explicit(&s->tab, nt, memory_order_release);
   atomic_fetch_add_explicit(&s->rseq, 1, memory_order_release); /* even */
+  atomic_thread_fence(memory_order_seq_cst); /* the swap before the epoch read (as retire_locked) */
+  t->retired = atomic_load(&c->epoch);
 }
 
 /* ---- policy bookkeeping --------------------------------------------------------- */
@@ -902,18 +923,21 @@ static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newc
 /* ---- slots ---------------------------------------------------------------------- */
 
 /* Makes sure a slot is free: reclaims what limbo may give back, else
- * doubles the slot arrays (slots of retired entries count until reclaimed). */
+ * grows the slot arrays by a quarter (slots of retired entries count until
+ * reclaimed). Doubling left up to half of them unused: at 65,536 entries
+ * the policy's records took 32 bytes per entry instead of 16-20. */
 static keel_status slot_reserve_locked(keel_cache_t *c, shard *s) {
   if (s->free_head != KEEL_POLICY_NONE) return KEEL_OK;
   if (s->nslots) {
     reclaim_now_locked(c, s);
     if (s->free_head != KEEL_POLICY_NONE) return KEEL_OK;
   }
-  uint32_t n = s->nslots ? s->nslots * 2 : 64;
-  if (n <= s->nslots || n > SLOT_MAX) return KEEL_ELIMIT; /* 8 M entries per shard */
-  if (keel_policy_grow(s->pol, n) != KEEL_OK) return KEEL_ENOMEM;
-  for (uint32_t i = n; i > s->nslots; i--) slot_free_locked(s, i - 1);
-  s->nslots = n;
+  uint64_t n = (uint64_t)s->nslots + (s->nslots / 4 < 64 ? 64 : s->nslots / 4);
+  if (n > SLOT_MAX) n = SLOT_MAX;
+  if (n <= s->nslots) return KEEL_ELIMIT; /* 16 M entries per shard */
+  if (keel_policy_grow(s->pol, (uint32_t)n) != KEEL_OK) return KEEL_ENOMEM;
+  for (uint32_t i = (uint32_t)n; i > s->nslots; i--) slot_free_locked(s, i - 1);
+  s->nslots = (uint32_t)n;
   return KEEL_OK;
 }
 
@@ -953,6 +977,12 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
   prefetch_victim(s, victim[1], 1);
   keel_status st = slot_reserve_locked(c, s);
   if (st != KEEL_OK) return st;
+  /* A replaced bucket array waits for the epoch, which only writers move:
+   * every 64th insert moves it along (a scan of the reader slots). */
+  if (atomic_load_explicit(&s->tab, RLX)->older && (atomic_load_explicit(&s->puts, RLX) & 63) == 0) {
+    epoch_try_advance(c);
+    tables_reclaim_locked(s, atomic_load(&c->epoch));
+  }
   keel_cache_value_t *old = table_find1(s, h, ent_key(v), ent_klen(v));
   if (old) unlink_locked(c, s, old, h, KEEL_CACHE_REPLACED, 1);
   if (charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > KEEL_POLICY_WEIGHT_MAX) return KEEL_ELIMIT;
@@ -1199,7 +1229,8 @@ keel_status keel_cache_read(keel_cache_t *c, const void *key, size_t key_len, ke
  * MANY other keys instead of stalling it. The first two stages are only
  * hints: a lookup that races a write is decided by the third (a bucket
  * word read from a table that a resize replaced meanwhile is still
- * readable: old tables live until destroy). */
+ * readable: a replaced table is freed only once no reader's epoch can
+ * reach it, and the whole batch runs inside one). */
 #define MANY 8
 #define MANY_RING 32 /* > 2 x MANY keys in flight, a power of two */
 

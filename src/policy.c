@@ -282,12 +282,15 @@ keel_status keel_policy_grow(keel_policy_t *p, uint32_t slots) {
   if (!n) return KEEL_ENOMEM;
   p->n = n;
   for (uint32_t i = p->nslots; i < slots; i++) n[i].queue = Q_NONE;
-  /* The sketch follows the number of residents (at least half the slots,
-   * which double) once it outgrows the
-   * capacity-based estimate (weighted caches learn their entry count). */
-  if (p->kind == K_WTLFU && slots / 2 > p->sk.entries &&
-      pow2_at_least((uint64_t)slots / 2 * SKETCH_WIDTH) / 32 > p->sk.mask + 1 &&
-      sketch_init(&p->sk, p->tag, slots / 2, p->sk.seed) != KEEL_OK) {
+  /* The sketch follows the number of residents once it outgrows the
+   * capacity-based estimate (weighted caches learn their entry count).
+   * Callers grow when every slot is taken, so the residents are about the
+   * old slot count: half the new one where slots double (keel sim's
+   * replays), 4/5 where they grow by a quarter (the cache). */
+  uint64_t residents = slots >= 2ull * p->nslots ? slots / 2 : p->nslots;
+  if (p->kind == K_WTLFU && residents > p->sk.entries &&
+      pow2_at_least(residents * SKETCH_WIDTH) / 32 > p->sk.mask + 1 &&
+      sketch_init(&p->sk, p->tag, residents, p->sk.seed) != KEEL_OK) {
     /* Keep the old sketch: a smaller sketch only costs accuracy. */
   }
   p->nslots = slots;

@@ -1,8 +1,9 @@
 /* test_cache_mt.c — the cache under concurrency (also run under TSan):
  * the byte bound while threads insert values of varied sizes, single-flight
  * loading with 8 threads on one key (value and error), readers checking
- * value integrity while writers evict, remove and clear (epoch reclamation), and statistics
- * that add up across threads. */
+ * value integrity while writers evict, remove and clear (epoch reclamation),
+ * tables that grow (and are freed) under readers, and statistics that add
+ * up across threads. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -380,6 +381,95 @@ static void test_more_threads_than_slots(void **state) {
   keel_cache_destroy(c);
 }
 
+/* ---- resizes under readers ------------------------------------------------- */
+
+/* One writer inserts GROW_KEYS new keys into an empty cache (no eviction),
+ * so each shard's table doubles again and again; readers meanwhile look up
+ * keys already inserted (published through `done`): every one must be
+ * found with its value (a lookup that overlaps a resize retries, it never
+ * misses), through get, read, read_many and pinned batches. Replaced
+ * tables are freed once no reader's epoch can reach them: ASan would see a
+ * reader on a freed one. */
+#define GROW_KEYS 30000
+
+typedef struct grow {
+  keel_cache_t *c;
+  atomic_ulong done; /* keys 0..done-1 are in the cache */
+  atomic_int stop, bad;
+  atomic_ulong checked;
+} grow;
+
+typedef struct grow_arg {
+  grow *g;
+  unsigned id;
+} grow_arg;
+
+static void *grow_reader(void *p) {
+  grow_arg *a = p;
+  grow *g = a->g;
+  uint64_t seed = 0x2545f4914f6cdd1dull * (a->id + 1);
+  unsigned long n = 0;
+  while (!atomic_load(&g->stop)) {
+    uint64_t done = atomic_load(&g->done);
+    if (!done) continue;
+    if (a->id == 1 && n % 64 == 0) keel_cache_pin(g->c);
+    uint64_t k = rnd(&seed) % done;
+    keel_cache_value_t *v;
+    if (keel_cache_get(g->c, &k, sizeof k, &v) != KEEL_OK) atomic_store(&g->bad, 1);
+    else {
+      if (!check_value(k, keel_cache_value_data(v), keel_cache_value_len(v))) atomic_store(&g->bad, 2);
+      keel_cache_value_release(v);
+    }
+    readctx rc = {k, 0};
+    if (keel_cache_read(g->c, &k, sizeof k, read_fn, &rc) != KEEL_OK || !rc.ok) atomic_store(&g->bad, 3);
+    if (n % 16 == 0) {
+      uint64_t ks[12];
+      const void *kp[12];
+      size_t kl[12];
+      for (int i = 0; i < 12; i++) ks[i] = rnd(&seed) % done, kp[i] = &ks[i], kl[i] = sizeof ks[i];
+      manyctx m = {ks, 1};
+      if (keel_cache_read_many(g->c, 12, kp, kl, read_many_fn, &m) != 12 || !m.ok) atomic_store(&g->bad, 4);
+    }
+    if (a->id == 1 && n % 64 == 63) keel_cache_unpin(g->c);
+    n++;
+  }
+  if (a->id == 1 && n % 64 != 0) keel_cache_unpin(g->c);
+  atomic_fetch_add(&g->checked, n);
+  return NULL;
+}
+
+static void test_resize_under_readers(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  grow g;
+  memset(&g, 0, sizeof g);
+  keel_cache_options o = base_opts(256u << 20);
+  o.max_entries = 2 * GROW_KEYS;
+  assert_int_equal(keel_cache_create(&o, &g.c), KEEL_OK);
+  pthread_t r[2];
+  grow_arg ra[2];
+  for (unsigned i = 0; i < 2; i++) {
+    ra[i] = (grow_arg){&g, i};
+    pthread_create(&r[i], NULL, grow_reader, &ra[i]);
+  }
+  unsigned char buf[1024];
+  for (uint64_t k = 0; k < GROW_KEYS; k++) {
+    size_t len = fill_value(k, buf);
+    if (keel_cache_put(g.c, &k, sizeof k, buf, len) != KEEL_OK) atomic_store(&g.bad, 5);
+    atomic_store(&g.done, k + 1);
+  }
+  atomic_store(&g.stop, 1);
+  for (unsigned i = 0; i < 2; i++) pthread_join(r[i], NULL);
+  assert_int_equal(atomic_load(&g.bad), 0);
+  assert_true(atomic_load(&g.checked) > 0);
+  keel_cache_stats st;
+  keel_cache_get_stats(g.c, &st);
+  assert_int_equal(st.entries, GROW_KEYS);
+  assert_int_equal(st.evictions, 0);
+  keel_cache_destroy(g.c);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bound_and_integrity),
@@ -387,6 +477,7 @@ int main(void) {
       cmocka_unit_test(test_single_flight),
       cmocka_unit_test(test_readthrough_concurrent),
       cmocka_unit_test(test_more_threads_than_slots),
+      cmocka_unit_test(test_resize_under_readers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -149,7 +149,10 @@ KEEL_EXTERN const char *keel_cache_maintenance_name(keel_cache_maintenance m);
 
 /* Bytes charged per entry on top of its key and value (68): the entry
  * header, its share of the hash table, and the policy's per-entry record
- * and sketch counters. */
+ * and sketch counters. What a cache holds is more: fixed parts (reader
+ * slots, the adaptive policy's shadow caches), spare slots and rounding;
+ * `keel bench cache` reports it as held_overhead (92 per entry at 65,536
+ * entries of 8-byte keys and values, docs/PERFORMANCE.md). */
 KEEL_EXTERN size_t keel_cache_entry_overhead(void);
 
 /* ---- lifecycle ----------------------------------------------------------- */

@@ -198,8 +198,10 @@ static void usage(FILE *f) {
              "                        [--borrow yes|no] [--pin yes|no] [--maintenance auto|thread|caller]\n"
              "                        [--batch K]\n"
              "Warms up for S seconds (default 3), then prints one JSON line: ops_per_s (the median\n"
-             "of 5 intervals of S seconds) and hit_ratio. --batch K (read only, 1 to 1024) looks\n"
-             "keys up K at a time with keel_cache_read_many.\n");
+             "of 5 intervals of S seconds) and hit_ratio, with entry_overhead (bytes charged per\n"
+             "entry beyond key and value) and held_overhead (bytes the cache holds per entry\n"
+             "beyond them). --batch K (read only, 1 to 1024) looks keys up K at a time with\n"
+             "keel_cache_read_many.\n");
 }
 
 int keel_bench_cache(int argc, char **argv) {
@@ -321,12 +323,21 @@ int keel_bench_cache(int argc, char **argv) {
   double shadow = (double)(s1.policy_shadow_accesses - s0.policy_shadow_accesses) / lookups;
   /* Recorded lookups the policy never saw (lossy buffers), per lookup. */
   double dropped = (double)(s1.policy_dropped - s0.policy_dropped) / lookups;
+  /* What the cache really holds per entry beyond keys and values: every
+   * byte under its memory tag (entries, retired ones awaiting reclamation,
+   * tables, policy records, sketch and shadows, reader slots), less the
+   * keys and values (the charged bytes less the charged overhead), per
+   * entry. entry_overhead is what the byte bound charges instead. */
+  keel_mem_stats ms;
+  keel_mem_tag_stats(KEEL_MEM_CACHE, &ms);
+  uint64_t payload = s1.bytes - s1.entries * keel_cache_entry_overhead();
+  double held = s1.entries ? ((double)ms.current - (double)payload) / (double)s1.entries : 0;
   printf("{\"impl\":\"keel\",\"threads\":%llu,\"workload\":\"%s\",\"borrow\":%s,\"size\":%llu,\"policy\":\"%s\","
          "\"pin\":%s,\"maintenance\":\"%s\",\"batch\":%u,\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
-         "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"shards\":%llu,\"shadow_per_lookup\":%.3f,\"dropped_per_lookup\":%.3f}\n",
+         "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"held_overhead\":%.1f,\"shards\":%llu,\"shadow_per_lookup\":%.3f,\"dropped_per_lookup\":%.3f}\n",
          (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), pin ? "true" : "false", keel_cache_maintenance_name(maint), b.batch, rates[2],
          hr, per_cpu, (double)(ops1 - ops0) / per_cpu / wall, (unsigned long long)s1.entries, (unsigned long long)s1.bytes, keel_cache_entry_overhead(),
-         (unsigned long long)s1.shards, shadow, dropped);
+         held, (unsigned long long)s1.shards, shadow, dropped);
   keel_mem_free(w);
   keel_cache_destroy(b.cache);
   keel_mem_free(keys);
