@@ -81,7 +81,10 @@ KEEL_EXTERN void keel_policy_destroy(keel_policy_t *p);
 /* The canonical name (static string): "lru", "wtinylfu", "adaptive". */
 KEEL_EXTERN const char *keel_policy_name(const keel_policy_t *p);
 
-/* Raises the slot count to at least `slots`. KEEL_ENOMEM leaves p as it was. */
+/* Raises the slot count to at least `slots`. Call it when every slot is
+ * taken: the sketch then follows the residents, taken to be the slot count
+ * before the growth (half the new one when slots double). KEEL_ENOMEM leaves
+ * p as it was. */
 KEEL_EXTERN keel_status keel_policy_grow(keel_policy_t *p, uint32_t slots);
 KEEL_EXTERN uint32_t keel_policy_slots(const keel_policy_t *p);
 
