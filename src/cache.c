@@ -696,14 +696,30 @@ static keel_cache_value_t *table_find(shard *s, uint64_t h, const void *k, size_
   }
 }
 
+/* Appends v, of hash h, at the tail of its chain: an entry that stays
+ * (one the policy keeps because it is used) drifts toward the head as those
+ * linked before it are evicted, and the newcomers, most of which the policy
+ * soon evicts again, queue behind it, so a hit seldom walks past a
+ * neighbour (docs/PERFORMANCE.md, "Chain order"). */
 static void table_link_locked(shard *s, keel_cache_value_t *v, uint64_t h) {
   table *t = atomic_load_explicit(&s->tab, RLX);
-  _Atomic link_t *b = &t->b[h & t->mask];
-  link_t head = atomic_load_explicit(b, RLX);
-  atomic_store_explicit(&v->next, head, RLX);
-  /* release: the entry's header, key and value are written before it can
-   * be found. */
-  atomic_store_explicit(b, link_to(v, h, head), memory_order_release);
+  _Atomic link_t *pp = &t->b[h & t->mask];
+  link_t w;
+  while ((w = atomic_load_explicit(pp, RLX)) & LINK_MORE) pp = &link_ent(w)->next;
+  /* w: the link to the tail (a link without LINK_MORE leads to an entry
+   * without a successor), or 0 (an empty bucket, or a stale LINK_MORE led
+   * past the tail). */
+  atomic_store_explicit(&v->next, 0, RLX);
+  if (!w) {
+    /* release: the entry's header, key and value are written before it
+     * can be found. */
+    atomic_store_explicit(pp, link_to(v, h, 0), memory_order_release);
+    return;
+  }
+  /* release (both): the entry is written before the tail's `next` leads to
+   * it, and that before the link to the tail says there is more to walk. */
+  atomic_store_explicit(&link_ent(w)->next, link_to(v, h, 0), memory_order_release);
+  atomic_store_explicit(pp, w | LINK_MORE, memory_order_release);
 }
 
 /* Doubles the buckets when the count passes half of them (load factor
@@ -722,17 +738,31 @@ static void table_maybe_grow_locked(keel_cache_t *c, shard *s) {
   if (!nt) return; /* longer chains, still correct */
   nt->older = t;
   atomic_fetch_add_explicit(&s->rseq, 1, memory_order_acq_rel); /* odd */
+  /* An old chain splits in two (buckets i and i + old size), each keeping
+   * the chain's order (see table_link_locked). For each half: its last
+   * entry so far and the link that leads to it, which gets LINK_MORE when
+   * another follows. The new table is not yet published; the old chains'
+   * `next` words are rewritten in place, which rseq tells their readers. */
   for (uint64_t i = 0; i <= t->mask; i++) {
     link_t w = atomic_load_explicit(&t->b[i], RLX);
+    keel_cache_value_t *last[2] = {NULL, NULL};
+    _Atomic link_t *to_last[2] = {NULL, NULL};
     while (w) {
       keel_cache_value_t *v = link_ent(w);
       w = atomic_load_explicit(&v->next, RLX);
       uint64_t h = ent_rehash(c, v);
-      _Atomic link_t *b = &nt->b[h & nt->mask];
-      link_t head = atomic_load_explicit(b, RLX);
-      atomic_store_explicit(&v->next, head, memory_order_release);
-      atomic_store_explicit(b, link_to(v, h, head), RLX);
+      unsigned k = (h & nt->mask) != i;
+      _Atomic link_t *at = &nt->b[h & nt->mask];
+      if (last[k]) {
+        atomic_store_explicit(to_last[k], atomic_load_explicit(to_last[k], RLX) | LINK_MORE, RLX);
+        at = &last[k]->next;
+      }
+      atomic_store_explicit(at, link_to(v, h, 0), RLX);
+      to_last[k] = at;
+      last[k] = v;
     }
+    for (unsigned k = 0; k < 2; k++)
+      if (last[k]) atomic_store_explicit(&last[k]->next, 0, RLX);
   }
   atomic_store_explicit(&s->tab, nt, memory_order_release);
   atomic_fetch_add_explicit(&s->rseq, 1, memory_order_release); /* even */

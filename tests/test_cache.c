@@ -221,15 +221,21 @@ static void test_one_bucket_chain_tags(void **state) {
     snprintf(k, sizeof k, "key-%d", i);
     assert_int_equal(keel_cache_put(c, k, strlen(k), k + 4, strlen(k + 4)), KEEL_OK);
   }
-  /* Unlink the chain's tail (the first inserted), its head, and middles. */
+  /* Unlink the chain's head (the first inserted), its tail (key-63), and
+   * middles; then the new tail, whose predecessor's link still says more
+   * follows; then append behind that stale mark. */
   for (int i = 0; i < 64; i += 3) {
     snprintf(k, sizeof k, "key-%d", i);
     assert_int_equal(keel_cache_remove(c, k, strlen(k)), KEEL_OK);
   }
-  assert_int_equal(keel_cache_remove(c, "key-62", 6), KEEL_OK); /* the new head */
-  for (int i = 0; i < 64; i++) {
+  assert_int_equal(keel_cache_remove(c, "key-62", 6), KEEL_OK); /* the new tail */
+  for (int i = 64; i < 80; i++) {
     snprintf(k, sizeof k, "key-%d", i);
-    int gone = i % 3 == 0 || i == 62;
+    assert_int_equal(keel_cache_put(c, k, strlen(k), k + 4, strlen(k + 4)), KEEL_OK);
+  }
+  for (int i = 0; i < 80; i++) {
+    snprintf(k, sizeof k, "key-%d", i);
+    int gone = i < 64 && (i % 3 == 0 || i == 62);
     assert_int_equal(get_str(c, k, buf, sizeof buf), !gone);
     if (!gone) assert_string_equal(buf, k + 4);
   }
