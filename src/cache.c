@@ -158,9 +158,10 @@ typedef struct reader {
  * that entry's hash above, and LINK_MORE when the entry may have a
  * successor. A lookup compares tags before it touches an entry, so a miss
  * or a chain neighbour costs no load of an entry that is not the key's.
- * LINK_MORE is conservative: an unlink leaves its predecessor's bit set
- * (one needless load, never a missed entry); a set-to-clear never happens
- * to a published link except by replacing it whole. */
+ * LINK_MORE is set, under the lock, only after the successor is linked,
+ * and cleared only after the successor is gone (an unlink of a chain's
+ * tail clears its predecessor's): a reader that sees it clear misses only
+ * what was linked after its load. */
 typedef uint64_t link_t;
 #define LINK_PTR ((1ull << 48) - 1)
 #define LINK_MORE (1ull << 48)
@@ -663,12 +664,20 @@ static inline __attribute__((always_inline)) keel_cache_value_t *table_find1(sha
  * most 2^32 buckets). */
 static void table_unlink_locked(shard *s, keel_cache_value_t *v, uint64_t h) {
   table *t = atomic_load_explicit(&s->tab, RLX);
-  _Atomic link_t *pp = &t->b[h & t->mask];
+  _Atomic link_t *pp = &t->b[h & t->mask], *to_prev = NULL;
   link_t w;
-  while (link_ent(w = atomic_load_explicit(pp, RLX)) != v) pp = &link_ent(w)->next;
-  /* Readers standing on v keep following v->next, which stays intact. The
-   * predecessor's LINK_MORE may now be stale: harmless (see link_t). */
-  atomic_store_explicit(pp, atomic_load_explicit(&v->next, RLX), memory_order_release);
+  while (link_ent(w = atomic_load_explicit(pp, RLX)) != v) {
+    to_prev = pp;
+    pp = &link_ent(w)->next;
+  }
+  /* Readers standing on v keep following v->next, which stays intact. */
+  link_t next = atomic_load_explicit(&v->next, RLX);
+  atomic_store_explicit(pp, next, memory_order_release);
+  /* v was the tail: its predecessor has no successor any more, and a miss
+   * that stops on its tag need not load it to learn that (in a cache that
+   * evicts steadily, stale marks had piled up on most chains). */
+  if (!next && to_prev)
+    atomic_store_explicit(to_prev, atomic_load_explicit(to_prev, RLX) & ~LINK_MORE, memory_order_release);
 }
 
 
@@ -707,8 +716,7 @@ static void table_link_locked(shard *s, keel_cache_value_t *v, uint64_t h) {
   link_t w;
   while ((w = atomic_load_explicit(pp, RLX)) & LINK_MORE) pp = &link_ent(w)->next;
   /* w: the link to the tail (a link without LINK_MORE leads to an entry
-   * without a successor), or 0 (an empty bucket, or a stale LINK_MORE led
-   * past the tail). */
+   * without a successor), or 0: an empty bucket. */
   atomic_store_explicit(&v->next, 0, RLX);
   if (!w) {
     /* release: the entry's header, key and value are written before it
