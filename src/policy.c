@@ -584,7 +584,8 @@ uint32_t keel_policy_evict(keel_policy_t *p) {
 struct keel_policy_sim {
   keel_policy_t *p;
   keel_mem_tag tag;
-  uint64_t *keys;   /* open addressing, linear probing; 0 = empty */
+  uint64_t *keys;   /* open addressing, linear probing, at most 3/4 full (the adaptive policy
+                     * keeps 72 small maps per cache: memory counts); 0 = empty */
   uint32_t *slot;   /* slot of keys[i] */
   uint32_t mask;    /* map size - 1 */
   uint32_t count;
@@ -658,7 +659,7 @@ keel_status keel_policy_sim_create(const keel_policy_options *opt, keel_policy_s
   uint64_t slots = opt->capacity + 2;
   o.slots = (uint32_t)(slots > 1024 * 1024 ? 1024 * 1024 : slots);
   keel_status st = keel_policy_create(&o, &s->p);
-  if (st == KEEL_OK) st = map_resize(s, pow2_at_least(2 * (uint64_t)o.slots));
+  if (st == KEEL_OK) st = map_resize(s, pow2_at_least((uint64_t)o.slots * 4 / 3 + 1));
   if (st == KEEL_OK) {
     s->free = keel_mem_alloc(s->tag, (size_t)o.slots * 4);
     s->slot_key = keel_mem_alloc(s->tag, (size_t)o.slots * 8);
@@ -708,7 +709,7 @@ int keel_policy_sim_access(keel_policy_sim_t *s, uint64_t h, uint32_t weight) {
     return 1;
   }
   if (!s->nfree && sim_more_slots(s) != KEEL_OK) return KEEL_ENOMEM;
-  if ((uint64_t)(s->count + 1) * 2 > (uint64_t)s->mask + 1 &&
+  if ((uint64_t)(s->count + 1) * 4 > 3 * ((uint64_t)s->mask + 1) &&
       map_resize(s, (s->mask + 1) * 2) != KEEL_OK)
     return KEEL_ENOMEM;
   uint32_t slot = s->free[--s->nfree];
