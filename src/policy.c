@@ -585,7 +585,7 @@ struct keel_policy_sim {
   keel_policy_t *p;
   keel_mem_tag tag;
   uint64_t *keys;   /* open addressing, linear probing, at most 3/4 full (the adaptive policy
-                     * keeps 72 small maps per cache: memory counts); 0 = empty */
+                     * keeps 18 small maps per shard: memory counts); 0 = empty */
   uint32_t *slot;   /* slot of keys[i] */
   uint32_t mask;    /* map size - 1 */
   uint32_t count;
