@@ -75,8 +75,9 @@
  * without the lock before they sleep (spin_until).
  *
  * Guards: a shard's `lock` guards its table's structure, the policy
- * (and the free slots in it), limbo lists, pending list and the bytes/entries
- * counters (which readers of statistics read with relaxed loads). Lock
+ * (and the free slots in it), limbo lists, pending list and the shard's
+ * counters (bytes, entries, loads, evictions...: written with plain relaxed
+ * stores by the holder, read with relaxed loads by statistics). Lock
  * order: one shard lock at a time, except that a drain by an inserter
  * holding one may *try* another (never waits); the maintenance thread
  * holds no lock when it waits for one; the removal callback runs under a
@@ -243,6 +244,13 @@ static inline shard *shard_of(keel_cache_t *c, uint64_t h) {
 #define RLX memory_order_relaxed
 
 static inline void add(_Atomic uint64_t *x, uint64_t n) { atomic_fetch_add_explicit(x, n, RLX); }
+/* The same for a shard's counters, which only its lock's holder writes: a
+ * relaxed load and store, no locked instruction (an insert that evicts
+ * updated six counters, each a full barrier on x86). Readers of
+ * statistics load them relaxed. */
+static inline void add_locked(_Atomic uint64_t *x, uint64_t n) {
+  atomic_store_explicit(x, atomic_load_explicit(x, RLX) + n, RLX);
+}
 
 static const char *const maintenance_names[] = {"auto", "thread", "caller"};
 
@@ -917,13 +925,13 @@ static void unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint
                           int in_policy) {
   if (in_policy) keel_policy_remove(s->pol, ent_slot(v));
   table_unlink_locked(s, v, h);
-  atomic_fetch_sub_explicit(&s->bytes, ent_charge(v), RLX);
-  atomic_fetch_sub_explicit(&s->entries, 1, RLX);
+  add_locked(&s->bytes, -ent_charge(v));
+  add_locked(&s->entries, (uint64_t)-1);
   switch (cause) {
-  case KEEL_CACHE_EVICTED: add(&s->evictions, 1); break;
-  case KEEL_CACHE_EXPIRED: add(&s->expirations, 1); break;
-  case KEEL_CACHE_REMOVED: add(&s->removals, 1); break;
-  case KEEL_CACHE_REPLACED: add(&s->replacements, 1); break;
+  case KEEL_CACHE_EVICTED: add_locked(&s->evictions, 1); break;
+  case KEEL_CACHE_EXPIRED: add_locked(&s->expirations, 1); break;
+  case KEEL_CACHE_REMOVED: add_locked(&s->removals, 1); break;
+  case KEEL_CACHE_REPLACED: add_locked(&s->replacements, 1); break;
   }
   notify(c, v, cause);
   retire_locked(c, s, v);
@@ -1045,17 +1053,17 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
   }
   if (seen) keel_policy_insert(s->pol, ent_slot(v), (uint32_t)h, (uint32_t)charge);
   else keel_policy_insert_unseen(s->pol, ent_slot(v), (uint32_t)h, (uint32_t)charge);
-  add(&s->puts, 1);
+  add_locked(&s->puts, 1);
   if (!make_room_locked(c, s, v)) {
     /* Refused by admission: counted and reported as an eviction. */
     slot_free_locked(s, ent_slot(v));
-    add(&s->evictions, 1);
+    add_locked(&s->evictions, 1);
     notify(c, v, KEEL_CACHE_EVICTED);
     return KEEL_OK;
   }
   atomic_fetch_add_explicit(&v->refs, 1, RLX); /* the cache's reference */
-  add(&s->bytes, charge);
-  add(&s->entries, 1);
+  add_locked(&s->bytes, charge);
+  add_locked(&s->entries, 1);
   table_link_locked(s, v, h);
   table_maybe_grow_locked(c, s);
   return KEEL_OK;
@@ -1364,10 +1372,10 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   victim[0] = keel_policy_prefetch(s->pol, (uint32_t)h, &victim[1]);
   for (int i = 0; i < 2; i++)
     prefetch_victim(s, victim[i], 0);
+  add_locked(&s->loads, 1);
   shard_unlock(s);
 
   keel_cache_load_t ld = {c, key, klen, h, NULL, 0};
-  add(&s->loads, 1);
   keel_status st = loader(ctx, key, klen, &ld);
   if (st == KEEL_OK && !ld.v && !keel_cache_load_alloc(&ld, 0)) st = KEEL_ENOMEM;
 
@@ -1379,7 +1387,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
     if (!ld.nocache) (void)insert_locked(c, s, ld.v, h, victim); /* ELIMIT/ENOMEM: returned uncached */
     me.value = ld.v;
   } else {
-    add(&s->load_errors, 1);
+    add_locked(&s->load_errors, 1);
     if (ld.v) ent_unref(ld.v);
     ld.v = NULL;
     keel_cache_value_t *neg = c->neg_ttl ? ent_alloc(c, key, klen, 0) : NULL;
