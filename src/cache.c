@@ -713,29 +713,36 @@ static keel_cache_value_t *table_find(shard *s, uint64_t h, const void *k, size_
   }
 }
 
+/* Links v, of hash h, behind the entry that *to_tail leads to (into
+ * *to_tail itself when it is 0: an empty bucket) and returns the link that
+ * now leads to v. Release stores: v is written before the tail's `next`
+ * leads to it, and that before the link to the tail says there is more to
+ * walk. v's own `next` becomes 0 (a resize reads it first). */
+static _Atomic link_t *chain_append_locked(_Atomic link_t *to_tail, keel_cache_value_t *v, uint64_t h) {
+  link_t w = atomic_load_explicit(to_tail, RLX);
+  atomic_store_explicit(&v->next, 0, RLX);
+  if (!w) {
+    atomic_store_explicit(to_tail, link_to(v, h, 0), memory_order_release);
+    return to_tail;
+  }
+  _Atomic link_t *at = &link_ent(w)->next;
+  atomic_store_explicit(at, link_to(v, h, 0), memory_order_release);
+  atomic_store_explicit(to_tail, w | LINK_MORE, memory_order_release);
+  return at;
+}
+
 /* Appends v, of hash h, at the tail of its chain: an entry that stays
  * (one the policy keeps because it is used) drifts toward the head as those
  * linked before it are evicted, and the newcomers, most of which the policy
  * soon evicts again, queue behind it, so a hit seldom walks past a
- * neighbour (docs/PERFORMANCE.md, "Chain order"). */
+ * neighbour (docs/PERFORMANCE.md, "Chain order"). A link without LINK_MORE
+ * leads to the tail. */
 static void table_link_locked(shard *s, keel_cache_value_t *v, uint64_t h) {
   table *t = atomic_load_explicit(&s->tab, RLX);
   _Atomic link_t *pp = &t->b[h & t->mask];
   link_t w;
   while ((w = atomic_load_explicit(pp, RLX)) & LINK_MORE) pp = &link_ent(w)->next;
-  /* w: the link to the tail (a link without LINK_MORE leads to an entry
-   * without a successor), or 0: an empty bucket. */
-  atomic_store_explicit(&v->next, 0, RLX);
-  if (!w) {
-    /* release: the entry's header, key and value are written before it
-     * can be found. */
-    atomic_store_explicit(pp, link_to(v, h, 0), memory_order_release);
-    return;
-  }
-  /* release (both): the entry is written before the tail's `next` leads to
-   * it, and that before the link to the tail says there is more to walk. */
-  atomic_store_explicit(&link_ent(w)->next, link_to(v, h, 0), memory_order_release);
-  atomic_store_explicit(pp, w | LINK_MORE, memory_order_release);
+  (void)chain_append_locked(pp, v, h);
 }
 
 /* Doubles the buckets when the count passes half of them (load factor
@@ -755,30 +762,20 @@ static void table_maybe_grow_locked(keel_cache_t *c, shard *s) {
   nt->older = t;
   atomic_fetch_add_explicit(&s->rseq, 1, memory_order_acq_rel); /* odd */
   /* An old chain splits in two (buckets i and i + old size), each keeping
-   * the chain's order (see table_link_locked). For each half: its last
-   * entry so far and the link that leads to it, which gets LINK_MORE when
-   * another follows. The new table is not yet published; the old chains'
-   * `next` words are rewritten in place, which rseq tells their readers. */
+   * the chain's order (see table_link_locked); to_tail[k] is the link to
+   * half k's last entry so far. The new table is not yet published; the
+   * old chains' `next` words are rewritten in place, which rseq tells their
+   * readers. */
   for (uint64_t i = 0; i <= t->mask; i++) {
     link_t w = atomic_load_explicit(&t->b[i], RLX);
-    keel_cache_value_t *last[2] = {NULL, NULL};
-    _Atomic link_t *to_last[2] = {NULL, NULL};
+    _Atomic link_t *to_tail[2] = {&nt->b[i], &nt->b[i + t->mask + 1]};
     while (w) {
       keel_cache_value_t *v = link_ent(w);
       w = atomic_load_explicit(&v->next, RLX);
       uint64_t h = ent_rehash(c, v);
       unsigned k = (h & nt->mask) != i;
-      _Atomic link_t *at = &nt->b[h & nt->mask];
-      if (last[k]) {
-        atomic_store_explicit(to_last[k], atomic_load_explicit(to_last[k], RLX) | LINK_MORE, RLX);
-        at = &last[k]->next;
-      }
-      atomic_store_explicit(at, link_to(v, h, 0), RLX);
-      to_last[k] = at;
-      last[k] = v;
+      to_tail[k] = chain_append_locked(to_tail[k], v, h);
     }
-    for (unsigned k = 0; k < 2; k++)
-      if (last[k]) atomic_store_explicit(&last[k]->next, 0, RLX);
   }
   atomic_store_explicit(&s->tab, nt, memory_order_release);
   atomic_fetch_add_explicit(&s->rseq, 1, memory_order_release); /* even */

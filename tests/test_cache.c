@@ -222,8 +222,9 @@ static void test_one_bucket_chain_tags(void **state) {
     assert_int_equal(keel_cache_put(c, k, strlen(k), k + 4, strlen(k + 4)), KEEL_OK);
   }
   /* Unlink the chain's head (the first inserted), its tail (key-63), and
-   * middles; then the new tail, whose predecessor's link must stop saying
-   * that more follows; then append behind it. */
+   * middles; then the new tail (its predecessor becomes the tail, and its
+   * link's more-mark is cleared); then append behind that tail: every key
+   * still linked, old or new, must be found. */
   for (int i = 0; i < 64; i += 3) {
     snprintf(k, sizeof k, "key-%d", i);
     assert_int_equal(keel_cache_remove(c, k, strlen(k)), KEEL_OK);
