@@ -195,11 +195,15 @@ struct keel_cache_load {
   int nocache;
 };
 
+/* The two fields every lookup reads come first, on a cache line of their
+ * own: a line shared with the lock or with fields writers change (free
+ * list, limbo heads) would be taken from the reading cores by every insert
+ * and eviction of another core. */
 typedef struct shard {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
   _Atomic(table *) tab;
   _Atomic uint64_t rseq;              /* odd while a resize relinks entries */
+  pthread_mutex_t lock __attribute__((aligned(64)));
+  pthread_cond_t cond;
   keel_policy_t *pol;                 /* under lock; also keeps the free and limbo lists (spare room) */
   uint32_t free_head, nslots;         /* free list head (KEEL_POLICY_NONE: empty); the policy's slots */
   uint32_t limbo[4];                  /* under lock: heads of the retired slots, by epoch mod 4 */
@@ -215,14 +219,16 @@ typedef struct shard {
 
 struct keel_cache {
   reader rd[NREADERS];                /* 64-byte aligned (see create) */
-  void *raw;                          /* the allocation c lives in */
+  /* Written as the cache runs, so on a line apart from the read-mostly
+   * fields below, which every lookup reads. */
   _Atomic uint64_t epoch;
+  _Atomic uint64_t drain_dropped;     /* recorded lookups a drain dropped (shard busy) */
+  void *raw __attribute__((aligned(64))); /* the allocation c lives in */
   keel_mem_tag tag;
   uint64_t seed;
   uint64_t ttl, neg_ttl;
   uint32_t record_mask;               /* 0: record every lookup (see record) */
   keel_worker_t *worker;              /* drains the rings; NULL: callers do (MAINTAIN_CALLER) */
-  _Atomic uint64_t drain_dropped;     /* recorded lookups a drain dropped (shard busy) */
   unsigned nshards;                   /* a power of two */
   keel_cache_removal_fn on_removal;
   void *removal_ud;
