@@ -25,7 +25,11 @@
  *    giving way to a writer that comes meanwhile. A lookup pays for the
  *    append only, so small caches, whose policy work per lookup is large
  *    (shadow replays), read as fast as large ones; the policy sees what the
- *    thread keeps up with, as in Caffeine (stats: policy_dropped);
+ *    thread keeps up with, as in Caffeine (stats: policy_dropped). In these
+ *    caches the thread also replays the adaptive policy's shadows, without
+ *    a lock (deferred shadows, keel/policy.h): policy calls under the shard
+ *    lock only queue a sampled request, so a miss's insert does not replay
+ *    it into 18 shadows on the caller's thread;
  *  - without it (larger caches, or KEEL_CACHE_MAINTAIN_CALLER), the looking-up thread every 32
  *    items, each item if no writer waits for its shard's lock and a
  *    trylock succeeds, else dropped;
@@ -104,6 +108,7 @@
 #define NREADERS 32    /* reader slots (threads hash onto them) */
 #define RING 256       /* read buffer: a ring of recorded lookups per reader slot */
 #define TAKE 64        /* a drain takes at most this many items */
+#define DEFER_TAKE 512 /* the maintenance thread replays at most this many deferred requests per shard and round */
 #define RBATCH 32      /* recorded lookups that make a drain (or a kick of the worker) */
 #define LIMBO_BATCH 64 /* try to advance the epoch after this many retirements */
 #define NSHARDS_MAX 16
@@ -881,6 +886,8 @@ static size_t maintain(void *ud, int last) {
       n += got;
     }
   }
+  /* The shadows, outside the shards' locks: they are this thread's. */
+  for (unsigned i = 0; i < c->nshards; i++) n += keel_policy_replay_deferred(c->sh[i].pol, DEFER_TAKE);
   return n;
 }
 
@@ -1057,6 +1064,7 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
   if (seen) keel_policy_insert(s->pol, ent_slot(v), (uint32_t)h, (uint32_t)charge);
   else keel_policy_insert_unseen(s->pol, ent_slot(v), (uint32_t)h, (uint32_t)charge);
   add_locked(&s->puts, 1);
+  if (c->worker && keel_policy_deferred(s->pol) >= RBATCH) keel__worker_kick(c->worker); /* shadows to replay */
   if (!make_room_locked(c, s, v)) {
     /* Refused by admission: counted and reported as an eviction. */
     slot_free_locked(s, ent_slot(v));
@@ -1114,8 +1122,10 @@ static uint64_t share_of(uint64_t total, unsigned n, unsigned i) {
   return total / n + (i == 0 ? total % n : 0);
 }
 
+/* `threaded`: the cache will have a maintenance thread, which then replays
+ * the adaptive policy's shadows (deferred shadows). */
 static keel_status shard_init(keel_cache_t *c, shard *s, const keel_cache_options *opt, unsigned i,
-                              uint64_t hint) {
+                              uint64_t hint, int threaded) {
   uint64_t maxb = share_of(opt->max_bytes, c->nshards, i);
   s->free_head = KEEL_POLICY_NONE;
   s->rng = (c->seed + i) | 1; /* xorshift: any state but 0 */
@@ -1123,7 +1133,8 @@ static keel_status shard_init(keel_cache_t *c, shard *s, const keel_cache_option
   atomic_init(&s->max_bytes, maxb);
   atomic_init(&s->max_entries, opt->max_entries ? share_of(opt->max_entries, c->nshards, i) : 0);
   uint64_t h = hint / c->nshards;
-  keel_policy_options po = {sizeof po, opt->policy, maxb, 64, c->seed + i, c->tag, h ? h : 1, c->nshards};
+  keel_policy_options po = {sizeof po, opt->policy, maxb, 64, c->seed + i, c->tag, h ? h : 1, c->nshards,
+                            (uint32_t)threaded};
   keel_status st = keel_policy_create(&po, &s->pol);
   if (st != KEEL_OK) return st;
   table *t = table_new(c->tag, 64);
@@ -1193,12 +1204,14 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
   atomic_init(&c->max_bytes, opt->max_bytes);
   atomic_init(&c->max_entries, opt->max_entries);
   c->record_mask = hint <= RECORD_ALL ? 0 : hint <= 2 * RECORD_ALL ? 3 : 15;
+  int threaded = opt->maintenance == KEEL_CACHE_MAINTAIN_THREAD ||
+                 (opt->maintenance == KEEL_CACHE_MAINTAIN_AUTO && !c->record_mask);
   keel_status st = KEEL_OK;
   unsigned made = 0;
-  for (; made < n && st == KEEL_OK; made++) st = shard_init(c, &c->sh[made], opt, made, hint);
+  for (; made < n && st == KEEL_OK; made++) st = shard_init(c, &c->sh[made], opt, made, hint, threaded);
   int whole = made; /* shards with their lock */
   if (st != KEEL_OK) whole = made - 1; /* the failed one has none (lock_init is its last step that can fail) */
-  else if (opt->maintenance == KEEL_CACHE_MAINTAIN_THREAD || (opt->maintenance == KEEL_CACHE_MAINTAIN_AUTO && !c->record_mask))
+  else if (threaded)
     st = keel__worker_create(c->tag, maintain, c, RBATCH, &c->worker);
   if (st != KEEL_OK) {
     for (unsigned i = 0; i < made; i++) shard_free(&c->sh[i], (int)i < whole);
@@ -1590,6 +1603,7 @@ void keel_cache_get_stats(keel_cache_t *c, keel_cache_stats *out) {
     out->policy_rejected += ps.rejected;
     out->policy_adaptations += ps.adaptations;
     out->policy_shadow_accesses += ps.shadow_accesses;
+    out->policy_shadow_dropped += ps.shadow_dropped;
     share += ps.window_share;
   }
   out->policy_window_share = share / c->nshards;

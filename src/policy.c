@@ -41,6 +41,12 @@
  * work: 18/S shadow accesses per request, at most 18/64 from 4,096 entries
  * up, but 4.5 at 500 entries, 9 at 64-255 and 18 below 64, where it
  * dominates the cost of a lookup (docs/PERFORMANCE.md, "By cache size").
+ * So a policy may defer its shadows (options.defer_shadows: the cache does
+ * where it has a maintenance thread): the owner then only queues each
+ * sampled request, another thread replays the queue into the shadows
+ * (keel_policy_replay_deferred) and says which shadow leads, and the owner
+ * adopts that at its next sampled request. A full queue drops requests
+ * (counted): the shadows then judge on a sample in time as well as in keys.
  *
  * Weights: every list knows its total weight; the cache passes bytes, sim
  * passes 1. The caller evicts while the total exceeds the capacity. */
@@ -97,6 +103,23 @@ typedef struct sketch {
   uint64_t entries;   /* the entry count the sketch is sized for */
 } sketch;
 
+/* Deferred shadows: the owner queues sampled requests here (a ring written
+ * by the owner, which its caller serializes, and read by one replayer
+ * thread at a time); the replayer owns the shadows, their scores and the
+ * period count, and says which shadow to follow in `chosen`, which the
+ * owner adopts at its next sampled request. `capacity`, `count` and `used`
+ * are the owner's as of its last queued request (they size the shadows for
+ * weighted residents). */
+#define DEFER_RING 4096
+typedef struct deferq {
+  _Atomic uint32_t tail;               /* written by the owner */
+  _Atomic uint64_t capacity, count, used; /* written by the owner */
+  char apart[64];                      /* the two sides' fields on different cache lines */
+  _Atomic uint32_t head;               /* written by the replayer */
+  _Atomic uint32_t chosen;             /* written by the replayer */
+  uint32_t h[DEFER_RING];
+} deferq;
+
 struct keel_policy {
   int kind;
   int adaptive;
@@ -109,7 +132,7 @@ struct keel_policy {
   uint64_t window_cap;      /* share x capacity */
   sketch sk;
   struct {                  /* written by the owner, read by anyone (keel_policy_get_stats) */
-    _Atomic uint64_t admitted, rejected, adaptations, shadow_accesses;
+    _Atomic uint64_t admitted, rejected, adaptations, shadow_accesses, shadow_dropped;
     _Atomic double window_share;
   } st;
   /* adaptive only */
@@ -120,6 +143,7 @@ struct keel_policy {
   uint64_t sample_mask;     /* a request is sampled when (mix & mask) == 0 */
   uint64_t period_len, period_seen;
   uint64_t seed;
+  deferq *dq;               /* deferred shadows (options.defer_shadows), else NULL */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -315,7 +339,7 @@ static keel_status adaptive_init(keel_policy_t *p, uint64_t entries, uint32_t pa
   while (s < SHADOW_SAMPLE && entries / (s * 2) >= (s == 1 ? SHADOW_ENTRIES_TINY : SHADOW_ENTRIES_MIN)) s *= 2;
   p->sample_mask = s - 1;
   for (unsigned i = 0; i < NSHADOW; i++) {
-    keel_policy_options o = {sizeof o, "wtinylfu", entries / s, 0, p->seed + i + 1, p->tag, 0, 1};
+    keel_policy_options o = {sizeof o, "wtinylfu", entries / s, 0, p->seed + i + 1, p->tag, 0, 1, 0};
     if (o.capacity == 0) o.capacity = 1;
     keel_status st = keel_policy_sim_create(&o, &p->shadow[i]);
     if (st != KEEL_OK) return st;
@@ -351,6 +375,13 @@ keel_status keel_policy_create(const keel_policy_options *opt, keel_policy_t **o
   uint32_t parts = opt->size >= offsetof(keel_policy_options, partitions) + sizeof opt->partitions ? opt->partitions : 1;
   if (st == KEEL_OK && adaptive)
     st = adaptive_init(p, opt->entries_hint ? opt->entries_hint : opt->capacity, parts);
+  int defer = opt->size >= offsetof(keel_policy_options, defer_shadows) + sizeof opt->defer_shadows &&
+              opt->defer_shadows;
+  if (st == KEEL_OK && adaptive && defer) {
+    p->dq = keel_mem_calloc(p->tag, 1, sizeof *p->dq);
+    if (!p->dq) st = KEEL_ENOMEM;
+    else atomic_init(&p->dq->chosen, p->best);
+  }
   if (st != KEEL_OK) {
     keel_policy_destroy(p);
     return st;
@@ -362,6 +393,7 @@ keel_status keel_policy_create(const keel_policy_options *opt, keel_policy_t **o
 void keel_policy_destroy(keel_policy_t *p) {
   if (!p) return;
   for (unsigned i = 0; i < NSHADOW; i++) keel_policy_sim_destroy(p->shadow[i]);
+  keel_mem_free(p->dq);
   keel_mem_free(p->sk.w);
   free_arrays(p);
   keel_mem_free(p);
@@ -389,28 +421,41 @@ void keel_policy_get_stats(const keel_policy_t *p, keel_policy_stats *out) {
   out->rejected = atomic_load_explicit(&p->st.rejected, memory_order_relaxed);
   out->adaptations = atomic_load_explicit(&p->st.adaptations, memory_order_relaxed);
   out->shadow_accesses = atomic_load_explicit(&p->st.shadow_accesses, memory_order_relaxed);
+  out->shadow_dropped = atomic_load_explicit(&p->st.shadow_dropped, memory_order_relaxed);
   out->window_share = atomic_load_explicit(&p->st.window_share, memory_order_relaxed);
 }
 
 /* ---- adaptation ------------------------------------------------------------- */
 
-/* Feeds one request to the shadows (when sampled) and closes a period when
- * it is due. */
-static void adaptive_observe(keel_policy_t *p, uint32_t h) {
-  if ((mix64(h ^ p->seed) >> 20 & p->sample_mask) != 0) return;
+/* Makes shadow `best` the one the policy follows: its window share, and its
+ * sketch aging period. The owner's state. */
+static void adopt(keel_policy_t *p, unsigned best) {
+  p->best = best;
+  bump(&p->st.adaptations, 1);
+  set_share(p, shadow_share[best % NSHARE]);
+  p->sk.period = (uint64_t)(shadow_period[best / NSHARE] * (double)p->sk.entries);
+}
+
+/* Replays one sampled request into the shadows and closes a period when it
+ * is due; returns the shadow to follow (`incumbent` unless another beat it).
+ * `capacity`, `count` and `used`: the policy's, and its residents' count and
+ * weight. Touches the
+ * shadows and scores only: the owner's thread, or the replayer's with
+ * deferred shadows. */
+static unsigned shadows_replay(keel_policy_t *p, uint32_t h, unsigned incumbent, uint64_t capacity, uint64_t count,
+                               uint64_t used) {
   bump(&p->st.shadow_accesses, NSHADOW);
   for (unsigned i = 0; i < NSHADOW; i++)
     if (keel_policy_sim_access(p->shadow[i], h, 1) == 1) p->shadow_hits[i]++;
-  if (++p->period_seen < p->period_len) return;
+  if (++p->period_seen < p->period_len) return incumbent;
   p->period_seen = 0;
-  uint64_t count = p->q[0].count + p->q[1].count + p->q[2].count;
-  if (count && p->used && p->used != count) {
-    uint64_t est = (uint64_t)((double)p->capacity * (double)count / (double)p->used);
+  if (count && used && used != count) {
+    uint64_t est = (uint64_t)((double)capacity * (double)count / (double)used);
     uint64_t cap = est / (p->sample_mask + 1);
     for (unsigned i = 0; i < NSHADOW; i++)
       keel_policy_set_capacity(keel_policy_sim_policy(p->shadow[i]), cap ? cap : 1);
   }
-  unsigned best = p->best;
+  unsigned best = incumbent;
   for (unsigned i = 0; i < NSHADOW; i++) {
     p->score[i] = SCORE_DECAY * p->score[i] + (double)p->shadow_hits[i];
     p->shadow_hits[i] = 0;
@@ -421,14 +466,60 @@ static void adaptive_observe(keel_policy_t *p, uint32_t h) {
    * its own noise (hits are counts: about one standard deviation, the
    * square root): shadows that are equally good would otherwise trade
    * places by chance, and every switch costs the main cache a drift. */
-  if (best != p->best && p->score[best] - p->score[p->best] <= SWITCH_MARGIN * sqrt(p->score[p->best]))
-    best = p->best;
-  if (best != p->best) {
-    p->best = best;
-    bump(&p->st.adaptations, 1);
-    set_share(p, shadow_share[best % NSHARE]);
-    p->sk.period = (uint64_t)(shadow_period[best / NSHARE] * (double)p->sk.entries);
+  if (best != incumbent && p->score[best] - p->score[incumbent] <= SWITCH_MARGIN * sqrt(p->score[incumbent]))
+    best = incumbent;
+  return best;
+}
+
+/* Feeds one request to the shadows (when sampled) and closes a period when
+ * it is due; with deferred shadows, queues it for the replayer instead
+ * (dropped when the queue is full) and adopts what the replayer chose. */
+static void adaptive_observe(keel_policy_t *p, uint32_t h) {
+  if ((mix64(h ^ p->seed) >> 20 & p->sample_mask) != 0) return;
+  uint64_t count = p->q[0].count + p->q[1].count + p->q[2].count;
+  if (p->dq) {
+    unsigned chosen = atomic_load_explicit(&p->dq->chosen, memory_order_relaxed);
+    if (chosen != p->best) adopt(p, chosen);
+    deferq *q = p->dq;
+    atomic_store_explicit(&q->count, count, memory_order_relaxed);
+    atomic_store_explicit(&q->used, p->used, memory_order_relaxed);
+    atomic_store_explicit(&q->capacity, p->capacity, memory_order_relaxed);
+    uint32_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    if (t - atomic_load_explicit(&q->head, memory_order_acquire) >= DEFER_RING) {
+      bump(&p->st.shadow_dropped, 1);
+      return;
+    }
+    q->h[t % DEFER_RING] = h;
+    atomic_store_explicit(&q->tail, t + 1, memory_order_release); /* h before the tail */
+    return;
   }
+  unsigned best = shadows_replay(p, h, p->best, p->capacity, count, p->used);
+  if (best != p->best) adopt(p, best);
+}
+
+size_t keel_policy_deferred(const keel_policy_t *p) {
+  if (!p->dq) return 0;
+  return atomic_load_explicit(&p->dq->tail, memory_order_relaxed) - atomic_load_explicit(&p->dq->head, memory_order_relaxed);
+}
+
+size_t keel_policy_replay_deferred(keel_policy_t *p, size_t max) {
+  deferq *q = p->dq;
+  if (!q) return 0;
+  uint32_t hd = atomic_load_explicit(&q->head, memory_order_relaxed);
+  uint32_t t = atomic_load_explicit(&q->tail, memory_order_acquire); /* the hashes before it are written */
+  size_t n = 0;
+  unsigned chosen = atomic_load_explicit(&q->chosen, memory_order_relaxed);
+  uint64_t count = atomic_load_explicit(&q->count, memory_order_relaxed);
+  uint64_t used = atomic_load_explicit(&q->used, memory_order_relaxed);
+  uint64_t capacity = atomic_load_explicit(&q->capacity, memory_order_relaxed);
+  for (; hd != t && n < max; hd++, n++) {
+    chosen = shadows_replay(p, q->h[hd % DEFER_RING], chosen, capacity, count, used);
+    /* release: the slot is read before the owner may write it again. */
+    if ((n & 63) == 63) atomic_store_explicit(&q->head, hd + 1, memory_order_release);
+  }
+  atomic_store_explicit(&q->head, hd, memory_order_release);
+  atomic_store_explicit(&q->chosen, chosen, memory_order_relaxed);
+  return n;
 }
 
 /* ---- operations ----------------------------------------------------------- */

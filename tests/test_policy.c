@@ -2,8 +2,8 @@
  * W-TinyLFU's scan resistance, the adaptive default beating LRU on a loop
  * and matching it on recency-friendly traffic, determinism for a seed,
  * weights, names, the adaptive policy's bounded shadow work and its
- * refusal to switch on noise, inserts that count no access, and OOM sweeps
- * of creation. */
+ * refusal to switch on noise, deferred shadows, inserts that count no
+ * access, and OOM sweeps of creation. */
 #include <string.h>
 
 #include "keel/policy.h"
@@ -135,6 +135,8 @@ static uint64_t replay(keel_policy_sim_t *s, uint64_t n, int64_t (*key)(uint64_t
   return hits;
 }
 
+static int64_t wide_key(uint64_t i) { return (int64_t)(i * 7919 % 100003); }
+
 static int64_t loop_key(uint64_t i) { return (int64_t)(i % 300); }
 
 /* Hot keys 0..49 every other request, a never-repeating scan in between. */
@@ -173,14 +175,74 @@ static void test_loop_and_scan(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* Deferred shadows (a cache's maintenance thread replays them): requests
+ * wait in the queue until keel_policy_replay_deferred, a full queue drops
+ * them and counts them, and a policy whose replays keep up replays what
+ * one that replays at once does, and adapts as it does: it keeps part of
+ * a loop that LRU never hits. */
+static void test_deferred_shadows(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  keel_policy_options o = opts("default", 100);
+  keel_policy_sim_t *now, *later;
+  assert_int_equal(keel_policy_sim_create(&o, &now), KEEL_OK);
+  o.defer_shadows = 1;
+  assert_int_equal(keel_policy_sim_create(&o, &later), KEEL_OK);
+  keel_policy_t *p = keel_policy_sim_policy(later);
+  keel_policy_stats sn, sl;
+  /* No replays: the queue fills, the rest is dropped. */
+  (void)replay(now, 20000, wide_key);
+  (void)replay(later, 20000, wide_key);
+  keel_policy_get_stats(keel_policy_sim_policy(now), &sn);
+  keel_policy_get_stats(p, &sl);
+  uint64_t sampled = sn.shadow_accesses / 18;
+  assert_true(sampled > 4096);
+  assert_int_equal(sl.shadow_accesses, 0);
+  assert_true(sl.shadow_dropped > 0);
+  assert_int_equal(keel_policy_deferred(p) + sl.shadow_dropped, sampled);
+  size_t queued = keel_policy_deferred(p);
+  assert_int_equal(keel_policy_replay_deferred(p, 10), 10);
+  assert_int_equal(keel_policy_replay_deferred(p, SIZE_MAX), queued - 10);
+  assert_int_equal(keel_policy_deferred(p), 0);
+  keel_policy_get_stats(p, &sl);
+  assert_int_equal(sl.shadow_accesses, 18 * queued);
+  keel_policy_sim_destroy(now);
+  keel_policy_sim_destroy(later);
+  /* Replays that keep up: the same work, and the loop is learnt. */
+  o.defer_shadows = 0;
+  assert_int_equal(keel_policy_sim_create(&o, &now), KEEL_OK);
+  o.defer_shadows = 1;
+  assert_int_equal(keel_policy_sim_create(&o, &later), KEEL_OK);
+  p = keel_policy_sim_policy(later);
+  uint64_t hits = 0;
+  for (uint64_t i = 0; i < 60000; i++) {
+    int r = keel_policy_sim_access(later, keel_policy_key_hash(loop_key(i), 1), 1);
+    assert_true(r >= 0);
+    hits += (uint64_t)r;
+    (void)keel_policy_replay_deferred(p, SIZE_MAX);
+  }
+  uint64_t hits_now = replay(now, 60000, loop_key);
+  keel_policy_get_stats(keel_policy_sim_policy(now), &sn);
+  keel_policy_get_stats(p, &sl);
+  assert_int_equal(sl.shadow_accesses, sn.shadow_accesses);
+  assert_int_equal(sl.shadow_dropped, 0);
+  assert_true(sl.adaptations > 0);
+  assert_true(hits > 60000 / 10);
+  assert_true(hits * 100 >= hits_now * 95);
+  /* A policy without deferred shadows has nothing to replay. */
+  assert_int_equal(keel_policy_replay_deferred(keel_policy_sim_policy(now), SIZE_MAX), 0);
+  assert_int_equal(keel_policy_deferred(keel_policy_sim_policy(now)), 0);
+  keel_policy_sim_destroy(now);
+  keel_policy_sim_destroy(later);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
 static void test_deterministic(void **state) {
   (void)state;
   uint64_t a = run("default", 500, 50000, slide_key);
   uint64_t b = run("default", 500, 50000, slide_key);
   assert_int_equal(a, b);
 }
-
-static int64_t wide_key(uint64_t i) { return (int64_t)(i * 7919 % 100003); }
 
 /* The adaptive policy's own work per request: a cache of 4,096 entries or
  * more replays at most 1 request in 64 into its 18 shadows (18/64 shadow
@@ -329,6 +391,7 @@ int main(void) {
       cmocka_unit_test(test_names),         cmocka_unit_test(test_lru_order),
       cmocka_unit_test(test_insert_unseen),
       cmocka_unit_test(test_loop_and_scan), cmocka_unit_test(test_deterministic),
+      cmocka_unit_test(test_deferred_shadows),
       cmocka_unit_test(test_weights),       cmocka_unit_test(test_oom),
       cmocka_unit_test(test_prefetch_changes_nothing), cmocka_unit_test(test_shadow_work_bounded),
       cmocka_unit_test(test_no_switching_on_noise), cmocka_unit_test(test_spare_room),

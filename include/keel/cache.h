@@ -138,7 +138,8 @@ typedef struct keel_cache_stats {
   uint64_t shards;             /* hash partitions, each with 1/shards of the bounds */
   uint64_t policy_shadow_accesses; /* the adaptive policy's bookkeeping: shadow requests */
   uint64_t policy_dropped;     /* recorded lookups the policy never saw (buffer full, shard busy) */
-  uint64_t reserved[1];
+  uint64_t policy_shadow_dropped; /* sampled requests the shadows never saw (the maintenance thread,
+                                   * which replays them, fell behind) */
 } keel_cache_stats;
 
 /* The names of keel_cache_maintenance's values: "auto", "thread", "caller".

@@ -19,8 +19,10 @@
  * W-TinyLFUs (window shares 0 to 100 %, 3 aging periods) hit most
  * recently. See policy.c for the essay.
  *
- * Thread safety: none, except keel_policy_get_stats. A policy belongs to
- * one thread at a time; the cache calls it under its own lock. */
+ * Thread safety: none, except keel_policy_get_stats and, with deferred
+ * shadows, keel_policy_replay_deferred and keel_policy_deferred (one
+ * replaying thread at a time, beside the owner). A policy belongs to one
+ * thread at a time; the cache calls it under its own lock. */
 #ifndef KEEL_POLICY_H
 #define KEEL_POLICY_H
 
@@ -54,6 +56,9 @@ typedef struct keel_policy_options {
   uint32_t partitions;   /* the policy orders one of N hash partitions of a cache: the
                           * adaptive policy's shadows shrink N-fold so the work per
                           * request stays that of one policy; 0 or 1: whole */
+  uint32_t defer_shadows; /* adaptive: queue sampled requests for keel_policy_replay_deferred
+                           * (another thread) instead of replaying them into the shadows in
+                           * the calling operation; 0: replay at once (keel sim) */
 } keel_policy_options;
 
 /* Policy-specific counters, summed into the cache's statistics. */
@@ -63,6 +68,7 @@ typedef struct keel_policy_stats {
   uint64_t adaptations;  /* times the adaptive policy changed its window */
   double window_share;   /* current window share of capacity (0..1) */
   uint64_t shadow_accesses; /* requests replayed into the adaptive policy's shadows (its cost) */
+  uint64_t shadow_dropped;  /* sampled requests deferred shadows never saw (queue full) */
 } keel_policy_stats;
 
 /* Comma-separated names of the policies, for usage text (static string). */
@@ -161,6 +167,15 @@ KEEL_EXTERN void *keel_policy_spare(keel_policy_t *p, uint32_t slot);
  * counters are read with relaxed loads, so one call may see one counter a
  * little ahead of another). */
 KEEL_EXTERN void keel_policy_get_stats(const keel_policy_t *p, keel_policy_stats *out);
+
+/* Deferred shadows (options.defer_shadows): replays up to `max` of the
+ * requests the owner queued into the adaptive policy's shadows and tells
+ * the owner which shadow to follow (it adopts that at its next sampled
+ * request). Runs beside the owner, without its lock, on one thread at a
+ * time. Returns the requests replayed; 0 for a policy without deferred
+ * shadows. keel_policy_deferred: how many wait (a relaxed estimate). */
+KEEL_EXTERN size_t keel_policy_replay_deferred(keel_policy_t *p, size_t max);
+KEEL_EXTERN size_t keel_policy_deferred(const keel_policy_t *p);
 
 /* ---- Replaying keys through a policy ---------------------------------- */
 

@@ -323,6 +323,9 @@ int keel_bench_cache(int argc, char **argv) {
   double shadow = (double)(s1.policy_shadow_accesses - s0.policy_shadow_accesses) / lookups;
   /* Recorded lookups the policy never saw (lossy buffers), per lookup. */
   double dropped = (double)(s1.policy_dropped - s0.policy_dropped) / lookups;
+  /* Sampled requests the shadows never saw (the maintenance thread, which
+   * replays them in small caches, fell behind), per lookup. */
+  double sdropped = (double)(s1.policy_shadow_dropped - s0.policy_shadow_dropped) / lookups;
   /* What the cache really holds per entry beyond keys and values: every
    * byte under its memory tag (entries, retired ones awaiting reclamation,
    * tables, policy records, sketch and shadows, reader slots), less the
@@ -334,10 +337,11 @@ int keel_bench_cache(int argc, char **argv) {
   double held = s1.entries ? ((double)ms.current - (double)payload) / (double)s1.entries : 0;
   printf("{\"impl\":\"keel\",\"threads\":%llu,\"workload\":\"%s\",\"borrow\":%s,\"size\":%llu,\"policy\":\"%s\","
          "\"pin\":%s,\"maintenance\":\"%s\",\"batch\":%u,\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
-         "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"held_overhead\":%.1f,\"shards\":%llu,\"shadow_per_lookup\":%.3f,\"dropped_per_lookup\":%.3f}\n",
+         "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"held_overhead\":%.1f,\"shards\":%llu,\"shadow_per_lookup\":%.3f,\"dropped_per_lookup\":%.3f,"
+         "\"shadow_dropped_per_lookup\":%.3f}\n",
          (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), pin ? "true" : "false", keel_cache_maintenance_name(maint), b.batch, rates[2],
          hr, per_cpu, (double)(ops1 - ops0) / per_cpu / wall, (unsigned long long)s1.entries, (unsigned long long)s1.bytes, keel_cache_entry_overhead(),
-         held, (unsigned long long)s1.shards, shadow, dropped);
+         held, (unsigned long long)s1.shards, shadow, dropped, sdropped);
   keel_mem_free(w);
   keel_cache_destroy(b.cache);
   keel_mem_free(keys);
