@@ -439,9 +439,8 @@ static void adopt(keel_policy_t *p, unsigned best) {
 /* Replays one sampled request into the shadows and closes a period when it
  * is due; returns the shadow to follow (`incumbent` unless another beat it).
  * `capacity`, `count` and `used`: the policy's, and its residents' count and
- * weight. Touches the
- * shadows and scores only: the owner's thread, or the replayer's with
- * deferred shadows. */
+ * weight. Touches the shadows and scores only: the owner's thread, or the
+ * replayer's with deferred shadows. */
 static unsigned shadows_replay(keel_policy_t *p, uint32_t h, unsigned incumbent, uint64_t capacity, uint64_t count,
                                uint64_t used) {
   bump(&p->st.shadow_accesses, NSHADOW);
