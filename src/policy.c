@@ -436,18 +436,34 @@ static void adopt(keel_policy_t *p, unsigned best) {
   p->sk.period = (uint64_t)(shadow_period[best / NSHARE] * (double)p->sk.entries);
 }
 
+/* The owner's capacity and its residents' count and weight, which size the
+ * shadows for weighted residents: its own fields, or with deferred shadows
+ * what it published with its last queued request (the replayer may not
+ * read the owner's state). */
+static void owner_sizes(const keel_policy_t *p, uint64_t *capacity, uint64_t *count, uint64_t *used) {
+  if (p->dq) {
+    *capacity = atomic_load_explicit(&p->dq->capacity, memory_order_relaxed);
+    *count = atomic_load_explicit(&p->dq->count, memory_order_relaxed);
+    *used = atomic_load_explicit(&p->dq->used, memory_order_relaxed);
+  } else {
+    *capacity = p->capacity;
+    *count = p->q[0].count + p->q[1].count + p->q[2].count;
+    *used = p->used;
+  }
+}
+
 /* Replays one sampled request into the shadows and closes a period when it
  * is due; returns the shadow to follow (`incumbent` unless another beat it).
- * `capacity`, `count` and `used`: the policy's, and its residents' count and
- * weight. Touches the shadows and scores only: the owner's thread, or the
+ * Touches the shadows and scores only: the owner's thread, or the
  * replayer's with deferred shadows. */
-static unsigned shadows_replay(keel_policy_t *p, uint32_t h, unsigned incumbent, uint64_t capacity, uint64_t count,
-                               uint64_t used) {
+static unsigned shadows_replay(keel_policy_t *p, uint32_t h, unsigned incumbent) {
   bump(&p->st.shadow_accesses, NSHADOW);
   for (unsigned i = 0; i < NSHADOW; i++)
     if (keel_policy_sim_access(p->shadow[i], h, 1) == 1) p->shadow_hits[i]++;
   if (++p->period_seen < p->period_len) return incumbent;
   p->period_seen = 0;
+  uint64_t capacity, count, used;
+  owner_sizes(p, &capacity, &count, &used);
   if (count && used && used != count) {
     uint64_t est = (uint64_t)((double)capacity * (double)count / (double)used);
     uint64_t cap = est / (p->sample_mask + 1);
@@ -475,12 +491,11 @@ static unsigned shadows_replay(keel_policy_t *p, uint32_t h, unsigned incumbent,
  * (dropped when the queue is full) and adopts what the replayer chose. */
 static void adaptive_observe(keel_policy_t *p, uint32_t h) {
   if ((mix64(h ^ p->seed) >> 20 & p->sample_mask) != 0) return;
-  uint64_t count = p->q[0].count + p->q[1].count + p->q[2].count;
   if (p->dq) {
     unsigned chosen = atomic_load_explicit(&p->dq->chosen, memory_order_relaxed);
     if (chosen != p->best) adopt(p, chosen);
     deferq *q = p->dq;
-    atomic_store_explicit(&q->count, count, memory_order_relaxed);
+    atomic_store_explicit(&q->count, p->q[0].count + p->q[1].count + p->q[2].count, memory_order_relaxed);
     atomic_store_explicit(&q->used, p->used, memory_order_relaxed);
     atomic_store_explicit(&q->capacity, p->capacity, memory_order_relaxed);
     uint32_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
@@ -492,7 +507,7 @@ static void adaptive_observe(keel_policy_t *p, uint32_t h) {
     atomic_store_explicit(&q->tail, t + 1, memory_order_release); /* h before the tail */
     return;
   }
-  unsigned best = shadows_replay(p, h, p->best, p->capacity, count, p->used);
+  unsigned best = shadows_replay(p, h, p->best);
   if (best != p->best) adopt(p, best);
 }
 
@@ -508,11 +523,8 @@ size_t keel_policy_replay_deferred(keel_policy_t *p, size_t max) {
   uint32_t t = atomic_load_explicit(&q->tail, memory_order_acquire); /* the hashes before it are written */
   size_t n = 0;
   unsigned chosen = atomic_load_explicit(&q->chosen, memory_order_relaxed);
-  uint64_t count = atomic_load_explicit(&q->count, memory_order_relaxed);
-  uint64_t used = atomic_load_explicit(&q->used, memory_order_relaxed);
-  uint64_t capacity = atomic_load_explicit(&q->capacity, memory_order_relaxed);
   for (; hd != t && n < max; hd++, n++) {
-    chosen = shadows_replay(p, q->h[hd % DEFER_RING], chosen, capacity, count, used);
+    chosen = shadows_replay(p, q->h[hd % DEFER_RING], chosen);
     /* release: the slot is read before the owner may write it again. */
     if ((n & 63) == 63) atomic_store_explicit(&q->head, hd + 1, memory_order_release);
   }
