@@ -100,7 +100,10 @@ typedef enum keel_cache_maintenance {
    * policy_dropped). The thread polls every 50 us while records come and
    * sleeps after 1 ms without any. An inserting thread still applies its
    * own buffer first, so a single-threaded caller's hits reach the policy
-   * in order before its next insert. */
+   * in order before its next insert. The thread also replays the adaptive
+   * policy's shadow caches (deferred shadows: lookups and inserts only
+   * queue their sampled requests; what a full queue turns away is counted
+   * in policy_shadow_dropped). */
   KEEL_CACHE_MAINTAIN_THREAD = 1,
   /* No thread: every 32 recorded lookups, the looking-up thread applies
    * them itself. Slower lookups, but the policy loses records only to busy
