@@ -573,6 +573,37 @@ static uint64_t wait_accesses(keel_cache_t *c, uint64_t want, double secs) {
   return shadow_accesses(c);
 }
 
+/* A get that misses and the put that follows are one request for the
+ * policy, as a get_or_load's miss and load are and as keel sim replays a
+ * miss: a 32-entry cache's adaptive policy replays each request into its
+ * 18 shadows, so 4 such pairs and 2 hits make 6 x 18 shadow accesses (the
+ * misses recorded as well made 10 x 18: the sketch counted each key twice
+ * and the shadows took each put for a hit). The caller applies its records
+ * before an insert, so the count is exact at the last put. */
+static void test_miss_then_put_is_one_request(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(1 << 20);
+  o.max_entries = 32;
+  o.maintenance = KEEL_CACHE_MAINTAIN_CALLER;
+  keel_cache_t *c = mk(&o);
+  char buf[8];
+  const char *keys[] = {"a", "b", "c", "d"};
+  for (int i = 0; i < 4; i++) {
+    assert_false(get_str(c, keys[i], buf, sizeof buf));
+    if (i == 2) { /* two hits on keys put before */
+      assert_true(get_str(c, "a", buf, sizeof buf));
+      assert_true(get_str(c, "b", buf, sizeof buf));
+    }
+    assert_int_equal(keel_cache_put(c, keys[i], 1, "v", 1), KEEL_OK);
+  }
+  assert_int_equal(shadow_accesses(c), 6 * 18);
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.hits, 2);
+  assert_int_equal(st.misses, 4);
+  keel_cache_destroy(c);
+}
+
 /* Who applies recorded hits. 10 hits on a 32-entry cache are fewer than a
  * caller's drain batch (32) and than the ring the thread takes at once (16): with KEEL_CACHE_MAINTAIN_CALLER they wait in
  * the thread's buffer; with the cache's thread (the default at this size) they reach the
@@ -833,6 +864,7 @@ int main(void) {
       cmocka_unit_test(test_negative_caching),
       cmocka_unit_test(test_read_or_load),
       cmocka_unit_test(test_load_applies_earlier_hits), cmocka_unit_test(test_tiny_caches),
+      cmocka_unit_test(test_miss_then_put_is_one_request),
       cmocka_unit_test(test_maintenance_thread_applies_hits),
       cmocka_unit_test(test_shards),
       cmocka_unit_test(test_byte_and_entry_bound),

@@ -22,10 +22,11 @@
  * W-TinyLFU, or "lru", "wtinylfu"); `keel sim` replays the same code.
  *
  * Thread safety: every function may be called from any thread at once. Hits
- * take no lock: lookups run under epoch protection and record the access in
- * a per-thread lossy buffer that the cache's maintenance thread (or, in
+ * take no lock: lookups run under epoch protection and record a hit in a
+ * per-thread lossy buffer that the cache's maintenance thread (or, in
  * large caches, the thread itself, every 32 records) applies to the policy
- * (keel_cache_maintenance); inserts, removals and loads take the
+ * (keel_cache_maintenance; a miss reaches the policy as the insert that
+ * follows it, put or get_or_load's load, once); inserts, removals and loads take the
  * lock of the key's shard (nothing else is ever waited for while it is
  * held, except by the removal callback — see below). */
 #ifndef KEEL_CACHE_H
@@ -86,9 +87,9 @@ typedef uint64_t (*keel_cache_hash_fn)(void *ud, const void *key, size_t key_len
 
 /* Who applies recorded hits to the policy (keel_cache_options.maintenance). */
 typedef enum keel_cache_maintenance {
-  /* The default: THREAD for a cache that shows its policy every lookup (a
+  /* The default: THREAD for a cache that shows its policy every hit (a
    * size hint of up to 16,384 entries), where the policy's work per lookup
-   * is large; CALLER for larger ones, which show it 1 lookup in 4 or 16:
+   * is large; CALLER for larger ones, which show it 1 hit in 4 or 16:
    * their drains take about a fifth of a reader's time, which a thread
    * only moves to another core (a gain when one is idle, a loss when every
    * core reads: 2 readers on 2 cores then read 1.5x what 1 does). */
@@ -193,9 +194,9 @@ typedef void (*keel_cache_read_many_fn)(void *ctx, size_t i, const void *data, s
  * keys are known together (a request's candidates, say): a key's bucket
  * word and entry are fetched while the 8 keys before it are compared, so
  * their cache misses overlap instead of queueing (docs/PERFORMANCE.md,
- * "Batched reads"). Every lookup counts and reaches the policy as a single
- * read does; a NULL key with a nonzero length is skipped. 0 for a NULL
- * cache or fn, or NULL keys or key_lens with n > 0. */
+ * "Batched reads"). Every lookup counts, and its hit reaches the policy,
+ * as a single read's does; a NULL key with a nonzero length is skipped. 0
+ * for a NULL cache or fn, or NULL keys or key_lens with n > 0. */
 KEEL_EXTERN size_t keel_cache_read_many(keel_cache_t *c, size_t n, const void *const keys[], const size_t key_lens[],
                                         keel_cache_read_many_fn fn, void *ctx);
 
