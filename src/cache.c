@@ -1137,8 +1137,11 @@ static keel_status shard_init(keel_cache_t *c, shard *s, const keel_cache_option
   atomic_init(&s->max_bytes, maxb);
   atomic_init(&s->max_entries, opt->max_entries ? share_of(opt->max_entries, c->nshards, i) : 0);
   uint64_t h = hint / c->nshards;
+  /* The shards' traffic is one hash partition each, alike, so the first
+   * shard's adaptive policy (its shadows sized for one partition) chooses
+   * for all: the others follow it and keep no shadows of their own. */
   keel_policy_options po = {sizeof po, opt->policy, maxb, 64, c->seed + i, c->tag, h ? h : 1, c->nshards,
-                            (uint32_t)threaded};
+                            (uint32_t)threaded, i ? c->sh[0].pol : NULL};
   keel_status st = keel_policy_create(&po, &s->pol);
   if (st != KEEL_OK) return st;
   table *t = table_new(c->tag, 64);

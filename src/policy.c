@@ -47,6 +47,10 @@
  * (keel_policy_replay_deferred) and says which shadow leads, and the owner
  * adopts that at its next sampled request. A full queue drops requests
  * (counted): the shadows then judge on a sample in time as well as in keys.
+ * And a policy may follow another's choice instead of keeping shadows
+ * (options.follow): a cache's shards see hash partitions of one stream, so
+ * the first shard's shadows choose for all, and the others read its
+ * choice at their sampled requests.
  *
  * Weights: every list knows its total weight; the cache passes bytes, sim
  * passes 1. The caller evicts while the total exceeds the capacity. */
@@ -134,6 +138,7 @@ struct keel_policy {
   struct {                  /* written by the owner, read by anyone (keel_policy_get_stats) */
     _Atomic uint64_t admitted, rejected, adaptations, shadow_accesses, shadow_dropped;
     _Atomic double window_share;
+    _Atomic uint32_t best;  /* the shadow followed, for followers (options.follow) */
   } st;
   /* adaptive only */
   keel_policy_sim_t *shadow[NSHADOW];
@@ -144,6 +149,7 @@ struct keel_policy {
   uint64_t period_len, period_seen;
   uint64_t seed;
   deferq *dq;               /* deferred shadows (options.defer_shadows), else NULL */
+  const keel_policy_t *follow; /* borrowed: the leader whose choice this one adopts (no shadows) */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -338,8 +344,13 @@ static keel_status adaptive_init(keel_policy_t *p, uint64_t entries, uint32_t pa
    * at any later halving made it worse. */
   while (s < SHADOW_SAMPLE && entries / (s * 2) >= (s == 1 ? SHADOW_ENTRIES_TINY : SHADOW_ENTRIES_MIN)) s *= 2;
   p->sample_mask = s - 1;
-  for (unsigned i = 0; i < NSHADOW; i++) {
-    keel_policy_options o = {sizeof o, "wtinylfu", entries / s, 0, p->seed + i + 1, p->tag, 0, 1, 0};
+  p->best = 1;
+  atomic_init(&p->st.best, p->best);
+  set_share(p, shadow_share[p->best % NSHARE]);
+  /* A follower keeps no shadows: it samples requests at the same rate only
+   * to look at its leader's choice (adaptive_observe). */
+  for (unsigned i = 0; i < NSHADOW && !p->follow; i++) {
+    keel_policy_options o = {sizeof o, "wtinylfu", entries / s, 0, p->seed + i + 1, p->tag, 0, 1, 0, NULL};
     if (o.capacity == 0) o.capacity = 1;
     keel_status st = keel_policy_sim_create(&o, &p->shadow[i]);
     if (st != KEEL_OK) return st;
@@ -348,8 +359,6 @@ static keel_status adaptive_init(keel_policy_t *p, uint64_t entries, uint32_t pa
     sp->sk.period = (uint64_t)(shadow_period[i / NSHARE] * (double)sp->sk.entries);
   }
   p->period_len = PERIOD_LEN * (entries / s) + 64;
-  p->best = 1;
-  set_share(p, shadow_share[p->best % NSHARE]);
   return KEEL_OK;
 }
 
@@ -373,11 +382,16 @@ keel_status keel_policy_create(const keel_policy_options *opt, keel_policy_t **o
   }
   if (st == KEEL_OK) st = keel_policy_grow(p, opt->slots ? opt->slots : 16);
   uint32_t parts = opt->size >= offsetof(keel_policy_options, partitions) + sizeof opt->partitions ? opt->partitions : 1;
+  if (st == KEEL_OK && adaptive && opt->size >= offsetof(keel_policy_options, follow) + sizeof opt->follow &&
+      opt->follow) {
+    p->follow = opt->follow;
+    if (!p->follow->adaptive || p->follow->follow) st = KEEL_EINVAL; /* a leader is adaptive, with shadows */
+  }
   if (st == KEEL_OK && adaptive)
     st = adaptive_init(p, opt->entries_hint ? opt->entries_hint : opt->capacity, parts);
   int defer = opt->size >= offsetof(keel_policy_options, defer_shadows) + sizeof opt->defer_shadows &&
               opt->defer_shadows;
-  if (st == KEEL_OK && adaptive && defer) {
+  if (st == KEEL_OK && adaptive && defer && !p->follow) {
     p->dq = keel_mem_calloc(p->tag, 1, sizeof *p->dq);
     if (!p->dq) st = KEEL_ENOMEM;
     else atomic_init(&p->dq->chosen, p->best);
@@ -431,6 +445,7 @@ void keel_policy_get_stats(const keel_policy_t *p, keel_policy_stats *out) {
  * sketch aging period. The owner's state. */
 static void adopt(keel_policy_t *p, unsigned best) {
   p->best = best;
+  atomic_store_explicit(&p->st.best, best, memory_order_relaxed);
   bump(&p->st.adaptations, 1);
   set_share(p, shadow_share[best % NSHARE]);
   p->sk.period = (uint64_t)(shadow_period[best / NSHARE] * (double)p->sk.entries);
@@ -491,6 +506,11 @@ static unsigned shadows_replay(keel_policy_t *p, uint32_t h, unsigned incumbent)
  * (dropped when the queue is full) and adopts what the replayer chose. */
 static void adaptive_observe(keel_policy_t *p, uint32_t h) {
   if ((mix64(h ^ p->seed) >> 20 & p->sample_mask) != 0) return;
+  if (p->follow) {
+    unsigned lead = atomic_load_explicit(&p->follow->st.best, memory_order_relaxed);
+    if (lead != p->best) adopt(p, lead);
+    return;
+  }
   if (p->dq) {
     unsigned chosen = atomic_load_explicit(&p->dq->chosen, memory_order_relaxed);
     if (chosen != p->best) adopt(p, chosen);

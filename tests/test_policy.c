@@ -2,8 +2,9 @@
  * W-TinyLFU's scan resistance, the adaptive default beating LRU on a loop
  * and matching it on recency-friendly traffic, determinism for a seed,
  * weights, names, the adaptive policy's bounded shadow work and its
- * refusal to switch on noise, deferred shadows, inserts that count no
- * access, and OOM sweeps of creation. */
+ * refusal to switch on noise, deferred shadows, followers of another
+ * policy's choice, inserts that count no access, and OOM sweeps of
+ * creation. */
 #include <string.h>
 
 #include "keel/policy.h"
@@ -238,6 +239,57 @@ static void test_deferred_shadows(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* A follower (options.follow: the cache's shards after the first) keeps
+ * no shadows and adopts its leader's choice at its next sampled request.
+ * With the same seed and the same requests in lockstep it samples the
+ * same requests as its leader, so it adopts each choice at the very
+ * request the leader made it, and the two hit exactly alike. */
+static void test_follower(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  keel_policy_options o = opts("default", 100);
+  keel_policy_sim_t *lead, *fol;
+  assert_int_equal(keel_policy_sim_create(&o, &lead), KEEL_OK);
+  int64_t lead_bytes = tu_tracked_bytes() - before;
+  o.follow = keel_policy_sim_policy(lead);
+  assert_int_equal(keel_policy_sim_create(&o, &fol), KEEL_OK);
+  int64_t fol_bytes = tu_tracked_bytes() - before - lead_bytes;
+  assert_true(fol_bytes * 4 < lead_bytes); /* no shadows */
+  uint64_t hl = 0, hf = 0;
+  for (uint64_t i = 0; i < 60000; i++) {
+    uint64_t h = keel_policy_key_hash(loop_key(i), 1);
+    hl += (uint64_t)keel_policy_sim_access(lead, h, 1);
+    hf += (uint64_t)keel_policy_sim_access(fol, h, 1);
+  }
+  keel_policy_stats sl, sf;
+  keel_policy_get_stats(keel_policy_sim_policy(lead), &sl);
+  keel_policy_get_stats(keel_policy_sim_policy(fol), &sf);
+  assert_true(sl.adaptations > 0);
+  assert_int_equal(sf.adaptations, sl.adaptations);
+  assert_true(sl.shadow_accesses > 0);
+  assert_int_equal(sf.shadow_accesses, 0);
+  assert_true(sf.window_share == sl.window_share);
+  assert_true(hl > 60000 / 10); /* the loop is learnt (LRU would hit none) */
+  assert_int_equal(hf, hl);
+  /* A leader is adaptive and keeps shadows; a policy that is not adaptive
+   * ignores the option. */
+  keel_policy_t *p = NULL;
+  o.follow = keel_policy_sim_policy(fol);
+  assert_int_equal(keel_policy_create(&o, &p), KEEL_EINVAL);
+  keel_policy_options l = opts("lru", 100);
+  keel_policy_t *lru = NULL;
+  assert_int_equal(keel_policy_create(&l, &lru), KEEL_OK);
+  o.follow = lru;
+  assert_int_equal(keel_policy_create(&o, &p), KEEL_EINVAL);
+  l.follow = keel_policy_sim_policy(lead);
+  assert_int_equal(keel_policy_create(&l, &p), KEEL_OK);
+  keel_policy_destroy(p);
+  keel_policy_destroy(lru);
+  keel_policy_sim_destroy(fol);
+  keel_policy_sim_destroy(lead);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
 static void test_deterministic(void **state) {
   (void)state;
   uint64_t a = run("default", 500, 50000, slide_key);
@@ -392,7 +444,7 @@ int main(void) {
       cmocka_unit_test(test_names),         cmocka_unit_test(test_lru_order),
       cmocka_unit_test(test_insert_unseen),
       cmocka_unit_test(test_loop_and_scan), cmocka_unit_test(test_deterministic),
-      cmocka_unit_test(test_deferred_shadows),
+      cmocka_unit_test(test_deferred_shadows), cmocka_unit_test(test_follower),
       cmocka_unit_test(test_weights),       cmocka_unit_test(test_oom),
       cmocka_unit_test(test_prefetch_changes_nothing), cmocka_unit_test(test_shadow_work_bounded),
       cmocka_unit_test(test_no_switching_on_noise), cmocka_unit_test(test_spare_room),

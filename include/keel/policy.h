@@ -19,9 +19,10 @@
  * W-TinyLFUs (window shares 0 to 100 %, 3 aging periods) hit most
  * recently. See policy.c for the essay.
  *
- * Thread safety: none, except keel_policy_get_stats and, with deferred
- * shadows, keel_policy_replay_deferred and keel_policy_deferred (one
- * replaying thread at a time, beside the owner). A policy belongs to one
+ * Thread safety: none, except keel_policy_get_stats, what a follower reads
+ * of its leader (options.follow) and, with deferred shadows,
+ * keel_policy_replay_deferred and keel_policy_deferred (one replaying
+ * thread at a time, beside the owner). A policy belongs to one
  * thread at a time; the cache calls it under its own lock. */
 #ifndef KEEL_POLICY_H
 #define KEEL_POLICY_H
@@ -59,6 +60,10 @@ typedef struct keel_policy_options {
   uint32_t defer_shadows; /* adaptive: queue sampled requests for keel_policy_replay_deferred
                            * (another thread) instead of replaying them into the shadows in
                            * the calling operation; 0: replay at once (keel sim) */
+  const keel_policy_t *follow; /* borrowed, adaptive only: another adaptive policy (of another
+                                * partition of the same cache, used from other threads) whose
+                                * choice of window share and aging this one adopts, keeping no
+                                * shadows of its own; it must outlive this one. NULL: its own */
 } keel_policy_options;
 
 /* Policy-specific counters, summed into the cache's statistics. */

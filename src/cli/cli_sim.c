@@ -252,7 +252,7 @@ static int run(const opts *o, keel_trace_t *t) {
   rc = !sims || !hits ? cli_fail("sim", KEEL_EXIT_FAIL, "out of memory") : 0;
   for (unsigned i = 0; !rc && i < nsims; i++) {
     keel_policy_options po = {sizeof po, o->policies[i % o->npolicies], sizes[i / o->npolicies], 0,
-                              o->seed, KEEL_MEM_CACHE, 0, 1, 0};
+                              o->seed, KEEL_MEM_CACHE, 0, 1, 0, NULL};
     keel_status st = keel_policy_sim_create(&po, &sims[i]);
     if (st != KEEL_OK) rc = cli_fail("sim", KEEL_EXIT_FAIL, "policy: %s", keel_status_str(st));
   }
