@@ -156,7 +156,7 @@ KEEL_EXTERN const char *keel_cache_maintenance_name(keel_cache_maintenance m);
  * header, its share of the hash table, and the policy's per-entry record
  * and sketch counters. What a cache holds is more: fixed parts (reader
  * slots, the adaptive policy's shadow caches), spare slots and rounding;
- * `keel bench cache` reports it as held_overhead (87-91 per entry at 65,536
+ * `keel bench cache` reports it as held_overhead (77-80 per entry at 65,536
  * entries of 8-byte keys and values, docs/PERFORMANCE.md). */
 KEEL_EXTERN size_t keel_cache_entry_overhead(void);
 
