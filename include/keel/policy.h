@@ -63,7 +63,8 @@ typedef struct keel_policy_options {
   const keel_policy_t *follow; /* borrowed, adaptive only: another adaptive policy (of another
                                 * partition of the same cache, used from other threads) whose
                                 * choice of window share and aging this one adopts, keeping no
-                                * shadows of its own; it must outlive this one. NULL: its own */
+                                * shadows of its own; it must stay alive while this one is
+                                * used. NULL: its own */
 } keel_policy_options;
 
 /* Policy-specific counters, summed into the cache's statistics. */
