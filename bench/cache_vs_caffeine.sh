@@ -4,8 +4,10 @@
 # readthrough, 1 and 2 threads), on this machine. Each round runs every cell, Caffeine then keel,
 # so both see the same load; the table gives the median of the rounds per cell and the ratio of
 # the medians, and keel's operations per CPU-second (steadier than wall-clock rates on a shared
-# machine). Needs javac and Debian's libcaffeine-java (apt-get install default-jdk-headless
-# libcaffeine-java); KEEL_SHARED names the shared folder (default ../shared).
+# machine). After each cell it prints the cache-line round trip between CPUs 0 and 1
+# (bench/core_latency.sh): 2-thread cells on this VM depend on it. Needs javac and Debian's
+# libcaffeine-java (apt-get install default-jdk-headless libcaffeine-java); KEEL_SHARED names
+# the shared folder (default ../shared).
 set -eu
 keel=${1:?usage: bench/cache_vs_caffeine.sh KEEL [ROUNDS] [SECONDS]}
 rounds=${2:-3}
@@ -23,8 +25,9 @@ for r in $(seq "$rounds"); do
       c=$(java -Xmx4g -cp "$jar:$w" CaffeineBench "$keys" "$t" "$secs" 65536 "$wl" 2>/dev/null | grep '^{')
       k=$("$keel" bench cache --trace "$keys" --format bin64 --threads "$t" --seconds "$secs" --size 65536 \
         --workload "$wl" | grep '^{')
+      lat=$("$(dirname "$0")/core_latency.sh")
       echo "$wl $t $k $c" >>"$w/rows"
-      echo "round $r: $wl/$t done" >&2
+      echo "round $r: $wl/$t done (CPUs 0 and 1: $lat ns round trip)" >&2
     done
   done
 done
