@@ -802,10 +802,8 @@ static inline uint64_t item_make(const keel_cache_t *c, uint32_t slot, uint64_t 
   return sh << 56 | (uint64_t)(slot & SLOT_MAX) << 32 | (uint32_t)h;
 }
 static inline unsigned item_shard(uint64_t x) { return (unsigned)(x >> 56) & (NSHARDS_MAX - 1); }
-static inline uint32_t item_slot(uint64_t x) {
-  uint32_t s = (uint32_t)(x >> 32) & SLOT_MAX;
-  return s == SLOT_MAX ? KEEL_POLICY_NONE : s;
-}
+/* Only hits are recorded, and a linked entry always has a slot. */
+static inline uint32_t item_slot(uint64_t x) { return (uint32_t)(x >> 32) & SLOT_MAX; }
 
 /* Takes the oldest items of r's ring into items[] (at most TAKE; if a
  * shared slot's tail overran, the ring's last RING items count), or none
