@@ -118,6 +118,7 @@
 #define EXP_FLAG 0x40000000u /* klen flag: an expiry time precedes the key */
 #define CNT_FLAG 0x20000000u /* klen flag: counted by keel_mem (tracking was on) */
 #define KLEN_MASK 0x1fffffffu
+#define REF_FOUND 0x80000000u /* refs flag: found since the policy last asked (see mark) */
 #define SLOT_BITS 24         /* slot_tag: slot in the low bits, memory tag above */
 #define SLOT_MAX ((1u << SLOT_BITS) - 1)
 /* The policy sees every hit in a cache of up to RECORD_ALL entries, and
@@ -132,7 +133,7 @@ struct keel_cache_value {
   _Atomic uint64_t next; /* bucket chain: a link (below); once reclaimed: the garbage list */
   uint32_t klen;                           /* key length | *_FLAG */
   uint32_t vlen;                           /* value length (negative: the status) */
-  _Atomic uint32_t refs;                   /* cache (while not reclaimed) + users */
+  _Atomic uint32_t refs;                   /* cache (while not reclaimed) + users | REF_FOUND */
   uint32_t slot_tag;                       /* policy slot (set under lock) | memory tag << 24 */
   /* [expiry: _Atomic uint64_t, 0 never, else clock time], key, pad to 8, value */
 };
@@ -487,7 +488,7 @@ void keel_cache_unpin(keel_cache_t *c) {
 }
 
 static void ent_unref(keel_cache_value_t *v) {
-  if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1) ent_free(v);
+  if ((atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) & ~REF_FOUND) == 1) ent_free(v);
 }
 
 /* Drops the cache's reference to every entry of a garbage list (linked
@@ -899,9 +900,14 @@ static inline void record(keel_cache_t *c, reader *r, uint32_t slot, uint64_t h)
    * and one insert's miss in as many (insert_locked): an unbiased sample
    * of frequency, a coarser one of recency. Their
    * policy state is far from the core's caches, so each recorded hit costs
-   * several cache misses; sampling trades a point or two of hit ratio for
-   * hit-path speed. Caches up to RECORD_ALL entries record every hit
-   * (sampling 1 in 16 cost them up to 2.7 points in keel run vs keel sim). */
+   * several cache misses; sampling trades hit ratio for hit-path speed,
+   * and what it loses is mostly recency, which mark and the policy's
+   * second chances give back (a replay of scarab-recs through a cache of
+   * 65,536 entries: 0.7051 recording every hit, 0.6409 sampling 1 in 16
+   * alone, 0.6910 with second chances and every insert shown to the
+   * shadows: docs/PERFORMANCE.md). Caches up to RECORD_ALL entries record
+   * every hit (sampling 1 in 16 cost them up to 2.7 points in keel run vs
+   * keel sim). */
   if (c->record_mask) {
     uint32_t tick = atomic_load_explicit(&r->tick, RLX) + 1;
     atomic_store_explicit(&r->tick, tick, RLX);
@@ -921,6 +927,28 @@ static inline void record(keel_cache_t *c, reader *r, uint32_t slot, uint64_t h)
   } else if (used + 1 >= RBATCH) {
     (void)drain(c, r, NULL, 0);
   }
+}
+
+/* Marks an entry a lookup found, in caches that show the policy a sample
+ * of their hits, so that the policy gives it a second chance before it
+ * evicts it (keel_policy_set_found). The sample keeps the policy's view of
+ * frequency but loses recency: a key found again and again was evicted as
+ * if unused when its hits fell outside the sample. A mark costs a load of
+ * a line the lookup has read anyway, and a store only the first time an
+ * entry is found after each ask. Inside the lookup's epoch. */
+static inline void mark(keel_cache_t *c, keel_cache_value_t *v) {
+  if (c->record_mask && !(atomic_load_explicit(&v->refs, RLX) & REF_FOUND))
+    atomic_fetch_or_explicit(&v->refs, REF_FOUND, RLX);
+}
+
+/* The shards' keel_policy_found_fn (ud: the shard): whether the linked
+ * entry of `slot` was found since the last ask; clears the mark. Under
+ * the shard's lock. */
+static int ent_found(void *ud, uint32_t slot, uint32_t hash) {
+  keel_cache_value_t *v = table_find_slot_locked(ud, hash, slot);
+  if (!v || !(atomic_load_explicit(&v->refs, RLX) & REF_FOUND)) return 0;
+  atomic_fetch_and_explicit(&v->refs, ~REF_FOUND, RLX);
+  return 1;
 }
 
 /* ---- removal -------------------------------------------------------------------- */
@@ -1053,9 +1081,11 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
    * record at the same rate, chosen at random: frequency is then
    * estimated from one unbiased sample (counting every miss but 1 hit in
    * 16 ranked keys by how often they miss), and 15 inserts in 16 skip
-   * the sketch and the shadows (read-through +21 % per CPU-second at
-   * 65,536 entries on scarab-recs; its hit ratio within -0.5..+1.3 points
-   * at 20,000-200,000: docs/PERFORMANCE.md). */
+   * the sketch (read-through +21 % per CPU-second at 65,536 entries on
+   * scarab-recs: docs/PERFORMANCE.md). The adaptive policy's shadows see
+   * every insert all the same (keel_policy_insert_unseen): they judge
+   * policies by replaying every request of a sample of keys, and a
+   * thinned stream made recency look worthless to them. */
   int seen = 1;
   if (c->record_mask) {
     s->rng ^= s->rng << 13;
@@ -1142,6 +1172,7 @@ static keel_status shard_init(keel_cache_t *c, shard *s, const keel_cache_option
                             (uint32_t)threaded, i ? c->sh[0].pol : NULL};
   keel_status st = keel_policy_create(&po, &s->pol);
   if (st != KEEL_OK) return st;
+  if (c->record_mask) keel_policy_set_found(s->pol, ent_found, s);
   table *t = table_new(c->tag, 64);
   if (!t) return KEEL_ENOMEM;
   atomic_init(&s->tab, t);
@@ -1259,6 +1290,7 @@ static inline __attribute__((always_inline)) int probe(keel_cache_t *c, uint64_t
   keel_cache_value_t *v = lookup(c, h, key, n);
   int res = !v ? ABSENT : ent_negative(v) ? NEGATIVE : FOUND;
   uint32_t slot = v ? ent_slot(v) : KEEL_POLICY_NONE;
+  if (v) mark(c, v);
   if (res == FOUND && fn) fn(ctx, ent_data(v), v->vlen);
   else if (res == FOUND) {
     atomic_fetch_add_explicit(&v->refs, 1, RLX);
@@ -1326,6 +1358,7 @@ size_t keel_cache_read_many(keel_cache_t *c, size_t n, const void *const keys[],
     if (!keys[k] && key_lens[k]) continue; /* no key: not a lookup */
     keel_cache_value_t *v = lookup(c, h[k % MANY_RING], keys[k], key_lens[k]);
     int hit = v && !ent_negative(v);
+    if (v) mark(c, v);
     if (hit) fn(ctx, k, ent_data(v), v->vlen);
     hits += (size_t)hit;
     count(c, r, hit);

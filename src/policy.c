@@ -150,6 +150,8 @@ struct keel_policy {
   uint64_t seed;
   deferq *dq;               /* deferred shadows (options.defer_shadows), else NULL */
   const keel_policy_t *follow; /* borrowed: the leader whose choice this one adopts (no shadows) */
+  keel_policy_found_fn found; /* second chances (keel_policy_set_found), or NULL */
+  void *found_ud;             /* borrowed */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -555,14 +557,13 @@ size_t keel_policy_replay_deferred(keel_policy_t *p, size_t max) {
 
 /* ---- operations ----------------------------------------------------------- */
 
-void keel_policy_hit(keel_policy_t *p, uint32_t s) {
-  if (s >= p->nslots || p->n[s].queue == Q_NONE) return;
+/* A hit's move of resident s: to the head of its queue; from probation
+ * into protected, which passes its overflow back to probation. */
+static void touch(keel_policy_t *p, uint32_t s) {
   if (p->kind == K_LRU) {
     move_to(p, 0, s);
     return;
   }
-  sketch_add(&p->sk, p->n[s].hash);
-  if (p->adaptive) adaptive_observe(p, p->n[s].hash);
   switch (p->n[s].queue) {
   case Q_WIN: move_to(p, Q_WIN, s); break;
   case Q_PROT: move_to(p, Q_PROT, s); break;
@@ -574,6 +575,15 @@ void keel_policy_hit(keel_policy_t *p, uint32_t s) {
       move_to(p, Q_PROB, p->q[Q_PROT].tail);
   }
   }
+}
+
+void keel_policy_hit(keel_policy_t *p, uint32_t s) {
+  if (s >= p->nslots || p->n[s].queue == Q_NONE) return;
+  if (p->kind != K_LRU) {
+    sketch_add(&p->sk, p->n[s].hash);
+    if (p->adaptive) adaptive_observe(p, p->n[s].hash);
+  }
+  touch(p, s);
 }
 
 void keel_policy_miss(keel_policy_t *p, uint32_t h) {
@@ -597,6 +607,7 @@ static void insert_resident(keel_policy_t *p, uint32_t s, uint32_t h, uint32_t w
   p->n[s].weight = weight;
   p->used += weight;
   if (seen) keel_policy_miss(p, h); /* counts for frequency policies only */
+  else if (p->adaptive) adaptive_observe(p, h); /* the shadows see every request of their keys */
   list_push_head(p, Q_WIN, s);
 }
 
@@ -624,6 +635,21 @@ void keel_policy_remove(keel_policy_t *p, uint32_t s) {
   list_unlink(p, s);
 }
 
+void keel_policy_set_found(keel_policy_t *p, keel_policy_found_fn fn, void *ud) {
+  if (!p) return;
+  p->found = fn;
+  p->found_ud = ud;
+}
+
+/* Whether resident s (or KEEL_POLICY_NONE) gets a second chance, one of
+ * *chances: if so, it has been moved as a hit moves it. */
+static int second_chance(keel_policy_t *p, uint32_t s, unsigned *chances) {
+  if (!p->found || !*chances || s == KEEL_POLICY_NONE || !p->found(p->found_ud, s, p->n[s].hash)) return 0;
+  --*chances;
+  touch(p, s);
+  return 1;
+}
+
 static uint32_t evict_slot(keel_policy_t *p, uint32_t s) {
   keel_policy_remove(p, s);
   return s;
@@ -635,6 +661,7 @@ static uint32_t main_victim(const keel_policy_t *p) {
 }
 
 static uint32_t wtlfu_evict(keel_policy_t *p) {
+  unsigned chances = KEEL_POLICY_CHANCES;
   for (;;) {
     uint32_t cand = p->q[Q_WIN].tail;
     if (p->q[Q_WIN].weight > p->window_cap && cand != KEEL_POLICY_NONE) {
@@ -644,8 +671,10 @@ static uint32_t wtlfu_evict(keel_policy_t *p) {
         move_to(p, Q_PROB, cand);
         continue;
       }
+      if (second_chance(p, cand, &chances)) continue;
       uint32_t victim = main_victim(p);
       if (victim == KEEL_POLICY_NONE) return evict_slot(p, cand);
+      if (second_chance(p, victim, &chances)) continue;
       if (sketch_freq(&p->sk, p->n[cand].hash) > sketch_freq(&p->sk, p->n[victim].hash)) {
         move_to(p, Q_PROB, cand);
         bump(&p->st.admitted, 1);
@@ -655,6 +684,7 @@ static uint32_t wtlfu_evict(keel_policy_t *p) {
       return evict_slot(p, cand);
     }
     uint32_t v = main_victim(p);
+    if (second_chance(p, v, &chances)) continue;
     if (v == KEEL_POLICY_NONE) v = cand;
     return v == KEEL_POLICY_NONE ? v : evict_slot(p, v);
   }
@@ -695,7 +725,9 @@ void *keel_policy_spare(keel_policy_t *p, uint32_t s) {
 
 uint32_t keel_policy_evict(keel_policy_t *p) {
   if (p->kind == K_LRU) {
+    unsigned chances = KEEL_POLICY_CHANCES;
     uint32_t v = p->q[0].tail;
+    while (second_chance(p, v, &chances)) v = p->q[0].tail;
     return v == KEEL_POLICY_NONE ? v : evict_slot(p, v);
   }
   return wtlfu_evict(p);

@@ -675,6 +675,46 @@ static void test_shards(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* A cache of more than 32,768 entries shows its policy 1 in 16 hits, and
+ * marks every entry a lookup finds for a second chance (keel_policy_set_found).
+ * Under LRU, in a cache of 40,000 entries (2 shards) filled with 36,000,
+ * 4,000 of the oldest 16,000 are found once; 24,000 newcomers then evict
+ * the oldest 20,000 but for those: 96 % of them or more are left. Without
+ * the marks only the ~1/16 whose hits were shown to the policy would be. */
+static void test_sampled_hits_keep_found_entries(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(40000 * (keel_cache_entry_overhead() + 16) + 1);
+  o.max_entries = 40000;
+  o.policy = "lru";
+  o.seed = 3;
+  keel_cache_t *c = mk(&o);
+  uint64_t k, val = 7;
+  for (k = 0; k < 36000; k++) assert_int_equal(keel_cache_put(c, &k, 8, &val, 8), KEEL_OK);
+  for (k = 0; k < 16000; k += 4) {
+    keel_cache_value_t *v;
+    assert_int_equal(keel_cache_get(c, &k, 8, &v), KEEL_OK);
+    keel_cache_value_release(v);
+  }
+  for (k = 36000; k < 60000; k++) assert_int_equal(keel_cache_put(c, &k, 8, &val, 8), KEEL_OK);
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.shards, 2);
+  assert_int_equal(st.entries, 40000);
+  assert_int_equal(st.evictions, 20000);
+  unsigned found = 0, others = 0;
+  for (k = 0; k < 16000; k++) {
+    keel_cache_value_t *v;
+    if (keel_cache_get(c, &k, 8, &v) != KEEL_OK) continue;
+    keel_cache_value_release(v);
+    if (k % 4 == 0) found++;
+    else others++;
+  }
+  print_message("found %u of 4000, others %u of 12000\n", found, others);
+  assert_true(found >= 3840);
+  assert_true(others <= 500); /* the room they kept was taken from the unmarked */
+  keel_cache_destroy(c);
+}
+
 static void test_negative_caching(void **state) {
   (void)state;
   keel_cache_options o = base_opts(1 << 20);
@@ -866,7 +906,7 @@ int main(void) {
       cmocka_unit_test(test_load_applies_earlier_hits), cmocka_unit_test(test_tiny_caches),
       cmocka_unit_test(test_miss_then_put_is_one_request),
       cmocka_unit_test(test_maintenance_thread_applies_hits),
-      cmocka_unit_test(test_shards),
+      cmocka_unit_test(test_shards), cmocka_unit_test(test_sampled_hits_keep_found_entries),
       cmocka_unit_test(test_byte_and_entry_bound),
       cmocka_unit_test(test_removal_causes_and_stats),
       cmocka_unit_test(test_oom),

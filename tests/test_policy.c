@@ -60,11 +60,32 @@ static void test_lru_order(void **state) {
 }
 
 /* keel_policy_insert_unseen adds a resident like keel_policy_insert but
- * counts no access: below 64 entries the adaptive policy replays every
- * counted request into its 18 shadows, and an unseen insert replays
- * nothing; the entry is resident all the same (weight, hash, eviction). */
+ * counts no access for frequency: a key brought in three times by counted
+ * inserts outweighs a victim inserted once and is admitted over it, and
+ * the same key brought in three times unseen is refused. The adaptive
+ * policy's shadows see every request of their keys all the same (below 64
+ * entries they sample every key: 18 shadow accesses per insert, counted or
+ * not), and the entry is resident either way (weight, hash, eviction). */
 static void test_insert_unseen(void **state) {
   (void)state;
+  for (int unseen = 0; unseen < 2; unseen++) {
+    keel_policy_options o = opts("wtinylfu", 4);
+    keel_policy_t *p;
+    assert_int_equal(keel_policy_create(&o, &p), KEEL_OK);
+    for (uint32_t s = 0; s < 4; s++) keel_policy_insert(p, s, 10 + s, 1);
+    for (int k = 0; k < 3; k++) { /* key 99 comes and goes */
+      if (unseen) keel_policy_insert_unseen(p, 4, 99, 1);
+      else keel_policy_insert(p, 4, 99, 1);
+      if (k < 2) keel_policy_remove(p, 4);
+    }
+    assert_int_equal(keel_policy_weight(p), 5);
+    assert_int_equal(keel_policy_slot_hash(p, 4), 99);
+    uint32_t victim = keel_policy_evict(p);
+    if (unseen) assert_int_equal(victim, 4); /* its count is 0: refused */
+    else assert_int_not_equal(victim, 4);    /* its count is 3: admitted */
+    assert_int_equal(keel_policy_weight(p), 4);
+    keel_policy_destroy(p);
+  }
   keel_policy_options o = opts("default", 32);
   keel_policy_t *p;
   assert_int_equal(keel_policy_create(&o, &p), KEEL_OK);
@@ -74,7 +95,7 @@ static void test_insert_unseen(void **state) {
   assert_int_equal(st.shadow_accesses, 18);
   keel_policy_insert_unseen(p, 1, 0xb22, 1);
   keel_policy_get_stats(p, &st);
-  assert_int_equal(st.shadow_accesses, 18);
+  assert_int_equal(st.shadow_accesses, 36);
   assert_int_equal(keel_policy_weight(p), 2);
   assert_int_equal(keel_policy_slot_hash(p, 1), 0xb22);
   keel_policy_set_capacity(p, 0);
@@ -89,6 +110,81 @@ static void test_insert_unseen(void **state) {
   keel_policy_hit(p, 0);
   assert_int_equal(keel_policy_evict(p), 1);
   keel_policy_destroy(p);
+}
+
+/* Second chances (keel_policy_set_found): `found` marks slots, and each
+ * ask clears the slot's mark. */
+typedef struct marks {
+  unsigned char m[256];
+  unsigned asked;
+} marks;
+
+static int found_fn(void *ud, uint32_t slot, uint32_t hash) {
+  marks *k = ud;
+  assert_true(slot < 256);
+  assert_int_equal(hash, 100 + slot); /* the policy passes the slot's hash */
+  k->asked++;
+  int was = k->m[slot];
+  k->m[slot] = 0;
+  return was;
+}
+
+/* LRU: a marked tail moves to the head instead of leaving, once per mark,
+ * and at most KEEL_POLICY_CHANCES are given per eviction, so an eviction
+ * always ends. Without the function, plain LRU. */
+static void test_second_chance_lru(void **state) {
+  (void)state;
+  keel_policy_options o = opts("lru", 16);
+  keel_policy_t *p;
+  assert_int_equal(keel_policy_create(&o, &p), KEEL_OK);
+  marks k = {{0}, 0};
+  keel_policy_set_found(p, found_fn, &k);
+  for (uint32_t s = 0; s < 16; s++) keel_policy_insert(p, s, 100 + s, 1);
+  k.m[0] = k.m[2] = 1;
+  assert_int_equal(keel_policy_evict(p), 1); /* 0 moved to the head */
+  assert_int_equal(keel_policy_evict(p), 3); /* 2 as well */
+  assert_int_equal(k.asked, 4);
+  for (uint32_t s = 4; s < 14; s++) k.m[s] = 1; /* 10 marked in a row */
+  assert_int_equal(keel_policy_evict(p), 4 + KEEL_POLICY_CHANCES);
+  assert_int_equal(k.asked, 4 + KEEL_POLICY_CHANCES); /* out of chances, the pick stands unasked */
+  assert_int_equal(k.m[4 + KEEL_POLICY_CHANCES], 1);
+  keel_policy_set_found(p, NULL, NULL);
+  assert_int_equal(keel_policy_evict(p), 4 + KEEL_POLICY_CHANCES + 1);
+  keel_policy_destroy(p);
+}
+
+/* W-TinyLFU: the same inserts and evictions run twice, the second time
+ * with the first run's first main victim (its second victim: the first is
+ * the window's candidate, refused) marked from the start: it stays,
+ * promoted to protected as a hit would promote it, so it outlives the
+ * next 40 evictions too, and the policy evicts others instead. */
+static void wtinylfu_run(marks *k, uint32_t mark, uint32_t *victims, unsigned n) {
+  keel_policy_options o = opts("wtinylfu", 100);
+  o.slots = 256;
+  keel_policy_t *p;
+  assert_int_equal(keel_policy_create(&o, &p), KEEL_OK);
+  if (k) keel_policy_set_found(p, found_fn, k);
+  uint32_t next = 0;
+  for (; next < 100; next++) keel_policy_insert(p, next, 100 + next, 1);
+  for (unsigned i = 0; i < n; i++, next++) {
+    if (k && i == 0) k->m[mark] = 1;
+    keel_policy_insert(p, next, 100 + next, 1);
+    keel_policy_hit(p, next); /* newcomers are worth admitting */
+    victims[i] = keel_policy_evict(p);
+    assert_int_not_equal(victims[i], KEEL_POLICY_NONE);
+  }
+  keel_policy_destroy(p);
+}
+
+static void test_second_chance_wtinylfu(void **state) {
+  (void)state;
+  uint32_t plain[41], chanced[41];
+  wtinylfu_run(NULL, 0, plain, 41);
+  marks k = {{0}, 0};
+  wtinylfu_run(&k, plain[1], chanced, 41);
+  assert_true(k.asked > 0);
+  assert_int_equal(chanced[0], plain[0]);
+  for (unsigned i = 0; i < 41; i++) assert_int_not_equal(chanced[i], plain[1]);
 }
 
 /* A slot that is not resident lends 12 bytes to the caller (the cache
@@ -442,7 +538,8 @@ static void test_oom(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_names),         cmocka_unit_test(test_lru_order),
-      cmocka_unit_test(test_insert_unseen),
+      cmocka_unit_test(test_insert_unseen), cmocka_unit_test(test_second_chance_lru),
+      cmocka_unit_test(test_second_chance_wtinylfu),
       cmocka_unit_test(test_loop_and_scan), cmocka_unit_test(test_deterministic),
       cmocka_unit_test(test_deferred_shadows), cmocka_unit_test(test_follower),
       cmocka_unit_test(test_weights),       cmocka_unit_test(test_oom),

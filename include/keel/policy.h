@@ -123,7 +123,8 @@ KEEL_EXTERN void keel_policy_miss(keel_policy_t *p, uint32_t hash);
 KEEL_EXTERN void keel_policy_insert(keel_policy_t *p, uint32_t slot, uint32_t hash, uint32_t weight);
 
 /* As keel_policy_insert, but the request that brought the entry is not
- * counted as an access (no frequency count, no shadow request): for a
+ * counted as an access (no frequency count; an adaptive policy's shadows,
+ * which replay every request of a sample of keys, still see it): for a
  * caller that shows the policy a sample of its requests and left this one
  * out, so misses are sampled as its hits are. */
 KEEL_EXTERN void keel_policy_insert_unseen(keel_policy_t *p, uint32_t slot, uint32_t hash, uint32_t weight);
@@ -155,6 +156,19 @@ KEEL_EXTERN uint32_t keel_policy_slot_hash(const keel_policy_t *p, uint32_t slot
 /* Picks a victim, removes it from the policy and returns its slot, or
  * KEEL_POLICY_NONE when there are no residents. */
 KEEL_EXTERN uint32_t keel_policy_evict(keel_policy_t *p);
+
+/* Second chances, for a caller that shows the policy only a sample of its
+ * hits but marks every resident it finds (keel's large caches): before
+ * the policy evicts a resident, or weighs it against a newcomer, it asks
+ * `fn`, which returns 1, and clears the mark, if the resident was found
+ * since the last ask. That resident is moved as a hit moves it, without
+ * being counted (no frequency count, no shadow request: the sample counts
+ * hits), and another is picked, up to KEEL_POLICY_CHANCES times per
+ * keel_policy_evict; then the pick stands. `ud`: borrowed. fn NULL (the
+ * default): no second chances, as `keel sim` replays every hit. */
+typedef int (*keel_policy_found_fn)(void *ud, uint32_t slot, uint32_t hash);
+#define KEEL_POLICY_CHANCES 8
+KEEL_EXTERN void keel_policy_set_found(keel_policy_t *p, keel_policy_found_fn fn, void *ud);
 
 /* The hash `slot` was last inserted with, resident or not (until its
  * spare room below is written); 0 out of range. A victim's hash, say. */
