@@ -671,7 +671,6 @@ static uint32_t wtlfu_evict(keel_policy_t *p) {
         move_to(p, Q_PROB, cand);
         continue;
       }
-      if (second_chance(p, cand, &chances)) continue;
       uint32_t victim = main_victim(p);
       if (victim == KEEL_POLICY_NONE) return evict_slot(p, cand);
       if (second_chance(p, victim, &chances)) continue;

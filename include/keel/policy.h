@@ -159,11 +159,14 @@ KEEL_EXTERN uint32_t keel_policy_evict(keel_policy_t *p);
 
 /* Second chances, for a caller that shows the policy only a sample of its
  * hits but marks every resident it finds (keel's large caches): before
- * the policy evicts a resident, or weighs it against a newcomer, it asks
- * `fn`, which returns 1, and clears the mark, if the resident was found
- * since the last ask. That resident is moved as a hit moves it, without
- * being counted (no frequency count, no shadow request: the sample counts
- * hits), and another is picked, up to KEEL_POLICY_CHANCES times per
+ * the policy evicts a resident (LRU) or a resident of its main space
+ * (W-TinyLFU: its victim, whether it leaves or is weighed against the
+ * window's candidate; the candidate is not asked: a window is short, and
+ * asking it cost read-throughs 5 % for no hit ratio), it asks `fn`, which
+ * returns 1, and clears the mark, if the resident was found since the
+ * last ask. That resident is moved as a hit moves it, without being
+ * counted (no frequency count, no shadow request: the sample counts hits),
+ * and another is picked, up to KEEL_POLICY_CHANCES times per
  * keel_policy_evict; then the pick stands. `ud`: borrowed. fn NULL (the
  * default): no second chances, as `keel sim` replays every hit. */
 typedef int (*keel_policy_found_fn)(void *ud, uint32_t slot, uint32_t hash);
