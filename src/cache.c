@@ -929,7 +929,7 @@ static inline void record(keel_cache_t *c, reader *r, keel_cache_value_t *v, uin
    * and what it loses is mostly recency, which mark and the policy's
    * second chances give back (a replay of scarab-recs through a cache of
    * 65,536 entries: 0.7051 recording every hit, 0.6409 sampling 1 in 16
-   * alone, 0.6910 with second chances and every insert shown to the
+   * alone, 0.6840 with second chances and every insert shown to the
    * shadows: docs/PERFORMANCE.md). Caches up to RECORD_ALL entries record
    * every hit (sampling 1 in 16 cost them up to 2.7 points in keel run vs
    * keel sim). */

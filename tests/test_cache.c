@@ -680,7 +680,8 @@ static void test_shards(void **state) {
  * Under LRU, in a cache of 40,000 entries (2 shards) filled with 36,000,
  * 4,000 of the oldest 16,000 are found once; 24,000 newcomers then evict
  * the oldest 20,000 but for those: 96 % of them or more are left. Without
- * the marks only the ~1/16 whose hits were shown to the policy would be. */
+ * the marks only those whose hits the sample showed the policy stay (992
+ * of the 4,000 in a run with marking disabled). */
 static void test_sampled_hits_keep_found_entries(void **state) {
   (void)state;
   keel_cache_options o = base_opts(40000 * (keel_cache_entry_overhead() + 16) + 1);
