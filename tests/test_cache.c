@@ -2,7 +2,8 @@
  * values outliving eviction, full-key comparison under forced collisions,
  * TTL with an injected clock, errors not cached (and negative caching),
  * removal causes, stats that add up, the byte bound, set_capacity, every
- * policy name, and OOM sweeps of creation and put. */
+ * policy name, found entries kept by a cache that samples its hits, and
+ * OOM sweeps of creation and put. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -3,8 +3,8 @@
  * and matching it on recency-friendly traffic, determinism for a seed,
  * weights, names, the adaptive policy's bounded shadow work and its
  * refusal to switch on noise, deferred shadows, followers of another
- * policy's choice, inserts that count no access, and OOM sweeps of
- * creation. */
+ * policy's choice, inserts that count no access, second chances for
+ * residents a sampling caller found, and OOM sweeps of creation. */
 #include <string.h>
 
 #include "keel/policy.h"
