@@ -1,6 +1,6 @@
 /* test_cache.c — the cache's single-threaded semantics: get/put/remove,
  * values outliving eviction, full-key comparison under forced collisions,
- * TTL with an injected clock, errors not cached (and negative caching),
+ * lookups through long churn (eviction and removal at every chain place), TTL with an injected clock, errors not cached (and negative caching),
  * removal causes, stats that add up, the byte bound, set_capacity, every
  * policy name, found entries kept by a cache that samples its hits, and
  * OOM sweeps of creation and put. */
@@ -244,6 +244,41 @@ static void test_one_bucket_chain_tags(void **state) {
   /* A key whose tag no entry has, and one that shares a tag but not bytes. */
   assert_false(get_str(c, "key-100", buf, sizeof buf));
   assert_false(get_str(c, "key-1:", buf, sizeof buf)); /* hashes as key-20 */
+  keel_cache_destroy(c);
+}
+
+/* Steady churn through a small LRU cache: each put evicts the oldest
+ * key and each 7th step removes a recent one, so entries are unlinked
+ * from every place in their chains and buckets are reused many times over.
+ * After every step the last put is found, the removed key is not, and
+ * the 100 puts before it that were not removed are all found with their
+ * values. */
+static void test_churn(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(1 << 30);
+  o.policy = "lru";
+  o.max_entries = 256;
+  keel_cache_t *c = mk(&o);
+  char k[32], buf[32];
+  for (int i = 0; i < 60000; i++) {
+    snprintf(k, sizeof k, "k%d", i);
+    assert_int_equal(keel_cache_put(c, k, strlen(k), k + 1, strlen(k + 1)), KEEL_OK);
+    assert_true(get_str(c, k, buf, sizeof buf));
+    assert_string_equal(buf, k + 1);
+    if (i % 7 == 3) {
+      snprintf(k, sizeof k, "k%d", i - 2);
+      assert_int_equal(keel_cache_remove(c, k, strlen(k)), KEEL_OK);
+      assert_false(get_str(c, k, buf, sizeof buf));
+    }
+    if (i % 997 != 0 || i < 100) continue;
+    for (int j = i - 100; j <= i; j++) {
+      snprintf(k, sizeof k, "k%d", j);
+      assert_int_equal(get_str(c, k, buf, sizeof buf), j % 7 != 1 || j + 2 > i);
+    }
+  }
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.entries, 256);
   keel_cache_destroy(c);
 }
 
@@ -899,7 +934,7 @@ int main(void) {
       cmocka_unit_test(test_bad_options),
       cmocka_unit_test(test_value_outlives_eviction),
       cmocka_unit_test(test_forced_collisions),
-      cmocka_unit_test(test_one_bucket_chain_tags),
+      cmocka_unit_test(test_one_bucket_chain_tags), cmocka_unit_test(test_churn),
       cmocka_unit_test(test_clear_frees_at_once),
       cmocka_unit_test(test_ttl),
       cmocka_unit_test(test_load_errors_not_cached),
