@@ -1,7 +1,8 @@
 /* test_cache.c — the cache's single-threaded semantics: get/put/remove,
  * values outliving eviction, full-key comparison under forced collisions,
- * lookups through long churn (eviction and removal at every chain place), TTL with an injected clock, errors not cached (and negative caching),
- * removal causes, stats that add up, the byte bound, set_capacity, every
+ * lookups through long churn (evictions and removals at every place in
+ * the chains), TTL with an injected clock, errors not cached (and negative
+ * caching), removal causes, stats that add up, the byte bound, set_capacity, every
  * policy name, found entries kept by a cache that samples its hits, and
  * OOM sweeps of creation and put. */
 #include <stdio.h>
@@ -250,9 +251,9 @@ static void test_one_bucket_chain_tags(void **state) {
 /* Steady churn through a small LRU cache: each put evicts the oldest
  * key and each 7th step removes a recent one, so entries are unlinked
  * from every place in their chains and buckets are reused many times over.
- * After every step the last put is found, the removed key is not, and
- * the 100 puts before it that were not removed are all found with their
- * values. */
+ * After every step the last put is found with its value and the removed
+ * key is not; every 997 steps, each of the last 101 keys is found exactly
+ * when it was not removed; at the end the cache holds its 256. */
 static void test_churn(void **state) {
   (void)state;
   keel_cache_options o = base_opts(1 << 30);
