@@ -122,7 +122,8 @@
 #define SLOT_BITS 24         /* slot_tag: slot in the low bits, memory tag above */
 #define SLOT_MAX ((1u << SLOT_BITS) - 1)
 /* The policy sees every hit in a cache of up to RECORD_ALL entries, and
- * 1 in 4 up to twice that, 1 in 16 beyond (see record and create). */
+ * 1 in 4 up to twice that, 1 in 32 beyond, where it sees 1 insert in 16
+ * (see record, insert_locked and create). */
 #define RECORD_ALL 16384
 
 /* An entry: a 24-byte header, then (in caches with a TTL) the expiry time,
@@ -234,6 +235,7 @@ struct keel_cache {
   uint64_t seed;
   uint64_t ttl, neg_ttl;
   uint32_t record_mask;               /* 0: record every hit (see record) */
+  uint32_t insert_mask;               /* 0: count every insert (see insert_locked) */
   keel_worker_t *worker;              /* drains the rings; NULL: callers do (MAINTAIN_CALLER) */
   unsigned nshards;                   /* a power of two */
   keel_cache_removal_fn on_removal;
@@ -922,17 +924,18 @@ static int ent_found(void *ud, uint32_t slot, uint32_t hash) {
  * cost the 1-thread read 7 % at 65,536 entries for misses never inserted. */
 static inline void record(keel_cache_t *c, reader *r, keel_cache_value_t *v, uint64_t h) {
   /* Sampling: large caches show the policy one hit in record_mask + 1,
-   * and one insert's miss in as many (insert_locked): an unbiased sample
-   * of frequency, a coarser one of recency. Their
+   * and a sample of their inserts' misses (insert_locked): a sample of
+   * frequency, a coarser one of recency. Their
    * policy state is far from the core's caches, so each recorded hit costs
    * several cache misses; sampling trades hit ratio for hit-path speed,
    * and what it loses is mostly recency, which mark and the policy's
    * second chances give back (a replay of scarab-recs through a cache of
    * 65,536 entries: 0.7051 recording every hit, 0.6409 sampling 1 in 16
    * alone, 0.6840 with second chances and every insert shown to the
-   * shadows: docs/PERFORMANCE.md). Caches up to RECORD_ALL entries record
-   * every hit (sampling 1 in 16 cost them up to 2.7 points in keel run vs
-   * keel sim). */
+   * shadows, 0.6823 sampling hits 1 in 32: docs/PERFORMANCE.md; 1 in 32
+   * instead of 16 read 10 % more on 1 thread). Caches up to RECORD_ALL
+   * entries record every hit (sampling 1 in 16 cost them up to 2.7 points
+   * in keel run vs keel sim). */
   if (c->record_mask) {
     mark(v);
     uint32_t tick = atomic_load_explicit(&r->tick, RLX) + 1;
@@ -1082,11 +1085,13 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
   ent_set_slot(v, s->free_head);
   s->free_head = spare_link(s, s->free_head);
   /* A cache that samples its lookups samples the misses its inserts
-   * record at the same rate, chosen at random: frequency is then
-   * estimated from one unbiased sample (counting every miss but 1 hit in
-   * 16 ranked keys by how often they miss), and 15 inserts in 16 skip
-   * the sketch (read-through +21 % per CPU-second at 65,536 entries on
-   * scarab-recs: docs/PERFORMANCE.md). The adaptive policy's shadows see
+   * record too, chosen at random, at its hits' rate or at most 1 in 16:
+   * frequency is then estimated from a sample (counting every miss but 1
+   * hit in 16 ranked keys by how often they miss), and 15 inserts in 16
+   * skip the sketch (read-through +21 % per CPU-second at 65,536 entries
+   * on scarab-recs: docs/PERFORMANCE.md). Where hits are sampled 1 in 32,
+   * inserts sampled as thinly cost 0.5 point of hit ratio there, and at
+   * 1 in 16 0.02 (docs/PERFORMANCE.md, "Hits sampled 1 in 32"). The adaptive policy's shadows see
    * every insert all the same (keel_policy_insert_unseen): they judge
    * policies by replaying every request of a sample of keys, and a
    * thinned stream made recency look worthless to them. */
@@ -1095,7 +1100,7 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
     s->rng ^= s->rng << 13;
     s->rng ^= s->rng >> 7;
     s->rng ^= s->rng << 17;
-    seen = ((s->rng >> 32) & c->record_mask) == 0;
+    seen = ((s->rng >> 32) & c->insert_mask) == 0;
   }
   if (seen) keel_policy_insert(s->pol, ent_slot(v), (uint32_t)h, (uint32_t)charge);
   else keel_policy_insert_unseen(s->pol, ent_slot(v), (uint32_t)h, (uint32_t)charge);
@@ -1243,7 +1248,8 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
   c->nshards = n;
   atomic_init(&c->max_bytes, opt->max_bytes);
   atomic_init(&c->max_entries, opt->max_entries);
-  c->record_mask = hint <= RECORD_ALL ? 0 : hint <= 2 * RECORD_ALL ? 3 : 15;
+  c->record_mask = hint <= RECORD_ALL ? 0 : hint <= 2 * RECORD_ALL ? 3 : 31;
+  c->insert_mask = c->record_mask < 15 ? c->record_mask : 15;
   int threaded = opt->maintenance == KEEL_CACHE_MAINTAIN_THREAD ||
                  (opt->maintenance == KEEL_CACHE_MAINTAIN_AUTO && !c->record_mask);
   keel_status st = KEEL_OK;

@@ -712,13 +712,14 @@ static void test_shards(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
-/* A cache of more than 32,768 entries shows its policy 1 in 16 hits, and
+/* A cache of more than 32,768 entries shows its policy 1 in 32 hits, and
  * marks every entry a lookup finds for a second chance (keel_policy_set_found).
  * Under LRU, in a cache of 40,000 entries (2 shards) filled with 36,000,
  * 4,000 of the oldest 16,000 are found once; 24,000 newcomers then evict
  * the oldest 20,000 but for those: 96 % of them or more are left. Without
  * the marks only those whose hits the sample showed the policy stay (992
- * of the 4,000 in a run with marking disabled). */
+ * of the 4,000 in a run with marking disabled, when 1 hit in 16 was
+ * sampled). */
 static void test_sampled_hits_keep_found_entries(void **state) {
   (void)state;
   keel_cache_options o = base_opts(40000 * (keel_cache_entry_overhead() + 16) + 1);

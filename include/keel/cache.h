@@ -27,7 +27,7 @@
  * large caches, the thread itself, every 32 records) applies to the policy
  * (keel_cache_maintenance; a miss reaches the policy as the insert that
  * follows it, put or get_or_load's load, once). Caches of more than 16,384
- * expected entries record a sample of their hits, 1 in 4 or 1 in 16, and
+ * expected entries record a sample of their hits, 1 in 4 or 1 in 32, and
  * mark every entry a lookup finds, so the policy gives a found entry a
  * second chance before evicting it (keel_policy_set_found); inserts, removals and loads take the
  * lock of the key's shard (nothing else is ever waited for while it is
