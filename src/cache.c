@@ -1085,13 +1085,15 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
   ent_set_slot(v, s->free_head);
   s->free_head = spare_link(s, s->free_head);
   /* A cache that samples its lookups samples the misses its inserts
-   * record too, chosen at random, at its hits' rate or at most 1 in 16:
-   * frequency is then estimated from a sample (counting every miss but 1
-   * hit in 16 ranked keys by how often they miss), and 15 inserts in 16
-   * skip the sketch (read-through +21 % per CPU-second at 65,536 entries
-   * on scarab-recs: docs/PERFORMANCE.md). Where hits are sampled 1 in 32,
-   * inserts sampled as thinly cost 0.5 point of hit ratio there, and at
-   * 1 in 16 0.02 (docs/PERFORMANCE.md, "Hits sampled 1 in 32"). The adaptive policy's shadows see
+   * record too, chosen at random: at its hits' rate, 1 in 4, or at 1 in
+   * 16 where hits are sampled 1 in 32. Frequency is then estimated from a
+   * sample (counting every miss but 1 hit in 16 ranked keys by how often
+   * they miss), and 15 inserts in 16 skip the sketch (read-through +21 %
+   * per CPU-second at 65,536 entries on scarab-recs). Misses weigh twice
+   * what hits do in the largest caches: sampling their inserts 1 in 32 as
+   * well cost a mean of 0.30 points of hit ratio over 22 replays (4.4 at
+   * one), 1 in 16 a mean of 0.05 over the 12 that change (docs/PERFORMANCE.md, "Hits sampled 1 in
+   * 32"). The adaptive policy's shadows see
    * every insert all the same (keel_policy_insert_unseen): they judge
    * policies by replaying every request of a sample of keys, and a
    * thinned stream made recency look worthless to them. */
