@@ -1092,11 +1092,11 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
    * per CPU-second at 65,536 entries on scarab-recs). Misses weigh twice
    * what hits do in the largest caches: sampling their inserts 1 in 32 as
    * well cost a mean of 0.30 points of hit ratio over 22 replays (4.4 at
-   * one), 1 in 16 a mean of 0.05 over the 12 that change (docs/PERFORMANCE.md, "Hits sampled 1 in
-   * 32"). The adaptive policy's shadows see
-   * every insert all the same (keel_policy_insert_unseen): they judge
-   * policies by replaying every request of a sample of keys, and a
-   * thinned stream made recency look worthless to them. */
+   * one), 1 in 16 a mean of 0.05 over the 12 that change
+   * (docs/PERFORMANCE.md, "Hits sampled 1 in 32"). The adaptive policy's
+   * shadows see every insert all the same (keel_policy_insert_unseen):
+   * they judge policies by replaying every request of a sample of keys,
+   * and a thinned stream made recency look worthless to them. */
   int seen = 1;
   if (c->record_mask) {
     s->rng ^= s->rng << 13;
