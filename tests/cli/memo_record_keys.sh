@@ -6,9 +6,11 @@
 # default policy with a 1 MiB cache, LRU with 256 KiB.
 #
 # Why not exact: the run's cache is bounded in bytes (its entry count drifts
-# a little) and, for throughput, its policy sees only a sample of the
-# lookups (src/cache.c RECORD_EVERY: 1 in 16 when this was written), while
-# sim feeds the policy every access, so the run lands below sim. Measured on
+# a little) and, for throughput, its policy may see only a sample of the
+# lookups (1 in 16 of every cache when this was written; now only caches of
+# more than 16,384 expected entries sample: src/cache.c RECORD_ALL and
+# record_mask), while sim feeds the policy every access, so the run lands
+# below sim. Measured on
 # this workload: 0.6-1.9 points for LRU at 64 KiB-4 MiB, 1.5-1.6 for the
 # default policy at 1-4 MiB, but 2.5-2.7 for the default policy at 64-256
 # KiB, where the bar is not met (docs/PERFORMANCE.md, Memoization). With
