@@ -2,8 +2,9 @@
  *
  * Layout. An entry is one allocation (keel_mem_alloc_sized, no keel_mem
  * header): a 24-byte header (chain link, lengths, reference count, slot and
- * memory tag), the expiry time in caches with a TTL, the key, padding to 8,
- * the value. The entry *is* the value object users hold: its reference
+ * memory tag), the expiry time (in caches with a TTL, and in entries with
+ * a TTL of their own: EXP_FLAG says which), the key, padding to 8, the
+ * value. The entry *is* the value object users hold: its reference
  * count counts the cache (while linked or in limbo) plus every user
  * reference. Entries hang in a chained hash table (`table`, power-of-two
  * buckets of tagged links, see link_t); an entry does not store its hash.
@@ -126,7 +127,7 @@
  * (see record, insert_locked and create). */
 #define RECORD_ALL 16384
 
-/* An entry: a 24-byte header, then (in caches with a TTL) the expiry time,
+/* An entry: a 24-byte header, then (EXP_FLAG) the expiry time,
  * the key, padding to 8, the value, in one block of keel_mem_alloc_sized
  * (no per-block header: the entry knows its size and tag). The fields a
  * lookup reads come first. */
@@ -200,6 +201,8 @@ struct keel_cache_load {
   uint64_t hash;
   keel_cache_value_t *v; /* the entry being filled */
   int nocache;
+  int own_ttl;           /* keel_cache_load_ttl was called: `ttl` is this value's */
+  uint64_t ttl;
 };
 
 /* The two fields every lookup reads come first, on a cache line of their
@@ -245,6 +248,7 @@ struct keel_cache {
   keel_cache_hash_fn hashfn;
   void *hash_ud;
   _Atomic uint64_t max_bytes, max_entries; /* the whole cache's bounds */
+  _Atomic unsigned own_ttls;          /* 1 once an entry had a time to live of its own (cleanup scans) */
   shard sh[];
 };
 
@@ -385,11 +389,13 @@ static inline reader *my_reader(keel_cache_t *c) {
   return reader_claim(c, me);
 }
 
-/* A new entry with refs = 1 (the caller's); `ttl`: the cache expires
- * entries, so the entry has room for its expiry time. */
-static keel_cache_value_t *ent_alloc(const keel_cache_t *c, const void *key, size_t klen, size_t vlen) {
+/* A new entry with refs = 1 (the caller's). It has room for an expiry
+ * time when the cache expires entries or `own_ttl` (it will have a time to
+ * live of its own). */
+static keel_cache_value_t *ent_alloc(const keel_cache_t *c, const void *key, size_t klen, size_t vlen,
+                                     int own_ttl) {
   if (klen > KLEN_MASK || vlen > UINT32_MAX) return NULL;
-  uint32_t flags = c->ttl || c->neg_ttl ? EXP_FLAG : 0;
+  uint32_t flags = own_ttl || c->ttl || c->neg_ttl ? EXP_FLAG : 0;
   int counted;
   keel_cache_value_t *v =
       keel_mem_alloc_sized(c->tag, sizeof *v + exp_len(flags) + key_pad(klen) + vlen, &counted);
@@ -990,12 +996,28 @@ static inline int expired(keel_cache_value_t *v, uint64_t now) {
   return e && now >= e;
 }
 
+/* expired(v, now) that reads the clock only for an entry with an expiry
+ * time: the lookup of an entry without one (in a cache without a TTL,
+ * or one stored with keel_cache_put_ttl(..., 0)) costs no clock read. */
+static inline int stale(const keel_cache_t *c, keel_cache_value_t *v) {
+  if (!(v->klen & EXP_FLAG)) return 0;
+  uint64_t e = atomic_load_explicit(ent_expire(v), RLX);
+  return e && now_ns(c) >= e;
+}
+
+/* The expiry time of an entry written now with time to live ttl: 0
+ * (never) for no TTL or one that would pass the end of the clock. */
+static uint64_t expiry_of(const keel_cache_t *c, uint64_t ttl) {
+  if (!ttl) return 0;
+  uint64_t now = now_ns(c);
+  return ttl > UINT64_MAX - now ? 0 : now + ttl;
+}
+
 /* Evicts until `extra` more bytes and one more entry fit; `newcomer` (not
  * linked, already in the policy) may be chosen: returns 0 then. Under lock. */
 static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newcomer) {
   uint64_t maxb = atomic_load_explicit(&sh->max_bytes, RLX);
   uint64_t maxe = atomic_load_explicit(&sh->max_entries, RLX);
-  uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0;
   int admitted = 1;
   for (;;) {
     uint64_t count = atomic_load_explicit(&sh->entries, RLX) + (newcomer && admitted ? 1 : 0);
@@ -1008,7 +1030,7 @@ static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newc
     }
     uint32_t h = keel_policy_last_hash(sh->pol, s);
     keel_cache_value_t *v = table_find_slot_locked(sh, h, s);
-    unlink_locked(c, sh, v, h, now && expired(v, now) ? KEEL_CACHE_EXPIRED : KEEL_CACHE_EVICTED, 0);
+    unlink_locked(c, sh, v, h, stale(c, v) ? KEEL_CACHE_EXPIRED : KEEL_CACHE_EVICTED, 0);
   }
   return admitted;
 }
@@ -1061,7 +1083,7 @@ static void prefetch_victim(shard *s, uint32_t slot, int entry) {
  * all to the thread made it contend with the inserter for the shard's
  * lock: 100,000 context switches per 2 s on one thread). */
 static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h,
-                                 const uint32_t *victim) {
+                                 const uint32_t *victim, const uint64_t *ttl) {
   reader *r = my_reader(c);
   uint32_t queued = atomic_load_explicit(&r->tail, RLX) - atomic_load_explicit(&r->head, RLX);
   if (c->record_mask ? c->worker && queued >= RBATCH / 4 : queued != 0) (void)drain(c, r, s, 0);
@@ -1079,9 +1101,8 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
   keel_cache_value_t *old = table_find1(s, h, ent_key(v), ent_klen(v));
   if (old) unlink_locked(c, s, old, h, KEEL_CACHE_REPLACED, 1);
   if (charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > KEEL_POLICY_WEIGHT_MAX) return KEEL_ELIMIT;
-  uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0;
-  uint64_t ttl = ent_negative(v) ? c->neg_ttl : c->ttl;
-  if (v->klen & EXP_FLAG) atomic_store_explicit(ent_expire(v), ttl ? now + ttl : 0, RLX);
+  if (v->klen & EXP_FLAG)
+    atomic_store_explicit(ent_expire(v), expiry_of(c, ttl ? *ttl : ent_negative(v) ? c->neg_ttl : c->ttl), RLX);
   ent_set_slot(v, s->free_head);
   s->free_head = spare_link(s, s->free_head);
   /* A cache that samples its lookups samples the misses its inserts
@@ -1283,7 +1304,7 @@ void keel_cache_destroy(keel_cache_t *c) {
  * unexpired, positive-or-negative entry or NULL, inside the caller's epoch. */
 static inline keel_cache_value_t *lookup(keel_cache_t *c, uint64_t h, const void *k, size_t n) {
   keel_cache_value_t *v = table_find(shard_of(c, h), h, k, n);
-  if (v && (c->ttl || c->neg_ttl) && expired(v, now_ns(c))) v = NULL;
+  if (v && stale(c, v)) v = NULL;
   return v;
 }
 
@@ -1390,6 +1411,29 @@ static void spin_until(const _Atomic unsigned *x, unsigned want) {
   }
 }
 
+/* Marks that some entry may expire on a time of its own, so cleanup scans
+ * even a cache without a TTL (stored once: put_ttl's callers on several
+ * cores then only read the line). */
+static void note_own_ttl(keel_cache_t *c) {
+  if (!atomic_load_explicit(&c->own_ttls, RLX)) atomic_store_explicit(&c->own_ttls, 1, RLX);
+}
+
+/* A loader gave its value a time to live after the value's entry was
+ * allocated without room for an expiry time (the cache has no TTL): the
+ * value moves to an entry with that room. Without the memory for it, the
+ * value is returned uncached. */
+static void load_make_room_for_expiry(keel_cache_load_t *ld) {
+  keel_cache_value_t *old = ld->v;
+  keel_cache_value_t *v = ent_alloc(ld->c, ld->key, ld->klen, old->vlen, 1);
+  if (!v) {
+    ld->nocache = 1;
+    return;
+  }
+  if (old->vlen) memcpy(ent_data(v), ent_data(old), old->vlen);
+  ld->v = v;
+  ent_unref(old);
+}
+
 /* The slow path of get_or_load: under the lock, find the entry, join a
  * pending load, or become the loader. */
 static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
@@ -1397,7 +1441,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   shard *s = shard_of(c, h);
   shard_lock(s);
   keel_cache_value_t *v = table_find1(s, h, key, klen);
-  if (v && (c->ttl || c->neg_ttl) && expired(v, now_ns(c))) {
+  if (v && stale(c, v)) {
     unlink_locked(c, s, v, h, KEEL_CACHE_EXPIRED, 1);
     v = NULL;
   }
@@ -1437,26 +1481,27 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   add_locked(&s->loads, 1);
   shard_unlock(s);
 
-  keel_cache_load_t ld = {c, key, klen, h, NULL, 0};
+  keel_cache_load_t ld = {c, key, klen, h, NULL, 0, 0, 0};
   keel_status st = loader(ctx, key, klen, &ld);
   if (st == KEEL_OK && !ld.v && !keel_cache_load_alloc(&ld, 0)) st = KEEL_ENOMEM;
+  if (st == KEEL_OK && !ld.nocache && ld.own_ttl && !(ld.v->klen & EXP_FLAG)) load_make_room_for_expiry(&ld);
 
   shard_lock(s);
   pending **pp = &s->pend;
   while (*pp != &me) pp = &(*pp)->next;
   *pp = me.next;
   if (st == KEEL_OK) {
-    if (!ld.nocache) (void)insert_locked(c, s, ld.v, h, victim); /* ELIMIT/ENOMEM: returned uncached */
+    if (!ld.nocache) (void)insert_locked(c, s, ld.v, h, victim, ld.own_ttl ? &ld.ttl : NULL); /* ELIMIT/ENOMEM: returned uncached */
     me.value = ld.v;
   } else {
     add_locked(&s->load_errors, 1);
     if (ld.v) ent_unref(ld.v);
     ld.v = NULL;
-    keel_cache_value_t *neg = c->neg_ttl ? ent_alloc(c, key, klen, 0) : NULL;
+    keel_cache_value_t *neg = c->neg_ttl ? ent_alloc(c, key, klen, 0, 0) : NULL;
     if (neg) {
       neg->klen |= NEG_FLAG;
       neg->vlen = (uint32_t)(int32_t)st;
-      (void)insert_locked(c, s, neg, h, no_guess);
+      (void)insert_locked(c, s, neg, h, no_guess, NULL);
       ent_unref(neg);
     }
   }
@@ -1503,7 +1548,7 @@ keel_status keel_cache_read_or_load(keel_cache_t *c, const void *key, size_t key
 
 void *keel_cache_load_alloc(keel_cache_load_t *ld, size_t len) {
   if (!ld) return NULL;
-  keel_cache_value_t *v = ent_alloc(ld->c, ld->key, ld->klen, len);
+  keel_cache_value_t *v = ent_alloc(ld->c, ld->key, ld->klen, len, ld->own_ttl);
   if (!v) return NULL;
   if (ld->v) ent_unref(ld->v);
   ld->v = v;
@@ -1522,20 +1567,39 @@ void keel_cache_load_nocache(keel_cache_load_t *ld) {
   if (ld) ld->nocache = 1;
 }
 
+void keel_cache_load_ttl(keel_cache_load_t *ld, uint64_t ttl_ns) {
+  if (!ld) return;
+  ld->own_ttl = 1;
+  ld->ttl = ttl_ns;
+  note_own_ttl(ld->c);
+}
+
 /* ---- writes ---------------------------------------------------------------------- */
 
-keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len, const void *data, size_t len) {
+/* put and put_ttl; `ttl` NULL: the cache's. */
+static keel_status put(keel_cache_t *c, const void *key, size_t key_len, const void *data, size_t len,
+                       const uint64_t *ttl) {
   if (!c || (!key && key_len) || (!data && len)) return KEEL_EMISUSE;
-  keel_cache_value_t *v = ent_alloc(c, key, key_len, len);
+  keel_cache_value_t *v = ent_alloc(c, key, key_len, len, ttl != NULL);
   if (!v) return key_len > KLEN_MASK || len > UINT32_MAX ? KEEL_ELIMIT : KEEL_ENOMEM;
   if (len) memcpy(ent_data(v), data, len);
   uint64_t h = key_hash(c, key, key_len);
   shard *s = shard_of(c, h);
   shard_lock(s);
-  keel_status st = insert_locked(c, s, v, h, no_guess);
+  keel_status st = insert_locked(c, s, v, h, no_guess, ttl);
   shard_unlock(s);
   ent_unref(v); /* the cache holds its own reference if it kept v */
   return st;
+}
+
+keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len, const void *data, size_t len) {
+  return put(c, key, key_len, data, len, NULL);
+}
+
+keel_status keel_cache_put_ttl(keel_cache_t *c, const void *key, size_t key_len, const void *data, size_t len,
+                               uint64_t ttl_ns) {
+  if (c) note_own_ttl(c);
+  return put(c, key, key_len, data, len, &ttl_ns);
 }
 
 keel_status keel_cache_remove(keel_cache_t *c, const void *key, size_t key_len) {
@@ -1570,7 +1634,7 @@ uint64_t keel_cache_cleanup(keel_cache_t *c) {
   for (unsigned k = 0; k < c->nshards; k++) {
     shard *s = &c->sh[k];
     shard_lock(s);
-    uint64_t now = c->ttl || c->neg_ttl ? now_ns(c) : 0; /* 0: nothing expires */
+    uint64_t now = c->ttl || c->neg_ttl || atomic_load_explicit(&c->own_ttls, RLX) ? now_ns(c) : 0; /* 0: nothing expires */
     table *t = atomic_load_explicit(&s->tab, RLX);
     for (uint64_t i = 0; now && i <= t->mask; i++) {
       link_t w = atomic_load_explicit(&t->b[i], RLX);

@@ -363,6 +363,66 @@ static void test_ttl(void **state) {
   keel_cache_destroy(c);
 }
 
+/* Times to live of an entry's own (keel_cache_put_ttl): in a cache without a
+ * TTL and in one with, shorter and longer than the cache's, 0 for never, and
+ * a later plain put that takes the cache's again. */
+static void test_entry_ttl(void **state) {
+  (void)state;
+  char buf[16];
+  keel_cache_value_t *v;
+  keel_cache_stats st;
+  for (int with = 0; with < 2; with++) {
+    keel_cache_options o = base_opts(1 << 20);
+    o.ttl_ns = with ? 1000 : 0;
+    o.clock = fake_clock;
+    removals rm = {0};
+    o.on_removal = on_removal;
+    o.removal_ud = &rm;
+    fake_now = 5000;
+    keel_cache_t *c = mk(&o);
+    assert_int_equal(keel_cache_put_ttl(c, "short", 5, "S", 1, 100), KEEL_OK);
+    assert_int_equal(keel_cache_put_ttl(c, "long", 4, "L", 1, 5000), KEEL_OK);
+    assert_int_equal(keel_cache_put_ttl(c, "never", 5, "N", 1, 0), KEEL_OK);
+    assert_int_equal(keel_cache_put_ttl(c, "huge", 4, "H", 1, UINT64_MAX), KEEL_OK);
+    assert_int_equal(keel_cache_put(c, "plain", 5, "P", 1), KEEL_OK);
+    assert_int_equal(keel_cache_put_ttl(c, "again", 5, "A", 1, 100), KEEL_OK);
+    assert_int_equal(keel_cache_put(c, "again", 5, "A2", 2), KEEL_OK); /* the cache's TTL again */
+    keel_cache_get_stats(c, &st);
+    /* Each entry with an expiry time is charged 8 bytes for it; in a cache
+     * without a TTL, plain entries have none. */
+    uint64_t charged = 0;
+    const char *keys[] = {"short", "long", "never", "huge", "plain", "again"};
+    for (int i = 0; i < 6; i++) charged += strlen(keys[i]) + keel_cache_entry_overhead();
+    charged += 1 + 1 + 1 + 1 + 1 + 2;
+    charged += with ? 6 * 8 : 4 * 8;
+    assert_int_equal(st.bytes, charged);
+    fake_now = 5099;
+    assert_true(get_str(c, "short", buf, sizeof buf));
+    fake_now = 5100; /* short expires exactly now, whatever the cache's TTL */
+    assert_false(get_str(c, "short", buf, sizeof buf));
+    assert_int_equal(keel_cache_read(c, "short", 5, noop_read, NULL), KEEL_ENOTFOUND);
+    assert_true(get_str(c, "again", buf, sizeof buf));
+    assert_string_equal(buf, "A2");
+    fake_now = 6000; /* the cache's TTL ends for plain and again */
+    assert_int_equal(keel_cache_get(c, "plain", 5, &v), with ? KEEL_ENOTFOUND : KEEL_OK);
+    if (!with) keel_cache_value_release(v);
+    assert_int_equal(get_str(c, "again", buf, sizeof buf), !with);
+    assert_true(get_str(c, "long", buf, sizeof buf));
+    assert_int_equal(keel_cache_cleanup(c), with ? 3 : 1); /* short (+ plain, again) */
+    fake_now = 10000; /* long expires */
+    assert_false(get_str(c, "long", buf, sizeof buf));
+    fake_now = UINT64_MAX - 1;
+    assert_true(get_str(c, "never", buf, sizeof buf));
+    assert_true(get_str(c, "huge", buf, sizeof buf));
+    assert_int_equal(keel_cache_cleanup(c), 1); /* long; plain and again never expire without a cache TTL */
+    keel_cache_get_stats(c, &st);
+    assert_int_equal(st.expirations, with ? 4 : 2);
+    assert_int_equal(rm.n[KEEL_CACHE_EXPIRED], st.expirations);
+    assert_int_equal(st.entries, with ? 2 : 4);
+    keel_cache_destroy(c);
+  }
+}
+
 typedef struct loadctx {
   int calls;
   keel_status fail;
@@ -412,6 +472,68 @@ static void test_load_errors_not_cached(void **state) {
   assert_int_equal(st.hits + st.misses, 6);
   assert_int_equal(st.hits, 1);
   keel_cache_destroy(c);
+}
+
+/* A loader that gives its value a time to live (keel_cache_load_ttl)
+ * before or after it allocates the value: the value keeps its bytes and
+ * expires on time; 0 keeps it past the cache's TTL. */
+typedef struct ttlload {
+  int calls;
+  int after;    /* call keel_cache_load_ttl after keel_cache_load_alloc */
+  uint64_t ttl;
+} ttlload;
+
+static keel_status ttl_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  ttlload *l = ctx;
+  l->calls++;
+  if (!l->after) keel_cache_load_ttl(ld, l->ttl);
+  char *p = keel_cache_load_alloc(ld, len + 2);
+  if (!p) return KEEL_ENOMEM;
+  memcpy(p, "t:", 2);
+  memcpy(p + 2, key, len);
+  if (l->after) keel_cache_load_ttl(ld, l->ttl);
+  return KEEL_OK;
+}
+
+static void test_load_ttl(void **state) {
+  (void)state;
+  for (int with = 0; with < 2; with++) {
+    for (int after = 0; after < 2; after++) {
+      keel_cache_options o = base_opts(1 << 20);
+      o.ttl_ns = with ? 1000 : 0;
+      o.clock = fake_clock;
+      fake_now = 100;
+      keel_cache_t *c = mk(&o);
+      ttlload l = {0, after, 50};
+      keel_cache_value_t *v;
+      assert_int_equal(keel_cache_get_or_load(c, "k", 1, ttl_loader, &l, &v), KEEL_OK);
+      assert_int_equal(keel_cache_value_len(v), 3);
+      assert_memory_equal(keel_cache_value_data(v), "t:k", 3);
+      keel_cache_value_release(v);
+      l.ttl = 0;
+      assert_int_equal(keel_cache_get_or_load(c, "z", 1, ttl_loader, &l, &v), KEEL_OK);
+      keel_cache_value_release(v);
+      fake_now = 149; /* k is still there */
+      assert_int_equal(keel_cache_get_or_load(c, "k", 1, ttl_loader, &l, &v), KEEL_OK);
+      assert_memory_equal(keel_cache_value_data(v), "t:k", 3);
+      keel_cache_value_release(v);
+      assert_int_equal(l.calls, 2);
+      fake_now = 150; /* k expired: loaded again */
+      assert_int_equal(keel_cache_get(c, "k", 1, &v), KEEL_ENOTFOUND);
+      assert_int_equal(keel_cache_get_or_load(c, "k", 1, ttl_loader, &l, &v), KEEL_OK);
+      keel_cache_value_release(v);
+      assert_int_equal(l.calls, 3);
+      fake_now = 1000000; /* z never expires, past the cache's TTL too */
+      assert_int_equal(keel_cache_get(c, "z", 1, &v), KEEL_OK);
+      assert_memory_equal(keel_cache_value_data(v), "t:z", 3);
+      keel_cache_value_release(v);
+      keel_cache_stats st;
+      keel_cache_get_stats(c, &st);
+      assert_int_equal(st.entries, 2);
+      assert_int_equal(st.bytes, 2 * (1 + 3 + 8 + keel_cache_entry_overhead()));
+      keel_cache_destroy(c);
+    }
+  }
 }
 
 /* The borrowed get-or-load: the read sees a loaded value and a hit in
@@ -939,6 +1061,8 @@ int main(void) {
       cmocka_unit_test(test_one_bucket_chain_tags), cmocka_unit_test(test_churn),
       cmocka_unit_test(test_clear_frees_at_once),
       cmocka_unit_test(test_ttl),
+      cmocka_unit_test(test_entry_ttl),
+      cmocka_unit_test(test_load_ttl),
       cmocka_unit_test(test_load_errors_not_cached),
       cmocka_unit_test(test_negative_caching),
       cmocka_unit_test(test_read_or_load),

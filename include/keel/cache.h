@@ -120,7 +120,8 @@ typedef struct keel_cache_options {
   uint64_t max_bytes;          /* required: bound on the charged bytes (> overhead) */
   uint64_t max_entries;        /* 0: no bound on the count */
   const char *policy;          /* borrowed; NULL or "default", "lru", "wtinylfu", "adaptive" */
-  uint64_t ttl_ns;             /* 0: entries never expire; else time to live after write */
+  uint64_t ttl_ns;             /* 0: entries never expire; else time to live after write (an entry
+                                * may have its own: keel_cache_put_ttl, keel_cache_load_ttl) */
   uint64_t negative_ttl_ns;    /* 0: loader errors are not cached; else cached this long */
   keel_mem_tag tag;            /* every allocation of the cache is counted here */
   keel_cache_removal_fn on_removal; /* NULL: none */
@@ -247,6 +248,13 @@ KEEL_EXTERN keel_status keel_cache_load_set(keel_cache_load_t *ld, const void *d
 /* Asks that this value be returned to the waiters but not stored. */
 KEEL_EXTERN void keel_cache_load_nocache(keel_cache_load_t *ld);
 
+/* Gives the value being loaded a time to live of its own: it expires
+ * ttl_ns after it is stored (0: never), whatever the cache's ttl_ns, so a
+ * loader can keep what it computed as long as its inputs stay valid. The
+ * entry is charged 8 bytes more for its expiry time in a cache without a
+ * TTL. Any time before the loader returns. */
+KEEL_EXTERN void keel_cache_load_ttl(keel_cache_load_t *ld, uint64_t ttl_ns);
+
 /* ---- writes -------------------------------------------------------------- */
 
 /* Stores a copy of `data` (borrowed) under a copy of `key` (borrowed),
@@ -256,6 +264,13 @@ KEEL_EXTERN void keel_cache_load_nocache(keel_cache_load_t *ld);
  * may evict the newcomer at once (reported as EVICTED). */
 KEEL_EXTERN keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len,
                                        const void *data, size_t len);
+
+/* keel_cache_put with a time to live of the entry's own: it expires ttl_ns
+ * after this write (0: never), whatever the cache's ttl_ns; a later put
+ * of the key without one takes the cache's again. In a cache without a
+ * TTL such an entry is charged 8 bytes more for its expiry time. */
+KEEL_EXTERN keel_status keel_cache_put_ttl(keel_cache_t *c, const void *key, size_t key_len,
+                                           const void *data, size_t len, uint64_t ttl_ns);
 
 /* Removes `key` (cause REMOVED). KEEL_OK or KEEL_ENOTFOUND. */
 KEEL_EXTERN keel_status keel_cache_remove(keel_cache_t *c, const void *key, size_t key_len);
