@@ -4,7 +4,8 @@
  * header): a 24-byte header (chain link, lengths, reference count, slot and
  * memory tag), the expiry time (in caches with a TTL, and in entries with
  * a TTL of their own: EXP_FLAG says which), the key, padding to 8, the
- * value. The entry *is* the value object users hold: its reference
+ * value, and in caches that refresh values (RFR_FLAG) padding to 8 and
+ * the time of its refresh (refresh_claim, refresh_load). The entry *is* the value object users hold: its reference
  * count counts the cache (while linked or in limbo) plus every user
  * reference. Entries hang in a chained hash table (`table`, power-of-two
  * buckets of tagged links, see link_t); an entry does not store its hash.
@@ -118,7 +119,8 @@
 #define NEG_FLAG 0x80000000u /* klen flag: a cached error */
 #define EXP_FLAG 0x40000000u /* klen flag: an expiry time precedes the key */
 #define CNT_FLAG 0x20000000u /* klen flag: counted by keel_mem (tracking was on) */
-#define KLEN_MASK 0x1fffffffu
+#define RFR_FLAG 0x10000000u /* klen flag: a refresh time follows the value */
+#define KLEN_MASK 0x0fffffffu
 #define REF_FOUND 0x80000000u /* refs flag: found since the policy last asked (see mark) */
 #define SLOT_BITS 24         /* slot_tag: slot in the low bits, memory tag above */
 #define SLOT_MAX ((1u << SLOT_BITS) - 1)
@@ -128,7 +130,8 @@
 #define RECORD_ALL 16384
 
 /* An entry: a 24-byte header, then (EXP_FLAG) the expiry time,
- * the key, padding to 8, the value, in one block of keel_mem_alloc_sized
+ * the key, padding to 8, the value, (RFR_FLAG) padding to 8 and the
+ * refresh time, in one block of keel_mem_alloc_sized
  * (no per-block header: the entry knows its size and tag). The fields a
  * lookup reads come first. */
 struct keel_cache_value {
@@ -224,7 +227,7 @@ typedef struct shard {
   pending *pend;                      /* under lock */
   uint64_t rng;                       /* under lock: xorshift state, samples inserts (insert_locked) */
   _Atomic uint64_t max_bytes, max_entries, bytes, entries;
-  _Atomic uint64_t loads, load_errors, evictions, expirations, removals, replacements, puts;
+  _Atomic uint64_t loads, load_errors, evictions, expirations, removals, replacements, puts, refreshes;
 } __attribute__((aligned(64))) shard;
 
 struct keel_cache {
@@ -237,6 +240,7 @@ struct keel_cache {
   keel_mem_tag tag;
   uint64_t seed;
   uint64_t ttl, neg_ttl;
+  uint64_t refresh;                   /* 0: no refresh; else a get_or_load hit this long after the write reloads */
   uint32_t record_mask;               /* 0: record every hit (see record) */
   uint32_t insert_mask;               /* 0: count every insert (see insert_locked) */
   keel_worker_t *worker;              /* drains the rings; NULL: callers do (MAINTAIN_CALLER) */
@@ -298,6 +302,12 @@ size_t keel_cache_entry_overhead(void) {
 
 static inline size_t key_pad(size_t klen) { return (klen + 7) & ~(size_t)7; }
 static inline size_t exp_len(uint32_t klen_flags) { return klen_flags & EXP_FLAG ? 8 : 0; }
+/* The bytes after the value: its padding to 8 and the refresh time
+ * (RFR_FLAG). After it, not before the key, so that lookups find the key
+ * and value where they would without one. */
+static inline size_t rfr_len(uint32_t klen_flags, size_t vlen) {
+  return klen_flags & RFR_FLAG ? key_pad(vlen) - vlen + 8 : 0;
+}
 static inline const unsigned char *ent_key(const keel_cache_value_t *v) {
   return (const unsigned char *)(v + 1) + exp_len(v->klen);
 }
@@ -309,6 +319,11 @@ static inline unsigned char *ent_data(keel_cache_value_t *v) {
 static inline _Atomic uint64_t *ent_expire(keel_cache_value_t *v) { /* only with EXP_FLAG */
   return (_Atomic uint64_t *)(void *)(v + 1);
 }
+/* When a get_or_load hit should reload the value (0: never, or a refresh
+ * runs now). Only with RFR_FLAG. */
+static inline _Atomic uint64_t *ent_refresh(keel_cache_value_t *v) {
+  return (_Atomic uint64_t *)(void *)(ent_data(v) + key_pad(v->vlen));
+}
 static inline uint32_t ent_slot(const keel_cache_value_t *v) {
   uint32_t s = v->slot_tag & SLOT_MAX;
   return s == SLOT_MAX ? KEEL_POLICY_NONE : s;
@@ -317,10 +332,11 @@ static inline void ent_set_slot(keel_cache_value_t *v, uint32_t slot) {
   v->slot_tag = (v->slot_tag & ~SLOT_MAX) | (slot & SLOT_MAX);
 }
 static inline size_t ent_size(const keel_cache_value_t *v) {
-  return sizeof *v + exp_len(v->klen) + key_pad(ent_klen(v)) + (ent_negative(v) ? 0 : v->vlen);
+  return sizeof *v + exp_len(v->klen) + key_pad(ent_klen(v)) + (ent_negative(v) ? 0 : v->vlen + rfr_len(v->klen, v->vlen));
 }
 static inline uint64_t ent_charge(const keel_cache_value_t *v) {
-  return (uint64_t)ent_klen(v) + (ent_negative(v) ? 0 : v->vlen) + exp_len(v->klen) + keel_cache_entry_overhead();
+  return (uint64_t)ent_klen(v) + (ent_negative(v) ? 0 : v->vlen + (v->klen & RFR_FLAG ? 8 : 0)) + exp_len(v->klen) +
+         keel_cache_entry_overhead();
 }
 
 static uint64_t now_ns(const keel_cache_t *c) {
@@ -391,17 +407,18 @@ static inline reader *my_reader(keel_cache_t *c) {
 
 /* A new entry with refs = 1 (the caller's). It has room for an expiry
  * time when the cache expires entries or `own_ttl` (it will have a time to
- * live of its own). */
+ * live of its own), and for a refresh time when the cache refreshes values
+ * and this is one (not `negative`, a cached error). */
 static keel_cache_value_t *ent_alloc(const keel_cache_t *c, const void *key, size_t klen, size_t vlen,
-                                     int own_ttl) {
+                                     int own_ttl, int negative) {
   if (klen > KLEN_MASK || vlen > UINT32_MAX) return NULL;
-  uint32_t flags = own_ttl || c->ttl || c->neg_ttl ? EXP_FLAG : 0;
+  uint32_t flags = (own_ttl || c->ttl || c->neg_ttl ? EXP_FLAG : 0) | (c->refresh && !negative ? RFR_FLAG : 0);
   int counted;
   keel_cache_value_t *v =
-      keel_mem_alloc_sized(c->tag, sizeof *v + exp_len(flags) + key_pad(klen) + vlen, &counted);
+      keel_mem_alloc_sized(c->tag, sizeof *v + exp_len(flags) + key_pad(klen) + vlen + rfr_len(flags, vlen), &counted);
   if (!v) return NULL;
   if ((uintptr_t)v & ~(uintptr_t)LINK_PTR) { /* beyond the 48 bits of a link */
-    keel_mem_free_sized(c->tag, v, sizeof *v + exp_len(flags) + key_pad(klen) + vlen, counted);
+    keel_mem_free_sized(c->tag, v, sizeof *v + exp_len(flags) + key_pad(klen) + vlen + rfr_len(flags, vlen), counted);
     return NULL;
   }
   atomic_init(&v->next, 0);
@@ -409,7 +426,8 @@ static keel_cache_value_t *ent_alloc(const keel_cache_t *c, const void *key, siz
   v->vlen = (uint32_t)vlen;
   atomic_init(&v->refs, 1);
   v->slot_tag = (uint32_t)c->tag << SLOT_BITS | SLOT_MAX;
-  if (flags) atomic_init(ent_expire(v), 0);
+  if (flags & EXP_FLAG) atomic_init(ent_expire(v), 0);
+  if (flags & RFR_FLAG) atomic_init(ent_refresh(v), 0);
   if (klen) memcpy((void *)ent_key(v), key, klen);
   return v;
 }
@@ -1103,6 +1121,7 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
   if (charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > KEEL_POLICY_WEIGHT_MAX) return KEEL_ELIMIT;
   if (v->klen & EXP_FLAG)
     atomic_store_explicit(ent_expire(v), expiry_of(c, ttl ? *ttl : ent_negative(v) ? c->neg_ttl : c->ttl), RLX);
+  if (v->klen & RFR_FLAG) atomic_store_explicit(ent_refresh(v), expiry_of(c, c->refresh), RLX);
   ent_set_slot(v, s->free_head);
   s->free_head = spare_link(s, s->free_head);
   /* A cache that samples its lookups samples the misses its inserts
@@ -1262,6 +1281,7 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
   c->seed = opt->seed ? opt->seed : random_seed();
   c->ttl = opt->ttl_ns;
   c->neg_ttl = opt->negative_ttl_ns;
+  c->refresh = opt->refresh_ns;
   c->on_removal = opt->on_removal;
   c->removal_ud = opt->removal_ud;
   c->clock = opt->clock;
@@ -1308,28 +1328,44 @@ static inline keel_cache_value_t *lookup(keel_cache_t *c, uint64_t h, const void
   return v;
 }
 
-enum { FOUND, ABSENT, NEGATIVE };
+enum { FOUND, ABSENT, NEGATIVE, REFRESH };
+
+/* Whether this get_or_load hit of v should reload the value: the cache
+ * refreshes, v's refresh time has come, and this caller is the one that
+ * takes it (the time goes to 0, so concurrent hits keep the old value). */
+static inline int refresh_claim(const keel_cache_t *c, keel_cache_value_t *v) {
+  if (!(v->klen & RFR_FLAG)) return 0;
+  _Atomic uint64_t *t = ent_refresh(v);
+  uint64_t due = atomic_load_explicit(t, RLX);
+  return due && now_ns(c) >= due && atomic_compare_exchange_strong_explicit(t, &due, 0, RLX, RLX);
+}
 
 /* The lock-free part of every lookup: finds the live entry of the key
  * inside an epoch and, if it holds a value, reads it with fn (fn != NULL)
  * or takes a reference into *ref. A cached error (*neg: its status) counts
  * as a hit when `neg_hits` (get-or-load: it answers the call) and as a miss
- * otherwise. Counts the lookup and records a hit for the policy (a miss
- * reaches it with the insert that follows, if one does: see record). */
+ * otherwise. A value whose refresh this caller takes (`neg_hits` too; see
+ * refresh_claim) is not read: REFRESH, with a reference in *ref. Counts the
+ * lookup and records a hit for the policy (a miss reaches it with the
+ * insert that follows, if one does: see record). */
 static inline __attribute__((always_inline)) int probe(keel_cache_t *c, uint64_t h, const void *key, size_t n, int neg_hits,
                         keel_cache_read_fn fn, void *ctx, keel_cache_value_t **ref, keel_status *neg) {
   reader *r;
   uint64_t e = guard_enter(c, &r);
   keel_cache_value_t *v = lookup(c, h, key, n);
   int res = !v ? ABSENT : ent_negative(v) ? NEGATIVE : FOUND;
-  if (res == FOUND && fn) fn(ctx, ent_data(v), v->vlen);
+  if (res == FOUND && neg_hits && c->refresh && refresh_claim(c, v)) {
+    res = REFRESH;
+    atomic_fetch_add_explicit(&v->refs, 1, RLX);
+    *ref = v;
+  } else if (res == FOUND && fn) fn(ctx, ent_data(v), v->vlen);
   else if (res == FOUND) {
     atomic_fetch_add_explicit(&v->refs, 1, RLX);
     *ref = v;
   } else if (res == NEGATIVE) {
     *neg = (keel_status)(int32_t)v->vlen;
   }
-  int hit = res == FOUND || (res == NEGATIVE && neg_hits);
+  int hit = res == FOUND || res == REFRESH || (res == NEGATIVE && neg_hits);
   if (hit) record(c, r, v, h); /* in the epoch: it marks v */
   guard_exit(c, r, e);
   count(c, r, hit);
@@ -1424,7 +1460,7 @@ static void note_own_ttl(keel_cache_t *c) {
  * value is returned uncached. */
 static void load_make_room_for_expiry(keel_cache_load_t *ld) {
   keel_cache_value_t *old = ld->v;
-  keel_cache_value_t *v = ent_alloc(ld->c, ld->key, ld->klen, old->vlen, 1);
+  keel_cache_value_t *v = ent_alloc(ld->c, ld->key, ld->klen, old->vlen, 1, 0);
   if (!v) {
     ld->nocache = 1;
     return;
@@ -1497,7 +1533,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
     add_locked(&s->load_errors, 1);
     if (ld.v) ent_unref(ld.v);
     ld.v = NULL;
-    keel_cache_value_t *neg = c->neg_ttl ? ent_alloc(c, key, klen, 0, 0) : NULL;
+    keel_cache_value_t *neg = c->neg_ttl ? ent_alloc(c, key, klen, 0, 0, 1) : NULL;
     if (neg) {
       neg->klen |= NEG_FLAG;
       neg->vlen = (uint32_t)(int32_t)st;
@@ -1519,12 +1555,47 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   return st;
 }
 
+/* A get_or_load hit took the refresh of *io (a reference the caller
+ * holds): runs the loader, and stores its value in place of *io if *io is
+ * still the key's entry (a value removed, replaced or evicted meanwhile
+ * stays so: the new one is returned uncached). *io becomes the new value
+ * (its reference moves to the caller, the old one's is dropped). A loader
+ * error keeps the old value, returned with KEEL_OK, and its refresh is
+ * tried again a refresh period later. */
+static keel_status refresh_load(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
+                                keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **io) {
+  keel_cache_value_t *old = *io;
+  keel_cache_load_t ld = {c, key, klen, h, NULL, 0, 0, 0};
+  keel_status st = loader(ctx, key, klen, &ld);
+  if (st == KEEL_OK && !ld.v && !keel_cache_load_alloc(&ld, 0)) st = KEEL_ENOMEM;
+  if (st == KEEL_OK && !ld.nocache && ld.own_ttl && !(ld.v->klen & EXP_FLAG)) load_make_room_for_expiry(&ld);
+  shard *s = shard_of(c, h);
+  shard_lock(s);
+  add_locked(&s->loads, 1);
+  if (st != KEEL_OK) {
+    add_locked(&s->load_errors, 1);
+    atomic_store_explicit(ent_refresh(old), expiry_of(c, c->refresh), RLX);
+  } else if (!ld.nocache && table_find1(s, h, key, klen) == old) {
+    add_locked(&s->refreshes, 1);
+    (void)insert_locked(c, s, ld.v, h, no_guess, ld.own_ttl ? &ld.ttl : NULL); /* ELIMIT/ENOMEM: returned uncached */
+  }
+  shard_unlock(s);
+  if (st != KEEL_OK) {
+    if (ld.v) ent_unref(ld.v);
+    return KEEL_OK;
+  }
+  ent_unref(old);
+  *io = ld.v;
+  return KEEL_OK;
+}
+
 keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_len,
                                    keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **out) {
   if (!c || (!key && key_len) || !loader || !out) return KEEL_EMISUSE;
   uint64_t h = key_hash(c, key, key_len);
   keel_status neg = KEEL_OK;
   int res = probe(c, h, key, key_len, 1, NULL, NULL, out, &neg);
+  if (res == REFRESH) return refresh_load(c, h, key, key_len, loader, ctx, out);
   if (res != ABSENT) return res == FOUND ? KEEL_OK : neg;
   return load_slow(c, h, key, key_len, loader, ctx, out);
 }
@@ -1535,10 +1606,11 @@ keel_status keel_cache_read_or_load(keel_cache_t *c, const void *key, size_t key
   if (!c || (!key && key_len) || !loader || !read) return KEEL_EMISUSE;
   uint64_t h = key_hash(c, key, key_len);
   keel_status neg = KEEL_OK;
-  int res = probe(c, h, key, key_len, 1, read, read_ctx, NULL, &neg);
-  if (res != ABSENT) return res == FOUND ? KEEL_OK : neg;
   keel_cache_value_t *v;
-  keel_status st = load_slow(c, h, key, key_len, loader, ctx, &v);
+  int res = probe(c, h, key, key_len, 1, read, read_ctx, &v, &neg);
+  if (res != ABSENT && res != REFRESH) return res == FOUND ? KEEL_OK : neg;
+  keel_status st = res == REFRESH ? refresh_load(c, h, key, key_len, loader, ctx, &v)
+                                  : load_slow(c, h, key, key_len, loader, ctx, &v);
   if (st == KEEL_OK) {
     read(read_ctx, ent_data(v), v->vlen);
     ent_unref(v);
@@ -1548,7 +1620,7 @@ keel_status keel_cache_read_or_load(keel_cache_t *c, const void *key, size_t key
 
 void *keel_cache_load_alloc(keel_cache_load_t *ld, size_t len) {
   if (!ld) return NULL;
-  keel_cache_value_t *v = ent_alloc(ld->c, ld->key, ld->klen, len, ld->own_ttl);
+  keel_cache_value_t *v = ent_alloc(ld->c, ld->key, ld->klen, len, ld->own_ttl, 0);
   if (!v) return NULL;
   if (ld->v) ent_unref(ld->v);
   ld->v = v;
@@ -1580,7 +1652,7 @@ void keel_cache_load_ttl(keel_cache_load_t *ld, uint64_t ttl_ns) {
 static keel_status put(keel_cache_t *c, const void *key, size_t key_len, const void *data, size_t len,
                        const uint64_t *ttl) {
   if (!c || (!key && key_len) || (!data && len)) return KEEL_EMISUSE;
-  keel_cache_value_t *v = ent_alloc(c, key, key_len, len, ttl != NULL);
+  keel_cache_value_t *v = ent_alloc(c, key, key_len, len, ttl != NULL, 0);
   if (!v) return key_len > KLEN_MASK || len > UINT32_MAX ? KEEL_ELIMIT : KEEL_ENOMEM;
   if (len) memcpy(ent_data(v), data, len);
   uint64_t h = key_hash(c, key, key_len);
@@ -1702,6 +1774,7 @@ void keel_cache_get_stats(keel_cache_t *c, keel_cache_stats *out) {
     out->load_errors += atomic_load_explicit(&s->load_errors, RLX);
     out->evictions += atomic_load_explicit(&s->evictions, RLX);
     out->expirations += atomic_load_explicit(&s->expirations, RLX);
+    out->refreshes += atomic_load_explicit(&s->refreshes, RLX);
     out->removals += atomic_load_explicit(&s->removals, RLX);
     out->replacements += atomic_load_explicit(&s->replacements, RLX);
     out->puts += atomic_load_explicit(&s->puts, RLX);

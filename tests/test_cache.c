@@ -536,6 +536,101 @@ static void test_load_ttl(void **state) {
   }
 }
 
+/* Refresh after write (options.refresh_ns): a get_or_load or read_or_load
+ * hit on a value older than the period reloads it once and returns the new
+ * value; plain gets do not; a failed refresh keeps the old value and tries
+ * again a period later; a value removed while its refresh ran stays
+ * removed. With and without a TTL (the entry then has both times). */
+typedef struct genload {
+  keel_cache_t *c;
+  int calls;
+  keel_status fail;
+  int remove; /* the loader removes its key, as another thread could meanwhile */
+} genload;
+
+static keel_status gen_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  genload *g = ctx;
+  g->calls++;
+  if (g->remove) (void)keel_cache_remove(g->c, key, len);
+  if (g->fail) return g->fail;
+  char buf[16];
+  int n = snprintf(buf, sizeof buf, "v%d", g->calls);
+  return keel_cache_load_set(ld, buf, (size_t)n);
+}
+
+static void expect_load(keel_cache_t *c, genload *g, const char *want) {
+  keel_cache_value_t *v;
+  assert_int_equal(keel_cache_get_or_load(c, "k", 1, gen_loader, g, &v), KEEL_OK);
+  assert_int_equal(keel_cache_value_len(v), strlen(want));
+  assert_memory_equal(keel_cache_value_data(v), want, strlen(want));
+  keel_cache_value_release(v);
+}
+
+static void str_read(void *ctx, const void *data, size_t len) {
+  char *out = ctx; /* 16 bytes */
+  size_t n = len < 15 ? len : 15;
+  memcpy(out, data, n);
+  out[n] = 0;
+}
+
+static void test_refresh(void **state) {
+  (void)state;
+  for (int with = 0; with < 2; with++) {
+    keel_cache_options o = base_opts(1 << 20);
+    o.refresh_ns = 100;
+    o.ttl_ns = with ? 1000 : 0;
+    o.clock = fake_clock;
+    fake_now = 1000;
+    keel_cache_t *c = mk(&o);
+    genload g = {c, 0, KEEL_OK, 0};
+    expect_load(c, &g, "v1");
+    fake_now = 1099;
+    expect_load(c, &g, "v1");
+    assert_int_equal(g.calls, 1);
+    fake_now = 1100; /* due: this caller reloads and gets the new value */
+    expect_load(c, &g, "v2");
+    assert_int_equal(g.calls, 2);
+    fake_now = 1150;
+    expect_load(c, &g, "v2");
+    fake_now = 1250; /* a plain get never refreshes */
+    char buf[16];
+    assert_true(get_str(c, "k", buf, sizeof buf));
+    assert_string_equal(buf, "v2");
+    assert_int_equal(g.calls, 2);
+    /* read_or_load refreshes too, and reads the new value. */
+    char got[16] = {0};
+    assert_int_equal(keel_cache_read_or_load(c, "k", 1, gen_loader, &g, str_read, got), KEEL_OK);
+    assert_string_equal(got, "v3");
+    /* A failed refresh keeps the old value, and is tried again a period later. */
+    fake_now = 1400;
+    g.fail = KEEL_EIO;
+    expect_load(c, &g, "v3");
+    assert_int_equal(g.calls, 4);
+    fake_now = 1499;
+    expect_load(c, &g, "v3");
+    assert_int_equal(g.calls, 4);
+    g.fail = KEEL_OK;
+    fake_now = 1500;
+    expect_load(c, &g, "v5");
+    keel_cache_stats st;
+    keel_cache_get_stats(c, &st);
+    assert_int_equal(st.loads, 5);
+    assert_int_equal(st.load_errors, 1);
+    assert_int_equal(st.refreshes, 3);
+    assert_int_equal(st.replacements, 3);
+    assert_int_equal(st.entries, 1);
+    /* Both times are charged: the refresh time, and the expiry time with a TTL. */
+    assert_int_equal(st.bytes, 1 + 2 + keel_cache_entry_overhead() + (with ? 16 : 8));
+    /* The value was removed while its refresh ran: the new value is
+     * returned, not stored. */
+    fake_now = 1600;
+    g.remove = 1;
+    expect_load(c, &g, "v6");
+    assert_false(get_str(c, "k", buf, sizeof buf));
+    keel_cache_destroy(c);
+  }
+}
+
 /* The borrowed get-or-load: the read sees a loaded value and a hit in
  * place, an error reaches the caller without a read, and a negative entry
  * answers without loading. */
@@ -1063,6 +1158,7 @@ int main(void) {
       cmocka_unit_test(test_ttl),
       cmocka_unit_test(test_entry_ttl),
       cmocka_unit_test(test_load_ttl),
+      cmocka_unit_test(test_refresh),
       cmocka_unit_test(test_load_errors_not_cached),
       cmocka_unit_test(test_negative_caching),
       cmocka_unit_test(test_read_or_load),

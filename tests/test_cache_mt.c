@@ -5,6 +5,7 @@
  * tables that grow (and are freed) under readers, and statistics that add
  * up across threads. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -277,6 +278,118 @@ static void test_single_flight(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* ---- refresh after write: one reload per due value --------------------------- */
+
+typedef struct refr {
+  keel_cache_t *c;
+  _Atomic uint64_t now;  /* the cache's clock */
+  atomic_int calls;      /* loader calls */
+  atomic_int go, bad;
+  int gen;               /* the generation the round starts with */
+} refr;
+
+static uint64_t refr_clock(void *ud) { return atomic_load(&((refr *)ud)->now); }
+
+static keel_status gen_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  refr *r = ctx;
+  (void)key, (void)len;
+  int n = atomic_fetch_add(&r->calls, 1) + 1;
+  struct timespec ts = {0, 5000000}; /* the others hit meanwhile */
+  nanosleep(&ts, NULL);
+  char buf[16];
+  return keel_cache_load_set(ld, buf, (size_t)snprintf(buf, sizeof buf, "gen%d", n));
+}
+
+/* A value of generation gen or gen + 1 (the old one, or the refreshed one). */
+static int gen_ok(const refr *r, const void *data, size_t len) {
+  char want[2][16];
+  size_t n0 = (size_t)snprintf(want[0], sizeof want[0], "gen%d", r->gen);
+  size_t n1 = (size_t)snprintf(want[1], sizeof want[1], "gen%d", r->gen + 1);
+  return (len == n0 && !memcmp(data, want[0], n0)) || (len == n1 && !memcmp(data, want[1], n1));
+}
+
+typedef struct refr_read {
+  const refr *r;
+  int ok;
+} refr_read;
+
+static void refr_read_fn(void *ctx, const void *data, size_t len) {
+  refr_read *x = ctx;
+  x->ok = gen_ok(x->r, data, len);
+}
+
+typedef struct refr_arg {
+  refr *r;
+  int id;
+} refr_arg;
+
+static void *refresher(void *p) {
+  refr_arg *a = p;
+  refr *r = a->r;
+  while (!atomic_load(&r->go)) sched_yield();
+  if (a->id & 1) {
+    refr_read x = {r, 0};
+    if (keel_cache_read_or_load(r->c, "k", 1, gen_loader, r, refr_read_fn, &x) != KEEL_OK || !x.ok)
+      atomic_store(&r->bad, 1);
+  } else {
+    keel_cache_value_t *v;
+    if (keel_cache_get_or_load(r->c, "k", 1, gen_loader, r, &v) != KEEL_OK) {
+      atomic_store(&r->bad, 1);
+    } else {
+      if (!gen_ok(r, keel_cache_value_data(v), keel_cache_value_len(v))) atomic_store(&r->bad, 1);
+      keel_cache_value_release(v);
+    }
+  }
+  return NULL;
+}
+
+/* Eight threads hit a value whose refresh is due, 20 times: each time the
+ * loader runs once, every thread gets the old value or the new one (none
+ * waits for the reload but the one that runs it), and then the new one is
+ * in the cache. */
+static void test_refresh_concurrent(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  refr r;
+  memset(&r, 0, sizeof r);
+  atomic_store(&r.now, 1000);
+  keel_cache_options o = base_opts(1 << 20);
+  o.refresh_ns = 100;
+  o.clock = refr_clock;
+  o.clock_ud = &r;
+  assert_int_equal(keel_cache_create(&o, &r.c), KEEL_OK);
+  keel_cache_value_t *v;
+  assert_int_equal(keel_cache_get_or_load(r.c, "k", 1, gen_loader, &r, &v), KEEL_OK);
+  keel_cache_value_release(v);
+  for (int round = 1; round <= 20; round++) {
+    r.gen = round;
+    atomic_fetch_add(&r.now, 100);
+    atomic_store(&r.go, 0);
+    pthread_t t[8];
+    refr_arg a[8];
+    for (int i = 0; i < 8; i++) {
+      a[i] = (refr_arg){&r, i};
+      pthread_create(&t[i], NULL, refresher, &a[i]);
+    }
+    atomic_store(&r.go, 1);
+    for (int i = 0; i < 8; i++) pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&r.bad), 0);
+    assert_int_equal(atomic_load(&r.calls), round + 1);
+    assert_int_equal(keel_cache_get(r.c, "k", 1, &v), KEEL_OK);
+    char want[16];
+    size_t n = (size_t)snprintf(want, sizeof want, "gen%d", round + 1);
+    assert_int_equal(keel_cache_value_len(v), n);
+    assert_memory_equal(keel_cache_value_data(v), want, n);
+    keel_cache_value_release(v);
+  }
+  keel_cache_stats st;
+  keel_cache_get_stats(r.c, &st);
+  assert_int_equal(st.refreshes, 20);
+  assert_int_equal(st.loads, 21);
+  keel_cache_destroy(r.c);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
 /* ---- many keys through get_or_load, with shrinking capacity ------------------- */
 
 static keel_status cheap_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
@@ -464,6 +577,7 @@ int main(void) {
       cmocka_unit_test(test_bound_and_integrity),
       cmocka_unit_test(test_sharded_bound),
       cmocka_unit_test(test_single_flight),
+      cmocka_unit_test(test_refresh_concurrent),
       cmocka_unit_test(test_readthrough_concurrent),
       cmocka_unit_test(test_more_threads_than_slots),
       cmocka_unit_test(test_resize_under_readers),

@@ -132,12 +132,17 @@ typedef struct keel_cache_options {
   void *hash_ud;
   uint64_t seed;               /* 0: random per cache (getrandom) */
   keel_cache_maintenance maintenance; /* 0: KEEL_CACHE_MAINTAIN_AUTO */
+  uint64_t refresh_ns;         /* 0: no refresh; else a get_or_load (or read_or_load) hit on a value
+                                * written this long ago reloads it: one caller runs the loader and
+                                * gets the new value, the others keep getting the old one meanwhile
+                                * (see keel_cache_get_or_load) */
 } keel_cache_options;
 
 typedef struct keel_cache_stats {
   uint64_t hits, misses;       /* lookups = hits + misses (get, get_or_load, read) */
   uint64_t loads, load_errors; /* loader calls; those that failed */
   uint64_t evictions, expirations, removals, replacements;
+  uint64_t refreshes;          /* values a refresh replaced (its loads count in loads, load_errors) */
   uint64_t puts;               /* values stored by put or a load */
   uint64_t entries, bytes;     /* now: count and charged bytes */
   uint64_t max_bytes, max_entries;
@@ -222,7 +227,13 @@ KEEL_EXTERN void keel_cache_unpin(keel_cache_t *c);
  * calls get the same status without loading until it expires. KEEL_ENOMEM
  * when the entry cannot be allocated (the loader may not have run).
  * A value the loader marks no-cache, or one larger than the cache, is
- * returned without being stored. */
+ * returned without being stored.
+ * With options.refresh_ns, a hit on a value written that long ago or more
+ * is a refresh: the one caller that takes it runs `loader` and gets the new
+ * value, which replaces the old one unless that was removed, replaced or
+ * evicted meanwhile; concurrent hits get the old value without waiting. A
+ * failed refresh keeps the old value (KEEL_OK) and is tried again a period
+ * later. Plain lookups (get, read) never refresh. */
 KEEL_EXTERN keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_len,
                                                keel_cache_loader_fn loader, void *ctx,
                                                keel_cache_value_t **out);
