@@ -6,6 +6,8 @@ KEEL=$(realpath "$KEEL")
 dir=$(mktemp -d)
 redis_pid=""
 cleanup() {
+  # A failed check may come from the server: show the end of its log.
+  [ "${fails:-0}" -gt 0 ] && [ -s "$dir/redis.log" ] && { echo "redis.log (last lines):"; tail -n 5 "$dir/redis.log"; }
   [ -n "$redis_pid" ] && kill -9 "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
   for p in $(jobs -p); do kill -9 "$p" 2>/dev/null; done
   rm -rf "$dir"
@@ -30,7 +32,10 @@ start_redis() {
     redis-server --save '' --appendonly no --port "$port" --bind 127.0.0.1 >redis.log 2>&1 &
     redis_pid=$!
     for _ in $(seq 50); do
-      redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
+      # The server that answers must be ours: another test's, on the same
+      # random port, would answer the ping and then go away.
+      [ "$(redis-cli -p "$port" info server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id://p')" = "$redis_pid" ] &&
+        return 0
       kill -0 "$redis_pid" 2>/dev/null || break
       sleep 0.1
     done
