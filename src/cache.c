@@ -5,9 +5,9 @@
  * memory tag), the expiry time (in caches with a TTL, and in entries with
  * a TTL of their own: EXP_FLAG says which), the key, padding to 8, the
  * value, and in caches that refresh values (RFR_FLAG) padding to 8 and
- * the time of its refresh (refresh_claim, refresh_load). The entry *is* the value object users hold: its reference
- * count counts the cache (while linked or in limbo) plus every user
- * reference. Entries hang in a chained hash table (`table`, power-of-two
+ * the time of its refresh (refresh_claim, refresh_load). The entry *is*
+ * the value object users hold: its reference count counts the cache
+ * (while linked or in limbo) plus every user reference. Entries hang in a chained hash table (`table`, power-of-two
  * buckets of tagged links, see link_t); an entry does not store its hash.
  * The policy (keel/policy.h) knows entries by slot number, and an entry
  * its slot (slot_tag); a victim's entry is found by the slot in the chain
@@ -1560,8 +1560,9 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
  * still the key's entry (a value removed, replaced or evicted meanwhile
  * stays so: the new one is returned uncached). *io becomes the new value
  * (its reference moves to the caller, the old one's is dropped). A loader
- * error keeps the old value, returned with KEEL_OK, and its refresh is
- * tried again a refresh period later. */
+ * error keeps the old value, returned with KEEL_OK. Whenever the old value
+ * stays (an error, a no-cache value, no memory), its refresh is tried
+ * again a refresh period later. */
 static keel_status refresh_load(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
                                 keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **io) {
   keel_cache_value_t *old = *io;
@@ -1572,13 +1573,12 @@ static keel_status refresh_load(keel_cache_t *c, uint64_t h, const void *key, si
   shard *s = shard_of(c, h);
   shard_lock(s);
   add_locked(&s->loads, 1);
-  if (st != KEEL_OK) {
-    add_locked(&s->load_errors, 1);
-    atomic_store_explicit(ent_refresh(old), expiry_of(c, c->refresh), RLX);
-  } else if (!ld.nocache && table_find1(s, h, key, klen) == old) {
-    add_locked(&s->refreshes, 1);
-    (void)insert_locked(c, s, ld.v, h, no_guess, ld.own_ttl ? &ld.ttl : NULL); /* ELIMIT/ENOMEM: returned uncached */
-  }
+  int stored = 0;
+  if (st != KEEL_OK) add_locked(&s->load_errors, 1);
+  else if (!ld.nocache && table_find1(s, h, key, klen) == old)
+    stored = insert_locked(c, s, ld.v, h, no_guess, ld.own_ttl ? &ld.ttl : NULL) == KEEL_OK; /* else returned uncached */
+  if (stored) add_locked(&s->refreshes, 1);
+  else atomic_store_explicit(ent_refresh(old), expiry_of(c, c->refresh), RLX); /* if old stays: again a period later */
   shard_unlock(s);
   if (st != KEEL_OK) {
     if (ld.v) ent_unref(ld.v);

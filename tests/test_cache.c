@@ -545,7 +545,8 @@ typedef struct genload {
   keel_cache_t *c;
   int calls;
   keel_status fail;
-  int remove; /* the loader removes its key, as another thread could meanwhile */
+  int remove;  /* the loader removes its key, as another thread could meanwhile */
+  int nocache; /* the loader's value is not to be stored */
 } genload;
 
 static keel_status gen_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
@@ -553,6 +554,7 @@ static keel_status gen_loader(void *ctx, const void *key, size_t len, keel_cache
   g->calls++;
   if (g->remove) (void)keel_cache_remove(g->c, key, len);
   if (g->fail) return g->fail;
+  if (g->nocache) keel_cache_load_nocache(ld);
   char buf[16];
   int n = snprintf(buf, sizeof buf, "v%d", g->calls);
   return keel_cache_load_set(ld, buf, (size_t)n);
@@ -582,7 +584,7 @@ static void test_refresh(void **state) {
     o.clock = fake_clock;
     fake_now = 1000;
     keel_cache_t *c = mk(&o);
-    genload g = {c, 0, KEEL_OK, 0};
+    genload g = {c, 0, KEEL_OK, 0, 0};
     expect_load(c, &g, "v1");
     fake_now = 1099;
     expect_load(c, &g, "v1");
@@ -621,11 +623,24 @@ static void test_refresh(void **state) {
     assert_int_equal(st.entries, 1);
     /* Both times are charged: the refresh time, and the expiry time with a TTL. */
     assert_int_equal(st.bytes, 1 + 2 + keel_cache_entry_overhead() + (with ? 16 : 8));
+    /* A no-cache refresh returns its value and keeps the old one, whose
+     * refresh comes again a period later. */
+    g.nocache = 1;
+    fake_now = 1550; /* v5 was written at 1500 with the cache's TTL: still live */
+    expect_load(c, &g, "v5");
+    fake_now = 1600;
+    expect_load(c, &g, "v6");
+    fake_now = 1650;
+    expect_load(c, &g, "v5");
+    assert_int_equal(g.calls, 6);
+    fake_now = 1700;
+    expect_load(c, &g, "v7");
+    g.nocache = 0;
     /* The value was removed while its refresh ran: the new value is
      * returned, not stored. */
-    fake_now = 1600;
+    fake_now = 1800;
     g.remove = 1;
-    expect_load(c, &g, "v6");
+    expect_load(c, &g, "v8");
     assert_false(get_str(c, "k", buf, sizeof buf));
     keel_cache_destroy(c);
   }
