@@ -326,16 +326,22 @@ static uint64_t fake_clock(void *ud) {
   return fake_now;
 }
 
+/* A 1 MiB cache on the injected clock, set to `now`, with TTL ttl (0:
+ * none), counting its removals in *rm. Owned by the caller. */
+static keel_cache_t *mk_clocked(uint64_t ttl, removals *rm, uint64_t now) {
+  keel_cache_options o = base_opts(1 << 20);
+  o.ttl_ns = ttl;
+  o.clock = fake_clock;
+  o.on_removal = on_removal;
+  o.removal_ud = rm;
+  fake_now = now;
+  return mk(&o);
+}
+
 static void test_ttl(void **state) {
   (void)state;
-  keel_cache_options o = base_opts(1 << 20);
-  o.ttl_ns = 1000;
-  o.clock = fake_clock;
   removals rm = {0};
-  o.on_removal = on_removal;
-  o.removal_ud = &rm;
-  fake_now = 5000;
-  keel_cache_t *c = mk(&o);
+  keel_cache_t *c = mk_clocked(1000, &rm, 5000);
   char buf[16];
   assert_int_equal(keel_cache_put(c, "a", 1, "A", 1), KEEL_OK);
   fake_now = 5500;
@@ -372,14 +378,8 @@ static void test_entry_ttl(void **state) {
   keel_cache_value_t *v;
   keel_cache_stats st;
   for (int with = 0; with < 2; with++) {
-    keel_cache_options o = base_opts(1 << 20);
-    o.ttl_ns = with ? 1000 : 0;
-    o.clock = fake_clock;
     removals rm = {0};
-    o.on_removal = on_removal;
-    o.removal_ud = &rm;
-    fake_now = 5000;
-    keel_cache_t *c = mk(&o);
+    keel_cache_t *c = mk_clocked(with ? 1000 : 0, &rm, 5000);
     assert_int_equal(keel_cache_put_ttl(c, "short", 5, "S", 1, 100), KEEL_OK);
     assert_int_equal(keel_cache_put_ttl(c, "long", 4, "L", 1, 5000), KEEL_OK);
     assert_int_equal(keel_cache_put_ttl(c, "never", 5, "N", 1, 0), KEEL_OK);
