@@ -135,7 +135,8 @@ typedef struct keel_cache_options {
   uint64_t refresh_ns;         /* 0: no refresh; else a get_or_load (or read_or_load) hit on a value
                                 * written this long ago reloads it: one caller runs the loader and
                                 * gets the new value, the others keep getting the old one meanwhile
-                                * (see keel_cache_get_or_load) */
+                                * (see keel_cache_get_or_load); each value is charged 8 bytes more
+                                * for its refresh time */
 } keel_cache_options;
 
 typedef struct keel_cache_stats {
