@@ -1470,6 +1470,15 @@ static void load_make_room_for_expiry(keel_cache_load_t *ld) {
   ent_unref(old);
 }
 
+/* Runs the loader into ld, without a lock. On KEEL_OK ld->v holds the value,
+ * with room for its expiry time if the loader gave it one. */
+static keel_status run_loader(keel_cache_load_t *ld, keel_cache_loader_fn loader, void *ctx) {
+  keel_status st = loader(ctx, ld->key, ld->klen, ld);
+  if (st == KEEL_OK && !ld->v && !keel_cache_load_alloc(ld, 0)) st = KEEL_ENOMEM;
+  if (st == KEEL_OK && !ld->nocache && ld->own_ttl && !(ld->v->klen & EXP_FLAG)) load_make_room_for_expiry(ld);
+  return st;
+}
+
 /* The slow path of get_or_load: under the lock, find the entry, join a
  * pending load, or become the loader. */
 static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
@@ -1518,9 +1527,7 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
   shard_unlock(s);
 
   keel_cache_load_t ld = {c, key, klen, h, NULL, 0, 0, 0};
-  keel_status st = loader(ctx, key, klen, &ld);
-  if (st == KEEL_OK && !ld.v && !keel_cache_load_alloc(&ld, 0)) st = KEEL_ENOMEM;
-  if (st == KEEL_OK && !ld.nocache && ld.own_ttl && !(ld.v->klen & EXP_FLAG)) load_make_room_for_expiry(&ld);
+  keel_status st = run_loader(&ld, loader, ctx);
 
   shard_lock(s);
   pending **pp = &s->pend;
@@ -1567,9 +1574,7 @@ static keel_status refresh_load(keel_cache_t *c, uint64_t h, const void *key, si
                                 keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **io) {
   keel_cache_value_t *old = *io;
   keel_cache_load_t ld = {c, key, klen, h, NULL, 0, 0, 0};
-  keel_status st = loader(ctx, key, klen, &ld);
-  if (st == KEEL_OK && !ld.v && !keel_cache_load_alloc(&ld, 0)) st = KEEL_ENOMEM;
-  if (st == KEEL_OK && !ld.nocache && ld.own_ttl && !(ld.v->klen & EXP_FLAG)) load_make_room_for_expiry(&ld);
+  keel_status st = run_loader(&ld, loader, ctx);
   shard *s = shard_of(c, h);
   shard_lock(s);
   add_locked(&s->loads, 1);
