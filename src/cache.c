@@ -7,8 +7,9 @@
  * value, and in caches that refresh values (RFR_FLAG) padding to 8 and
  * the time of its refresh (refresh_claim, refresh_load). The entry *is*
  * the value object users hold: its reference count counts the cache
- * (while linked or in limbo) plus every user reference. Entries hang in a chained hash table (`table`, power-of-two
- * buckets of tagged links, see link_t); an entry does not store its hash.
+ * (while linked or in limbo) plus every user reference. Entries hang in
+ * a chained hash table (`table`, power-of-two buckets of tagged links, see
+ * link_t); an entry does not store its hash.
  * The policy (keel/policy.h) knows entries by slot number, and an entry
  * its slot (slot_tag); a victim's entry is found by the slot in the chain
  * of its hash (keel_policy_last_hash), so no array maps slots to entries.
