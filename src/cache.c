@@ -1009,9 +1009,13 @@ static void unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint
   retire_locked(c, s, v);
 }
 
+/* v's expiry time: 0 when it never expires (no EXP_FLAG, or none set). */
+static inline uint64_t ent_expiry(keel_cache_value_t *v) {
+  return v->klen & EXP_FLAG ? atomic_load_explicit(ent_expire(v), RLX) : 0;
+}
+
 static inline int expired(keel_cache_value_t *v, uint64_t now) {
-  if (!(v->klen & EXP_FLAG)) return 0;
-  uint64_t e = atomic_load_explicit(ent_expire(v), RLX);
+  uint64_t e = ent_expiry(v);
   return e && now >= e;
 }
 
@@ -1019,8 +1023,7 @@ static inline int expired(keel_cache_value_t *v, uint64_t now) {
  * time: the lookup of an entry without one (in a cache without a TTL,
  * or one stored with keel_cache_put_ttl(..., 0)) costs no clock read. */
 static inline int stale(const keel_cache_t *c, keel_cache_value_t *v) {
-  if (!(v->klen & EXP_FLAG)) return 0;
-  uint64_t e = atomic_load_explicit(ent_expire(v), RLX);
+  uint64_t e = ent_expiry(v);
   return e && now_ns(c) >= e;
 }
 
@@ -1344,18 +1347,18 @@ static inline int refresh_claim(const keel_cache_t *c, keel_cache_value_t *v) {
 /* The lock-free part of every lookup: finds the live entry of the key
  * inside an epoch and, if it holds a value, reads it with fn (fn != NULL)
  * or takes a reference into *ref. A cached error (*neg: its status) counts
- * as a hit when `neg_hits` (get-or-load: it answers the call) and as a miss
- * otherwise. A value whose refresh this caller takes (`neg_hits` too; see
- * refresh_claim) is not read: REFRESH, with a reference in *ref. Counts the
+ * as a hit when `or_load` (get-or-load: it answers the call) and as a miss
+ * otherwise. A get-or-load (`or_load`) that takes a value's refresh (see
+ * refresh_claim) does not read it: REFRESH, with a reference in *ref. Counts the
  * lookup and records a hit for the policy (a miss reaches it with the
  * insert that follows, if one does: see record). */
-static inline __attribute__((always_inline)) int probe(keel_cache_t *c, uint64_t h, const void *key, size_t n, int neg_hits,
+static inline __attribute__((always_inline)) int probe(keel_cache_t *c, uint64_t h, const void *key, size_t n, int or_load,
                         keel_cache_read_fn fn, void *ctx, keel_cache_value_t **ref, keel_status *neg) {
   reader *r;
   uint64_t e = guard_enter(c, &r);
   keel_cache_value_t *v = lookup(c, h, key, n);
   int res = !v ? ABSENT : ent_negative(v) ? NEGATIVE : FOUND;
-  if (res == FOUND && neg_hits && c->refresh && refresh_claim(c, v)) {
+  if (res == FOUND && or_load && c->refresh && refresh_claim(c, v)) {
     res = REFRESH;
     atomic_fetch_add_explicit(&v->refs, 1, RLX);
     *ref = v;
@@ -1366,7 +1369,7 @@ static inline __attribute__((always_inline)) int probe(keel_cache_t *c, uint64_t
   } else if (res == NEGATIVE) {
     *neg = (keel_status)(int32_t)v->vlen;
   }
-  int hit = res == FOUND || res == REFRESH || (res == NEGATIVE && neg_hits);
+  int hit = res == FOUND || res == REFRESH || (res == NEGATIVE && or_load);
   if (hit) record(c, r, v, h); /* in the epoch: it marks v */
   guard_exit(c, r, e);
   count(c, r, hit);
