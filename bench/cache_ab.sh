@@ -2,7 +2,8 @@
 # bench/cache_ab.sh WORKLOAD THREADS PAIRS CMD_A... -- CMD_B... — two builds or settings of
 # `keel bench cache` side by side on scarab-recs keys at 65,536 entries (or SIZE): PAIRS alternating runs,
 # A then B, so both see the same machine load; prints the median ops/s, ops per CPU-second and hit ratio of
-# each, then every run's ops per CPU-second. CMD is an executable and its leading arguments
+# each, then every run's ops per CPU-second, then every run's ops/s sorted (2-thread runs on this VM
+# fall in two modes, which a sorted list shows apart) and the median CPU share. CMD is an executable and its leading arguments
 # (e.g. `env VAR=1 build/keel`, or a wrapper that appends `--maintenance caller`). S (default 2)
 # is --seconds; SIZE (default 65536) is --size; B_ARGS (default none) are options appended to B's runs only (e.g.
 # B_ARGS="--batch 16" to time batched reads against single ones with one binary); KEEL_SHARED
@@ -33,5 +34,7 @@ for line in sys.stdin:
 for k in "AB":
     print(k, "ops %.1fM cpu %.1fM hit %.4f" % (s.median(x[0] for x in r[k]) / 1e6, s.median(x[1] for x in r[k]) / 1e6,
           s.median(x[2] for x in r[k])), " ".join("%.1f" % (x[1] / 1e6) for x in r[k]))
+    print(k, "runs by ops/s %s, cpu share %.2f" % (" ".join("%.1f" % (x[0] / 1e6) for x in sorted(r[k])),
+          s.median(x[0] / x[1] for x in r[k])))
 print("B/A ops per CPU-second %.3f" % (s.median(x[1] for x in r["B"]) / s.median(x[1] for x in r["A"])))
 '
