@@ -214,8 +214,9 @@ static void usage(FILE *f) {
              "Warms up for S seconds (default 3), then prints one JSON line: ops_per_s (the median\n"
              "of 5 intervals of S seconds) and hit_ratio, with entry_overhead (bytes charged per\n"
              "entry beyond key and value) and held_overhead (bytes the cache holds per entry\n"
-             "beyond them). --batch K (read only, 1 to 1024) looks keys up K at a time with\n"
-             "keel_cache_read_many.\n");
+             "beyond them), and for readthrough loads_per_miss (below 1 where misses joined\n"
+             "another thread's load). --batch K (read only, 1 to 1024) looks keys up K at a time\n"
+             "with keel_cache_read_many.\n");
 }
 
 int keel_bench_cache(int argc, char **argv) {
@@ -340,6 +341,10 @@ int keel_bench_cache(int argc, char **argv) {
   /* Sampled requests the shadows never saw (the maintenance thread, which
    * replays them in small caches, fell behind), per lookup. */
   double sdropped = (double)(s1.policy_shadow_dropped - s0.policy_shadow_dropped) / lookups;
+  /* Loads per miss: below 1 where misses joined another thread's load of
+   * the key (single flight) or found it stored when they looked again. */
+  uint64_t missed = s1.misses - s0.misses;
+  double lpm = (double)(s1.loads - s0.loads) / (double)(missed ? missed : 1);
   /* What the cache really holds per entry beyond keys and values: every
    * byte under its memory tag (entries, retired ones awaiting reclamation,
    * tables, policy records, sketch and shadows, reader slots), less the
@@ -352,10 +357,10 @@ int keel_bench_cache(int argc, char **argv) {
   printf("{\"impl\":\"keel\",\"threads\":%llu,\"workload\":\"%s\",\"borrow\":%s,\"size\":%llu,\"policy\":\"%s\","
          "\"pin\":%s,\"maintenance\":\"%s\",\"batch\":%u,\"ops_per_s\":%.0f,\"hit_ratio\":%.4f,\"ops_per_cpu_s\":%.0f,\"cpu_share\":%.2f,"
          "\"entries\":%llu,\"bytes\":%llu,\"entry_overhead\":%zu,\"held_overhead\":%.1f,\"shards\":%llu,\"shadow_per_lookup\":%.3f,\"dropped_per_lookup\":%.3f,"
-         "\"shadow_dropped_per_lookup\":%.3f}\n",
+         "\"shadow_dropped_per_lookup\":%.3f,\"loads_per_miss\":%.4f}\n",
          (unsigned long long)threads, workload, b.read || borrow ? "true" : "false", (unsigned long long)size, keel_cache_policy(b.cache), pin ? "true" : "false", keel_cache_maintenance_name(maint), b.batch, rates[2],
          hr, per_cpu, (double)(ops1 - ops0) / per_cpu / wall, (unsigned long long)s1.entries, (unsigned long long)s1.bytes, keel_cache_entry_overhead(),
-         held, (unsigned long long)s1.shards, shadow, dropped, sdropped);
+         held, (unsigned long long)s1.shards, shadow, dropped, sdropped, lpm);
   keel_mem_free(w);
   keel_cache_destroy(b.cache);
   keel_mem_free(keys);
