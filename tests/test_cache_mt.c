@@ -1,6 +1,7 @@
 /* test_cache_mt.c — the cache under concurrency (also run under TSan):
  * the byte bound while threads insert values of varied sizes, single-flight
- * loading with 8 threads on one key (value and error), readers checking
+ * loading with 8 threads on one key (value and error) and with 6 threads on
+ * 48 keys whose hashes collide, nested loads, readers checking
  * value integrity while writers evict, remove and clear (epoch reclamation),
  * tables that grow (and are freed) under readers, and statistics that add
  * up across threads. */
@@ -276,6 +277,157 @@ static void test_single_flight(void **state) {
   assert_int_equal(st.hits + st.misses, 16);
   keel_cache_destroy(f.c);
   assert_int_equal(tu_tracked_bytes(), before);
+}
+
+/* ---- single flight under colliding hashes -------------------------------------- */
+
+/* Each key is loaded once, and a loader that loads another key never waits
+ * for itself, however the keys' hashes collide: spread, alike in bits
+ * 52-60, alike in those and in bits 16-31, or all alike (one bucket of one
+ * shard). Single flight must tell keys apart by their bytes, never by
+ * their hash. */
+#define SF_KEYS 48
+#define SF_THREADS 6
+
+static uint64_t mix(uint64_t x) {
+  x ^= x >> 31;
+  x *= 0x9e3779b97f4a7c15ull;
+  return x ^ (x >> 29);
+}
+
+static uint64_t key_of(const void *key, size_t len) {
+  uint64_t k = 0;
+  memcpy(&k, key, len < sizeof k ? len : sizeof k);
+  return k;
+}
+
+static uint64_t hash_mixed(void *ud, const void *key, size_t len, uint64_t seed) {
+  (void)ud;
+  return mix(key_of(key, len) ^ seed);
+}
+static uint64_t hash_alike_high(void *ud, const void *key, size_t len, uint64_t seed) { /* bits 52-60 alike */
+  return hash_mixed(ud, key, len, seed) & ~(0x1ffull << 52);
+}
+static uint64_t hash_alike_more(void *ud, const void *key, size_t len, uint64_t seed) { /* and 16-31 */
+  return hash_mixed(ud, key, len, seed) & ~(0x1ffull << 52 | 0xffffull << 16);
+}
+static uint64_t hash_all_alike(void *ud, const void *key, size_t len, uint64_t seed) {
+  (void)ud, (void)key, (void)len, (void)seed;
+  return 42;
+}
+
+typedef struct sflight {
+  keel_cache_t *c;
+  atomic_int calls[SF_KEYS];
+  atomic_int bad, go, ids;
+} sflight;
+
+static keel_status sf_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  sflight *f = ctx;
+  uint64_t k = key_of(key, len);
+  if (len != sizeof k || k >= SF_KEYS) return KEEL_EINVAL;
+  atomic_fetch_add(&f->calls[k], 1);
+  if (k % 3 == 0) { /* some loads last long enough to be joined and collided with */
+    struct timespec ts = {0, 200000};
+    nanosleep(&ts, NULL);
+  }
+  unsigned char buf[1024];
+  return keel_cache_load_set(ld, buf, fill_value(k, buf));
+}
+
+static void *sf_thread(void *p) {
+  sflight *f = p;
+  int id = atomic_fetch_add(&f->ids, 1);
+  while (!atomic_load(&f->go)) sched_yield();
+  for (int i = 0; i < 4 * SF_KEYS; i++) {
+    uint64_t k = (uint64_t)(i * 7 + id * 5) % SF_KEYS; /* each thread in its own order */
+    keel_cache_value_t *v = NULL;
+    if (keel_cache_get_or_load(f->c, &k, sizeof k, sf_loader, f, &v) != KEEL_OK ||
+        !check_value(k, keel_cache_value_data(v), keel_cache_value_len(v)))
+      atomic_store(&f->bad, 1);
+    keel_cache_value_release(v);
+  }
+  return NULL;
+}
+
+static void test_single_flight_collisions(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  keel_cache_hash_fn hashes[] = {hash_mixed, hash_alike_high, hash_alike_more, hash_all_alike};
+  for (unsigned hf = 0; hf < sizeof hashes / sizeof *hashes; hf++) {
+    keel_cache_options o = base_opts(1 << 20); /* room for every key: none is evicted */
+    o.hash = hashes[hf];
+    sflight f;
+    memset(&f, 0, sizeof f);
+    assert_int_equal(keel_cache_create(&o, &f.c), KEEL_OK);
+    for (int round = 0; round < 3; round++) {
+      for (unsigned k = 0; k < SF_KEYS; k++) atomic_store(&f.calls[k], 0);
+      atomic_store(&f.go, 0);
+      pthread_t t[SF_THREADS];
+      for (int i = 0; i < SF_THREADS; i++) pthread_create(&t[i], NULL, sf_thread, &f);
+      atomic_store(&f.go, 1);
+      for (int i = 0; i < SF_THREADS; i++) pthread_join(t[i], NULL);
+      assert_int_equal(atomic_load(&f.bad), 0);
+      for (unsigned k = 0; k < SF_KEYS; k++) {
+        if (atomic_load(&f.calls[k]) != 1) fail_msg("hash %u round %d: key %u loaded %d times", hf, round,
+                                                    k, atomic_load(&f.calls[k]));
+        keel_cache_value_t *v = NULL;
+        uint64_t key = k;
+        assert_int_equal(keel_cache_get(f.c, &key, sizeof key, &v), KEEL_OK); /* stored, and found */
+        keel_cache_value_release(v);
+      }
+      keel_cache_stats st;
+      keel_cache_get_stats(f.c, &st);
+      assert_int_equal(st.loads, (uint64_t)(round + 1) * SF_KEYS);
+      assert_int_equal(st.entries, SF_KEYS);
+      keel_cache_clear(f.c);
+    }
+    keel_cache_destroy(f.c);
+  }
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+/* A loader that loads another key through the same cache (a memoized
+ * stage calling another) never waits for itself, whichever way the two
+ * keys' hashes collide. */
+static keel_status inner_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  (void)ctx;
+  unsigned char buf[1024];
+  return keel_cache_load_set(ld, buf, fill_value(key_of(key, len), buf));
+}
+
+static keel_status outer_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  keel_cache_t *c = ctx;
+  uint64_t inner = key_of(key, len) + 1;
+  keel_cache_value_t *v = NULL;
+  keel_status st = keel_cache_get_or_load(c, &inner, sizeof inner, inner_loader, NULL, &v);
+  if (st != KEEL_OK) return st;
+  if (!check_value(inner, keel_cache_value_data(v), keel_cache_value_len(v))) st = KEEL_EINVAL;
+  keel_cache_value_release(v);
+  unsigned char buf[1024];
+  return st != KEEL_OK ? st : keel_cache_load_set(ld, buf, fill_value(key_of(key, len), buf));
+}
+
+static void test_nested_loads(void **state) {
+  (void)state;
+  keel_cache_hash_fn hashes[] = {hash_mixed, hash_alike_high, hash_alike_more, hash_all_alike};
+  for (unsigned hf = 0; hf < sizeof hashes / sizeof *hashes; hf++) {
+    keel_cache_options o = base_opts(1 << 20);
+    o.hash = hashes[hf];
+    keel_cache_t *c;
+    assert_int_equal(keel_cache_create(&o, &c), KEEL_OK);
+    for (uint64_t k = 0; k < 40; k += 2) {
+      keel_cache_value_t *v = NULL;
+      assert_int_equal(keel_cache_get_or_load(c, &k, sizeof k, outer_loader, c, &v), KEEL_OK);
+      assert_true(check_value(k, keel_cache_value_data(v), keel_cache_value_len(v)));
+      keel_cache_value_release(v);
+    }
+    keel_cache_stats st;
+    keel_cache_get_stats(c, &st);
+    assert_int_equal(st.loads, 40);
+    assert_int_equal(st.entries, 40);
+    keel_cache_destroy(c);
+  }
 }
 
 /* ---- refresh after write: one reload per due value --------------------------- */
@@ -577,6 +729,8 @@ int main(void) {
       cmocka_unit_test(test_bound_and_integrity),
       cmocka_unit_test(test_sharded_bound),
       cmocka_unit_test(test_single_flight),
+      cmocka_unit_test(test_single_flight_collisions),
+      cmocka_unit_test(test_nested_loads),
       cmocka_unit_test(test_refresh_concurrent),
       cmocka_unit_test(test_readthrough_concurrent),
       cmocka_unit_test(test_more_threads_than_slots),

@@ -342,7 +342,9 @@ int keel_bench_cache(int argc, char **argv) {
    * replays them in small caches, fell behind), per lookup. */
   double sdropped = (double)(s1.policy_shadow_dropped - s0.policy_shadow_dropped) / lookups;
   /* Loads per miss: below 1 where misses joined another thread's load of
-   * the key (single flight) or found it stored when they looked again. */
+   * the key (single flight) or found it stored when they looked again.
+   * Approximate: pinned threads add their lookups to the counters per pin
+   * (1,024), loads count at once. */
   uint64_t missed = s1.misses - s0.misses;
   double lpm = (double)(s1.loads - s0.loads) / (double)(missed ? missed : 1);
   /* What the cache really holds per entry beyond keys and values: every

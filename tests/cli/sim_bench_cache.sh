@@ -1,7 +1,7 @@
 #!/bin/bash
 # keel bench cache (a smoke test: short, small): both workloads print one JSON line with
-# ops_per_s > 0 and a hit ratio in [0, 1] (and a read-through, loads per miss in (0, 1], exactly
-# 1 on one thread); a read on a cache holding every key hits always;
+# ops_per_s > 0 and a hit ratio in [0, 1] (and a read-through, loads per miss in (0, 1], 1 on one
+# thread, within what pinned batches shift); a read on a cache holding every key hits always;
 # batched reads hit as single ones do; the memory held per entry stays at 85 bytes or less at
 # 65,536 entries; bad options are usage errors.
 set -u
@@ -18,8 +18,10 @@ import json, sys
 d = json.loads(sys.stdin.read().strip().splitlines()[-1])
 assert d["ops_per_s"] > 0 and 0 <= d["hit_ratio"] <= 1, d
 assert d["entries"] <= 200, d
-if d["workload"] == "readthrough":  # every miss loads, or joins a load (or finds it stored) on 2 threads
-    assert 0 < d["loads_per_miss"] <= 1 and (d["threads"] > 1 or d["loads_per_miss"] == 1), d
+if d["workload"] == "readthrough":  # every miss loads, or joins a load (or finds it stored) on 2 threads;
+    # pinned threads add their lookups up per 1,024, so the counts may be that far apart at each end
+    lpm = d["loads_per_miss"]
+    assert 0 < lpm <= 1.01 and (d["threads"] > 1 or lpm >= 0.99), d
 print("ok:", d["workload"], d["threads"], "threads", int(d["ops_per_s"]), "ops/s, hit ratio", d["hit_ratio"])
 ' || { echo "FAIL: $wl/$t: $out"; fail=1; }
   done
