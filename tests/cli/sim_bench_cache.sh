@@ -1,7 +1,7 @@
 #!/bin/bash
 # keel bench cache (a smoke test: short, small): both workloads print one JSON line with
-# ops_per_s > 0 and a hit ratio in [0, 1] (and a read-through, loads per miss in (0, 1], 1 on one
-# thread, within what pinned batches shift); a read on a cache holding every key hits always;
+# ops_per_s > 0 and a hit ratio in [0, 1] (and a read-through, loads per miss in (0, 1], and 1 on
+# one thread, give or take what pinned batches shift); a read on a cache holding every key hits always;
 # batched reads hit as single ones do; the memory held per entry stays at 85 bytes or less at
 # 65,536 entries; bad options are usage errors.
 set -u
@@ -19,9 +19,12 @@ d = json.loads(sys.stdin.read().strip().splitlines()[-1])
 assert d["ops_per_s"] > 0 and 0 <= d["hit_ratio"] <= 1, d
 assert d["entries"] <= 200, d
 if d["workload"] == "readthrough":  # every miss loads, or joins a load (or finds it stored) on 2 threads;
-    # pinned threads add their lookups up per 1,024, so the counts may be that far apart at each end
+    # pinned threads add their lookups to the counters per 1,024, so over the timed 5 x 0.2 s the
+    # misses counted may be off by up to 1,024 lookups per thread
+    misses = d["ops_per_s"] * 1.0 * (1 - d["hit_ratio"])
+    tol = 1024 * d["threads"] / max(misses, 1) + 0.001
     lpm = d["loads_per_miss"]
-    assert 0 < lpm <= 1.01 and (d["threads"] > 1 or lpm >= 0.99), d
+    assert 0 < lpm <= 1 + tol and (d["threads"] > 1 or lpm >= 1 - tol), (tol, d)
 print("ok:", d["workload"], d["threads"], "threads", int(d["ops_per_s"]), "ops/s, hit ratio", d["hit_ratio"])
 ' || { echo "FAIL: $wl/$t: $out"; fail=1; }
   done
