@@ -282,10 +282,11 @@ static void test_single_flight(void **state) {
 /* ---- single flight under colliding hashes -------------------------------------- */
 
 /* Each key is loaded once, and a loader that loads another key never waits
- * for itself, however the keys' hashes collide: spread, alike in bits
- * 52-60, alike in those and in bits 16-31, or all alike (one bucket of one
- * shard). Single flight must tell keys apart by their bytes, never by
- * their hash. */
+ * for itself, however the keys' hashes collide: spread; alike in bits
+ * 52-60, then also in bits 16-31 (what a single flight without the lock
+ * keys its slots and their tags on: branch exp/flight, docs/PERFORMANCE.md
+ * "Tenth day"); or all alike (one bucket of one shard, one chain tag).
+ * Single flight must tell keys apart by their bytes, never by their hash. */
 #define SF_KEYS 48
 #define SF_THREADS 6
 
@@ -410,6 +411,7 @@ static keel_status outer_loader(void *ctx, const void *key, size_t len, keel_cac
 
 static void test_nested_loads(void **state) {
   (void)state;
+  int64_t before = tu_tracked_bytes();
   keel_cache_hash_fn hashes[] = {hash_mixed, hash_alike_high, hash_alike_more, hash_all_alike};
   for (unsigned hf = 0; hf < sizeof hashes / sizeof *hashes; hf++) {
     keel_cache_options o = base_opts(1 << 20);
@@ -428,6 +430,7 @@ static void test_nested_loads(void **state) {
     assert_int_equal(st.entries, 40);
     keel_cache_destroy(c);
   }
+  assert_int_equal(tu_tracked_bytes(), before);
 }
 
 /* ---- refresh after write: one reload per due value --------------------------- */
