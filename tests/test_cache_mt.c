@@ -12,6 +12,9 @@
 #include <string.h>
 #include <time.h>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include "keel/cache.h"
 #include "testutil.h"
 
@@ -290,21 +293,15 @@ static void test_single_flight(void **state) {
 #define SF_KEYS 48
 #define SF_THREADS 6
 
-static uint64_t mix(uint64_t x) {
-  x ^= x >> 31;
-  x *= 0x9e3779b97f4a7c15ull;
-  return x ^ (x >> 29);
-}
-
 static uint64_t key_of(const void *key, size_t len) {
   uint64_t k = 0;
   memcpy(&k, key, len < sizeof k ? len : sizeof k);
   return k;
 }
 
-static uint64_t hash_mixed(void *ud, const void *key, size_t len, uint64_t seed) {
+static uint64_t hash_mixed(void *ud, const void *key, size_t len, uint64_t seed) { /* as the cache's own */
   (void)ud;
-  return mix(key_of(key, len) ^ seed);
+  return XXH3_64bits_withSeed(key, len, seed);
 }
 static uint64_t hash_alike_high(void *ud, const void *key, size_t len, uint64_t seed) { /* bits 52-60 alike */
   return hash_mixed(ud, key, len, seed) & ~(0x1ffull << 52);
