@@ -102,178 +102,10 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
-#define XXH_INLINE_ALL /* the hash of short keys inlines into the lookup */
-#include <xxhash.h>
 
+#include "cache_int.h"
 #include "keel/policy.h"
 #include "worker.h"
-
-#define NREADERS 32    /* reader slots (threads hash onto them) */
-#define RING 256       /* read buffer: a ring of recorded lookups per reader slot */
-#define TAKE 64        /* a drain takes at most this many items */
-#define DEFER_TAKE 512 /* the maintenance thread replays at most this many deferred requests per shard and round */
-#define RBATCH 32      /* recorded lookups that make a drain (or a kick of the worker) */
-#define LIMBO_BATCH 64 /* try to advance the epoch after this many retirements */
-#define NSHARDS_MAX 16
-#define SHARD_MIN_ENTRIES 4096
-#define SHARD_MIN_BYTES (1u << 20)
-#define NEG_FLAG 0x80000000u /* klen flag: a cached error */
-#define EXP_FLAG 0x40000000u /* klen flag: an expiry time precedes the key */
-#define CNT_FLAG 0x20000000u /* klen flag: counted by keel_mem (tracking was on) */
-#define RFR_FLAG 0x10000000u /* klen flag: a refresh time follows the value */
-#define KLEN_MASK 0x0fffffffu
-#define REF_FOUND 0x80000000u /* refs flag: found since the policy last asked (see mark) */
-#define SLOT_BITS 24         /* slot_tag: slot in the low bits, memory tag above */
-#define SLOT_MAX ((1u << SLOT_BITS) - 1)
-/* The policy sees every hit in a cache of up to RECORD_ALL entries, and
- * 1 in 4 up to twice that, 1 in 32 beyond, where it sees 1 insert in 16
- * (see record, insert_locked and create). */
-#define RECORD_ALL 16384
-
-/* An entry: a 24-byte header, then (EXP_FLAG) the expiry time,
- * the key, padding to 8, the value, (RFR_FLAG) padding to 8 and the
- * refresh time, in one block of keel_mem_alloc_sized
- * (no per-block header: the entry knows its size and tag). The fields a
- * lookup reads come first. */
-struct keel_cache_value {
-  _Atomic uint64_t next; /* bucket chain: a link (below); once reclaimed: the garbage list */
-  uint32_t klen;                           /* key length | *_FLAG */
-  uint32_t vlen;                           /* value length (negative: the status) */
-  _Atomic uint32_t refs;                   /* cache (while not reclaimed) + users | REF_FOUND */
-  uint32_t slot_tag;                       /* policy slot (set under lock) | memory tag << 24 */
-  /* [expiry: _Atomic uint64_t, 0 never, else clock time], key, pad to 8, value */
-};
-_Static_assert(sizeof(struct keel_cache_value) == 24, "entry header is 24 bytes");
-_Static_assert(KEEL_MEM_MAX_TAGS <= 256, "a memory tag fits the 8 high bits of slot_tag");
-
-/* A reader slot. Its thread records hits at `tail` of the ring `rb`; a
- * drainer (that thread, an inserting one or the cache's worker) takes them
- * from `head`, one drainer at a time (`draining`). An item packs the
- * shard (bits 56-59), the slot (bits 32-55) and the low 32 bits of the
- * hash. Threads that share a slot (more than NREADERS) may
- * overwrite each other's items or move `tail` back: lossy, never unsafe
- * (take clamps, and the policy skips an item whose hash is not its slot's). */
-typedef struct reader {
-  _Atomic uintptr_t owner;    /* the thread that claimed the slot, 0: none */
-  _Atomic uint64_t active[2]; /* readers inside, by epoch parity */
-  _Atomic uint64_t hits, misses;
-  _Atomic uint64_t dropped;   /* lookups not recorded: the ring was full */
-  _Atomic uint32_t tail;      /* items recorded */
-  _Atomic uint32_t tick;      /* lookups seen, for sampling */
-  _Atomic uint32_t head;      /* items taken by drainers */
-  _Atomic uint32_t draining;  /* 1 while a drainer takes items */
-  _Atomic uint64_t rb[RING];
-} __attribute__((aligned(64))) reader;
-
-/* A link (a bucket head or an entry's `next`) is one 64-bit word: the
- * entry's address in the low 48 bits (user addresses of x86-64 and arm64
- * Linux fit there; ent_alloc refuses one that does not), a 15-bit tag of
- * that entry's hash above, and LINK_MORE when the entry may have a
- * successor. A lookup compares tags before it touches an entry, so a miss
- * or a chain neighbour costs no load of an entry that is not the key's.
- * LINK_MORE is set, under the lock, only after the successor is linked,
- * and cleared only after the successor is gone (an unlink of a chain's
- * tail clears its predecessor's): a reader that sees it clear misses only
- * what was linked after its load. */
-typedef uint64_t link_t;
-#define LINK_PTR ((1ull << 48) - 1)
-#define LINK_MORE (1ull << 48)
-#define LINK_TAG (0x7fffull << 49)
-
-typedef struct table {
-  struct table *older; /* under lock: tables replaced by resizes, newest first (tables_reclaim_locked) */
-  uint64_t retired;    /* under lock: the epoch this table was replaced at */
-  uint64_t mask;
-  _Atomic link_t b[];
-} table;
-
-typedef struct pending {
-  struct pending *next;
-  uint64_t hash;
-  const void *key;
-  size_t klen;
-  _Atomic unsigned done;     /* written under lock; spun on without it */
-  keel_status status;
-  keel_cache_value_t *value; /* the loader's result, a reference it holds */
-  _Atomic unsigned waiters;  /* written under lock; spun on without it */
-} pending;
-
-struct keel_cache_load {
-  keel_cache_t *c;
-  const void *key;
-  size_t klen;
-  uint64_t hash;
-  keel_cache_value_t *v; /* the entry being filled */
-  int nocache;
-  int own_ttl;           /* keel_cache_load_ttl was called: `ttl` is this value's */
-  uint64_t ttl;
-};
-
-/* The two fields every lookup reads come first, on a cache line of their
- * own: a line shared with the lock or with fields writers change (free
- * list, limbo heads) would be taken from the reading cores by every insert
- * and eviction of another core. */
-typedef struct shard {
-  _Atomic(table *) tab;
-  _Atomic uint64_t rseq;              /* odd while a resize relinks entries */
-  pthread_mutex_t lock __attribute__((aligned(64)));
-  pthread_cond_t cond;
-  keel_policy_t *pol;                 /* under lock; also keeps the free and limbo lists (spare room) */
-  uint32_t free_head, nslots;         /* free list head (KEEL_POLICY_NONE: empty); the policy's slots */
-  uint32_t limbo[4];                  /* under lock: heads of the retired slots, by epoch mod 4 */
-  uint64_t limbo_epoch[4];            /* under lock: the epoch of each list */
-  keel_cache_value_t *garbage;        /* under lock: reclaimed entries (via next), freed after unlock */
-  size_t retired_since;               /* under lock */
-  _Atomic uint32_t waiting;           /* threads blocked on `lock` (see shard_lock) */
-  pending *pend;                      /* under lock */
-  uint64_t rng;                       /* under lock: xorshift state, samples inserts (insert_locked) */
-  _Atomic uint64_t max_bytes, max_entries, bytes, entries;
-  _Atomic uint64_t loads, load_errors, evictions, expirations, removals, replacements, puts, refreshes;
-} __attribute__((aligned(64))) shard;
-
-struct keel_cache {
-  reader rd[NREADERS];                /* 64-byte aligned (see create) */
-  /* Written as the cache runs, so on a line apart from the read-mostly
-   * fields below, which every lookup reads. */
-  _Atomic uint64_t epoch;
-  _Atomic uint64_t drain_dropped;     /* recorded lookups a drain dropped (shard busy) */
-  void *raw __attribute__((aligned(64))); /* the allocation c lives in */
-  keel_mem_tag tag;
-  uint64_t seed;
-  uint64_t ttl, neg_ttl;
-  uint64_t refresh;                   /* 0: no refresh; else a get_or_load hit this long after the write reloads */
-  uint32_t record_mask;               /* 0: record every hit (see record) */
-  uint32_t insert_mask;               /* 0: count every insert (see insert_locked) */
-  keel_worker_t *worker;              /* drains the rings; NULL: callers do (MAINTAIN_CALLER) */
-  unsigned nshards;                   /* a power of two */
-  keel_cache_removal_fn on_removal;
-  void *removal_ud;
-  keel_cache_clock_fn clock;
-  void *clock_ud;
-  keel_cache_hash_fn hashfn;
-  void *hash_ud;
-  _Atomic uint64_t max_bytes, max_entries; /* the whole cache's bounds */
-  _Atomic unsigned own_ttls;          /* 1 once an entry had a time to live of its own (cleanup scans) */
-  shard sh[];
-};
-
-/* ---- small helpers ------------------------------------------------------- */
-
-/* The shard of a hash: bits the bucket index (low bits) does not use. */
-static inline shard *shard_of(keel_cache_t *c, uint64_t h) {
-  return &c->sh[(unsigned)(h >> 48) & (c->nshards - 1)];
-}
-
-#define RLX memory_order_relaxed
-
-static inline void add(_Atomic uint64_t *x, uint64_t n) { atomic_fetch_add_explicit(x, n, RLX); }
-/* The same for a shard's counters, which only its lock's holder writes: a
- * relaxed load and store, no locked instruction (an insert that evicts
- * updated six counters, each a full barrier on x86). Readers of
- * statistics load them relaxed. */
-static inline void add_locked(_Atomic uint64_t *x, uint64_t n) {
-  atomic_store_explicit(x, atomic_load_explicit(x, RLX) + n, RLX);
-}
 
 static const char *const maintenance_names[] = {"auto", "thread", "caller"};
 
@@ -301,58 +133,11 @@ size_t keel_cache_entry_overhead(void) {
   return sizeof(struct keel_cache_value) + 16 + 16 + 12;
 }
 
-static inline size_t key_pad(size_t klen) { return (klen + 7) & ~(size_t)7; }
-static inline size_t exp_len(uint32_t klen_flags) { return klen_flags & EXP_FLAG ? 8 : 0; }
-/* The bytes after the value: its padding to 8 and the refresh time
- * (RFR_FLAG). After it, not before the key, so that lookups find the key
- * and value where they would without one. */
-static inline size_t rfr_len(uint32_t klen_flags, size_t vlen) {
-  return klen_flags & RFR_FLAG ? key_pad(vlen) - vlen + 8 : 0;
-}
-static inline const unsigned char *ent_key(const keel_cache_value_t *v) {
-  return (const unsigned char *)(v + 1) + exp_len(v->klen);
-}
-static inline uint32_t ent_klen(const keel_cache_value_t *v) { return v->klen & KLEN_MASK; }
-static inline int ent_negative(const keel_cache_value_t *v) { return (v->klen & NEG_FLAG) != 0; }
-static inline unsigned char *ent_data(keel_cache_value_t *v) {
-  return (unsigned char *)(v + 1) + exp_len(v->klen) + key_pad(ent_klen(v));
-}
-static inline _Atomic uint64_t *ent_expire(keel_cache_value_t *v) { /* only with EXP_FLAG */
-  return (_Atomic uint64_t *)(void *)(v + 1);
-}
-/* When a get_or_load hit should reload the value (0: never, or a refresh
- * runs now). Only with RFR_FLAG. */
-static inline _Atomic uint64_t *ent_refresh(keel_cache_value_t *v) {
-  return (_Atomic uint64_t *)(void *)(ent_data(v) + key_pad(v->vlen));
-}
-static inline uint32_t ent_slot(const keel_cache_value_t *v) {
-  uint32_t s = v->slot_tag & SLOT_MAX;
-  return s == SLOT_MAX ? KEEL_POLICY_NONE : s;
-}
-static inline void ent_set_slot(keel_cache_value_t *v, uint32_t slot) {
-  v->slot_tag = (v->slot_tag & ~SLOT_MAX) | (slot & SLOT_MAX);
-}
-static inline size_t ent_size(const keel_cache_value_t *v) {
-  return sizeof *v + exp_len(v->klen) + key_pad(ent_klen(v)) + (ent_negative(v) ? 0 : v->vlen + rfr_len(v->klen, v->vlen));
-}
-static inline uint64_t ent_charge(const keel_cache_value_t *v) {
-  return (uint64_t)ent_klen(v) + (ent_negative(v) ? 0 : v->vlen + (v->klen & RFR_FLAG ? 8 : 0)) + exp_len(v->klen) +
-         keel_cache_entry_overhead();
-}
-
 static uint64_t now_ns(const keel_cache_t *c) {
   if (c->clock) return c->clock(c->clock_ud);
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static inline __attribute__((always_inline)) uint64_t key_hash(const keel_cache_t *c, const void *k, size_t n) {
-  if (c->hashfn) return c->hashfn(c->hash_ud, k, n, c->seed);
-  /* The common 8-byte key with its length a constant, so that only
-   * XXH3's 4-to-8-byte path is compiled in (a call otherwise). */
-  if (n == 8) return XXH3_64bits_withSeed(k, 8, c->seed);
-  return XXH3_64bits_withSeed(k, n, c->seed);
 }
 
 /* keel is built position-independent (it is also a shared library), where
@@ -439,23 +224,6 @@ static void ent_free(keel_cache_value_t *v) {
 
 /* ---- epochs ------------------------------------------------------------------ */
 
-static inline uint64_t epoch_enter(keel_cache_t *c, reader *r) {
-  for (;;) {
-    /* seq_cst: the increment must be ordered before the re-read of the
-     * epoch, against the writer's counter scan and epoch store. */
-    uint64_t e = atomic_load(&c->epoch);
-    atomic_fetch_add(&r->active[e & 1], 1);
-    if (atomic_load(&c->epoch) == e) return e;
-    atomic_fetch_sub_explicit(&r->active[e & 1], 1, memory_order_release);
-  }
-}
-
-static inline void epoch_exit(reader *r, uint64_t e) {
-  /* release: the reader's loads of the entry happen before the writer sees
-   * the count drop and frees it. */
-  atomic_fetch_sub_explicit(&r->active[e & 1], 1, memory_order_release);
-}
-
 /* The calling thread's pin (keel_cache_pin): one cache at a time. */
 static _Thread_local TLS_IE struct {
   keel_cache_t *c;
@@ -526,31 +294,6 @@ static void garbage_free(keel_cache_value_t *v) {
     ent_unref(v);
     v = nx;
   }
-}
-
-/* A slot that is not resident keeps, in the policy's spare room of its
- * record (keel_policy_spare), the entry it held while that is retired (8
- * bytes) and the next slot of the free list or of its limbo list (4). */
-static inline keel_cache_value_t *spare_ent(shard *s, uint32_t i) {
-  keel_cache_value_t *v;
-  memcpy(&v, keel_policy_spare(s->pol, i), sizeof v);
-  return v;
-}
-static inline uint32_t spare_link(shard *s, uint32_t i) {
-  uint32_t l;
-  memcpy(&l, (const char *)keel_policy_spare(s->pol, i) + 8, sizeof l);
-  return l;
-}
-static inline void spare_set(shard *s, uint32_t i, keel_cache_value_t *v, uint32_t link) {
-  char *sp = keel_policy_spare(s->pol, i);
-  memcpy(sp, &v, sizeof v);
-  memcpy(sp + 8, &link, sizeof link);
-}
-
-/* Pushes slot i, now unused (not resident), on the free list. */
-static inline void slot_free_locked(shard *s, uint32_t i) {
-  spare_set(s, i, NULL, s->free_head);
-  s->free_head = i;
 }
 
 /* Advances the epoch from e to e+1 if no reader of e-1 remains. */
@@ -663,48 +406,11 @@ static table *table_new(keel_mem_tag tag, uint64_t buckets) {
   return t;
 }
 
-/* The tag bits of a hash: bits 32-46, which neither the bucket index (low
- * bits) nor the shard (bits 48+) use. */
-static inline link_t link_tag(uint64_t h) { return (h << 17) & LINK_TAG; }
-static inline keel_cache_value_t *link_ent(link_t w) { return (keel_cache_value_t *)(uintptr_t)(w & LINK_PTR); }
-/* The link to v, of hash h, whose own `next` is `next`. */
-static inline link_t link_to(keel_cache_value_t *v, uint64_t h, link_t next) {
-  return (link_t)(uintptr_t)v | link_tag(h) | (next ? LINK_MORE : 0);
-}
-
 /* The hash of a linked entry's key (entries do not store it: the chains'
  * tags filter lookups, and unlinks and resizes, which need the bucket, are
  * rare next to lookups). */
 static inline uint64_t ent_rehash(const keel_cache_t *c, const keel_cache_value_t *v) {
   return key_hash(c, ent_key(v), ent_klen(v));
-}
-
-/* Whether v holds key k (the caller compared the tags). */
-static inline int ent_matches(const keel_cache_value_t *v, const void *k, size_t n) {
-  if (ent_klen(v) != n) return 0;
-  if (n == 8) { /* the common fixed-size key: one compare, no call */
-    uint64_t a, b;
-    memcpy(&a, ent_key(v), 8);
-    memcpy(&b, k, 8);
-    return a == b;
-  }
-  return memcmp(ent_key(v), k, n) == 0;
-}
-
-/* Walks one chain for key. */
-static inline __attribute__((always_inline)) keel_cache_value_t *table_find1(shard *s, uint64_t h, const void *k, size_t n) {
-  table *t = atomic_load_explicit(&s->tab, memory_order_acquire);
-  link_t w = atomic_load_explicit(&t->b[h & t->mask], memory_order_acquire), tag = link_tag(h);
-  while (w) {
-    if ((w & LINK_TAG) == tag) {
-      keel_cache_value_t *v = link_ent(w);
-      if (ent_matches(v, k, n)) return v;
-    } else if (!(w & LINK_MORE)) {
-      return NULL;
-    }
-    w = atomic_load_explicit(&link_ent(w)->next, memory_order_acquire);
-  }
-  return NULL;
 }
 
 /* Unlinks v, whose hash is h (its low 32 bits suffice: a table has at
