@@ -398,136 +398,6 @@ static void retire_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v) {
   }
 }
 
-/* ---- table -------------------------------------------------------------------- */
-
-static table *table_new(keel_mem_tag tag, uint64_t buckets) {
-  table *t = keel_mem_calloc(tag, 1, sizeof *t + buckets * sizeof(t->b[0]));
-  if (t) t->mask = buckets - 1;
-  return t;
-}
-
-/* The hash of a linked entry's key (entries do not store it: the chains'
- * tags filter lookups, and unlinks and resizes, which need the bucket, are
- * rare next to lookups). */
-static inline uint64_t ent_rehash(const keel_cache_t *c, const keel_cache_value_t *v) {
-  return key_hash(c, ent_key(v), ent_klen(v));
-}
-
-/* Unlinks v, whose hash is h (its low 32 bits suffice: a table has at
- * most 2^32 buckets). */
-static void table_unlink_locked(shard *s, keel_cache_value_t *v, uint64_t h) {
-  table *t = atomic_load_explicit(&s->tab, RLX);
-  _Atomic link_t *pp = &t->b[h & t->mask], *to_prev = NULL;
-  link_t w;
-  while (link_ent(w = atomic_load_explicit(pp, RLX)) != v) {
-    to_prev = pp;
-    pp = &link_ent(w)->next;
-  }
-  /* Readers standing on v keep following v->next, which stays intact. */
-  link_t next = atomic_load_explicit(&v->next, RLX);
-  atomic_store_explicit(pp, next, memory_order_release);
-  /* v was the tail: its predecessor has no successor any more, and a miss
-   * that stops on its tag need not load it to learn that (in a cache that
-   * evicts steadily, stale marks had piled up on most chains). */
-  if (!next && to_prev)
-    atomic_store_explicit(to_prev, atomic_load_explicit(to_prev, RLX) & ~LINK_MORE, memory_order_release);
-}
-
-
-/* The linked entry of policy slot `slot`, whose hash has low bits h32
- * (a victim's: keel_policy_last_hash), or NULL. Under the lock. */
-static keel_cache_value_t *table_find_slot_locked(shard *s, uint32_t h32, uint32_t slot) {
-  table *t = atomic_load_explicit(&s->tab, RLX);
-  link_t w = atomic_load_explicit(&t->b[h32 & t->mask], RLX);
-  while (w && ent_slot(link_ent(w)) != slot) w = atomic_load_explicit(&link_ent(w)->next, RLX);
-  return link_ent(w);
-}
-
-/* Finds the entry of key under epoch protection (or the lock). A miss seen
- * while a resize relinked chains is retried (seqlock style): a hit is always
- * a real entry, a miss is real once no resize overlapped it. */
-static keel_cache_value_t *table_find(shard *s, uint64_t h, const void *k, size_t n) {
-  for (;;) {
-    uint64_t seq = atomic_load_explicit(&s->rseq, memory_order_acquire);
-    keel_cache_value_t *v = table_find1(s, h, k, n);
-    if (v) return v;
-    /* The chain loads above are acquire loads, so this re-read of the
-     * sequence cannot move before them. */
-    if (!(seq & 1) && atomic_load_explicit(&s->rseq, memory_order_acquire) == seq) return NULL;
-    sched_yield();
-  }
-}
-
-/* Links v, of hash h, behind the entry that *to_tail leads to (into
- * *to_tail itself when it is 0: an empty bucket) and returns the link that
- * now leads to v. Release stores: v is written before the tail's `next`
- * leads to it, and that before the link to the tail says there is more to
- * walk. v's own `next` becomes 0 (a resize reads it first). */
-static _Atomic link_t *chain_append_locked(_Atomic link_t *to_tail, keel_cache_value_t *v, uint64_t h) {
-  link_t w = atomic_load_explicit(to_tail, RLX);
-  atomic_store_explicit(&v->next, 0, RLX);
-  if (!w) {
-    atomic_store_explicit(to_tail, link_to(v, h, 0), memory_order_release);
-    return to_tail;
-  }
-  _Atomic link_t *at = &link_ent(w)->next;
-  atomic_store_explicit(at, link_to(v, h, 0), memory_order_release);
-  atomic_store_explicit(to_tail, w | LINK_MORE, memory_order_release);
-  return at;
-}
-
-/* Appends v, of hash h, at the tail of its chain: an entry that stays
- * (one the policy keeps because it is used) drifts toward the head as those
- * linked before it are evicted, and the newcomers, most of which the policy
- * soon evicts again, queue behind it, so a hit seldom walks past a
- * neighbour (docs/PERFORMANCE.md, "Chain order"). A link without LINK_MORE
- * leads to the tail. */
-static void table_link_locked(shard *s, keel_cache_value_t *v, uint64_t h) {
-  table *t = atomic_load_explicit(&s->tab, RLX);
-  _Atomic link_t *pp = &t->b[h & t->mask];
-  link_t w;
-  while ((w = atomic_load_explicit(pp, RLX)) & LINK_MORE) pp = &link_ent(w)->next;
-  (void)chain_append_locked(pp, v, h);
-}
-
-/* Doubles the buckets when the count passes half of them (load factor
- * <= 1/2: a hit walks ~1.25 entries, a miss ~0.5; measured 20-50 % more
- * reads per CPU-second than load factor 1 on scarab-recs at 65,536). Entries are relinked into
- * the new table; a reader walking the old one meanwhile may be led astray
- * and miss, which the sequence check in table_find turns into a retry. The
- * old bucket array may still be read by readers inside an epoch, so it is
- * retired like an entry and freed 3 epochs later (tables_reclaim_locked;
- * insert_locked nudges the epoch while one waits). Kept until destroy, the
- * replaced arrays doubled the table's memory: 16 more bytes per entry. */
-static void table_maybe_grow_locked(keel_cache_t *c, shard *s) {
-  table *t = atomic_load_explicit(&s->tab, RLX);
-  if (2 * atomic_load_explicit(&s->entries, RLX) <= t->mask + 1 || t->mask >= UINT32_MAX / 2) return;
-  table *nt = table_new(c->tag, (t->mask + 1) * 2);
-  if (!nt) return; /* longer chains, still correct */
-  nt->older = t;
-  atomic_fetch_add_explicit(&s->rseq, 1, memory_order_acq_rel); /* odd */
-  /* An old chain splits in two (buckets i and i + old size), each keeping
-   * the chain's order (see table_link_locked); to_tail[k] is the link to
-   * half k's last entry so far. The new table is not yet published; the
-   * old chains' `next` words are rewritten in place, which rseq tells their
-   * readers. */
-  for (uint64_t i = 0; i <= t->mask; i++) {
-    link_t w = atomic_load_explicit(&t->b[i], RLX);
-    _Atomic link_t *to_tail[2] = {&nt->b[i], &nt->b[i + t->mask + 1]};
-    while (w) {
-      keel_cache_value_t *v = link_ent(w);
-      w = atomic_load_explicit(&v->next, RLX);
-      uint64_t h = ent_rehash(c, v);
-      unsigned k = (h & nt->mask) != i;
-      to_tail[k] = chain_append_locked(to_tail[k], v, h);
-    }
-  }
-  atomic_store_explicit(&s->tab, nt, memory_order_release);
-  atomic_fetch_add_explicit(&s->rseq, 1, memory_order_release); /* even */
-  atomic_thread_fence(memory_order_seq_cst); /* the swap before the epoch read (as retire_locked) */
-  t->retired = atomic_load(&c->epoch);
-}
-
 /* ---- policy bookkeeping --------------------------------------------------------- */
 
 /* An item of a ring (see reader). */
@@ -638,7 +508,7 @@ static inline void mark(keel_cache_value_t *v) {
  * entry of `slot` was found since the last ask; clears the mark. Under
  * the shard's lock. */
 static int ent_found(void *ud, uint32_t slot, uint32_t hash) {
-  keel_cache_value_t *v = table_find_slot_locked(ud, hash, slot);
+  keel_cache_value_t *v = keel__cache_table_find_slot_locked(ud, hash, slot);
   if (!v || !(atomic_load_explicit(&v->refs, RLX) & REF_FOUND)) return 0;
   atomic_fetch_and_explicit(&v->refs, ~REF_FOUND, RLX);
   return 1;
@@ -702,7 +572,7 @@ static void notify(keel_cache_t *c, keel_cache_value_t *v, keel_cache_cause caus
 static void unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h, keel_cache_cause cause,
                           int in_policy) {
   if (in_policy) keel_policy_remove(s->pol, ent_slot(v));
-  table_unlink_locked(s, v, h);
+  keel__cache_table_unlink_locked(s, v, h);
   add_locked(&s->bytes, -ent_charge(v));
   add_locked(&s->entries, (uint64_t)-1);
   switch (cause) {
@@ -757,7 +627,7 @@ static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newc
       continue;
     }
     uint32_t h = keel_policy_last_hash(sh->pol, s);
-    keel_cache_value_t *v = table_find_slot_locked(sh, h, s);
+    keel_cache_value_t *v = keel__cache_table_find_slot_locked(sh, h, s);
     unlink_locked(c, sh, v, h, stale(c, v) ? KEEL_CACHE_EXPIRED : KEEL_CACHE_EVICTED, 0);
   }
   return admitted;
@@ -868,8 +738,8 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
   atomic_fetch_add_explicit(&v->refs, 1, RLX); /* the cache's reference */
   add_locked(&s->bytes, charge);
   add_locked(&s->entries, 1);
-  table_link_locked(s, v, h);
-  table_maybe_grow_locked(c, s);
+  keel__cache_table_link_locked(s, v, h);
+  keel__cache_table_maybe_grow_locked(c, s);
   return KEEL_OK;
 }
 
@@ -934,7 +804,7 @@ static keel_status shard_init(keel_cache_t *c, shard *s, const keel_cache_option
   keel_status st = keel_policy_create(&po, &s->pol);
   if (st != KEEL_OK) return st;
   if (c->record_mask) keel_policy_set_found(s->pol, ent_found, s);
-  table *t = table_new(c->tag, 64);
+  table *t = keel__cache_table_new(c->tag, 64);
   if (!t) return KEEL_ENOMEM;
   atomic_init(&s->tab, t);
   if ((st = slot_reserve_locked(c, s)) != KEEL_OK) return st;
@@ -1029,6 +899,21 @@ void keel_cache_destroy(keel_cache_t *c) {
 }
 
 /* ---- lookups ---------------------------------------------------------------------- */
+
+/* Finds the entry of key under epoch protection (or the lock). A miss seen
+ * while a resize relinked chains is retried (seqlock style): a hit is always
+ * a real entry, a miss is real once no resize overlapped it. */
+static keel_cache_value_t *table_find(shard *s, uint64_t h, const void *k, size_t n) {
+  for (;;) {
+    uint64_t seq = atomic_load_explicit(&s->rseq, memory_order_acquire);
+    keel_cache_value_t *v = table_find1(s, h, k, n);
+    if (v) return v;
+    /* The chain loads above are acquire loads, so this re-read of the
+     * sequence cannot move before them. */
+    if (!(seq & 1) && atomic_load_explicit(&s->rseq, memory_order_acquire) == seq) return NULL;
+    sched_yield();
+  }
+}
 
 /* The lock-free lookup shared by get, read and get_or_load: returns the live,
  * unexpired, positive-or-negative entry or NULL, inside the caller's epoch. */

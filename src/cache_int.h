@@ -320,4 +320,19 @@ static inline __attribute__((always_inline)) keel_cache_value_t *table_find1(sha
   return NULL;
 }
 
+/* ---- across the files ---------------------------------------------------- */
+
+/* cache_table.c; *_locked under the shard's lock. */
+/* A zeroed table of `buckets` (a power of two) buckets, owned by the caller. */
+table *keel__cache_table_new(keel_mem_tag tag, uint64_t buckets);
+/* Links v, of hash h, at the tail of its chain. The table borrows v: the
+ * reference is the cache's, taken by insert_locked. */
+void keel__cache_table_link_locked(shard *s, keel_cache_value_t *v, uint64_t h);
+/* Unlinks v, whose hash is h (its low 32 bits suffice). */
+void keel__cache_table_unlink_locked(shard *s, keel_cache_value_t *v, uint64_t h);
+/* The linked entry of policy slot `slot` whose hash has low bits h32, or NULL. */
+keel_cache_value_t *keel__cache_table_find_slot_locked(shard *s, uint32_t h32, uint32_t slot);
+/* Doubles the buckets when the entries pass half of them. */
+void keel__cache_table_maybe_grow_locked(keel_cache_t *c, shard *s);
+
 #endif
