@@ -16,7 +16,7 @@
  *
  * Readers (get, read, the hit paths of get_or_load and read_or_load: one
  * inlined `probe`) take no lock. They enter
- * an epoch (below), walk a bucket chain with acquire loads, compare the
+ * an epoch (cache_epoch.c), walk a bucket chain with acquire loads, compare the
  * link's tag, then length and key bytes, check expiry, take a reference or read in place,
  * and leave. A hit is recorded in the thread's read buffer, a ring of 256
  * items in its reader slot (one 64-bit store and a release store of the
@@ -57,21 +57,9 @@
  * exceed the bound, even for an instant. The newcomer may itself be the
  * victim (admission refused); it is then never published.
  *
- * Reclamation (epoch based, two reader counters per slot as in classic
- * QSBR/EBR schemes, cf. Fraser 2004 and ck_epoch): a reader increments
- * `rd[i].active[e & 1]` for the global epoch e it read, re-reads the epoch
- * and retries if it moved. An unlinked entry is retired in its shard's limbo
- * list of the epoch read (after a full fence) once it is unlinked; it keeps
- * its slot until reclaimed, and the list runs through the slots (retire_locked). Any shard
- * may advance the epoch from e to e+1 (compare-and-swap) when no reader is
- * counted under parity (e+1)&1 (i.e. readers of e-1 are gone). An entry
- * retired at epoch r is unreachable once the epoch reaches r+2; the cache
- * waits for r+3, one epoch of margin for a reader that entered at r+1 just
- * before the unlink became visible, and then drops its reference (freeing
- * the entry unless a user still holds one) once the shard's lock is
- * released (shard_unlock). Because the cache's reference
- * lasts until then, a reader's increment of a reachable entry's count never
- * races with its free.
+ * Reclamation is epoch based: the cache drops its reference to an
+ * unlinked entry once no reader can still stand on it (cache_epoch.c,
+ * at its top).
  *
  * Single flight. A miss in get_or_load takes the lock, looks again, and
  * either joins a pending load of the same key (waiting on `cond`) or
@@ -282,75 +270,8 @@ void keel_cache_unpin(keel_cache_t *c) {
   epoch_exit(r, pin.e);
 }
 
-static void ent_unref(keel_cache_value_t *v) {
+void keel__cache_ent_unref(keel_cache_value_t *v) {
   if ((atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) & ~REF_FOUND) == 1) ent_free(v);
-}
-
-/* Drops the cache's reference to every entry of a garbage list (linked
- * through `next`, which no reader follows any more). */
-static void garbage_free(keel_cache_value_t *v) {
-  while (v) {
-    keel_cache_value_t *nx = (keel_cache_value_t *)(uintptr_t)atomic_load_explicit(&v->next, RLX);
-    ent_unref(v);
-    v = nx;
-  }
-}
-
-/* Advances the epoch from e to e+1 if no reader of e-1 remains. */
-static void epoch_try_advance(keel_cache_t *c) {
-  uint64_t e = atomic_load(&c->epoch);
-  for (unsigned i = 0; i < NREADERS; i++)
-    if (atomic_load(&c->rd[i].active[(e + 1) & 1]) != 0) return;
-  atomic_compare_exchange_strong(&c->epoch, &e, e + 1); /* lost: another shard advanced */
-}
-
-/* Hands the entries of limbo list i to the garbage, whose references
- * shard_unlock drops once the lock is released (free() may wait on the
- * allocator's own locks, which is no reason to keep other threads out of
- * the shard), and frees their slots. No reader can stand on them any more,
- * so their `next` may carry the garbage list. */
-static void limbo_reclaim1_locked(shard *s, unsigned i) {
-  uint32_t j = s->limbo[i];
-  while (j != KEEL_POLICY_NONE) {
-    uint32_t nx = spare_link(s, j);
-    keel_cache_value_t *v = spare_ent(s, j);
-    atomic_store_explicit(&v->next, (uint64_t)(uintptr_t)s->garbage, RLX);
-    s->garbage = v;
-    slot_free_locked(s, j);
-    j = nx;
-  }
-  s->limbo[i] = KEEL_POLICY_NONE;
-}
-
-/* Frees the bucket arrays that resizes replaced 3 or more epochs before
- * e: as for entries, no reader can still stand on them. Older tables were
- * replaced earlier, so the chain's tail goes from the first such one. */
-static void tables_reclaim_locked(shard *s, uint64_t e) {
-  table *t = atomic_load_explicit(&s->tab, RLX);
-  while (t->older && t->older->retired + 3 > e) t = t->older;
-  table *q = t->older;
-  if (q) t->older = NULL; /* only then: the current table's first line is read by every lookup */
-  while (q) {
-    table *o = q->older;
-    keel_mem_free(q);
-    q = o;
-  }
-}
-
-/* Reclaims what was retired 3 or more epochs ago. */
-static void limbo_reclaim_locked(keel_cache_t *c, shard *s) {
-  uint64_t e = atomic_load(&c->epoch);
-  for (unsigned i = 0; i < 4; i++)
-    if (s->limbo[i] != KEEL_POLICY_NONE && s->limbo_epoch[i] + 3 <= e) limbo_reclaim1_locked(s, i);
-  tables_reclaim_locked(s, e);
-}
-
-/* Reclaims what no reader can still stand on, advancing the epoch as far
- * as the readers allow (with none inside, three steps: everything retired
- * so far). For a shard out of free slots, a clear and a cleanup. */
-static void reclaim_now_locked(keel_cache_t *c, shard *s) {
-  for (unsigned k = 0; k < 3; k++) epoch_try_advance(c);
-  limbo_reclaim_locked(c, s);
 }
 
 /* Takes the shard's lock for a write. A writer that has to wait says so,
@@ -371,31 +292,7 @@ static void shard_unlock(shard *s) {
   keel_cache_value_t *g = s->garbage;
   s->garbage = NULL;
   pthread_mutex_unlock(&s->lock);
-  garbage_free(g);
-}
-
-/* Retires an unlinked entry: readers may still stand on it (and may still
- * return its value: their read overlapped the removal), so the cache's
- * reference is dropped three epochs later. The entry keeps its slot
- * meanwhile: the policy released the slot already, and its spare room
- * holds the entry and threads the limbo list. The entry itself is left
- * untouched (a reader on it follows its `next`), and retiring never
- * allocates and never fails. The slot is reused once reclaimed. Under the
- * shard's lock. */
-static void retire_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v) {
-  atomic_thread_fence(memory_order_seq_cst); /* the unlink before the epoch read */
-  uint64_t e = atomic_load(&c->epoch);
-  unsigned i = (unsigned)(e & 3);
-  if (s->limbo[i] != KEEL_POLICY_NONE && s->limbo_epoch[i] != e) limbo_reclaim1_locked(s, i); /* from e-4 or before */
-  uint32_t slot = ent_slot(v);
-  spare_set(s, slot, v, s->limbo[i]);
-  s->limbo[i] = slot;
-  s->limbo_epoch[i] = e;
-  if (++s->retired_since >= LIMBO_BATCH) {
-    s->retired_since = 0;
-    epoch_try_advance(c);
-    limbo_reclaim_locked(c, s);
-  }
+  keel__cache_garbage_free(g);
 }
 
 /* ---- policy bookkeeping --------------------------------------------------------- */
@@ -582,7 +479,7 @@ static void unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint
   case KEEL_CACHE_REPLACED: add_locked(&s->replacements, 1); break;
   }
   notify(c, v, cause);
-  retire_locked(c, s, v);
+  keel__cache_retire_locked(c, s, v);
 }
 
 /* v's expiry time: 0 when it never expires (no EXP_FLAG, or none set). */
@@ -633,27 +530,6 @@ static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newc
   return admitted;
 }
 
-/* ---- slots ---------------------------------------------------------------------- */
-
-/* Makes sure a slot is free: reclaims what limbo may give back, else
- * grows the slot arrays by a quarter (slots of retired entries count until
- * reclaimed). Doubling left up to half of them unused: at 65,536 entries
- * the policy's records took 32 bytes per entry instead of 16-20. */
-static keel_status slot_reserve_locked(keel_cache_t *c, shard *s) {
-  if (s->free_head != KEEL_POLICY_NONE) return KEEL_OK;
-  if (s->nslots) {
-    reclaim_now_locked(c, s);
-    if (s->free_head != KEEL_POLICY_NONE) return KEEL_OK;
-  }
-  uint64_t n = (uint64_t)s->nslots + (s->nslots / 4 < 64 ? 64 : s->nslots / 4);
-  if (n > SLOT_MAX) n = SLOT_MAX;
-  if (n <= s->nslots) return KEEL_ELIMIT; /* 16 M entries per shard */
-  if (keel_policy_grow(s->pol, (uint32_t)n) != KEEL_OK) return KEEL_ENOMEM;
-  for (uint32_t i = (uint32_t)n; i > s->nslots; i--) slot_free_locked(s, i - 1);
-  s->nslots = (uint32_t)n;
-  return KEEL_OK;
-}
-
 /* Stores entry v (refs = 1, the caller's) in the cache, replacing the old
  * entry of its key. On KEEL_OK the cache took its own reference when the
  * entry was admitted. KEEL_ELIMIT: larger than the cache; KEEL_ENOMEM. Any
@@ -688,13 +564,13 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
   uint64_t charge = ent_charge(v);
   prefetch_victim(s, victim[0], 1);
   prefetch_victim(s, victim[1], 1);
-  keel_status st = slot_reserve_locked(c, s);
+  keel_status st = keel__cache_slot_reserve_locked(c, s);
   if (st != KEEL_OK) return st;
   /* A replaced bucket array waits for the epoch, which only writers move:
    * every 64th insert moves it along (a scan of the reader slots). */
   if (atomic_load_explicit(&s->tab, RLX)->older && (atomic_load_explicit(&s->puts, RLX) & 63) == 0) {
-    epoch_try_advance(c);
-    tables_reclaim_locked(s, atomic_load(&c->epoch));
+    keel__cache_epoch_try_advance(c);
+    keel__cache_tables_reclaim_locked(s, atomic_load(&c->epoch));
   }
   keel_cache_value_t *old = table_find1(s, h, ent_key(v), ent_klen(v));
   if (old) unlink_locked(c, s, old, h, KEEL_CACHE_REPLACED, 1);
@@ -807,7 +683,7 @@ static keel_status shard_init(keel_cache_t *c, shard *s, const keel_cache_option
   table *t = keel__cache_table_new(c->tag, 64);
   if (!t) return KEEL_ENOMEM;
   atomic_init(&s->tab, t);
-  if ((st = slot_reserve_locked(c, s)) != KEEL_OK) return st;
+  if ((st = keel__cache_slot_reserve_locked(c, s)) != KEEL_OK) return st;
   if (lock_init(&s->lock) != 0) return KEEL_ENOMEM;
   if (pthread_cond_init(&s->cond, NULL) != 0) {
     pthread_mutex_destroy(&s->lock);
@@ -824,11 +700,11 @@ static void shard_free(shard *s, int locks) {
     while (w) {
       keel_cache_value_t *v = link_ent(w);
       w = atomic_load_explicit(&v->next, RLX);
-      ent_unref(v);
+      keel__cache_ent_unref(v);
     }
   }
-  for (unsigned k = 0; k < 4; k++) limbo_reclaim1_locked(s, k); /* retired ones */
-  garbage_free(s->garbage);
+  for (unsigned k = 0; k < 4; k++) keel__cache_limbo_reclaim1_locked(s, k); /* retired ones */
+  keel__cache_garbage_free(s->garbage);
   while (t) {
     table *o = t->older;
     keel_mem_free(t);
@@ -1062,7 +938,7 @@ static void load_make_room_for_expiry(keel_cache_load_t *ld) {
   }
   if (old->vlen) memcpy(ent_data(v), ent_data(old), old->vlen);
   ld->v = v;
-  ent_unref(old);
+  keel__cache_ent_unref(old);
 }
 
 /* Runs the loader into ld, without a lock. On KEEL_OK ld->v holds the value,
@@ -1133,14 +1009,14 @@ static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_
     me.value = ld.v;
   } else {
     add_locked(&s->load_errors, 1);
-    if (ld.v) ent_unref(ld.v);
+    if (ld.v) keel__cache_ent_unref(ld.v);
     ld.v = NULL;
     keel_cache_value_t *neg = c->neg_ttl ? ent_alloc(c, key, klen, 0, 0, 1) : NULL;
     if (neg) {
       neg->klen |= NEG_FLAG;
       neg->vlen = (uint32_t)(int32_t)st;
       (void)insert_locked(c, s, neg, h, no_guess, NULL);
-      ent_unref(neg);
+      keel__cache_ent_unref(neg);
     }
   }
   me.status = st;
@@ -1181,10 +1057,10 @@ static keel_status refresh_load(keel_cache_t *c, uint64_t h, const void *key, si
   else atomic_store_explicit(ent_refresh(old), expiry_of(c, c->refresh), RLX); /* if old stays: again a period later */
   shard_unlock(s);
   if (st != KEEL_OK) {
-    if (ld.v) ent_unref(ld.v);
+    if (ld.v) keel__cache_ent_unref(ld.v);
     return KEEL_OK;
   }
-  ent_unref(old);
+  keel__cache_ent_unref(old);
   *io = ld.v;
   return KEEL_OK;
 }
@@ -1213,7 +1089,7 @@ keel_status keel_cache_read_or_load(keel_cache_t *c, const void *key, size_t key
                                   : load_slow(c, h, key, key_len, loader, ctx, &v);
   if (st == KEEL_OK) {
     read(read_ctx, ent_data(v), v->vlen);
-    ent_unref(v);
+    keel__cache_ent_unref(v);
   }
   return st;
 }
@@ -1222,7 +1098,7 @@ void *keel_cache_load_alloc(keel_cache_load_t *ld, size_t len) {
   if (!ld) return NULL;
   keel_cache_value_t *v = ent_alloc(ld->c, ld->key, ld->klen, len, ld->own_ttl, 0);
   if (!v) return NULL;
-  if (ld->v) ent_unref(ld->v);
+  if (ld->v) keel__cache_ent_unref(ld->v);
   ld->v = v;
   return ent_data(v);
 }
@@ -1260,7 +1136,7 @@ static keel_status put(keel_cache_t *c, const void *key, size_t key_len, const v
   shard_lock(s);
   keel_status st = insert_locked(c, s, v, h, no_guess, ttl);
   shard_unlock(s);
-  ent_unref(v); /* the cache holds its own reference if it kept v */
+  keel__cache_ent_unref(v); /* the cache holds its own reference if it kept v */
   return st;
 }
 
@@ -1295,7 +1171,7 @@ void keel_cache_clear(keel_cache_t *c) {
       link_t w;
       while ((w = atomic_load_explicit(&t->b[i], RLX)) != 0) unlink_locked(c, s, link_ent(w), i, KEEL_CACHE_REMOVED, 1);
     }
-    reclaim_now_locked(c, s);
+    keel__cache_reclaim_now_locked(c, s);
     shard_unlock(s);
   }
 }
@@ -1318,7 +1194,7 @@ uint64_t keel_cache_cleanup(keel_cache_t *c) {
         n++;
       }
     }
-    reclaim_now_locked(c, s);
+    keel__cache_reclaim_now_locked(c, s);
     shard_unlock(s);
   }
   return n;
@@ -1351,7 +1227,7 @@ void keel_cache_value_acquire(keel_cache_value_t *v) {
   if (v) atomic_fetch_add_explicit(&v->refs, 1, RLX);
 }
 void keel_cache_value_release(keel_cache_value_t *v) {
-  if (v) ent_unref(v);
+  if (v) keel__cache_ent_unref(v);
 }
 
 /* ---- introspection --------------------------------------------------------------- */

@@ -322,6 +322,10 @@ static inline __attribute__((always_inline)) keel_cache_value_t *table_find1(sha
 
 /* ---- across the files ---------------------------------------------------- */
 
+/* cache.c */
+/* Drops one reference to v (the caller's or the cache's); the last frees it. */
+void keel__cache_ent_unref(keel_cache_value_t *v);
+
 /* cache_table.c; *_locked under the shard's lock. */
 /* A zeroed table of `buckets` (a power of two) buckets, owned by the caller. */
 table *keel__cache_table_new(keel_mem_tag tag, uint64_t buckets);
@@ -334,5 +338,23 @@ void keel__cache_table_unlink_locked(shard *s, keel_cache_value_t *v, uint64_t h
 keel_cache_value_t *keel__cache_table_find_slot_locked(shard *s, uint32_t h32, uint32_t slot);
 /* Doubles the buckets when the entries pass half of them. */
 void keel__cache_table_maybe_grow_locked(keel_cache_t *c, shard *s);
+
+/* cache_epoch.c; *_locked under the shard's lock. */
+/* Advances the epoch from e to e+1 if no reader of e-1 remains. */
+void keel__cache_epoch_try_advance(keel_cache_t *c);
+/* Retires an unlinked entry; the cache's reference is retained until it is
+ * reclaimed, three epochs later. */
+void keel__cache_retire_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v);
+/* Hands limbo list i to the garbage and frees its slots. */
+void keel__cache_limbo_reclaim1_locked(shard *s, unsigned i);
+/* Frees the bucket arrays replaced 3 or more epochs before e. */
+void keel__cache_tables_reclaim_locked(shard *s, uint64_t e);
+/* Reclaims all that no reader can still stand on (clear, cleanup). */
+void keel__cache_reclaim_now_locked(keel_cache_t *c, shard *s);
+/* Drops the cache's reference to each entry of a garbage list, which the
+ * caller owns (shard_unlock took it from the shard). */
+void keel__cache_garbage_free(keel_cache_value_t *v);
+/* Makes sure the shard has a free slot. */
+keel_status keel__cache_slot_reserve_locked(keel_cache_t *c, shard *s);
 
 #endif
