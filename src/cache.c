@@ -61,13 +61,8 @@
  * unlinked entry once no reader can still stand on it (cache_epoch.c,
  * at its top).
  *
- * Single flight. A miss in get_or_load takes the lock, looks again, and
- * either joins a pending load of the same key (waiting on `cond`) or
- * publishes its own pending record (on its stack) and runs the loader
- * without the lock. The loader's thread then inserts the value, marks the
- * record done, wakes the waiters and waits until each has taken its
- * reference, so the record can live on its stack. Both waits spin briefly
- * without the lock before they sleep (spin_until).
+ * Single flight. Threads that miss the same key together load it once
+ * (cache_load.c, at its top).
  *
  * Guards: a shard's `lock` guards its table's structure, the policy
  * (and the free slots in it), limbo lists, pending list and the shard's
@@ -121,7 +116,7 @@ size_t keel_cache_entry_overhead(void) {
   return sizeof(struct keel_cache_value) + 16 + 16 + 12;
 }
 
-static uint64_t now_ns(const keel_cache_t *c) {
+uint64_t keel__cache_now_ns(const keel_cache_t *c) {
   if (c->clock) return c->clock(c->clock_ud);
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -183,8 +178,8 @@ static inline reader *my_reader(keel_cache_t *c) {
  * time when the cache expires entries or `own_ttl` (it will have a time to
  * live of its own), and for a refresh time when the cache refreshes values
  * and this is one (not `negative`, a cached error). */
-static keel_cache_value_t *ent_alloc(const keel_cache_t *c, const void *key, size_t klen, size_t vlen,
-                                     int own_ttl, int negative) {
+keel_cache_value_t *keel__cache_ent_alloc(const keel_cache_t *c, const void *key, size_t klen, size_t vlen,
+                                          int own_ttl, int negative) {
   if (klen > KLEN_MASK || vlen > UINT32_MAX) return NULL;
   uint32_t flags = (own_ttl || c->ttl || c->neg_ttl ? EXP_FLAG : 0) | (c->refresh && !negative ? RFR_FLAG : 0);
   int counted;
@@ -279,7 +274,7 @@ void keel__cache_ent_unref(keel_cache_value_t *v) {
  * of taking the lock as it is released: without that, readers whose drains
  * keep the lock busy can starve writers for seconds (seen with two readers
  * and three writers on two cores). An uncontended lock costs nothing more. */
-static void shard_lock(shard *s) {
+void keel__cache_shard_lock(shard *s) {
   if (pthread_mutex_trylock(&s->lock) == 0) return;
   atomic_fetch_add_explicit(&s->waiting, 1, RLX);
   pthread_mutex_lock(&s->lock);
@@ -288,7 +283,7 @@ static void shard_lock(shard *s) {
 
 /* Releases the shard's lock, then drops the cache's references to the
  * garbage collected while it was held. */
-static void shard_unlock(shard *s) {
+void keel__cache_shard_unlock(shard *s) {
   keel_cache_value_t *g = s->garbage;
   s->garbage = NULL;
   pthread_mutex_unlock(&s->lock);
@@ -466,8 +461,8 @@ static void notify(keel_cache_t *c, keel_cache_value_t *v, keel_cache_cause caus
 /* Unlinks a linked entry of hash h (its low 32 bits suffice) whose policy
  * slot was already released by the policy (evicted) or must be (removed),
  * counts it and retires it. */
-static void unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h, keel_cache_cause cause,
-                          int in_policy) {
+void keel__cache_unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h, keel_cache_cause cause,
+                               int in_policy) {
   if (in_policy) keel_policy_remove(s->pol, ent_slot(v));
   keel__cache_table_unlink_locked(s, v, h);
   add_locked(&s->bytes, -ent_charge(v));
@@ -482,29 +477,11 @@ static void unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint
   keel__cache_retire_locked(c, s, v);
 }
 
-/* v's expiry time: 0 when it never expires (no EXP_FLAG, or none set). */
-static inline uint64_t ent_expiry(keel_cache_value_t *v) {
-  return v->klen & EXP_FLAG ? atomic_load_explicit(ent_expire(v), RLX) : 0;
-}
-
-static inline int expired(keel_cache_value_t *v, uint64_t now) {
-  uint64_t e = ent_expiry(v);
-  return e && now >= e;
-}
-
-/* expired(v, now) that reads the clock only for an entry with an expiry
- * time: the lookup of an entry without one (in a cache without a TTL,
- * or one stored with keel_cache_put_ttl(..., 0)) costs no clock read. */
-static inline int stale(const keel_cache_t *c, keel_cache_value_t *v) {
-  uint64_t e = ent_expiry(v);
-  return e && now_ns(c) >= e;
-}
-
 /* The expiry time of an entry written now with time to live ttl: 0
  * (never) for no TTL or one that would pass the end of the clock. */
-static uint64_t expiry_of(const keel_cache_t *c, uint64_t ttl) {
+uint64_t keel__cache_expiry_of(const keel_cache_t *c, uint64_t ttl) {
   if (!ttl) return 0;
-  uint64_t now = now_ns(c);
+  uint64_t now = keel__cache_now_ns(c);
   return ttl > UINT64_MAX - now ? 0 : now + ttl;
 }
 
@@ -525,7 +502,7 @@ static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newc
     }
     uint32_t h = keel_policy_last_hash(sh->pol, s);
     keel_cache_value_t *v = keel__cache_table_find_slot_locked(sh, h, s);
-    unlink_locked(c, sh, v, h, stale(c, v) ? KEEL_CACHE_EXPIRED : KEEL_CACHE_EVICTED, 0);
+    keel__cache_unlink_locked(c, sh, v, h, stale(c, v) ? KEEL_CACHE_EXPIRED : KEEL_CACHE_EVICTED, 0);
   }
   return admitted;
 }
@@ -534,12 +511,12 @@ static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newc
  * entry of its key. On KEEL_OK the cache took its own reference when the
  * entry was admitted. KEEL_ELIMIT: larger than the cache; KEEL_ENOMEM. Any
  * old entry is removed in all cases but ENOMEM. Under lock. */
-static const uint32_t no_guess[2] = {KEEL_POLICY_NONE, KEEL_POLICY_NONE};
+const uint32_t keel__cache_no_guess[2] = {KEEL_POLICY_NONE, KEEL_POLICY_NONE};
 
 /* Starts loading the bucket of `slot`, a likely victim (prefetch_victim
  * is called once before the load, with `entry` 0, then at the insert, with
  * 1, when the bucket has likely come: the chain's first entry too). */
-static void prefetch_victim(shard *s, uint32_t slot, int entry) {
+void keel__cache_prefetch_victim(shard *s, uint32_t slot, int entry) {
   if (slot >= s->nslots) return;
   table *t = atomic_load_explicit(&s->tab, RLX);
   _Atomic link_t *b = &t->b[keel_policy_slot_hash(s->pol, slot) & t->mask];
@@ -556,14 +533,14 @@ static void prefetch_victim(shard *s, uint32_t slot, int entry) {
  * every load cost 5-8 % of read-throughs at 65,536 entries; leaving them
  * all to the thread made it contend with the inserter for the shard's
  * lock: 100,000 context switches per 2 s on one thread). */
-static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h,
-                                 const uint32_t *victim, const uint64_t *ttl) {
+keel_status keel__cache_insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h,
+                                      const uint32_t *victim, const uint64_t *ttl) {
   reader *r = my_reader(c);
   uint32_t queued = atomic_load_explicit(&r->tail, RLX) - atomic_load_explicit(&r->head, RLX);
   if (c->record_mask ? c->worker && queued >= RBATCH / 4 : queued != 0) (void)drain(c, r, s, 0);
   uint64_t charge = ent_charge(v);
-  prefetch_victim(s, victim[0], 1);
-  prefetch_victim(s, victim[1], 1);
+  keel__cache_prefetch_victim(s, victim[0], 1);
+  keel__cache_prefetch_victim(s, victim[1], 1);
   keel_status st = keel__cache_slot_reserve_locked(c, s);
   if (st != KEEL_OK) return st;
   /* A replaced bucket array waits for the epoch, which only writers move:
@@ -573,11 +550,11 @@ static keel_status insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *
     keel__cache_tables_reclaim_locked(s, atomic_load(&c->epoch));
   }
   keel_cache_value_t *old = table_find1(s, h, ent_key(v), ent_klen(v));
-  if (old) unlink_locked(c, s, old, h, KEEL_CACHE_REPLACED, 1);
+  if (old) keel__cache_unlink_locked(c, s, old, h, KEEL_CACHE_REPLACED, 1);
   if (charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > KEEL_POLICY_WEIGHT_MAX) return KEEL_ELIMIT;
   if (v->klen & EXP_FLAG)
-    atomic_store_explicit(ent_expire(v), expiry_of(c, ttl ? *ttl : ent_negative(v) ? c->neg_ttl : c->ttl), RLX);
-  if (v->klen & RFR_FLAG) atomic_store_explicit(ent_refresh(v), expiry_of(c, c->refresh), RLX);
+    atomic_store_explicit(ent_expire(v), keel__cache_expiry_of(c, ttl ? *ttl : ent_negative(v) ? c->neg_ttl : c->ttl), RLX);
+  if (v->klen & RFR_FLAG) atomic_store_explicit(ent_refresh(v), keel__cache_expiry_of(c, c->refresh), RLX);
   ent_set_slot(v, s->free_head);
   s->free_head = spare_link(s, s->free_head);
   /* A cache that samples its lookups samples the misses its inserts
@@ -808,7 +785,7 @@ static inline int refresh_claim(const keel_cache_t *c, keel_cache_value_t *v) {
   if (!(v->klen & RFR_FLAG)) return 0;
   _Atomic uint64_t *t = ent_refresh(v);
   uint64_t due = atomic_load_explicit(t, RLX);
-  return due && now_ns(c) >= due && atomic_compare_exchange_strong_explicit(t, &due, 0, RLX, RLX);
+  return due && keel__cache_now_ns(c) >= due && atomic_compare_exchange_strong_explicit(t, &due, 0, RLX, RLX);
 }
 
 /* The lock-free part of every lookup: finds the live entry of the key
@@ -905,164 +882,11 @@ size_t keel_cache_read_many(keel_cache_t *c, size_t n, const void *const keys[],
   return hits;
 }
 
-/* Spins a few microseconds until *x == want (acquire), without a lock: a
- * cheap loader finishes, and its waiters take their references, sooner than
- * a sleep and a wake-up take (two system calls and two context switches).
- * Callers then wait on the shard's condition variable as before. */
-static void spin_until(const _Atomic unsigned *x, unsigned want) {
-  for (unsigned i = 0; i < 512; i++) {
-    if (atomic_load_explicit(x, memory_order_acquire) == want) return;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-  }
-}
-
 /* Marks that some entry may expire on a time of its own, so cleanup scans
  * even a cache without a TTL (stored once: put_ttl's callers on several
  * cores then only read the line). */
-static void note_own_ttl(keel_cache_t *c) {
+void keel__cache_note_own_ttl(keel_cache_t *c) {
   if (!atomic_load_explicit(&c->own_ttls, RLX)) atomic_store_explicit(&c->own_ttls, 1, RLX);
-}
-
-/* A loader gave its value a time to live after the value's entry was
- * allocated without room for an expiry time (the cache has no TTL): the
- * value moves to an entry with that room. Without the memory for it, the
- * value is returned uncached. */
-static void load_make_room_for_expiry(keel_cache_load_t *ld) {
-  keel_cache_value_t *old = ld->v;
-  keel_cache_value_t *v = ent_alloc(ld->c, ld->key, ld->klen, old->vlen, 1, 0);
-  if (!v) {
-    ld->nocache = 1;
-    return;
-  }
-  if (old->vlen) memcpy(ent_data(v), ent_data(old), old->vlen);
-  ld->v = v;
-  keel__cache_ent_unref(old);
-}
-
-/* Runs the loader into ld, without a lock. On KEEL_OK ld->v holds the value,
- * with room for its expiry time if the loader gave it one. */
-static keel_status run_loader(keel_cache_load_t *ld, keel_cache_loader_fn loader, void *ctx) {
-  keel_status st = loader(ctx, ld->key, ld->klen, ld);
-  if (st == KEEL_OK && !ld->v && !keel_cache_load_alloc(ld, 0)) st = KEEL_ENOMEM;
-  if (st == KEEL_OK && !ld->nocache && ld->own_ttl && !(ld->v->klen & EXP_FLAG)) load_make_room_for_expiry(ld);
-  return st;
-}
-
-/* The slow path of get_or_load: under the lock, find the entry, join a
- * pending load, or become the loader. */
-static keel_status load_slow(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
-                             keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **out) {
-  shard *s = shard_of(c, h);
-  shard_lock(s);
-  keel_cache_value_t *v = table_find1(s, h, key, klen);
-  if (v && stale(c, v)) {
-    unlink_locked(c, s, v, h, KEEL_CACHE_EXPIRED, 1);
-    v = NULL;
-  }
-  if (v) {
-    keel_status st = ent_negative(v) ? (keel_status)(int32_t)v->vlen : KEEL_OK;
-    if (st == KEEL_OK) atomic_fetch_add_explicit(&v->refs, 1, RLX);
-    shard_unlock(s);
-    if (st == KEEL_OK) *out = v;
-    return st;
-  }
-  pending *p = s->pend;
-  while (p && !(p->hash == h && p->klen == klen && memcmp(p->key, key, klen) == 0)) p = p->next;
-  if (p) {
-    atomic_fetch_add_explicit(&p->waiters, 1, RLX); /* keeps p (on the loader's stack) alive */
-    if (!atomic_load_explicit(&p->done, memory_order_acquire)) {
-      shard_unlock(s);
-      spin_until(&p->done, 1);
-      shard_lock(s);
-      while (!atomic_load_explicit(&p->done, RLX)) pthread_cond_wait(&s->cond, &s->lock);
-    }
-    keel_status st = p->status;
-    if (st == KEEL_OK) {
-      atomic_fetch_add_explicit(&p->value->refs, 1, RLX);
-      *out = p->value;
-    }
-    if (atomic_fetch_sub_explicit(&p->waiters, 1, memory_order_release) == 1) pthread_cond_broadcast(&s->cond);
-    shard_unlock(s);
-    return st;
-  }
-  pending me = {s->pend, h, key, klen, 0, KEEL_OK, NULL, 0};
-  s->pend = &me;
-  /* While the loader runs, bring in what the insert will touch. */
-  uint32_t victim[2];
-  victim[0] = keel_policy_prefetch(s->pol, (uint32_t)h, &victim[1]);
-  for (int i = 0; i < 2; i++)
-    prefetch_victim(s, victim[i], 0);
-  add_locked(&s->loads, 1);
-  shard_unlock(s);
-
-  keel_cache_load_t ld = {c, key, klen, h, NULL, 0, 0, 0};
-  keel_status st = run_loader(&ld, loader, ctx);
-
-  shard_lock(s);
-  pending **pp = &s->pend;
-  while (*pp != &me) pp = &(*pp)->next;
-  *pp = me.next;
-  if (st == KEEL_OK) {
-    if (!ld.nocache) (void)insert_locked(c, s, ld.v, h, victim, ld.own_ttl ? &ld.ttl : NULL); /* ELIMIT/ENOMEM: returned uncached */
-    me.value = ld.v;
-  } else {
-    add_locked(&s->load_errors, 1);
-    if (ld.v) keel__cache_ent_unref(ld.v);
-    ld.v = NULL;
-    keel_cache_value_t *neg = c->neg_ttl ? ent_alloc(c, key, klen, 0, 0, 1) : NULL;
-    if (neg) {
-      neg->klen |= NEG_FLAG;
-      neg->vlen = (uint32_t)(int32_t)st;
-      (void)insert_locked(c, s, neg, h, no_guess, NULL);
-      keel__cache_ent_unref(neg);
-    }
-  }
-  me.status = st;
-  atomic_store_explicit(&me.done, 1, memory_order_release);
-  if (atomic_load_explicit(&me.waiters, RLX)) {
-    pthread_cond_broadcast(&s->cond);
-    shard_unlock(s);
-    spin_until(&me.waiters, 0);
-    shard_lock(s);
-    while (atomic_load_explicit(&me.waiters, RLX)) pthread_cond_wait(&s->cond, &s->lock);
-  }
-  shard_unlock(s);
-  if (st == KEEL_OK) *out = ld.v;
-  return st;
-}
-
-/* A get_or_load hit took the refresh of *io (a reference the caller
- * holds): runs the loader, and stores its value in place of *io if *io is
- * still the key's entry (a value removed, replaced or evicted meanwhile
- * stays so: the new one is returned uncached). *io becomes the new value
- * (its reference moves to the caller, the old one's is dropped). A loader
- * error keeps the old value, returned with KEEL_OK. Whenever the old value
- * stays (an error, a no-cache value, no memory), its refresh is tried
- * again a refresh period later. */
-static keel_status refresh_load(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
-                                keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **io) {
-  keel_cache_value_t *old = *io;
-  keel_cache_load_t ld = {c, key, klen, h, NULL, 0, 0, 0};
-  keel_status st = run_loader(&ld, loader, ctx);
-  shard *s = shard_of(c, h);
-  shard_lock(s);
-  add_locked(&s->loads, 1);
-  int stored = 0;
-  if (st != KEEL_OK) add_locked(&s->load_errors, 1);
-  else if (!ld.nocache && table_find1(s, h, key, klen) == old)
-    stored = insert_locked(c, s, ld.v, h, no_guess, ld.own_ttl ? &ld.ttl : NULL) == KEEL_OK; /* else returned uncached */
-  if (stored) add_locked(&s->refreshes, 1);
-  else atomic_store_explicit(ent_refresh(old), expiry_of(c, c->refresh), RLX); /* if old stays: again a period later */
-  shard_unlock(s);
-  if (st != KEEL_OK) {
-    if (ld.v) keel__cache_ent_unref(ld.v);
-    return KEEL_OK;
-  }
-  keel__cache_ent_unref(old);
-  *io = ld.v;
-  return KEEL_OK;
 }
 
 keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_len,
@@ -1071,9 +895,9 @@ keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_
   uint64_t h = key_hash(c, key, key_len);
   keel_status neg = KEEL_OK;
   int res = probe(c, h, key, key_len, 1, NULL, NULL, out, &neg);
-  if (res == REFRESH) return refresh_load(c, h, key, key_len, loader, ctx, out);
+  if (res == REFRESH) return keel__cache_refresh_load(c, h, key, key_len, loader, ctx, out);
   if (res != ABSENT) return res == FOUND ? KEEL_OK : neg;
-  return load_slow(c, h, key, key_len, loader, ctx, out);
+  return keel__cache_load_slow(c, h, key, key_len, loader, ctx, out);
 }
 
 keel_status keel_cache_read_or_load(keel_cache_t *c, const void *key, size_t key_len,
@@ -1085,41 +909,13 @@ keel_status keel_cache_read_or_load(keel_cache_t *c, const void *key, size_t key
   keel_cache_value_t *v;
   int res = probe(c, h, key, key_len, 1, read, read_ctx, &v, &neg);
   if (res != ABSENT && res != REFRESH) return res == FOUND ? KEEL_OK : neg;
-  keel_status st = res == REFRESH ? refresh_load(c, h, key, key_len, loader, ctx, &v)
-                                  : load_slow(c, h, key, key_len, loader, ctx, &v);
+  keel_status st = res == REFRESH ? keel__cache_refresh_load(c, h, key, key_len, loader, ctx, &v)
+                                  : keel__cache_load_slow(c, h, key, key_len, loader, ctx, &v);
   if (st == KEEL_OK) {
     read(read_ctx, ent_data(v), v->vlen);
     keel__cache_ent_unref(v);
   }
   return st;
-}
-
-void *keel_cache_load_alloc(keel_cache_load_t *ld, size_t len) {
-  if (!ld) return NULL;
-  keel_cache_value_t *v = ent_alloc(ld->c, ld->key, ld->klen, len, ld->own_ttl, 0);
-  if (!v) return NULL;
-  if (ld->v) keel__cache_ent_unref(ld->v);
-  ld->v = v;
-  return ent_data(v);
-}
-
-keel_status keel_cache_load_set(keel_cache_load_t *ld, const void *data, size_t len) {
-  if (!ld || (!data && len)) return KEEL_EMISUSE;
-  void *p = keel_cache_load_alloc(ld, len);
-  if (!p) return KEEL_ENOMEM;
-  if (len) memcpy(p, data, len);
-  return KEEL_OK;
-}
-
-void keel_cache_load_nocache(keel_cache_load_t *ld) {
-  if (ld) ld->nocache = 1;
-}
-
-void keel_cache_load_ttl(keel_cache_load_t *ld, uint64_t ttl_ns) {
-  if (!ld) return;
-  ld->own_ttl = 1;
-  ld->ttl = ttl_ns;
-  note_own_ttl(ld->c);
 }
 
 /* ---- writes ---------------------------------------------------------------------- */
@@ -1128,14 +924,14 @@ void keel_cache_load_ttl(keel_cache_load_t *ld, uint64_t ttl_ns) {
 static keel_status put(keel_cache_t *c, const void *key, size_t key_len, const void *data, size_t len,
                        const uint64_t *ttl) {
   if (!c || (!key && key_len) || (!data && len)) return KEEL_EMISUSE;
-  keel_cache_value_t *v = ent_alloc(c, key, key_len, len, ttl != NULL, 0);
+  keel_cache_value_t *v = keel__cache_ent_alloc(c, key, key_len, len, ttl != NULL, 0);
   if (!v) return key_len > KLEN_MASK || len > UINT32_MAX ? KEEL_ELIMIT : KEEL_ENOMEM;
   if (len) memcpy(ent_data(v), data, len);
   uint64_t h = key_hash(c, key, key_len);
   shard *s = shard_of(c, h);
-  shard_lock(s);
-  keel_status st = insert_locked(c, s, v, h, no_guess, ttl);
-  shard_unlock(s);
+  keel__cache_shard_lock(s);
+  keel_status st = keel__cache_insert_locked(c, s, v, h, keel__cache_no_guess, ttl);
+  keel__cache_shard_unlock(s);
   keel__cache_ent_unref(v); /* the cache holds its own reference if it kept v */
   return st;
 }
@@ -1146,7 +942,7 @@ keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len, con
 
 keel_status keel_cache_put_ttl(keel_cache_t *c, const void *key, size_t key_len, const void *data, size_t len,
                                uint64_t ttl_ns) {
-  if (c) note_own_ttl(c);
+  if (c) keel__cache_note_own_ttl(c);
   return put(c, key, key_len, data, len, &ttl_ns);
 }
 
@@ -1154,10 +950,10 @@ keel_status keel_cache_remove(keel_cache_t *c, const void *key, size_t key_len) 
   if (!c || (!key && key_len)) return KEEL_EMISUSE;
   uint64_t h = key_hash(c, key, key_len);
   shard *s = shard_of(c, h);
-  shard_lock(s);
+  keel__cache_shard_lock(s);
   keel_cache_value_t *v = table_find1(s, h, key, key_len);
-  if (v) unlink_locked(c, s, v, h, KEEL_CACHE_REMOVED, 1);
-  shard_unlock(s);
+  if (v) keel__cache_unlink_locked(c, s, v, h, KEEL_CACHE_REMOVED, 1);
+  keel__cache_shard_unlock(s);
   return v ? KEEL_OK : KEEL_ENOTFOUND;
 }
 
@@ -1165,14 +961,14 @@ void keel_cache_clear(keel_cache_t *c) {
   if (!c) return;
   for (unsigned k = 0; k < c->nshards; k++) {
     shard *s = &c->sh[k];
-    shard_lock(s);
+    keel__cache_shard_lock(s);
     table *t = atomic_load_explicit(&s->tab, RLX);
     for (uint64_t i = 0; i <= t->mask; i++) { /* bucket i holds hashes with low bits i */
       link_t w;
-      while ((w = atomic_load_explicit(&t->b[i], RLX)) != 0) unlink_locked(c, s, link_ent(w), i, KEEL_CACHE_REMOVED, 1);
+      while ((w = atomic_load_explicit(&t->b[i], RLX)) != 0) keel__cache_unlink_locked(c, s, link_ent(w), i, KEEL_CACHE_REMOVED, 1);
     }
     keel__cache_reclaim_now_locked(c, s);
-    shard_unlock(s);
+    keel__cache_shard_unlock(s);
   }
 }
 
@@ -1181,8 +977,8 @@ uint64_t keel_cache_cleanup(keel_cache_t *c) {
   uint64_t n = 0;
   for (unsigned k = 0; k < c->nshards; k++) {
     shard *s = &c->sh[k];
-    shard_lock(s);
-    uint64_t now = c->ttl || c->neg_ttl || atomic_load_explicit(&c->own_ttls, RLX) ? now_ns(c) : 0; /* 0: nothing expires */
+    keel__cache_shard_lock(s);
+    uint64_t now = c->ttl || c->neg_ttl || atomic_load_explicit(&c->own_ttls, RLX) ? keel__cache_now_ns(c) : 0; /* 0: nothing expires */
     table *t = atomic_load_explicit(&s->tab, RLX);
     for (uint64_t i = 0; now && i <= t->mask; i++) {
       link_t w = atomic_load_explicit(&t->b[i], RLX);
@@ -1190,12 +986,12 @@ uint64_t keel_cache_cleanup(keel_cache_t *c) {
         keel_cache_value_t *v = link_ent(w);
         w = atomic_load_explicit(&v->next, RLX); /* an unlinked entry keeps its `next` */
         if (!expired(v, now)) continue;
-        unlink_locked(c, s, v, i, KEEL_CACHE_EXPIRED, 1);
+        keel__cache_unlink_locked(c, s, v, i, KEEL_CACHE_EXPIRED, 1);
         n++;
       }
     }
     keel__cache_reclaim_now_locked(c, s);
-    shard_unlock(s);
+    keel__cache_shard_unlock(s);
   }
   return n;
 }
@@ -1206,13 +1002,13 @@ keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes) {
   for (unsigned k = 0; k < c->nshards; k++) {
     shard *s = &c->sh[k];
     uint64_t b = share_of(max_bytes, c->nshards, k);
-    shard_lock(s);
+    keel__cache_shard_lock(s);
     /* Shrinking evicts before returning; no insert to the shard can run
      * meanwhile (one that ran before saw the old, larger share). */
     keel_policy_set_capacity(s->pol, b ? b : 1);
     atomic_store_explicit(&s->max_bytes, b ? b : 1, RLX);
     (void)make_room_locked(c, s, NULL);
-    shard_unlock(s);
+    keel__cache_shard_unlock(s);
   }
   return KEEL_OK;
 }

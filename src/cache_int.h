@@ -227,6 +227,27 @@ static inline uint64_t ent_charge(const keel_cache_value_t *v) {
          keel_cache_entry_overhead();
 }
 
+/* The cache's clock (its own, or CLOCK_MONOTONIC), in ns. */
+uint64_t keel__cache_now_ns(const keel_cache_t *c);
+
+/* v's expiry time: 0 when it never expires (no EXP_FLAG, or none set). */
+static inline uint64_t ent_expiry(keel_cache_value_t *v) {
+  return v->klen & EXP_FLAG ? atomic_load_explicit(ent_expire(v), RLX) : 0;
+}
+
+static inline int expired(keel_cache_value_t *v, uint64_t now) {
+  uint64_t e = ent_expiry(v);
+  return e && now >= e;
+}
+
+/* expired(v, now) that reads the clock only for an entry with an expiry
+ * time: the lookup of an entry without one (in a cache without a TTL,
+ * or one stored with keel_cache_put_ttl(..., 0)) costs no clock read. */
+static inline int stale(const keel_cache_t *c, keel_cache_value_t *v) {
+  uint64_t e = ent_expiry(v);
+  return e && keel__cache_now_ns(c) >= e;
+}
+
 static inline __attribute__((always_inline)) uint64_t key_hash(const keel_cache_t *c, const void *k, size_t n) {
   if (c->hashfn) return c->hashfn(c->hash_ud, k, n, c->seed);
   /* The common 8-byte key with its length a constant, so that only
@@ -323,8 +344,30 @@ static inline __attribute__((always_inline)) keel_cache_value_t *table_find1(sha
 /* ---- across the files ---------------------------------------------------- */
 
 /* cache.c */
+/* A new entry for key with room for vlen bytes of value, refs = 1 (owned
+ * by the caller); NULL when too large or out of memory. */
+keel_cache_value_t *keel__cache_ent_alloc(const keel_cache_t *c, const void *key, size_t klen, size_t vlen,
+                                          int own_ttl, int negative);
 /* Drops one reference to v (the caller's or the cache's); the last frees it. */
 void keel__cache_ent_unref(keel_cache_value_t *v);
+/* The expiry time of an entry written now with time to live ttl (0: never). */
+uint64_t keel__cache_expiry_of(const keel_cache_t *c, uint64_t ttl);
+/* Notes that some entry has a time to live of its own (cleanup scans). */
+void keel__cache_note_own_ttl(keel_cache_t *c);
+/* The shard's lock for a write; the unlock drops the garbage's references. */
+void keel__cache_shard_lock(shard *s);
+void keel__cache_shard_unlock(shard *s);
+/* Unlinks, counts and retires a linked entry (under the lock). */
+void keel__cache_unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h, keel_cache_cause cause,
+                               int in_policy);
+/* Stores v (borrowed: the cache takes a reference of its own when it keeps
+ * it), replacing the key's old entry (under the lock). */
+keel_status keel__cache_insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h,
+                                      const uint32_t *victim, const uint64_t *ttl);
+/* Starts loading the bucket of a likely victim's slot (under the lock). */
+void keel__cache_prefetch_victim(shard *s, uint32_t slot, int entry);
+/* insert_locked's `victim` when there is no guess. */
+extern const uint32_t keel__cache_no_guess[2];
 
 /* cache_table.c; *_locked under the shard's lock. */
 /* A zeroed table of `buckets` (a power of two) buckets, owned by the caller. */
@@ -356,5 +399,15 @@ void keel__cache_reclaim_now_locked(keel_cache_t *c, shard *s);
 void keel__cache_garbage_free(keel_cache_value_t *v);
 /* Makes sure the shard has a free slot. */
 keel_status keel__cache_slot_reserve_locked(keel_cache_t *c, shard *s);
+
+/* cache_load.c: get-or-load after the lock-free probe (no lock held). */
+/* A miss: finds the entry under the lock, joins a pending load, or loads.
+ * On KEEL_OK *out is a reference owned by the caller. */
+keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
+                                  keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **out);
+/* A hit that took the refresh of *io (a reference the caller owns):
+ * reloads; *io becomes the value to return, still owned by the caller. */
+keel_status keel__cache_refresh_load(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
+                                     keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **io);
 
 #endif

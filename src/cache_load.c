@@ -1,0 +1,209 @@
+/* cache_load.c — get-or-load past the lock-free probe: single flight on a
+ * miss (load_slow), the reload of a value whose refresh time has come
+ * (refresh_load), and the loader's API (keel_cache_load_*).
+ * keel_cache_get_or_load and keel_cache_read_or_load themselves stay in
+ * cache.c: their hit is the inlined `probe` that get and read share, and
+ * only a miss or a refresh comes here.
+ *
+ * Single flight. A miss in get_or_load takes the lock, looks again, and
+ * either joins a pending load of the same key (waiting on `cond`) or
+ * publishes its own pending record (on its stack) and runs the loader
+ * without the lock. The loader's thread then inserts the value, marks the
+ * record done, wakes the waiters and waits until each has taken its
+ * reference, so the record can live on its stack. Both waits spin briefly
+ * without the lock before they sleep (spin_until).
+ *
+ * Locking: the shard's lock is taken to look again, to publish, join or
+ * retire a pending load and to insert; the loader runs without it.
+ * Ownership: a pending record is owned by its loader (on its stack) and
+ * borrowed by its waiters, who count themselves in `waiters`; the
+ * keel_cache_load_t handed to a loader is owned by that call and owns the
+ * entry being filled (`v`) until it is inserted, returned or dropped. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "cache_int.h"
+#include "keel/policy.h"
+
+/* Spins a few microseconds until *x == want (acquire), without a lock: a
+ * cheap loader finishes, and its waiters take their references, sooner than
+ * a sleep and a wake-up take (two system calls and two context switches).
+ * Callers then wait on the shard's condition variable as before. */
+static void spin_until(const _Atomic unsigned *x, unsigned want) {
+  for (unsigned i = 0; i < 512; i++) {
+    if (atomic_load_explicit(x, memory_order_acquire) == want) return;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
+/* A loader gave its value a time to live after the value's entry was
+ * allocated without room for an expiry time (the cache has no TTL): the
+ * value moves to an entry with that room. Without the memory for it, the
+ * value is returned uncached. */
+static void load_make_room_for_expiry(keel_cache_load_t *ld) {
+  keel_cache_value_t *old = ld->v;
+  keel_cache_value_t *v = keel__cache_ent_alloc(ld->c, ld->key, ld->klen, old->vlen, 1, 0);
+  if (!v) {
+    ld->nocache = 1;
+    return;
+  }
+  if (old->vlen) memcpy(ent_data(v), ent_data(old), old->vlen);
+  ld->v = v;
+  keel__cache_ent_unref(old);
+}
+
+/* Runs the loader into ld, without a lock. On KEEL_OK ld->v holds the value,
+ * with room for its expiry time if the loader gave it one. */
+static keel_status run_loader(keel_cache_load_t *ld, keel_cache_loader_fn loader, void *ctx) {
+  keel_status st = loader(ctx, ld->key, ld->klen, ld);
+  if (st == KEEL_OK && !ld->v && !keel_cache_load_alloc(ld, 0)) st = KEEL_ENOMEM;
+  if (st == KEEL_OK && !ld->nocache && ld->own_ttl && !(ld->v->klen & EXP_FLAG)) load_make_room_for_expiry(ld);
+  return st;
+}
+
+/* The slow path of get_or_load: under the lock, find the entry, join a
+ * pending load, or become the loader. */
+keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
+                                  keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **out) {
+  shard *s = shard_of(c, h);
+  keel__cache_shard_lock(s);
+  keel_cache_value_t *v = table_find1(s, h, key, klen);
+  if (v && stale(c, v)) {
+    keel__cache_unlink_locked(c, s, v, h, KEEL_CACHE_EXPIRED, 1);
+    v = NULL;
+  }
+  if (v) {
+    keel_status st = ent_negative(v) ? (keel_status)(int32_t)v->vlen : KEEL_OK;
+    if (st == KEEL_OK) atomic_fetch_add_explicit(&v->refs, 1, RLX);
+    keel__cache_shard_unlock(s);
+    if (st == KEEL_OK) *out = v;
+    return st;
+  }
+  pending *p = s->pend;
+  while (p && !(p->hash == h && p->klen == klen && memcmp(p->key, key, klen) == 0)) p = p->next;
+  if (p) {
+    atomic_fetch_add_explicit(&p->waiters, 1, RLX); /* keeps p (on the loader's stack) alive */
+    if (!atomic_load_explicit(&p->done, memory_order_acquire)) {
+      keel__cache_shard_unlock(s);
+      spin_until(&p->done, 1);
+      keel__cache_shard_lock(s);
+      while (!atomic_load_explicit(&p->done, RLX)) pthread_cond_wait(&s->cond, &s->lock);
+    }
+    keel_status st = p->status;
+    if (st == KEEL_OK) {
+      atomic_fetch_add_explicit(&p->value->refs, 1, RLX);
+      *out = p->value;
+    }
+    if (atomic_fetch_sub_explicit(&p->waiters, 1, memory_order_release) == 1) pthread_cond_broadcast(&s->cond);
+    keel__cache_shard_unlock(s);
+    return st;
+  }
+  pending me = {s->pend, h, key, klen, 0, KEEL_OK, NULL, 0};
+  s->pend = &me;
+  /* While the loader runs, bring in what the insert will touch. */
+  uint32_t victim[2];
+  victim[0] = keel_policy_prefetch(s->pol, (uint32_t)h, &victim[1]);
+  for (int i = 0; i < 2; i++)
+    keel__cache_prefetch_victim(s, victim[i], 0);
+  add_locked(&s->loads, 1);
+  keel__cache_shard_unlock(s);
+
+  keel_cache_load_t ld = {c, key, klen, h, NULL, 0, 0, 0};
+  keel_status st = run_loader(&ld, loader, ctx);
+
+  keel__cache_shard_lock(s);
+  pending **pp = &s->pend;
+  while (*pp != &me) pp = &(*pp)->next;
+  *pp = me.next;
+  if (st == KEEL_OK) {
+    if (!ld.nocache) (void)keel__cache_insert_locked(c, s, ld.v, h, victim, ld.own_ttl ? &ld.ttl : NULL); /* ELIMIT/ENOMEM: returned uncached */
+    me.value = ld.v;
+  } else {
+    add_locked(&s->load_errors, 1);
+    if (ld.v) keel__cache_ent_unref(ld.v);
+    ld.v = NULL;
+    keel_cache_value_t *neg = c->neg_ttl ? keel__cache_ent_alloc(c, key, klen, 0, 0, 1) : NULL;
+    if (neg) {
+      neg->klen |= NEG_FLAG;
+      neg->vlen = (uint32_t)(int32_t)st;
+      (void)keel__cache_insert_locked(c, s, neg, h, keel__cache_no_guess, NULL);
+      keel__cache_ent_unref(neg);
+    }
+  }
+  me.status = st;
+  atomic_store_explicit(&me.done, 1, memory_order_release);
+  if (atomic_load_explicit(&me.waiters, RLX)) {
+    pthread_cond_broadcast(&s->cond);
+    keel__cache_shard_unlock(s);
+    spin_until(&me.waiters, 0);
+    keel__cache_shard_lock(s);
+    while (atomic_load_explicit(&me.waiters, RLX)) pthread_cond_wait(&s->cond, &s->lock);
+  }
+  keel__cache_shard_unlock(s);
+  if (st == KEEL_OK) *out = ld.v;
+  return st;
+}
+
+/* A get_or_load hit took the refresh of *io (a reference the caller
+ * holds): runs the loader, and stores its value in place of *io if *io is
+ * still the key's entry (a value removed, replaced or evicted meanwhile
+ * stays so: the new one is returned uncached). *io becomes the new value
+ * (its reference moves to the caller, the old one's is dropped). A loader
+ * error keeps the old value, returned with KEEL_OK. Whenever the old value
+ * stays (an error, a no-cache value, no memory), its refresh is tried
+ * again a refresh period later. */
+keel_status keel__cache_refresh_load(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
+                                     keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **io) {
+  keel_cache_value_t *old = *io;
+  keel_cache_load_t ld = {c, key, klen, h, NULL, 0, 0, 0};
+  keel_status st = run_loader(&ld, loader, ctx);
+  shard *s = shard_of(c, h);
+  keel__cache_shard_lock(s);
+  add_locked(&s->loads, 1);
+  int stored = 0;
+  if (st != KEEL_OK) add_locked(&s->load_errors, 1);
+  else if (!ld.nocache && table_find1(s, h, key, klen) == old)
+    stored = keel__cache_insert_locked(c, s, ld.v, h, keel__cache_no_guess, ld.own_ttl ? &ld.ttl : NULL) == KEEL_OK; /* else returned uncached */
+  if (stored) add_locked(&s->refreshes, 1);
+  else atomic_store_explicit(ent_refresh(old), keel__cache_expiry_of(c, c->refresh), RLX); /* if old stays: again a period later */
+  keel__cache_shard_unlock(s);
+  if (st != KEEL_OK) {
+    if (ld.v) keel__cache_ent_unref(ld.v);
+    return KEEL_OK;
+  }
+  keel__cache_ent_unref(old);
+  *io = ld.v;
+  return KEEL_OK;
+}
+
+void *keel_cache_load_alloc(keel_cache_load_t *ld, size_t len) {
+  if (!ld) return NULL;
+  keel_cache_value_t *v = keel__cache_ent_alloc(ld->c, ld->key, ld->klen, len, ld->own_ttl, 0);
+  if (!v) return NULL;
+  if (ld->v) keel__cache_ent_unref(ld->v);
+  ld->v = v;
+  return ent_data(v);
+}
+
+keel_status keel_cache_load_set(keel_cache_load_t *ld, const void *data, size_t len) {
+  if (!ld || (!data && len)) return KEEL_EMISUSE;
+  void *p = keel_cache_load_alloc(ld, len);
+  if (!p) return KEEL_ENOMEM;
+  if (len) memcpy(p, data, len);
+  return KEEL_OK;
+}
+
+void keel_cache_load_nocache(keel_cache_load_t *ld) {
+  if (ld) ld->nocache = 1;
+}
+
+void keel_cache_load_ttl(keel_cache_load_t *ld, uint64_t ttl_ns) {
+  if (!ld) return;
+  ld->own_ttl = 1;
+  ld->ttl = ttl_ns;
+  keel__cache_note_own_ttl(ld->c);
+}
