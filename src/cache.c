@@ -269,27 +269,6 @@ void keel__cache_ent_unref(keel_cache_value_t *v) {
   if ((atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) & ~REF_FOUND) == 1) ent_free(v);
 }
 
-/* Takes the shard's lock for a write. A writer that has to wait says so,
- * and drains (policy bookkeeping, lossy by design) give way to it instead
- * of taking the lock as it is released: without that, readers whose drains
- * keep the lock busy can starve writers for seconds (seen with two readers
- * and three writers on two cores). An uncontended lock costs nothing more. */
-void keel__cache_shard_lock(shard *s) {
-  if (pthread_mutex_trylock(&s->lock) == 0) return;
-  atomic_fetch_add_explicit(&s->waiting, 1, RLX);
-  pthread_mutex_lock(&s->lock);
-  atomic_fetch_sub_explicit(&s->waiting, 1, RLX);
-}
-
-/* Releases the shard's lock, then drops the cache's references to the
- * garbage collected while it was held. */
-void keel__cache_shard_unlock(shard *s) {
-  keel_cache_value_t *g = s->garbage;
-  s->garbage = NULL;
-  pthread_mutex_unlock(&s->lock);
-  keel__cache_garbage_free(g);
-}
-
 /* ---- policy bookkeeping --------------------------------------------------------- */
 
 /* An item of a ring (see reader). */
@@ -929,9 +908,9 @@ static keel_status put(keel_cache_t *c, const void *key, size_t key_len, const v
   if (len) memcpy(ent_data(v), data, len);
   uint64_t h = key_hash(c, key, key_len);
   shard *s = shard_of(c, h);
-  keel__cache_shard_lock(s);
+  shard_lock(s);
   keel_status st = keel__cache_insert_locked(c, s, v, h, keel__cache_no_guess, ttl);
-  keel__cache_shard_unlock(s);
+  shard_unlock(s);
   keel__cache_ent_unref(v); /* the cache holds its own reference if it kept v */
   return st;
 }
@@ -950,10 +929,10 @@ keel_status keel_cache_remove(keel_cache_t *c, const void *key, size_t key_len) 
   if (!c || (!key && key_len)) return KEEL_EMISUSE;
   uint64_t h = key_hash(c, key, key_len);
   shard *s = shard_of(c, h);
-  keel__cache_shard_lock(s);
+  shard_lock(s);
   keel_cache_value_t *v = table_find1(s, h, key, key_len);
   if (v) keel__cache_unlink_locked(c, s, v, h, KEEL_CACHE_REMOVED, 1);
-  keel__cache_shard_unlock(s);
+  shard_unlock(s);
   return v ? KEEL_OK : KEEL_ENOTFOUND;
 }
 
@@ -961,14 +940,14 @@ void keel_cache_clear(keel_cache_t *c) {
   if (!c) return;
   for (unsigned k = 0; k < c->nshards; k++) {
     shard *s = &c->sh[k];
-    keel__cache_shard_lock(s);
+    shard_lock(s);
     table *t = atomic_load_explicit(&s->tab, RLX);
     for (uint64_t i = 0; i <= t->mask; i++) { /* bucket i holds hashes with low bits i */
       link_t w;
       while ((w = atomic_load_explicit(&t->b[i], RLX)) != 0) keel__cache_unlink_locked(c, s, link_ent(w), i, KEEL_CACHE_REMOVED, 1);
     }
     keel__cache_reclaim_now_locked(c, s);
-    keel__cache_shard_unlock(s);
+    shard_unlock(s);
   }
 }
 
@@ -977,7 +956,7 @@ uint64_t keel_cache_cleanup(keel_cache_t *c) {
   uint64_t n = 0;
   for (unsigned k = 0; k < c->nshards; k++) {
     shard *s = &c->sh[k];
-    keel__cache_shard_lock(s);
+    shard_lock(s);
     uint64_t now = c->ttl || c->neg_ttl || atomic_load_explicit(&c->own_ttls, RLX) ? keel__cache_now_ns(c) : 0; /* 0: nothing expires */
     table *t = atomic_load_explicit(&s->tab, RLX);
     for (uint64_t i = 0; now && i <= t->mask; i++) {
@@ -991,7 +970,7 @@ uint64_t keel_cache_cleanup(keel_cache_t *c) {
       }
     }
     keel__cache_reclaim_now_locked(c, s);
-    keel__cache_shard_unlock(s);
+    shard_unlock(s);
   }
   return n;
 }
@@ -1002,13 +981,13 @@ keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes) {
   for (unsigned k = 0; k < c->nshards; k++) {
     shard *s = &c->sh[k];
     uint64_t b = share_of(max_bytes, c->nshards, k);
-    keel__cache_shard_lock(s);
+    shard_lock(s);
     /* Shrinking evicts before returning; no insert to the shard can run
      * meanwhile (one that ran before saw the old, larger share). */
     keel_policy_set_capacity(s->pol, b ? b : 1);
     atomic_store_explicit(&s->max_bytes, b ? b : 1, RLX);
     (void)make_room_locked(c, s, NULL);
-    keel__cache_shard_unlock(s);
+    shard_unlock(s);
   }
   return KEEL_OK;
 }

@@ -27,7 +27,7 @@
  * epoch_try_advance takes none (a compare-and-swap of the cache's epoch,
  * which any shard may move). Ownership: a retired entry keeps the cache's
  * reference (retained) until it is reclaimed into the shard's garbage list
- * (owned by the shard), whose references keel__cache_shard_unlock (cache.c)
+ * (owned by the shard), whose references shard_unlock (cache_int.h)
  * drops after releasing the lock. */
 #include <stdatomic.h>
 #include <stdint.h>

@@ -70,7 +70,7 @@ static keel_status run_loader(keel_cache_load_t *ld, keel_cache_loader_fn loader
 keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
                                   keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **out) {
   shard *s = shard_of(c, h);
-  keel__cache_shard_lock(s);
+  shard_lock(s);
   keel_cache_value_t *v = table_find1(s, h, key, klen);
   if (v && stale(c, v)) {
     keel__cache_unlink_locked(c, s, v, h, KEEL_CACHE_EXPIRED, 1);
@@ -79,7 +79,7 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
   if (v) {
     keel_status st = ent_negative(v) ? (keel_status)(int32_t)v->vlen : KEEL_OK;
     if (st == KEEL_OK) atomic_fetch_add_explicit(&v->refs, 1, RLX);
-    keel__cache_shard_unlock(s);
+    shard_unlock(s);
     if (st == KEEL_OK) *out = v;
     return st;
   }
@@ -88,9 +88,9 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
   if (p) {
     atomic_fetch_add_explicit(&p->waiters, 1, RLX); /* keeps p (on the loader's stack) alive */
     if (!atomic_load_explicit(&p->done, memory_order_acquire)) {
-      keel__cache_shard_unlock(s);
+      shard_unlock(s);
       spin_until(&p->done, 1);
-      keel__cache_shard_lock(s);
+      shard_lock(s);
       while (!atomic_load_explicit(&p->done, RLX)) pthread_cond_wait(&s->cond, &s->lock);
     }
     keel_status st = p->status;
@@ -99,7 +99,7 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
       *out = p->value;
     }
     if (atomic_fetch_sub_explicit(&p->waiters, 1, memory_order_release) == 1) pthread_cond_broadcast(&s->cond);
-    keel__cache_shard_unlock(s);
+    shard_unlock(s);
     return st;
   }
   pending me = {s->pend, h, key, klen, 0, KEEL_OK, NULL, 0};
@@ -110,12 +110,12 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
   for (int i = 0; i < 2; i++)
     keel__cache_prefetch_victim(s, victim[i], 0);
   add_locked(&s->loads, 1);
-  keel__cache_shard_unlock(s);
+  shard_unlock(s);
 
   keel_cache_load_t ld = {c, key, klen, h, NULL, 0, 0, 0};
   keel_status st = run_loader(&ld, loader, ctx);
 
-  keel__cache_shard_lock(s);
+  shard_lock(s);
   pending **pp = &s->pend;
   while (*pp != &me) pp = &(*pp)->next;
   *pp = me.next;
@@ -138,12 +138,12 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
   atomic_store_explicit(&me.done, 1, memory_order_release);
   if (atomic_load_explicit(&me.waiters, RLX)) {
     pthread_cond_broadcast(&s->cond);
-    keel__cache_shard_unlock(s);
+    shard_unlock(s);
     spin_until(&me.waiters, 0);
-    keel__cache_shard_lock(s);
+    shard_lock(s);
     while (atomic_load_explicit(&me.waiters, RLX)) pthread_cond_wait(&s->cond, &s->lock);
   }
-  keel__cache_shard_unlock(s);
+  shard_unlock(s);
   if (st == KEEL_OK) *out = ld.v;
   return st;
 }
@@ -162,7 +162,7 @@ keel_status keel__cache_refresh_load(keel_cache_t *c, uint64_t h, const void *ke
   keel_cache_load_t ld = {c, key, klen, h, NULL, 0, 0, 0};
   keel_status st = run_loader(&ld, loader, ctx);
   shard *s = shard_of(c, h);
-  keel__cache_shard_lock(s);
+  shard_lock(s);
   add_locked(&s->loads, 1);
   int stored = 0;
   if (st != KEEL_OK) add_locked(&s->load_errors, 1);
@@ -170,7 +170,7 @@ keel_status keel__cache_refresh_load(keel_cache_t *c, uint64_t h, const void *ke
     stored = keel__cache_insert_locked(c, s, ld.v, h, keel__cache_no_guess, ld.own_ttl ? &ld.ttl : NULL) == KEEL_OK; /* else returned uncached */
   if (stored) add_locked(&s->refreshes, 1);
   else atomic_store_explicit(ent_refresh(old), keel__cache_expiry_of(c, c->refresh), RLX); /* if old stays: again a period later */
-  keel__cache_shard_unlock(s);
+  shard_unlock(s);
   if (st != KEEL_OK) {
     if (ld.v) keel__cache_ent_unref(ld.v);
     return KEEL_OK;
