@@ -520,6 +520,7 @@ keel_status keel__cache_insert_locked(keel_cache_t *c, shard *s, keel_cache_valu
   uint64_t charge = ent_charge(v);
   keel__cache_prefetch_victim(s, victim[0], 1);
   keel__cache_prefetch_victim(s, victim[1], 1);
+  if (victim[0] != KEEL_POLICY_NONE) keel_policy_prefetch_admission(s->pol); /* a guess came: the records are in */
   keel_status st = keel__cache_slot_reserve_locked(c, s);
   if (st != KEEL_OK) return st;
   /* A replaced bucket array waits for the epoch, which only writers move:

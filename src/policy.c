@@ -99,7 +99,8 @@ typedef struct node {
 _Static_assert(sizeof(node) == 16, "a slot's record is 16 bytes");
 
 typedef struct sketch {
-  uint64_t *w;        /* blocks of 8 words; a word holds 16 4-bit counters */
+  uint64_t *w;        /* blocks of 8 words, each block one cache line; a word holds 16 4-bit counters */
+  uint64_t *raw;      /* owned: the allocation w lies in (w is aligned to 64 bytes) */
   uint32_t mask;      /* blocks - 1 */
   uint64_t additions; /* increments since the last halving */
   uint64_t period;    /* halve every `period` increments */
@@ -187,10 +188,11 @@ static uint32_t pow2_at_least(uint64_t n) {
 static keel_status sketch_init(sketch *s, keel_mem_tag tag, uint64_t entries, uint64_t seed) {
   uint32_t blocks = pow2_at_least(entries * SKETCH_WIDTH) / 32;
   if (!blocks) blocks = 1; /* a cache of 1 or 2 entries: one block, not none */
-  uint64_t *w = keel_mem_calloc(tag, (size_t)blocks * 8, sizeof *w);
-  if (!w) return KEEL_ENOMEM;
-  keel_mem_free(s->w);
-  s->w = w;
+  uint64_t *raw = keel_mem_calloc(tag, (size_t)blocks * 8 + 7, sizeof *raw);
+  if (!raw) return KEEL_ENOMEM;
+  keel_mem_free(s->raw);
+  s->raw = raw;
+  s->w = (uint64_t *)(((uintptr_t)raw + 63) & ~(uintptr_t)63); /* a block straddling two lines costs two misses */
   s->mask = blocks - 1;
   s->additions = 0;
   s->period = 10 * (entries < 16 ? 16 : entries);
@@ -410,7 +412,7 @@ void keel_policy_destroy(keel_policy_t *p) {
   if (!p) return;
   for (unsigned i = 0; i < NSHADOW; i++) keel_policy_sim_destroy(p->shadow[i]);
   keel_mem_free(p->dq);
-  keel_mem_free(p->sk.w);
+  keel_mem_free(p->sk.raw);
   free_arrays(p);
   keel_mem_free(p);
 }
@@ -702,6 +704,13 @@ uint32_t keel_policy_prefetch(const keel_policy_t *p, uint32_t h, uint32_t *othe
   if (v != KEEL_POLICY_NONE) __builtin_prefetch(&p->n[v]);
   *other = w;
   return v;
+}
+
+void keel_policy_prefetch_admission(const keel_policy_t *p) {
+  if (p->kind != K_WTLFU) return;
+  uint32_t pos, w = p->q[Q_WIN].tail, v = main_victim(p);
+  if (w != KEEL_POLICY_NONE) __builtin_prefetch(sketch_block(&p->sk, p->n[w].hash, &pos));
+  if (v != KEEL_POLICY_NONE) __builtin_prefetch(sketch_block(&p->sk, p->n[v].hash, &pos));
 }
 
 void keel_policy_prefetch_access(const keel_policy_t *p, uint32_t s, uint32_t h) {

@@ -145,6 +145,11 @@ KEEL_EXTERN void keel_policy_remove(keel_policy_t *p, uint32_t slot);
  * Changes nothing. */
 KEEL_EXTERN uint32_t keel_policy_prefetch(const keel_policy_t *p, uint32_t hash, uint32_t *other);
 
+/* A hint for an insert that is about to evict: starts loading the sketch
+ * counters of the admission's two sides (the window's tail and the main
+ * victim), whose records keel_policy_prefetch loaded. Changes nothing. */
+KEEL_EXTERN void keel_policy_prefetch_admission(const keel_policy_t *p);
+
 /* A hint that resident `slot` (KEEL_POLICY_NONE: a miss of `hash`) is
  * about to be accessed: starts loading its record and sketch line.
  * Changes nothing. */
