@@ -51,13 +51,16 @@ dt=$((($(date +%s%N) - t0) / 1000000))
 [ $ra -eq 0 ] && [ $rb -eq 0 ] && ok "both survivors finished (exit 0) in $dt ms" || bad "survivors exited $ra $rb: $(cat a.err b.err)"
 [ "$pend" -gt 0 ] && ok "the victim died with entries pending ($pend)" || bad "the victim held nothing when killed"
 redis-cli -p "$port" xrange ev - + | grep -E '^[0-9]+-[0-9]+$' | sort >in.ids
-# A line cut by the kill is not a result: keep whole JSON lines only.
-cat victim.out a.out b.out | python3 -c "
+# A line cut by the kill is not a result: keep whole JSON lines only. Each
+# file is read on its own: joined, the victim's cut last line would swallow
+# the next file's first line, and with it an id that is there.
+python3 -c "
 import json, sys
-for l in sys.stdin:
-    try: print(json.loads(l)['stream_id'])
-    except Exception: pass
-" | sort >out.ids
+for f in sys.argv[1:]:
+    for l in open(f):
+        try: print(json.loads(l)['stream_id'])
+        except Exception: pass
+" victim.out a.out b.out | sort >out.ids
 sort -u out.ids >uniq.ids
 missing=$(comm -23 in.ids uniq.ids | wc -l)
 extra=$(comm -13 in.ids uniq.ids | wc -l)
