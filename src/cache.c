@@ -937,45 +937,6 @@ keel_status keel_cache_remove(keel_cache_t *c, const void *key, size_t key_len) 
   return v ? KEEL_OK : KEEL_ENOTFOUND;
 }
 
-void keel_cache_clear(keel_cache_t *c) {
-  if (!c) return;
-  for (unsigned k = 0; k < c->nshards; k++) {
-    shard *s = &c->sh[k];
-    shard_lock(s);
-    table *t = atomic_load_explicit(&s->tab, RLX);
-    for (uint64_t i = 0; i <= t->mask; i++) { /* bucket i holds hashes with low bits i */
-      link_t w;
-      while ((w = atomic_load_explicit(&t->b[i], RLX)) != 0) keel__cache_unlink_locked(c, s, link_ent(w), i, KEEL_CACHE_REMOVED, 1);
-    }
-    keel__cache_reclaim_now_locked(c, s);
-    shard_unlock(s);
-  }
-}
-
-uint64_t keel_cache_cleanup(keel_cache_t *c) {
-  if (!c) return 0;
-  uint64_t n = 0;
-  for (unsigned k = 0; k < c->nshards; k++) {
-    shard *s = &c->sh[k];
-    shard_lock(s);
-    uint64_t now = c->ttl || c->neg_ttl || atomic_load_explicit(&c->own_ttls, RLX) ? keel__cache_now_ns(c) : 0; /* 0: nothing expires */
-    table *t = atomic_load_explicit(&s->tab, RLX);
-    for (uint64_t i = 0; now && i <= t->mask; i++) {
-      link_t w = atomic_load_explicit(&t->b[i], RLX);
-      while (w) {
-        keel_cache_value_t *v = link_ent(w);
-        w = atomic_load_explicit(&v->next, RLX); /* an unlinked entry keeps its `next` */
-        if (!expired(v, now)) continue;
-        keel__cache_unlink_locked(c, s, v, i, KEEL_CACHE_EXPIRED, 1);
-        n++;
-      }
-    }
-    keel__cache_reclaim_now_locked(c, s);
-    shard_unlock(s);
-  }
-  return n;
-}
-
 keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes) {
   if (!c || max_bytes == 0) return KEEL_EINVAL;
   atomic_store_explicit(&c->max_bytes, max_bytes, RLX);

@@ -322,7 +322,7 @@ static inline int ent_matches(const keel_cache_value_t *v, const void *k, size_t
     memcpy(&b, k, 8);
     return a == b;
   }
-  return memcmp(ent_key(v), k, n) == 0;
+  return n == 0 || memcmp(ent_key(v), k, n) == 0; /* k may be NULL for the empty key */
 }
 
 /* Walks one chain for key. */

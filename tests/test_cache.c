@@ -3,8 +3,9 @@
  * lookups through long churn (evictions and removals at every place in
  * the chains), TTL with an injected clock, errors not cached (and negative
  * caching), removal causes, stats that add up, the byte bound, set_capacity, every
- * policy name, found entries kept by a cache that samples its hits, and
- * OOM sweeps of creation and put. */
+ * policy name, found entries kept by a cache that samples its hits,
+ * invalidation by a predicate and visits of every entry (remove_if,
+ * for_each), and OOM sweeps of creation and put. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1107,6 +1108,190 @@ static void test_removal_causes_and_stats(void **state) {
   keel_cache_destroy(c);
 }
 
+/* ---- remove_if and for_each --------------------------------------------- */
+
+/* What a scan saw: every key once (seen[i] counts key "u<i/100>:<i%100>"),
+ * the values as stored, and negative entries offered with a NULL value. */
+typedef struct scanned {
+  unsigned seen[1000];
+  unsigned visits, negatives, bad_values;
+  unsigned stop_after; /* for_each: stop after this many (0: never) */
+  const char *prefix;  /* remove_if: what matches */
+} scanned;
+
+static int key_index(const void *key, size_t n) {
+  char k[32];
+  unsigned u, i;
+  if (n >= sizeof k) return -1;
+  memcpy(k, key, n);
+  k[n] = 0;
+  return sscanf(k, "u%u:%u", &u, &i) == 2 && u < 10 && i < 100 ? (int)(u * 100 + i) : -1;
+}
+
+static void note(scanned *x, const void *key, size_t n, keel_cache_value_t *v) {
+  x->visits++;
+  if (!v) {
+    x->negatives++;
+    return;
+  }
+  int ix = key_index(key, n);
+  if (ix < 0) return;
+  x->seen[ix]++;
+  /* Each value is its key reversed: a value handed with the wrong key shows. */
+  char want[32];
+  for (size_t j = 0; j < n; j++) want[j] = ((const char *)key)[n - 1 - j];
+  if (keel_cache_value_len(v) != n || memcmp(keel_cache_value_data(v), want, n) != 0) x->bad_values++;
+}
+
+static int visit_all(void *ud, const void *key, size_t n, keel_cache_value_t *v) {
+  scanned *x = ud;
+  note(x, key, n, v);
+  return x->stop_after && x->visits >= x->stop_after;
+}
+
+static int match_prefix(void *ud, const void *key, size_t n, keel_cache_value_t *v) {
+  scanned *x = ud;
+  note(x, key, n, v);
+  size_t pl = strlen(x->prefix);
+  return n >= pl && memcmp(key, x->prefix, pl) == 0;
+}
+
+static void put_reversed(keel_cache_t *c, int ix) {
+  char k[16], v[16];
+  int n = snprintf(k, sizeof k, "u%d:%d", ix / 100, ix % 100);
+  for (int j = 0; j < n; j++) v[j] = k[n - 1 - j];
+  assert_int_equal(keel_cache_put(c, k, (size_t)n, v, (size_t)n), KEEL_OK);
+}
+
+static int present(keel_cache_t *c, int ix) {
+  char k[16], buf[16];
+  snprintf(k, sizeof k, "u%d:%d", ix / 100, ix % 100);
+  return get_str(c, k, buf, sizeof buf);
+}
+
+/* 1,000 keys of 10 users; remove_if drops one user's 100 and nothing else,
+ * reports each as REMOVED, and the stats follow; for_each then sees the 900
+ * left, each once with its own value, and stops when asked. In a 4-shard
+ * cache and in one whose keys all share one chain (unlinks at its head, in
+ * its middle and at its tail while the walk goes on). */
+static void test_remove_if_and_for_each(void **state) {
+  (void)state;
+  for (int collide = 0; collide < 2; collide++) {
+    int64_t before = tu_tracked_bytes();
+    keel_cache_options o = base_opts(collide ? 1u << 20 : 4u << 20);
+    removals rm = {0};
+    o.on_removal = on_removal;
+    o.removal_ud = &rm;
+    if (collide) o.hash = const_hash;
+    keel_cache_t *c = mk(&o);
+    keel_cache_stats st;
+    keel_cache_get_stats(c, &st);
+    assert_int_equal(st.shards, collide ? 1 : 4);
+    for (int i = 0; i < 1000; i++) put_reversed(c, i);
+    keel_cache_get_stats(c, &st);
+    assert_int_equal(st.entries, 1000);
+    uint64_t bytes = st.bytes;
+
+    scanned *x = calloc(1, sizeof *x);
+    assert_non_null(x);
+    assert_int_equal(keel_cache_for_each(c, visit_all, x), 1000);
+    for (int i = 0; i < 1000; i++) assert_int_equal(x->seen[i], 1);
+    assert_int_equal(x->bad_values, 0);
+
+    memset(x, 0, sizeof *x);
+    x->prefix = "u7:";
+    assert_int_equal(keel_cache_remove_if(c, match_prefix, x), 100);
+    assert_int_equal(x->visits, 1000); /* every entry offered once */
+    assert_int_equal(rm.n[KEEL_CACHE_REMOVED], 100);
+    assert_memory_equal(rm.last_key, "u7:", 3);
+    for (int i = 0; i < 1000; i++) assert_int_equal(present(c, i), i / 100 != 7);
+    keel_cache_get_stats(c, &st);
+    assert_int_equal(st.entries, 900);
+    assert_int_equal(st.removals, 100);
+    /* u7:0-u7:9 (4 bytes of key and 4 of value), u7:10-u7:99 (5 and 5) */
+    assert_int_equal(st.bytes, bytes - 100 * keel_cache_entry_overhead() - 10 * 8 - 90 * 10);
+
+    memset(x, 0, sizeof *x);
+    assert_int_equal(keel_cache_for_each(c, visit_all, x), 900);
+    for (int i = 0; i < 1000; i++) assert_int_equal(x->seen[i], i / 100 != 7);
+    memset(x, 0, sizeof *x);
+    x->stop_after = 10;
+    assert_int_equal(keel_cache_for_each(c, visit_all, x), 10);
+    assert_int_equal(x->visits, 10);
+
+    /* Nothing matches: nothing removed. A NULL predicate or cache: 0. */
+    memset(x, 0, sizeof *x);
+    x->prefix = "nobody";
+    assert_int_equal(keel_cache_remove_if(c, match_prefix, x), 0);
+    assert_int_equal(keel_cache_remove_if(c, NULL, x), 0);
+    assert_int_equal(keel_cache_remove_if(NULL, match_prefix, x), 0);
+    assert_int_equal(keel_cache_for_each(c, NULL, x), 0);
+    assert_int_equal(keel_cache_for_each(NULL, visit_all, x), 0);
+    keel_cache_get_stats(c, &st);
+    assert_int_equal(st.entries, 900);
+    /* Everything matches: the cache is empty, and its memory back. */
+    memset(x, 0, sizeof *x);
+    x->prefix = "u";
+    assert_int_equal(keel_cache_remove_if(c, match_prefix, x), 900);
+    keel_cache_get_stats(c, &st);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.bytes, 0);
+    free(x);
+    keel_cache_destroy(c);
+    assert_int_equal(tu_tracked_bytes(), before);
+  }
+}
+
+/* Expired entries are neither visited nor offered; a cached loader error
+ * is, with a NULL value, and removing it lets the next get_or_load load. */
+static void test_scans_skip_expired_offer_negative(void **state) {
+  (void)state;
+  removals rm = {0};
+  keel_cache_t *c = mk_clocked(0, &rm, 1000);
+  for (int i = 0; i < 10; i++) put_reversed(c, i);
+  char k[16], v[16];
+  for (int i = 10; i < 20; i++) { /* ten with a TTL of 100 */
+    int n = snprintf(k, sizeof k, "u%d:%d", i / 100, i % 100);
+    for (int j = 0; j < n; j++) v[j] = k[n - 1 - j];
+    assert_int_equal(keel_cache_put_ttl(c, k, (size_t)n, v, (size_t)n, 100), KEEL_OK);
+  }
+  scanned *x = calloc(1, sizeof *x);
+  assert_non_null(x);
+  assert_int_equal(keel_cache_for_each(c, visit_all, x), 20);
+  fake_now = 1100; /* the ten have expired */
+  memset(x, 0, sizeof *x);
+  assert_int_equal(keel_cache_for_each(c, visit_all, x), 10);
+  for (int i = 0; i < 20; i++) assert_int_equal(x->seen[i], i < 10);
+  memset(x, 0, sizeof *x);
+  x->prefix = "u0:1"; /* u0:1 and u0:10-19: only u0:1 is live */
+  assert_int_equal(keel_cache_remove_if(c, match_prefix, x), 1);
+  assert_int_equal(x->visits, 10);
+  assert_int_equal(rm.n[KEEL_CACHE_REMOVED], 1);
+  assert_int_equal(keel_cache_cleanup(c), 10);
+  assert_int_equal(rm.n[KEEL_CACHE_EXPIRED], 10);
+  keel_cache_destroy(c);
+
+  keel_cache_options o = base_opts(1 << 20);
+  o.negative_ttl_ns = 60ull * 1000000000ull;
+  c = mk(&o);
+  loadctx l = {0, KEEL_EIO, 0};
+  keel_cache_value_t *got = NULL;
+  assert_int_equal(keel_cache_get_or_load(c, "u9:9", 4, loader, &l, &got), KEEL_EIO);
+  put_reversed(c, 1);
+  memset(x, 0, sizeof *x);
+  assert_int_equal(keel_cache_for_each(c, visit_all, x), 2);
+  assert_int_equal(x->negatives, 1);
+  memset(x, 0, sizeof *x);
+  x->prefix = "u9:";
+  assert_int_equal(keel_cache_remove_if(c, match_prefix, x), 1);
+  l.fail = KEEL_OK;
+  assert_int_equal(keel_cache_get_or_load(c, "u9:9", 4, loader, &l, &got), KEEL_OK);
+  assert_int_equal(l.calls, 2);
+  keel_cache_value_release(got);
+  free(x);
+  keel_cache_destroy(c);
+}
+
 static int create_attempt(void *ctx) {
   (void)ctx;
   keel_cache_options o = base_opts(1 << 20);
@@ -1183,6 +1368,8 @@ int main(void) {
       cmocka_unit_test(test_shards), cmocka_unit_test(test_sampled_hits_keep_found_entries),
       cmocka_unit_test(test_byte_and_entry_bound),
       cmocka_unit_test(test_removal_causes_and_stats),
+      cmocka_unit_test(test_remove_if_and_for_each),
+      cmocka_unit_test(test_scans_skip_expired_offer_negative),
       cmocka_unit_test(test_oom),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

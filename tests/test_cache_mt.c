@@ -3,8 +3,9 @@
  * loading with 8 threads on one key (value and error) and with 6 threads on
  * 48 keys whose hashes collide, nested loads, readers checking
  * value integrity while writers evict, remove and clear (epoch reclamation),
- * tables that grow (and are freed) under readers, and statistics that add
- * up across threads. */
+ * tables that grow (and are freed) under readers, scans (for_each,
+ * remove_if) beside writers and readers, and statistics that add up
+ * across threads. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -724,6 +725,142 @@ static void test_resize_under_readers(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* Scans beside writers and readers. Keys are 8-byte numbers below
+ * SCAN_KEYS; a value is 32 bytes: the key, then a writer's sequence number
+ * (three times), so a scan or a lookup handed a torn value or another key's
+ * sees it. Two writers put and remove, a reader reads, and the test's
+ * thread runs for_each (no key twice in one call, every value its key's)
+ * and remove_if of the even keys while they run. Once they stop, one
+ * remove_if leaves no even key, and a for_each counts what the statistics
+ * count. */
+#define SCAN_KEYS 3000
+typedef struct scanner {
+  keel_cache_t *c;
+  unsigned id;
+  atomic_int *stop, *bad;
+} scanner;
+
+static int value_ok(uint64_t k, const void *data, size_t len) {
+  uint64_t w[4];
+  if (len != sizeof w) return 0;
+  memcpy(w, data, sizeof w);
+  return w[0] == k && w[1] == w[2] && w[2] == w[3];
+}
+
+static void *scan_writer(void *p) {
+  scanner *a = p;
+  uint64_t r = 0x9e3779b97f4a7c15ull * (a->id + 1), seq = 0;
+  while (!atomic_load(a->stop)) {
+    uint64_t k = rnd(&r) % SCAN_KEYS;
+    if (rnd(&r) % 8 == 0) {
+      (void)keel_cache_remove(a->c, &k, sizeof k);
+      continue;
+    }
+    seq++;
+    uint64_t w[4] = {k, seq, seq, seq};
+    keel_status st = keel_cache_put(a->c, &k, sizeof k, w, sizeof w);
+    if (st != KEEL_OK) atomic_fetch_add(a->bad, 1);
+  }
+  return NULL;
+}
+
+static void *scan_reader(void *p) {
+  scanner *a = p;
+  uint64_t r = 12345;
+  while (!atomic_load(a->stop)) {
+    uint64_t k = rnd(&r) % SCAN_KEYS;
+    keel_cache_value_t *v;
+    if (keel_cache_get(a->c, &k, sizeof k, &v) != KEEL_OK) continue;
+    if (!value_ok(k, keel_cache_value_data(v), keel_cache_value_len(v))) atomic_fetch_add(a->bad, 1);
+    keel_cache_value_release(v);
+  }
+  return NULL;
+}
+
+typedef struct seen_keys {
+  unsigned char n[SCAN_KEYS];
+  unsigned twice, bad, even;
+} seen_keys;
+
+static int scan_visit(void *ud, const void *key, size_t len, keel_cache_value_t *v) {
+  seen_keys *x = ud;
+  uint64_t k;
+  if (len != sizeof k || !v) {
+    x->bad++;
+    return 0;
+  }
+  memcpy(&k, key, sizeof k);
+  if (k >= SCAN_KEYS || !value_ok(k, keel_cache_value_data(v), keel_cache_value_len(v))) {
+    x->bad++;
+    return 0;
+  }
+  if (x->n[k]++) x->twice++;
+  if (k % 2 == 0) x->even++;
+  return 0;
+}
+
+static int scan_even(void *ud, const void *key, size_t len, keel_cache_value_t *v) {
+  seen_keys *x = ud;
+  uint64_t k;
+  if (len != sizeof k || !v) return x->bad++, 0;
+  memcpy(&k, key, sizeof k);
+  if (!value_ok(k, keel_cache_value_data(v), keel_cache_value_len(v))) x->bad++;
+  return k % 2 == 0;
+}
+
+static void test_scans_under_writers(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  /* Room for a third of the keys, in 4 shards: evictions too. */
+  keel_cache_options o = base_opts(4u << 20);
+  o.max_entries = SCAN_KEYS / 3;
+  keel_cache_t *c;
+  assert_int_equal(keel_cache_create(&o, &c), KEEL_OK);
+  atomic_int stop = 0, bad = 0;
+  scanner a[3];
+  pthread_t t[3];
+  for (unsigned i = 0; i < 3; i++) {
+    a[i] = (scanner){c, i, &stop, &bad};
+    pthread_create(&t[i], NULL, i < 2 ? scan_writer : scan_reader, &a[i]);
+  }
+  static seen_keys x;
+  uint64_t removed = 0;
+  keel_cache_stats st;
+  /* At least 20 rounds, and on until the writers have stored 20,000
+   * values (or 10 s have passed: a starved writer fails below). */
+  time_t t0 = time(NULL);
+  for (int round = 0;; round++) {
+    keel_cache_get_stats(c, &st);
+    if (round >= 20 && (st.puts >= 20000 || time(NULL) - t0 > 10)) break;
+    memset(&x, 0, sizeof x);
+    (void)keel_cache_for_each(c, scan_visit, &x);
+    assert_int_equal(x.twice, 0);
+    assert_int_equal(x.bad, 0);
+    memset(&x, 0, sizeof x);
+    removed += keel_cache_remove_if(c, scan_even, &x);
+    assert_int_equal(x.bad, 0);
+  }
+  atomic_store(&stop, 1);
+  for (unsigned i = 0; i < 3; i++) pthread_join(t[i], NULL);
+  assert_int_equal(atomic_load(&bad), 0);
+  assert_true(removed > 0);
+  memset(&x, 0, sizeof x);
+  (void)keel_cache_remove_if(c, scan_even, &x);
+  memset(&x, 0, sizeof x);
+  uint64_t n = keel_cache_for_each(c, scan_visit, &x);
+  assert_int_equal(x.even, 0);
+  assert_int_equal(x.twice, 0);
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(n, st.entries);
+  assert_true(st.puts >= 20000);
+  assert_true(st.evictions > 0);
+  assert_true(n > 0);
+  assert_true(st.entries <= o.max_entries);
+  assert_true(st.removals >= removed);
+  keel_cache_destroy(c);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bound_and_integrity),
@@ -735,6 +872,7 @@ int main(void) {
       cmocka_unit_test(test_readthrough_concurrent),
       cmocka_unit_test(test_more_threads_than_slots),
       cmocka_unit_test(test_resize_under_readers),
+      cmocka_unit_test(test_scans_under_writers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

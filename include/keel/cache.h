@@ -299,6 +299,33 @@ KEEL_EXTERN void keel_cache_clear(keel_cache_t *c);
  * to a few hundred of them until its next evictions. */
 KEEL_EXTERN uint64_t keel_cache_cleanup(keel_cache_t *c);
 
+/* Decides whether keel_cache_remove_if removes an entry: nonzero removes.
+ * `key` and `value` are borrowed for the call (keel_cache_value_acquire
+ * keeps the value); value is NULL for a cached loader error. It runs with
+ * the entry's shard locked: it must not call this cache. */
+typedef int (*keel_cache_match_fn)(void *ud, const void *key, size_t key_len, keel_cache_value_t *value);
+
+/* Sees one entry for keel_cache_for_each: returns 0 to go on, nonzero to
+ * stop. Same arguments and rules as keel_cache_match_fn. */
+typedef int (*keel_cache_visit_fn)(void *ud, const void *key, size_t key_len, keel_cache_value_t *value);
+
+/* Removes every entry for which match(ud, ...) returns nonzero (cause
+ * REMOVED, reported to on_removal) and returns how many: invalidation by
+ * what a key or value says (a user's entries, a key prefix, a model
+ * version). Shard by shard, each under its lock: lookups go on meanwhile;
+ * writers to the shard being scanned wait, and an entry stored during the
+ * call in a shard already scanned stays. Expired entries are not offered
+ * (cleanup frees them). 0 for a NULL cache or match. */
+KEEL_EXTERN uint64_t keel_cache_remove_if(keel_cache_t *c, keel_cache_match_fn match, void *ud);
+
+/* Calls visit(ud, ...) on each entry, shard by shard, each under its lock
+ * (the same consistency as keel_cache_remove_if: each shard as of one
+ * moment, no entry twice), until it returns nonzero; returns the entries
+ * visited. Expired entries are skipped. The order is the tables', not
+ * insertion or recency. Lookups are neither counted nor seen by the
+ * policy. 0 for a NULL cache or visit. */
+KEEL_EXTERN uint64_t keel_cache_for_each(keel_cache_t *c, keel_cache_visit_fn visit, void *ud);
+
 /* Changes the byte bound, evicting down to a smaller one before returning.
  * KEEL_EINVAL for 0. */
 KEEL_EXTERN keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes);
