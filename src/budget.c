@@ -252,22 +252,34 @@ static int shrink(keel_budget_t *b, uint64_t need) {
   return any;
 }
 
+void keel__budget_regrow_shares(uint64_t room, const uint64_t *cap, const uint64_t *granted, size_t n, uint64_t *add) {
+  uint64_t want = 0;
+  for (size_t i = 0; i < n; i++) want += cap[i] < granted[i] ? granted[i] - cap[i] : 0;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t gap = cap[i] < granted[i] ? granted[i] - cap[i] : 0;
+    add[i] = room >= want ? gap : (uint64_t)((double)room * ((double)gap / (double)want));
+    if (add[i] > gap) add[i] = gap; /* rounding */
+  }
+}
+
 /* Gives caches shrunk at run time back some room once memory is calm. */
 static void regrow(keel_budget_t *b, int64_t cur) {
   uint64_t t = now_ns();
   if (!b->calm_since) b->calm_since = t;
   if (t - b->calm_since < REGROW_AFTER_NS || (uint64_t)cur >= b->low) return;
-  uint64_t room = (b->low - (uint64_t)cur) / 2, want = 0;
-  for (size_t i = 0; i < b->n; i++) want += b->c[i].granted - atomic_load_explicit(&b->c[i].cap, memory_order_relaxed);
-  if (!want) return;
+  uint64_t cap[KEEL_PIPELINE_MAX_STAGES], granted[KEEL_PIPELINE_MAX_STAGES], add[KEEL_PIPELINE_MAX_STAGES];
   for (size_t i = 0; i < b->n; i++) {
-    budget_cache *c = &b->c[i];
-    uint64_t cap = atomic_load_explicit(&c->cap, memory_order_relaxed), gap = c->granted - cap;
-    uint64_t add = (uint64_t)((double)room * ((double)gap / (double)want));
-    if (!add || keel_memo_set_capacity(c->memo, cap + add) != KEEL_OK) continue;
-    atomic_store_explicit(&c->cap, cap + add, memory_order_relaxed);
+    cap[i] = atomic_load_explicit(&b->c[i].cap, memory_order_relaxed);
+    granted[i] = b->c[i].granted;
   }
-  bump(&b->regrows, 1);
+  keel__budget_regrow_shares((b->low - (uint64_t)cur) / 2, cap, granted, b->n, add);
+  int grew = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    if (!add[i] || keel_memo_set_capacity(b->c[i].memo, cap[i] + add[i]) != KEEL_OK) continue;
+    atomic_store_explicit(&b->c[i].cap, cap[i] + add[i], memory_order_relaxed);
+    grew = 1;
+  }
+  if (grew) bump(&b->regrows, 1);
   b->calm_since = t;
 }
 

@@ -4,6 +4,7 @@
 #define KEEL_BUDGET_INT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "keel/budget.h"
 
@@ -20,5 +21,11 @@ void keel__budget_destroy(keel_budget_t *b);
 /* Called by the reader before it takes a batch: shrinks caches, pauses
  * while tracked memory is past the high-water mark (see keel/budget.h). */
 void keel__budget_admit(keel_budget_t *b, struct keel_pipeline *p);
+
+/* What each of n caches shrunk at run time gets back of `room` bytes: a
+ * share in proportion to what it lacks of its plan (granted[i] - cap[i]),
+ * all of it when room covers every lack, never past the plan; 0 for a
+ * cache at or over its plan. add[i] out. */
+void keel__budget_regrow_shares(uint64_t room, const uint64_t *cap, const uint64_t *granted, size_t n, uint64_t *add);
 
 #endif

@@ -3,7 +3,8 @@
  * the budget; a surge of memory the caches cannot absorb shrinks them and
  * pauses the reader until it is gone, and nothing is dropped; a budget the
  * fixed parts cannot fit is refused with the numbers; the split of a share
- * among caches. Two workers. */
+ * among caches, and what shrunk caches get back once memory is calm. Two
+ * workers. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "budget_int.h"
 #include "keel/budget.h"
 #include "keel/config.h"
 #include "keel/pipeline.h"
@@ -230,9 +232,44 @@ static void test_split(void **state) {
   assert_int_equal(keel_pipeline_budget_stats(none, &b), KEEL_EINVAL);
 }
 
+/* What caches shrunk at run time get back once memory is calm: in
+ * proportion to what each lacks while the room is short, all of it when
+ * the room covers every lack, and never past the plan (a cache already at
+ * or over it gets nothing, and its excess does not wrap around into a huge
+ * lack: a regrow that gave more than the lack once let caches grow without
+ * bound, second after second). */
+static void test_regrow_shares(void **state) {
+  (void)state;
+  const uint64_t M = 1u << 20;
+  uint64_t granted[3] = {60 * M, 20 * M, 10 * M}, cap[3] = {48 * M, 16 * M, 10 * M}, add[3];
+  keel__budget_regrow_shares(8 * M, cap, granted, 3, add); /* short: lacks 12 + 4 */
+  assert_int_equal(add[0], 6 * M);
+  assert_int_equal(add[1], 2 * M);
+  assert_int_equal(add[2], 0);
+  keel__budget_regrow_shares(32 * M, cap, granted, 3, add); /* more room than lack */
+  assert_int_equal(add[0], 12 * M);
+  assert_int_equal(add[1], 4 * M);
+  assert_int_equal(add[2], 0);
+  for (int round = 0; round < 3; round++) { /* calm for several seconds: stays at the plan */
+    for (int i = 0; i < 3; i++) cap[i] += add[i];
+    keel__budget_regrow_shares(32 * M, cap, granted, 3, add);
+  }
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(cap[i], granted[i]);
+    assert_int_equal(add[i], 0);
+  }
+  cap[2] = 12 * M; /* over its plan (set elsewhere): no share, no wrap */
+  cap[0] = 40 * M;
+  keel__budget_regrow_shares(10 * M, cap, granted, 3, add);
+  assert_int_equal(add[0], 10 * M);
+  assert_int_equal(add[1], 0);
+  assert_int_equal(add[2], 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_split),
+      cmocka_unit_test(test_regrow_shares),
       cmocka_unit_test(test_budget_too_small_is_refused),
       cmocka_unit_test(test_cache_shrunk_and_run_under_budget),
       cmocka_unit_test(test_surge_shrinks_caches_then_pauses_reader),
