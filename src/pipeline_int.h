@@ -43,6 +43,7 @@ typedef struct record {
   size_t full_len;      /* the line's length, > len when too long */
   size_t out_off, out_len; /* output line in out, or reason in reasons */
   unsigned char too_long, rejected;
+  unsigned char unread; /* no memory to carry the line's text: rejected as such */
 } record;
 
 typedef struct batch {

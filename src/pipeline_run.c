@@ -159,6 +159,11 @@ static void process_record(keel_pipeline_t *p, worker *w, batch *b, record *r) {
     reject(b, r, reason);
     return;
   }
+  if (r->unread) {
+    snprintf(reason, sizeof reason, "line of %zu bytes not processed: out of memory while reading it", r->full_len);
+    reject(b, r, reason);
+    return;
+  }
   if (r->sid.kind) { /* a poison or malformed stream entry (redis_stream.c) */
     if (r->sid.kind == 1)
       snprintf(reason, sizeof reason, "stream entry delivered %u times (more than [redis] max_deliveries)",
@@ -210,12 +215,6 @@ static void *worker_main(void *arg) {
 
 /* ---- reader ---- */
 
-static int is_blank(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r') return 0;
-  return 1;
-}
-
 /* Fills b from the reader. Returns 0 at the end of the input. */
 static int fill_batch(keel_pipeline_t *p, batch *b) {
   b->n = 0;
@@ -238,7 +237,7 @@ static int fill_batch(keel_pipeline_t *p, batch *b) {
       return 0;
     }
     bump(&p->input_bytes, len + 1);
-    if (st == KEEL_OK && !ref.has && is_blank(line, len)) { /* a blank stream entry is an event: it needs its ack */
+    if (st == KEEL_OK && !ref.has && keel_line_is_blank(line, len)) { /* a blank stream entry is an event: it needs its ack */
       bump(&p->blank_lines, 1);
       continue;
     }
@@ -258,7 +257,7 @@ static int fill_batch(keel_pipeline_t *p, batch *b) {
     if (keel_buf_append(&b->text, line, keep) != KEEL_OK) {
       /* No memory to carry the line: it still must not be lost. */
       r->len = 0;
-      r->too_long = 1;
+      r->unread = 1;
     }
     if (!atomic_load_explicit(&p->have_first, memory_order_relaxed)) {
       clock_gettime(CLOCK_MONOTONIC, &p->first_read);
@@ -669,7 +668,12 @@ keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io *io, keel_ru
     snprintf(err, errlen, "%s", p->read_err);
   }
 done:
-  if (s.out && s.out != stdout) fclose(s.out);
+  /* A write error can surface only at close (NFS, quotas): lines counted
+   * out must not be reported written when they were not. */
+  if (s.out && s.out != stdout && fclose(s.out) != 0 && st == KEEL_OK) {
+    st = KEEL_EIO;
+    snprintf(err, errlen, "closing the output: %s", strerror(errno));
+  }
   if (s.dl) {
     keel_status c = keel_dead_letter_close(s.dl);
     if (c != KEEL_OK && st == KEEL_OK) {
