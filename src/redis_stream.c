@@ -109,15 +109,22 @@ static keel_status recover(keel_pipeline_t *p, keel_redis_conn_t *c, uint64_t re
 
 /* ---- source ---- */
 
+#define READER_TIMEOUT_MS 2000 /* a command on the source's connections */
+
 static keel_status read_options(keel__stream_src *s, const keel_config_t *cfg, int *create, char *err, size_t errlen) {
   int64_t v;
   keel_status st = keel_config_check_keys(cfg, "redis", keel__redis_stream_keys, err, errlen);
-  struct { const char *key; int64_t def, min; uint64_t *to; } O[] = {
-      {"claim_idle_ms", 30000, 1, &s->claim_idle_ms}, {"max_deliveries", 5, 1, &s->max_deliveries},
-      {"idle_exit_ms", 0, 0, &s->idle_exit_ms},      {"retry_ms", 30000, 1, &s->retry_ms},
-      {"block_ms", 100, 1, &s->block_ms}};
+  /* block_ms stays under the reader's command timeout: a blocking read
+   * that outlasts it is a broken connection to hiredis, and the retry
+   * would block again, never returning to claims or the idle exit. */
+  struct { const char *key; int64_t def, min, max; uint64_t *to; } O[] = {
+      {"claim_idle_ms", 30000, 1, INT64_MAX / 1000000, &s->claim_idle_ms},
+      {"max_deliveries", 5, 1, INT64_MAX / 1000000, &s->max_deliveries},
+      {"idle_exit_ms", 0, 0, INT64_MAX / 1000000, &s->idle_exit_ms},
+      {"retry_ms", 30000, 1, INT64_MAX / 1000000, &s->retry_ms},
+      {"block_ms", 100, 1, READER_TIMEOUT_MS / 2, &s->block_ms}};
   for (size_t i = 0; st == KEEL_OK && i < sizeof O / sizeof O[0]; i++) {
-    st = keel_config_get_int(cfg, "redis", O[i].key, O[i].def, O[i].min, INT64_MAX / 1000000, &v, err, errlen);
+    st = keel_config_get_int(cfg, "redis", O[i].key, O[i].def, O[i].min, O[i].max, &v, err, errlen);
     *O[i].to = (uint64_t)v;
   }
   if (st == KEEL_OK) st = keel_config_get_bool(cfg, "redis", "create_group", 0, create, err, errlen);
@@ -179,8 +186,8 @@ keel_status keel__stream_src_open(keel_pipeline_t *p, const char *url, keel__str
     snprintf(s->addr.consumer, sizeof s->addr.consumer, "%s-%ld", host, (long)getpid());
   }
   if (st == KEEL_OK) st = read_options(s, p->cfg, &create, err, errlen);
-  if (st == KEEL_OK) st = keel_redis_conn_open(&s->addr, 2000, &s->rc, err, errlen);
-  if (st == KEEL_OK) st = keel_redis_conn_open(&s->addr, 2000, &s->ac, err, errlen);
+  if (st == KEEL_OK) st = keel_redis_conn_open(&s->addr, READER_TIMEOUT_MS, &s->rc, err, errlen);
+  if (st == KEEL_OK) st = keel_redis_conn_open(&s->addr, READER_TIMEOUT_MS, &s->ac, err, errlen);
   if (st == KEEL_OK) st = make_group(s, create, err, errlen);
   if (st != KEEL_OK) {
     keel_redis_conn_close(s->rc);
@@ -214,11 +221,12 @@ static int parse_id(const char *str, uint64_t *ms, uint64_t *seq) {
 }
 
 /* One command on the reader's connection with recovery: NULL with *st set
- * when it could not be done. */
-static redisReply *reader_cmd(keel__stream_src *s, int argc, const char **argv, keel_status *st) {
+ * when it could not be done: the connection was lost for good, or (unless
+ * `errors_too`, which returns them) Redis answered with an error. */
+static redisReply *reader_cmd_ex(keel__stream_src *s, int argc, const char **argv, keel_status *st, int errors_too) {
   for (;;) {
     redisReply *r = keel__redis_cmd(s->rc, argc, argv, NULL, s->err, sizeof s->err);
-    if (r && r->type == REDIS_REPLY_ERROR) {
+    if (r && r->type == REDIS_REPLY_ERROR && !errors_too) {
       add(&s->c.errors, 1);
       snprintf(s->err, sizeof s->err, "%s %s: %s", argv[0], s->addr.stream, r->str);
       freeReplyObject(r);
@@ -232,9 +240,31 @@ static redisReply *reader_cmd(keel__stream_src *s, int argc, const char **argv, 
   }
 }
 
-/* Delivery counts of the claimed entries (XPENDING over their id range). */
+static redisReply *reader_cmd(keel__stream_src *s, int argc, const char **argv, keel_status *st) {
+  return reader_cmd_ex(s, argc, argv, st, 0);
+}
+
+/* The id of a stream entry in a reply, or NULL (a deleted entry: nil). */
+static const char *entry_id(const redisReply *e) {
+  return e && e->type == REDIS_REPLY_ARRAY && e->elements >= 2 && e->element[0]->type == REDIS_REPLY_STRING
+             ? e->element[0]->str
+             : NULL;
+}
+
+/* Orders id string a against (ms, seq); an id that does not parse sorts first. */
+static int id_cmp(const char *a, uint64_t ms, uint64_t seq) {
+  uint64_t am, as;
+  if (!a || parse_id(a, &am, &as)) return -1;
+  return am != ms ? (am < ms ? -1 : 1) : as != seq ? (as < seq ? -1 : 1) : 0;
+}
+
+/* Delivery counts of the claimed entries: XPENDING over their id range for
+ * this consumer. Its rows also hold this consumer's own entries in flight
+ * in that range, so both lists (ascending ids) are merged by id, and the
+ * count asked covers those too; an entry not found keeps 2 (it was
+ * delivered before). */
 static void claim_counts(keel__stream_src *s) {
-  size_t n = s->n_entries;
+  size_t n = s->n_entries, first = 0, last = n;
   if (n > s->deliveries_cap) {
     uint32_t *d = keel_mem_alloc(keel__redis_tag(), n * sizeof *d);
     if (!d) return;
@@ -243,19 +273,25 @@ static void claim_counts(keel__stream_src *s) {
     s->deliveries_cap = n;
   }
   for (size_t i = 0; i < n; i++) s->deliveries[i] = 2; /* at least: it was delivered before */
+  while (first < n && !entry_id(s->entries[first])) first++;
+  while (last > first && !entry_id(s->entries[last - 1])) last--;
+  if (first == last) return;
   char cnt[24];
-  snprintf(cnt, sizeof cnt, "%zu", n);
-  const char *argv[7] = {"XPENDING", s->addr.stream, s->addr.group, s->entries[0]->element[0]->str,
-                         s->entries[n - 1]->element[0]->str, cnt, s->addr.consumer};
+  snprintf(cnt, sizeof cnt, "%zu", n + (size_t)s->p->n_batches * s->p->batch_size);
+  const char *argv[7] = {"XPENDING", s->addr.stream, s->addr.group, entry_id(s->entries[first]),
+                         entry_id(s->entries[last - 1]), cnt, s->addr.consumer};
   keel_status st;
   redisReply *r = reader_cmd(s, 7, argv, &st);
   if (!r) return;
-  size_t j = 0;
-  for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+  size_t j = first;
+  for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements && j < last; i++) {
     redisReply *e = r->element[i];
-    if (e->type != REDIS_REPLY_ARRAY || e->elements < 4) continue;
-    while (j < n && strcmp(s->entries[j]->element[0]->str, e->element[0]->str)) j++;
-    if (j < n) s->deliveries[j] = (uint32_t)e->element[3]->integer;
+    uint64_t ms, seq;
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 4 || e->element[0]->type != REDIS_REPLY_STRING ||
+        parse_id(e->element[0]->str, &ms, &seq))
+      continue;
+    while (j < last && id_cmp(entry_id(s->entries[j]), ms, seq) < 0) j++;
+    if (j < last && id_cmp(entry_id(s->entries[j]), ms, seq) == 0) s->deliveries[j++] = (uint32_t)e->element[3]->integer;
   }
   freeReplyObject(r);
 }
@@ -312,13 +348,15 @@ static int read_new(keel__stream_src *s, keel_status *st) {
 }
 
 /* The group's pending count and lag (XINFO GROUPS). With retry == 0 one
- * attempt only (at close: a lost Redis must not hold the exit up). */
-static void refresh_info(keel__stream_src *s, int retry) {
+ * attempt only (at close: a lost Redis must not hold the exit up). Not
+ * KEEL_OK when the connection was lost for good; a refused XINFO (an ACL
+ * without it) updates nothing and is not an error. */
+static keel_status refresh_info(keel__stream_src *s, int retry) {
   const char *argv[3] = {"XINFO", "GROUPS", s->addr.stream};
-  keel_status st;
+  keel_status st = KEEL_OK;
   char e[256];
-  redisReply *r = retry ? reader_cmd(s, 3, argv, &st) : keel__redis_cmd(s->rc, 3, argv, NULL, e, sizeof e);
-  if (!r) return;
+  redisReply *r = retry ? reader_cmd_ex(s, 3, argv, &st, 1) : keel__redis_cmd(s->rc, 3, argv, NULL, e, sizeof e);
+  if (!r) return st;
   for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
     redisReply *g = r->element[i];
     int mine = 0;
@@ -337,6 +375,7 @@ static void refresh_info(keel__stream_src *s, int retry) {
     }
   }
   freeReplyObject(r);
+  return KEEL_OK;
 }
 
 /* Hands out the next buffered entry. */
@@ -371,10 +410,12 @@ static keel_status take_entry(keel__stream_src *s, const char **line, size_t *le
 }
 
 /* Idle exit: nothing new for idle_exit_ms and nothing pending in the group. */
-static int idle_done(keel__stream_src *s) {
+static int idle_done(keel__stream_src *s, keel_status *st) {
   if (!s->idle_exit_ms || (keel__redis_now_ns() - s->last_activity_ns) / 1000000u < s->idle_exit_ms) return 0;
-  refresh_info(s, 1);
-  return atomic_load_explicit(&s->c.pending, memory_order_relaxed) == 0;
+  /* A count that could not be refreshed says nothing: not done, and *st
+   * says why (the connection was lost for good). */
+  *st = refresh_info(s, 1);
+  return *st == KEEL_OK && atomic_load_explicit(&s->c.pending, memory_order_relaxed) == 0;
 }
 
 keel_status keel__stream_src_next(keel__stream_src *s, const char **line, size_t *len, uint64_t *no, stream_ref *ref) {
@@ -391,13 +432,13 @@ keel_status keel__stream_src_next(keel__stream_src *s, const char **line, size_t
       if (got) continue;
     }
     if (st == KEEL_OK && now >= s->next_info_ns) {
-      refresh_info(s, 1);
+      st = refresh_info(s, 1);
       s->next_info_ns = now + 1000000000u;
     }
     if (st == KEEL_OK && read_new(s, &st)) continue;
+    if (st == KEEL_OK && idle_done(s, &st)) return KEEL_EEOF;
     if (st == KEEL_ECANCELED) return st;
     if (st != KEEL_OK) return KEEL_EIO;
-    if (idle_done(s)) return KEEL_EEOF;
   }
 }
 
@@ -465,7 +506,7 @@ void keel__stream_src_stats(const keel__stream_src *s, keel_stream_stats *out) {
 void keel__stream_src_close(keel_pipeline_t *p) {
   keel__stream_src *s = p->src_stream;
   if (!s) return;
-  refresh_info(s, 0);
+  (void)refresh_info(s, 0);
   keel_stream_stats x;
   memset(&x, 0, sizeof x);
   copy_stats(&s->c, &x);

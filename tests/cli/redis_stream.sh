@@ -4,7 +4,9 @@
 # with --output-maxlen) or a file, each carrying its input's stream_id, and
 # acknowledges everything (nothing pending after); a poison entry (delivered
 # more than --max-deliveries times) goes to the dead-letter file with its
-# reason and is acknowledged; a missing group without --create-group and an
+# reason and is acknowledged, also when the consumer's own entries in flight
+# lie among the claimed ones; block_ms past the reader's timeout is refused;
+# a missing group without --create-group and an
 # unreachable Redis are configuration errors (exit 2); Redis lost mid-run:
 # the source retries, then stops with a clear error (exit 1) after
 # --redis-retry-ms, and what was written stays acknowledged.
@@ -22,9 +24,10 @@ for i in range(3000):
     else: print('{\"type\":\"score\",\"user\":\"%d\",\"product\":\"%d\"}' % (u, r.randrange(500)))
 " >ev.ndjson
 echo '{"type":"nope"}' >>ev.ndjson
+printf '   \n\t\r\n\n' >>ev.ndjson # blank lines: skipped, as keel run skips them
 "$KEEL" push --input ev.ndjson --output "$R?stream=ev" 2>push.err
 rc=$?
-[ $rc -eq 0 ] && [ "$(redis-cli -p "$port" xlen ev)" -eq 3001 ] && ok "keel push: 3001 entries ($(cat push.err))" ||
+[ $rc -eq 0 ] && [ "$(redis-cli -p "$port" xlen ev)" -eq 3001 ] && ok "keel push: 3001 entries, blank lines skipped ($(cat push.err))" ||
   bad "push exit $rc, xlen $(redis-cli -p "$port" xlen ev)"
 
 "$KEEL" run --products 500 --stages user,score --input "$R?stream=ev&group=g" 2>nogroup.err >/dev/null
@@ -74,6 +77,31 @@ rc=$?
 [ "$(json p.json "(d['stream']['dead_lettered'], d['stream']['claimed'], d['stream']['acked'])")" = "(1, 1, 1)" ] &&
   [ "$(redis-cli -p "$port" xpending poison pg | head -1)" -eq 0 ] && ok "it was claimed, counted and acknowledged" ||
   bad "poison summary $(json p.json "d['stream']")"
+
+# Poison among entries of this consumer's own: "dead" holds 1, 2, 5 and 6
+# of six entries, delivered 10 times each, and w holds 3 and 4, fresh. w
+# claims dead's four (idle past --claim-idle-ms) while its own two are not
+# idle yet: the delivery counts of all four must be read, not only those
+# before w's own entries in the id order.
+for i in 1 2 3 4 5 6; do redis-cli -p "$port" xadd mixed "0-$i" data '{"type":"user","user":"'$i'"}' >/dev/null; done
+redis-cli -p "$port" xgroup create mixed mg 0 >/dev/null
+redis-cli -p "$port" xreadgroup group mg dead count 6 streams mixed '>' >/dev/null
+for i in $(seq 9); do redis-cli -p "$port" xclaim mixed mg dead 0 0-1 0-2 0-5 0-6 >/dev/null; done
+sleep 1.2
+redis-cli -p "$port" xclaim mixed mg w 0 0-3 0-4 >/dev/null
+"$KEEL" run --products 500 --stages user --claim-idle-ms 1000 --max-deliveries 5 --idle-exit-ms 1500 \
+  --input "$R?stream=mixed&group=mg&consumer=w" --output m.out --dead-letter m.dl --summary-json m.json 2>m.err
+rc=$?
+[ $rc -eq 0 ] && [ "$(grep -c 'delivered 11 times' m.dl)" -eq 4 ] && [ "$(wc -l <m.out)" -eq 2 ] &&
+  [ "$(redis-cli -p "$port" xpending mixed mg | head -1)" -eq 0 ] &&
+  ok "poison entries around the consumer's own are all caught (4 dead-lettered, 2 processed)" ||
+  bad "mixed poison: exit $rc, out $(wc -l <m.out), dead-letter: $(cat m.dl m.err)"
+
+# block_ms must stay under the reader's command timeout.
+"$KEEL" run --stages user --set redis.block_ms=3000 --input "$R?stream=mixed&group=mg" 2>b.err >/dev/null
+rc=$?
+[ $rc -eq 2 ] && grep -q "block_ms" b.err && ok "block_ms past 1000 is refused: $(head -1 b.err)" ||
+  bad "block_ms=3000: exit $rc $(cat b.err)"
 
 # Unreachable at start.
 "$KEEL" run --stages user --input "redis://127.0.0.1:1?stream=ev&group=g" 2>u.err >/dev/null
