@@ -262,6 +262,12 @@ void keel_line_reader_close(keel_line_reader_t *r) {
   keel_mem_free(r);
 }
 
+int keel_line_is_blank(const char *line, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r') return 0;
+  return 1;
+}
+
 int keel_line_reader_pending(keel_line_reader_t *r) {
   if (r->eof || memchr(r->buf + r->scan, '\n', r->end - r->scan)) return 1;
   struct pollfd pfd = {.fd = r->fd, .events = POLLIN};

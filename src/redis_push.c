@@ -53,7 +53,7 @@ keel_status keel_redis_stream_push(const char *url, const char *input, uint64_t 
     size_t len;
     uint64_t no;
     keel_status r = keel_line_reader_next(rd, &line, &len, &no);
-    if (r == KEEL_OK && len == 0) continue;
+    if (r == KEEL_OK && keel_line_is_blank(line, len)) continue; /* as keel run skips it */
     if (r == KEEL_ELIMIT) {
       snprintf(err, errlen, "%s: line %llu is longer than %zu bytes", input, (unsigned long long)no, max_line);
       st = KEEL_ELIMIT;

@@ -92,6 +92,10 @@ KEEL_EXTERN keel_status keel_line_reader_open(const char *path, size_t max_line,
 KEEL_EXTERN keel_status keel_line_reader_next(keel_line_reader_t *r, const char **line, size_t *len,
                                               uint64_t *line_no);
 
+/* Whether a line holds nothing but spaces, tabs and CRs (an empty one
+ * too): what every keel input skips as blank rather than as an event. */
+KEEL_EXTERN int keel_line_is_blank(const char *line, size_t len);
+
 /* Whether keel_line_reader_next would return without waiting: a whole line
  * is buffered, the input ended, or the descriptor has data now. A pipeline
  * uses it to pass on what it has before blocking on a slow stream. */
