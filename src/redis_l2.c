@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "redis_int.h"
@@ -57,6 +58,7 @@ struct keel_l2 {
   uint64_t down_until_ns; /* guarded by pool_lock; 0 = up */
   uint64_t backoff_ms;    /* guarded by pool_lock */
   int down;               /* guarded by pool_lock */
+  uint64_t nonce;         /* random per L2 client: tokens unique across hosts and containers */
   _Atomic uint64_t tokens;
   _Atomic uint64_t hits, misses, waited_hits, lock_waits, lock_timeouts, stores, errors, degraded, reconnects,
       calls, latency_ns;
@@ -167,6 +169,12 @@ keel_status keel_l2_create(const keel_l2_options *o, keel_l2_t **out, char *err,
   l2->wait_ms = o->wait_ms ? o->wait_ms : l2->lock_ttl_ms;
   l2->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 1000;
   l2->quiet = o->quiet;
+  /* A lock's token must be this client's alone: a process id is not (two
+   * containers are both process 1), and a slow holder whose lock expired
+   * would then unlock or store under another's. */
+  if (getrandom(&l2->nonce, sizeof l2->nonce, 0) != (ssize_t)sizeof l2->nonce)
+    l2->nonce = keel__redis_now_ns() ^ (uint64_t)getpid() << 40 ^ (uint64_t)(uintptr_t)l2;
+  l2->nonce &= 0xffffffffffffull; /* 12 hex digits: the token fits its 32 bytes */
   pthread_mutex_init(&l2->pool_lock, NULL);
   char e[256];
   st = keel_redis_conn_open(&a, l2->timeout_ms, &l2->idle[0], e, sizeof e);
@@ -212,7 +220,7 @@ static int probe(keel_l2_t *l2, keel_redis_conn_t *c, const char *vk, size_t vle
                  keel_l2_result *res) {
   char ttl[24];
   snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)l2->lock_ttl_ms);
-  snprintf(res->token, sizeof res->token, "%ld-%llu", (long)getpid(),
+  snprintf(res->token, sizeof res->token, "%012llx-%llx", (unsigned long long)l2->nonce,
            (unsigned long long)atomic_fetch_add(&l2->tokens, 1));
   const char *argv[7] = {"EVAL", lookup_lua, "2", vk, lk, res->token, ttl};
   size_t lens[7] = {4, sizeof lookup_lua - 1, 1, vlen, llen, strlen(res->token), strlen(ttl)};

@@ -1,7 +1,8 @@
 /* test_redis_mt.c — Redis addresses and the L2 cache against a private
  * redis-server (tests/redis_fixture.h): round trip, namespacing, single
  * flight across two L2 objects (as two processes would be) with 8 threads
- * on one key, a dead lock holder costing only the lock's TTL, and Redis lost
+ * on one key, a dead lock holder costing only the lock's TTL, a slow one
+ * whose late unlock leaves its successor's lock alone, and Redis lost
  * and back (degrade to misses, warn, reconnect). Without redis-server the
  * server tests are skipped with a message. Also run under TSan. */
 #include <pthread.h>
@@ -181,6 +182,32 @@ static void l2_dead_holder(void **state) {
   keel_l2_destroy(b);
 }
 
+/* A holder that was only slow: its lock expired, another client took the
+ * key's lock on its first try, and then the slow one unlocks. That must
+ * not free the other's lock: tokens are unique per client, not per process
+ * (two clients of one process, or process 1 of two containers, each
+ * numbering their tokens from 0, had the same first token). */
+static void l2_late_unlock(void **state) {
+  (void)state;
+  if (!need_server()) return;
+  keel_l2_t *slow = make_l2(200, 0), *b = make_l2(3000, 0), *c = make_l2(3000, 50);
+  keel_l2_result r1, r2, r3;
+  keel_l2_lookup(slow, "lu:1:1:", "k", 1, &r1);
+  assert_true(r1.locked);
+  nanosleep(&(struct timespec){0, 300000000L}, NULL); /* past its lock's 200 ms */
+  keel_l2_lookup(b, "lu:1:1:", "k", 1, &r2);
+  assert_true(r2.locked);
+  assert_string_not_equal(r1.token, r2.token);
+  keel_l2_unlock(slow, "lu:1:1:", "k", 1, &r1);
+  keel_l2_lookup(c, "lu:1:1:", "k", 1, &r3); /* waits 50 ms: the lock is still b's */
+  assert_false(r3.hit);
+  assert_false(r3.locked);
+  keel_l2_unlock(b, "lu:1:1:", "k", 1, &r2);
+  keel_l2_destroy(slow);
+  keel_l2_destroy(b);
+  keel_l2_destroy(c);
+}
+
 static void l2_redis_lost(void **state) {
   (void)state;
   if (!need_server()) return;
@@ -278,6 +305,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(parse_ok),         cmocka_unit_test(parse_bad),      cmocka_unit_test(l2_unreachable_at_start),
       cmocka_unit_test(l2_round_trip),    cmocka_unit_test(l2_single_flight), cmocka_unit_test(l2_dead_holder),
+      cmocka_unit_test(l2_late_unlock),
       cmocka_unit_test(l2_redis_lost),    cmocka_unit_test(l2_oom_sweep),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
