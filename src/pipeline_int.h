@@ -139,7 +139,8 @@ keel_status keel__stream_out_open(struct keel_pipeline *p, const char *url, keel
                                   size_t errlen);
 keel_status keel__stream_out_write(keel__stream_out *o, const batch *b, char *err, size_t errlen);
 void keel__stream_out_close(struct keel_pipeline *p);
-uint64_t keel__stream_out_written(const keel__stream_out *o);
+/* Adds the output stream's counters (written, errors, reconnects) to *out. */
+void keel__stream_out_stats(const keel__stream_out *o, keel_stream_stats *out);
 void keel__stream_src_stats(const keel__stream_src *s, keel_stream_stats *out);
 /* Appends ',"stream_id":"MS-SEQ"' inside the output line that ends the
  * buffer (before its closing brace). */

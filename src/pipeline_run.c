@@ -508,6 +508,12 @@ static keel_status open_streams(keel_pipeline_t *p, const keel_run_io *io, char 
 
 static void close_streams(keel_pipeline_t *p) {
   pthread_mutex_lock(&p->snap_lock);
+  if (p->src_stream || p->out_stream) { /* the run's last counters, before either end goes */
+    keel_run_stats last;
+    memset(&last, 0, sizeof last);
+    keel__pipeline_redis_stats(p, &last);
+    p->stream_last = last.stream;
+  }
   keel__stream_out_close(p);
   keel__stream_src_close(p);
   pthread_mutex_unlock(&p->snap_lock);

@@ -47,6 +47,6 @@ void keel__pipeline_redis_stats(keel_pipeline_t *p, keel_run_stats *st) {
   if (src) keel__stream_src_stats(src, &st->stream);
   if (out) {
     st->stream.active = 1;
-    st->stream.written = keel__stream_out_written(out);
+    keel__stream_out_stats(out, &st->stream);
   }
 }

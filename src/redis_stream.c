@@ -69,7 +69,7 @@ struct keel__stream_out {
   keel_redis_conn_t *c;
   uint64_t maxlen, retry_ms;
   keel_pipeline_t *p;
-  _Atomic uint64_t written; /* sink thread; snapshots read it */
+  stream_counters k; /* written, errors, reconnects: the sink thread's; snapshots read them */
 };
 
 static void add(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_add_explicit(c, n, memory_order_relaxed); }
@@ -495,8 +495,11 @@ static void copy_stats(const stream_counters *c, keel_stream_stats *o) {
   o->lag = atomic_load_explicit(&c->lag, memory_order_relaxed);
 }
 
-uint64_t keel__stream_out_written(const keel__stream_out *o) {
-  return o ? atomic_load_explicit(&((keel__stream_out *)o)->written, memory_order_relaxed) : 0;
+void keel__stream_out_stats(const keel__stream_out *o, keel_stream_stats *out) {
+  stream_counters *k = &((keel__stream_out *)o)->k;
+  out->written = atomic_load_explicit(&k->written, memory_order_relaxed);
+  out->errors += atomic_load_explicit(&k->errors, memory_order_relaxed);
+  out->reconnects += atomic_load_explicit(&k->reconnects, memory_order_relaxed);
 }
 
 void keel__stream_src_stats(const keel__stream_src *s, keel_stream_stats *out) {
@@ -506,12 +509,9 @@ void keel__stream_src_stats(const keel__stream_src *s, keel_stream_stats *out) {
 void keel__stream_src_close(keel_pipeline_t *p) {
   keel__stream_src *s = p->src_stream;
   if (!s) return;
-  (void)refresh_info(s, 0);
-  keel_stream_stats x;
-  memset(&x, 0, sizeof x);
-  copy_stats(&s->c, &x);
-  x.written = p->stream_last.written;
-  p->stream_last = x;
+  (void)refresh_info(s, 0); /* the group as the run leaves it (the rest of stream_last is set) */
+  p->stream_last.pending = atomic_load_explicit(&s->c.pending, memory_order_relaxed);
+  p->stream_last.lag = atomic_load_explicit(&s->c.lag, memory_order_relaxed);
   drop_reply(s);
   keel_mem_free(s->deliveries);
   keel_redis_conn_close(s->rc);
@@ -585,27 +585,24 @@ static int send_batch(keel__stream_out *o, const batch *b, char *err, size_t err
     else snprintf(err, errlen, "XADD %s: %s", o->addr.stream, ((redisReply *)rep)->str);
     freeReplyObject(rep);
   }
-  add(&o->written, ok);
+  add(&o->k.written, ok);
   if (unsent) snprintf(err, errlen, "XADD %s: out of memory", o->addr.stream);
   return ok == sent && !unsent ? 0 : -2;
 }
 
 keel_status keel__stream_out_write(keel__stream_out *o, const batch *b, char *err, size_t errlen) {
-  stream_counters dummy;
-  memset(&dummy, 0, sizeof dummy);
   for (;;) {
     int rc = o->c->broken ? -1 : send_batch(o, b, err, errlen);
     if (rc == 0) return KEEL_OK;
     if (rc == -2) return KEEL_EIO; /* the server refused (e.g. a wrong type): not a retry case */
     /* Lost mid-batch: resend the whole batch (at least once: a line may appear twice). */
-    if (recover(o->p, o->c, o->retry_ms, &dummy, 0, err, errlen) != KEEL_OK) return KEEL_EIO;
+    if (recover(o->p, o->c, o->retry_ms, &o->k, 0, err, errlen) != KEEL_OK) return KEEL_EIO;
   }
 }
 
 void keel__stream_out_close(keel_pipeline_t *p) {
   keel__stream_out *o = p->out_stream;
   if (!o) return;
-  p->stream_last.written = atomic_load(&o->written);
   keel_redis_conn_close(o->c);
   keel_mem_free(o);
   p->out_stream = NULL;

@@ -151,8 +151,8 @@ typedef struct keel_stream_stats {
   uint64_t redeliveries; /* entries delivered more than once (claimed or re-read) */
   uint64_t acked;        /* XACKed after their output was written */
   uint64_t dead_lettered; /* poison entries (more than max deliveries) acked to the dead-letter file */
-  uint64_t errors;       /* failed stream commands */
-  uint64_t reconnects;
+  uint64_t errors;       /* failed stream commands (source and output stream) */
+  uint64_t reconnects;   /* successful reconnections after a loss (source and output stream) */
   int64_t pending;       /* the group's pending entries at the last check (-1 unknown) */
   int64_t lag;           /* entries not yet delivered to the group at the last check (-1 unknown) */
   uint64_t written;      /* entries added to the output stream */
