@@ -612,8 +612,10 @@ static void fill_stats(keel_pipeline_t *p, const sink *s, double cpu0, keel_run_
   keel__pipeline_redis_stats(p, st);
 }
 
+/* `stop` is not reset here but as a run ends: a stop asked between runs
+ * (a signal arriving after the caller installed its handler, before the
+ * run began) must not be lost. */
 static void reset_run_state(keel_pipeline_t *p) {
-  atomic_store(&p->stop, 0);
   atomic_store(&p->audit_failed, 0);
   atomic_store(&p->have_first, 0);
   pthread_mutex_lock(&p->snap_lock);
@@ -691,5 +693,6 @@ done:
   p->reader = NULL;
   close_streams(p);
   free_run(p);
+  atomic_store(&p->stop, 0); /* this run's stop is spent; one asked from here on ends the next */
   return st;
 }

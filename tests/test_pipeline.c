@@ -303,6 +303,16 @@ static void test_run_errors_and_rerun(void **state) {
   assert_string_equal(a, b);
   free(a);
   free(b);
+  /* A stop asked between runs (a signal just before one) ends the next
+   * run before it reads; the one after runs whole. */
+  keel_pipeline_stop(p);
+  keel_run_io stopped = {tu_path("mixed.ndjson"), tu_path("r3.out"), tu_path("r3.dl")};
+  assert_int_equal(keel_pipeline_run(p, &stopped, &stats, err, sizeof err), KEEL_OK);
+  assert_int_equal(stats.interrupted, 1);
+  assert_int_equal(stats.events_in, 0);
+  assert_int_equal(keel_pipeline_run(p, &again, &stats, err, sizeof err), KEEL_OK);
+  assert_int_equal(stats.interrupted, 0);
+  assert_int_equal(stats.events_in, first.events_in);
   keel_pipeline_destroy(p);
   keel_config_destroy(c);
   keel_registry_destroy(reg);

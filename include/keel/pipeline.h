@@ -128,7 +128,9 @@ KEEL_EXTERN keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io 
  * interrupts a read blocked on a pipe or FIFO. */
 
 /* Asks a running pipeline to stop reading; events in flight finish and are
- * written. Async-signal-safe. */
+ * written. Asked between runs, it ends the next run before it reads a line
+ * (stats.interrupted), so that a signal caught just before a run is not
+ * lost. Async-signal-safe. */
 KEEL_EXTERN void keel_pipeline_stop(keel_pipeline_t *p);
 
 /* Fills *out with a live snapshot of the current run's counters (or, between
