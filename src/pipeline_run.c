@@ -334,10 +334,13 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
     s->st = KEEL_EIO;
     snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(errno));
   }
+  /* Whether this batch's output lines were written: a dead-letter error
+   * met below does not unwrite them. */
+  int out_ok = s->st == KEEL_OK;
   for (size_t i = 0; i < b->n; i++) {
     record *r = &b->rec[i];
     if (!r->rejected) {
-      if (s->st == KEEL_OK) s->out_lines++; /* after an output error, lines are not counted as out */
+      if (out_ok) s->out_lines++; /* after an output error, lines are not counted as out */
       continue;
     }
     const char *why = r->out_off == SIZE_MAX ? "rejected (no memory for the reason)" : b->reasons.data + r->out_off;

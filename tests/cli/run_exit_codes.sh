@@ -2,7 +2,8 @@
 # Exit codes and help of `keel` and `keel run`: 0 done, 2 for a usage or
 # configuration error (a bad option with a one-line reason, an unknown stage,
 # a bad config file, a missing input file), 1 for a runtime failure (an
-# output that cannot be written); --version, --help, run --help.
+# output or dead-letter file that cannot be written, with the summary still
+# counting what was written); --version, --help, run --help.
 . "$(dirname "$0")/lib/common.sh"
 CAT=(--products 200 --dim 8)
 printf '{"type":"user","user":"1"}\n{"type":"rank","user":"2","k":3}\n' >"$dir/in.ndjson"
@@ -90,6 +91,20 @@ for i in range(20000): print('{\"type\":\"user\",\"user\":\"%d\"}' % i)" >"$dir/
 printf '{"type":"user","user":"1"}\nnot json\n' >"$dir/onebad.ndjson"
 expect 1 "writing the dead-letter file $dir/no/dir/dl.ndjson" run "${CAT[@]}" --input "$dir/onebad.ndjson" \
   --output "$dir/o.ndjson" --dead-letter "$dir/no/dir/dl.ndjson"
+
+# A dead-letter file that fails mid-batch (a full device) fails the run, and
+# the summary still counts every output line that was written, also those
+# after the failing record.
+printf 'not json\n{"type":"user","user":"1"}\n{"type":"user","user":"2"}\n{"type":"user","user":"3"}\n' >"$dir/badfirst.ndjson"
+if [ -w /dev/full ]; then
+  "$KEEL" run "${CAT[@]}" --workers 1 --input "$dir/badfirst.ndjson" --output "$dir/bf.ndjson" --dead-letter /dev/full \
+    --summary-json "$dir/bf.json" 2>"$dir/err"
+  rc=$?
+  out=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['events_out'])" "$dir/bf.json" 2>/dev/null)
+  [ $rc -eq 1 ] && grep -q "writing the dead-letter file" "$dir/err" && [ "$out" = "$(wc -l <"$dir/bf.ndjson")" ] && [ "$out" = 3 ] &&
+    ok "a dead-letter file on a full device: exit 1, events_out $out = the output's lines" ||
+    bad "dead-letter on /dev/full: exit $rc, events_out '$out', output lines $(wc -l <"$dir/bf.ndjson"), $(cat "$dir/err")"
+fi
 
 # Normal runs: 0, including one where events are rejected.
 expect 0 "keel run: 2 events in, 2 out, 0 rejected" run "${CAT[@]}" --input "$dir/in.ndjson" --output "$dir/o.ndjson"
