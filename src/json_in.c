@@ -155,7 +155,11 @@ static keel_status set_vector(ctx *c, keel_field_id id, const char *name, const 
   for (size_t i = 0; i < n; i++) {
     const json_t *x = json_array_get(arr, i);
     double d = json_number_value(x);
-    if (!(fabs(d) <= FLT_MAX))
+    /* The float it becomes must be finite: below FLT_MAX plus half its
+     * last place, where rounding to float goes to infinity. FLT_MAX itself
+     * as a bound refused FLT_MAX as keel writes it (3.40282347e+38, just
+     * above it as a double). */
+    if (!(fabs(d) < 0x1.ffffffp127))
       return say(c, KEEL_EPARSE, "field '%.*s': element %zu (%g) is outside the float32 range", NAME_SHOWN, name,
                  i + 1, d);
     v[i] = (float)d;

@@ -131,6 +131,7 @@ static void test_reject_table(void **state) {
       {"id out of range", "{\"ids\":[\"9223372036854775808\"]}", 0, KEEL_EPARSE, "element 1"},
       {"null in array", "{\"vec\":[1,null]}", 0, KEEL_EPARSE, "field 'vec': element 2 is null"},
       {"float32 overflow", "{\"vec\":[1,1e39]}", 0, KEEL_EPARSE, "field 'vec': element 2 (1e+39) is outside"},
+      {"float32 overflow by rounding", "{\"vec\":[3.4028236e38]}", 0, KEEL_EPARSE, "element 1 (3.40282e+38) is outside"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     check_reject(&cases[i], cases[i].line, cases[i].len ? cases[i].len : strlen(cases[i].line), NULL);
@@ -249,6 +250,7 @@ static void test_round_trip(void **state) {
       "{\"score\":3.141592653589793,\"vec\":[0.5,-1e-7,3.4e38,7],\"ids\":[\"18446744073709551\",\"-1\"]}",
       "{\"score\":1.0,\"user\":\"\\u00ff\\u0000\\\"\\\\/\\t\\u2028\xf0\x9f\x98\x80\"}",
       "{\"score\":-2.5e-310,\"k\":-1,\"vec\":[]}",
+      "{\"vec\":[3.4028234663852886e38,-3.4028235e38]}", /* FLT_MAX, as read and as keel writes it */
   };
   for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
     char reason[256];
