@@ -64,12 +64,16 @@ static int type_is(const keel_value *type, const char *want) {
          memcmp(type->u.str.ptr, want, type->u.str.len) == 0;
 }
 
-/* Checks the input fields a stage reads; converts an INT given for a FLOAT. */
+/* Checks the fields a stage reads, just before it runs; converts an INT
+ * given for a FLOAT, and an empty array (JSON `[]`, which parses as an empty
+ * vector) given for ids. An UPSTREAM field may be absent (its writer did not
+ * run for this event type, or chose not to write), but one that is there is
+ * checked like any other: else an input field of that name, of any type,
+ * would reach a stage that reads it as the declared type. */
 static int check_reads(const stage_slot *s, keel_event_t *ev, char *reason, size_t len) {
   const keel_stage_def *d = s->def;
   for (size_t i = 0; i < d->n_reads; i++) {
     const keel_field_spec *f = &d->reads[i];
-    if (f->required == KEEL_FIELD_UPSTREAM) continue;
     keel_value v;
     if (!keel_event_get(ev, s->io.reads[i], &v)) {
       if (f->required != KEEL_FIELD_REQUIRED) continue;
@@ -79,6 +83,9 @@ static int check_reads(const stage_slot *s, keel_event_t *ev, char *reason, size
     if (v.type == f->type) continue;
     if (f->type == KEEL_FIELD_FLOAT && v.type == KEEL_FIELD_INT &&
         keel_event_set_float(ev, s->io.reads[i], (double)v.u.i) == KEEL_OK)
+      continue;
+    if (f->type == KEEL_FIELD_IDS && v.type == KEEL_FIELD_VECTOR && v.u.vec.len == 0 &&
+        keel_event_set_ids(ev, s->io.reads[i], NULL, 0) == KEEL_OK)
       continue;
     snprintf(reason, len, "field '%s': expected %s, got %s", f->name, keel_field_type_name(f->type),
              keel_field_type_name(v.type));

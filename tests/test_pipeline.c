@@ -410,6 +410,93 @@ static void test_event_types_and_conversions(void **state) {
   keel_registry_destroy(r);
 }
 
+/* An UPSTREAM read: absent when its writer did not run (another event
+ * type), checked for its type when present (an input field of the same
+ * name must not reach the stage as something else); and `[]`, which JSON
+ * parsing makes an empty vector, accepted for an ids read (keel writes an
+ * empty id list that way). */
+static keel_status emb_process(void *st, keel_event_t *ev, const keel_stage_io *io) {
+  (void)st;
+  float v[2] = {1, 2};
+  return keel_event_set_vector(ev, io->writes[0], v, 2);
+}
+
+static keel_status sum_process(void *st, keel_event_t *ev, const keel_stage_io *io) {
+  (void)st;
+  keel_value v;
+  double t = 0;
+  if (keel_event_get(ev, io->reads[0], &v)) {
+    if (v.type != KEEL_FIELD_VECTOR) return keel_event_fail(ev, "vec arrived as %s", keel_field_type_name(v.type));
+    for (size_t i = 0; i < v.u.vec.len; i++) t += v.u.vec.ptr[i];
+  }
+  if (keel_event_get(ev, io->reads[1], &v)) {
+    if (v.type != KEEL_FIELD_IDS) return keel_event_fail(ev, "items arrived as %s", keel_field_type_name(v.type));
+    t += 100.0 * (double)v.u.ids.len;
+  }
+  return keel_event_set_float(ev, io->writes[0], t);
+}
+
+static void test_upstream_typed_and_empty_ids(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  static const keel_field_spec emb_writes[] = {{"vec", KEEL_FIELD_VECTOR, 0}};
+  static const keel_field_spec sum_reads[] = {{"vec", KEEL_FIELD_VECTOR, KEEL_FIELD_UPSTREAM},
+                                              {"items", KEEL_FIELD_IDS, KEEL_FIELD_OPTIONAL}};
+  static const keel_field_spec sum_writes[] = {{"total", KEEL_FIELD_FLOAT, 0}};
+  keel_stage_def a = {.size = sizeof a, .name = "emb", .event_type = "a", .writes = emb_writes, .n_writes = 1,
+                      .process = emb_process};
+  keel_stage_def b = {.size = sizeof b, .name = "sum", .reads = sum_reads, .n_reads = 2, .writes = sum_writes,
+                      .n_writes = 1, .process = sum_process};
+  keel_registry_t *r;
+  char err[512];
+  assert_int_equal(keel_registry_create(&r), KEEL_OK);
+  assert_int_equal(keel_registry_add(r, &a, err, sizeof err), KEEL_OK);
+  assert_int_equal(keel_registry_add(r, &b, err, sizeof err), KEEL_OK);
+  keel_config_t *c = fixture_config("emb,sum", NULL);
+  keel_pipeline_t *p;
+  assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
+  const char *in = tu_path("up.ndjson"), *out = tu_path("up.out"), *dl = tu_path("up.dl");
+  FILE *f = fopen(in, "w");
+  fprintf(f, "{\"type\":\"a\"}\n");                          /* 1: emb writes vec: total 3 */
+  fprintf(f, "{\"type\":\"b\"}\n");                          /* 2: no writer, no vec: total 0 */
+  fprintf(f, "{\"type\":\"b\",\"vec\":\"abcdefgh\"}\n");     /* 3: vec from the input, a string */
+  fprintf(f, "{\"type\":\"b\",\"vec\":[0.5]}\n");            /* 4: vec from the input, a vector */
+  fprintf(f, "{\"type\":\"b\",\"items\":[]}\n");             /* 5: an empty id list */
+  fprintf(f, "{\"type\":\"b\",\"items\":[\"7\",\"8\"]}\n");  /* 6 */
+  fprintf(f, "{\"type\":\"b\",\"items\":[1.5]}\n");          /* 7: numbers are not ids */
+  fclose(f);
+  keel_run_io io = {in, out, dl};
+  keel_run_stats st;
+  assert_int_equal(keel_pipeline_run(p, &io, &st, err, sizeof err), KEEL_OK);
+  assert_int_equal(st.events_out, 5);
+  assert_int_equal(st.rejected, 2);
+  assert_int_equal(st.stages[1].errors, 0); /* the stage never saw a wrong type */
+  static const double totals[] = {3, 0, 0.5, 0, 200};
+  static const int out_lines[] = {1, 2, 4, 5, 6};
+  char *text = fixture_slurp(out, NULL);
+  for (size_t i = 0; i < 5; i++) {
+    json_t *j = fixture_line(text, i);
+    assert_int_equal(json_integer_value(json_object_get(j, "line")), out_lines[i]);
+    assert_true(json_number_value(json_object_get(j, "total")) == totals[i]);
+    json_decref(j);
+  }
+  free(text);
+  text = fixture_slurp(dl, NULL);
+  json_t *j = fixture_line(text, 0);
+  assert_int_equal(json_integer_value(json_object_get(j, "line")), 3);
+  assert_string_equal(json_string_value(json_object_get(j, "reason")), "field 'vec': expected vector, got string");
+  json_decref(j);
+  j = fixture_line(text, 1);
+  assert_int_equal(json_integer_value(json_object_get(j, "line")), 7);
+  assert_string_equal(json_string_value(json_object_get(j, "reason")), "field 'items': expected ids, got vector");
+  json_decref(j);
+  free(text);
+  keel_pipeline_destroy(p);
+  keel_config_destroy(c);
+  keel_registry_destroy(r);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
 /* ---- allocation failure ---- */
 
 static void test_oom_sweep_create(void **state) {
@@ -430,6 +517,7 @@ int main(void) {
       cmocka_unit_test(test_all_rejected_and_empty),
       cmocka_unit_test(test_run_errors_and_rerun),
       cmocka_unit_test(test_event_types_and_conversions),
+      cmocka_unit_test(test_upstream_typed_and_empty_ids),
       cmocka_unit_test(test_oom_sweep_create),
   };
   return cmocka_run_group_tests(tests, tu_tmpdir_make, tu_tmpdir_remove);

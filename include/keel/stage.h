@@ -41,7 +41,11 @@ extern "C" {
  *  - KEEL_FIELD_REQUIRED: the input must carry it; an event without it, or
  *    with another type, is rejected before the stage runs, naming the field.
  *  - KEEL_FIELD_UPSTREAM: an earlier stage of the pipeline writes it; a
- *    pipeline where none does is refused when it is built.
+ *    pipeline where none does is refused when it is built. It may be
+ *    absent (its writer did not run for this event); when present, it is
+ *    checked for its type like any read, whoever set it.
+ * An IDS read accepts `[]` (an empty list: JSON cannot tell it from an
+ * empty vector).
  * A FLOAT read accepts an INT input value (converted). */
 enum { KEEL_FIELD_OPTIONAL = 0, KEEL_FIELD_REQUIRED = 1, KEEL_FIELD_UPSTREAM = 2 };
 
