@@ -432,7 +432,12 @@ static keel_status decode_payload(keel_event_t *e, keel_field_id id, uint8_t typ
 }
 
 keel_status keel_event_decode(keel_event_t *e, const uint8_t *bytes, size_t len) {
-  if (!e || (len && !bytes)) return KEEL_EINVAL;
+  return keel_event_decode_unset(e, bytes, len, NULL, 0);
+}
+
+keel_status keel_event_decode_unset(keel_event_t *e, const uint8_t *bytes, size_t len, const keel_field_id *ids,
+                                    size_t n) {
+  if (!e || (len && !bytes) || (n && !ids)) return KEEL_EINVAL;
   size_t i = 0;
   while (i < len) {
     if (len - i < 3) return KEEL_EPARSE;
@@ -444,7 +449,11 @@ keel_status keel_event_decode(keel_event_t *e, const uint8_t *bytes, size_t len)
     if (st != KEEL_OK) return st == KEEL_EINVAL ? KEEL_EPARSE : st;
     i += nl;
     uint8_t type = bytes[i++];
-    if (type == KEEL_FIELD_NONE) continue;
+    if (type == KEEL_FIELD_NONE) {
+      for (size_t k = 0; k < n; k++)
+        if (ids[k] == id) keel_event_unset(e, id);
+      continue;
+    }
     size_t used = 0;
     st = decode_payload(e, id, type, bytes + i, len - i, &used);
     if (st != KEEL_OK) return st;

@@ -37,7 +37,9 @@ struct keel_memo {
   keel_mem_tag tag;
   uint8_t prefix[KEEL_FIELD_NAME_MAX + 1 + 4 + 8];
   size_t prefix_len;
-  keel_field_id *sorted_reads; /* owned: io->reads sorted by name */
+  keel_field_id *sorted_reads; /* owned: io->reads sorted by name, then `rw` */
+  keel_field_id *rw;           /* in sorted_reads' block: the writes that are also reads */
+  size_t n_rw;
   double audit_rate;
   uint64_t audit_seed;
   _Atomic uint64_t audits, mismatches, workers;
@@ -119,7 +121,11 @@ static keel_status make_cache(keel_memo_t *m, const keel_memo_options *o, char *
 }
 
 keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char *err, size_t errlen) {
-  if (!o || !o->def || !o->io || !o->schema || !out || o->size < sizeof *o) return KEEL_EINVAL;
+  if (!o || !o->def || !o->def->name || !o->io || !o->schema || !out || o->size < sizeof *o) return KEEL_EINVAL;
+  if (strlen(o->def->name) > KEEL_FIELD_NAME_MAX) { /* the registry refuses these; a direct caller may not */
+    snprintf(err, errlen, "stage name '%.*s...' is longer than %d bytes", 16, o->def->name, KEEL_FIELD_NAME_MAX);
+    return KEEL_EINVAL;
+  }
   if (!(o->def->flags & KEEL_STAGE_PURE)) {
     snprintf(err, errlen, "stage '%s' is not pure (its output may change for the same input), so it cannot be memoized",
              o->def->name);
@@ -148,11 +154,22 @@ keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char
            (unsigned long long)o->def->model_version);
   keel_status st = open_record(m, o->record_keys, err, errlen);
   if (st == KEEL_OK) st = make_cache(m, o, err, errlen);
-  if (st == KEEL_OK && !(m->sorted_reads = keel_mem_calloc(KEEL_MEM_CACHE, o->def->n_reads + 1, sizeof(keel_field_id))))
+  size_t nr = o->def->n_reads, nw = o->def->n_writes;
+  if (st == KEEL_OK && !(m->sorted_reads = keel_mem_calloc(KEEL_MEM_CACHE, nr + nw + 1, sizeof(keel_field_id))))
     st = KEEL_ENOMEM;
   if (st == KEEL_OK) {
-    memcpy(m->sorted_reads, o->io->reads, o->def->n_reads * sizeof(keel_field_id));
-    keel_schema_sort(o->schema, m->sorted_reads, o->def->n_reads);
+    memcpy(m->sorted_reads, o->io->reads, nr * sizeof(keel_field_id));
+    keel_schema_sort(o->schema, m->sorted_reads, nr);
+    /* A field the stage reads and writes may be removed by it: the value
+     * then holds it as absent, and a hit must remove it too. A write-only
+     * field the stage leaves alone keeps the input's value either way. */
+    m->rw = m->sorted_reads + nr;
+    for (size_t i = 0; i < nw; i++)
+      for (size_t j = 0; j < nr; j++)
+        if (o->io->writes[i] == o->io->reads[j]) {
+          m->rw[m->n_rw++] = o->io->writes[i];
+          break;
+        }
   }
   if (st != KEEL_OK) {
     keel_memo_destroy(m);
@@ -304,7 +321,7 @@ keel_status keel_memo_process(keel_memo_t *m, keel_memo_worker_t *w, keel_event_
     const char *why = keel_event_reason(w->proj);
     return why ? keel_event_fail(ev, "%s", why) : st;
   }
-  st = keel_event_decode(ev, keel_cache_value_data(v), keel_cache_value_len(v));
+  st = keel_event_decode_unset(ev, keel_cache_value_data(v), keel_cache_value_len(v), m->rw, m->n_rw);
   if (st == KEEL_OK && !l.ran && m->audit_rate > 0 &&
       (double)(splitmix64(&w->rng) >> 11) * 0x1.0p-53 < m->audit_rate)
     audit(w, v, key, key_len);

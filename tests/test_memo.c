@@ -76,7 +76,18 @@ static keel_status picky_process(void *st, keel_event_t *ev, const keel_stage_io
   return keel_event_set_int(ev, io->writes[0], (int64_t)text.u.str.len);
 }
 
+/* scrub (pure): reads and writes "email"; removes it when it is "bad",
+ * leaves it otherwise. */
+static keel_status scrub_process(void *st, keel_event_t *ev, const keel_stage_io *io) {
+  (void)st;
+  keel_value e;
+  if (keel_event_get(ev, io->reads[0], &e) && e.u.str.len == 3 && !memcmp(e.u.str.ptr, "bad", 3))
+    keel_event_unset(ev, io->writes[0]);
+  return KEEL_OK;
+}
+
 static const keel_field_spec text_reads[] = {{"text", KEEL_FIELD_STRING, KEEL_FIELD_REQUIRED}};
+static const keel_field_spec email_rw[] = {{"email", KEEL_FIELD_STRING, KEEL_FIELD_OPTIONAL}};
 static const keel_field_spec plant_writes[] = {{"secret", KEEL_FIELD_INT, 0}};
 static const keel_field_spec peek_writes[] = {{"n", KEEL_FIELD_INT, 0}, {"saw", KEEL_FIELD_INT, 0}};
 static const keel_field_spec v_writes[] = {{"v", KEEL_FIELD_INT, 0}};
@@ -94,6 +105,8 @@ static keel_registry_t *memo_registry(void) {
        .n_reads = 1, .writes = v_writes, .n_writes = 1, .process = drift_process},
       {.size = sizeof(keel_stage_def), .name = "picky", .version = 1, .flags = KEEL_STAGE_PURE, .reads = text_reads,
        .n_reads = 1, .writes = n_writes, .n_writes = 1, .process = picky_process},
+      {.size = sizeof(keel_stage_def), .name = "scrub", .version = 1, .flags = KEEL_STAGE_PURE, .reads = email_rw,
+       .n_reads = 1, .writes = email_rw, .n_writes = 1, .process = scrub_process},
   };
   char err[256];
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++)
@@ -316,6 +329,54 @@ static void test_config_refusals(void **state) {
   keel_config_destroy(c);
   keel_registry_destroy(r);
   assert_int_equal(tu_tracked_bytes(), at_start);
+}
+
+/* A stage that removes a field it reads and writes removes it on a hit
+ * too: memoized output equals unmemoized output, line for line. */
+static void test_removed_field_stays_removed(void **state) {
+  (void)state;
+  const char *in = tu_path("scrub.ndjson");
+  FILE *f = fopen(in, "w");
+  assert_non_null(f);
+  for (int i = 0; i < 20; i++)
+    fprintf(f, "{\"email\":\"%s\",\"i\":%d}\n", i % 3 == 0 ? "bad" : i % 3 == 1 ? "ok" : "fine", i);
+  fclose(f);
+  run_result a = run("scrub", NULL, in, tu_path("scrub.plain"), tu_path("scrub.dl"), NULL);
+  run_result b = run("scrub", (const char *[]){"cache.scrub.size=1MiB", NULL}, in, tu_path("scrub.memo"),
+                     tu_path("scrub.dl2"), NULL);
+  assert_int_equal(a.st, KEEL_OK);
+  assert_int_equal(b.st, KEEL_OK);
+  assert_int_equal(b.stats.stages[0].cache.hits, 17); /* 3 distinct emails */
+  char *x = fixture_slurp(tu_path("scrub.plain"), NULL), *y = fixture_slurp(tu_path("scrub.memo"), NULL);
+  assert_string_equal(x, y);
+  assert_int_equal(count_substr(x, "\"bad\""), 0);
+  assert_int_equal(count_substr(x, "\"ok\""), 7);
+  free(x);
+  free(y);
+}
+
+/* A direct caller of keel_memo_create with a stage name past the field
+ * name limit (the registry refuses those) gets an error, not an overrun. */
+static void test_long_stage_name_refused(void **state) {
+  (void)state;
+  char name[300];
+  memset(name, 'x', sizeof name - 1);
+  name[sizeof name - 1] = 0;
+  keel_stage_def def = {.size = sizeof def, .name = name, .version = 1, .flags = KEEL_STAGE_PURE, .reads = text_reads,
+                        .n_reads = 1, .writes = n_writes, .n_writes = 1, .process = picky_process};
+  keel_schema_t *schema;
+  keel_field_id ids[2];
+  assert_int_equal(keel_schema_create(&schema), KEEL_OK);
+  assert_int_equal(keel_schema_intern(schema, "text", 4, &ids[0]), KEEL_OK);
+  assert_int_equal(keel_schema_intern(schema, "n", 1, &ids[1]), KEEL_OK);
+  keel_stage_io io = {ids, ids + 1};
+  keel_memo_options o = {.size = sizeof o, .def = &def, .io = &io, .schema = schema, .max_bytes = 1 << 16};
+  keel_memo_t *m = NULL;
+  char err[256] = "";
+  assert_int_equal(keel_memo_create(&o, &m, err, sizeof err), KEEL_EINVAL);
+  assert_null(m);
+  assert_non_null(strstr(err, "is longer than 64 bytes"));
+  keel_schema_destroy(schema);
 }
 
 /* ---- audit ---- */
@@ -737,6 +798,8 @@ int main(void) {
       cmocka_unit_test(test_projection_hides_undeclared_fields),
       cmocka_unit_test(test_keys_tell_values_apart),
       cmocka_unit_test(test_config_refusals),
+      cmocka_unit_test(test_removed_field_stays_removed),
+      cmocka_unit_test(test_long_stage_name_refused),
       cmocka_unit_test(test_audit_catches_nondeterminism),
       cmocka_unit_test(test_version_bump_changes_every_key),
       cmocka_unit_test(test_ttl_expires_entries),

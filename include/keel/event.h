@@ -142,6 +142,12 @@ KEEL_EXTERN keel_status keel_event_encode(const keel_event_t *e, const keel_fiel
  * the fields decoded so far set. */
 KEEL_EXTERN keel_status keel_event_decode(keel_event_t *e, const uint8_t *bytes, size_t len);
 
+/* keel_event_decode that also unsets in e each field of ids[0..n) that the
+ * encoding holds as absent: a memoized stage that removed a field it reads
+ * and writes removes it on a hit too. */
+KEEL_EXTERN keel_status keel_event_decode_unset(keel_event_t *e, const uint8_t *bytes, size_t len,
+                                               const keel_field_id *ids, size_t n);
+
 /* Sorts ids[0..n) by field name, in place: the canonical field order. */
 KEEL_EXTERN void keel_schema_sort(const keel_schema_t *s, keel_field_id *ids, size_t n);
 
