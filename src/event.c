@@ -400,21 +400,34 @@ keel_status keel_event_encode(const keel_event_t *e, const keel_field_id *ids, s
 
 /* Decodes one field's payload at p (n bytes left) into v, pointing into a
  * copy owned by the event's arena through keel_event_set. */
+/* The bytes a payload of `type` takes at p (n bytes left): *used, and its
+ * element count and width for the array types. KEEL_EPARSE when it does
+ * not fit or the type is unknown. */
+static keel_status payload_span(uint8_t type, const uint8_t *p, size_t n, size_t *used, size_t *count, size_t *width) {
+  if (type == KEEL_FIELD_INT || type == KEEL_FIELD_FLOAT) {
+    if (n < 8) return KEEL_EPARSE;
+    *used = 8;
+    return KEEL_OK;
+  }
+  if (type < KEEL_FIELD_STRING || type > KEEL_FIELD_IDS || n < 4) return KEEL_EPARSE;
+  *count = (size_t)get_be(p, 4);
+  *width = type == KEEL_FIELD_STRING ? 1 : type == KEEL_FIELD_VECTOR ? 4 : 8;
+  if (*count > (n - 4) / *width) return KEEL_EPARSE;
+  *used = 4 + *count * *width;
+  return KEEL_OK;
+}
+
 static keel_status decode_payload(keel_event_t *e, keel_field_id id, uint8_t type, const uint8_t *p, size_t n,
                                   size_t *used) {
   keel_value v = {.type = (keel_field_type)type};
+  size_t count = 0, width = 0;
+  if (payload_span(type, p, n, used, &count, &width) != KEEL_OK) return KEEL_EPARSE;
   if (type == KEEL_FIELD_INT || type == KEEL_FIELD_FLOAT) {
-    if (n < 8) return KEEL_EPARSE;
     uint64_t bits = get_be(p, 8);
     if (type == KEEL_FIELD_INT) v.u.i = (int64_t)bits;
     else memcpy(&v.u.f, &bits, 8);
-    *used = 8;
     return keel_event_set(e, id, &v);
   }
-  if (type < KEEL_FIELD_STRING || type > KEEL_FIELD_IDS || n < 4) return KEEL_EPARSE;
-  size_t count = (size_t)get_be(p, 4), width = type == KEEL_FIELD_STRING ? 1 : type == KEEL_FIELD_VECTOR ? 4 : 8;
-  if (count > (n - 4) / width) return KEEL_EPARSE;
-  *used = 4 + count * width;
   p += 4;
   if (type == KEEL_FIELD_STRING) return keel_event_set_string(e, id, (const char *)p, count);
   void *tmp = keel_arena_alloc(e->arena, count * width + 1);
@@ -429,6 +442,30 @@ static keel_status decode_payload(keel_event_t *e, keel_field_id id, uint8_t typ
     }
   }
   return width == 4 ? keel_event_set_vector(e, id, tmp, count) : keel_event_set_ids(e, id, tmp, count);
+}
+
+keel_status keel_event_encoding_check(const keel_schema_t *s, const uint8_t *bytes, size_t len,
+                                     const keel_field_id *ids, size_t n) {
+  if (!s || (len && !bytes) || (n && !ids)) return KEEL_EINVAL;
+  size_t i = 0;
+  while (i < len) {
+    if (len - i < 3) return KEEL_EPARSE;
+    size_t nl = (size_t)get_be(bytes + i, 2);
+    i += 2;
+    if (nl == 0 || len - i < nl + 1) return KEEL_EPARSE;
+    keel_field_id id;
+    if (keel_schema_lookup(s, (const char *)bytes + i, nl, &id) != KEEL_OK) return KEEL_EPARSE;
+    size_t k = 0;
+    while (k < n && ids[k] != id) k++;
+    if (k == n) return KEEL_EPARSE; /* a field not among ids */
+    i += nl;
+    uint8_t type = bytes[i++];
+    if (type == KEEL_FIELD_NONE) continue;
+    size_t used, count, width;
+    if (payload_span(type, bytes + i, len - i, &used, &count, &width) != KEEL_OK) return KEEL_EPARSE;
+    i += used;
+  }
+  return KEEL_OK;
 }
 
 keel_status keel_event_decode(keel_event_t *e, const uint8_t *bytes, size_t len) {

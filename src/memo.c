@@ -44,6 +44,7 @@ struct keel_memo {
   uint64_t audit_seed;
   _Atomic uint64_t audits, mismatches, workers;
   _Atomic uint64_t computes;                  /* loads that ran the stage (not served by L2) */
+  _Atomic uint64_t l2_rejected;               /* L2 values that were not this stage's encoding */
   _Atomic uint64_t miss_cpu_ns, miss_samples; /* thread CPU of sampled computes (one in MISS_SAMPLE per worker) */
   _Atomic int mismatch_said;
   keel_memo_mismatch_fn on_mismatch;
@@ -259,6 +260,17 @@ static keel_status loader(void *ctx, const void *key, size_t key_len, keel_cache
   size_t k2_len = key_len - m->prefix_len;
   if (m->l2) {
     keel_l2_lookup(m->l2, m->l2_ns, k2, k2_len, &r);
+    /* A value from the L2 is trusted only if it is an encoding of this
+     * stage's writes: another writer of the key (a cut value, a keel that
+     * encodes otherwise) must not fail the event, add fields, or stay in
+     * this cache. Else it is a miss (computed here, not written back: the
+     * lock was not taken). */
+    if (r.hit && keel_event_encoding_check(keel_event_schema(l->w->proj), r.data, r.len, m->io->writes,
+                                           m->def->n_writes) != KEEL_OK) {
+      keel_l2_result_release(&r);
+      atomic_fetch_add_explicit(&m->l2_rejected, 1, memory_order_relaxed);
+      memset(&r, 0, sizeof r);
+    }
     if (r.hit) {
       keel_status st = keel_cache_load_set(ld, r.data, r.len);
       keel_l2_result_release(&r);
@@ -343,6 +355,7 @@ void keel_memo_get_stats(keel_memo_t *m, keel_memo_stats *out) {
   out->max_bytes = cs.max_bytes;
   out->audits = atomic_load(&m->audits);
   out->audit_mismatches = atomic_load(&m->mismatches);
+  out->l2_rejected = atomic_load(&m->l2_rejected);
   uint64_t lookups = cs.hits + cs.misses;
   out->hit_ratio = lookups ? (double)cs.hits / (double)lookups : 0;
   uint64_t samples = atomic_load(&m->miss_samples), computes = atomic_load(&m->computes);

@@ -163,6 +163,75 @@ static void l2_between_pipelines(void **state) {
   unlink(dl_path);
 }
 
+/* A value in the L2 that is not an encoding of the stage's writes (cut
+ * bytes; or a well-formed one naming a field the stage does not write, as
+ * a keel that encodes otherwise could store) is refused: the event is
+ * computed here as on a miss, gets no foreign field, and the refusal is
+ * counted. */
+static void l2_foreign_value_refused(void **state) {
+  (void)state;
+  if (srv.pid <= 0) skip();
+  char url[64], err[256] = "";
+  snprintf(url, sizeof url, "redis://127.0.0.1:%d", srv.port);
+  keel_l2_options lo = {.size = sizeof lo, .url = url, .ttl_ms = 60000, .lock_ttl_ms = 1000, .timeout_ms = 500,
+                        .quiet = 1};
+  keel_l2_t *l2;
+  assert_int_equal(keel_l2_create(&lo, &l2, err, sizeof err), KEEL_OK);
+  keel_schema_t *schema;
+  keel_event_t *ev;
+  keel_field_id text, other;
+  assert_int_equal(keel_schema_create(&schema), KEEL_OK);
+  assert_int_equal(keel_schema_intern(schema, "text", 4, &text), KEEL_OK);
+  assert_int_equal(keel_schema_intern(schema, "other", 5, &other), KEEL_OK);
+  assert_int_equal(keel_event_create(schema, KEEL_MEM_ARENA, 0, &ev), KEEL_OK);
+  static const char *const texts[] = {"foreign", "alien"};
+  for (int i = 0; i < 2; i++) {
+    keel_event_reset(ev);
+    assert_int_equal(keel_event_set_string(ev, text, texts[i], strlen(texts[i])), KEEL_OK);
+    const uint8_t *key, *val;
+    size_t klen, vlen;
+    assert_int_equal(keel_event_encode(ev, &text, 1, keel_event_arena(ev), &key, &klen), KEEL_OK);
+    if (i == 0) {
+      val = (const uint8_t *)"\x00\x01n\x02\x00"; /* "n", INT, then 1 of its 8 bytes */
+      vlen = 5;
+    } else {
+      assert_int_equal(keel_event_set_int(ev, other, 7), KEEL_OK);
+      assert_int_equal(keel_event_encode(ev, &other, 1, keel_event_arena(ev), &val, &vlen), KEEL_OK);
+    }
+    keel_l2_result r;
+    memset(&r, 0, sizeof r);
+    keel_l2_store(l2, "len:1:0:", key, klen, val, vlen, &r);
+    keel_l2_lookup(l2, "len:1:0:", key, klen, &r); /* it is there, as the pipeline will find it */
+    assert_true(r.hit);
+    keel_l2_result_release(&r);
+  }
+  char l2set[80], in[64], out[64];
+  snprintf(l2set, sizeof l2set, "l2.url=%s", url);
+  const char *sets[] = {"cache.len.size=1MiB", l2set, NULL};
+  snprintf(in, sizeof in, "/tmp/keel-test-l2f-%ld.ndjson", (long)getpid());
+  snprintf(out, sizeof out, "/tmp/keel-test-l2f-%ld.out", (long)getpid());
+  FILE *f = fopen(in, "w");
+  assert_non_null(f);
+  fputs("{\"text\":\"foreign\"}\n{\"text\":\"alien\"}\n{\"text\":\"foreign\"}\n", f);
+  fclose(f);
+  fixture_run_result res = fixture_run(fixture_registry, "len", sets, in, out, dl_path, NULL);
+  assert_int_equal(res.st, KEEL_OK);
+  assert_int_equal(res.stats.events_out, 3);
+  assert_int_equal(res.stats.rejected, 0);
+  assert_int_equal(res.stats.stages[0].cache.l2_rejected, 2);
+  char *text_out = fixture_slurp(out, NULL);
+  assert_non_null(strstr(text_out, "\"n\":7"));
+  assert_non_null(strstr(text_out, "\"n\":5"));
+  assert_null(strstr(text_out, "other"));
+  free(text_out);
+  unlink(in);
+  unlink(out);
+  unlink(dl_path);
+  keel_event_destroy(ev);
+  keel_schema_destroy(schema);
+  keel_l2_destroy(l2);
+}
+
 static int setup(void **state) {
   (void)state;
   snprintf(dl_path, sizeof dl_path, "/tmp/keel-test-redis-dl-%ld.ndjson", (long)getpid());
@@ -177,6 +246,7 @@ static int teardown(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(stream_to_stream), cmocka_unit_test(l2_between_pipelines)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(stream_to_stream), cmocka_unit_test(l2_between_pipelines),
+                                     cmocka_unit_test(l2_foreign_value_refused)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -12,7 +12,9 @@
  * L2: with options.l2 (keel/redis.h) an L1 miss asks the shared L2 first,
  * under the namespace "STAGE:VERSION:MODEL_VERSION:" and the key bytes after
  * the binary prefix; an L2 miss computes, then stores the same value bytes
- * there (and drops the cross-process lock). The L2 never fails an event.
+ * there (and drops the cross-process lock). The L2 never fails an event:
+ * a value from it that is not an encoding of the stage's writes is treated
+ * as a miss (stats.l2_rejected).
  *
  * Audit: a fraction of hits is recomputed and compared byte for byte with
  * the cached value; a mismatch (a stage that is secretly nondeterministic)
@@ -67,6 +69,7 @@ typedef struct keel_memo_stats {
   double hit_ratio;   /* hits / (hits + misses), 0 with no lookups */
   double miss_cpu_s;  /* CPU spent computing misses */
   double cpu_saved_s; /* hits x the mean CPU of a miss */
+  uint64_t l2_rejected; /* L2 values refused (not an encoding of the stage's writes): computed instead */
 } keel_memo_stats;
 
 /* Creates a memo for a pure stage; its cache is counted under a tag named
