@@ -487,9 +487,11 @@ static int make_room_locked(keel_cache_t *c, shard *sh, keel_cache_value_t *newc
 }
 
 /* Stores entry v (refs = 1, the caller's) in the cache, replacing the old
- * entry of its key. On KEEL_OK the cache took its own reference when the
- * entry was admitted. KEEL_ELIMIT: larger than the cache; KEEL_ENOMEM. Any
- * old entry is removed in all cases but ENOMEM. Under lock. */
+ * entry of its key (an expired one leaves as EXPIRED). On KEEL_OK the cache
+ * took its own reference when the entry was admitted. KEEL_ELIMIT: larger
+ * than the cache; KEEL_ENOMEM; KEEL_EEXIST: `keep_live` and a live old
+ * entry, which stays. Any other old entry is removed in all cases but
+ * ENOMEM. Under lock. */
 const uint32_t keel__cache_no_guess[2] = {KEEL_POLICY_NONE, KEEL_POLICY_NONE};
 
 /* Starts loading the bucket of `slot`, a likely victim (prefetch_victim
@@ -513,7 +515,7 @@ void keel__cache_prefetch_victim(shard *s, uint32_t slot, int entry) {
  * all to the thread made it contend with the inserter for the shard's
  * lock: 100,000 context switches per 2 s on one thread). */
 keel_status keel__cache_insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h,
-                                      const uint32_t *victim, const uint64_t *ttl) {
+                                      const uint32_t *victim, const uint64_t *ttl, int keep_live) {
   reader *r = my_reader(c);
   uint32_t queued = atomic_load_explicit(&r->tail, RLX) - atomic_load_explicit(&r->head, RLX);
   if (c->record_mask ? c->worker && queued >= RBATCH / 4 : queued != 0) (void)drain(c, r, s, 0);
@@ -530,7 +532,9 @@ keel_status keel__cache_insert_locked(keel_cache_t *c, shard *s, keel_cache_valu
     keel__cache_tables_reclaim_locked(s, atomic_load(&c->epoch));
   }
   keel_cache_value_t *old = table_find1(s, h, ent_key(v), ent_klen(v));
-  if (old) keel__cache_unlink_locked(c, s, old, h, KEEL_CACHE_REPLACED, 1);
+  int old_stale = old && stale(c, old);
+  if (old && keep_live && !old_stale) return KEEL_EEXIST;
+  if (old) keel__cache_unlink_locked(c, s, old, h, old_stale ? KEEL_CACHE_EXPIRED : KEEL_CACHE_REPLACED, 1);
   if (charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > KEEL_POLICY_WEIGHT_MAX) return KEEL_ELIMIT;
   if (v->klen & EXP_FLAG)
     atomic_store_explicit(ent_expire(v), keel__cache_expiry_of(c, ttl ? *ttl : ent_negative(v) ? c->neg_ttl : c->ttl), RLX);
@@ -690,6 +694,10 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
   if (!raw) return KEEL_ENOMEM;
   keel_cache_t *c = (keel_cache_t *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
   c->raw = raw;
+  if (pthread_mutex_init(&c->cap_lock, NULL) != 0) {
+    keel_mem_free(raw);
+    return KEEL_ENOMEM;
+  }
   c->tag = opt->tag;
   c->seed = opt->seed ? opt->seed : random_seed();
   c->ttl = opt->ttl_ns;
@@ -717,6 +725,7 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
     st = keel__worker_create(c->tag, maintain, c, RBATCH, &c->worker);
   if (st != KEEL_OK) {
     for (unsigned i = 0; i < made; i++) shard_free(&c->sh[i], (int)i < whole);
+    pthread_mutex_destroy(&c->cap_lock);
     keel_mem_free(c->raw);
     return st;
   }
@@ -728,6 +737,7 @@ void keel_cache_destroy(keel_cache_t *c) {
   if (!c) return;
   keel__worker_destroy(c->worker); /* first: it takes the shards' locks */
   for (unsigned i = 0; i < c->nshards; i++) shard_free(&c->sh[i], 1);
+  pthread_mutex_destroy(&c->cap_lock);
   keel_mem_free(c->raw);
 }
 
@@ -910,7 +920,7 @@ static keel_status put(keel_cache_t *c, const void *key, size_t key_len, const v
   uint64_t h = key_hash(c, key, key_len);
   shard *s = shard_of(c, h);
   shard_lock(s);
-  keel_status st = keel__cache_insert_locked(c, s, v, h, keel__cache_no_guess, ttl);
+  keel_status st = keel__cache_insert_locked(c, s, v, h, keel__cache_no_guess, ttl, 0);
   shard_unlock(s);
   keel__cache_ent_unref(v); /* the cache holds its own reference if it kept v */
   return st;
@@ -932,13 +942,17 @@ keel_status keel_cache_remove(keel_cache_t *c, const void *key, size_t key_len) 
   shard *s = shard_of(c, h);
   shard_lock(s);
   keel_cache_value_t *v = table_find1(s, h, key, key_len);
-  if (v) keel__cache_unlink_locked(c, s, v, h, KEEL_CACHE_REMOVED, 1);
+  int live = v && !stale(c, v); /* an expired entry leaves as such, and was not there to remove */
+  if (v) keel__cache_unlink_locked(c, s, v, h, live ? KEEL_CACHE_REMOVED : KEEL_CACHE_EXPIRED, 1);
   shard_unlock(s);
-  return v ? KEEL_OK : KEEL_ENOTFOUND;
+  return live ? KEEL_OK : KEEL_ENOTFOUND;
 }
 
 keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes) {
   if (!c || max_bytes == 0) return KEEL_EINVAL;
+  /* One call at a time: two interleaved over the shards could leave some
+   * shards with one's bound, others and max_bytes with the other's. */
+  pthread_mutex_lock(&c->cap_lock);
   atomic_store_explicit(&c->max_bytes, max_bytes, RLX);
   for (unsigned k = 0; k < c->nshards; k++) {
     shard *s = &c->sh[k];
@@ -951,6 +965,7 @@ keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes) {
     (void)make_room_locked(c, s, NULL);
     shard_unlock(s);
   }
+  pthread_mutex_unlock(&c->cap_lock);
   return KEEL_OK;
 }
 

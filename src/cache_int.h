@@ -167,6 +167,7 @@ struct keel_cache {
   void *hash_ud;
   _Atomic uint64_t max_bytes, max_entries; /* the whole cache's bounds */
   _Atomic unsigned own_ttls;          /* 1 once an entry had a time to live of its own (cleanup scans) */
+  pthread_mutex_t cap_lock;           /* serializes set_capacity: its shards' bounds and max_bytes agree */
   shard sh[];
 };
 
@@ -358,9 +359,11 @@ void keel__cache_note_own_ttl(keel_cache_t *c);
 void keel__cache_unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h, keel_cache_cause cause,
                                int in_policy);
 /* Stores v (borrowed: the cache takes a reference of its own when it keeps
- * it), replacing the key's old entry (under the lock). */
+ * it), replacing the key's old entry (under the lock); with `keep_live`, a
+ * live old entry stays instead and KEEL_EEXIST is returned (a load that a
+ * put overtook). */
 keel_status keel__cache_insert_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_t h,
-                                      const uint32_t *victim, const uint64_t *ttl);
+                                      const uint32_t *victim, const uint64_t *ttl, int keep_live);
 /* Starts loading the bucket of a likely victim's slot (under the lock). */
 void keel__cache_prefetch_victim(shard *s, uint32_t slot, int entry);
 /* insert_locked's `victim` when there is no guess. */

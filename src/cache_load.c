@@ -119,8 +119,11 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
   pending **pp = &s->pend;
   while (*pp != &me) pp = &(*pp)->next;
   *pp = me.next;
+  /* A put of the key while the loader ran is newer than what the loader
+   * read: it stays (keep_live), and the load's value (or error) goes to its
+   * callers uncached, as do ELIMIT and ENOMEM. */
   if (st == KEEL_OK) {
-    if (!ld.nocache) (void)keel__cache_insert_locked(c, s, ld.v, h, victim, ld.own_ttl ? &ld.ttl : NULL); /* ELIMIT/ENOMEM: returned uncached */
+    if (!ld.nocache) (void)keel__cache_insert_locked(c, s, ld.v, h, victim, ld.own_ttl ? &ld.ttl : NULL, 1);
     me.value = ld.v;
   } else {
     add_locked(&s->load_errors, 1);
@@ -130,7 +133,7 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
     if (neg) {
       neg->klen |= NEG_FLAG;
       neg->vlen = (uint32_t)(int32_t)st;
-      (void)keel__cache_insert_locked(c, s, neg, h, keel__cache_no_guess, NULL);
+      (void)keel__cache_insert_locked(c, s, neg, h, keel__cache_no_guess, NULL, 1);
       keel__cache_ent_unref(neg);
     }
   }
@@ -153,7 +156,8 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
  * still the key's entry (a value removed, replaced or evicted meanwhile
  * stays so: the new one is returned uncached). *io becomes the new value
  * (its reference moves to the caller, the old one's is dropped). A loader
- * error keeps the old value, returned with KEEL_OK. Whenever the old value
+ * error keeps the old value, returned with KEEL_OK, unless it expired while
+ * the loader ran: then *io is NULL and the error is returned. Whenever the old value
  * stays (an error, a no-cache value, no memory), its refresh is tried
  * again a refresh period later. */
 keel_status keel__cache_refresh_load(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
@@ -167,13 +171,17 @@ keel_status keel__cache_refresh_load(keel_cache_t *c, uint64_t h, const void *ke
   int stored = 0;
   if (st != KEEL_OK) add_locked(&s->load_errors, 1);
   else if (!ld.nocache && table_find1(s, h, key, klen) == old)
-    stored = keel__cache_insert_locked(c, s, ld.v, h, keel__cache_no_guess, ld.own_ttl ? &ld.ttl : NULL) == KEEL_OK; /* else returned uncached */
+    stored = keel__cache_insert_locked(c, s, ld.v, h, keel__cache_no_guess, ld.own_ttl ? &ld.ttl : NULL, 0) == KEEL_OK; /* else returned uncached */
   if (stored) add_locked(&s->refreshes, 1);
   else atomic_store_explicit(ent_refresh(old), keel__cache_expiry_of(c, c->refresh), RLX); /* if old stays: again a period later */
   shard_unlock(s);
   if (st != KEEL_OK) {
     if (ld.v) keel__cache_ent_unref(ld.v);
-    return KEEL_OK;
+    if (!stale(c, old)) return KEEL_OK;
+    /* The old value expired while the loader ran: it is not returned. */
+    keel__cache_ent_unref(old);
+    *io = NULL;
+    return st;
   }
   keel__cache_ent_unref(old);
   *io = ld.v;

@@ -68,7 +68,12 @@ keel_cache_value_t *keel__cache_table_find_slot_locked(shard *s, uint32_t h32, u
  * walk. v's own `next` becomes 0 (a resize reads it first). */
 static _Atomic link_t *chain_append_locked(_Atomic link_t *to_tail, keel_cache_value_t *v, uint64_t h) {
   link_t w = atomic_load_explicit(to_tail, RLX);
-  atomic_store_explicit(&v->next, 0, RLX);
+  /* Release, like every rewrite of a link: in a resize this cuts a chain
+   * that readers may be walking, and one that reads the 0 (with its acquire
+   * load) must then also see the odd rseq stored before it, or it would
+   * take the cut for the chain's end and miss a present key. A plain store
+   * on x86; on arm64 the order would otherwise not hold. */
+  atomic_store_explicit(&v->next, 0, memory_order_release);
   if (!w) {
     atomic_store_explicit(to_tail, link_to(v, h, 0), memory_order_release);
     return to_tail;

@@ -548,12 +548,16 @@ typedef struct genload {
   keel_status fail;
   int remove;  /* the loader removes its key, as another thread could meanwhile */
   int nocache; /* the loader's value is not to be stored */
+  const char *put;    /* the loader puts this under its key first, as another thread could meanwhile */
+  uint64_t advance;   /* the loader moves the clock on by this much (a slow load) */
 } genload;
 
 static keel_status gen_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
   genload *g = ctx;
   g->calls++;
   if (g->remove) (void)keel_cache_remove(g->c, key, len);
+  if (g->put) assert_int_equal(keel_cache_put(g->c, key, len, g->put, strlen(g->put)), KEEL_OK);
+  fake_now += g->advance;
   if (g->fail) return g->fail;
   if (g->nocache) keel_cache_load_nocache(ld);
   char buf[16];
@@ -585,7 +589,7 @@ static void test_refresh(void **state) {
     o.clock = fake_clock;
     fake_now = 1000;
     keel_cache_t *c = mk(&o);
-    genload g = {c, 0, KEEL_OK, 0, 0};
+    genload g = {c, 0, KEEL_OK, 0, 0, NULL, 0};
     expect_load(c, &g, "v1");
     fake_now = 1099;
     expect_load(c, &g, "v1");
@@ -1108,6 +1112,83 @@ static void test_removal_causes_and_stats(void **state) {
   keel_cache_destroy(c);
 }
 
+/* A put of the key while its loader runs is newer than what the loader
+ * read: it stays, and the load (value or error, even with negative
+ * caching) goes to its caller uncached. */
+static void test_put_during_load_wins(void **state) {
+  (void)state;
+  for (int failing = 0; failing < 2; failing++) {
+    keel_cache_options o = base_opts(1 << 20);
+    o.negative_ttl_ns = 60ull * 1000000000ull;
+    keel_cache_t *c = mk(&o);
+    genload g = {c, 0, failing ? KEEL_EIO : KEEL_OK, 0, 0, "fresh", 0};
+    keel_cache_value_t *v = NULL;
+    keel_status st = keel_cache_get_or_load(c, "k", 1, gen_loader, &g, &v);
+    if (failing) {
+      assert_int_equal(st, KEEL_EIO);
+    } else {
+      assert_int_equal(st, KEEL_OK);
+      assert_memory_equal(keel_cache_value_data(v), "v1", 2); /* its own load */
+      keel_cache_value_release(v);
+    }
+    char buf[16];
+    assert_true(get_str(c, "k", buf, sizeof buf));
+    assert_string_equal(buf, "fresh");
+    keel_cache_stats cs;
+    keel_cache_get_stats(c, &cs);
+    assert_int_equal(cs.entries, 1);
+    keel_cache_destroy(c);
+  }
+}
+
+/* A refresh whose loader fails keeps the old value, but not one that
+ * expired while the loader ran: that call gets the loader's error. */
+static void test_failed_refresh_of_expired_value(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(1 << 20);
+  o.refresh_ns = 100;
+  o.ttl_ns = 1000;
+  o.clock = fake_clock;
+  fake_now = 1000;
+  keel_cache_t *c = mk(&o);
+  genload g = {c, 0, KEEL_OK, 0, 0, NULL, 0};
+  expect_load(c, &g, "v1"); /* written at 1000, expires at 2000 */
+  fake_now = 1500;
+  g.fail = KEEL_ETIMEDOUT;
+  expect_load(c, &g, "v1"); /* a refresh that fails: the old value, KEEL_OK */
+  fake_now = 1900;
+  g.advance = 200; /* the next refresh's loader runs past 2000, then fails */
+  keel_cache_value_t *v = (keel_cache_value_t *)0x1;
+  assert_int_equal(keel_cache_get_or_load(c, "k", 1, gen_loader, &g, &v), KEEL_ETIMEDOUT);
+  assert_null(v);
+  keel_cache_destroy(c);
+}
+
+/* An expired entry that leaves because a put replaced its key, or a
+ * remove named it, leaves as EXPIRED; remove says it was not there. */
+static void test_expired_entries_leave_as_expired(void **state) {
+  (void)state;
+  removals rm = {0};
+  keel_cache_t *c = mk_clocked(100, &rm, 1000);
+  assert_int_equal(keel_cache_put(c, "a", 1, "1", 1), KEEL_OK);
+  assert_int_equal(keel_cache_put(c, "b", 1, "1", 1), KEEL_OK);
+  assert_int_equal(keel_cache_put(c, "c", 1, "1", 1), KEEL_OK);
+  assert_int_equal(keel_cache_put(c, "c", 1, "2", 1), KEEL_OK); /* live: replaced */
+  assert_int_equal(rm.n[KEEL_CACHE_REPLACED], 1);
+  fake_now = 1100;
+  assert_int_equal(keel_cache_put(c, "a", 1, "2", 1), KEEL_OK);
+  assert_int_equal(keel_cache_remove(c, "b", 1), KEEL_ENOTFOUND);
+  assert_int_equal(rm.n[KEEL_CACHE_EXPIRED], 2);
+  assert_int_equal(rm.n[KEEL_CACHE_REPLACED], 1);
+  assert_int_equal(rm.n[KEEL_CACHE_REMOVED], 0);
+  keel_cache_stats cs;
+  keel_cache_get_stats(c, &cs);
+  assert_int_equal(cs.expirations, 2);
+  assert_int_equal(cs.replacements, 1);
+  assert_int_equal(cs.removals, 0);
+  keel_cache_destroy(c);
+}
+
 /* ---- remove_if and for_each --------------------------------------------- */
 
 /* What a scan saw: every key once (seen[i] counts key "u<i/100>:<i%100>"),
@@ -1368,6 +1449,9 @@ int main(void) {
       cmocka_unit_test(test_shards), cmocka_unit_test(test_sampled_hits_keep_found_entries),
       cmocka_unit_test(test_byte_and_entry_bound),
       cmocka_unit_test(test_removal_causes_and_stats),
+      cmocka_unit_test(test_put_during_load_wins),
+      cmocka_unit_test(test_failed_refresh_of_expired_value),
+      cmocka_unit_test(test_expired_entries_leave_as_expired),
       cmocka_unit_test(test_remove_if_and_for_each),
       cmocka_unit_test(test_scans_skip_expired_offer_negative),
       cmocka_unit_test(test_oom),

@@ -228,13 +228,15 @@ KEEL_EXTERN void keel_cache_unpin(keel_cache_t *c);
  * calls get the same status without loading until it expires. KEEL_ENOMEM
  * when the entry cannot be allocated (the loader may not have run).
  * A value the loader marks no-cache, or one larger than the cache, is
- * returned without being stored.
+ * returned without being stored; so is a loaded value (or error) when a
+ * put stored the key while the loader ran: the put is newer.
  * With options.refresh_ns, a hit on a value written that long ago or more
  * is a refresh: the one caller that takes it runs `loader` and gets the new
  * value, which replaces the old one unless that was removed, replaced or
  * evicted meanwhile; concurrent hits get the old value without waiting. A
  * failed refresh keeps the old value (KEEL_OK) and is tried again a period
- * later. Plain lookups (get, read) never refresh. */
+ * later, unless the old value expired while the loader ran: then the
+ * loader's status. Plain lookups (get, read) never refresh. */
 KEEL_EXTERN keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_len,
                                                keel_cache_loader_fn loader, void *ctx,
                                                keel_cache_value_t **out);
