@@ -11,7 +11,9 @@
  * without the lock. The loader's thread then inserts the value, marks the
  * record done, wakes the waiters and waits until each has taken its
  * reference, so the record can live on its stack. Both waits spin briefly
- * without the lock before they sleep (spin_until).
+ * without the lock before they sleep (spin_until). A refresh publishes the
+ * same record while its loader runs, so that a miss of the key meanwhile
+ * (the old value gone) joins it rather than loading a second time.
  *
  * Locking: the shard's lock is taken to look again, to publish, join or
  * retire a pending load and to insert; the loader runs without it.
@@ -65,6 +67,35 @@ static keel_status run_loader(keel_cache_load_t *ld, keel_cache_loader_fn loader
   return st;
 }
 
+/* The pending load of key in shard s, or NULL. Under the lock. */
+static pending *pending_find_locked(shard *s, uint64_t h, const void *key, size_t klen) {
+  pending *p = s->pend;
+  while (p && !(p->hash == h && p->klen == klen && memcmp(p->key, key, klen) == 0)) p = p->next;
+  return p;
+}
+
+/* Takes the loader's pending record me off the shard's list. Under the lock. */
+static void pending_unlink_locked(shard *s, pending *me) {
+  pending **pp = &s->pend;
+  while (*pp != me) pp = &(*pp)->next;
+  *pp = me->next;
+}
+
+/* Marks me (off the list, its status and value set) done, wakes its
+ * waiters and waits until each has taken its reference: me lives on the
+ * loader's stack. Called with the lock held; returns with it released. */
+static void pending_settle_and_unlock(shard *s, pending *me) {
+  atomic_store_explicit(&me->done, 1, memory_order_release);
+  if (atomic_load_explicit(&me->waiters, RLX)) {
+    pthread_cond_broadcast(&s->cond);
+    shard_unlock(s);
+    spin_until(&me->waiters, 0);
+    shard_lock(s);
+    while (atomic_load_explicit(&me->waiters, RLX)) pthread_cond_wait(&s->cond, &s->lock);
+  }
+  shard_unlock(s);
+}
+
 /* The slow path of get_or_load: under the lock, find the entry, join a
  * pending load, or become the loader. */
 keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
@@ -83,8 +114,7 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
     if (st == KEEL_OK) *out = v;
     return st;
   }
-  pending *p = s->pend;
-  while (p && !(p->hash == h && p->klen == klen && memcmp(p->key, key, klen) == 0)) p = p->next;
+  pending *p = pending_find_locked(s, h, key, klen);
   if (p) {
     atomic_fetch_add_explicit(&p->waiters, 1, RLX); /* keeps p (on the loader's stack) alive */
     if (!atomic_load_explicit(&p->done, memory_order_acquire)) {
@@ -116,9 +146,7 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
   keel_status st = run_loader(&ld, loader, ctx);
 
   shard_lock(s);
-  pending **pp = &s->pend;
-  while (*pp != &me) pp = &(*pp)->next;
-  *pp = me.next;
+  pending_unlink_locked(s, &me);
   /* A put of the key while the loader ran is newer than what the loader
    * read: it stays (keep_live), and the load's value (or error) goes to its
    * callers uncached, as do ELIMIT and ENOMEM. */
@@ -138,15 +166,7 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
     }
   }
   me.status = st;
-  atomic_store_explicit(&me.done, 1, memory_order_release);
-  if (atomic_load_explicit(&me.waiters, RLX)) {
-    pthread_cond_broadcast(&s->cond);
-    shard_unlock(s);
-    spin_until(&me.waiters, 0);
-    shard_lock(s);
-    while (atomic_load_explicit(&me.waiters, RLX)) pthread_cond_wait(&s->cond, &s->lock);
-  }
-  shard_unlock(s);
+  pending_settle_and_unlock(s, &me);
   if (st == KEEL_OK) *out = ld.v;
   return st;
 }
@@ -163,10 +183,26 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
 keel_status keel__cache_refresh_load(keel_cache_t *c, uint64_t h, const void *key, size_t klen,
                                      keel_cache_loader_fn loader, void *ctx, keel_cache_value_t **io) {
   keel_cache_value_t *old = *io;
+  shard *s = shard_of(c, h);
+  /* Published like a load, so that a miss of the key meanwhile (the old
+   * value expired, or was evicted or removed) joins this loader instead of
+   * running a second one. A load already running for the key (the entry
+   * went and came back meanwhile) makes this refresh moot: the old value,
+   * tried again a period later. */
+  shard_lock(s);
+  if (pending_find_locked(s, h, key, klen)) {
+    atomic_store_explicit(ent_refresh(old), keel__cache_expiry_of(c, c->refresh), RLX);
+    shard_unlock(s);
+    return KEEL_OK;
+  }
+  pending me = {s->pend, h, key, klen, 0, KEEL_OK, NULL, 0};
+  s->pend = &me;
+  shard_unlock(s);
+
   keel_cache_load_t ld = {c, key, klen, h, NULL, 0, 0, 0};
   keel_status st = run_loader(&ld, loader, ctx);
-  shard *s = shard_of(c, h);
   shard_lock(s);
+  pending_unlink_locked(s, &me);
   add_locked(&s->loads, 1);
   int stored = 0;
   if (st != KEEL_OK) add_locked(&s->load_errors, 1);
@@ -174,9 +210,14 @@ keel_status keel__cache_refresh_load(keel_cache_t *c, uint64_t h, const void *ke
     stored = keel__cache_insert_locked(c, s, ld.v, h, keel__cache_no_guess, ld.own_ttl ? &ld.ttl : NULL, 0) == KEEL_OK; /* else returned uncached */
   if (stored) add_locked(&s->refreshes, 1);
   else atomic_store_explicit(ent_refresh(old), keel__cache_expiry_of(c, c->refresh), RLX); /* if old stays: again a period later */
-  shard_unlock(s);
+  if (st != KEEL_OK && ld.v) {
+    keel__cache_ent_unref(ld.v);
+    ld.v = NULL;
+  }
+  me.status = st; /* a joiner missed the key: it gets the new value, or the loader's error */
+  me.value = ld.v;
+  pending_settle_and_unlock(s, &me);
   if (st != KEEL_OK) {
-    if (ld.v) keel__cache_ent_unref(ld.v);
     if (!stale(c, old)) return KEEL_OK;
     /* The old value expired while the loader ran: it is not returned. */
     keel__cache_ent_unref(old);

@@ -568,7 +568,8 @@ static void *readthrough(void *p) {
     uint64_t k = rnd(&seed) % 2000;
     if (rnd(&seed) % 8 == 0) k %= 50; /* a hot set */
     keel_cache_value_t *v;
-    if (a->id & 1) { /* the borrowed variant: the value is checked in place */
+    if (a->id & 1) { 
+/* the borrowed variant: the value is checked in place */
       readctx rc = {k, 0};
       if (keel_cache_read_or_load(a->c, &k, sizeof k, cheap_loader, NULL, read_fn, &rc) != KEEL_OK || !rc.ok)
         atomic_store(a->bad, 1);
@@ -605,6 +606,80 @@ static void test_readthrough_concurrent(void **state) {
   assert_true(st.loads <= st.misses);
   assert_true(st.hits > 0);
   assert_true(st.bytes <= st.max_bytes);
+  keel_cache_destroy(c);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
+/* A refresh is a load like any other for single flight: while its loader
+ * runs, a miss of the key (the old value removed meanwhile) waits for it
+ * and gets its value, instead of running a second loader. */
+typedef struct gated {
+  atomic_int calls, started, gate;
+} gated;
+
+static keel_status gated_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  gated *g = ctx;
+  (void)key, (void)len;
+  int n = atomic_fetch_add(&g->calls, 1) + 1;
+  atomic_store(&g->started, 1);
+  while (!atomic_load(&g->gate)) sched_yield();
+  char buf[16];
+  return keel_cache_load_set(ld, buf, (size_t)snprintf(buf, sizeof buf, "gen%d", n));
+}
+
+typedef struct gated_call {
+  keel_cache_t *c;
+  gated *g;
+  char got[16];
+} gated_call;
+
+static void *gated_get(void *p) {
+  gated_call *a = p;
+  keel_cache_value_t *v;
+  if (keel_cache_get_or_load(a->c, "k", 1, gated_loader, a->g, &v) == KEEL_OK) {
+    snprintf(a->got, sizeof a->got, "%.*s", (int)keel_cache_value_len(v), (const char *)keel_cache_value_data(v));
+    keel_cache_value_release(v);
+  }
+  return NULL;
+}
+
+static void test_refresh_is_single_flight(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  refr r; /* for its clock */
+  memset(&r, 0, sizeof r);
+  atomic_store(&r.now, 1000);
+  keel_cache_options o = base_opts(1 << 20);
+  o.refresh_ns = 100;
+  o.clock = refr_clock;
+  o.clock_ud = &r;
+  keel_cache_t *c;
+  assert_int_equal(keel_cache_create(&o, &c), KEEL_OK);
+  gated g;
+  memset(&g, 0, sizeof g);
+  atomic_store(&g.gate, 1);
+  gated_call first = {c, &g, ""};
+  gated_get(&first); /* gen1, written at 1000 */
+  assert_string_equal(first.got, "gen1");
+  atomic_store(&g.gate, 0);
+  atomic_store(&g.started, 0);
+  atomic_store(&r.now, 1200); /* its refresh is due */
+  gated_call a = {c, &g, ""}, b = {c, &g, ""};
+  pthread_t ta, tb;
+  pthread_create(&ta, NULL, gated_get, &a);
+  while (!atomic_load(&g.started)) sched_yield(); /* a's refresh runs the loader */
+  assert_int_equal(keel_cache_remove(c, "k", 1), KEEL_OK);
+  pthread_create(&tb, NULL, gated_get, &b); /* a miss now */
+  struct timespec ts = {0, 200000000}; /* a second loader would have started by now */
+  nanosleep(&ts, NULL);
+  int calls = atomic_load(&g.calls);
+  atomic_store(&g.gate, 1);
+  pthread_join(ta, NULL);
+  pthread_join(tb, NULL);
+  assert_int_equal(calls, 2);
+  assert_int_equal(atomic_load(&g.calls), 2); /* gen1's load and the refresh: no third */
+  assert_string_equal(a.got, "gen2");
+  assert_string_equal(b.got, "gen2");
   keel_cache_destroy(c);
   assert_int_equal(tu_tracked_bytes(), before);
 }
@@ -869,6 +944,7 @@ int main(void) {
       cmocka_unit_test(test_single_flight_collisions),
       cmocka_unit_test(test_nested_loads),
       cmocka_unit_test(test_refresh_concurrent),
+      cmocka_unit_test(test_refresh_is_single_flight),
       cmocka_unit_test(test_readthrough_concurrent),
       cmocka_unit_test(test_more_threads_than_slots),
       cmocka_unit_test(test_resize_under_readers),
