@@ -338,6 +338,11 @@ static keel_status adaptive_init(keel_policy_t *p, uint64_t entries, uint32_t pa
    * shadow accesses in a cache of 4,096 entries or more. They count
    * entries (unit weights); for weighted residents their capacity follows
    * the measured mean weight (see adaptive_observe). */
+  /* Past 2^32 expected entries (a bound of "no bound", UINT64_MAX bytes)
+   * the shadows are sized as for 2^32: sampled 1 in 2^20, each holds at
+   * most 4,096 entries, instead of a gigabyte of shadows for a cache that
+   * may never hold a million. */
+  if (entries > ((uint64_t)1 << 32)) entries = (uint64_t)1 << 32;
   uint64_t s = 1;
   uint64_t least = SHADOW_ENTRIES / (partitions > 1 ? partitions : 1);
   if (least < SHADOW_ENTRIES_MIN) least = SHADOW_ENTRIES_MIN;

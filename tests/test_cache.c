@@ -1189,6 +1189,24 @@ static void test_expired_entries_leave_as_expired(void **state) {
   keel_cache_destroy(c);
 }
 
+/* A cache without a real bound (UINT64_MAX bytes) costs what a cache of a
+ * few million entries does, not the structures its bound could fill: its
+ * adaptive policy's shadows are sized as for 2^32 entries at most (they
+ * took a gigabyte before). */
+static void test_unbounded_cache_is_small(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  keel_cache_options o = base_opts(UINT64_MAX);
+  keel_cache_t *c = mk(&o);
+  int64_t made = tu_tracked_bytes() - before;
+  assert_true(made < (32 << 20));
+  assert_int_equal(keel_cache_put(c, "k", 1, "v", 1), KEEL_OK);
+  char buf[8];
+  assert_true(get_str(c, "k", buf, sizeof buf));
+  keel_cache_destroy(c);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
 /* ---- remove_if and for_each --------------------------------------------- */
 
 /* What a scan saw: every key once (seen[i] counts key "u<i/100>:<i%100>"),
@@ -1452,6 +1470,7 @@ int main(void) {
       cmocka_unit_test(test_put_during_load_wins),
       cmocka_unit_test(test_failed_refresh_of_expired_value),
       cmocka_unit_test(test_expired_entries_leave_as_expired),
+      cmocka_unit_test(test_unbounded_cache_is_small),
       cmocka_unit_test(test_remove_if_and_for_each),
       cmocka_unit_test(test_scans_skip_expired_offer_negative),
       cmocka_unit_test(test_oom),
