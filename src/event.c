@@ -444,24 +444,34 @@ static keel_status decode_payload(keel_event_t *e, keel_field_id id, uint8_t typ
   return width == 4 ? keel_event_set_vector(e, id, tmp, count) : keel_event_set_ids(e, id, tmp, count);
 }
 
+/* Reads the header of the field at bytes[*i] (a name of *nl bytes at
+ * *name, then its type) and moves *i past it. KEEL_EPARSE when it does not fit. */
+static keel_status field_head(const uint8_t *bytes, size_t len, size_t *i, const char **name, size_t *nl,
+                              uint8_t *type) {
+  if (len - *i < 3) return KEEL_EPARSE;
+  *nl = (size_t)get_be(bytes + *i, 2);
+  *i += 2;
+  if (*nl == 0 || len - *i < *nl + 1) return KEEL_EPARSE;
+  *name = (const char *)bytes + *i;
+  *i += *nl;
+  *type = bytes[(*i)++];
+  return KEEL_OK;
+}
+
 keel_status keel_event_encoding_check(const keel_schema_t *s, const uint8_t *bytes, size_t len,
                                      const keel_field_id *ids, size_t n) {
   if (!s || (len && !bytes) || (n && !ids)) return KEEL_EINVAL;
   size_t i = 0;
   while (i < len) {
-    if (len - i < 3) return KEEL_EPARSE;
-    size_t nl = (size_t)get_be(bytes + i, 2);
-    i += 2;
-    if (nl == 0 || len - i < nl + 1) return KEEL_EPARSE;
+    const char *name;
+    size_t nl, k = 0, used, count, width;
+    uint8_t type;
     keel_field_id id;
-    if (keel_schema_lookup(s, (const char *)bytes + i, nl, &id) != KEEL_OK) return KEEL_EPARSE;
-    size_t k = 0;
+    if (field_head(bytes, len, &i, &name, &nl, &type) != KEEL_OK || keel_schema_lookup(s, name, nl, &id) != KEEL_OK)
+      return KEEL_EPARSE;
     while (k < n && ids[k] != id) k++;
     if (k == n) return KEEL_EPARSE; /* a field not among ids */
-    i += nl;
-    uint8_t type = bytes[i++];
     if (type == KEEL_FIELD_NONE) continue;
-    size_t used, count, width;
     if (payload_span(type, bytes + i, len - i, &used, &count, &width) != KEEL_OK) return KEEL_EPARSE;
     i += used;
   }
@@ -477,15 +487,13 @@ keel_status keel_event_decode_unset(keel_event_t *e, const uint8_t *bytes, size_
   if (!e || (len && !bytes) || (n && !ids)) return KEEL_EINVAL;
   size_t i = 0;
   while (i < len) {
-    if (len - i < 3) return KEEL_EPARSE;
-    size_t nl = (size_t)get_be(bytes + i, 2);
-    i += 2;
-    if (nl == 0 || len - i < nl + 1) return KEEL_EPARSE;
+    const char *name;
+    size_t nl;
+    uint8_t type;
     keel_field_id id;
-    keel_status st = keel_schema_intern(e->schema, (const char *)bytes + i, nl, &id);
+    if (field_head(bytes, len, &i, &name, &nl, &type) != KEEL_OK) return KEEL_EPARSE;
+    keel_status st = keel_schema_intern(e->schema, name, nl, &id);
     if (st != KEEL_OK) return st == KEEL_EINVAL ? KEEL_EPARSE : st;
-    i += nl;
-    uint8_t type = bytes[i++];
     if (type == KEEL_FIELD_NONE) {
       for (size_t k = 0; k < n; k++)
         if (ids[k] == id) keel_event_unset(e, id);

@@ -443,6 +443,20 @@ typedef struct refr {
 
 static uint64_t refr_clock(void *ud) { return atomic_load(&((refr *)ud)->now); }
 
+/* *r zeroed, its clock at 1000, and a 1 MiB cache on it whose values are
+ * refreshed 100 after they are written (owned by the caller). */
+static keel_cache_t *refr_cache(refr *r) {
+  memset(r, 0, sizeof *r);
+  atomic_store(&r->now, 1000);
+  keel_cache_options o = base_opts(1 << 20);
+  o.refresh_ns = 100;
+  o.clock = refr_clock;
+  o.clock_ud = r;
+  keel_cache_t *c;
+  assert_int_equal(keel_cache_create(&o, &c), KEEL_OK);
+  return c;
+}
+
 static keel_status gen_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
   refr *r = ctx;
   (void)key, (void)len;
@@ -504,13 +518,7 @@ static void test_refresh_concurrent(void **state) {
   (void)state;
   int64_t before = tu_tracked_bytes();
   refr r;
-  memset(&r, 0, sizeof r);
-  atomic_store(&r.now, 1000);
-  keel_cache_options o = base_opts(1 << 20);
-  o.refresh_ns = 100;
-  o.clock = refr_clock;
-  o.clock_ud = &r;
-  assert_int_equal(keel_cache_create(&o, &r.c), KEEL_OK);
+  r.c = refr_cache(&r);
   keel_cache_value_t *v;
   assert_int_equal(keel_cache_get_or_load(r.c, "k", 1, gen_loader, &r, &v), KEEL_OK);
   keel_cache_value_release(v);
@@ -647,14 +655,7 @@ static void test_refresh_is_single_flight(void **state) {
   (void)state;
   int64_t before = tu_tracked_bytes();
   refr r; /* for its clock */
-  memset(&r, 0, sizeof r);
-  atomic_store(&r.now, 1000);
-  keel_cache_options o = base_opts(1 << 20);
-  o.refresh_ns = 100;
-  o.clock = refr_clock;
-  o.clock_ud = &r;
-  keel_cache_t *c;
-  assert_int_equal(keel_cache_create(&o, &c), KEEL_OK);
+  keel_cache_t *c = refr_cache(&r);
   gated g;
   memset(&g, 0, sizeof g);
   atomic_store(&g.gate, 1);
