@@ -123,17 +123,45 @@ static void fold_counters(shared_tag *s, tag_counters *c) {
                             memory_order_relaxed);
 }
 
+static void publish_peak(shared_tag *s, int64_t delta) {
+  int64_t now = atomic_fetch_add_explicit(&s->published, delta, memory_order_relaxed) + delta;
+  int64_t old = atomic_load_explicit(&s->peak, memory_order_relaxed);
+  while (now > old &&
+         !atomic_compare_exchange_weak_explicit(&s->peak, &old, now, memory_order_relaxed, memory_order_relaxed)) {
+  }
+}
+
+/* Publishes what c holds beyond what it last published to s's running
+ * total (and its peak). */
+static void publish_rest(shared_tag *s, tag_counters *c) {
+  int64_t rest = atomic_load_explicit(&c->balance, memory_order_relaxed) - c->published;
+  if (rest) publish_peak(s, rest);
+  c->published += rest;
+}
+
 /* Thread exit: fold this thread's counters into `retired` and unlink it, both
- * under the lock so a concurrent reader sees the counts exactly once. */
+ * under the lock so a concurrent reader (merge, which reads the retired
+ * counters under it too) sees the counts exactly once. What the thread had
+ * not yet published goes to the shared running totals first: left out, it
+ * stayed there for good, and with short-lived threads that freed what
+ * others allocated the peak drifted upward without bound. `tls` is cleared
+ * before the block goes: another key's destructor that runs later in this
+ * thread's exit and frees keel memory counts into fresh counters (glibc
+ * runs this destructor again for them) instead of into freed memory. */
 static void thread_exit(void *p) {
   tls_counters *c = p;
   pthread_mutex_lock(&g.lock);
-  for (unsigned i = 0; i < KEEL_MEM_MAX_TAGS; i++) fold_counters(&g.tags[i], &c->t[i]);
+  for (unsigned i = 0; i < KEEL_MEM_MAX_TAGS; i++) {
+    publish_rest(&g.tags[i], &c->t[i]);
+    fold_counters(&g.tags[i], &c->t[i]);
+  }
+  publish_rest(&g.total, &c->total);
   fold_counters(&g.total, &c->total);
   fold_counters(&g.headerless, &c->headerless);
   if (c->prev) c->prev->next = c->next; else g.threads = c->next;
   if (c->next) c->next->prev = c->prev;
   pthread_mutex_unlock(&g.lock);
+  if (tls == c) tls = NULL;
   free(c);
 }
 
@@ -164,13 +192,6 @@ static tls_counters *my_counters(void) {
   return c;
 }
 
-static void publish_peak(shared_tag *s, int64_t delta) {
-  int64_t now = atomic_fetch_add_explicit(&s->published, delta, memory_order_relaxed) + delta;
-  int64_t old = atomic_load_explicit(&s->peak, memory_order_relaxed);
-  while (now > old &&
-         !atomic_compare_exchange_weak_explicit(&s->peak, &old, now, memory_order_relaxed, memory_order_relaxed)) {
-  }
-}
 
 /* kind: +1 an allocation, -1 a free, 0 a resize (bytes move, blocks do not),
  * so allocs - frees is the number of live blocks. */
@@ -419,10 +440,12 @@ unsigned keel_mem_tag_count(void) {
 }
 
 static void merge(const shared_tag *s, size_t off, keel_mem_stats *out) {
+  /* The retired counters under the lock too: read before it, a thread that
+   * exits in between was counted in neither them nor the live list. */
+  pthread_mutex_lock(&g.lock);
   int64_t cur = atomic_load_explicit(&s->retired_balance, memory_order_relaxed);
   uint64_t al = atomic_load_explicit(&s->retired_allocs, memory_order_relaxed);
   uint64_t fr = atomic_load_explicit(&s->retired_frees, memory_order_relaxed);
-  pthread_mutex_lock(&g.lock);
   for (tls_counters *c = g.threads; c; c = c->next) {
     tag_counters *t = (tag_counters *)((char *)c + off);
     cur += atomic_load_explicit(&t->balance, memory_order_relaxed);
@@ -528,8 +551,10 @@ struct keel_mem_snapshot {
 
 static void read_site(unsigned i, snap_site *out) {
   out->file = atomic_load_explicit(&g.sites[i].file, memory_order_acquire);
-  out->line = g.sites[i].line;
-  out->tag = g.sites[i].tag;
+  /* line and tag are written before file is published (under the lock):
+   * read only for a claimed slot, else they race with the claim. */
+  out->line = out->file ? g.sites[i].line : 0;
+  out->tag = out->file ? g.sites[i].tag : 0;
   out->bytes = atomic_load_explicit(&g.sites[i].bytes, memory_order_relaxed);
   out->blocks = atomic_load_explicit(&g.sites[i].blocks, memory_order_relaxed);
   if (i == 0) out->file = "(other sites)";
