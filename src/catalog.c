@@ -17,9 +17,10 @@
  * Only IEEE-exact operations (+, *, /, sqrt) are used, so the bits — and the
  * version — are the same on every conforming build.
  *
- * Version. xxHash64 of the parameters, then chained over the matrix and the
- * row -> product map: any change to a value, a category or a parameter
- * changes it. The same function runs after generation and after a load, and
+ * Version. xxHash64 of the parameters, then chained over the matrix, the
+ * row -> product map and the category ranges: any change to a value, a
+ * category or a parameter changes it (files written before the ranges were
+ * hashed fail to load with a version mismatch: regenerate them). The same function runs after generation and after a load, and
  * the file's stored version must match the recomputed one.
  *
  * File format (little-endian; the host must be too, checked at compile
@@ -139,6 +140,10 @@ uint64_t keel__catalog_fingerprint(const keel_catalog_t *cat) {
   uint64_t h = XXH64(params, sizeof params, 0x6b65656c2d636174ull /* "keel-cat" */);
   h = XXH64(cat->matrix, (size_t)cat->products * cat->dim * sizeof(float), h);
   h = XXH64(cat->row_product, (size_t)cat->products * sizeof(uint32_t), h);
+  /* Which rows are which category's: a catalog that only moved a product
+   * to another category ranks categories differently, so it is another
+   * version (memo keys and the shared L2 carry it). */
+  h = XXH64(cat->cat_begin, ((size_t)cat->categories + 1) * sizeof(uint32_t), h);
   return h;
 }
 
