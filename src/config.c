@@ -237,10 +237,14 @@ keel_status keel_parse_duration_ns(const char *s, uint64_t *out) {
   double v = strtod(s, &end);
   static const struct { const char *unit; double ns; } U[] = {{"", 1e9}, {"s", 1e9}, {"ms", 1e6}, {"m", 60e9},
                                                               {"h", 3600e9}};
-  if (end == s || !(v >= 0) || v > 1e9) return KEEL_EINVAL;
+  if (end == s || !(v >= 0)) return KEEL_EINVAL;
   for (size_t i = 0; i < sizeof U / sizeof U[0]; i++)
     if (!strcmp(end, U[i].unit)) {
-      *out = (uint64_t)(v * U[i].ns);
+      /* At most a billion seconds, whatever the unit (the bound was on the
+       * bare number: "6000000h" overflowed to 0, which means "no TTL"). */
+      double ns = v * U[i].ns;
+      if (ns > 1e18) return KEEL_EINVAL;
+      *out = (uint64_t)ns;
       return KEEL_OK;
     }
   return KEEL_EINVAL;

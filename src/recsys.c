@@ -87,6 +87,10 @@ static keel_status read_config(const keel_config_t *cfg, keel_catalog_options *o
   opt->products = (uint32_t)p;
   opt->dim = (uint32_t)d;
   opt->categories = (uint32_t)c;
+  /* The default category count fits a small catalog: a catalog of 10
+   * products gets 10 categories, not a refusal of a count nobody set. */
+  if (!keel_config_get(cfg, "catalog", "categories") && opt->categories > opt->products)
+    opt->categories = opt->products;
   opt->seed = (uint64_t)s;
   const char *f = keel_config_get(cfg, "catalog", "file");
   if (f && *f) *file = f;

@@ -31,6 +31,7 @@ struct keel_trace {
   char name[256];     /* file name without directory and extension */
   char path[512];     /* path, for error messages */
   char err[640];      /* last error */
+  int failed;         /* a read failed (err says how): the trace ends with KEEL_EIO, not KEEL_EEOF */
   unsigned char buf[BUF_SIZE];
 };
 
@@ -82,6 +83,12 @@ keel_status keel_trace_open(const char *path, keel_trace_format fmt, keel_trace_
     }
     set_name(t, path);
     struct stat st;
+    if (fstat(fileno(t->f), &st) == 0 && S_ISDIR(st.st_mode)) { /* fopen takes one; it reads as empty */
+      fclose(t->f);
+      keel_mem_free(t);
+      errno = EISDIR;
+      return KEEL_EIO;
+    }
     if (fstat(fileno(t->f), &st) == 0 && S_ISREG(st.st_mode)) t->size = (uint64_t)st.st_size;
   }
   t->fmt = fmt == KEEL_TRACE_AUTO ? keel_trace_format_for_path(path) : fmt;
@@ -101,6 +108,11 @@ static size_t refill(keel_trace_t *t) {
     size_t n = fread(t->buf + t->len, 1, BUF_SIZE - t->len, t->f);
     if (n == 0) {
       t->eof = 1;
+      if (ferror(t->f)) { /* not the end: the readers report it instead of a short trace */
+        t->failed = 1;
+        snprintf(t->err, sizeof t->err, "%s: read failed at byte %llu: %s", t->path,
+                 (unsigned long long)(t->consumed + t->len - t->pos), strerror(errno));
+      }
       break;
     }
     t->len += n;
@@ -201,11 +213,13 @@ static keel_status next_text(keel_trace_t *t, int64_t *key) {
 
 keel_status keel_trace_next(keel_trace_t *t, int64_t *key) {
   if (!t || !key) return KEEL_EINVAL;
+  keel_status st;
   switch (t->fmt) {
-  case KEEL_TRACE_BIN32: return next_bin(t, key, 4);
-  case KEEL_TRACE_BIN64: return next_bin(t, key, 8);
-  default: return next_text(t, key);
+  case KEEL_TRACE_BIN32: st = next_bin(t, key, 4); break;
+  case KEEL_TRACE_BIN64: st = next_bin(t, key, 8); break;
+  default: st = next_text(t, key); break;
   }
+  return st != KEEL_OK && t->failed ? KEEL_EIO : st; /* what was read before the error is still returned */
 }
 
 keel_status keel_trace_rewind(keel_trace_t *t) {
@@ -218,6 +232,7 @@ keel_status keel_trace_rewind(keel_trace_t *t) {
   clearerr(t->f);
   t->pos = t->len = 0;
   t->eof = 0;
+  t->failed = 0;
   t->consumed = 0;
   t->line = 1;
   return KEEL_OK;

@@ -288,13 +288,16 @@ static void test_durations_and_known_keys(void **state) {
   (void)state;
   static const struct { const char *in; uint64_t ns; } ok[] = {
       {"0", 0}, {"30", 30000000000u}, {"30s", 30000000000u}, {"500ms", 500000000u}, {"1.5s", 1500000000u},
-      {"5m", 300000000000u}, {"2h", 7200000000000u}};
+      {"5m", 300000000000u}, {"2h", 7200000000000u}, {"1000000000", 1000000000000000000u},
+      {"16666666m", 999999960000000000u}};
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
     uint64_t ns = 1;
     assert_int_equal(keel_parse_duration_ns(ok[i].in, &ns), KEEL_OK);
     assert_true(ns == ok[i].ns);
   }
-  static const char *const bad[] = {"", "s", "-1s", "10 s", "3d", "1e12", "nan", "5mm"};
+  /* Past a billion seconds in any unit: "6000000h" overflowed to 0 ("no TTL"). */
+  static const char *const bad[] = {"", "s", "-1s", "10 s", "3d", "1e12", "nan", "5mm", "1000000001",
+                                    "6000000h", "1000000000h", "2000000h", "16666667m"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     uint64_t ns;
     assert_int_equal(keel_parse_duration_ns(bad[i], &ns), KEEL_EINVAL);

@@ -38,7 +38,10 @@ KEEL_EXTERN keel_status keel_trace_format_parse(const char *name, keel_trace_for
 KEEL_EXTERN keel_trace_format keel_trace_format_for_path(const char *path);
 
 /* Opens `path` (borrowed; "-" is stdin) in `fmt`. On success *out is owned
- * (close with keel_trace_close). KEEL_EIO when the file cannot be opened. */
+ * (close with keel_trace_close). KEEL_EIO when the file cannot be opened or
+ * is a directory (errno says why). A read that fails later ends the trace
+ * with KEEL_EIO from keel_trace_next (keel_trace_error says how), not with
+ * KEEL_EEOF. */
 KEEL_EXTERN keel_status keel_trace_open(const char *path, keel_trace_format fmt, keel_trace_t **out);
 
 /* Reads the next key into *key. KEEL_EEOF at the end; KEEL_EPARSE for a

@@ -19,7 +19,7 @@ static void catalog_help(FILE *f) {
           "  -o, --output FILE     the file to write (required; replaced atomically)\n"
           "  -p, --products P      number of products, 1..%u (default %u)\n"
           "  -d, --dim D           embedding dimension, 1..%u (default %u)\n"
-          "  -c, --categories C    number of categories c0..c<C-1>, 1..min(%u, P) (default %u)\n"
+          "  -c, --categories C    number of categories c0..c<C-1>, 1..min(%u, P) (default min(%u, P))\n"
           "  -s, --seed S          generator seed, 0..2^63-1 (default %u)\n"
           "  -h, --help            show this help\n\n"
           "On success prints the catalog's parameters and version on stderr.\n"
@@ -48,7 +48,7 @@ int keel_cmd_catalog(int argc, char **argv) {
   keel_catalog_options opt;
   keel_catalog_options_init(&opt);
   const char *output = NULL;
-  int ch;
+  int ch, categories_set = 0;
   opterr = 0;
   optind = 1;
   while ((ch = getopt_long(argc, argv, ":o:p:d:c:s:h", longopts, NULL)) != -1) {
@@ -62,6 +62,7 @@ int keel_cmd_catalog(int argc, char **argv) {
       break;
     case 'c':
       if (parse_count("categories", optarg, KEEL_CATALOG_MAX_CATEGORIES, &opt.categories)) return KEEL_EXIT_USAGE;
+      categories_set = 1;
       break;
     case 's':
       /* The same range [catalog] seed accepts, so any file can be regenerated from a config. */
@@ -75,6 +76,7 @@ int keel_cmd_catalog(int argc, char **argv) {
   }
   if (optind < argc) return cli_usage("catalog", "unexpected argument '%s'", argv[optind]);
   if (!output || !*output) return cli_usage("catalog", "--output FILE is required");
+  if (!categories_set && opt.categories > opt.products) opt.categories = opt.products; /* the default fits */
   char err[512];
   keel_catalog_t *cat;
   keel_status st = keel_catalog_generate(&opt, &cat, err, sizeof err);

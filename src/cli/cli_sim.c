@@ -5,6 +5,7 @@
  * The trace streams: with --size-pct a first pass counts distinct keys (a
  * set of keys, not of requests), then one pass feeds every (size, policy)
  * replay at once. Progress goes to stderr when it is a terminal. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -282,8 +283,9 @@ int keel_cmd_sim(int argc, char **argv) {
   if (rc) return rc;
   keel_trace_t *t;
   keel_status st = keel_trace_open(o.trace, o.fmt, &t);
-  if (st != KEEL_OK)
-    return cli_fail("sim", KEEL_EXIT_FAIL, "cannot open trace '%s': %s", o.trace, keel_status_str(st));
+  if (st != KEEL_OK) /* a path that cannot be read is a usage error, as in gen */
+    return cli_fail("sim", KEEL_EXIT_USAGE, "cannot open trace '%s': %s", o.trace,
+                    st == KEEL_EIO ? strerror(errno) : keel_status_str(st));
   rc = run(&o, t);
   keel_trace_close(t);
   return rc;

@@ -29,7 +29,8 @@ int cli_fail(const char *cmd, int code, const char *fmt, ...) {
 }
 
 int cli_parse_u64(const char *s, uint64_t *out) {
-  if (!s || !*s || *s == '-' || *s == '+') return -1;
+  /* Digits only: strtoull would skip blanks and take " -1" as 2^64 - 1. */
+  if (!s || *s < '0' || *s > '9') return -1;
   char *end;
   errno = 0;
   unsigned long long v = strtoull(s, &end, 10);

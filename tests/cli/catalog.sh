@@ -24,6 +24,8 @@ expect_rc 2 "--products must be an integer" -o "$dir/x.bin" --products 12abc
 expect_rc 2 "--seed must be an integer in 0..9223372036854775807, got '-1'" -o "$dir/x.bin" --seed -1
 expect_rc 2 "--seed must be an integer in 0..9223372036854775807" -o "$dir/x.bin" --seed 9223372036854775808
 expect_rc 2 "categories must be in 1..5" -o "$dir/x.bin" --products 5 --categories 6
+# Without --categories, a small catalog gets as many as it has products.
+expect_rc 0 "wrote $dir/small.bin: 10 products, dim 64, 10 categories" -o "$dir/small.bin" --products 10
 expect_rc 2 "unexpected argument 'extra'" -o "$dir/x.bin" extra
 check "nothing written on a usage error" test ! -e "$dir/x.bin"
 expect_rc 1 "cannot create" -o "$dir/no/such/dir/x.bin"

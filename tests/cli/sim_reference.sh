@@ -1,8 +1,9 @@
 #!/bin/bash
 # keel sim: LRU reproduces REFERENCE.csv's LRU rows exactly (4 decimals) on the LIRS
 # traces, the sizes follow the --size-pct rule, the CSV has the required columns, the
-# default policy is reported beside LRU with the rows docs/PERFORMANCE.md's table quotes, and
-# results repeat for the same seed.
+# default policy is reported beside LRU with the rows docs/PERFORMANCE.md's table quotes,
+# results repeat for the same seed, and a directory, a missing file or a negative size is
+# refused.
 set -u
 : "${KEEL:?}" "${KEEL_SHARED:?}"
 ref=$KEEL_SHARED/traces/REFERENCE.csv
@@ -60,4 +61,17 @@ if out=$("$KEEL" sim --trace "$KEEL_SHARED/traces/cpp.lirs" --policy lru,default
 else
   echo "FAIL: keel sim --size 1,2,100 exited $?"; fail=1
 fi
+
+# Inputs that are not a trace or not a size: usage errors (exit 2) that say why, never a
+# silently empty or huge run. A directory read as empty; " -1" parsed as 2^64 - 1.
+t=$KEEL_SHARED/traces/cpp.lirs
+for args in "--trace $W --size 10" "--trace $W/nonexistent --size 10"; do
+  # shellcheck disable=SC2086
+  "$KEEL" sim $args --csv >"$W/o" 2>"$W/e"; rc=$?
+  [ $rc = 2 ] && grep -q "cannot open trace" "$W/e" && echo "ok: sim $args -> 2 ($(head -1 "$W/e"))" ||
+    { echo "FAIL: sim $args -> $rc: $(cat "$W/e" "$W/o")"; fail=1; }
+done
+"$KEEL" sim --trace "$t" --size ' -1' --csv >"$W/o" 2>"$W/e"; rc=$?
+[ $rc = 2 ] && grep -q "bad --size ' -1'" "$W/e" && echo "ok: --size ' -1' -> 2" ||
+  { echo "FAIL: --size ' -1' -> $rc: $(cat "$W/e" "$W/o")"; fail=1; }
 exit $fail
