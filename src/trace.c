@@ -205,8 +205,8 @@ static keel_status next_text(keel_trace_t *t, int64_t *key) {
       *key = (int64_t)XXH3_64bits_withSeed(s, n, TEXT_HASH_SEED);
       return KEEL_OK;
     }
-    snprintf(t->err, sizeof t->err, "%s:%llu: not an integer key: '%.40s'", t->path,
-             (unsigned long long)lineno, s);
+    snprintf(t->err, sizeof t->err, "%s:%llu: not an integer key: '%.*s'", t->path, (unsigned long long)lineno,
+             (int)(n < 40 ? n : 40), s); /* the line is not NUL-terminated: the next ones follow it */
     return KEEL_EPARSE;
   }
 }

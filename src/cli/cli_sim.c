@@ -84,8 +84,9 @@ static int parse_args(int argc, char **argv, opts *o) {
       if (parse_u64_list(argv[++i], o->sizes, &o->nsizes, 0) != 0)
         return cli_usage("sim", "bad --size '%s' (positive integers, comma-separated)", argv[i]);
     } else if (!strcmp(a, "--size-pct") && has) {
-      if (parse_u64_list(argv[++i], o->pcts, &o->npcts, 0) != 0)
-        return cli_usage("sim", "bad --size-pct '%s'", argv[i]);
+      int bad = parse_u64_list(argv[++i], o->pcts, &o->npcts, 0) != 0;
+      for (unsigned k = 0; !bad && k < o->npcts; k++) bad = o->pcts[k] > 100000; /* keys x P stays in 64 bits */
+      if (bad) return cli_usage("sim", "bad --size-pct '%s' (percentages 1..100000, comma-separated)", argv[i]);
     } else if (!strcmp(a, "--svg") && has) {
       o->svg = argv[++i];
     } else if (!strcmp(a, "--seed") && has) {
