@@ -375,9 +375,13 @@ static int check_header(const uint8_t *h, const char *path, uint64_t file_size, 
     say(err, errlen, "catalog %s: not a keel catalog file (bad magic)", path);
     return -1;
   }
-  if (get32(h + 8) != FILE_FORMAT || get32(h + 12) != HEADER_SIZE) {
+  if (get32(h + 8) != FILE_FORMAT) {
     say(err, errlen, "catalog %s: unsupported format version %u (this keel reads %u)", path, get32(h + 8),
         FILE_FORMAT);
+    return -1;
+  }
+  if (get32(h + 12) != HEADER_SIZE) {
+    say(err, errlen, "catalog %s: bad header size %u (want %u)", path, get32(h + 12), HEADER_SIZE);
     return -1;
   }
   char why[160];

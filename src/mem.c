@@ -396,6 +396,7 @@ int keel_mem_tracking(void) { return atomic_load_explicit(&g.tracking, memory_or
 size_t keel_mem_size(const void *p) { return p ? (size_t)((const hdr *)((const char *)p - HDR))->size : 0; }
 
 char *keel_mem_strndup_at(keel_mem_tag tag, const char *s, size_t n, const char *file, int line) {
+  if (n == SIZE_MAX) return NULL; /* n + 1 would wrap to 0 */
   char *d = keel_mem_alloc_at(tag, n + 1, file, line);
   if (!d) return NULL;
   memcpy(d, s, n);

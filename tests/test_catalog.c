@@ -337,6 +337,11 @@ static void test_corrupt_files(void **st) {
   uint32_t v2 = 2;
   poke(8, &v2, 4);
   expect_load_error(KEEL_EPARSE, "unsupported format version 2");
+  /* A header size this format does not have: said as such. */
+  write_fresh();
+  uint32_t h72 = 72;
+  poke(12, &h72, 4);
+  expect_load_error(KEEL_EPARSE, "bad header size 72 (want 64)");
   /* Header parameters out of bounds, or inconsistent with the size. */
   write_fresh();
   uint32_t zero = 0;

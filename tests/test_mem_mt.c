@@ -114,6 +114,7 @@ static void test_sized_blocks(void **state) {
   (void)state;
   keel_mem_tag t;
   assert_int_equal(keel_mem_tag_register("test_mem_sized", &t), KEEL_OK);
+  assert_null(keel_mem_strndup(t, "x", SIZE_MAX)); /* n + 1 would wrap: refused, as the arena's */
   int counted = -1, off = -1;
   keel_mem_process m0, m1;
   keel_mem_process_stats(&m0);

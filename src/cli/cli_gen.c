@@ -18,9 +18,9 @@
  * formatted by hand. Memory is the trace reader's buffer plus this one,
  * whatever the trace's length. Progress goes to stderr, only when stderr
  * is a terminal. */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -133,6 +133,10 @@ static int parse_mix(const char *spec, double w[T_COUNT], char *msg, size_t msgl
   }
   if (!(sum > 0)) {
     snprintf(msg, msglen, "--mix: all weights are zero");
+    return -1;
+  }
+  if (!isfinite(sum)) { /* each weight would divide to 0 */
+    snprintf(msg, msglen, "--mix: the weights' sum is too large (%g); use relative weights such as 7,2,1", sum);
     return -1;
   }
   for (int t = 0; t < T_COUNT; t++) w[t] /= sum;

@@ -45,19 +45,26 @@ static void usage(FILE *f) {
           keel_policy_names());
 }
 
-/* Splits a comma list in place into out[]; returns the count or -1. */
+/* Splits a comma list in place into out[]; returns the count, or -1 for
+ * more than max items or an empty one ("1,,2", "1,"). */
 static int split(char *s, const char **out, unsigned max) {
   unsigned n = 0;
-  for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
-    if (n == max) return -1;
+  for (char *tok = s;; tok++) {
+    char *comma = strchr(tok, ',');
+    if (comma) *comma = '\0';
+    if (!*tok || n == max) return -1;
     out[n++] = tok;
+    if (!comma) return (int)n;
+    tok = comma;
   }
-  return (int)n;
 }
 
-static int parse_u64_list(char *s, uint64_t *out, unsigned *n, int allow_zero) {
+/* A comma list of numbers; s is not changed, so a message can quote it whole. */
+static int parse_u64_list(const char *s, uint64_t *out, unsigned *n, int allow_zero) {
+  char copy[1024];
+  if (snprintf(copy, sizeof copy, "%s", s) >= (int)sizeof copy) return -1;
   const char *parts[MAX_LIST];
-  int k = split(s, parts, MAX_LIST);
+  int k = split(copy, parts, MAX_LIST);
   if (k <= 0) return -1;
   for (int i = 0; i < k; i++)
     if (cli_parse_u64(parts[i], &out[i]) != 0 || (!allow_zero && out[i] == 0)) return -1;

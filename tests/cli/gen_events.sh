@@ -114,6 +114,7 @@ expect_rc 2 "--trace FILE is required"
 expect_rc 2 "unknown event type 'click'" --trace "$dir/keys.txt" --mix rank=0.5,click=0.5
 expect_rc 2 "weight of 'rank' is negative" --trace "$dir/keys.txt" --mix rank=-0.5,user=1
 expect_rc 2 "all weights are zero" --trace "$dir/keys.txt" --mix rank=0,user=0
+expect_rc 2 "the weights' sum is too large" --trace "$dir/keys.txt" --mix rank=1e308,score=1e308
 expect_rc 2 "is not a number" --trace "$dir/keys.txt" --mix rank=abc
 expect_rc 2 "is not TYPE=WEIGHT" --trace "$dir/keys.txt" --mix rank
 expect_rc 2 "given twice" --trace "$dir/keys.txt" --mix rank=1,rank=2

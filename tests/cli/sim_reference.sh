@@ -77,6 +77,11 @@ done
 "$KEEL" sim --trace "$t" --size-pct 4611686018427387904 --csv >"$W/o" 2>"$W/e"; rc=$?
 [ $rc = 2 ] && grep -q "bad --size-pct" "$W/e" && echo "ok: a --size-pct whose product overflows -> 2" ||
   { echo "FAIL: --size-pct 2^62 -> $rc: $(cat "$W/e" "$W/o")"; fail=1; }
+for sz in 5,x 1,,2 1,; do
+  "$KEEL" sim --trace "$t" --size "$sz" --csv >"$W/o" 2>"$W/e"; rc=$?
+  [ $rc = 2 ] && grep -q "bad --size '$sz'" "$W/e" && echo "ok: --size '$sz' -> 2, quoted whole" ||
+    { echo "FAIL: --size '$sz' -> $rc: $(cat "$W/e" "$W/o")"; fail=1; }
+done
 printf 'abc\n123\n456\n' >"$W/bad.lirs"
 "$KEEL" sim --trace "$W/bad.lirs" --size 10 >"$W/o" 2>"$W/e"
 [ "$(cat "$W/e")" = "keel sim: $W/bad.lirs:1: not an integer key: 'abc'" ] && echo "ok: a bad key is quoted alone" ||
