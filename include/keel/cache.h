@@ -272,7 +272,8 @@ KEEL_EXTERN void keel_cache_load_ttl(keel_cache_load_t *ld, uint64_t ttl_ns);
 /* ---- writes -------------------------------------------------------------- */
 
 /* Stores a copy of `data` (borrowed) under a copy of `key` (borrowed),
- * replacing any value (cause REPLACED) and evicting as needed. KEEL_ELIMIT
+ * replacing any value (cause REPLACED; EXPIRED for an expired one) and
+ * evicting as needed. KEEL_ELIMIT
  * when one entry's charge exceeds the cache (nothing stored, the old value
  * is removed); KEEL_ENOMEM leaves the cache as it was. The admission policy
  * may evict the newcomer at once (reported as EVICTED). */
@@ -286,7 +287,8 @@ KEEL_EXTERN keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t 
 KEEL_EXTERN keel_status keel_cache_put_ttl(keel_cache_t *c, const void *key, size_t key_len,
                                            const void *data, size_t len, uint64_t ttl_ns);
 
-/* Removes `key` (cause REMOVED). KEEL_OK or KEEL_ENOTFOUND. */
+/* Removes `key` (cause REMOVED). KEEL_OK or KEEL_ENOTFOUND (also for an
+ * expired entry, which leaves with cause EXPIRED). */
 KEEL_EXTERN keel_status keel_cache_remove(keel_cache_t *c, const void *key, size_t key_len);
 
 /* Removes every entry (cause REMOVED). The cache's references are dropped
