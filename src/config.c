@@ -108,6 +108,32 @@ static int on_ini(void *user, const char *section, const char *key, const char *
   return l->st == KEEL_OK;
 }
 
+/* Whether line `no` of path is a setting (name = value or name: value), as
+ * opposed to a malformed line: which of its two errors inih's first bad
+ * line number stands for (its handler, which refuses a setting outside any
+ * section, is not told the line). */
+static int line_is_setting(const char *path, int no) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  char buf[512];
+  int n = 0, setting = 0;
+  while (fgets(buf, sizeof buf, f)) {
+    size_t len = strlen(buf);
+    int whole = len && buf[len - 1] == '\n';
+    if (++n == no) {
+      const char *p = buf + strspn(buf, " \t");
+      setting = *p != '[' && *p != ';' && *p != '#' && strpbrk(p, "=:") != NULL;
+      break;
+    }
+    while (!whole && fgets(buf, sizeof buf, f)) { /* the rest of a long line */
+      len = strlen(buf);
+      whole = len && buf[len - 1] == '\n';
+    }
+  }
+  fclose(f);
+  return setting;
+}
+
 keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err, size_t errlen) {
   if (!c || !path) return KEEL_EINVAL;
   load_ctx l = {c, KEEL_OK};
@@ -128,8 +154,9 @@ keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err,
     return KEEL_ENOMEM;
   }
   if (rc > 0) {
+    int outside = l.st == KEEL_ECONFIG && line_is_setting(path, rc);
     snprintf(err, errlen, "%s:%d: %s", path, rc,
-             l.st == KEEL_ECONFIG ? "key outside any [section]" : "malformed line (want [section] or key = value)");
+             outside ? "key outside any [section]" : "malformed line (want [section] or key = value)");
     return KEEL_ECONFIG;
   }
   return KEEL_OK;

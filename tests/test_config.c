@@ -101,6 +101,13 @@ static void test_parse_errors_name_file_and_line(void **state) {
   snprintf(want, sizeof want, "%s:1: key outside any [section]", path);
   assert_string_equal(err, want);
 
+  /* A malformed line before a setting outside any section: the first error
+   * is the one named, with its own reason. */
+  path = write_file("both.ini", "garbage\nworkers = 2\n[pipeline]\n");
+  assert_int_equal(keel_config_load_file(c, path, err, sizeof err), KEEL_ECONFIG);
+  snprintf(want, sizeof want, "%s:1: malformed line", path);
+  assert_memory_equal(err, want, strlen(want));
+
   path = write_file("section.ini", "[pipeline\nworkers = 2\n");
   assert_int_equal(keel_config_load_file(c, path, err, sizeof err), KEEL_ECONFIG);
   snprintf(want, sizeof want, "%s:1: ", path);
