@@ -56,8 +56,9 @@ typedef struct hdr {
   uint64_t size;
   uint16_t tag;
   uint16_t magic;
-  uint32_t site; /* index in g.sites, 0 = none */
+  uint32_t site; /* index in g.sites (0: "(other sites)", the overflow), or SITE_NONE */
 } hdr;
+#define SITE_NONE UINT32_MAX /* allocated without a call site */
 _Static_assert(sizeof(hdr) == HDR, "header must keep 16-byte alignment");
 
 typedef struct tag_counters {
@@ -305,7 +306,7 @@ void *keel_mem_alloc_at(keel_mem_tag tag, size_t size, const char *file, int lin
   if (!h) return NULL;
   h->size = size;
   h->tag = tag;
-  h->site = 0;
+  h->site = SITE_NONE;
   if (!atomic_load_explicit(&g.tracking, memory_order_relaxed)) {
     h->magic = MAGIC_UNCOUNTED;
     return (char *)h + HDR;
@@ -356,8 +357,8 @@ void *keel_mem_realloc_at(keel_mem_tag tag, void *p, size_t size, const char *fi
   n->size = size;
   if (n->magic != MAGIC) return (char *)n + HDR; /* an uncounted block stays uncounted */
   account(t, (int64_t)size - (int64_t)old, 0);
-  if (n->site || file) { /* the bytes move to the site that resized them */
-    if (n->site) site_add(n->site, -(int64_t)old, -1);
+  if (n->site != SITE_NONE || file) { /* the bytes move to the site that resized them */
+    if (n->site != SITE_NONE) site_add(n->site, -(int64_t)old, -1);
     if (file) n->site = site_find(file, line, t);
     site_add(n->site, (int64_t)size, 1);
   }
@@ -379,7 +380,7 @@ void keel_mem_free(void *p) {
   tls_counters *c = my_counters();
   int64_t size = (int64_t)h->size;
   keel_mem_tag tag = h->tag;
-  if (h->site) site_add(h->site, -size, -1);
+  if (h->site != SITE_NONE) site_add(h->site, -size, -1); /* the overflow slot 0 too: it once only grew */
   free(h);
   if (!c) {
     publish_peak(&g.tags[tag], -size);

@@ -117,9 +117,41 @@ static void test_counts_exact_under_threads_and_switching(void **state) {
   keel_mem_snapshot_destroy(after);
 }
 
+/* More call sites than the table holds: the overflow, "(other sites)",
+ * goes back to zero once its blocks are freed or resized and freed (it
+ * was counted up on allocation but never down). Call-site builds only. */
+static void test_site_overflow_is_uncounted_on_free(void **state) {
+  (void)state;
+  if (!keel_mem_callsites_enabled()) {
+    printf("# skipped: built without KEEL_MEM_CALLSITES\n");
+    return;
+  }
+  enum { N = KEEL_MEM_MAX_SITES + 500 };
+  static void *blocks[N];
+  keel_mem_snapshot_t *before, *after;
+  assert_int_equal(keel_mem_snapshot(&before), KEEL_OK);
+  for (int i = 0; i < N; i++) {
+    blocks[i] = keel_mem_alloc_at(tags[0], 16, "overflow_sites.c", i + 1);
+    assert_non_null(blocks[i]);
+    blocks[i] = keel_mem_realloc_at(tags[0], blocks[i], 32, NULL, 0);
+    assert_non_null(blocks[i]);
+  }
+  for (int i = 0; i < N; i++) keel_mem_free(blocks[i]);
+  assert_int_equal(keel_mem_snapshot(&after), KEEL_OK);
+  static keel_mem_diff sd[KEEL_MEM_MAX_SITES];
+  size_t n;
+  assert_int_equal(keel_mem_snapshot_compare(before, after, KEEL_MEM_BY_SITE, sd, KEEL_MEM_MAX_SITES, &n), KEEL_OK);
+  for (size_t i = 0; i < n && i < KEEL_MEM_MAX_SITES; i++)
+    if (strstr(sd[i].where, "(other sites)") || strstr(sd[i].where, "overflow_sites.c"))
+      assert_true(sd[i].growth == 0 && sd[i].blocks_growth == 0);
+  keel_mem_snapshot_destroy(before);
+  keel_mem_snapshot_destroy(after);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_counts_exact_under_threads_and_switching),
+      cmocka_unit_test(test_site_overflow_is_uncounted_on_free),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
