@@ -38,6 +38,16 @@ static void show_head(const char *path, int lines) {
   fclose(f);
 }
 
+/* Removes the demo's folder and what a failed demo left in it. */
+static void remove_demo_files(const char *dir, const char *trace, const char *config, const char *events,
+                              const char *output) {
+  unlink(trace);
+  unlink(config);
+  unlink(events);
+  unlink(output);
+  rmdir(dir);
+}
+
 int keel_cmd_demo(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "--help")) {
@@ -57,11 +67,16 @@ int keel_cmd_demo(int argc, char **argv) {
   snprintf(events, sizeof events, "%s/events.ndjson", dir);
   snprintf(output, sizeof output, "%s/output.ndjson", dir);
   if (write_file(trace, keel_demo_trace, keel_demo_trace_len) ||
-      write_file(config, keel_demo_config, keel_demo_config_len))
+      write_file(config, keel_demo_config, keel_demo_config_len)) {
+    remove_demo_files(dir, trace, config, events, output);
     return cli_fail("demo", KEEL_EXIT_FAIL, "cannot write into %s", dir);
+  }
   fprintf(stderr, "keel demo: replaying %zu requests of the scarab-recs sample (mix %s)\n",
           keel_demo_trace_len / 8, DEMO_MIX);
-  if (cli_gen_file(trace, "bin64", DEMO_MIX, 0, events) != 0) return cli_fail("demo", KEEL_EXIT_FAIL, "generating the events failed");
+  if (cli_gen_file(trace, "bin64", DEMO_MIX, 0, events) != 0) {
+    remove_demo_files(dir, trace, config, events, output);
+    return cli_fail("demo", KEEL_EXIT_FAIL, "generating the events failed");
+  }
 
   char *args[MAX_ARGS];
   int n = 0;
@@ -84,5 +99,6 @@ int keel_cmd_demo(int argc, char **argv) {
     fprintf(stderr, "  the demo's files (events, config, output) are in %s\n", dir);
   }
   cli_run_free(&r);
+  if (rc != KEEL_EXIT_OK) remove_demo_files(dir, trace, config, events, output); /* nothing to show: leave nothing */
   return rc;
 }

@@ -222,7 +222,8 @@ static void usage(FILE *f) {
           "  --users N             distinct users in the loop (default 4000)\n"
           "  --interval S          sampling interval (default 0.25)\n"
           "  --window S            trend window (default 8)\n\n"
-          "exit: 0 no leak, 3 leak found, 2 usage. Run options (keel run --help) apply; the defaults\n"
+          "exit: 0 no leak, 3 leak found, 2 usage. Run options (keel run --help) apply, but for\n"
+          "--summary-json, --metrics-log and --http, which are refused; the defaults\n"
           "here are --workers 2 --cache rank=8MiB --cache score=8MiB.\n");
 }
 
@@ -478,6 +479,12 @@ int keel_cmd_leakcheck(int argc, char **argv) {
   if (rc >= 0) return rc;
   cli_run r;
   rc = cli_run_parse(&r, "leakcheck", rargc, rargv);
+  /* Run options leakcheck does not act on are refused, not ignored: it
+   * prints its own verdict (--json), and runs no observer. */
+  if (rc < 0 && (r.summary_json || r.metrics_log || r.http)) {
+    const char *o2 = r.summary_json ? "--summary-json" : r.metrics_log ? "--metrics-log" : "--http";
+    rc = cli_usage("leakcheck", "%s is not supported by leakcheck (its verdict is --json)", o2);
+  }
   if (rc < 0 && (set_default(&r, "pipeline", "workers", "2", rargc, rargv, "--workers") ||
                  set_default(&r, "cache.rank", "size", "8MiB", rargc, rargv, "--cache") ||
                  set_default(&r, "cache.score", "size", "8MiB", rargc, rargv, "--cache")))

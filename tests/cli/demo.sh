@@ -32,5 +32,12 @@ dir=$(sed -n 's/.*files (events, config, output) are in \(.*\)$/\1/p' err)
 cmp -s plain "$dir/output.ndjson" && say "ok: memoized demo output identical to an uncached run" \
   || bad "memoized and uncached outputs differ"
 rm -rf "$dir"
+# A demo that fails (a bad option) leaves no folder behind in /tmp.
+before=$(find /tmp -maxdepth 1 -name 'keel-demo-*' | wc -l)
+"$KEEL" demo --workers 0 >/dev/null 2>de.err
+rc=$?
+after=$(find /tmp -maxdepth 1 -name 'keel-demo-*' | wc -l)
+[ $rc = 2 ] && [ "$after" = "$before" ] && say "ok: a failed demo (exit 2) leaves no folder" ||
+  bad "failed demo: exit $rc, demo folders $before -> $after: $(cat de.err)"
 [ $fail = 0 ] && echo "demo: passed" || echo "demo: failed"
 exit $fail

@@ -59,4 +59,10 @@ if [ $rc -eq 2 ]; then ok "bad --inject-leak: exit 2"; else bad "bad --inject-le
 rc=$?
 if [ $rc -eq 2 ] && grep -q "no stage 'nosuch'" "$dir/e"; then ok "unknown stage: exit 2"
 else bad "unknown stage: exit $rc $(cat "$dir/e")"; fi
+# A run option leakcheck would not act on is refused, not silently ignored.
+"$KEEL" leakcheck --seconds 1 --summary-json "$dir/s.json" >"$dir/o" 2>"$dir/e"
+rc=$?
+if [ $rc -eq 2 ] && grep -q "summary-json is not supported" "$dir/e" && [ ! -e "$dir/s.json" ]; then
+  ok "--summary-json: exit 2"
+else bad "--summary-json: exit $rc $(cat "$dir/e")"; fi
 exit $((fails > 0))
