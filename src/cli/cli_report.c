@@ -89,6 +89,15 @@ static double num(json_t *o, const char *key) {
   return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
+/* Whether `tag` is a whole name in the banner list "a (N B/s), b (M B/s)"
+ * (a substring test took "rank" as listed once "cache.rank" was). */
+static int leak_listed(const char *list, const char *tag) {
+  size_t n = strlen(tag);
+  for (const char *p = strstr(list, tag); p; p = strstr(p + 1, tag))
+    if ((p == list || (p - list >= 2 && p[-2] == ',' && p[-1] == ' ')) && !strncmp(p + n, " (", 2)) return 1;
+  return 0;
+}
+
 static int take_sample(report *r, json_t *s) {
   if (grow_samples(r)) return -1;
   for (int c = 0; c < N_CHARTS; c++)
@@ -109,7 +118,7 @@ static int take_sample(report *r, json_t *s) {
   json_array_foreach(json_object_get(s, "leaks"), i, v) {
     const char *tag = json_string_value(json_object_get(v, "tag"));
     size_t len = strlen(r->leaks);
-    if (tag && !strstr(r->leaks, tag) && len + 200 < sizeof r->leaks)
+    if (tag && !leak_listed(r->leaks, tag) && len + 200 < sizeof r->leaks)
       snprintf(r->leaks + len, sizeof r->leaks - len, "%s%s (%.0f B/s)", len ? ", " : "", tag,
                num(v, "bytes_per_s"));
   }

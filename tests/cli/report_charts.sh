@@ -97,5 +97,12 @@ echo '{"type":"user","user":"1"}' >"$dir/one"
 [ $rc = 1 ] && ok "a metrics log that cannot be created: exit 1" || bad "uncreatable metrics log: exit $rc"
 "$KEEL" run --input "$dir/one" --metrics-interval 0 2>/dev/null; rc=$?
 [ $rc = 2 ] && ok "--metrics-interval 0: exit 2" || bad "--metrics-interval 0: exit $rc"
+# The leak banner names every leaking tag, also one whose name is inside another's.
+s='"mem":{},"rss_bytes":1,"caches":{},"queue":{"work":0,"done":0},"events_per_s":0'
+printf '%s\n' "{\"t\":1,$s,\"leaks\":[{\"tag\":\"cache.rank\",\"bytes_per_s\":10}]}" \
+  "{\"t\":2,$s,\"leaks\":[{\"tag\":\"cache.rank\",\"bytes_per_s\":10},{\"tag\":\"rank\",\"bytes_per_s\":99}]}" >"$dir/lk.jsonl"
+"$KEEL" report --metrics-log "$dir/lk.jsonl" --output "$dir/lk.html" 2>"$dir/e"; rc=$?
+[ $rc = 0 ] && grep -q 'Leak suspected: cache.rank (10 B/s), rank (99 B/s)' "$dir/lk.html" &&
+  ok "the leak banner names rank beside cache.rank" || bad "leak banner: exit $rc $(grep -o 'Leak suspected: [^<]*' "$dir/lk.html")"
 [ $fails = 0 ] && echo "report_charts: all checks passed" || echo "report_charts: $fails failed"
 exit $((fails > 0))
