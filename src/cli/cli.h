@@ -41,8 +41,19 @@ int cli_gen_file(const char *trace, const char *format, const char *mix, uint64_
  * KEEL_EXIT_USAGE so callers can `return cli_usage(...)`. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The usage error for what getopt_long returned as `c` (':' for a missing
+ * value, '?' for an unknown option), naming the option as the user wrote it;
+ * returns KEEL_EXIT_USAGE. For parsers with opterr = 0 and ':' leading
+ * their option string. */
+int cli_getopt_error(const char *cmd, int c, char **argv);
+
 /* Prints "keel CMD: <message>" on stderr and returns `code`. */
 int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* From now on SIGINT and SIGTERM stop pipeline p (keel_pipeline_stop; p is
+ * borrowed); NULL restores their default actions. */
+typedef struct keel_pipeline keel_pipeline_t;
+void cli_stop_on_signals(keel_pipeline_t *p);
 
 /* Strict number parsing of a whole option value; 0 on success, -1 if bad. */
 int cli_parse_u64(const char *s, uint64_t *out);

@@ -78,8 +78,7 @@ static int parse(opts *o, int argc, char **argv) {
         o->workers = optarg;
         break;
       case 'h': usage(stdout); return KEEL_EXIT_OK;
-      case ':': return cli_usage("bench memo", "option %s needs a value", argv[optind - 1]);
-      default: return cli_usage("bench memo", "unknown option '%s'", argv[optind - 1]);
+      default: return cli_getopt_error("bench memo", c, argv);
     }
   }
   if (optind < argc) return cli_usage("bench memo", "unexpected argument '%s'", argv[optind]);

@@ -70,8 +70,7 @@ int keel_cmd_catalog(int argc, char **argv) {
         return cli_usage("catalog", "--seed must be an integer in 0..%lld, got '%s'", (long long)INT64_MAX, optarg);
       break;
     case 'h': catalog_help(stdout); return KEEL_EXIT_OK;
-    case ':': return cli_usage("catalog", "option '%s' needs a value", argv[optind - 1]);
-    default: return cli_usage("catalog", "unknown option '%s'", argv[optind - 1]);
+    default: return cli_getopt_error("catalog", ch, argv);
     }
   }
   if (optind < argc) return cli_usage("catalog", "unexpected argument '%s'", argv[optind]);

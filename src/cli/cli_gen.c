@@ -185,8 +185,7 @@ static int parse_args(gen_opts *o, int argc, char **argv) {
         if (parse_mix(optarg, o->weight, msg, sizeof msg) != 0) return cli_usage("gen", "%s", msg);
         break;
       case 'h': usage(stdout); return KEEL_EXIT_OK;
-      case ':': return cli_usage("gen", "option %s needs a value", argv[optind - 1]);
-      default: return cli_usage("gen", "unknown option '%s'", argv[optind - 1]);
+      default: return cli_getopt_error("gen", c, argv);
     }
   }
   if (optind < argc) return cli_usage("gen", "unexpected argument '%s'", argv[optind]);

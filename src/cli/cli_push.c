@@ -44,8 +44,7 @@ int keel_cmd_push(int argc, char **argv) {
         break;
       case 'q': quiet = 1; break;
       case 'h': push_help(stdout); return KEEL_EXIT_OK;
-      case ':': return cli_usage("push", "option %s needs a value", argv[optind - 1]);
-      default: return cli_usage("push", "unknown option '%s'", argv[optind - 1]);
+      default: return cli_getopt_error("push", c, argv);
     }
   }
   if (optind < argc) return cli_usage("push", "unexpected argument '%s'", argv[optind]);

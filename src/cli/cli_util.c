@@ -1,7 +1,9 @@
 /* cli_util.c — error reporting and strict number parsing for subcommands. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -18,6 +20,15 @@ int cli_usage(const char *cmd, const char *fmt, ...) {
   va_end(ap);
   fprintf(stderr, "(see: keel %s --help)\n", cmd);
   return KEEL_EXIT_USAGE;
+}
+
+int cli_getopt_error(const char *cmd, int c, char **argv) {
+  const char *a = argv[optind - 1];
+  if (c == ':') return cli_usage(cmd, "option '%s' needs a value", a);
+  /* A short option in a cluster ("-xy") leaves optind on its element, so
+   * argv[optind - 1] is the one before: name the option by its letter. */
+  if (optopt > ' ' && optopt < 127 && strncmp(a, "--", 2) != 0) return cli_usage(cmd, "unknown option '-%c'", optopt);
+  return cli_usage(cmd, "unknown option '%s'", a);
 }
 
 int cli_fail(const char *cmd, int code, const char *fmt, ...) {

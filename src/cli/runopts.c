@@ -234,8 +234,7 @@ int cli_run_parse(cli_run *r, const char *cmd, int argc, char **argv) {
       cli_run_options_help(stdout);
       return KEEL_EXIT_OK;
     }
-    if (c == ':') return cli_usage(cmd, "option %s needs a value", argv[optind - 1]);
-    if (c == '?') return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
+    if (c == ':' || c == '?') return cli_getopt_error(cmd, c, argv);
     int rc = one_option(r, c, optarg);
     if (rc >= 0) return rc;
   }

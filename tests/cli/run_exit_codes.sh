@@ -55,7 +55,9 @@ rc=$?
 
 # Bad options: exit 2, a one-line reason naming the option.
 expect 2 "unknown option '--bogus'" run --bogus
-expect 2 "option --workers needs a value" run --workers
+expect 2 "unknown option '-x'" run -xy
+expect 2 "option '--output' needs a value" run --output
+expect 2 "option '--workers' needs a value" run --workers
 expect 2 "--workers wants a positive integer, got '0'" run --workers 0
 expect 2 "--workers wants a positive integer, got 'two'" run --workers two
 expect 2 "--batch wants a positive integer" run --batch -3
