@@ -62,13 +62,15 @@ typedef struct soak {
   keel_registry_t *reg;
   keel_recsys_t *rs;
   keel_pipeline_t *p;
-  pthread_mutex_t lock; /* guards samples, n, done_before */
+  pthread_mutex_t lock; /* guards samples, n, done_before, finished */
+  pthread_cond_t wake;  /* on a monotonic clock; signalled when finished */
   sample *samples;
   size_t n;
   uint64_t done_before; /* events of the laps already finished */
   struct timespec start;
-  _Atomic int finished;  /* main is done: the sampler exits */
+  int finished;          /* main is done: the sampler exits */
   _Atomic int time_up;   /* the sampler stopped the run at --seconds */
+  int interrupted;       /* a signal stopped the soak early */
 } soak;
 
 static void usage(FILE *f) {
@@ -146,8 +148,7 @@ static int parse(opts *o, int argc, char **argv) {
       usage(stdout);
       return KEEL_EXIT_OK;
     }
-    if (c == ':') return cli_usage(CMD, "option %s needs a value", argv[optind - 1]);
-    if (c == '?') return cli_usage(CMD, "unknown option '%s'", argv[optind - 1]);
+    if (c == ':' || c == '?') return cli_getopt_error(CMD, c, argv);
     if ((rc = one_option(o, c, optarg, &seconds_given)) >= 0) return rc;
   }
   if (optind < argc) return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
@@ -172,12 +173,36 @@ static void take_sample(soak *s, uint64_t events_now, int lap_end) {
   pthread_mutex_unlock(&s->lock);
 }
 
+/* Waits one --interval, or less when main finishes; 1 if it has. */
+static int wait_interval(soak *s) {
+  struct timespec at;
+  clock_gettime(CLOCK_MONOTONIC, &at);
+  double whole = (double)(long long)s->o.interval;
+  at.tv_sec += (time_t)whole;
+  at.tv_nsec += (long)((s->o.interval - whole) * 1e9);
+  if (at.tv_nsec >= 1000000000L) {
+    at.tv_sec++;
+    at.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&s->lock);
+  while (!s->finished && pthread_cond_timedwait(&s->wake, &s->lock, &at) == 0) {
+  }
+  int done = s->finished;
+  pthread_mutex_unlock(&s->lock);
+  return done;
+}
+
+static void finish(soak *s) {
+  pthread_mutex_lock(&s->lock);
+  s->finished = 1;
+  pthread_cond_signal(&s->wake);
+  pthread_mutex_unlock(&s->lock);
+}
+
 static void *sampler(void *arg) {
   soak *s = arg;
   keel_run_stats st;
-  while (!atomic_load(&s->finished)) {
-    usleep((useconds_t)(s->o.interval * 1e6));
-    if (atomic_load(&s->finished)) break;
+  while (!wait_interval(s)) {
     uint64_t now = 0;
     if (keel_pipeline_snapshot(s->p, &st) == KEEL_OK && st.running) now = st.events_out + st.rejected;
     take_sample(s, now, 0);
@@ -208,6 +233,7 @@ static void teardown(soak *s) {
   keel_recsys_destroy(s->rs);
   keel_config_destroy(s->cfg);
   free(s->samples);
+  pthread_cond_destroy(&s->wake);
   pthread_mutex_destroy(&s->lock);
 }
 
@@ -218,6 +244,7 @@ static int lap(soak *s, const char *in, uint64_t *done) {
   keel_run_stats st;
   if (keel_pipeline_run(s->p, &io, &st, err, sizeof err) != KEEL_OK) return cli_fail(CMD, KEEL_EXIT_FAIL, "%s", err);
   *done = st.events_out + st.rejected;
+  if (st.interrupted && !atomic_load(&s->time_up)) s->interrupted = 1; /* not the sampler's stop: a signal's */
   pthread_mutex_lock(&s->lock);
   s->done_before += *done;
   pthread_mutex_unlock(&s->lock);
@@ -232,20 +259,21 @@ static int laps(soak *s, const char *full, const char *tail, uint64_t per_lap) {
   int rc = -1;
   while (rc < 0) {
     if (s->o.events && s->o.events - done < per_lap) {
-      if (s->o.events > done) rc = lap(s, tail, &n);
+      if (s->o.events > done && !s->interrupted) rc = lap(s, tail, &n);
       break;
     }
     rc = lap(s, full, &n);
     done += n;
+    if (s->interrupted || (!s->o.events && atomic_load(&s->time_up))) break;
     if (n == 0) return cli_fail(CMD, KEEL_EXIT_FAIL, "the trace gave no events");
-    if (!s->o.events && atomic_load(&s->time_up)) break;
   }
   return rc;
 }
 
 typedef struct verdict {
   double warm_t, rss_base, rss_max, rss_drift, tr_base, tr_max, tr_min, tr_drift;
-  size_t used;
+  size_t rss_n; /* samples after warm-up */
+  size_t used;  /* of them, those the tracked bytes are judged on */
   int lap_based;
 } verdict;
 
@@ -268,7 +296,7 @@ static void judge(const soak *s, verdict *v) {
   v->lap_based = laps_after >= 2;
   for (size_t i = first; i < s->n; i++) {
     const sample *x = &s->samples[i];
-    if (i == first) v->rss_base = v->rss_max = (double)x->rss;
+    if (v->rss_n++ == 0) v->rss_base = v->rss_max = (double)x->rss;
     if ((double)x->rss > v->rss_max) v->rss_max = (double)x->rss;
     if (v->lap_based && !x->lap_end) continue;
     if (v->used++ == 0) v->tr_base = v->tr_max = v->tr_min = (double)x->tracked;
@@ -294,23 +322,28 @@ static int report(const soak *s, uint64_t per_lap) {
   verdict v;
   judge(s, &v);
   const sample *last = &s->samples[s->n - 1];
-  int ok = v.used > 0 && v.rss_drift <= 0.02 && v.tr_drift <= 0.01;
+  /* Drift needs a base and two more samples to mean anything. */
+  int enough = v.rss_n >= 3 && v.used >= 2;
+  int ok = enough && v.rss_drift <= 0.02 && v.tr_drift <= 0.01;
   fprintf(stderr,
-          "keel bench soak: %llu events in %.1f s (%.0f events/s), %llu-event laps, %zu samples\n"
+          "keel bench soak: %s%llu events in %.1f s (%.0f events/s), %llu-event laps, %zu samples\n"
           "  after warm-up (%.1f s): RSS %.1f -> max %.1f MiB, drift %.2f %% (limit 2 %%)\n"
           "  tracked bytes%s: %.2f MiB, range %.2f .. %.2f MiB, drift %.3f %% (limit 1 %%: %s)\n"
           "  %s\n",
-          (unsigned long long)last->events, last->t, last->t > 0 ? (double)last->events / last->t : 0,
-          (unsigned long long)per_lap, s->n, v.warm_t, v.rss_base / 1048576, v.rss_max / 1048576,
+          s->interrupted ? "interrupted; " : "", (unsigned long long)last->events, last->t,
+          last->t > 0 ? (double)last->events / last->t : 0, (unsigned long long)per_lap, s->n, v.warm_t, v.rss_base / 1048576, v.rss_max / 1048576,
           100 * v.rss_drift, v.lap_based ? " at lap ends" : "", v.tr_base / 1048576, v.tr_min / 1048576,
           v.tr_max / 1048576, 100 * v.tr_drift, v.tr_drift <= 0.01 ? "flat" : "growing",
-          ok ? "PASS: memory is stable" : "FAIL: memory is not stable (or too few samples after warm-up)");
+          ok ? "PASS: memory is stable"
+          : enough ? "FAIL: memory is not stable"
+                   : "FAIL: too few samples after warm-up to judge (run longer or sample more often)");
   printf("{\"events\":%llu,\"seconds\":%.3f,\"events_per_s\":%.1f,\"samples\":%zu,\"warmup_s\":%.3f,"
          "\"rss_base_bytes\":%.0f,\"rss_max_bytes\":%.0f,\"rss_drift\":%.6f,\"tracked_base_bytes\":%.0f,"
-         "\"tracked_min_bytes\":%.0f,\"tracked_max_bytes\":%.0f,\"tracked_drift\":%.6f,\"pass\":%s}\n",
+         "\"tracked_min_bytes\":%.0f,\"tracked_max_bytes\":%.0f,\"tracked_drift\":%.6f,\"interrupted\":%s,"
+         "\"pass\":%s}\n",
          (unsigned long long)last->events, last->t, last->t > 0 ? (double)last->events / last->t : 0, s->n,
          v.warm_t, v.rss_base, v.rss_max, v.rss_drift, v.tr_base, v.tr_min, v.tr_max, v.tr_drift,
-         ok ? "true" : "false");
+         s->interrupted ? "true" : "false", ok ? "true" : "false");
   return ok ? KEEL_EXIT_OK : KEEL_EXIT_CHECK;
 }
 
@@ -324,12 +357,8 @@ static int count_lines(const char *path, uint64_t *n) {
   return 0;
 }
 
-/* Makes the events files in dir, then runs the laps with the sampler on. */
-static int soak_in(soak *s, const char *dir) {
-  char trace[160], full[160], tail[160];
-  snprintf(full, sizeof full, "%s/events.ndjson", dir);
-  snprintf(tail, sizeof tail, "%s/tail.ndjson", dir);
-  snprintf(trace, sizeof trace, "%s/scarab-recs-sample.bin", dir);
+/* The events files made (full, tail), then the laps with the sampler on. */
+static int soak_files(soak *s, const char *trace, const char *full, const char *tail) {
   const char *tr = s->o.trace, *fmt = s->o.format;
   if (!tr) {
     FILE *f = fopen(trace, "wb");
@@ -339,21 +368,34 @@ static int soak_in(soak *s, const char *dir) {
     tr = trace;
     fmt = "bin64";
   }
-  uint64_t per_lap;
-  if (cli_gen_file(tr, fmt, s->o.mix, 0, full) != 0 || count_lines(full, &per_lap) || per_lap == 0)
-    return cli_fail(CMD, KEEL_EXIT_FAIL, "turning %s into events failed", tr);
-  if (s->o.events % per_lap && cli_gen_file(tr, fmt, s->o.mix, s->o.events % per_lap, tail) != 0)
-    return cli_fail(CMD, KEEL_EXIT_FAIL, "turning %s into events failed", tr);
+  uint64_t per_lap = 0;
+  int g = cli_gen_file(tr, fmt, s->o.mix, 0, full);
+  if (g == 0 && (count_lines(full, &per_lap) || per_lap == 0)) g = -1;
+  if (g == 0 && s->o.events % per_lap) g = cli_gen_file(tr, fmt, s->o.mix, s->o.events % per_lap, tail);
+  if (g == KEEL_EXIT_USAGE) return KEEL_EXIT_USAGE; /* gen said what: a bad --trace, --format or --mix */
+  if (g != 0) return cli_fail(CMD, KEEL_EXIT_FAIL, "turning %s into events failed", tr);
   int rc = build(s);
   if (rc >= 0) return rc;
   pthread_t th;
   clock_gettime(CLOCK_MONOTONIC, &s->start);
   take_sample(s, 0, 0);
   if (pthread_create(&th, NULL, sampler, s) != 0) return cli_fail(CMD, KEEL_EXIT_FAIL, "cannot start the sampler");
+  cli_stop_on_signals(s->p);
   rc = laps(s, full, tail, per_lap);
-  atomic_store(&s->finished, 1);
+  cli_stop_on_signals(NULL);
+  finish(s);
   pthread_join(th, NULL);
   if (rc < 0 && (rc = write_series(s)) == 0) rc = report(s, per_lap);
+  return rc;
+}
+
+/* Makes the events files in dir, soaks, and removes them whatever happened. */
+static int soak_in(soak *s, const char *dir) {
+  char trace[160], full[160], tail[160];
+  snprintf(full, sizeof full, "%s/events.ndjson", dir);
+  snprintf(tail, sizeof tail, "%s/tail.ndjson", dir);
+  snprintf(trace, sizeof trace, "%s/scarab-recs-sample.bin", dir);
+  int rc = soak_files(s, trace, full, tail);
   unlink(tail);
   unlink(full);
   unlink(trace);
@@ -370,6 +412,11 @@ int keel_bench_soak(int argc, char **argv) {
   s.samples = malloc(MAX_SAMPLES * sizeof *s.samples);
   if (!s.samples) return cli_fail(CMD, KEEL_EXIT_FAIL, "out of memory");
   pthread_mutex_init(&s.lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&s.wake, &ca);
+  pthread_condattr_destroy(&ca);
   char dir[] = "/tmp/keel-bench-soak-XXXXXX";
   if (!mkdtemp(dir)) rc = cli_fail(CMD, KEEL_EXIT_FAIL, "cannot make a temporary folder");
   else {

@@ -1,6 +1,4 @@
 /* cli_run.c — `keel run`: stream events through the pipeline. */
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,28 +9,6 @@
 #include "keel/progress.h"
 #include "observe.h"
 #include "runopts.h"
-
-/* The pipeline a signal should stop. Written before the handlers are
- * installed and cleared after they are removed; the handler only reads it.
- * Atomic: the handler may run on any thread that does not block the signal
- * (a library's, say), at the moment the main thread clears it. */
-static _Atomic(keel_pipeline_t *) signal_target;
-
-static void on_signal(int sig) {
-  (void)sig;
-  keel_pipeline_stop(atomic_load(&signal_target));
-}
-
-static void handle_signals(keel_pipeline_t *p, int on) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sigemptyset(&sa.sa_mask);
-  sa.sa_handler = on ? on_signal : SIG_DFL; /* no SA_RESTART: a blocked read returns */
-  if (on) atomic_store(&signal_target, p);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  if (!on) atomic_store(&signal_target, NULL);
-}
 
 int cli_run_execute(cli_run *r) {
   char err[1024] = "";
@@ -45,9 +21,9 @@ int cli_run_execute(cli_run *r) {
   cli_observe *ob;
   int orc = cli_observe_start(&oo, r->pipeline, &ob);
   if (orc >= 0) return orc;
-  handle_signals(r->pipeline, 1);
+  cli_stop_on_signals(r->pipeline);
   keel_status st = keel_pipeline_run(r->pipeline, &r->io, &stats, err, sizeof err);
-  handle_signals(r->pipeline, 0);
+  cli_stop_on_signals(NULL);
   int log_rc = cli_observe_stop(ob);
   if (st != KEEL_OK && stats.events_in == 0 && ((st == KEEL_EIO && !strstr(err, "writing")) || st == KEEL_ECONFIG))
     return cli_fail(r->cmd, KEEL_EXIT_USAGE, "%s", err); /* nothing flowed: a bad path */

@@ -24,5 +24,27 @@ EOF_PY
 rc=$?
 [ "$rc" -eq 2 ] && grep -q "not both" "$dir/err2" && ok "--events with --seconds: exit 2" || bad "--events with --seconds: exit $rc"
 "$KEEL" bench soak --help | grep -q -- "--seconds" && ok "--help" || bad "--help"
+# Only this script makes soak folders, so their count must not change.
+folders() { ls -d /tmp/keel-bench-soak-* 2>/dev/null | wc -l; }
+before=$(folders)
+"$KEEL" bench soak --mix bogus=1 --events 10 >/dev/null 2>"$dir/err3"; rc=$?
+[ "$rc" -eq 2 ] && grep -q "unknown event type 'bogus'" "$dir/err3" && [ "$(folders)" = "$before" ] &&
+  ok "a bad --mix: exit 2, no folder left" || bad "bad --mix: exit $rc, folders $before -> $(folders): $(cat "$dir/err3")"
+# Too few samples after warm-up to judge drift: a FAIL that says so, not a PASS.
+"$KEEL" bench soak --seconds 0.25 --interval 0.2 >"$dir/few.json" 2>"$dir/err4"; rc=$?
+[ "$rc" -eq 3 ] && grep -q "too few samples" "$dir/err4" && grep -q '"pass":false' "$dir/few.json" &&
+  ok "two samples are not called stable" || bad "short soak: exit $rc: $(cat "$dir/err4")"
+# SIGINT ends the soak early: the figures so far, marked, the folder removed,
+# and well before the --seconds asked for.
+start=$(date +%s)
+"$KEEL" bench soak --seconds 60 --interval 0.2 >"$dir/int.json" 2>"$dir/err5" &
+pid=$!
+sleep 2
+kill -INT $pid
+wait $pid; rc=$?
+took=$(($(date +%s) - start))
+{ [ "$rc" -eq 0 ] || [ "$rc" -eq 3 ]; } && grep -q '"interrupted":true' "$dir/int.json" && [ "$took" -lt 30 ] &&
+  [ "$(folders)" = "$before" ] && ok "SIGINT: report marked interrupted after ${took} s, exit $rc, no folder left" ||
+  bad "SIGINT: exit $rc after ${took} s, folders $before -> $(folders): $(cat "$dir/err5")"
 echo "bench_soak.sh: $fails failure(s)"
 [ "$fails" -eq 0 ]
