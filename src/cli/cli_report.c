@@ -36,7 +36,7 @@ static const struct {
 };
 
 typedef struct column {
-  char name[80];
+  char *name; /* owned, KEEL_MEM_OTHER */
   double *y; /* n_samples values, NaN where the sample lacks it */
   double peak;
 } column;
@@ -73,8 +73,12 @@ static int put(report *r, int c, const char *name, double v) {
   if (k == r->n_cols[c]) {
     if (k == MAX_COLS) return 0; /* more series than a chart can show: the rest are left out */
     column *col = &r->cols[c][k];
-    snprintf(col->name, sizeof col->name, "%s", name);
-    if (!(col->y = keel_mem_alloc(KEEL_MEM_OTHER, r->cap * sizeof *col->y))) return -1;
+    /* The whole name: a cut one never compared equal, and each sample added a column. */
+    if (!(col->name = keel_mem_strdup(KEEL_MEM_OTHER, name))) return -1;
+    if (!(col->y = keel_mem_alloc(KEEL_MEM_OTHER, r->cap * sizeof *col->y))) {
+      keel_mem_free(col->name);
+      return -1;
+    }
     for (size_t i = 0; i < r->cap; i++) col->y[i] = NAN;
     col->peak = 0;
     r->n_cols[c]++;
@@ -174,7 +178,10 @@ static void order_series(report *r) {
       keep++;
     }
   }
-  for (size_t k = keep; k < r->n_cols[CH_MEM]; k++) keel_mem_free(r->cols[CH_MEM][k].y);
+  for (size_t k = keep; k < r->n_cols[CH_MEM]; k++) {
+    keel_mem_free(r->cols[CH_MEM][k].name);
+    keel_mem_free(r->cols[CH_MEM][k].y);
+  }
   r->n_cols[CH_MEM] = keep;
 }
 
@@ -184,6 +191,12 @@ static int write_chart(FILE *f, const report *r, int c, int standalone) {
     s[k] = (svg_series){r->cols[c][k].name, r->t, r->cols[c][k].y, r->n};
   svg_chart ch = {charts[c].title, "seconds since the start", charts[c].y_label, charts[c].y_max, standalone, 1};
   return svg_chart_write(f, &ch, s, r->n_cols[c]);
+}
+
+/* A table cell with `decimals` digits, or "-" where the log lacks the figure. */
+static void cell(FILE *f, double v, int decimals) {
+  if (isnan(v)) fputs("<td>-</td>", f);
+  else fprintf(f, "<td>%.*f</td>", decimals, v);
 }
 
 static void figures(FILE *f, const report *r) {
@@ -196,7 +209,7 @@ static void figures(FILE *f, const report *r) {
   fputs("</tr>\n<tr>", f);
   for (size_t i = 0; i < sizeof F / sizeof F[0]; i++) {
     double v = num(r->last, F[i].key) * F[i].scale;
-    fprintf(f, isnan(v) ? "<td>-</td>" : v == floor(v) ? "<td>%.0f</td>" : "<td>%.1f</td>", v);
+    cell(f, v, v == floor(v) ? 0 : 1);
   }
   fputs("</tr>\n</table>\n", f);
   const char *key;
@@ -206,8 +219,13 @@ static void figures(FILE *f, const report *r) {
   json_object_foreach(json_object_get(r->last, "stages"), key, v) {
     fputs("<tr><td>", f);
     svg_escape(f, key);
-    fprintf(f, "</td><td>%.0f</td><td>%.0f</td><td>%.3f</td><td>%.1f</td><td>%.1f</td></tr>\n", num(v, "calls"),
-            num(v, "errors"), num(v, "cpu_s"), num(v, "p50_s") * 1e6, num(v, "p99_s") * 1e6);
+    fputs("</td>", f);
+    cell(f, num(v, "calls"), 0);
+    cell(f, num(v, "errors"), 0);
+    cell(f, num(v, "cpu_s"), 3);
+    cell(f, num(v, "p50_s") * 1e6, 1);
+    cell(f, num(v, "p99_s") * 1e6, 1);
+    fputs("</tr>\n", f);
   }
   fputs("</table>\n", f);
 }
@@ -277,7 +295,10 @@ static void usage(FILE *f) {
 static void free_report(report *r) {
   keel_mem_free(r->t);
   for (int c = 0; c < N_CHARTS; c++)
-    for (size_t k = 0; k < r->n_cols[c]; k++) keel_mem_free(r->cols[c][k].y);
+    for (size_t k = 0; k < r->n_cols[c]; k++) {
+      keel_mem_free(r->cols[c][k].name);
+      keel_mem_free(r->cols[c][k].y);
+    }
   json_decref(r->last);
   keel_mem_free(r);
 }

@@ -22,7 +22,11 @@ void svg_escape(FILE *f, const char *s) {
       case '&': fputs("&amp;", f); break;
       case '"': fputs("&quot;", f); break;
       case '\'': fputs("&apos;", f); break;
-      default: fputc(*s, f);
+      default:
+        /* XML 1.0 has no place for other control characters, escaped or not:
+         * one in a crafted log would make the page malformed. */
+        if ((unsigned char)*s < 0x20 && *s != '\t' && *s != '\n' && *s != '\r') fputs("\xef\xbf\xbd", f); /* U+FFFD */
+        else fputc(*s, f);
     }
   }
 }

@@ -30,7 +30,8 @@ typedef struct svg_chart {
 /* Writes one chart (640 x 300). Returns 0, or -1 when writing failed. */
 int svg_chart_write(FILE *f, const svg_chart *c, const svg_series *s, size_t ns);
 
-/* Writes s with XML's five special characters escaped. */
+/* Writes s with XML's five special characters escaped, and control
+ * characters XML 1.0 forbids written as U+FFFD. */
 void svg_escape(FILE *f, const char *s);
 
 #endif

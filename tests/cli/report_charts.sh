@@ -104,5 +104,26 @@ printf '%s\n' "{\"t\":1,$s,\"leaks\":[{\"tag\":\"cache.rank\",\"bytes_per_s\":10
 "$KEEL" report --metrics-log "$dir/lk.jsonl" --output "$dir/lk.html" 2>"$dir/e"; rc=$?
 [ $rc = 0 ] && grep -q 'Leak suspected: cache.rank (10 B/s), rank (99 B/s)' "$dir/lk.html" &&
   ok "the leak banner names rank beside cache.rank" || bad "leak banner: exit $rc $(grep -o 'Leak suspected: [^<]*' "$dir/lk.html")"
+# A crafted log: a tag name of 120 bytes (one series, not one per sample), a
+# cache name with a control character (the page stays XML), a stage with no
+# figures (cells show "-", not "nan").
+long=$(printf 'm%.0s' $(seq 120))
+for t in 1 2 3; do
+  printf '{"t":%d,"mem":{"%s":{"current":%d}},"rss_bytes":1,"caches":{"a\\u0001b":{"hit_ratio":0.5}},"queue":{"work":0,"done":0},"events_per_s":0,"stages":{"s":{}}}\n' \
+    "$t" "$long" "$((t * 1048576))"
+done >"$dir/odd.jsonl"
+"$KEEL" report --metrics-log "$dir/odd.jsonl" --output "$dir/odd.html" --svg "$dir/odd" 2>"$dir/e"; rc=$?
+python3 - "$dir" "$long" <<'PY' && ok "long names, control characters, missing figures: one series each, XML, no nan" || bad "odd log: exit $rc $(cat "$dir/e")"
+import sys, xml.etree.ElementTree as ET
+d, long = sys.argv[1], sys.argv[2]
+NS = "{http://www.w3.org/2000/svg}"
+html = open(f"{d}/odd.html", encoding="utf-8").read()
+root = ET.fromstring(html)
+mem = [p.get("data-series") for p in ET.parse(f"{d}/odd/memory.svg").getroot().iter(NS + "polyline")]
+hit = [p.get("data-series") for p in ET.parse(f"{d}/odd/hit_ratio.svg").getroot().iter(NS + "polyline")]
+print("  memory series:", [m[:12] + "..." for m in mem], "hit series:", hit)
+ok = mem.count(long) == 1 and len(mem) == 2 and hit == ["a\ufffdb"] and "nan" not in html
+sys.exit(0 if ok else 1)
+PY
 [ $fails = 0 ] && echo "report_charts: all checks passed" || echo "report_charts: $fails failed"
 exit $((fails > 0))
