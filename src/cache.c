@@ -83,11 +83,11 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "cache_int.h"
 #include "keel/policy.h"
+#include "random_int.h"
 #include "worker.h"
 
 static const char *const maintenance_names[] = {"auto", "thread", "caller"};
@@ -596,16 +596,6 @@ static int lock_init(pthread_mutex_t *m) {
   return rc;
 }
 
-static uint64_t random_seed(void) {
-  uint64_t s = 0;
-  if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s || s == 0) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    s = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&s;
-  }
-  return s | 1;
-}
-
 /* How many shards: as many as keep each at SHARD_MIN_ENTRIES expected
  * entries and SHARD_MIN_BYTES, up to NSHARDS_MAX. */
 static unsigned shard_count(const keel_cache_options *opt, uint64_t hint) {
@@ -699,7 +689,7 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
     return KEEL_ENOMEM;
   }
   c->tag = opt->tag;
-  c->seed = opt->seed ? opt->seed : random_seed();
+  c->seed = opt->seed ? opt->seed : keel__random_u64(c) | 1;
   c->ttl = opt->ttl_ns;
   c->neg_ttl = opt->negative_ttl_ns;
   c->refresh = opt->refresh_ns;

@@ -27,9 +27,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
+#include "random_int.h"
 #include "redis_int.h"
 
 #define POOL_MAX 64
@@ -172,8 +172,7 @@ keel_status keel_l2_create(const keel_l2_options *o, keel_l2_t **out, char *err,
   /* A lock's token must be this client's alone: a process id is not (two
    * containers are both process 1), and a slow holder whose lock expired
    * would then unlock or store under another's. */
-  if (getrandom(&l2->nonce, sizeof l2->nonce, 0) != (ssize_t)sizeof l2->nonce)
-    l2->nonce = keel__redis_now_ns() ^ (uint64_t)getpid() << 40 ^ (uint64_t)(uintptr_t)l2;
+  l2->nonce = keel__random_u64(l2);
   l2->nonce &= 0xffffffffffffull; /* 12 hex digits: the token fits its 32 bytes */
   pthread_mutex_init(&l2->pool_lock, NULL);
   char e[256];
