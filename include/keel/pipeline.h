@@ -117,7 +117,8 @@ KEEL_EXTERN void keel_pipeline_destroy(keel_pipeline_t *p);
 /* Streams io->input through the chain to io->output. Returns KEEL_OK when
  * the input ended (or a stop was asked) and every accepted event is either
  * in the output or in the dead-letter file; *stats (may be NULL) gets the
- * counters. KEEL_EIO with err for an input that cannot be opened or an
+ * counters, unless the run could not start (its input or output could not
+ * be opened, or no memory for it): then *stats is left as it was. KEEL_EIO with err for an input that cannot be opened or an
  * output that cannot be written (the run stops; events in flight are
  * flushed where possible). May be called again for another run. */
 KEEL_EXTERN keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io *io, keel_run_stats *stats,

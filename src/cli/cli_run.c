@@ -27,6 +27,8 @@ int cli_run_execute(cli_run *r) {
   int log_rc = cli_observe_stop(ob);
   if (st != KEEL_OK && stats.events_in == 0 && ((st == KEEL_EIO && !strstr(err, "writing")) || st == KEEL_ECONFIG))
     return cli_fail(r->cmd, KEEL_EXIT_USAGE, "%s", err); /* nothing flowed: a bad path */
+  if (st != KEEL_OK && stats.n_stages == 0) /* the ends never opened: no summary of a run that did not start */
+    return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s", err);
   if (!r->quiet) cli_summary_print(stderr, r, &stats);
   int rc = cli_summary_write_json(r, &stats);
   if (st != KEEL_OK) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s", err);

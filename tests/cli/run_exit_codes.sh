@@ -84,6 +84,7 @@ expect 2 "plugin ./no_such_plugin.so" run "${CAT[@]}" --plugin no_such_plugin.so
 
 # Runtime failure: the output cannot be written.
 expect 1 "cannot open for writing" run "${CAT[@]}" --input "$dir/in.ndjson" --output "$dir/no/such/dir/out.ndjson"
+grep -q "events in" "$dir/err" && bad "an output that never opened: a summary of a run that did not start: $(cat "$dir/err")"
 
 python3 -c "
 for i in range(20000): print('{\"type\":\"user\",\"user\":\"%d\"}' % i)" >"$dir/many.ndjson"
