@@ -71,9 +71,11 @@ static keel_status read_config(const keel_config_t *cfg, keel_catalog_options *o
   *file = NULL;
   *k_max = KEEL_RECSYS_DEFAULT_K_MAX;
   if (!cfg) return KEEL_OK;
+  static const char *const catalog_keys[] = {"products", "dim", "categories", "seed", "file", NULL};
   int64_t p, d, c, s;
   keel_status st;
-  if ((st = keel_config_get_int(cfg, "catalog", "products", KEEL_CATALOG_DEFAULT_PRODUCTS, 1,
+  if ((st = keel_config_check_keys(cfg, "catalog", catalog_keys, err, errlen)) != KEEL_OK ||
+      (st = keel_config_get_int(cfg, "catalog", "products", KEEL_CATALOG_DEFAULT_PRODUCTS, 1,
                                 KEEL_CATALOG_MAX_PRODUCTS, &p, err, errlen)) != KEEL_OK ||
       (st = keel_config_get_int(cfg, "catalog", "dim", KEEL_CATALOG_DEFAULT_DIM, 1, KEEL_CATALOG_MAX_DIM, &d, err,
                                 errlen)) != KEEL_OK ||

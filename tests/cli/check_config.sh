@@ -65,6 +65,7 @@ expect_bad "\[limits\] max_line = '1MB'" '[limits]\nmax_line = 1MB\n'
 expect_bad "unknown option 'color' in \[limits\]" '[limits]\ncolor = red\n'
 expect_bad "\[pipeline\] ordered = 'perhaps'" '[pipeline]\nordered = perhaps\n'
 expect_bad "\[catalog\] dim" '[catalog]\ndim = 0\n'
+expect_bad "unknown option 'prodcuts' in \[catalog\]" '[catalog]\nprodcuts = 500\n'
 "$KEEL" check --config "$dir/missing.ini" >"$dir/out" 2>"$dir/err"
 rc=$?
 [ $rc -eq 2 ] && grep -q "missing.ini: cannot open" "$dir/err" && ok "missing config file -> 2: $(cat "$dir/err")" ||
