@@ -181,13 +181,14 @@ static inline reader *my_reader(keel_cache_t *c) {
 keel_cache_value_t *keel__cache_ent_alloc(const keel_cache_t *c, const void *key, size_t klen, size_t vlen,
                                           int own_ttl, int negative) {
   if (klen > KLEN_MASK || vlen > UINT32_MAX) return NULL;
-  uint32_t flags = (own_ttl || c->ttl || c->neg_ttl ? EXP_FLAG : 0) | (c->refresh && !negative ? RFR_FLAG : 0);
+  uint32_t idle = c->idle && !negative ? IDL_FLAG : 0;
+  uint32_t flags = (own_ttl || c->ttl || c->neg_ttl || idle ? EXP_FLAG : 0) | (c->refresh && !negative ? RFR_FLAG : 0) | idle;
   int counted;
-  keel_cache_value_t *v =
-      keel_mem_alloc_sized(c->tag, sizeof *v + exp_len(flags) + key_pad(klen) + vlen + rfr_len(flags, vlen), &counted);
+  size_t size = sizeof(keel_cache_value_t) + exp_len(flags) + key_pad(klen) + vlen + tail_len(flags, vlen);
+  keel_cache_value_t *v = keel_mem_alloc_sized(c->tag, size, &counted);
   if (!v) return NULL;
   if ((uintptr_t)v & ~(uintptr_t)LINK_PTR) { /* beyond the 48 bits of a link */
-    keel_mem_free_sized(c->tag, v, sizeof *v + exp_len(flags) + key_pad(klen) + vlen + rfr_len(flags, vlen), counted);
+    keel_mem_free_sized(c->tag, v, size, counted);
     return NULL;
   }
   atomic_init(&v->next, 0);
@@ -197,6 +198,7 @@ keel_cache_value_t *keel__cache_ent_alloc(const keel_cache_t *c, const void *key
   v->slot_tag = (uint32_t)c->tag << SLOT_BITS | SLOT_MAX;
   if (flags & EXP_FLAG) atomic_init(ent_expire(v), 0);
   if (flags & RFR_FLAG) atomic_init(ent_refresh(v), 0);
+  if (flags & IDL_FLAG) atomic_init(ent_write_deadline(v), 0);
   if (klen) memcpy((void *)ent_key(v), key, klen);
   return v;
 }
@@ -536,8 +538,14 @@ keel_status keel__cache_insert_locked(keel_cache_t *c, shard *s, keel_cache_valu
   if (old && keep_live && !old_stale) return KEEL_EEXIST;
   if (old) keel__cache_unlink_locked(c, s, old, h, old_stale ? KEEL_CACHE_EXPIRED : KEEL_CACHE_REPLACED, 1);
   if (charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > KEEL_POLICY_WEIGHT_MAX) return KEEL_ELIMIT;
-  if (v->klen & EXP_FLAG)
-    atomic_store_explicit(ent_expire(v), keel__cache_expiry_of(c, ttl ? *ttl : ent_negative(v) ? c->neg_ttl : c->ttl), RLX);
+  if (v->klen & EXP_FLAG) {
+    uint64_t x = keel__cache_expiry_of(c, ttl ? *ttl : ent_negative(v) ? c->neg_ttl : c->ttl);
+    if (v->klen & IDL_FLAG) {
+      atomic_store_explicit(ent_write_deadline(v), x, RLX);
+      x = idle_deadline(c, keel__cache_now_ns(c), x);
+    }
+    atomic_store_explicit(ent_expire(v), x, RLX);
+  }
   if (v->klen & RFR_FLAG) atomic_store_explicit(ent_refresh(v), keel__cache_expiry_of(c, c->refresh), RLX);
   ent_set_slot(v, s->free_head);
   s->free_head = spare_link(s, s->free_head);
@@ -693,6 +701,7 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
   c->ttl = opt->ttl_ns;
   c->neg_ttl = opt->negative_ttl_ns;
   c->refresh = opt->refresh_ns;
+  c->idle = opt->idle_ns;
   c->on_removal = opt->on_removal;
   c->removal_ud = opt->removal_ud;
   c->clock = opt->clock;
@@ -752,7 +761,7 @@ static keel_cache_value_t *table_find(shard *s, uint64_t h, const void *k, size_
  * unexpired, positive-or-negative entry or NULL, inside the caller's epoch. */
 static inline keel_cache_value_t *lookup(keel_cache_t *c, uint64_t h, const void *k, size_t n) {
   keel_cache_value_t *v = table_find(shard_of(c, h), h, k, n);
-  if (v && stale(c, v)) v = NULL;
+  if (v && stale_on_access(c, v)) v = NULL;
   return v;
 }
 

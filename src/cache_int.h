@@ -34,7 +34,8 @@
 #define EXP_FLAG 0x40000000u /* klen flag: an expiry time precedes the key */
 #define CNT_FLAG 0x20000000u /* klen flag: counted by keel_mem (tracking was on) */
 #define RFR_FLAG 0x10000000u /* klen flag: a refresh time follows the value */
-#define KLEN_MASK 0x0fffffffu
+#define IDL_FLAG 0x08000000u /* klen flag: expires when idle; the write's deadline follows the value */
+#define KLEN_MASK 0x07ffffffu
 #define REF_FOUND 0x80000000u /* refs flag: found since the policy last asked (see mark) */
 #define SLOT_BITS 24         /* slot_tag: slot in the low bits, memory tag above */
 #define SLOT_MAX ((1u << SLOT_BITS) - 1)
@@ -44,8 +45,10 @@
 #define RECORD_ALL 16384
 
 /* An entry: a 24-byte header, then (EXP_FLAG) the expiry time,
- * the key, padding to 8, the value, (RFR_FLAG) padding to 8 and the
- * refresh time, in one block of keel_mem_alloc_sized
+ * the key, padding to 8, the value, (RFR_FLAG or IDL_FLAG) padding to 8,
+ * (RFR_FLAG) the refresh time and (IDL_FLAG) the deadline its write set
+ * (0: none; the expiry time is then the earlier of it and the last
+ * access plus the cache's idle time), in one block of keel_mem_alloc_sized
  * (no per-block header: the entry knows its size and tag). The fields a
  * lookup reads come first. */
 struct keel_cache_value {
@@ -155,6 +158,7 @@ struct keel_cache {
   uint64_t seed;
   uint64_t ttl, neg_ttl;
   uint64_t refresh;                   /* 0: no refresh; else a get_or_load hit this long after the write reloads */
+  uint64_t idle;                      /* 0: none; else an entry not looked up or written this long expires */
   uint32_t record_mask;               /* 0: record every hit (see record) */
   uint32_t insert_mask;               /* 0: count every insert (see insert_locked) */
   keel_worker_t *worker;              /* drains the rings; NULL: callers do (MAINTAIN_CALLER) */
@@ -191,11 +195,15 @@ static inline void add_locked(_Atomic uint64_t *x, uint64_t n) {
 
 static inline size_t key_pad(size_t klen) { return (klen + 7) & ~(size_t)7; }
 static inline size_t exp_len(uint32_t klen_flags) { return klen_flags & EXP_FLAG ? 8 : 0; }
-/* The bytes after the value: its padding to 8 and the refresh time
- * (RFR_FLAG). After it, not before the key, so that lookups find the key
- * and value where they would without one. */
-static inline size_t rfr_len(uint32_t klen_flags, size_t vlen) {
-  return klen_flags & RFR_FLAG ? key_pad(vlen) - vlen + 8 : 0;
+/* The bytes after the value: its padding to 8, the refresh time
+ * (RFR_FLAG) and the write's deadline (IDL_FLAG). After it, not before the
+ * key, so that lookups find the key and value where they would without. */
+static inline size_t tail_times(uint32_t klen_flags) {
+  return (klen_flags & RFR_FLAG ? 8u : 0u) + (klen_flags & IDL_FLAG ? 8u : 0u);
+}
+static inline size_t tail_len(uint32_t klen_flags, size_t vlen) {
+  size_t t = tail_times(klen_flags);
+  return t ? key_pad(vlen) - vlen + t : 0;
 }
 static inline const unsigned char *ent_key(const keel_cache_value_t *v) {
   return (const unsigned char *)(v + 1) + exp_len(v->klen);
@@ -213,6 +221,10 @@ static inline _Atomic uint64_t *ent_expire(keel_cache_value_t *v) { /* only with
 static inline _Atomic uint64_t *ent_refresh(keel_cache_value_t *v) {
   return (_Atomic uint64_t *)(void *)(ent_data(v) + key_pad(v->vlen));
 }
+/* The deadline v's write set (0: none). Only with IDL_FLAG. */
+static inline _Atomic uint64_t *ent_write_deadline(keel_cache_value_t *v) {
+  return (_Atomic uint64_t *)(void *)(ent_data(v) + key_pad(v->vlen) + (v->klen & RFR_FLAG ? 8 : 0));
+}
 static inline uint32_t ent_slot(const keel_cache_value_t *v) {
   uint32_t s = v->slot_tag & SLOT_MAX;
   return s == SLOT_MAX ? KEEL_POLICY_NONE : s;
@@ -221,10 +233,10 @@ static inline void ent_set_slot(keel_cache_value_t *v, uint32_t slot) {
   v->slot_tag = (v->slot_tag & ~SLOT_MAX) | (slot & SLOT_MAX);
 }
 static inline size_t ent_size(const keel_cache_value_t *v) {
-  return sizeof *v + exp_len(v->klen) + key_pad(ent_klen(v)) + (ent_negative(v) ? 0 : v->vlen + rfr_len(v->klen, v->vlen));
+  return sizeof *v + exp_len(v->klen) + key_pad(ent_klen(v)) + (ent_negative(v) ? 0 : v->vlen + tail_len(v->klen, v->vlen));
 }
 static inline uint64_t ent_charge(const keel_cache_value_t *v) {
-  return (uint64_t)ent_klen(v) + (ent_negative(v) ? 0 : v->vlen + (v->klen & RFR_FLAG ? 8 : 0)) + exp_len(v->klen) +
+  return (uint64_t)ent_klen(v) + (ent_negative(v) ? 0 : v->vlen + tail_times(v->klen)) + exp_len(v->klen) +
          keel_cache_entry_overhead();
 }
 
@@ -247,6 +259,30 @@ static inline int expired(keel_cache_value_t *v, uint64_t now) {
 static inline int stale(const keel_cache_t *c, keel_cache_value_t *v) {
   uint64_t e = ent_expiry(v);
   return e && keel__cache_now_ns(c) >= e;
+}
+
+/* The expiry time of an idle cache's entry accessed at `now`: now + idle,
+ * but never past the deadline its write set (`written`, 0: none). */
+static inline uint64_t idle_deadline(const keel_cache_t *c, uint64_t now, uint64_t written) {
+  uint64_t d = c->idle > UINT64_MAX - now ? UINT64_MAX : now + c->idle;
+  return written && written < d ? written : d;
+}
+
+/* stale() for a lookup that found v: in an idle cache an unexpired entry
+ * is then accessed, so its expiry time moves to now + idle. The store is
+ * skipped while the time would move by less than idle/64: a hot entry that
+ * many threads read is not written at every hit (it may expire up to
+ * idle/64 early). */
+static inline int stale_on_access(const keel_cache_t *c, keel_cache_value_t *v) {
+  uint64_t e = ent_expiry(v);
+  if (!e) return 0;
+  uint64_t now = keel__cache_now_ns(c);
+  if (now >= e) return 1;
+  if (v->klen & IDL_FLAG) {
+    uint64_t d = idle_deadline(c, now, atomic_load_explicit(ent_write_deadline(v), RLX));
+    if (d > e && d - e > c->idle >> 6) atomic_store_explicit(ent_expire(v), d, RLX);
+  }
+  return 0;
 }
 
 static inline __attribute__((always_inline)) uint64_t key_hash(const keel_cache_t *c, const void *k, size_t n) {

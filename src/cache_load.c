@@ -103,7 +103,7 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
   shard *s = shard_of(c, h);
   shard_lock(s);
   keel_cache_value_t *v = table_find1(s, h, key, klen);
-  if (v && stale(c, v)) {
+  if (v && stale_on_access(c, v)) {
     keel__cache_unlink_locked(c, s, v, h, KEEL_CACHE_EXPIRED, 1);
     v = NULL;
   }

@@ -26,7 +26,7 @@ typedef int (*step_fn)(keel_cache_t *c, shard *s, keel_cache_value_t *v, uint64_
 /* The time that expired() compares with, or 0 when nothing in the cache
  * can expire (no clock read then; expired() is false for every entry). */
 static uint64_t expiry_now(const keel_cache_t *c) {
-  return c->ttl || c->neg_ttl || atomic_load_explicit(&c->own_ttls, RLX) ? keel__cache_now_ns(c) : 0;
+  return c->ttl || c->neg_ttl || c->idle || atomic_load_explicit(&c->own_ttls, RLX) ? keel__cache_now_ns(c) : 0;
 }
 
 enum {

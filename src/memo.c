@@ -110,7 +110,8 @@ static keel_status make_cache(keel_memo_t *m, const keel_memo_options *o, char *
   keel_status st = keel_mem_tag_register(tagname, &m->tag);
   if (st != KEEL_OK) return st;
   keel_cache_options co = {.size = sizeof co, .max_bytes = o->max_bytes, .policy = o->policy,
-                           .ttl_ns = o->ttl_ns, .tag = m->tag, .maintenance = o->maintenance};
+                           .ttl_ns = o->ttl_ns, .idle_ns = o->idle_ns, .tag = m->tag,
+                           .maintenance = o->maintenance};
   st = keel_cache_create(&co, &m->cache);
   if (st == KEEL_EINVAL) {
     snprintf(err, errlen, "cache of stage '%s': bad options (policy '%s', %llu bytes)", o->def->name,

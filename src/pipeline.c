@@ -41,7 +41,7 @@
 
 static const char *const pipeline_keys[] = {"stages", "workers", "batch", "ordered", "cache", NULL};
 static const char *const memo_keys[] = {"audit_rate", "audit_strict", NULL};
-static const char *const cache_keys[] = {"size", "policy", "ttl", "record_keys", "l2", "maintenance", NULL};
+static const char *const cache_keys[] = {"size", "policy", "ttl", "idle", "record_keys", "l2", "maintenance", NULL};
 static const char *const limit_keys[] = {"max_line", "max_fields", "max_string", "max_vector", "max_depth", "k_max",
                                          NULL};
 
@@ -219,7 +219,7 @@ static keel_status memoize(keel_pipeline_t *p, const char *section, double rate,
   }
   keel_status st = keel_config_check_keys(p->cfg, section, cache_keys, err, errlen);
   if (st != KEEL_OK || s->memo) return st;
-  uint64_t size, ttl = 0;
+  uint64_t size, ttl = 0, idle = 0;
   if (!keel_config_get(p->cfg, section, "size")) {
     snprintf(err, errlen, "[%s] size is required (e.g. --cache %s=64MiB)", section, name);
     return KEEL_ECONFIG;
@@ -227,10 +227,15 @@ static keel_status memoize(keel_pipeline_t *p, const char *section, double rate,
   if ((st = keel_config_get_size(p->cfg, section, "size", 0, &size, err, errlen)) != KEEL_OK) return st;
   int l2 = 1; /* [cache.STAGE] l2 = false keeps a cheap stage off the shared L2 */
   if ((st = keel_config_get_bool(p->cfg, section, "l2", 1, &l2, err, errlen)) != KEEL_OK) return st;
-  const char *ttl_s = keel_config_get(p->cfg, section, "ttl");
-  if (ttl_s && keel_parse_duration_ns(ttl_s, &ttl) != KEEL_OK) {
-    snprintf(err, errlen, "[%s] ttl = '%s': want a duration such as 30s, 500ms, 5m", section, ttl_s);
-    return KEEL_ECONFIG;
+  /* [cache.STAGE] ttl: time to live after the write; idle: after the last hit or write. */
+  const char *const dkeys[] = {"ttl", "idle"};
+  uint64_t *dvals[] = {&ttl, &idle};
+  for (int i = 0; i < 2; i++) {
+    const char *d = keel_config_get(p->cfg, section, dkeys[i]);
+    if (d && keel_parse_duration_ns(d, dvals[i]) != KEEL_OK) {
+      snprintf(err, errlen, "[%s] %s = '%s': want a duration such as 30s, 500ms, 5m", section, dkeys[i], d);
+      return KEEL_ECONFIG;
+    }
   }
   /* [cache.STAGE] maintenance: who applies recorded hits to the policy
    * (keel_cache_maintenance). */
@@ -242,7 +247,7 @@ static keel_status memoize(keel_pipeline_t *p, const char *section, double rate,
   }
   keel_memo_options o = {.size = sizeof o, .def = s->def, .state = s->state, .io = &s->io, .schema = p->schema,
                          .max_bytes = size, .policy = keel_config_get(p->cfg, section, "policy"), .ttl_ns = ttl,
-                         .maintenance = maint,
+                         .idle_ns = idle, .maintenance = maint,
                          .audit_rate = rate, .audit_seed = 0x6b65656c, 
                          .record_keys = keel_config_get(p->cfg, section, "record_keys"),
                          .on_mismatch = on_mismatch, .mismatch_ctx = p, .l2 = l2 ? p->l2 : NULL};

@@ -442,6 +442,92 @@ static keel_status loader(void *ctx, const void *key, size_t len, keel_cache_loa
   return KEEL_OK;
 }
 
+/* Expiry when idle (idle_ns): a hit (get, read, get_or_load) or a write
+ * restarts an entry's time, an entry not looked up expires, a TTL (the
+ * cache's or the entry's own) still ends it, hits within idle/64 of the last
+ * move do not write, cached errors keep their own TTL, and each value is
+ * charged 16 bytes more (8 with a TTL, which has the expiry time already). */
+static void test_idle_expiry(void **state) {
+  (void)state;
+  char buf[16];
+  removals rm = {0};
+  keel_cache_options o = base_opts(1 << 20);
+  o.idle_ns = 6400;
+  o.clock = fake_clock;
+  o.on_removal = on_removal;
+  o.removal_ud = &rm;
+  o.negative_ttl_ns = 100;
+  fake_now = 1000;
+  keel_cache_t *c = mk(&o);
+  assert_int_equal(keel_cache_put(c, "hot", 3, "H", 1), KEEL_OK);
+  assert_int_equal(keel_cache_put(c, "cold", 4, "C", 1), KEEL_OK);
+  assert_int_equal(keel_cache_put_ttl(c, "own", 3, "O", 1, 9000), KEEL_OK); /* ends at 10000 */
+  fake_now = 7000; /* hits by each kind of lookup, each within idle of the last */
+  assert_true(get_str(c, "hot", buf, sizeof buf));
+  assert_true(get_str(c, "own", buf, sizeof buf));
+  fake_now = 13000;
+  assert_int_equal(keel_cache_read(c, "hot", 3, noop_read, NULL), KEEL_OK);
+  fake_now = 19000;
+  loadctx l = {0};
+  keel_cache_value_t *v = NULL;
+  assert_int_equal(keel_cache_get_or_load(c, "hot", 3, loader, &l, &v), KEEL_OK);
+  assert_int_equal(l.calls, 0);
+  assert_memory_equal(keel_cache_value_data(v), "H", 1);
+  keel_cache_value_release(v);
+  /* cold was never looked up: it expired at 7400; own's TTL ended it at
+   * 10000 though a hit at 7000 would have kept it to 13400. */
+  assert_false(get_str(c, "cold", buf, sizeof buf));
+  assert_false(get_str(c, "own", buf, sizeof buf));
+  assert_int_equal(keel_cache_cleanup(c), 2);
+  assert_int_equal(rm.n[KEEL_CACHE_EXPIRED], 2);
+  /* Last moved at 19000: a hit 99 later (< 6400/64) does not move it, so
+   * it expires at 25400, not 25499. */
+  fake_now = 19099;
+  assert_true(get_str(c, "hot", buf, sizeof buf));
+  fake_now = 25450;
+  assert_false(get_str(c, "hot", buf, sizeof buf));
+  /* A write restarts it like a hit. */
+  assert_int_equal(keel_cache_put(c, "w", 1, "1", 1), KEEL_OK);
+  fake_now += 6000;
+  assert_int_equal(keel_cache_put(c, "w", 1, "2", 1), KEEL_OK);
+  fake_now += 6000;
+  assert_true(get_str(c, "w", buf, sizeof buf));
+  assert_string_equal(buf, "2");
+  /* A cached error keeps the negative TTL; idle does not extend it. */
+  l.fail = KEEL_EIO;
+  assert_int_equal(keel_cache_get_or_load(c, "bad", 3, loader, &l, &v), KEEL_EIO);
+  fake_now += 60;
+  assert_int_equal(keel_cache_get_or_load(c, "bad", 3, loader, &l, &v), KEEL_EIO);
+  fake_now += 60;
+  assert_int_equal(keel_cache_get_or_load(c, "bad", 3, loader, &l, &v), KEEL_EIO);
+  assert_int_equal(l.calls, 2); /* cached for 100, then loaded again */
+  /* The charge: 16 bytes more than a cache without expiry, 8 more than one with a TTL. */
+  keel_cache_stats st;
+  keel_cache_clear(c);
+  assert_int_equal(keel_cache_put(c, "k", 1, "12345678", 8), KEEL_OK);
+  keel_cache_get_stats(c, &st);
+  uint64_t idle_bytes = st.bytes;
+  keel_cache_destroy(c);
+  keel_cache_options p = base_opts(1 << 20);
+  c = mk(&p);
+  assert_int_equal(keel_cache_put(c, "k", 1, "12345678", 8), KEEL_OK);
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(idle_bytes, st.bytes + 16);
+  keel_cache_destroy(c);
+  p.ttl_ns = 1000;
+  c = mk(&p);
+  assert_int_equal(keel_cache_put(c, "k", 1, "12345678", 8), KEEL_OK);
+  keel_cache_get_stats(c, &st);
+  uint64_t ttl_bytes = st.bytes;
+  keel_cache_destroy(c);
+  o.ttl_ns = 1000;
+  c = mk(&o);
+  assert_int_equal(keel_cache_put(c, "k", 1, "12345678", 8), KEEL_OK);
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.bytes, ttl_bytes + 8);
+  keel_cache_destroy(c);
+}
+
 static void test_load_errors_not_cached(void **state) {
   (void)state;
   keel_cache_options o = base_opts(1 << 20);
@@ -1456,6 +1542,7 @@ int main(void) {
       cmocka_unit_test(test_clear_frees_at_once),
       cmocka_unit_test(test_ttl),
       cmocka_unit_test(test_entry_ttl),
+      cmocka_unit_test(test_idle_expiry),
       cmocka_unit_test(test_load_ttl),
       cmocka_unit_test(test_refresh),
       cmocka_unit_test(test_load_errors_not_cached),

@@ -937,6 +937,87 @@ static void test_scans_under_writers(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* Expiry when idle under concurrent hits: two readers hit the hot half of
+ * the keys (get and read) while the clock moves on in steps of idle/8, each
+ * step only after both readers made a whole pass since the last, so every
+ * hot key is hit within each step. The hot keys never expire and the cold
+ * half all do; under TSan the readers' stores of the expiry time race with
+ * the cleanups that test it. */
+#define IDLE_HOT 512
+typedef struct idle_reader {
+  keel_cache_t *c;
+  atomic_int *stop, *bad;
+  atomic_uint passes;
+} idle_reader;
+
+static _Atomic uint64_t idle_now;
+static uint64_t idle_clock(void *ud) {
+  (void)ud;
+  return atomic_load(&idle_now);
+}
+
+static void idle_read_fn(void *ctx, const void *data, size_t len) {
+  uint64_t *k = ctx;
+  if (!value_ok(*k, data, len)) *k = UINT64_MAX;
+}
+
+static void *idle_reader_main(void *p) {
+  idle_reader *a = p;
+  while (!atomic_load(a->stop)) {
+    for (uint64_t k = 0; k < IDLE_HOT; k++) {
+      keel_cache_value_t *v;
+      if (k % 2) {
+        uint64_t kk = k;
+        if (keel_cache_read(a->c, &k, sizeof k, idle_read_fn, &kk) != KEEL_OK || kk != k) atomic_fetch_add(a->bad, 1);
+      } else if (keel_cache_get(a->c, &k, sizeof k, &v) != KEEL_OK) {
+        atomic_fetch_add(a->bad, 1);
+      } else {
+        if (!value_ok(k, keel_cache_value_data(v), keel_cache_value_len(v))) atomic_fetch_add(a->bad, 1);
+        keel_cache_value_release(v);
+      }
+    }
+    atomic_fetch_add(&a->passes, 1);
+  }
+  return NULL;
+}
+
+static void test_idle_under_readers(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  const uint64_t idle = 8000;
+  keel_cache_options o = base_opts(4u << 20);
+  o.idle_ns = idle;
+  o.clock = idle_clock;
+  atomic_store(&idle_now, 1000);
+  keel_cache_t *c;
+  assert_int_equal(keel_cache_create(&o, &c), KEEL_OK);
+  for (uint64_t k = 0; k < 2 * IDLE_HOT; k++) {
+    uint64_t w[4] = {k, 1, 1, 1};
+    assert_int_equal(keel_cache_put(c, &k, sizeof k, w, sizeof w), KEEL_OK);
+  }
+  atomic_int stop = 0, bad = 0;
+  idle_reader r[2] = {{c, &stop, &bad, 0}, {c, &stop, &bad, 0}};
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&t[i], NULL, idle_reader_main, &r[i]), 0);
+  uint64_t expired = 0;
+  for (int step = 1; step <= 40; step++) {
+    unsigned p0 = atomic_load(&r[0].passes), p1 = atomic_load(&r[1].passes);
+    while (atomic_load(&r[0].passes) < p0 + 2 || atomic_load(&r[1].passes) < p1 + 2) sched_yield();
+    atomic_fetch_add(&idle_now, idle / 8);
+    if (step % 4 == 0) expired += keel_cache_cleanup(c);
+  }
+  atomic_store(&stop, 1);
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  assert_int_equal(atomic_load(&bad), 0);
+  assert_int_equal(expired, IDLE_HOT); /* the cold half, and only it */
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.entries, IDLE_HOT);
+  assert_int_equal(st.expirations, IDLE_HOT);
+  keel_cache_destroy(c);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bound_and_integrity),
@@ -950,6 +1031,7 @@ int main(void) {
       cmocka_unit_test(test_more_threads_than_slots),
       cmocka_unit_test(test_resize_under_readers),
       cmocka_unit_test(test_scans_under_writers),
+      cmocka_unit_test(test_idle_under_readers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -264,6 +264,7 @@ static void test_config_refusals(void **state) {
        "[cache.len] ttl = 'soon': want a duration such as 30s, 500ms, 5m"},
       {"len", {"cache.len.size=1MiB", "cache.len.ttl=-5s", NULL}, "[cache.len] ttl = '-5s': want a duration"},
       {"len", {"cache.len.size=1MiB", "cache.len.ttl=5 days", NULL}, "[cache.len] ttl = '5 days': want a duration"},
+      {"len", {"cache.len.size=1MiB", "cache.len.idle=soon", NULL}, "[cache.len] idle = 'soon': want a duration"},
       {"len", {"cache.len.size=1MiB", "cache.len.policy=mru", NULL},
        "[cache.len] policy = 'mru': unknown cache policy (one of: "},
       {"len", {"cache.len.size=16", NULL}, "[cache.len] size = 16 B: smaller than one entry's overhead ("},
@@ -624,16 +625,17 @@ static void test_ttl_expires_entries(void **state) {
   keel_memo_destroy(m);
   keel_schema_destroy(schema);
 
-  /* Through the configuration: [cache.len] ttl in its units. A second run
-   * of the same pipeline 100 ms later hits every entry with ttl = 1h and
-   * none with ttl = 20ms. */
+  /* Through the configuration: [cache.len] ttl and idle in their units. A
+   * second run of the same pipeline 100 ms later hits every entry with
+   * 1h and none with 20ms. */
   const char *in = tu_path("ttl.ndjson");
   FILE *f = fopen(in, "w");
   for (int i = 0; i < 50; i++) fprintf(f, "{\"text\":\"t%d\"}\n", i);
   fclose(f);
   keel_registry_t *r = memo_registry();
-  static const char *const ttls[] = {"cache.len.ttl=1h", "cache.len.ttl=20ms"};
-  for (int t = 0; t < 2; t++) {
+  static const char *const ttls[] = {"cache.len.ttl=1h", "cache.len.ttl=20ms", "cache.len.idle=1h",
+                                     "cache.len.idle=20ms"};
+  for (int t = 0; t < 4; t++) {
     keel_config_t *c = fixture_config("len", (const char *[]){"cache.len.size=64KiB", ttls[t], NULL});
     keel_pipeline_t *p;
     assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
@@ -642,7 +644,7 @@ static void test_ttl_expires_entries(void **state) {
     assert_int_equal(keel_pipeline_run(p, &rio, &stats, err, sizeof err), KEEL_OK);
     nanosleep(&(struct timespec){0, 100000000}, NULL);
     assert_int_equal(keel_pipeline_run(p, &rio, &stats, err, sizeof err), KEEL_OK);
-    assert_int_equal(stats.stages[0].cache.hits, t == 0 ? 100 - 50 : 0);
+    assert_int_equal(stats.stages[0].cache.hits, t % 2 == 0 ? 100 - 50 : 0);
     keel_pipeline_destroy(p);
     keel_config_destroy(c);
   }

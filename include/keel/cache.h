@@ -137,6 +137,15 @@ typedef struct keel_cache_options {
                                 * gets the new value, the others keep getting the old one meanwhile
                                 * (see keel_cache_get_or_load); each value is charged 8 bytes more
                                 * for its refresh time */
+  uint64_t idle_ns;            /* 0: entries do not expire when idle; else an entry not looked up
+                                * (get, read, get_or_load hit) or written for this long expires
+                                * (Caffeine's expireAfterAccess), to within idle_ns/64: a hit
+                                * moves the time only when it would move by more, so hot entries
+                                * are not written at every hit. With ttl_ns (or an entry's own
+                                * TTL) too, whichever comes first. Each value is charged 16 bytes
+                                * more (its expiry time and its write's deadline; 8 where ttl_ns
+                                * gives it an expiry time already). Cached errors keep
+                                * negative_ttl_ns alone */
 } keel_cache_options;
 
 typedef struct keel_cache_stats {

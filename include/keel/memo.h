@@ -53,6 +53,7 @@ typedef struct keel_memo_options {
   uint64_t max_bytes;           /* the cache's bound */
   const char *policy;           /* NULL: the cache's default */
   uint64_t ttl_ns;              /* 0: no expiry */
+  uint64_t idle_ns;             /* 0: none; else an entry not hit this long expires (keel_cache_options) */
   keel_cache_maintenance maintenance; /* who applies hits to the policy (0: AUTO) */
   double audit_rate;            /* 0..1: fraction of hits recomputed */
   uint64_t audit_seed;          /* sampling seed (deterministic per worker) */
