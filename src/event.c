@@ -459,23 +459,23 @@ static keel_status field_head(const uint8_t *bytes, size_t len, size_t *i, const
 }
 
 keel_status keel_event_encoding_check(const keel_schema_t *s, const uint8_t *bytes, size_t len,
-                                     const keel_field_id *ids, size_t n) {
+                                     const keel_field_id *ids, const keel_field_type *types, size_t n) {
   if (!s || (len && !bytes) || (n && !ids)) return KEEL_EINVAL;
   size_t i = 0;
-  while (i < len) {
+  for (size_t k = 0; k < n; k++) { /* what keel_event_encode writes: each of ids, in order */
     const char *name;
-    size_t nl, k = 0, used, count, width;
+    size_t nl, used, count, width;
     uint8_t type;
     keel_field_id id;
-    if (field_head(bytes, len, &i, &name, &nl, &type) != KEEL_OK || keel_schema_lookup(s, name, nl, &id) != KEEL_OK)
+    if (field_head(bytes, len, &i, &name, &nl, &type) != KEEL_OK || keel_schema_lookup(s, name, nl, &id) != KEEL_OK ||
+        id != ids[k])
       return KEEL_EPARSE;
-    while (k < n && ids[k] != id) k++;
-    if (k == n) return KEEL_EPARSE; /* a field not among ids */
     if (type == KEEL_FIELD_NONE) continue;
+    if (types && type != (uint8_t)types[k]) return KEEL_EPARSE;
     if (payload_span(type, bytes + i, len - i, &used, &count, &width) != KEEL_OK) return KEEL_EPARSE;
     i += used;
   }
-  return KEEL_OK;
+  return i == len ? KEEL_OK : KEEL_EPARSE;
 }
 
 keel_status keel_event_decode(keel_event_t *e, const uint8_t *bytes, size_t len) {

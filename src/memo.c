@@ -39,6 +39,7 @@ struct keel_memo {
   size_t prefix_len;
   keel_field_id *sorted_reads; /* owned: io->reads sorted by name, then `rw` */
   keel_field_id *rw;           /* in sorted_reads' block: the writes that are also reads */
+  keel_field_type *write_types; /* owned: the declared type of each write, for L2 values */
   size_t n_rw;
   double audit_rate;
   uint64_t audit_seed;
@@ -159,6 +160,9 @@ keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char
   size_t nr = o->def->n_reads, nw = o->def->n_writes;
   if (st == KEEL_OK && !(m->sorted_reads = keel_mem_calloc(KEEL_MEM_CACHE, nr + nw + 1, sizeof(keel_field_id))))
     st = KEEL_ENOMEM;
+  if (st == KEEL_OK && !(m->write_types = keel_mem_calloc(KEEL_MEM_CACHE, nw + 1, sizeof(keel_field_type))))
+    st = KEEL_ENOMEM;
+  for (size_t i = 0; st == KEEL_OK && i < nw; i++) m->write_types[i] = o->def->writes[i].type;
   if (st == KEEL_OK) {
     memcpy(m->sorted_reads, o->io->reads, nr * sizeof(keel_field_id));
     keel_schema_sort(o->schema, m->sorted_reads, nr);
@@ -187,6 +191,7 @@ void keel_memo_destroy(keel_memo_t *m) {
   if (m->record) fclose(m->record);
   pthread_mutex_destroy(&m->record_lock);
   keel_mem_free(m->sorted_reads);
+  keel_mem_free(m->write_types);
   keel_mem_free(m);
 }
 
@@ -267,7 +272,7 @@ static keel_status loader(void *ctx, const void *key, size_t key_len, keel_cache
      * this cache. Else it is a miss (computed here, not written back: the
      * lock was not taken). */
     if (r.hit && keel_event_encoding_check(keel_event_schema(l->w->proj), r.data, r.len, m->io->writes,
-                                           m->def->n_writes) != KEEL_OK) {
+                                           m->write_types, m->def->n_writes) != KEEL_OK) {
       keel_l2_result_release(&r);
       atomic_fetch_add_explicit(&m->l2_rejected, 1, memory_order_relaxed);
       memset(&r, 0, sizeof r);

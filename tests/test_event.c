@@ -540,6 +540,42 @@ static void test_decode_malformed(void **state) {
   keel_event_destroy(d);
 }
 
+/* keel_event_encoding_check accepts what keel_event_encode writes for the
+ * ids (fields set or absent) and nothing else: not a cut, empty, reordered,
+ * repeated, extended or mistyped value, nor one naming another field. */
+static void test_encoding_check(void **state) {
+  fx *x = *state;
+  keel_field_id ids[5] = {x->i, x->f, x->str, x->vec, x->ids};
+  const keel_field_type types[5] = {KEEL_FIELD_INT, KEEL_FIELD_FLOAT, KEEL_FIELD_STRING, KEEL_FIELD_VECTOR,
+                                    KEEL_FIELD_IDS};
+  fill_all(x, x->e);
+  bytes b = enc(x, x->e, ids, 5);
+  assert_int_equal(keel_event_encoding_check(x->s, b.p, b.n, ids, types, 5), KEEL_OK);
+  assert_int_equal(keel_event_encoding_check(x->s, b.p, b.n, ids, NULL, 5), KEEL_OK);
+  for (size_t cut = 0; cut < b.n; cut++) /* every prefix, the empty one too, even at a field's end */
+    assert_int_equal(keel_event_encoding_check(x->s, b.p, cut, ids, types, 5), KEEL_EPARSE);
+  uint8_t *m = malloc(2 * b.n + 1);
+  memcpy(m, b.p, b.n);
+  m[b.n] = 0;
+  assert_int_equal(keel_event_encoding_check(x->s, m, b.n + 1, ids, types, 5), KEEL_EPARSE); /* a byte after */
+  memcpy(m + b.n, b.p, b.n);
+  assert_int_equal(keel_event_encoding_check(x->s, m, 2 * b.n, ids, types, 5), KEEL_EPARSE); /* fields twice */
+  keel_field_id swapped[5] = {x->f, x->i, x->str, x->vec, x->ids};
+  assert_int_equal(keel_event_encoding_check(x->s, b.p, b.n, swapped, types, 5), KEEL_EPARSE); /* order */
+  keel_field_type wrong[5] = {KEEL_FIELD_FLOAT, KEEL_FIELD_FLOAT, KEEL_FIELD_STRING, KEEL_FIELD_VECTOR, KEEL_FIELD_IDS};
+  assert_int_equal(keel_event_encoding_check(x->s, b.p, b.n, ids, wrong, 5), KEEL_EPARSE); /* a type */
+  /* Absent fields are encoded as such and accepted. */
+  keel_event_reset(x->e);
+  keel_event_set_int(x->e, x->i, 3);
+  bytes some = enc(x, x->e, ids, 5);
+  assert_int_equal(keel_event_encoding_check(x->s, some.p, some.n, ids, types, 5), KEEL_OK);
+  /* Another field than the ids name. */
+  keel_field_id other[1] = {x->f};
+  assert_int_equal(keel_event_encoding_check(x->s, some.p, 2 + 5 + 1 + 8, other, NULL, 1), KEEL_EPARSE);
+  assert_int_equal(keel_event_encoding_check(x->s, NULL, 0, NULL, NULL, 0), KEEL_OK);
+  free(m);
+}
+
 /* ---- allocation failure ---- */
 
 static int create_attempt(void *ctx) {
@@ -629,6 +665,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_any_difference_different_bytes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_decode_roundtrip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_decode_malformed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_encoding_check, setup, teardown),
       cmocka_unit_test_setup_teardown(test_oom_sweeps, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -164,8 +164,9 @@ static void l2_between_pipelines(void **state) {
 }
 
 /* A value in the L2 that is not an encoding of the stage's writes (cut
- * bytes; or a well-formed one naming a field the stage does not write, as
- * a keel that encodes otherwise could store) is refused: the event is
+ * bytes; a well-formed one naming a field the stage does not write, as a
+ * keel that encodes otherwise could store; an empty one; one whose field
+ * has another type) is refused: the event is
  * computed here as on a miss, gets no foreign field, and the refusal is
  * counted. */
 static void l2_foreign_value_refused(void **state) {
@@ -179,13 +180,14 @@ static void l2_foreign_value_refused(void **state) {
   assert_int_equal(keel_l2_create(&lo, &l2, err, sizeof err), KEEL_OK);
   keel_schema_t *schema;
   keel_event_t *ev;
-  keel_field_id text, other;
+  keel_field_id text, other, n;
   assert_int_equal(keel_schema_create(&schema), KEEL_OK);
   assert_int_equal(keel_schema_intern(schema, "text", 4, &text), KEEL_OK);
   assert_int_equal(keel_schema_intern(schema, "other", 5, &other), KEEL_OK);
+  assert_int_equal(keel_schema_intern(schema, "n", 1, &n), KEEL_OK);
   assert_int_equal(keel_event_create(schema, KEEL_MEM_ARENA, 0, &ev), KEEL_OK);
-  static const char *const texts[] = {"foreign", "alien"};
-  for (int i = 0; i < 2; i++) {
+  static const char *const texts[] = {"foreign", "alien", "void", "typo"};
+  for (int i = 0; i < 4; i++) {
     keel_event_reset(ev);
     assert_int_equal(keel_event_set_string(ev, text, texts[i], strlen(texts[i])), KEEL_OK);
     const uint8_t *key, *val;
@@ -194,9 +196,15 @@ static void l2_foreign_value_refused(void **state) {
     if (i == 0) {
       val = (const uint8_t *)"\x00\x01n\x02\x00"; /* "n", INT, then 1 of its 8 bytes */
       vlen = 5;
-    } else {
+    } else if (i == 1) {
       assert_int_equal(keel_event_set_int(ev, other, 7), KEEL_OK);
       assert_int_equal(keel_event_encode(ev, &other, 1, keel_event_arena(ev), &val, &vlen), KEEL_OK);
+    } else if (i == 2) {
+      val = (const uint8_t *)"";
+      vlen = 0;
+    } else {
+      assert_int_equal(keel_event_set_string(ev, n, "4", 1), KEEL_OK);
+      assert_int_equal(keel_event_encode(ev, &n, 1, keel_event_arena(ev), &val, &vlen), KEEL_OK);
     }
     keel_l2_result r;
     memset(&r, 0, sizeof r);
@@ -212,16 +220,20 @@ static void l2_foreign_value_refused(void **state) {
   snprintf(out, sizeof out, "/tmp/keel-test-l2f-%ld.out", (long)getpid());
   FILE *f = fopen(in, "w");
   assert_non_null(f);
-  fputs("{\"text\":\"foreign\"}\n{\"text\":\"alien\"}\n{\"text\":\"foreign\"}\n", f);
+  fputs("{\"text\":\"foreign\"}\n{\"text\":\"alien\"}\n{\"text\":\"foreign\"}\n{\"text\":\"void\"}\n"
+        "{\"text\":\"typo\"}\n",
+        f);
   fclose(f);
   fixture_run_result res = fixture_run(fixture_registry, "len", sets, in, out, dl_path, NULL);
   assert_int_equal(res.st, KEEL_OK);
-  assert_int_equal(res.stats.events_out, 3);
+  assert_int_equal(res.stats.events_out, 5);
   assert_int_equal(res.stats.rejected, 0);
-  assert_int_equal(res.stats.stages[0].cache.l2_rejected, 2);
+  assert_int_equal(res.stats.stages[0].cache.l2_rejected, 4);
   char *text_out = fixture_slurp(out, NULL);
   assert_non_null(strstr(text_out, "\"n\":7"));
   assert_non_null(strstr(text_out, "\"n\":5"));
+  assert_non_null(strstr(text_out, "\"text\":\"void\",\"n\":4"));
+  assert_non_null(strstr(text_out, "\"text\":\"typo\",\"n\":4"));
   assert_null(strstr(text_out, "other"));
   free(text_out);
   unlink(in);

@@ -142,12 +142,14 @@ KEEL_EXTERN keel_status keel_event_encode(const keel_event_t *e, const keel_fiel
  * the fields decoded so far set. */
 KEEL_EXTERN keel_status keel_event_decode(keel_event_t *e, const uint8_t *bytes, size_t len);
 
-/* Whether bytes are a well-formed encoding whose every field is one of
- * ids[0..n) (names looked up in s, never interned): KEEL_OK, else
- * KEEL_EPARSE. For bytes from outside the process (a shared L2) before
- * they are trusted. */
+/* Whether bytes are what keel_event_encode writes for ids[0..n): each of
+ * the fields once, in that order (names looked up in s, never interned),
+ * each absent or of types[k] (types NULL: of any type), and nothing after:
+ * KEEL_OK, else KEEL_EPARSE (an empty, cut, reordered or mistyped value).
+ * For bytes from outside the process (a shared L2) before they are
+ * trusted. s, bytes, ids and types are borrowed. */
 KEEL_EXTERN keel_status keel_event_encoding_check(const keel_schema_t *s, const uint8_t *bytes, size_t len,
-                                                 const keel_field_id *ids, size_t n);
+                                                 const keel_field_id *ids, const keel_field_type *types, size_t n);
 
 /* keel_event_decode that also unsets in e each field of ids[0..n) that the
  * encoding holds as absent: a memoized stage that removed a field it reads
