@@ -537,7 +537,7 @@ keel_status keel__cache_insert_locked(keel_cache_t *c, shard *s, keel_cache_valu
   int old_stale = old && stale(c, old);
   if (old && keep_live && !old_stale) return KEEL_EEXIST;
   if (old) keel__cache_unlink_locked(c, s, old, h, old_stale ? KEEL_CACHE_EXPIRED : KEEL_CACHE_REPLACED, 1);
-  if (charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > KEEL_POLICY_WEIGHT_MAX) return KEEL_ELIMIT;
+  if (too_big(s, charge)) return KEEL_ELIMIT;
   if (v->klen & EXP_FLAG) {
     uint64_t x = keel__cache_expiry_of(c, ttl ? *ttl : ent_negative(v) ? c->neg_ttl : c->ttl);
     if (v->klen & IDL_FLAG) {

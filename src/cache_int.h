@@ -240,6 +240,12 @@ static inline uint64_t ent_charge(const keel_cache_value_t *v) {
          keel_cache_entry_overhead();
 }
 
+/* Whether an entry charged `charge` is too big to be stored in shard s
+ * (insert_locked's KEEL_ELIMIT). */
+static inline int too_big(shard *s, uint64_t charge) {
+  return charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > KEEL_POLICY_WEIGHT_MAX;
+}
+
 /* The cache's clock (its own, or CLOCK_MONOTONIC), in ns. */
 uint64_t keel__cache_now_ns(const keel_cache_t *c);
 

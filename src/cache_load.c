@@ -206,7 +206,9 @@ keel_status keel__cache_refresh_load(keel_cache_t *c, uint64_t h, const void *ke
   add_locked(&s->loads, 1);
   int stored = 0;
   if (st != KEEL_OK) add_locked(&s->load_errors, 1);
-  else if (!ld.nocache && table_find1(s, h, key, klen) == old)
+  /* A new value too big to store leaves the old one (insert_locked would
+   * remove it first, as a put of such a value does). */
+  else if (!ld.nocache && table_find1(s, h, key, klen) == old && !too_big(s, ent_charge(ld.v)))
     stored = keel__cache_insert_locked(c, s, ld.v, h, keel__cache_no_guess, ld.own_ttl ? &ld.ttl : NULL, 0) == KEEL_OK; /* else returned uncached */
   if (stored) add_locked(&s->refreshes, 1);
   else atomic_store_explicit(ent_refresh(old), keel__cache_expiry_of(c, c->refresh), RLX); /* if old stays: again a period later */

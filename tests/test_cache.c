@@ -636,6 +636,7 @@ typedef struct genload {
   int nocache; /* the loader's value is not to be stored */
   const char *put;    /* the loader puts this under its key first, as another thread could meanwhile */
   uint64_t advance;   /* the loader moves the clock on by this much (a slow load) */
+  size_t big;         /* nonzero: the loader's value is this many bytes of 'x' */
 } genload;
 
 static keel_status gen_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
@@ -646,6 +647,12 @@ static keel_status gen_loader(void *ctx, const void *key, size_t len, keel_cache
   fake_now += g->advance;
   if (g->fail) return g->fail;
   if (g->nocache) keel_cache_load_nocache(ld);
+  if (g->big) {
+    char *p = keel_cache_load_alloc(ld, g->big);
+    if (!p) return KEEL_ENOMEM;
+    memset(p, 'x', g->big);
+    return KEEL_OK;
+  }
   char buf[16];
   int n = snprintf(buf, sizeof buf, "v%d", g->calls);
   return keel_cache_load_set(ld, buf, (size_t)n);
@@ -675,7 +682,7 @@ static void test_refresh(void **state) {
     o.clock = fake_clock;
     fake_now = 1000;
     keel_cache_t *c = mk(&o);
-    genload g = {c, 0, KEEL_OK, 0, 0, NULL, 0};
+    genload g = {c, 0, KEEL_OK, 0, 0, NULL, 0, 0};
     expect_load(c, &g, "v1");
     fake_now = 1099;
     expect_load(c, &g, "v1");
@@ -727,11 +734,25 @@ static void test_refresh(void **state) {
     fake_now = 1700;
     expect_load(c, &g, "v7");
     g.nocache = 0;
+    /* A new value too big for the cache is returned, not stored, and the
+     * old one stays (it was removed, as REPLACED, before). */
+    fake_now = 1800;
+    g.big = 2u << 20;
+    keel_cache_value_t *bigv;
+    assert_int_equal(keel_cache_get_or_load(c, "k", 1, gen_loader, &g, &bigv), KEEL_OK);
+    assert_int_equal(keel_cache_value_len(bigv), 2u << 20);
+    keel_cache_value_release(bigv);
+    g.big = 0;
+    assert_true(get_str(c, "k", buf, sizeof buf));
+    assert_string_equal(buf, "v5");
+    keel_cache_get_stats(c, &st);
+    assert_int_equal(st.replacements, 3);
+    assert_int_equal(st.refreshes, 3);
     /* The value was removed while its refresh ran: the new value is
      * returned, not stored. */
-    fake_now = 1800;
+    fake_now = 1900;
     g.remove = 1;
-    expect_load(c, &g, "v8");
+    expect_load(c, &g, "v9");
     assert_false(get_str(c, "k", buf, sizeof buf));
     keel_cache_destroy(c);
   }
@@ -1207,7 +1228,7 @@ static void test_put_during_load_wins(void **state) {
     keel_cache_options o = base_opts(1 << 20);
     o.negative_ttl_ns = 60ull * 1000000000ull;
     keel_cache_t *c = mk(&o);
-    genload g = {c, 0, failing ? KEEL_EIO : KEEL_OK, 0, 0, "fresh", 0};
+    genload g = {c, 0, failing ? KEEL_EIO : KEEL_OK, 0, 0, "fresh", 0, 0};
     keel_cache_value_t *v = NULL;
     keel_status st = keel_cache_get_or_load(c, "k", 1, gen_loader, &g, &v);
     if (failing) {
@@ -1237,7 +1258,7 @@ static void test_failed_refresh_of_expired_value(void **state) {
   o.clock = fake_clock;
   fake_now = 1000;
   keel_cache_t *c = mk(&o);
-  genload g = {c, 0, KEEL_OK, 0, 0, NULL, 0};
+  genload g = {c, 0, KEEL_OK, 0, 0, NULL, 0, 0};
   expect_load(c, &g, "v1"); /* written at 1000, expires at 2000 */
   fake_now = 1500;
   g.fail = KEEL_ETIMEDOUT;
