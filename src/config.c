@@ -134,12 +134,40 @@ static int line_is_setting(const char *path, int no) {
   return setting;
 }
 
+/* The longest line the INI reader takes whole: it reads into a buffer of
+ * INI_MAX_LINE bytes and cuts a longer line silently, so the rest of it
+ * would be read as a line of its own (a key nobody wrote). */
+#define LINE_MAX_BYTES (INI_MAX_LINE - 2)
+
+/* The number of f's first line longer than LINE_MAX_BYTES (its newline
+ * aside), or 0; f is left at its start. */
+static int first_long_line(FILE *f) {
+  int no = 1, c, found = 0;
+  size_t len = 0;
+  while (!found && (c = getc(f)) != EOF) {
+    if (c == '\n') {
+      no++;
+      len = 0;
+    } else if (++len > LINE_MAX_BYTES) {
+      found = no;
+    }
+  }
+  rewind(f);
+  return found;
+}
+
 keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err, size_t errlen) {
   if (!c || !path) return KEEL_EINVAL;
   load_ctx l = {c, KEEL_OK};
   FILE *f = fopen(path, "r");
   if (!f) {
     snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return KEEL_ECONFIG;
+  }
+  int long_at = first_long_line(f);
+  if (long_at) {
+    fclose(f);
+    snprintf(err, errlen, "%s:%d: line longer than %d bytes", path, long_at, LINE_MAX_BYTES);
     return KEEL_ECONFIG;
   }
   int rc = ini_parse_file(f, on_ini, &l);

@@ -57,6 +57,9 @@ expect_bad() { # expect_bad PATTERN FILE-CONTENT [extra args]
 }
 expect_bad "bad.ini:3: malformed line" '[pipeline]\nworkers = 2\nworkers 3\n'
 expect_bad "bad.ini:1: key outside any \[section\]" 'workers = 2\n[pipeline]\n'
+# A line past the INI reader's buffer is refused, not cut into a made-up key.
+long=$(printf 'a%.0s' $(seq 190))
+expect_bad "bad.ini:2: line longer than 198 bytes" "[stage.x]\nlabel = ${long}workers=9\n"
 expect_bad "unknown option 'wrokers' in \[pipeline\]" '[pipeline]\nwrokers = 2\n'
 expect_bad "\[pipeline\] workers = 'many': want an integer in 1..256" '[pipeline]\nworkers = many\n'
 expect_bad "unknown stage 'ranking' in \[pipeline\] stages" '[pipeline]\nstages = user,ranking\n'
