@@ -76,17 +76,23 @@ static void bump(_Atomic uint64_t *c, uint64_t by) {
 
 keel_status keel_budget_split(uint64_t share, const uint64_t *asked, size_t n, uint64_t *granted) {
   if (n && (!asked || !granted)) return KEEL_EINVAL;
+  /* Sizes as large as a config allows (EiB) must not wrap the sums. */
   uint64_t sum = 0;
-  for (size_t i = 0; i < n; i++) sum += asked[i];
+  double dsum = 0;
+  for (size_t i = 0; i < n; i++) {
+    sum = asked[i] > UINT64_MAX - sum ? UINT64_MAX : sum + asked[i];
+    dsum += (double)asked[i];
+  }
   if (share < (uint64_t)n * KEEL_BUDGET_CACHE_FLOOR) return KEEL_ELIMIT;
   for (size_t i = 0; i < n; i++) {
-    uint64_t g = sum <= share ? asked[i] : (uint64_t)((double)share * ((double)asked[i] / (double)sum));
+    double part = (double)share * ((double)asked[i] / dsum);
+    uint64_t g = sum <= share ? asked[i] : part >= (double)share ? share : (uint64_t)part;
     granted[i] = g < KEEL_BUDGET_CACHE_FLOOR ? KEEL_BUDGET_CACHE_FLOOR : g;
   }
   /* Floors may have pushed the sum past the share: take it back from the
    * largest grants. */
   uint64_t tot = 0;
-  for (size_t i = 0; i < n; i++) tot += granted[i];
+  for (size_t i = 0; i < n; i++) tot = granted[i] > UINT64_MAX - tot ? UINT64_MAX : tot + granted[i];
   while (tot > share) {
     size_t big = 0;
     for (size_t i = 1; i < n; i++)

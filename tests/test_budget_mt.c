@@ -227,6 +227,12 @@ static void test_split(void **state) {
   assert_int_equal(keel_budget_split(1u << 20, asked, 3, g), KEEL_OK);
   assert_true(g[0] + g[1] + g[2] <= 1u << 20);
   for (int i = 0; i < 3; i++) assert_true(g[i] >= KEEL_BUDGET_CACHE_FLOOR);
+  /* Requests whose sum wraps 64 bits are shrunk, not granted as asked. */
+  uint64_t huge[3] = {1ull << 63, 1ull << 63, 1u << 20};
+  assert_int_equal(keel_budget_split(8u << 20, huge, 3, g), KEEL_OK);
+  assert_true(g[0] + g[1] + g[2] <= 8u << 20);
+  assert_true(g[0] >= 3u << 20 && g[1] >= 3u << 20);
+  assert_int_equal(g[2], KEEL_BUDGET_CACHE_FLOOR);
   keel_pipeline_t *none = NULL;
   keel_budget_stats b;
   assert_int_equal(keel_pipeline_budget_stats(none, &b), KEEL_EINVAL);
