@@ -51,7 +51,7 @@ static entry *find(const keel_config_t *c, const char *section, const char *key)
 
 static keel_status set(keel_config_t *c, const char *section, const char *key, const char *value,
                        keel_config_origin origin, int weak) {
-  if (!c || !section || !key || !value) return KEEL_EINVAL;
+  if (!c || !section || !key || !value || (unsigned)origin > KEEL_CONFIG_CLI) return KEEL_EINVAL;
   entry *e = find(c, section, key);
   if (e) {
     if (weak && e->origin == KEEL_CONFIG_CLI) return KEEL_OK;

@@ -26,6 +26,7 @@ int keel_log_enabled(keel_log_level level) { return (int)level <= (int)keel_log_
 
 void keel_log(keel_log_level level, const char *who, const char *fmt, ...) {
   static const char *const names[] = {"error", "warning", "info", "debug"};
+  if ((unsigned)level > KEEL_LOG_DEBUG) level = KEEL_LOG_ERROR; /* not a level: said, not dropped */
   if (!keel_log_enabled(level)) return;
   char line[1024], stamp[40] = "";
   if (atomic_load_explicit(&log_state.timestamps, memory_order_relaxed)) {

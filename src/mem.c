@@ -615,6 +615,7 @@ static void diff_add(keel_mem_diff *out, size_t cap, size_t *n, const keel_mem_d
 keel_status keel_mem_snapshot_compare(const keel_mem_snapshot_t *a, const keel_mem_snapshot_t *b, keel_mem_group by,
                                       keel_mem_diff *out, size_t cap, size_t *n) {
   if (!a || !b || !n || (cap && !out)) return KEEL_EINVAL;
+  if (by != KEEL_MEM_BY_TAG && by != KEEL_MEM_BY_SITE) return KEEL_EINVAL;
   if (by == KEEL_MEM_BY_SITE && (!a->sites || !b->sites)) return KEEL_EUNSUPPORTED;
   *n = 0;
   keel_mem_diff d;

@@ -150,7 +150,7 @@ static keel_status add_sample(keel_metrics_t *m, keel_metric_type type, const ch
 
 keel_status keel_metrics_add(keel_metrics_t *m, keel_metric_type type, const char *name, const char *help,
                              const char *label, const char *value_of_label, double value) {
-  if (type == KEEL_METRIC_HISTOGRAM) return KEEL_EINVAL;
+  if (type != KEEL_METRIC_COUNTER && type != KEEL_METRIC_GAUGE) return KEEL_EINVAL; /* histograms have their own call */
   sample *s;
   keel_status st = add_sample(m, type, name, help, label, value_of_label, &s);
   if (st == KEEL_OK) s->value = value;

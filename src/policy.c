@@ -609,6 +609,7 @@ static uint32_t record_weight(uint32_t weight) {
  * `used` before the access is counted (a period that closes then sizes the
  * shadows from it), as keel sim has always replayed it. */
 static void insert_resident(keel_policy_t *p, uint32_t s, uint32_t h, uint32_t weight, int seen) {
+  if (s >= p->nslots || p->n[s].queue != Q_NONE) return; /* not a free slot: its lists would break */
   weight = record_weight(weight);
   p->n[s].hash = h;
   p->n[s].weight = weight;

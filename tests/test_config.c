@@ -37,6 +37,7 @@ static void test_load_sections_and_precedence(void **state) {
   keel_config_t *c;
   assert_int_equal(keel_config_create(&c), KEEL_OK);
   /* Defaults first, then a command-line value, then the file. */
+  assert_int_equal(keel_config_set(c, "pipeline", "workers", "1", (keel_config_origin)7), KEEL_EINVAL);
   assert_int_equal(keel_config_set(c, "pipeline", "workers", "1", KEEL_CONFIG_DEFAULT), KEEL_OK);
   assert_int_equal(keel_config_set(c, "pipeline", "batch", "64", KEEL_CONFIG_DEFAULT), KEEL_OK);
   assert_int_equal(keel_config_set(c, "limits", "max_line", "1MiB", KEEL_CONFIG_DEFAULT), KEEL_OK);

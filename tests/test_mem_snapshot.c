@@ -56,6 +56,7 @@ static void test_diff_by_tag_sorted_by_growth(void **state) {
   assert_int_equal(n1, n);
   assert_string_equal(top[0].where, d[0].where);
   /* Reversed, the signs flip. */
+  assert_int_equal(keel_mem_snapshot_compare(s1, s0, (keel_mem_group)7, d, KEEL_MEM_MAX_TAGS, &n), KEEL_EINVAL);
   assert_int_equal(keel_mem_snapshot_compare(s1, s0, KEEL_MEM_BY_TAG, d, KEEL_MEM_MAX_TAGS, &n), KEEL_OK);
   assert_string_equal(d[0].where, "snap_c");
   assert_int_equal(d[0].growth, 4000);

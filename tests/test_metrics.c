@@ -55,6 +55,7 @@ static void test_names_and_escaping(void **s) {
   keel_buf_init(&b, KEEL_MEM_OTHER);
   assert_int_equal(keel_metrics_create(&m), KEEL_OK);
   assert_int_equal(keel_metrics_add(m, KEEL_METRIC_COUNTER, "no_suffix", "", NULL, NULL, 1), KEEL_EINVAL);
+  assert_int_equal(keel_metrics_add(m, (keel_metric_type)7, "g", "", NULL, NULL, 1), KEEL_EINVAL);
   assert_int_equal(keel_metrics_add(m, KEEL_METRIC_GAUGE, "g_total", "", NULL, NULL, 1), KEEL_EINVAL);
   assert_int_equal(keel_metrics_add(m, KEEL_METRIC_GAUGE, "9bad", "", NULL, NULL, 1), KEEL_EINVAL);
   assert_int_equal(keel_metrics_add(m, KEEL_METRIC_GAUGE, "bad-name", "", NULL, NULL, 1), KEEL_EINVAL);

@@ -69,6 +69,8 @@ static void test_log_levels(void **s) {
   assert_true(keel_log_enabled(KEEL_LOG_DEBUG));
   keel_log_set_timestamps(0);
   keel_log(KEEL_LOG_DEBUG, "keel test", "a debug line with %d", 42); /* on stderr, shown in the test log */
+  keel_log((keel_log_level)-1, "keel test", "not a level: said as an error"); /* read names[-1] once */
+  keel_log((keel_log_level)9, "keel test", "not a level: said as an error");
   keel_log_set_timestamps(1);
   keel_log_set_level(was);
 }

@@ -48,6 +48,8 @@ static void test_lru_order(void **state) {
   for (uint32_t s = 0; s < 3; s++) keel_policy_insert(p, s, 100 + s, 1);
   keel_policy_hit(p, 0);
   keel_policy_insert(p, 3, 103, 1);
+  keel_policy_insert(p, 1, 999, 1);          /* resident already: ignored */
+  keel_policy_insert(p, 1u << 20, 999, 1);   /* past the slots: ignored, no write out of bounds */
   assert_int_equal(keel_policy_weight(p), 4);
   assert_int_equal(keel_policy_evict(p), 1);
   assert_int_equal(keel_policy_evict(p), 2);

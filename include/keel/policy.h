@@ -117,8 +117,8 @@ KEEL_EXTERN void keel_policy_miss(keel_policy_t *p, uint32_t hash);
 /* The largest weight of one resident (a slot's record keeps it in 30 bits). */
 #define KEEL_POLICY_WEIGHT_MAX ((1u << 30) - 1)
 
-/* Adds resident `slot` (free, below the slot count) with `hash` and
- * `weight` (1 to KEEL_POLICY_WEIGHT_MAX); counts as an access. The caller then evicts while
+/* Adds resident `slot` (free, below the slot count; any other is ignored)
+ * with `hash` and `weight` (1 to KEEL_POLICY_WEIGHT_MAX); counts as an access. The caller then evicts while
  * keel_policy_weight() > capacity. */
 KEEL_EXTERN void keel_policy_insert(keel_policy_t *p, uint32_t slot, uint32_t hash, uint32_t weight);
 
