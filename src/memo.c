@@ -109,6 +109,11 @@ static keel_status make_cache(keel_memo_t *m, const keel_memo_options *o, char *
   char tagname[KEEL_FIELD_NAME_MAX + 8];
   snprintf(tagname, sizeof tagname, "cache.%s", o->def->name);
   keel_status st = keel_mem_tag_register(tagname, &m->tag);
+  if (st == KEEL_ELIMIT) {
+    snprintf(err, errlen, "cache of stage '%s': no memory tag left for it (the process has %d)", o->def->name,
+             KEEL_MEM_MAX_TAGS);
+    return KEEL_ECONFIG;
+  }
   if (st != KEEL_OK) return st;
   keel_cache_options co = {.size = sizeof co, .max_bytes = o->max_bytes, .policy = o->policy,
                            .ttl_ns = o->ttl_ns, .idle_ns = o->idle_ns, .tag = m->tag,
@@ -196,6 +201,7 @@ void keel_memo_destroy(keel_memo_t *m) {
 }
 
 keel_status keel_memo_worker_create(keel_memo_t *m, keel_schema_t *schema, keel_memo_worker_t **out) {
+  if (!m || !schema || !out) return KEEL_EINVAL;
   keel_memo_worker_t *w = keel_mem_calloc(KEEL_MEM_CACHE, 1, sizeof *w);
   if (!w) return KEEL_ENOMEM;
   keel_status st = keel_event_create(schema, KEEL_MEM_ARENA, 0, &w->proj);

@@ -157,6 +157,11 @@ static keel_status init_stage(keel_pipeline_t *p, stage_slot *s, char *err, size
   }
   keel_stage_env env = {s->def->name, s->def->userdata, p->cfg, KEEL_MEM_OTHER, err, errlen};
   keel_status st = keel_mem_tag_register(s->def->name, &env.tag);
+  if (st == KEEL_ELIMIT) {
+    snprintf(err, errlen, "stage '%s': no memory tag left for it (the process has %d)", s->def->name,
+             KEEL_MEM_MAX_TAGS);
+    return KEEL_ECONFIG;
+  }
   if (st != KEEL_OK) return st;
   err[0] = '\0';
   st = s->def->init(&env, &s->state);
