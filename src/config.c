@@ -339,7 +339,8 @@ size_t keel_config_count(const keel_config_t *c) { return c ? c->n : 0; }
 
 void keel_config_entry(const keel_config_t *c, size_t i, const char **section, const char **key,
                        const char **value, keel_config_origin *origin) {
-  const entry *e = &c->e[i];
+  static const entry none = {0};
+  const entry *e = c && i < c->n ? &c->e[i] : &none; /* out of range: all NULL */
   if (section) *section = e->section;
   if (key) *key = e->key;
   if (value) *value = e->value;

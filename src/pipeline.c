@@ -323,5 +323,7 @@ void keel_pipeline_stop(keel_pipeline_t *p) {
 
 unsigned keel_pipeline_workers(const keel_pipeline_t *p) { return p->workers; }
 size_t keel_pipeline_stage_count(const keel_pipeline_t *p) { return p->n_stages; }
-const keel_stage_def *keel_pipeline_stage(const keel_pipeline_t *p, size_t i) { return p->stages[i].def; }
+const keel_stage_def *keel_pipeline_stage(const keel_pipeline_t *p, size_t i) {
+  return p && i < p->n_stages ? p->stages[i].def : NULL;
+}
 

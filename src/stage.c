@@ -83,7 +83,9 @@ const keel_stage_def *keel_registry_find(const keel_registry_t *r, const char *n
 }
 
 size_t keel_registry_count(const keel_registry_t *r) { return r ? r->n : 0; }
-const keel_stage_def *keel_registry_at(const keel_registry_t *r, size_t i) { return &r->defs[i]; }
+const keel_stage_def *keel_registry_at(const keel_registry_t *r, size_t i) {
+  return r && i < r->n ? &r->defs[i] : NULL;
+}
 
 keel_status keel_registry_load_plugin(keel_registry_t *r, const char *path, char *err, size_t errlen) {
   if (!r || !path) return KEEL_EINVAL;

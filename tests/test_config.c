@@ -80,6 +80,10 @@ static void test_load_sections_and_precedence(void **state) {
   assert_string_equal(k, "workers");
   assert_string_equal(v, "4");
   assert_int_equal(keel_config_count(c), 5);
+  keel_config_entry(c, 5, &s, &k, &v, NULL); /* past the count */
+  assert_null(s);
+  assert_null(k);
+  assert_null(v);
   assert_int_equal(keel_config_set(c, NULL, "k", "v", KEEL_CONFIG_CLI), KEEL_EINVAL);
   keel_config_destroy(c);
   keel_config_destroy(NULL);

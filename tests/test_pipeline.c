@@ -65,6 +65,7 @@ static void test_validation_messages(void **state) {
   assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
   assert_int_equal(keel_pipeline_stage_count(p), 4);
   assert_string_equal(keel_pipeline_stage(p, 3)->name, "slow");
+  assert_null(keel_pipeline_stage(p, 4));
   assert_int_equal(keel_pipeline_workers(p), 1);
   keel_pipeline_destroy(p);
   keel_config_destroy(c);

@@ -49,6 +49,7 @@ static void test_add_find(void **state) {
     d.version = 999; /* the registry copied the struct */
   }
   assert_int_equal(keel_registry_count(r), 20);
+  assert_null(keel_registry_at(r, 20));
   for (int i = 0; i < 20; i++) {
     const keel_stage_def *d = keel_registry_find(r, names[i]);
     assert_non_null(d);

@@ -85,7 +85,8 @@ KEEL_EXTERN keel_status keel_config_check_keys(const keel_config_t *c, const cha
 /* Parses a size ("64MiB", "1GiB", "512", "10KiB", "7B"). KEEL_EINVAL if bad. */
 KEEL_EXTERN keel_status keel_parse_size(const char *s, uint64_t *out);
 
-/* Number of entries and the i-th (all borrowed), in insertion order. */
+/* Number of entries and the i-th (all borrowed), in insertion order; past
+ * the count, NULL strings and KEEL_CONFIG_DEFAULT. */
 KEEL_EXTERN size_t keel_config_count(const keel_config_t *c);
 KEEL_EXTERN void keel_config_entry(const keel_config_t *c, size_t i, const char **section, const char **key,
                                    const char **value, keel_config_origin *origin);

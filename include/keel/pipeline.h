@@ -147,7 +147,8 @@ KEEL_EXTERN keel_status keel_pipeline_snapshot(keel_pipeline_t *p, keel_run_stat
  * KEEL_LATENCY_BUCKETS values ascending). */
 KEEL_EXTERN const double *keel_pipeline_latency_bounds(void);
 
-/* The resolved settings (for summaries). */
+/* The resolved settings (for summaries); a stage's definition is borrowed
+ * from the registry (NULL past the count). */
 KEEL_EXTERN unsigned keel_pipeline_workers(const keel_pipeline_t *p);
 KEEL_EXTERN size_t keel_pipeline_stage_count(const keel_pipeline_t *p);
 KEEL_EXTERN const keel_stage_def *keel_pipeline_stage(const keel_pipeline_t *p, size_t i);

@@ -110,6 +110,7 @@ KEEL_EXTERN keel_status keel_registry_add(keel_registry_t *r, const keel_stage_d
 /* The definition named `name` (borrowed), or NULL. */
 KEEL_EXTERN const keel_stage_def *keel_registry_find(const keel_registry_t *r, const char *name);
 
+/* How many definitions, and the i-th (borrowed; NULL past the count). */
 KEEL_EXTERN size_t keel_registry_count(const keel_registry_t *r);
 KEEL_EXTERN const keel_stage_def *keel_registry_at(const keel_registry_t *r, size_t i);
 
