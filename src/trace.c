@@ -199,7 +199,7 @@ static keel_status next_text(keel_trace_t *t, int64_t *key) {
     }
     if (st != KEEL_OK) return st;
     uint64_t lineno = t->line++;
-    if (n == 0 || (n == 1 && s[0] == '*')) continue;
+    if (n == 0 || (n == 1 && s[0] == '*' && t->fmt != KEEL_TRACE_TEXT)) continue; /* text: "*" is a key */
     if (parse_int(s, n, key) == 0) return KEEL_OK;
     if (t->fmt == KEEL_TRACE_TEXT) {
       *key = (int64_t)XXH3_64bits_withSeed(s, n, TEXT_HASH_SEED);

@@ -97,6 +97,11 @@ static void test_lirs_malformed(void **state) {
   assert_int_equal(a[1], 2);
   assert_int_equal(a[2], b[2]);
   assert_true(a[2] != 0);
+  /* In `text` a "*" line is a key like any other; empty lines are skipped. */
+  const char star[] = "alpha\n*\n\nbeta\n";
+  p = write_file("star.txt", star, sizeof star - 1);
+  assert_int_equal(read_all(p, KEEL_TRACE_TEXT, a, 4), 3);
+  assert_true(a[0] != a[1] && a[1] != a[2]);
 }
 
 static void test_bin(void **state) {

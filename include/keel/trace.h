@@ -2,8 +2,8 @@
  *
  * Formats: `lirs` (text, one integer key per line; empty lines and lines
  * holding only `*` are skipped), `bin32` / `bin64` (big-endian signed 32- or
- * 64-bit keys back to back), `text` (one key per line: an integer is taken as
- * is, any other line is hashed to 64 bits). `auto` picks by file name:
+ * 64-bit keys back to back), `text` (one key per line, empty lines skipped:
+ * an integer is taken as is, any other line, `*` too, is hashed to 64 bits). `auto` picks by file name:
  * `.lirs` -> lirs, `.bin` -> bin64, anything else -> text.
  * A reader holds one buffer, never the whole trace, so traces larger than
  * memory stream. Thread safety: one reader per thread. */
