@@ -373,6 +373,9 @@ static uint8_t *put_payload(uint8_t *p, const keel_value *v) {
 keel_status keel_event_encode(const keel_event_t *e, const keel_field_id *ids, size_t n, keel_arena_t *a,
                               const uint8_t **out, size_t *len) {
   if (!e || (n && !ids) || !a || !out || !len) return KEEL_EINVAL;
+  size_t known = atomic_load_explicit(&e->schema->count, memory_order_acquire);
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] >= known) return KEEL_EINVAL; /* no name: distinct ids would encode alike */
   size_t total = 0;
   for (size_t i = 0; i < n; i++) {
     keel_value v = {.type = KEEL_FIELD_NONE};

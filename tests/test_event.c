@@ -573,6 +573,11 @@ static void test_encoding_check(void **state) {
   keel_field_id other[1] = {x->f};
   assert_int_equal(keel_event_encoding_check(x->s, some.p, 2 + 5 + 1 + 8, other, NULL, 1), KEEL_EPARSE);
   assert_int_equal(keel_event_encoding_check(x->s, NULL, 0, NULL, NULL, 0), KEEL_OK);
+  /* An id the schema does not know has no name to encode: refused, not "?". */
+  keel_field_id unknown[1] = {999};
+  const uint8_t *out;
+  size_t len;
+  assert_int_equal(keel_event_encode(x->e, unknown, 1, x->a, &out, &len), KEEL_EINVAL);
   free(m);
 }
 

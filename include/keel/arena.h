@@ -27,14 +27,15 @@ KEEL_EXTERN keel_status keel_arena_create(keel_mem_tag tag, size_t chunk_size, k
 /* Frees every chunk. NULL is a no-op. */
 KEEL_EXTERN void keel_arena_destroy(keel_arena_t *a);
 
-/* `size` bytes, 16-byte aligned, living until the next reset (arena memory).
+/* `size` bytes, 16-byte aligned, borrowed from the arena: they live until
+ * its next reset or destroy (the same for the copies below).
  * NULL when memory runs out. */
 KEEL_EXTERN void *keel_arena_alloc(keel_arena_t *a, size_t size);
 
-/* Copies n bytes and adds a NUL (arena memory). NULL on ENOMEM. */
+/* Copies n bytes and adds a NUL (borrowed from the arena). NULL on ENOMEM. */
 KEEL_EXTERN char *keel_arena_strndup(keel_arena_t *a, const char *s, size_t n);
 
-/* Copies n bytes (arena memory). NULL on ENOMEM. */
+/* Copies n bytes (borrowed from the arena). NULL on ENOMEM. */
 KEEL_EXTERN void *keel_arena_memdup(keel_arena_t *a, const void *p, size_t n);
 
 /* Forgets everything allocated since creation; keeps the first chunk. */

@@ -92,6 +92,7 @@ KEEL_EXTERN void keel_event_destroy(keel_event_t *e);
 /* Drops every field, the failure reason and the arena's contents. */
 KEEL_EXTERN void keel_event_reset(keel_event_t *e);
 
+/* The event's schema and arena: borrowed (the event keeps them). */
 KEEL_EXTERN keel_schema_t *keel_event_schema(const keel_event_t *e);
 KEEL_EXTERN keel_arena_t *keel_event_arena(const keel_event_t *e);
 
@@ -126,13 +127,15 @@ KEEL_EXTERN void keel_event_at(const keel_event_t *e, size_t i, keel_field_id *i
 KEEL_EXTERN keel_status keel_event_fail(keel_event_t *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* The failure reason (arena memory), or NULL if the event has not failed. */
+/* The failure reason, or NULL if the event has not failed: borrowed, in the
+ * event's arena (valid until its next reset). */
 KEEL_EXTERN const char *keel_event_reason(const keel_event_t *e);
 
 /* ---- canonical encoding ---- */
 
 /* Encodes the fields `ids[0..n)` of e, in that order, into bytes allocated
- * from `a` (arena memory): *out and *len on success. Callers wanting an
+ * from `a` (borrowed from the arena: valid until its reset): *out and *len
+ * on success; KEEL_EINVAL for an id the schema does not know. Callers wanting an
  * order-independent key pass ids sorted by name (see keel_schema_sort). */
 KEEL_EXTERN keel_status keel_event_encode(const keel_event_t *e, const keel_field_id *ids, size_t n,
                                           keel_arena_t *a, const uint8_t **out, size_t *len);

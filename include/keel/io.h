@@ -198,7 +198,7 @@ KEEL_EXTERN keel_status keel_dead_letter_write(keel_dead_letter_t *d, uint64_t l
 KEEL_EXTERN keel_status keel_dead_letter_write_prefix(keel_dead_letter_t *d, uint64_t line_no, const char *reason,
                                                       const char *prefix, size_t prefix_len, uint64_t full_len);
 
-/* Records written so far. */
+/* Records written so far; the file's path (borrowed: d keeps it). */
 KEEL_EXTERN uint64_t keel_dead_letter_count(const keel_dead_letter_t *d);
 KEEL_EXTERN const char *keel_dead_letter_path(const keel_dead_letter_t *d);
 
