@@ -299,6 +299,7 @@ keel_status keel_parse_duration_ns(const char *s, uint64_t *out) {
        * bare number: "6000000h" overflowed to 0, which means "no TTL"). */
       double ns = v * U[i].ns;
       if (ns > 1e18) return KEEL_EINVAL;
+      if (v > 0 && ns < 1) return KEEL_EINVAL; /* "1e-10" is not 0, which means "never" */
       *out = (uint64_t)ns;
       return KEEL_OK;
     }

@@ -118,7 +118,9 @@ keel_status keel_leak_create(const keel_leak_options *opt, keel_leak_t **out) {
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  if (!d->ring || !d->w || !d->t || pthread_mutex_init(&d->lock, NULL) || pthread_cond_init(&d->cv, &ca)) {
+  int locked = d->ring && d->w && d->t && pthread_mutex_init(&d->lock, NULL) == 0;
+  if (!locked || pthread_cond_init(&d->cv, &ca) != 0) {
+    if (locked) pthread_mutex_destroy(&d->lock);
     pthread_condattr_destroy(&ca);
     keel_mem_free(d->ring);
     keel_mem_free(d->w);
