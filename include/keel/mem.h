@@ -91,9 +91,10 @@ KEEL_EXTERN char *keel_mem_strndup(keel_mem_tag tag, const char *s, size_t n);
 /* Requested size of a live block. */
 KEEL_EXTERN size_t keel_mem_size(const void *p);
 
-/* Fills *out with the merged counters of one tag. Peak is exact for a tag
- * used by one thread and within KEEL_MEM_PEAK_SLACK bytes per thread
- * otherwise (threads publish their running balance at that granularity). */
+/* Fills *out with the merged counters of one tag. Current is exact; peak
+ * may miss a rise of up to KEEL_MEM_PEAK_SLACK bytes per thread that used
+ * the tag, when it came and went between two publications (threads publish
+ * their running balance when it moves by more than that). */
 #define KEEL_MEM_PEAK_SLACK (64 * 1024)
 KEEL_EXTERN keel_status keel_mem_tag_stats(keel_mem_tag tag, keel_mem_stats *out);
 
