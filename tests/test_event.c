@@ -618,13 +618,17 @@ static int set_attempt(void *ctx) {
     int n = snprintf(name, sizeof name, "x%d", k);
     assert_int_equal(keel_schema_intern(x->s, name, (size_t)n, &extra[k]), KEEL_OK);
   }
-  for (int k = 0; k < 25; k++) {
+  /* 25 new fields, then each replaced by a value of the next type (so a
+   * failure also meets a field that is there: it must stay as it was). */
+  for (int k = 0; k < 50; k++) {
     size_t before = keel_event_count(e);
     keel_value old;
-    keel_field_id target = k < 5 ? (keel_field_id[]){x->i, x->f, x->str, x->vec, x->ids}[k] : extra[k - 5];
+    int f = k % 25;
+    keel_field_id target = f < 5 ? (keel_field_id[]){x->i, x->f, x->str, x->vec, x->ids}[f] : extra[f - 5];
     bool had = keel_event_get(e, target, &old);
+    assert_true(had == (k >= 25));
     keel_status st;
-    switch (k % 5) {
+    switch ((k + k / 25) % 5) {
       case 0: st = keel_event_set_int(e, target, k); break;
       case 1: st = keel_event_set_float(e, target, k); break;
       case 2: st = keel_event_set_string(e, target, text, sizeof text); break;
@@ -636,7 +640,13 @@ static int set_attempt(void *ctx) {
       assert_int_equal(keel_event_count(e), before);
       keel_value now;
       assert_int_equal(keel_event_get(e, target, &now), had);
-      if (had) assert_int_equal(now.type, old.type);
+      if (had) { /* the same value, not only the same type */
+        assert_int_equal(now.type, old.type);
+        if (old.type == KEEL_FIELD_INT) assert_int_equal(now.u.i, old.u.i);
+        if (old.type == KEEL_FIELD_STRING) assert_int_equal(now.u.str.len, old.u.str.len);
+        if (old.type == KEEL_FIELD_VECTOR) assert_int_equal(now.u.vec.len, old.u.vec.len);
+        if (old.type == KEEL_FIELD_IDS) assert_int_equal(now.u.ids.len, old.u.ids.len);
+      }
       keel_event_reset(e); /* back to the first chunk, as before the attempt */
       return 1;
     }

@@ -139,11 +139,34 @@ static void test_many_records_in_order(void **state) {
   keel_dead_letter_t *d;
   assert_int_equal(keel_dead_letter_create(path, &d), KEEL_OK);
   char raw[64];
+  struct stat sb;
+  static off_t size_after[5001]; /* the file's size after each write */
   for (int i = 1; i <= 5000; i++) {
     int n = snprintf(raw, sizeof raw, "{\"n\":%d", i);
     assert_int_equal(keel_dead_letter_write(d, (uint64_t)i, "invalid JSON", raw, (size_t)n), KEEL_OK);
+    assert_int_equal(stat(path, &sb), 0);
+    size_after[i] = sb.st_size;
   }
   assert_int_equal(keel_dead_letter_close(d), KEEL_OK);
+  /* Written in whole chunks: the first record at once, then never more than
+   * 64 KiB (and the record that passed it) waiting in the buffer, and far
+   * fewer writes than records. */
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  off_t end = 0;
+  int grew = 0, c, r = 1;
+  while ((c = fgetc(f)) != EOF) {
+    end++;
+    if (c != '\n') continue;
+    assert_true(size_after[r] <= end);            /* nothing written before it was accepted */
+    assert_true(end - size_after[r] <= 64 * 1024); /* at most 64 KiB waiting */
+    if (r == 1) assert_true(size_after[1] == end); /* the first record at once */
+    if (r > 1 && size_after[r] != size_after[r - 1]) grew++;
+    r++;
+  }
+  fclose(f);
+  assert_int_equal(r, 5001);
+  assert_true(grew >= 3 && grew <= 10);
   static json_t *recs[5001];
   assert_int_equal(load_records(recs, 5001), 5000);
   for (int i = 0; i < 5000; i++) {
