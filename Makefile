@@ -35,4 +35,4 @@ fuzz: deps
 	sh tests/fuzz/run.sh build-fuzz-run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
-	rm -rf build build-test build-asan build-tsan build-fuzz-run
+	rm -rf build build-test build-asan build-tsan build-callsites build-fuzz-run

@@ -6,7 +6,8 @@
 #  3. the concurrent and CLI tests under ThreadSanitizer (clang): the CLI
 #     runs keel's worker, HTTP and observer threads beside libraries' own
 #     (OpenBLAS); a race there is as real as one in a unit test;
-#  4. the libFuzzer targets (clang, ASan+UBSan): each replays its seed
+#  4. the memory tests once more in a call-site build (KEEL_MEM_CALLSITES);
+#  5. the libFuzzer targets (clang, ASan+UBSan): each replays its seed
 #     corpus, then fuzzes for FUZZ_SECONDS (default 20); a crashing input is
 #     kept in tests/fuzz/crashes/ and fails the suite.
 # Each stage prints ctest's summary line; any failure stops with non-zero.
@@ -36,6 +37,17 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 TSAN_OPTIONS=halt_on_error=1 \
   stage "ThreadSanitizer, concurrent and CLI tests" build-tsan "-L concurrent|cli" -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_C_COMPILER=clang -DKEEL_SANITIZE=thread
+# The call-site build (-DKEEL_MEM_CALLSITES=ON: every tracked block knows
+# its file:line) changes mem.c's bookkeeping; its tests skip in the builds
+# above, so the memory tests run once more in it.
+echo "== call-site build, memory tests"
+t0=$(date +%s)
+cmake -S . -B build-callsites -DKEEL_BUILD_TESTS=ON -DKEEL_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DKEEL_MEM_CALLSITES=ON >/dev/null
+cmake --build build-callsites -j"$JOBS" --target test_mem_mt test_mem_snapshot test_mem_track_mt test_mem_tags_full \
+  >build-callsites.log 2>&1 || { tail -n 40 build-callsites.log; exit 1; }
+ctest --test-dir build-callsites --output-on-failure -j"$JOBS" -R '^test_mem_(mt|snapshot|track_mt|tags_full)$'
+echo "-- call-site build: $(($(date +%s) - t0)) s"
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 echo "== libFuzzer targets (ASan + UBSan), ${FUZZ_SECONDS} s each"
 t0=$(date +%s)
