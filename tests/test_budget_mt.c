@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -188,6 +189,70 @@ static void test_surge_shrinks_caches_then_pauses_reader(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* Feeds the FIFO at `path` 16 bursts of 100 events, 100 ms apart: a run
+ * that lasts past the budget's second of calm. */
+typedef struct feeder {
+  const char *path;
+  int ok;
+} feeder;
+
+static void *feed_slowly(void *arg) {
+  feeder *fd = arg;
+  FILE *o = fopen(fd->path, "w");
+  if (!o) return NULL;
+  for (int burst = 0; burst < 16; burst++) {
+    for (int i = 0; i < 100; i++) fprintf(o, "{\"k\":\"calm%d\"}\n", burst * 100 + i);
+    fflush(o);
+    nanosleep(&(struct timespec){0, 100000000}, NULL);
+  }
+  fd->ok = fclose(o) == 0;
+  return NULL;
+}
+
+/* What the surge shrank grows back once memory has been calm for a second:
+ * a second run, fed slowly, regrows the caches (never past the plan). */
+static void test_caches_grow_back_when_calm(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  static fixture f;
+  char err[512];
+  assert_int_equal(build(&f, "8MiB", "1GiB", err, sizeof err), KEEL_OK);
+  f.s.at = EVENTS / 4;
+  f.s.bytes = 7u << 20;
+  f.s.hold_ms = 100;
+  write_input(&f);
+  keel_run_stats st;
+  run(&f, &st);
+  keel_budget_stats b1, b2;
+  assert_int_equal(keel_pipeline_budget_stats(f.p, &b1), KEEL_OK);
+  assert_true(b1.shrinks >= 1);
+  assert_true(b1.caches_now < b1.caches_granted);
+  if (f.s.started) pthread_join(f.s.th, NULL); /* the surge is freed */
+  f.s.started = 0;
+  f.s.bytes = 0;
+  char fifo[64];
+  snprintf(fifo, sizeof fifo, "/tmp/keel-test-budget-fifo-%ld", (long)getpid());
+  unlink(fifo);
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  feeder fd = {fifo, 0};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, feed_slowly, &fd), 0);
+  keel_run_io io = {.input = fifo, .output = "/dev/null", .dead_letter = "/dev/null"};
+  assert_int_equal(keel_pipeline_run(f.p, &io, &st, err, sizeof err), KEEL_OK);
+  pthread_join(th, NULL);
+  unlink(fifo);
+  assert_true(fd.ok);
+  assert_int_equal(st.events_in, 1600);
+  assert_int_equal(keel_pipeline_budget_stats(f.p, &b2), KEEL_OK);
+  printf("# calm: caches %llu -> %llu of %llu planned, regrows %llu\n", (unsigned long long)b1.caches_now,
+         (unsigned long long)b2.caches_now, (unsigned long long)b2.caches_granted, (unsigned long long)b2.regrows);
+  assert_true(b2.regrows >= 1);
+  assert_true(b2.caches_now > b1.caches_now);
+  assert_true(b2.caches_now <= b2.caches_granted);
+  teardown(&f);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
 static void test_budget_too_small_is_refused(void **state) {
   (void)state;
   int64_t before = tu_tracked_bytes();
@@ -279,6 +344,7 @@ int main(void) {
       cmocka_unit_test(test_budget_too_small_is_refused),
       cmocka_unit_test(test_cache_shrunk_and_run_under_budget),
       cmocka_unit_test(test_surge_shrinks_caches_then_pauses_reader),
+      cmocka_unit_test(test_caches_grow_back_when_calm),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
