@@ -131,10 +131,42 @@ static int create_and_grow_policy(void *arg) {
   return st == KEEL_OK ? 0 : 1;
 }
 
-/* The simulator over a fixed request stream: with faults, a request that
- * could not be inserted counts as a miss; hits can only be fewer. */
+/* The simulator, where its accesses allocate: created for 64 residents
+ * (66 slots, a 128-cell key map), its capacity then raised to SIM_KEYS, so
+ * that the first misses grow the slots (66 to 528, with the policy's
+ * records and sketch) and the key map (128 to 512 cells). Phase 1
+ * (SIM_GROW requests over at most SIM_KEYS keys) never evicts, so what
+ * policy.h promises is exact for every policy: a request hits (1) exactly
+ * when its key was inserted by an earlier miss (0); one answered
+ * KEEL_ENOMEM "counted as a miss and was not inserted": the policy's weight
+ * is the number of inserted keys. Phase 2 lowers the capacity to 64 and
+ * evicts: a key can hit only if its last miss inserted it, a miss leaves
+ * the weight within the capacity, and for LRU the results are those of an
+ * exact LRU model fed the same answers. Against the fault-free run: phase
+ * 1 has no more hits, and a run that answered no KEEL_ENOMEM answered
+ * alike in phase 1 (for LRU, throughout). */
+#define SIM_KEYS 400
+#define SIM_GROW 1500
+#define SIM_ALL 2500
+
+typedef struct sim_ctx {
+  const char *name;
+  int have_ref;
+  signed char ref[SIM_ALL]; /* the fault-free run's answers */
+  unsigned ref_grow_hits;   /* its hits in phase 1 */
+  unsigned access_enomem;   /* attempts in which an access (not the create) answered KEEL_ENOMEM */
+} sim_ctx;
+
+static int64_t sim_key(unsigned i, uint64_t *x) {
+  *x = *x * 6364136223846793005ull + 1442695040888963407ull;
+  unsigned r = (unsigned)(*x >> 33);
+  if (i < SIM_GROW) return r % (i % 2 ? 60 : SIM_KEYS); /* 60 hot keys and all of them */
+  return r % (i % 3 ? 40 : SIM_KEYS);                   /* 40 hot ones in 64 residents, and a scan */
+}
+
 static int simulate(void *arg) {
-  policy_ctx *c = arg;
+  sim_ctx *c = arg;
+  int lru = strcmp(c->name, "lru") == 0;
   keel_policy_options o = policy_options(c->name, 64);
   keel_policy_sim_t *s;
   keel_status st = keel_policy_sim_create(&o, &s);
@@ -142,16 +174,66 @@ static int simulate(void *arg) {
     assert_int_equal(st, KEEL_ENOMEM);
     return 1;
   }
-  int failed = 0;
-  for (uint64_t i = 0; i < 2000; i++) {
-    int r = keel_policy_sim_access(s, keel_policy_key_hash((i * 7919) % 200, 3), 1);
-    if (r < 0) {
-      assert_int_equal(r, KEEL_ENOMEM);
-      failed = 1;
+  keel_policy_t *p = keel_policy_sim_policy(s);
+  keel_policy_set_capacity(p, SIM_KEYS);
+  /* Per key: resident (exact in phase 1, and for LRU in phase 2), may hit
+   * (its last miss answered 0), last use (LRU order). */
+  static unsigned char resident[SIM_KEYS], may_hit[SIM_KEYS];
+  static unsigned last_use[SIM_KEYS];
+  memset(resident, 0, sizeof resident);
+  memset(may_hit, 0, sizeof may_hit);
+  unsigned residents = 0, grow_hits = 0, enomem = 0, same = 1;
+  uint64_t x = 11;
+  for (unsigned i = 0; i < SIM_ALL; i++) {
+    if (i == SIM_GROW) keel_policy_set_capacity(p, 64);
+    int evicting = i >= SIM_GROW, exact = !evicting || lru;
+    int64_t k = sim_key(i, &x);
+    uint64_t w0 = keel_policy_weight(p);
+    int r = keel_policy_sim_access(s, keel_policy_key_hash(k, 3), 1);
+    if (r != 1 && r != 0) assert_int_equal(r, KEEL_ENOMEM);
+    if (!c->have_ref) c->ref[i] = (signed char)r;
+    else if (r != c->ref[i]) same = 0;
+    last_use[k] = i; /* a hit or an insert makes it the most recent */
+    if (r == 1) {
+      assert_true(may_hit[k]); /* a key a miss did not insert cannot hit */
+      if (exact) assert_true(resident[k]);
+      assert_int_equal(keel_policy_weight(p), w0);
+      grow_hits += !evicting;
+    } else if (r == KEEL_ENOMEM) {
+      if (exact) assert_false(resident[k]); /* a miss, */
+      assert_int_equal(keel_policy_weight(p), w0); /* not inserted */
+      may_hit[k] = 0;
+      enomem++;
+    } else {
+      if (exact) assert_false(resident[k]);
+      may_hit[k] = 1;
+      resident[k] = 1;
+      residents++;
+      while (exact && residents > keel_policy_capacity(p)) { /* LRU: the least recently used go */
+        int v = -1;
+        for (int j = 0; j < SIM_KEYS; j++)
+          if (resident[j] && (v < 0 || last_use[j] < last_use[v])) v = j;
+        resident[v] = 0;
+        residents--;
+      }
+      assert_true(keel_policy_weight(p) <= keel_policy_capacity(p));
     }
+    if (exact) assert_int_equal(keel_policy_weight(p), residents);
   }
   keel_policy_sim_destroy(s);
-  return failed;
+  if (!c->have_ref) { /* the fault-free run comes first: its answers */
+    assert_int_equal(enomem, 0);
+    c->have_ref = 1;
+    c->ref_grow_hits = grow_hits;
+    return 0;
+  }
+  assert_true(grow_hits <= c->ref_grow_hits);
+  if (!enomem) {
+    if (lru) assert_true(same);
+    assert_int_equal(grow_hits, c->ref_grow_hits);
+  }
+  c->access_enomem += enomem > 0;
+  return enomem ? 1 : 0;
 }
 
 static void test_policies(void **state) {
@@ -162,11 +244,22 @@ static void test_policies(void **state) {
     unsigned a = tu_oom_sweep(create_and_grow_policy, &c), b = sweep_persistent(create_and_grow_policy, &c);
     assert_true(a >= 2);
     assert_int_equal(a, b);
-    a = tu_oom_sweep(simulate, &c);
-    b = sweep_persistent(simulate, &c);
-    assert_true(a >= 1);
+    sim_ctx *sc = calloc(1, sizeof *sc);
+    assert_non_null(sc);
+    sc->name = names[i];
+    assert_int_equal(simulate(sc), 0); /* the fault-free run: its answers */
+    a = tu_oom_sweep(simulate, sc);
+    unsigned grown = sc->access_enomem;
+    b = sweep_persistent(simulate, sc);
     assert_int_equal(a, b);
-    print_message("%s: create+grow and a 2000-request simulation swept\n", names[i]);
+    /* The accesses allocate: a failure of each of their allocations (3 slot
+     * growths of 3, 2 map growths of 2: 13) is answered KEEL_ENOMEM by an
+     * access, in each sweep. */
+    assert_true(grown >= 10);
+    assert_true(sc->access_enomem - grown >= 10);
+    print_message("%s: create+grow and a %d-request simulation swept (%u allocations, %u failing in an access)\n",
+                  names[i], SIM_ALL, a, grown);
+    free(sc);
   }
 }
 

@@ -4,7 +4,8 @@
  * on one key, a dead lock holder costing only the lock's TTL, a slow one
  * whose late unlock leaves its successor's lock alone, and Redis lost
  * and back (degrade to misses, warn, reconnect). Without redis-server the
- * server tests are skipped with a message. Also run under TSan. */
+ * server tests are skipped with a message; with a redis-server that does
+ * not start, they fail (tr_require). Also run under TSan. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -64,16 +65,9 @@ static keel_l2_t *make_l2(uint64_t lock_ttl_ms, uint64_t wait_ms) {
   return l2;
 }
 
-static int need_server(void) {
-  if (srv.pid > 0) return 1;
-  printf("SKIPPED: redis-server is not installed (apt-get install redis-server)\n");
-  skip();
-  return 0;
-}
-
 static void l2_round_trip(void **state) {
   (void)state;
-  if (!need_server()) return;
+  tr_require(&srv);
   int64_t before = tu_tracked_bytes();
   keel_l2_t *l2 = make_l2(1000, 0);
   keel_l2_result r;
@@ -132,7 +126,7 @@ static void *flight_main(void *arg) {
 
 static void l2_single_flight(void **state) {
   (void)state;
-  if (!need_server()) return;
+  tr_require(&srv);
   keel_l2_t *a = make_l2(5000, 5000), *b = make_l2(5000, 5000);
   pthread_barrier_t go;
   pthread_barrier_init(&go, NULL, 8);
@@ -167,7 +161,7 @@ static double now_s(void) {
 
 static void l2_dead_holder(void **state) {
   (void)state;
-  if (!need_server()) return;
+  tr_require(&srv);
   keel_l2_t *dead = make_l2(300, 0), *b = make_l2(300, 3000);
   keel_l2_result r1, r2;
   keel_l2_lookup(dead, "dh:1:1:", "k", 1, &r1);
@@ -189,7 +183,7 @@ static void l2_dead_holder(void **state) {
  * numbering their tokens from 0, had the same first token). */
 static void l2_late_unlock(void **state) {
   (void)state;
-  if (!need_server()) return;
+  tr_require(&srv);
   keel_l2_t *slow = make_l2(200, 0), *b = make_l2(3000, 0), *c = make_l2(3000, 50);
   keel_l2_result r1, r2, r3;
   keel_l2_lookup(slow, "lu:1:1:", "k", 1, &r1);
@@ -210,7 +204,7 @@ static void l2_late_unlock(void **state) {
 
 static void l2_redis_lost(void **state) {
   (void)state;
-  if (!need_server()) return;
+  tr_require(&srv);
   keel_l2_t *l2 = make_l2(1000, 0);
   keel_l2_result r;
   keel_l2_lookup(l2, "lost:1:1:", "k", 1, &r);
@@ -227,7 +221,8 @@ static void l2_redis_lost(void **state) {
   assert_true(s.down);
   assert_true(s.errors >= 1);
   assert_true(s.degraded >= 40); /* most lookups did not touch the network */
-  assert_int_equal(tr_start(&srv), 0); /* same port */
+  if (tr_start(&srv) != 0) /* on the same port */
+    fail_msg("redis-server did not start again on port %d: %s", srv.port, srv.why);
   double t0 = now_s();
   int back = 0;
   while (!back && now_s() - t0 < 8) {
@@ -274,7 +269,7 @@ static int oom_attempt(void *ctx) {
 
 static void l2_oom_sweep(void **state) {
   (void)state;
-  if (!need_server()) return;
+  tr_require(&srv);
   unsigned n = tu_oom_sweep(oom_attempt, NULL);
   assert_true(n >= 2);
 }
@@ -291,8 +286,7 @@ static void l2_unreachable_at_start(void **state) {
 
 static int setup(void **state) {
   (void)state;
-  if (tr_have_redis() && tr_start(&srv) != 0) fprintf(stderr, "cannot start redis-server\n");
-  return 0;
+  return tr_setup(&srv);
 }
 
 static int teardown(void **state) {
