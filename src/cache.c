@@ -458,6 +458,13 @@ void keel__cache_unlink_locked(keel_cache_t *c, shard *s, keel_cache_value_t *v,
   keel__cache_retire_locked(c, s, v);
 }
 
+/* stale_on_access's store (see there): kept out of the lookups' code. */
+__attribute__((noinline)) void keel__cache_idle_touch(const keel_cache_t *c, keel_cache_value_t *v, uint64_t now,
+                                                      uint64_t e) {
+  uint64_t d = idle_deadline(c, now, atomic_load_explicit(ent_write_deadline(v), RLX));
+  if (d > e && d - e > c->idle >> 6) atomic_store_explicit(ent_expire(v), d, RLX);
+}
+
 /* The expiry time of an entry written now with time to live ttl: 0
  * (never) for no TTL or one that would pass the end of the clock. */
 uint64_t keel__cache_expiry_of(const keel_cache_t *c, uint64_t ttl) {

@@ -279,15 +279,14 @@ static inline uint64_t idle_deadline(const keel_cache_t *c, uint64_t now, uint64
  * skipped while the time would move by less than idle/64: a hot entry that
  * many threads read is not written at every hit (it may expire up to
  * idle/64 early). */
+void keel__cache_idle_touch(const keel_cache_t *c, keel_cache_value_t *v, uint64_t now, uint64_t e);
+
 static inline int stale_on_access(const keel_cache_t *c, keel_cache_value_t *v) {
   uint64_t e = ent_expiry(v);
   if (!e) return 0;
   uint64_t now = keel__cache_now_ns(c);
   if (now >= e) return 1;
-  if (v->klen & IDL_FLAG) {
-    uint64_t d = idle_deadline(c, now, atomic_load_explicit(ent_write_deadline(v), RLX));
-    if (d > e && d - e > c->idle >> 6) atomic_store_explicit(ent_expire(v), d, RLX);
-  }
+  if (__builtin_expect((v->klen & IDL_FLAG) != 0, 0)) keel__cache_idle_touch(c, v, now, e); /* out of line */
   return 0;
 }
 
