@@ -119,7 +119,7 @@ size_t keel_cache_entry_overhead(void) {
 uint64_t keel__cache_now_ns(const keel_cache_t *c) {
   if (c->clock) return c->clock(c->clock_ud);
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(c->coarse ? CLOCK_MONOTONIC_COARSE : CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -712,6 +712,14 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
   c->on_removal = opt->on_removal;
   c->removal_ud = opt->removal_ud;
   c->clock = opt->clock;
+  /* Every hit on an entry that can expire reads the clock: the coarse one
+   * costs 5 ns instead of 23 where no duration is short enough to see its
+   * ticks (4 ms, under 0.4 % of 1 s). */
+  uint64_t shortest = UINT64_MAX;
+  const uint64_t durations[] = {opt->ttl_ns, opt->negative_ttl_ns, opt->refresh_ns, opt->idle_ns};
+  for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++)
+    if (durations[i] && durations[i] < shortest) shortest = durations[i];
+  c->coarse = !opt->clock && shortest >= 1000000000u;
   c->clock_ud = opt->clock_ud;
   c->hashfn = opt->hash;
   c->hash_ud = opt->hash_ud;

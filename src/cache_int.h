@@ -167,6 +167,7 @@ struct keel_cache {
   void *removal_ud;
   keel_cache_clock_fn clock;
   void *clock_ud;
+  int coarse;                         /* no clock given and no duration under 1 s: CLOCK_MONOTONIC_COARSE */
   keel_cache_hash_fn hashfn;
   void *hash_ud;
   _Atomic uint64_t max_bytes, max_entries; /* the whole cache's bounds */

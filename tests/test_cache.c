@@ -370,6 +370,25 @@ static void test_ttl(void **state) {
   keel_cache_destroy(c);
 }
 
+/* On the real clock: a cache whose durations are all 1 s or more reads the
+ * coarse clock (4 ms ticks); an entry's own 30 ms TTL there still ends
+ * within a tick or two of it, and a 10 s one does not. */
+static void test_coarse_clock_expiry(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(1 << 20);
+  o.ttl_ns = 10000000000ull;
+  o.idle_ns = 5000000000ull;
+  keel_cache_t *c = mk(&o);
+  char buf[16];
+  assert_int_equal(keel_cache_put_ttl(c, "short", 5, "S", 1, 30000000), KEEL_OK);
+  assert_int_equal(keel_cache_put(c, "long", 4, "L", 1), KEEL_OK);
+  assert_true(get_str(c, "short", buf, sizeof buf));
+  nanosleep(&(struct timespec){0, 60000000}, NULL); /* 60 ms: past 30 ms plus two ticks */
+  assert_false(get_str(c, "short", buf, sizeof buf));
+  assert_true(get_str(c, "long", buf, sizeof buf));
+  keel_cache_destroy(c);
+}
+
 /* Times to live of an entry's own (keel_cache_put_ttl): in a cache without a
  * TTL and in one with, shorter and longer than the cache's, 0 for never, and
  * a later plain put that takes the cache's again. */
@@ -1582,6 +1601,7 @@ int main(void) {
       cmocka_unit_test(test_ttl),
       cmocka_unit_test(test_entry_ttl),
       cmocka_unit_test(test_idle_expiry),
+      cmocka_unit_test(test_coarse_clock_expiry),
       cmocka_unit_test(test_load_ttl),
       cmocka_unit_test(test_refresh),
       cmocka_unit_test(test_load_errors_not_cached),

@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "keel/config.h"
 #include "keel/cache.h"
 #include "keel/mem.h"
 #include "keel/trace.h"
@@ -210,13 +211,14 @@ static void usage(FILE *f) {
   fprintf(f, "usage: keel bench cache --trace FILE [--format auto|lirs|bin32|bin64|text] [--threads N]\n"
              "                        [--seconds S] [--size N] [--workload read|readthrough] [--policy P]\n"
              "                        [--borrow yes|no] [--pin yes|no] [--maintenance auto|thread|caller]\n"
-             "                        [--batch K]\n"
+             "                        [--batch K] [--idle DURATION]\n"
              "Warms up for S seconds (default 3), then prints one JSON line: ops_per_s (the median\n"
              "of 5 intervals of S seconds) and hit_ratio, with entry_overhead (bytes charged per\n"
              "entry beyond key and value) and held_overhead (bytes the cache holds per entry\n"
              "beyond them), and for readthrough loads_per_miss (below 1 where misses joined\n"
              "another thread's load). --batch K (read only, 1 to 1024) looks keys up K at a time\n"
-             "with keel_cache_read_many.\n");
+             "with keel_cache_read_many. --idle (e.g. 10m) makes entries expire when idle, so\n"
+             "every hit reads the clock (what that costs).\n");
 }
 
 int keel_bench_cache(int argc, char **argv) {
@@ -225,7 +227,7 @@ int keel_bench_cache(int argc, char **argv) {
   uint64_t threads = 1, size = 65536;
   double seconds = 3;
   int borrow = 1, pin = 1;
-  uint64_t batch = 1;
+  uint64_t batch = 1, idle = 0;
   keel_cache_maintenance maint = KEEL_CACHE_MAINTAIN_AUTO;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -261,6 +263,9 @@ int keel_bench_cache(int argc, char **argv) {
     } else if (!strcmp(a, "--batch") && has) {
       if (cli_parse_u64(argv[++i], &batch) || !batch || batch > BATCH_MAX)
         return cli_usage("bench cache", "bad --batch '%s' (1 to %d)", argv[i], BATCH_MAX);
+    } else if (!strcmp(a, "--idle") && has) {
+      if (keel_parse_duration_ns(argv[++i], &idle) != KEEL_OK || !idle)
+        return cli_usage("bench cache", "--idle wants a duration such as 10m, got '%s'", argv[i]);
     } else if (!strcmp(a, "--maintenance") && has) {
       const char *v = argv[++i];
       if (keel_cache_maintenance_parse(v, &maint) != 0)
@@ -279,7 +284,8 @@ int keel_bench_cache(int argc, char **argv) {
   memset(&o, 0, sizeof o);
   o.size = sizeof o;
   o.max_entries = size;
-  o.max_bytes = size * (keel_cache_entry_overhead() + 16) + 1;
+  o.idle_ns = idle;
+  o.max_bytes = size * (keel_cache_entry_overhead() + 16 + (idle ? 16 : 0)) + 1; /* idle: 16 more per entry */
   o.policy = policy;
   o.tag = KEEL_MEM_CACHE;
   o.maintenance = maint;
