@@ -166,9 +166,14 @@ static reader *reader_claim(keel_cache_t *c, uintptr_t me) {
   return &c->rd[idx];
 }
 
+/* The calling thread's identity: the address of a thread-local, distinct
+ * among live threads. */
+static _Thread_local TLS_IE char thread_anchor;
+
+const void *keel__cache_thread_id(void) { return &thread_anchor; }
+
 static inline reader *my_reader(keel_cache_t *c) {
-  static _Thread_local TLS_IE char anchor;
-  uintptr_t me = (uintptr_t)&anchor;
+  uintptr_t me = (uintptr_t)&thread_anchor;
   if (mine.c == c && (mine.shared || atomic_load_explicit(&c->rd[mine.idx].owner, RLX) == me))
     return &c->rd[mine.idx];
   return reader_claim(c, me);

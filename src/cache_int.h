@@ -112,7 +112,11 @@ typedef struct pending {
   keel_status status;
   keel_cache_value_t *value; /* the loader's result, a reference it holds */
   _Atomic unsigned waiters;  /* written under lock; spun on without it */
+  const void *owner;         /* the loading thread (keel__cache_thread_id) */
 } pending;
+
+/* An address unique to the calling thread while it lives. */
+const void *keel__cache_thread_id(void);
 
 struct keel_cache_load {
   keel_cache_t *c;

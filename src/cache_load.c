@@ -115,6 +115,10 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
     return st;
   }
   pending *p = pending_find_locked(s, h, key, klen);
+  if (p && p->owner == keel__cache_thread_id()) { /* its own loader asks for the key: it would wait for itself */
+    shard_unlock(s);
+    return KEEL_EMISUSE;
+  }
   if (p) {
     atomic_fetch_add_explicit(&p->waiters, 1, RLX); /* keeps p (on the loader's stack) alive */
     if (!atomic_load_explicit(&p->done, memory_order_acquire)) {
@@ -132,7 +136,7 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
     shard_unlock(s);
     return st;
   }
-  pending me = {s->pend, h, key, klen, 0, KEEL_OK, NULL, 0};
+  pending me = {s->pend, h, key, klen, 0, KEEL_OK, NULL, 0, keel__cache_thread_id()};
   s->pend = &me;
   /* While the loader runs, bring in what the insert will touch. */
   uint32_t victim[2];
@@ -195,7 +199,7 @@ keel_status keel__cache_refresh_load(keel_cache_t *c, uint64_t h, const void *ke
     shard_unlock(s);
     return KEEL_OK;
   }
-  pending me = {s->pend, h, key, klen, 0, KEEL_OK, NULL, 0};
+  pending me = {s->pend, h, key, klen, 0, KEEL_OK, NULL, 0, keel__cache_thread_id()};
   s->pend = &me;
   shard_unlock(s);
 

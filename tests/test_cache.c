@@ -547,6 +547,28 @@ static void test_idle_expiry(void **state) {
   keel_cache_destroy(c);
 }
 
+/* A loader that asks for its own key gets KEEL_EMISUSE at once instead of
+ * waiting for itself forever; its own result still reaches its caller. */
+static keel_status self_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  keel_cache_t *c = ctx;
+  keel_cache_value_t *v = NULL;
+  keel_status inner = keel_cache_get_or_load(c, key, len, self_loader, ctx, &v);
+  if (inner == KEEL_OK) keel_cache_value_release(v);
+  return keel_cache_load_set(ld, inner == KEEL_EMISUSE ? "misuse" : "other", inner == KEEL_EMISUSE ? 6 : 5);
+}
+
+static void test_loader_asks_for_its_own_key(void **state) {
+  (void)state;
+  keel_cache_options o = base_opts(1 << 20);
+  keel_cache_t *c = mk(&o);
+  keel_cache_value_t *v = NULL;
+  assert_int_equal(keel_cache_get_or_load(c, "self", 4, self_loader, c, &v), KEEL_OK);
+  assert_int_equal(keel_cache_value_len(v), 6);
+  assert_memory_equal(keel_cache_value_data(v), "misuse", 6);
+  keel_cache_value_release(v);
+  keel_cache_destroy(c);
+}
+
 static void test_load_errors_not_cached(void **state) {
   (void)state;
   keel_cache_options o = base_opts(1 << 20);
@@ -1601,6 +1623,7 @@ int main(void) {
       cmocka_unit_test(test_ttl),
       cmocka_unit_test(test_entry_ttl),
       cmocka_unit_test(test_idle_expiry),
+      cmocka_unit_test(test_loader_asks_for_its_own_key),
       cmocka_unit_test(test_coarse_clock_expiry),
       cmocka_unit_test(test_load_ttl),
       cmocka_unit_test(test_refresh),

@@ -249,7 +249,9 @@ KEEL_EXTERN void keel_cache_unpin(keel_cache_t *c);
  * evicted meanwhile; concurrent hits get the old value without waiting. A
  * failed refresh keeps the old value (KEEL_OK) and is tried again a period
  * later, unless the old value expired while the loader ran: then the
- * loader's status. Plain lookups (get, read) never refresh. */
+ * loader's status. Plain lookups (get, read) never refresh. A loader may
+ * load other keys of the cache; asking for its own key (which would wait
+ * for itself) returns KEEL_EMISUSE at once. */
 KEEL_EXTERN keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_len,
                                                keel_cache_loader_fn loader, void *ctx,
                                                keel_cache_value_t **out);
