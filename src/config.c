@@ -134,26 +134,31 @@ static int line_is_setting(const char *path, int no) {
   return setting;
 }
 
-/* The longest line the INI reader takes whole: it reads into a buffer of
- * INI_MAX_LINE bytes and cuts a longer line silently, so the rest of it
- * would be read as a line of its own (a key nobody wrote). */
-#define LINE_MAX_BYTES (INI_MAX_LINE - 2)
+/* inih reads lines into a buffer of INI_MAX_LINE bytes and cuts a longer
+ * line silently, so the rest of it would be read as a line of its own (a
+ * key nobody wrote). This reader hands it lines through fgets and stops at
+ * the first that does not fit, noting its number. Works on pipes too. */
+typedef struct line_reader {
+  FILE *f;
+  int no;       /* lines read */
+  int too_long; /* the first line that did not fit, or 0 */
+  int limit;    /* the longest line that fits (newline aside) */
+} line_reader;
 
-/* The number of f's first line longer than LINE_MAX_BYTES (its newline
- * aside), or 0; f is left at its start. */
-static int first_long_line(FILE *f) {
-  int no = 1, c, found = 0;
-  size_t len = 0;
-  while (!found && (c = getc(f)) != EOF) {
-    if (c == '\n') {
-      no++;
-      len = 0;
-    } else if (++len > LINE_MAX_BYTES) {
-      found = no;
+static char *read_line(char *str, int num, void *stream) {
+  line_reader *r = stream;
+  if (r->too_long || !fgets(str, num, r->f)) return NULL;
+  r->no++;
+  r->limit = num - 1;
+  size_t len = strlen(str);
+  if (len == (size_t)num - 1 && str[len - 1] != '\n') { /* the buffer is full: did the line end? */
+    int c = getc(r->f);
+    if (c != '\n' && c != EOF) {
+      r->too_long = r->no;
+      return NULL;
     }
   }
-  rewind(f);
-  return found;
+  return str;
 }
 
 keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err, size_t errlen) {
@@ -164,15 +169,14 @@ keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err,
     snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     return KEEL_ECONFIG;
   }
-  int long_at = first_long_line(f);
-  if (long_at) {
-    fclose(f);
-    snprintf(err, errlen, "%s:%d: line longer than %d bytes", path, long_at, LINE_MAX_BYTES);
-    return KEEL_ECONFIG;
-  }
-  int rc = ini_parse_file(f, on_ini, &l);
+  line_reader lr = {f, 0, 0, 0};
+  int rc = ini_parse_stream(read_line, &lr, on_ini, &l);
   int read_errno = ferror(f) ? errno : 0; /* a directory opens, then fails to read */
   fclose(f);
+  if (lr.too_long && !read_errno && l.st != KEEL_ENOMEM) {
+    snprintf(err, errlen, "%s:%d: line longer than %d bytes", path, lr.too_long, lr.limit);
+    return KEEL_ECONFIG;
+  }
   if (read_errno) {
     snprintf(err, errlen, "%s: cannot read: %s", path, strerror(read_errno));
     return KEEL_ECONFIG;

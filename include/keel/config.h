@@ -44,8 +44,8 @@ KEEL_EXTERN keel_status keel_config_set_weak(keel_config_t *c, const char *secti
 
 /* Loads an INI file; its values replace defaults but not command-line
  * values. On a parse error: KEEL_ECONFIG and "FILE:LINE: reason" in err;
- * a line longer than 198 bytes (the INI reader's limit) is one, and then
- * nothing is loaded. path is borrowed. */
+ * a line longer than 199 bytes (the INI reader's limit) is one. path (a
+ * file or a pipe) is borrowed. */
 KEEL_EXTERN keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err, size_t errlen);
 
 /* The value of section.key (borrowed, lives until that key is set again or

@@ -59,7 +59,17 @@ expect_bad "bad.ini:3: malformed line" '[pipeline]\nworkers = 2\nworkers 3\n'
 expect_bad "bad.ini:1: key outside any \[section\]" 'workers = 2\n[pipeline]\n'
 # A line past the INI reader's buffer is refused, not cut into a made-up key.
 long=$(printf 'a%.0s' $(seq 190))
-expect_bad "bad.ini:2: line longer than 198 bytes" "[stage.x]\nlabel = ${long}workers=9\n"
+expect_bad "bad.ini:2: line longer than 199 bytes" "[stage.x]\nlabel = ${long}workers=9\n"
+# 199 bytes fit, with or without a newline after them; from a pipe too.
+fit=$(printf 'b%.0s' $(seq 191))
+printf '[stage.x]\nlabel = %s\n' "$fit" >"$dir/fit.ini"
+"$KEEL" check --config "$dir/fit.ini" >/dev/null 2>"$dir/err" && ok "a 199-byte line is read" || bad "199-byte line: $(cat "$dir/err")"
+"$KEEL" check --config <(printf '[stage.x]\nlabel = %s' "$fit") >/dev/null 2>"$dir/err" &&
+  ok "a 199-byte last line without a newline, from a pipe" || bad "199-byte line from a pipe: $(cat "$dir/err")"
+"$KEEL" check --config <(printf '[stage.x]\nlabel = %sx\n' "$fit") >/dev/null 2>"$dir/err"
+rc=$?
+[ $rc -eq 2 ] && grep -q ":2: line longer than 199 bytes" "$dir/err" && ok "a 200-byte line from a pipe is refused" ||
+  bad "200-byte line from a pipe: rc $rc $(cat "$dir/err")"
 expect_bad "unknown option 'wrokers' in \[pipeline\]" '[pipeline]\nwrokers = 2\n'
 expect_bad "\[pipeline\] workers = 'many': want an integer in 1..256" '[pipeline]\nworkers = many\n'
 expect_bad "unknown stage 'ranking' in \[pipeline\] stages" '[pipeline]\nstages = user,ranking\n'
