@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cnum_int.h"
 #include "keel/io.h"
 
 #define BUF_MIN_CAP 256u
@@ -66,16 +67,19 @@ keel_status keel_buf_appendf(keel_buf *b, const char *fmt, ...) {
   keel_status st = keel_buf_reserve(b, 64);
   if (st != KEEL_OK) return st;
   va_list ap;
+  locale_t was = keel__cnum_begin(); /* '.' in numbers, whatever the host's LC_NUMERIC */
   va_start(ap, fmt);
   int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
   va_end(ap);
   if (n < 0) {
+    keel__cnum_end(was);
     b->data[b->len] = '\0';
     return KEEL_EINVAL;
   }
   if ((size_t)n >= b->cap - b->len) {
     st = keel_buf_reserve(b, (size_t)n);
     if (st != KEEL_OK) {
+      keel__cnum_end(was);
       b->data[b->len] = '\0';
       return st;
     }
@@ -83,6 +87,7 @@ keel_status keel_buf_appendf(keel_buf *b, const char *fmt, ...) {
     vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
     va_end(ap);
   }
+  keel__cnum_end(was);
   b->len += (size_t)n;
   return KEEL_OK;
 }

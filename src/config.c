@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cnum_int.h"
 #include "keel/mem.h"
 
 typedef struct entry {
@@ -227,7 +228,7 @@ keel_status keel_config_get_double(const keel_config_t *c, const char *section, 
   }
   char *end;
   errno = 0;
-  double x = strtod(v, &end);
+  double x = keel__strtod_c(v, &end);
   if (errno || end == v || *end || !isfinite(x) || x < min || x > max) {
     snprintf(err, errlen, "[%s] %s = '%s': want a number in %g..%g", section, key, v, min, max);
     return KEEL_ECONFIG;
@@ -293,7 +294,7 @@ keel_status keel_config_get_bool(const keel_config_t *c, const char *section, co
 keel_status keel_parse_duration_ns(const char *s, uint64_t *out) {
   if (!s || !out) return KEEL_EINVAL;
   char *end;
-  double v = strtod(s, &end);
+  double v = keel__strtod_c(s, &end);
   static const struct { const char *unit; double ns; } U[] = {{"", 1e9}, {"s", 1e9}, {"ms", 1e6}, {"m", 60e9},
                                                               {"h", 3600e9}};
   if (end == s || !(v >= 0)) return KEEL_EINVAL;

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cnum_int.h"
 #include "keel/io.h"
 
 /* Writes v in decimal into the end of tmp[24]; returns the start. */
@@ -51,7 +52,9 @@ static keel_status put_i64(keel_buf *b, int64_t v) {
 static keel_status put_double(keel_buf *b, double d) {
   if (!isfinite(d)) return keel_buf_append(b, "null", 4);
   char tmp[40];
+  locale_t was = keel__cnum_begin(); /* '.', whatever the host's LC_NUMERIC */
   int n = snprintf(tmp, sizeof tmp, "%.17g", d);
+  keel__cnum_end(was);
   if (strspn(tmp, "-0123456789") == (size_t)n) {
     memcpy(tmp + n, ".0", 3);
     n += 2;
@@ -61,6 +64,7 @@ static keel_status put_double(keel_buf *b, double d) {
 
 static keel_status put_vector(keel_buf *b, const float *v, size_t n) {
   keel_status st = keel_buf_append(b, "[", 1);
+  locale_t was = keel__cnum_begin();
   for (size_t i = 0; i < n && st == KEEL_OK; i++) {
     if (i && (st = keel_buf_append(b, ",", 1)) != KEEL_OK) break;
     if (!isfinite(v[i])) {
@@ -73,6 +77,7 @@ static keel_status put_vector(keel_buf *b, const float *v, size_t n) {
                                           : snprintf(tmp, sizeof tmp, "%.9g", (double)v[i]);
     st = keel_buf_append(b, tmp, (size_t)len);
   }
+  keel__cnum_end(was);
   return st == KEEL_OK ? keel_buf_append(b, "]", 1) : st;
 }
 

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "cnum_int.h"
+
 #define NAME_MAX_LEN 96
 #define HELP_MAX_LEN 200
 #define LABEL_MAX_LEN 32
@@ -217,7 +219,11 @@ static keel_status put_histogram(const keel_metrics_t *m, keel_buf *b, const fam
   char le[48];
   for (size_t i = 0; i <= s->hist_n && st == KEEL_OK; i++) {
     cum += m->counts[s->hist_off + i];
-    if (i < s->hist_n) snprintf(le, sizeof le, "%.15g", m->bounds[s->hist_off + i]);
+    if (i < s->hist_n) {
+      locale_t was = keel__cnum_begin();
+      snprintf(le, sizeof le, "%.15g", m->bounds[s->hist_off + i]);
+      keel__cnum_end(was);
+    }
     else snprintf(le, sizeof le, "+Inf");
     st = put_series(b, f->name, "_bucket", s, le);
     if (st == KEEL_OK) st = keel_buf_appendf(b, " %llu\n", (unsigned long long)cum);
