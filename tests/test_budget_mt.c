@@ -163,20 +163,27 @@ static void test_cache_shrunk_and_run_under_budget(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* A run of 8 MiB budget and caches asking for 1 GiB in which, a quarter
+ * in, a stage holds 7 MiB (more than the caches can give back) for
+ * hold_ms; *b gets the budget's counters after it. */
+static void surge_run(fixture *f, uint64_t hold_ms, keel_budget_stats *b) {
+  char err[512];
+  assert_int_equal(build(f, "8MiB", "1GiB", err, sizeof err), KEEL_OK);
+  f->s.at = EVENTS / 4;
+  f->s.bytes = 7u << 20;
+  f->s.hold_ms = hold_ms;
+  write_input(f);
+  keel_run_stats st;
+  run(f, &st);
+  assert_int_equal(keel_pipeline_budget_stats(f->p, b), KEEL_OK);
+}
+
 static void test_surge_shrinks_caches_then_pauses_reader(void **state) {
   (void)state;
   int64_t before = tu_tracked_bytes();
   static fixture f;
-  char err[512];
-  assert_int_equal(build(&f, "8MiB", "1GiB", err, sizeof err), KEEL_OK);
-  f.s.at = EVENTS / 4;
-  f.s.bytes = 7u << 20; /* more than the caches can give back */
-  f.s.hold_ms = 300;
-  write_input(&f);
-  keel_run_stats st;
-  run(&f, &st);
   keel_budget_stats b;
-  assert_int_equal(keel_pipeline_budget_stats(f.p, &b), KEEL_OK);
+  surge_run(&f, 300, &b);
   printf("# surge: shrinks %llu, pauses %llu (%.3f s), overruns %llu, regrows %llu\n",
          (unsigned long long)b.shrinks, (unsigned long long)b.pauses, b.paused_s, (unsigned long long)b.overruns,
          (unsigned long long)b.regrows);
@@ -216,15 +223,8 @@ static void test_caches_grow_back_when_calm(void **state) {
   int64_t before = tu_tracked_bytes();
   static fixture f;
   char err[512];
-  assert_int_equal(build(&f, "8MiB", "1GiB", err, sizeof err), KEEL_OK);
-  f.s.at = EVENTS / 4;
-  f.s.bytes = 7u << 20;
-  f.s.hold_ms = 100;
-  write_input(&f);
-  keel_run_stats st;
-  run(&f, &st);
   keel_budget_stats b1, b2;
-  assert_int_equal(keel_pipeline_budget_stats(f.p, &b1), KEEL_OK);
+  surge_run(&f, 100, &b1);
   assert_true(b1.shrinks >= 1);
   assert_true(b1.caches_now < b1.caches_granted);
   if (f.s.started) pthread_join(f.s.th, NULL); /* the surge is freed */
@@ -237,6 +237,7 @@ static void test_caches_grow_back_when_calm(void **state) {
   feeder fd = {fifo, 0};
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, feed_slowly, &fd), 0);
+  keel_run_stats st;
   keel_run_io io = {.input = fifo, .output = "/dev/null", .dead_letter = "/dev/null"};
   assert_int_equal(keel_pipeline_run(f.p, &io, &st, err, sizeof err), KEEL_OK);
   pthread_join(th, NULL);
