@@ -251,7 +251,7 @@ static inline int too_big(shard *s, uint64_t charge) {
   return charge > atomic_load_explicit(&s->max_bytes, RLX) || charge > KEEL_POLICY_WEIGHT_MAX;
 }
 
-/* The cache's clock (its own, or CLOCK_MONOTONIC), in ns. */
+/* The cache's clock (its own, or CLOCK_MONOTONIC or _COARSE: see c->coarse), in ns. */
 uint64_t keel__cache_now_ns(const keel_cache_t *c);
 
 /* v's expiry time: 0 when it never expires (no EXP_FLAG, or none set). */
