@@ -372,7 +372,8 @@ static void test_ttl(void **state) {
 
 /* On the real clock: a cache whose durations are all 1 s or more reads the
  * coarse clock (4 ms ticks); an entry's own 30 ms TTL there still ends
- * within a tick or two of it, and a 10 s one does not. */
+ * within a tick or two of it, and a 10 s one does not. A cache without
+ * durations times its entries' own TTLs on the precise clock. */
 static void test_coarse_clock_expiry(void **state) {
   (void)state;
   keel_cache_options o = base_opts(1 << 20);
@@ -386,6 +387,18 @@ static void test_coarse_clock_expiry(void **state) {
   nanosleep(&(struct timespec){0, 60000000}, NULL); /* 60 ms: past 30 ms plus two ticks */
   assert_false(get_str(c, "short", buf, sizeof buf));
   assert_true(get_str(c, "long", buf, sizeof buf));
+  keel_cache_destroy(c);
+  /* A cache without durations keeps the precise clock for its entries' own
+   * TTLs: 1 us is over 200 us later (the coarse clock would still say 0). */
+  keel_cache_options p = base_opts(1 << 20);
+  c = mk(&p);
+  int hits = 0;
+  for (int i = 0; i < 50; i++) {
+    assert_int_equal(keel_cache_put_ttl(c, "tiny", 4, "T", 1, 1000), KEEL_OK);
+    nanosleep(&(struct timespec){0, 200000}, NULL);
+    hits += get_str(c, "tiny", buf, sizeof buf);
+  }
+  assert_int_equal(hits, 0);
   keel_cache_destroy(c);
 }
 

@@ -126,11 +126,11 @@ typedef struct keel_cache_options {
   keel_mem_tag tag;            /* every allocation of the cache is counted here */
   keel_cache_removal_fn on_removal; /* NULL: none */
   void *removal_ud;
-  keel_cache_clock_fn clock;   /* NULL: CLOCK_MONOTONIC_COARSE when every duration above that is set
-                                * (ttl_ns, negative_ttl_ns, refresh_ns, idle_ns) is at least 1 s
-                                * (a read costs 5 ns, not 23; its resolution, 4 ms here, is then
-                                * under 0.4 % of them; an entry's own TTL shorter than 1 s is kept to
-                                * that resolution), else CLOCK_MONOTONIC */
+  keel_cache_clock_fn clock;   /* NULL: CLOCK_MONOTONIC_COARSE when a duration (ttl_ns,
+                                * negative_ttl_ns, refresh_ns, idle_ns) is set and every one set is
+                                * at least 256 of its ticks (1.024 s at its 4 ms here; a read costs
+                                * 5 ns, not 23); an entry's own TTL in such a cache is kept to a
+                                * tick. Else CLOCK_MONOTONIC */
   void *clock_ud;
   keel_cache_hash_fn hash;     /* NULL: XXH3 with the seed */
   void *hash_ud;
