@@ -15,6 +15,12 @@
 #include "cnum_int.h"
 #include "keel/mem.h"
 
+/* The longest line inih reads whole: its buffer less the NUL. */
+#define INI_MAX_LINE_SHOWN 199
+_Static_assert(INI_MAX_LINE_SHOWN == INI_MAX_LINE - 1, "inih's line buffer");
+#define KEEL_STR_(x) #x
+#define KEEL_STR(x) KEEL_STR_(x)
+
 typedef struct entry {
   char *section, *key, *value; /* owned */
   keel_config_origin origin;
@@ -109,56 +115,48 @@ static int on_ini(void *user, const char *section, const char *key, const char *
   return l->st == KEEL_OK;
 }
 
-/* Whether line `no` of path is a setting (name = value or name: value), as
- * opposed to a malformed line: which of its two errors inih's first bad
- * line number stands for (its handler, which refuses a setting outside any
- * section, is not told the line). */
-static int line_is_setting(const char *path, int no) {
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  char buf[512];
-  int n = 0, setting = 0;
-  while (fgets(buf, sizeof buf, f)) {
-    size_t len = strlen(buf);
-    int whole = len && buf[len - 1] == '\n';
-    if (++n == no) {
-      const char *p = buf + strspn(buf, " \t");
-      setting = *p != '[' && *p != ';' && *p != '#' && strpbrk(p, "=:") != NULL;
-      break;
-    }
-    while (!whole && fgets(buf, sizeof buf, f)) { /* the rest of a long line */
-      len = strlen(buf);
-      whole = len && buf[len - 1] == '\n';
-    }
-  }
-  fclose(f);
-  return setting;
-}
-
 /* inih reads lines into a buffer of INI_MAX_LINE bytes and cuts a longer
  * line silently, so the rest of it would be read as a line of its own (a
- * key nobody wrote). This reader hands it lines through fgets and stops at
- * the first that does not fit, noting its number. Works on pipes too. */
+ * key nobody wrote); a NUL byte would do the same. This reader hands it
+ * lines one byte at a time and stops at the first that does not fit or
+ * holds a NUL, noting its number. It also notes the first setting before
+ * any [section], so that inih's first bad line number can be told apart
+ * from a malformed line without reading the file again (a pipe or FIFO
+ * cannot be). */
 typedef struct line_reader {
   FILE *f;
-  int no;       /* lines read */
-  int too_long; /* the first line that did not fit, or 0 */
-  int limit;    /* the longest line that fits (newline aside) */
+  int no;          /* lines handed to inih */
+  int bad;         /* the line that stopped the reading, or 0 */
+  const char *why; /* its reason */
+  int sectioned;   /* a [section] line was seen */
+  int orphan;      /* the first setting before any [section], or 0 */
 } line_reader;
 
 static char *read_line(char *str, int num, void *stream) {
   line_reader *r = stream;
-  if (r->too_long || !fgets(str, num, r->f)) return NULL;
-  r->no++;
-  r->limit = num - 1;
-  size_t len = strlen(str);
-  if (len == (size_t)num - 1 && str[len - 1] != '\n') { /* the buffer is full: did the line end? */
-    int c = getc(r->f);
-    if (c != '\n' && c != EOF) {
-      r->too_long = r->no;
+  if (r->bad) return NULL;
+  int c, n = 0;
+  while ((c = getc(r->f)) != EOF && c != '\n') {
+    if (c == '\0') {
+      r->bad = r->no + 1;
+      r->why = "a NUL byte in the line";
       return NULL;
     }
+    if (n == num - 1) { /* no room: fits only as the CR of a CRLF at the end */
+      int d = c == '\r' ? getc(r->f) : 0;
+      if (d == '\n' || d == EOF) break;
+      r->bad = r->no + 1;
+      r->why = "line longer than " KEEL_STR(INI_MAX_LINE_SHOWN) " bytes";
+      return NULL;
+    }
+    str[n++] = (char)c;
   }
+  if (c == EOF && n == 0) return NULL;
+  str[n] = '\0';
+  r->no++;
+  const char *p = str + strspn(str, " \t");
+  if (*p == '[') r->sectioned = 1;
+  else if (!r->sectioned && !r->orphan && *p != ';' && *p != '#' && strpbrk(p, "=:")) r->orphan = r->no;
   return str;
 }
 
@@ -170,14 +168,10 @@ keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err,
     snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     return KEEL_ECONFIG;
   }
-  line_reader lr = {f, 0, 0, 0};
+  line_reader lr = {f, 0, 0, NULL, 0, 0};
   int rc = ini_parse_stream(read_line, &lr, on_ini, &l);
   int read_errno = ferror(f) ? errno : 0; /* a directory opens, then fails to read */
   fclose(f);
-  if (lr.too_long && !read_errno && l.st != KEEL_ENOMEM) {
-    snprintf(err, errlen, "%s:%d: line longer than %d bytes", path, lr.too_long, lr.limit);
-    return KEEL_ECONFIG;
-  }
   if (read_errno) {
     snprintf(err, errlen, "%s: cannot read: %s", path, strerror(read_errno));
     return KEEL_ECONFIG;
@@ -186,10 +180,14 @@ keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err,
     snprintf(err, errlen, "%s: out of memory while reading", path);
     return KEEL_ENOMEM;
   }
-  if (rc > 0) {
-    int outside = l.st == KEEL_ECONFIG && line_is_setting(path, rc);
+  if (rc > 0) { /* before the line that stopped the reading, if one did */
+    int outside = l.st == KEEL_ECONFIG && rc == lr.orphan;
     snprintf(err, errlen, "%s:%d: %s", path, rc,
              outside ? "key outside any [section]" : "malformed line (want [section] or key = value)");
+    return KEEL_ECONFIG;
+  }
+  if (lr.bad) {
+    snprintf(err, errlen, "%s:%d: %s", path, lr.bad, lr.why);
     return KEEL_ECONFIG;
   }
   return KEEL_OK;

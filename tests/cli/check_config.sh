@@ -70,6 +70,26 @@ printf '[stage.x]\nlabel = %s\n' "$fit" >"$dir/fit.ini"
 rc=$?
 [ $rc -eq 2 ] && grep -q ":2: line longer than 199 bytes" "$dir/err" && ok "a 200-byte line from a pipe is refused" ||
   bad "200-byte line from a pipe: rc $rc $(cat "$dir/err")"
+# A NUL byte would cut a line as well; CRLF endings fit the same 199 bytes;
+# an earlier bad line is named before a long one.
+printf '[s]\nk = a\000b=evil\n' >"$dir/nul.ini"
+"$KEEL" check --config "$dir/nul.ini" >/dev/null 2>"$dir/err"
+rc=$?
+[ $rc -eq 2 ] && grep -q "nul.ini:2: a NUL byte in the line" "$dir/err" && ok "a NUL byte is refused, naming its line" ||
+  bad "NUL byte: rc $rc $(cat "$dir/err")"
+printf '[stage.x]\r\nlabel = %s\r\n' "$fit" >"$dir/crlf.ini"
+"$KEEL" check --config "$dir/crlf.ini" >/dev/null 2>"$dir/err" && ok "a 199-byte CRLF line is read" || bad "CRLF: $(cat "$dir/err")"
+printf '[s]\njunk\nlabel = %sxx\n' "$fit" >"$dir/both.ini"
+"$KEEL" check --config "$dir/both.ini" >/dev/null 2>"$dir/err"
+grep -q "both.ini:2: malformed line" "$dir/err" && ok "the first bad line is named before a later long one" ||
+  bad "order of errors: $(cat "$dir/err")"
+# From a FIFO: a key outside any section is named as such, without reading the file twice (it hung).
+mkfifo "$dir/fifo.ini"
+(printf 'workers = 2\n[pipeline]\n' >"$dir/fifo.ini" &)
+timeout 10 "$KEEL" check --config "$dir/fifo.ini" >/dev/null 2>"$dir/err"
+rc=$?
+[ $rc -eq 2 ] && grep -q "fifo.ini:1: key outside any \[section\]" "$dir/err" && ok "a FIFO config: key outside any section, no hang" ||
+  bad "FIFO config: rc $rc $(cat "$dir/err")"
 expect_bad "unknown option 'wrokers' in \[pipeline\]" '[pipeline]\nwrokers = 2\n'
 expect_bad "\[pipeline\] workers = 'many': want an integer in 1..256" '[pipeline]\nworkers = many\n'
 expect_bad "unknown stage 'ranking' in \[pipeline\] stages" '[pipeline]\nstages = user,ranking\n'
