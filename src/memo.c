@@ -275,8 +275,10 @@ static keel_status loader(void *ctx, const void *key, size_t key_len, keel_cache
     /* A value from the L2 is trusted only if it is an encoding of this
      * stage's writes: another writer of the key (a cut value, a keel that
      * encodes otherwise) must not fail the event, add fields, or stay in
-     * this cache. Else it is a miss (computed here, not written back: the
-     * lock was not taken). */
+     * this cache. Else it is a miss: computed here and written back, which
+     * replaces the bad value for every process (without the compute lock,
+     * which this lookup did not take). A stage that writes other types than
+     * it declares gets no use of the L2 (its values are refused). */
     if (r.hit && keel_event_encoding_check(keel_event_schema(l->w->proj), r.data, r.len, m->io->writes,
                                            m->write_types, m->def->n_writes) != KEEL_OK) {
       keel_l2_result_release(&r);
