@@ -228,7 +228,9 @@ keel_status keel_config_get_double(const keel_config_t *c, const char *section, 
   errno = 0;
   double x = keel__strtod_c(v, &end);
   if (errno || end == v || *end || !isfinite(x) || x < min || x > max) {
+    locale_t was = keel__cnum_begin();
     snprintf(err, errlen, "[%s] %s = '%s': want a number in %g..%g", section, key, v, min, max);
+    keel__cnum_end(was);
     return KEEL_ECONFIG;
   }
   *out = x;

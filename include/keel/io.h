@@ -58,7 +58,9 @@ KEEL_EXTERN void keel_buf_clear(keel_buf *b);
 KEEL_EXTERN keel_status keel_buf_reserve(keel_buf *b, size_t extra);
 /* Appends n bytes of p (borrowed). */
 KEEL_EXTERN keel_status keel_buf_append(keel_buf *b, const void *p, size_t n);
-/* Appends printf-style text. KEEL_EINVAL for a bad format. */
+/* Appends printf-style text, in the C locale whatever the host program set
+ * (numbers with '.'; %ls and %lc convert as the C locale does). KEEL_EINVAL
+ * for a bad format. */
 KEEL_EXTERN keel_status keel_buf_appendf(keel_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal (quotes included), escaping control
  * characters; bytes that are not valid UTF-8 are written as \u00XX. */
