@@ -89,19 +89,20 @@ keel_status keel_budget_split(uint64_t share, const uint64_t *asked, size_t n, u
     uint64_t g = sum <= share ? asked[i] : part >= (double)share ? share : (uint64_t)part;
     granted[i] = g < KEEL_BUDGET_CACHE_FLOOR ? KEEL_BUDGET_CACHE_FLOOR : g;
   }
-  /* Floors may have pushed the sum past the share: take it back from the
-   * largest grants. */
-  uint64_t tot = 0;
-  for (size_t i = 0; i < n; i++) tot = granted[i] > UINT64_MAX - tot ? UINT64_MAX : tot + granted[i];
-  while (tot > share) {
+  /* Floors (or rounding) may have pushed the sum past the share: take it
+   * back from the largest grants. The sum is taken again each time, since
+   * it saturates: a wrapped sum is only known to be too big. */
+  for (;;) {
+    uint64_t tot = 0;
+    for (size_t i = 0; i < n; i++) tot = granted[i] > UINT64_MAX - tot ? UINT64_MAX : tot + granted[i];
+    if (tot <= share) break;
     size_t big = 0;
     for (size_t i = 1; i < n; i++)
       if (granted[i] > granted[big]) big = i;
     uint64_t over = tot - share, room = granted[big] - KEEL_BUDGET_CACHE_FLOOR;
     uint64_t take = over < room ? over : room;
-    granted[big] -= take;
-    tot -= take;
     if (!take) break;
+    granted[big] -= take;
   }
   return KEEL_OK;
 }

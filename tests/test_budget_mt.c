@@ -299,6 +299,10 @@ static void test_split(void **state) {
   assert_true(g[0] + g[1] + g[2] <= 8u << 20);
   assert_true(g[0] >= 3u << 20 && g[1] >= 3u << 20);
   assert_int_equal(g[2], KEEL_BUDGET_CACHE_FLOOR);
+  /* A share near the top of the range: the grants' sum must not wrap past it. */
+  uint64_t top[3] = {UINT64_MAX, UINT64_MAX, 1};
+  assert_int_equal(keel_budget_split(UINT64_MAX - 1, top, 3, g), KEEL_OK);
+  assert_true(g[0] <= UINT64_MAX - 1 - g[1] && g[0] + g[1] <= UINT64_MAX - 1 - g[2]);
   keel_pipeline_t *none = NULL;
   keel_budget_stats b;
   assert_int_equal(keel_pipeline_budget_stats(none, &b), KEEL_EINVAL);
