@@ -51,7 +51,8 @@ int cli_getopt_error(const char *cmd, int c, char **argv);
 int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* From now on SIGINT and SIGTERM stop pipeline p (keel_pipeline_stop; p is
- * borrowed); NULL restores their default actions. */
+ * borrowed), even where they were ignored (a background job of a script);
+ * NULL puts back what they did before. */
 typedef struct keel_pipeline keel_pipeline_t;
 void cli_stop_on_signals(keel_pipeline_t *p);
 

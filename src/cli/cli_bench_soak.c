@@ -255,14 +255,14 @@ static int lap(soak *s, const char *in, uint64_t *done) {
 /* Laps until the events or the time are used up. `full` holds the trace's
  * events (per_lap of them); `tail` the first (events % per_lap). */
 static int laps(soak *s, const char *full, const char *tail, uint64_t per_lap) {
-  uint64_t done = 0, n;
+  uint64_t done = 0, n = 0;
   int rc = -1;
   while (rc < 0) {
     if (s->o.events && s->o.events - done < per_lap) {
       if (s->o.events > done && !s->interrupted) rc = lap(s, tail, &n);
       break;
     }
-    rc = lap(s, full, &n);
+    if ((rc = lap(s, full, &n)) >= 0) break; /* it said why */
     done += n;
     if (s->interrupted || (!s->o.events && atomic_load(&s->time_up))) break;
     if (n == 0) return cli_fail(CMD, KEEL_EXIT_FAIL, "the trace gave no events");
@@ -324,7 +324,7 @@ static int report(const soak *s, uint64_t per_lap) {
   const sample *last = &s->samples[s->n - 1];
   /* Drift needs a base and two more samples to mean anything. */
   int enough = v.rss_n >= 3 && v.used >= 2;
-  int ok = enough && v.rss_drift <= 0.02 && v.tr_drift <= 0.01;
+  int ok = enough && !s->interrupted && v.rss_drift <= 0.02 && v.tr_drift <= 0.01;
   fprintf(stderr,
           "keel bench soak: %s%llu events in %.1f s (%.0f events/s), %llu-event laps, %zu samples\n"
           "  after warm-up (%.1f s): RSS %.1f -> max %.1f MiB, drift %.2f %% (limit 2 %%)\n"
@@ -335,6 +335,7 @@ static int report(const soak *s, uint64_t per_lap) {
           100 * v.rss_drift, v.lap_based ? " at lap ends" : "", v.tr_base / 1048576, v.tr_min / 1048576,
           v.tr_max / 1048576, 100 * v.tr_drift, v.tr_drift <= 0.01 ? "flat" : "growing",
           ok ? "PASS: memory is stable"
+          : s->interrupted ? "NOT JUDGED: interrupted before the end (the figures so far)"
           : enough ? "FAIL: memory is not stable"
                    : "FAIL: too few samples after warm-up to judge (run longer or sample more often)");
   printf("{\"events\":%llu,\"seconds\":%.3f,\"events_per_s\":%.1f,\"samples\":%zu,\"warmup_s\":%.3f,"

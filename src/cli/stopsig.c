@@ -13,6 +13,11 @@
 #include "keel/pipeline.h"
 
 static _Atomic(keel_pipeline_t *) signal_target;
+/* What SIGINT and SIGTERM did before, put back afterwards. They are
+ * handled even where they were ignored: a shell starts a background job
+ * with SIGINT ignored, and `kill -INT` is still how a script stops it. */
+static struct sigaction saved[2];
+static const int stop_signals[2] = {SIGINT, SIGTERM};
 
 static void on_signal(int sig) {
   (void)sig;
@@ -20,12 +25,18 @@ static void on_signal(int sig) {
 }
 
 void cli_stop_on_signals(keel_pipeline_t *p) {
+  if (!p) {
+    for (int i = 0; i < 2; i++) sigaction(stop_signals[i], &saved[i], NULL);
+    atomic_store(&signal_target, NULL);
+    return;
+  }
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sigemptyset(&sa.sa_mask);
-  sa.sa_handler = p ? on_signal : SIG_DFL; /* no SA_RESTART: a blocked read returns */
-  if (p) atomic_store(&signal_target, p);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  if (!p) atomic_store(&signal_target, NULL);
+  sa.sa_handler = on_signal; /* no SA_RESTART: a blocked read returns */
+  atomic_store(&signal_target, p);
+  for (int i = 0; i < 2; i++) {
+    sigaction(stop_signals[i], NULL, &saved[i]);
+    sigaction(stop_signals[i], &sa, NULL);
+  }
 }
