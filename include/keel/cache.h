@@ -250,8 +250,8 @@ KEEL_EXTERN void keel_cache_unpin(keel_cache_t *c);
  * failed refresh keeps the old value (KEEL_OK) and is tried again a period
  * later, unless the old value expired while the loader ran: then the
  * loader's status. Plain lookups (get, read) never refresh. A loader may
- * load other keys of the cache; asking for its own key (which would wait
- * for itself) returns KEEL_EMISUSE at once. */
+ * load other keys of the cache; asking for its own key while it is not
+ * cached (which would wait for itself) returns KEEL_EMISUSE at once. */
 KEEL_EXTERN keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_len,
                                                keel_cache_loader_fn loader, void *ctx,
                                                keel_cache_value_t **out);
@@ -289,8 +289,8 @@ KEEL_EXTERN void keel_cache_load_ttl(keel_cache_load_t *ld, uint64_t ttl_ns);
 /* Stores a copy of `data` (borrowed) under a copy of `key` (borrowed),
  * replacing any value (cause REPLACED; EXPIRED for an expired one) and
  * evicting as needed. KEEL_ELIMIT
- * when one entry's charge exceeds the cache (nothing stored, the old value
- * is removed); KEEL_ENOMEM leaves the cache as it was. The admission policy
+ * when one entry's charge exceeds the cache, or the key is 128 MiB or
+ * longer (nothing stored, the old value is removed); KEEL_ENOMEM leaves the cache as it was. The admission policy
  * may evict the newcomer at once (reported as EVICTED). */
 KEEL_EXTERN keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len,
                                        const void *data, size_t len);

@@ -53,7 +53,6 @@ typedef struct keel_memo_options {
   uint64_t max_bytes;           /* the cache's bound */
   const char *policy;           /* NULL: the cache's default */
   uint64_t ttl_ns;              /* 0: no expiry */
-  uint64_t idle_ns;             /* 0: none; else an entry not hit this long expires (keel_cache_options) */
   keel_cache_maintenance maintenance; /* who applies hits to the policy (0: AUTO) */
   double audit_rate;            /* 0..1: fraction of hits recomputed */
   uint64_t audit_seed;          /* sampling seed (deterministic per worker) */
@@ -61,6 +60,7 @@ typedef struct keel_memo_options {
   keel_memo_mismatch_fn on_mismatch; /* may be NULL */
   void *mismatch_ctx;
   struct keel_l2 *l2; /* borrowed, may be NULL: a shared L2 (keel/redis.h) asked on an L1 miss */
+  uint64_t idle_ns;   /* 0: none; else an entry not hit this long expires (keel_cache_options) */
 } keel_memo_options;
 
 typedef struct keel_memo_stats {
