@@ -15,12 +15,6 @@
 #include "cnum_int.h"
 #include "keel/mem.h"
 
-/* The longest line inih reads whole: its buffer less the NUL. */
-#define INI_MAX_LINE_SHOWN 199
-_Static_assert(INI_MAX_LINE_SHOWN == INI_MAX_LINE - 1, "inih's line buffer");
-#define KEEL_STR_(x) #x
-#define KEEL_STR(x) KEEL_STR_(x)
-
 typedef struct entry {
   char *section, *key, *value; /* owned */
   keel_config_origin origin;
@@ -127,7 +121,7 @@ typedef struct line_reader {
   FILE *f;
   int no;          /* lines handed to inih */
   int bad;         /* the line that stopped the reading, or 0 */
-  const char *why; /* its reason */
+  int nul;         /* it held a NUL byte (else it was too long) */
   int sectioned;   /* a [section] line was seen */
   int orphan;      /* the first setting before any [section], or 0 */
 } line_reader;
@@ -139,14 +133,13 @@ static char *read_line(char *str, int num, void *stream) {
   while ((c = getc(r->f)) != EOF && c != '\n') {
     if (c == '\0') {
       r->bad = r->no + 1;
-      r->why = "a NUL byte in the line";
+      r->nul = 1;
       return NULL;
     }
     if (n == num - 1) { /* no room: fits only as the CR of a CRLF at the end */
       int d = c == '\r' ? getc(r->f) : 0;
       if (d == '\n' || d == EOF) break;
       r->bad = r->no + 1;
-      r->why = "line longer than " KEEL_STR(INI_MAX_LINE_SHOWN) " bytes";
       return NULL;
     }
     str[n++] = (char)c;
@@ -168,7 +161,7 @@ keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err,
     snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     return KEEL_ECONFIG;
   }
-  line_reader lr = {f, 0, 0, NULL, 0, 0};
+  line_reader lr = {f, 0, 0, 0, 0, 0};
   int rc = ini_parse_stream(read_line, &lr, on_ini, &l);
   int read_errno = ferror(f) ? errno : 0; /* a directory opens, then fails to read */
   fclose(f);
@@ -186,8 +179,9 @@ keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err,
              outside ? "key outside any [section]" : "malformed line (want [section] or key = value)");
     return KEEL_ECONFIG;
   }
-  if (lr.bad) {
-    snprintf(err, errlen, "%s:%d: %s", path, lr.bad, lr.why);
+  if (lr.bad) { /* inih's buffer is INI_MAX_LINE bytes, the NUL included */
+    if (lr.nul) snprintf(err, errlen, "%s:%d: a NUL byte in the line", path, lr.bad);
+    else snprintf(err, errlen, "%s:%d: line longer than %d bytes", path, lr.bad, INI_MAX_LINE - 1);
     return KEEL_ECONFIG;
   }
   return KEEL_OK;
