@@ -18,7 +18,9 @@
  *   - tracked bytes: the same drift over the quiescent lap-end samples (or
  *     every sample when fewer than two laps end after warm-up); "flat"
  *     means at most 1 %: bounded caches at their bound, pools reused, no leak.
- * Exit 0 when both hold, 3 when either does not. One JSON line on stdout
+ * Exit 0 when both hold, 3 when either does not, when fewer than 3 samples
+ * follow the warm-up, or when SIGINT/SIGTERM ended the soak early (its
+ * figures so far are printed, "interrupted":true). One JSON line on stdout
  * carries the figures; --series FILE writes every sample as CSV. */
 #include <getopt.h>
 #include <pthread.h>
