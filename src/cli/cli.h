@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 /* Exit codes, the same for every command. */
 enum {
@@ -55,6 +56,9 @@ int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((for
  * NULL puts back what they did before. */
 typedef struct keel_pipeline keel_pipeline_t;
 void cli_stop_on_signals(keel_pipeline_t *p);
+
+/* The time `seconds` (>= 0) from now on `clock`, for a timed wait. */
+struct timespec cli_time_after(clockid_t clock, double seconds);
 
 /* Strict number parsing of a whole option value; 0 on success, -1 if bad. */
 int cli_parse_u64(const char *s, uint64_t *out);

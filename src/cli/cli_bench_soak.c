@@ -177,15 +177,7 @@ static void take_sample(soak *s, uint64_t events_now, int lap_end) {
 
 /* Waits one --interval, or less when main finishes; 1 if it has. */
 static int wait_interval(soak *s) {
-  struct timespec at;
-  clock_gettime(CLOCK_MONOTONIC, &at);
-  double whole = (double)(long long)s->o.interval;
-  at.tv_sec += (time_t)whole;
-  at.tv_nsec += (long)((s->o.interval - whole) * 1e9);
-  if (at.tv_nsec >= 1000000000L) {
-    at.tv_sec++;
-    at.tv_nsec -= 1000000000L;
-  }
+  struct timespec at = cli_time_after(CLOCK_MONOTONIC, s->o.interval);
   pthread_mutex_lock(&s->lock);
   while (!s->finished && pthread_cond_timedwait(&s->wake, &s->lock, &at) == 0) {
   }

@@ -31,6 +31,19 @@ int cli_getopt_error(const char *cmd, int c, char **argv) {
   return cli_usage(cmd, "unknown option '%s'", a);
 }
 
+struct timespec cli_time_after(clockid_t clock, double seconds) {
+  struct timespec t;
+  clock_gettime(clock, &t);
+  double whole = (double)(long long)seconds;
+  t.tv_sec += (time_t)whole;
+  t.tv_nsec += (long)((seconds - whole) * 1e9);
+  if (t.tv_nsec >= 1000000000L) {
+    t.tv_sec++;
+    t.tv_nsec -= 1000000000L;
+  }
+  return t;
+}
+
 int cli_fail(const char *cmd, int code, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

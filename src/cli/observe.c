@@ -142,16 +142,10 @@ static void tick(cli_observe *ob) {
 static void *observer_main(void *arg) {
   cli_observe *ob = arg;
   double next_sample = ob->o.interval_s;
-  long tick_ns = ob->o.interval_s < 0.25 ? (long)(ob->o.interval_s * 1e9) : 250 * 1000000L;
+  double tick_s = ob->o.interval_s < 0.25 ? ob->o.interval_s : 0.25;
   pthread_mutex_lock(&ob->lock);
   while (!ob->stop) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += tick_ns;
-    if (until.tv_nsec >= 1000000000L) {
-      until.tv_sec++;
-      until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = cli_time_after(CLOCK_REALTIME, tick_s);
     pthread_cond_timedwait(&ob->cond, &ob->lock, &until);
     if (ob->stop) break;
     pthread_mutex_unlock(&ob->lock);
