@@ -51,11 +51,15 @@ int cli_getopt_error(const char *cmd, int c, char **argv);
 /* Prints "keel CMD: <message>" on stderr and returns `code`. */
 int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* From now on SIGINT and SIGTERM stop pipeline p (keel_pipeline_stop; p is
- * borrowed), even where they were ignored (a background job of a script);
- * NULL puts back what they did before. */
+/* From now on SIGINT and SIGTERM are caught, even where they were ignored
+ * (a background job of a script), and stop pipeline p (keel_pipeline_stop;
+ * borrowed; NULL: only noted, for a command still getting ready); calling
+ * it again changes p. release puts back what they did before; caught says
+ * whether one came since the first catch. */
 typedef struct keel_pipeline keel_pipeline_t;
-void cli_stop_on_signals(keel_pipeline_t *p);
+void cli_signals_catch(keel_pipeline_t *p);
+void cli_signals_release(void);
+int cli_signals_caught(void);
 
 /* The time `seconds` (>= 0) from now on `clock`, for a timed wait. */
 struct timespec cli_time_after(clockid_t clock, double seconds);

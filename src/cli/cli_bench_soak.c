@@ -375,9 +375,9 @@ static int soak_files(soak *s, const char *trace, const char *full, const char *
   clock_gettime(CLOCK_MONOTONIC, &s->start);
   take_sample(s, 0, 0);
   if (pthread_create(&th, NULL, sampler, s) != 0) return cli_fail(CMD, KEEL_EXIT_FAIL, "cannot start the sampler");
-  cli_stop_on_signals(s->p);
-  rc = laps(s, full, tail, per_lap);
-  cli_stop_on_signals(NULL);
+  cli_signals_catch(s->p);
+  if (cli_signals_caught()) s->interrupted = 1; /* came while it got ready: no lap */
+  else rc = laps(s, full, tail, per_lap);
   finish(s);
   pthread_join(th, NULL);
   if (rc < 0 && (rc = write_series(s)) == 0) rc = report(s, per_lap);
@@ -413,11 +413,13 @@ int keel_bench_soak(int argc, char **argv) {
   pthread_cond_init(&s.wake, &ca);
   pthread_condattr_destroy(&ca);
   char dir[] = "/tmp/keel-bench-soak-XXXXXX";
+  cli_signals_catch(NULL); /* a signal while it gets ready ends it too, its files removed */
   if (!mkdtemp(dir)) rc = cli_fail(CMD, KEEL_EXIT_FAIL, "cannot make a temporary folder");
   else {
     rc = soak_in(&s, dir);
     rmdir(dir);
   }
+  cli_signals_release();
   teardown(&s);
   return rc;
 }

@@ -21,9 +21,9 @@ int cli_run_execute(cli_run *r) {
   cli_observe *ob;
   int orc = cli_observe_start(&oo, r->pipeline, &ob);
   if (orc >= 0) return orc;
-  cli_stop_on_signals(r->pipeline);
+  cli_signals_catch(r->pipeline);
   keel_status st = keel_pipeline_run(r->pipeline, &r->io, &stats, err, sizeof err);
-  cli_stop_on_signals(NULL);
+  cli_signals_release();
   int log_rc = cli_observe_stop(ob);
   if (st != KEEL_OK && stats.events_in == 0 && ((st == KEEL_EIO && !strstr(err, "writing")) || st == KEEL_ECONFIG))
     return cli_fail(r->cmd, KEEL_EXIT_USAGE, "%s", err); /* nothing flowed: a bad path */

@@ -1,4 +1,6 @@
-/* stopsig.c — SIGINT and SIGTERM stop the pipeline a command is running.
+/* stopsig.c — SIGINT and SIGTERM stop the pipeline a command is running
+ * (or, before it exists, are noted, so the command can stop before it
+ * starts one).
  *
  * The pipeline a signal should stop is the one piece of process-wide state a
  * handler can reach. It is written before the handlers are installed and
@@ -19,24 +21,35 @@ static _Atomic(keel_pipeline_t *) signal_target;
 static struct sigaction saved[2];
 static const int stop_signals[2] = {SIGINT, SIGTERM};
 
+static volatile sig_atomic_t caught;
+static int installed;
+
 static void on_signal(int sig) {
   (void)sig;
-  keel_pipeline_stop(atomic_load(&signal_target));
+  caught = 1;
+  keel_pipeline_stop(atomic_load(&signal_target)); /* NULL: noted only */
 }
 
-void cli_stop_on_signals(keel_pipeline_t *p) {
-  if (!p) {
-    for (int i = 0; i < 2; i++) sigaction(stop_signals[i], &saved[i], NULL);
-    atomic_store(&signal_target, NULL);
-    return;
-  }
+void cli_signals_catch(keel_pipeline_t *p) {
+  atomic_store(&signal_target, p);
+  if (installed) return;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sigemptyset(&sa.sa_mask);
   sa.sa_handler = on_signal; /* no SA_RESTART: a blocked read returns */
-  atomic_store(&signal_target, p);
+  caught = 0;
   for (int i = 0; i < 2; i++) {
     sigaction(stop_signals[i], NULL, &saved[i]);
     sigaction(stop_signals[i], &sa, NULL);
   }
+  installed = 1;
 }
+
+void cli_signals_release(void) {
+  if (installed)
+    for (int i = 0; i < 2; i++) sigaction(stop_signals[i], &saved[i], NULL);
+  installed = 0;
+  atomic_store(&signal_target, NULL);
+}
+
+int cli_signals_caught(void) { return caught != 0; }
