@@ -21,12 +21,14 @@ static _Atomic(keel_pipeline_t *) signal_target;
 static struct sigaction saved[2];
 static const int stop_signals[2] = {SIGINT, SIGTERM};
 
-static volatile sig_atomic_t caught;
+/* Atomic, not volatile sig_atomic_t: the handler may run on another thread
+ * (an OpenBLAS one), and a lock-free atomic is async-signal-safe. */
+static atomic_int caught;
 static int installed;
 
 static void on_signal(int sig) {
   (void)sig;
-  caught = 1;
+  atomic_store(&caught, 1);
   keel_pipeline_stop(atomic_load(&signal_target)); /* NULL: noted only */
 }
 
@@ -37,7 +39,7 @@ void cli_signals_catch(keel_pipeline_t *p) {
   memset(&sa, 0, sizeof sa);
   sigemptyset(&sa.sa_mask);
   sa.sa_handler = on_signal; /* no SA_RESTART: a blocked read returns */
-  caught = 0;
+  atomic_store(&caught, 0);
   for (int i = 0; i < 2; i++) {
     sigaction(stop_signals[i], NULL, &saved[i]);
     sigaction(stop_signals[i], &sa, NULL);
@@ -52,4 +54,4 @@ void cli_signals_release(void) {
   atomic_store(&signal_target, NULL);
 }
 
-int cli_signals_caught(void) { return caught != 0; }
+int cli_signals_caught(void) { return atomic_load(&caught) != 0; }
