@@ -7,7 +7,9 @@
  * inputs) share a key. Bumping a version changes every key.
  *
  * On a miss the loader runs the stage on the worker's projection and stores
- * the canonical encoding of the fields the stage declares it writes. A stage
+ * the canonical encoding of the fields the stage declares it writes, once it
+ * has checked that the stage kept to its declaration (kept_declaration: what
+ * a stage does outside it would be lost from the cached value). A stage
  * failure returns KEEL_EREJECTED from the loader; the cache passes it to
  * every waiter and stores nothing; a waiter that did not run the loader
  * recomputes on its own projection to get its own reason (rare: identical
@@ -28,6 +30,7 @@
 #include "keel/mem.h"
 #include "keel/policy.h"
 #include "keel/redis.h"
+#include "stage_int.h"
 
 struct keel_memo {
   const keel_stage_def *def;
@@ -37,8 +40,10 @@ struct keel_memo {
   keel_mem_tag tag;
   uint8_t prefix[KEEL_FIELD_NAME_MAX + 1 + 4 + 8];
   size_t prefix_len;
-  keel_field_id *sorted_reads; /* owned: io->reads sorted by name, then `rw` */
+  keel_field_id *sorted_reads; /* owned: io->reads sorted by name, then `rw`, then `ro` */
   keel_field_id *rw;           /* in sorted_reads' block: the writes that are also reads */
+  keel_field_id *ro;           /* in sorted_reads' block: the reads that are not writes */
+  size_t n_ro;
   keel_field_type *write_types; /* owned: the declared type of each write, for L2 values */
   size_t n_rw;
   double audit_rate;
@@ -163,7 +168,7 @@ keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char
   keel_status st = open_record(m, o->record_keys, err, errlen);
   if (st == KEEL_OK) st = make_cache(m, o, err, errlen);
   size_t nr = o->def->n_reads, nw = o->def->n_writes;
-  if (st == KEEL_OK && !(m->sorted_reads = keel_mem_calloc(KEEL_MEM_CACHE, nr + nw + 1, sizeof(keel_field_id))))
+  if (st == KEEL_OK && !(m->sorted_reads = keel_mem_calloc(KEEL_MEM_CACHE, 2 * nr + nw + 1, sizeof(keel_field_id))))
     st = KEEL_ENOMEM;
   if (st == KEEL_OK && !(m->write_types = keel_mem_calloc(KEEL_MEM_CACHE, nw + 1, sizeof(keel_field_type))))
     st = KEEL_ENOMEM;
@@ -181,6 +186,12 @@ keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char
           m->rw[m->n_rw++] = o->io->writes[i];
           break;
         }
+    m->ro = m->rw + nw;
+    for (size_t j = 0; j < nr; j++) {
+      size_t i = 0;
+      while (i < nw && o->io->writes[i] != o->io->reads[j]) i++;
+      if (i == nw) m->ro[m->n_ro++] = o->io->reads[j];
+    }
   }
   if (st != KEEL_OK) {
     keel_memo_destroy(m);
@@ -248,12 +259,70 @@ static keel_status project(keel_memo_worker_t *w, const keel_event_t *ev, const 
   return KEEL_OK;
 }
 
-/* Runs the stage on the projection; on success encodes what it wrote. */
+static int same_value(const keel_value *a, const keel_value *b) {
+  if (a->type != b->type) return 0;
+  switch (a->type) {
+  case KEEL_FIELD_INT: return a->u.i == b->u.i;
+  case KEEL_FIELD_FLOAT: return memcmp(&a->u.f, &b->u.f, sizeof a->u.f) == 0;
+  case KEEL_FIELD_STRING: return a->u.str.len == b->u.str.len && !memcmp(a->u.str.ptr, b->u.str.ptr, a->u.str.len);
+  case KEEL_FIELD_VECTOR:
+    return a->u.vec.len == b->u.vec.len && !memcmp(a->u.vec.ptr, b->u.vec.ptr, a->u.vec.len * sizeof(float));
+  case KEEL_FIELD_IDS:
+    return a->u.ids.len == b->u.ids.len && !memcmp(a->u.ids.ptr, b->u.ids.ptr, a->u.ids.len * sizeof(int64_t));
+  default: return 1;
+  }
+}
+
+static int declared(const keel_memo_t *m, keel_field_id id) {
+  for (size_t i = 0; i < m->def->n_reads; i++)
+    if (m->io->reads[i] == id) return 1;
+  for (size_t i = 0; i < m->def->n_writes; i++)
+    if (m->io->writes[i] == id) return 1;
+  return 0;
+}
+
+/* A memoized stage must keep to its declaration: the cached value holds
+ * its declared writes and nothing else, so a field written without being
+ * declared, a read changed without being declared a write, or a write of
+ * another type than declared would make the memoized run differ from the
+ * plain one (or, through the L2, from another process). Checked where the
+ * stage runs (a miss, an audit): the event fails, naming what broke, and
+ * nothing is cached. `before` holds the read-only fields' values before
+ * the stage ran (NONE: absent); their payloads stay in the arena. */
+static keel_status kept_declaration(keel_memo_worker_t *w, const keel_value *before) {
+  keel_memo_t *m = w->m;
+  char why[160];
+  if (!keel__stage_writes_typed(m->def, m->io, w->proj, why, sizeof why)) return keel_event_fail(w->proj, "%s", why);
+  for (size_t i = 0; i < m->n_ro; i++) {
+    keel_value v = {.type = KEEL_FIELD_NONE};
+    keel_event_get(w->proj, m->ro[i], &v);
+    if (!same_value(&before[i], &v))
+      return keel_event_fail(w->proj, "changed field '%s', which it reads but does not declare as a write",
+                             keel_schema_name(keel_event_schema(w->proj), m->ro[i]));
+  }
+  for (size_t i = 0; i < keel_event_count(w->proj); i++) {
+    keel_field_id id;
+    keel_event_at(w->proj, i, &id, NULL);
+    if (!declared(m, id))
+      return keel_event_fail(w->proj, "wrote field '%s', which it does not declare",
+                             keel_schema_name(keel_event_schema(w->proj), id));
+  }
+  return KEEL_OK;
+}
+
+/* Runs the stage on the projection; on success checks that it kept to its
+ * declaration and encodes what it wrote. */
 static keel_status compute(keel_memo_worker_t *w, const uint8_t **val, size_t *val_len) {
   keel_memo_t *m = w->m;
+  keel_arena_t *a = keel_event_arena(w->proj);
+  keel_value *before = keel_arena_alloc(a, (m->n_ro + 1) * sizeof *before);
+  if (!before) return KEEL_ENOMEM;
+  for (size_t i = 0; i < m->n_ro; i++)
+    if (!keel_event_get(w->proj, m->ro[i], &before[i])) before[i].type = KEEL_FIELD_NONE;
   keel_status st = m->def->process(m->state, w->proj, m->io);
+  if (st == KEEL_OK) st = kept_declaration(w, before);
   if (st != KEEL_OK) return st;
-  return keel_event_encode(w->proj, m->io->writes, m->def->n_writes, keel_event_arena(w->proj), val, val_len);
+  return keel_event_encode(w->proj, m->io->writes, m->def->n_writes, a, val, val_len);
 }
 
 typedef struct load_ctx {
@@ -277,8 +346,7 @@ static keel_status loader(void *ctx, const void *key, size_t key_len, keel_cache
      * encodes otherwise) must not fail the event, add fields, or stay in
      * this cache. Else it is a miss: computed here and written back, which
      * replaces the bad value for every process (without the compute lock,
-     * which this lookup did not take). A stage that writes other types than
-     * it declares gets no use of the L2 (its values are refused). */
+     * which this lookup did not take). */
     if (r.hit && keel_event_encoding_check(keel_event_schema(l->w->proj), r.data, r.len, m->io->writes,
                                            m->write_types, m->def->n_writes) != KEEL_OK) {
       keel_l2_result_release(&r);

@@ -11,6 +11,7 @@
 #include "budget_int.h"
 #include "keel/mem.h"
 #include "pipeline_int.h"
+#include "stage_int.h"
 
 static double since(const struct timespec *t0) {
   struct timespec t;
@@ -108,9 +109,11 @@ static int run_stage(const stage_slot *s, worker *w, size_t i, keel_event_t *ev,
     bump(&c->cpu_samples, 1);
   }
   bump(&c->calls, 1);
-  if (st == KEEL_OK) return 1;
+  /* A memoized stage's writes were checked when it ran (keel_memo_process). */
+  char bad[160];
+  if (st == KEEL_OK && (s->memo || keel__stage_writes_typed(s->def, &s->io, ev, bad, sizeof bad))) return 1;
   bump(&c->errors, 1);
-  const char *why = keel_event_reason(ev);
+  const char *why = st == KEEL_OK ? bad : keel_event_reason(ev);
   snprintf(reason, len, "%s: %s", s->def->name, why ? why : keel_status_str(st));
   return 0;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "keel/mem.h"
+#include "stage_int.h"
 
 struct keel_registry {
   keel_stage_def *defs;
@@ -128,4 +129,16 @@ keel_status keel_registry_load_plugin(keel_registry_t *r, const char *path, char
   }
   r->plugins[r->n_plugins++] = h;
   return KEEL_OK;
+}
+
+int keel__stage_writes_typed(const keel_stage_def *d, const keel_stage_io *io, const keel_event_t *ev, char *reason,
+                             size_t len) {
+  for (size_t i = 0; i < d->n_writes; i++) {
+    keel_value v;
+    if (!keel_event_get(ev, io->writes[i], &v) || v.type == d->writes[i].type) continue;
+    snprintf(reason, len, "wrote field '%s' as %s; it declares %s", d->writes[i].name, keel_field_type_name(v.type),
+             keel_field_type_name(d->writes[i].type));
+    return 0;
+  }
+  return 1;
 }

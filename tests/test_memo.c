@@ -17,6 +17,9 @@
  *    fields do not change a key;
  *  - a ttl expires entries;
  *  - stage failures are not cached: each failing event gets its own reason;
+ *  - a stage is held to its declaration: a write of another type than
+ *    declared fails the event, memoized or not; memoized, so do a field
+ *    written undeclared and a read changed undeclared;
  *  - destroying a pipeline frees every cache; OOM sweeps of pipeline
  *    creation with a memoized stage and of the memo calls themselves. */
 #include <fcntl.h>
@@ -86,6 +89,24 @@ static keel_status scrub_process(void *st, keel_event_t *ev, const keel_stage_io
   return KEEL_OK;
 }
 
+/* sloppy (declared pure, n = len(text), int): breaks its declaration as
+ * its text says: "extra" also writes a field "extra" it does not declare,
+ * "mutate" changes "text" (a read it does not declare as a write), "float"
+ * writes n as a float. */
+static keel_status sloppy_process(void *st, keel_event_t *ev, const keel_stage_io *io) {
+  (void)st;
+  keel_value text;
+  keel_event_get(ev, io->reads[0], &text);
+  size_t n = text.u.str.len;
+  keel_field_id extra;
+  if (n == 5 && !memcmp(text.u.str.ptr, "extra", 5) &&
+      keel_schema_intern(keel_event_schema(ev), "extra", 5, &extra) == KEEL_OK)
+    keel_event_set_int(ev, extra, 1);
+  if (n == 6 && !memcmp(text.u.str.ptr, "mutate", 6)) keel_event_set_string(ev, io->reads[0], "MUTATE", 6);
+  if (n == 5 && !memcmp(text.u.str.ptr, "float", 5)) return keel_event_set_float(ev, io->writes[0], 5.0);
+  return keel_event_set_int(ev, io->writes[0], (int64_t)n);
+}
+
 static const keel_field_spec text_reads[] = {{"text", KEEL_FIELD_STRING, KEEL_FIELD_REQUIRED}};
 static const keel_field_spec email_rw[] = {{"email", KEEL_FIELD_STRING, KEEL_FIELD_OPTIONAL}};
 static const keel_field_spec plant_writes[] = {{"secret", KEEL_FIELD_INT, 0}};
@@ -105,6 +126,8 @@ static keel_registry_t *memo_registry(void) {
        .n_reads = 1, .writes = v_writes, .n_writes = 1, .process = drift_process},
       {.size = sizeof(keel_stage_def), .name = "picky", .version = 1, .flags = KEEL_STAGE_PURE, .reads = text_reads,
        .n_reads = 1, .writes = n_writes, .n_writes = 1, .process = picky_process},
+      {.size = sizeof(keel_stage_def), .name = "sloppy", .version = 1, .flags = KEEL_STAGE_PURE, .reads = text_reads,
+       .n_reads = 1, .writes = n_writes, .n_writes = 1, .process = sloppy_process},
       {.size = sizeof(keel_stage_def), .name = "scrub", .version = 1, .flags = KEEL_STAGE_PURE, .reads = email_rw,
        .n_reads = 1, .writes = email_rw, .n_writes = 1, .process = scrub_process},
   };
@@ -690,6 +713,70 @@ static void test_failures_are_not_cached(void **state) {
   free(text);
 }
 
+/* A stage that does what it does not declare: plain, only a write of
+ * another type than declared is refused (the rest does no harm there);
+ * memoized, each breach would be lost from the cached value, so each is
+ * refused with its reason, nothing of it is cached, and the events that
+ * keep to the declaration come out as they do plain. */
+static void test_declaration_is_enforced(void **state) {
+  (void)state;
+  enum { N = 40 };
+  const char *in = tu_path("sloppy.ndjson");
+  static const char *const texts[] = {"fine", "extra", "mutate", "float"};
+  write_texts(in, N, texts, 4);
+  static const char *const reasons[] = {
+      NULL,
+      "sloppy: wrote field 'extra', which it does not declare",
+      "sloppy: changed field 'text', which it reads but does not declare as a write",
+      "sloppy: wrote field 'n' as float; it declares int",
+  };
+
+  run_result a = run("sloppy", NULL, in, tu_path("sloppy.plain"), tu_path("sloppy.dl"), NULL);
+  assert_int_equal(a.st, KEEL_OK);
+  assert_int_equal(a.stats.events_out, 3 * N / 4);
+  assert_int_equal(a.stats.rejected, N / 4);
+  char *text = fixture_slurp(tu_path("sloppy.dl"), NULL);
+  assert_int_equal(fixture_count_lines(text), N / 4);
+  for (size_t i = 0; i < N / 4; i++) {
+    json_t *j = fixture_line(text, i);
+    assert_int_equal(json_integer_value(json_object_get(j, "line")), 4 * i + 4);
+    assert_string_equal(json_string_value(json_object_get(j, "reason")), reasons[3]);
+    json_decref(j);
+  }
+  free(text);
+
+  run_result b = run("sloppy", (const char *[]){"cache.sloppy.size=64KiB", NULL}, in, tu_path("sloppy.memo"),
+                     tu_path("sloppy.dl2"), NULL);
+  assert_int_equal(b.st, KEEL_OK);
+  assert_int_equal(b.stats.events_out, N / 4);
+  assert_int_equal(b.stats.rejected, 3 * N / 4);
+  const keel_stage_stats *s = &b.stats.stages[0];
+  assert_int_equal(s->cache.hits, N / 4 - 1); /* only "fine" was cached */
+  assert_int_equal(s->cache.load_errors, 3 * N / 4);
+  assert_int_equal(s->cache.entries, 1);
+  text = fixture_slurp(tu_path("sloppy.dl2"), NULL);
+  assert_int_equal(fixture_count_lines(text), 3 * N / 4);
+  for (size_t i = 0; i < 3 * N / 4; i++) {
+    json_t *j = fixture_line(text, i);
+    json_int_t line = json_integer_value(json_object_get(j, "line"));
+    assert_int_not_equal((line - 1) % 4, 0);
+    assert_string_equal(json_string_value(json_object_get(j, "reason")), reasons[(line - 1) % 4]);
+    json_decref(j);
+  }
+  free(text);
+  /* What kept to the declaration is what the plain run wrote for it. */
+  char *x = fixture_slurp(tu_path("sloppy.plain"), NULL), *y = fixture_slurp(tu_path("sloppy.memo"), NULL);
+  for (size_t i = 0; i < N / 4; i++) {
+    json_t *jx = fixture_line(x, 3 * i), *jy = fixture_line(y, i);
+    assert_true(json_equal(jx, jy));
+    assert_int_equal(json_integer_value(json_object_get(jy, "n")), 4);
+    json_decref(jx);
+    json_decref(jy);
+  }
+  free(x);
+  free(y);
+}
+
 /* ---- memory ---- */
 
 static void test_destroy_frees_every_cache(void **state) {
@@ -806,6 +893,7 @@ int main(void) {
       cmocka_unit_test(test_version_bump_changes_every_key),
       cmocka_unit_test(test_ttl_expires_entries),
       cmocka_unit_test(test_failures_are_not_cached),
+      cmocka_unit_test(test_declaration_is_enforced),
       cmocka_unit_test(test_destroy_frees_every_cache),
       cmocka_unit_test(test_oom_sweep_create),
       cmocka_unit_test(test_oom_sweep_memo),

@@ -16,6 +16,13 @@
  * its version and model_version); only pure stages may be memoized, and a
  * memoized stage is handed a projection holding just those fields.
  *
+ * What a stage writes must have the type it declares: an event where it
+ * does not fails after the stage ("wrote field 'n' as float; it declares
+ * int"). A memoized stage is held to its declaration exactly, since its
+ * cached value holds its declared writes and nothing else: writing a field
+ * it does not declare, or changing a read it does not declare as a write,
+ * also fails the event (checked where the stage runs; nothing is cached).
+ *
  * Thread safety: a registry is built on one thread, then read from any. */
 #ifndef KEEL_STAGE_H
 #define KEEL_STAGE_H
