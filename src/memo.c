@@ -349,7 +349,7 @@ static keel_status loader(void *ctx, const void *key, size_t key_len, keel_cache
      * which this lookup did not take). */
     if (r.hit && keel_event_encoding_check(keel_event_schema(l->w->proj), r.data, r.len, m->io->writes,
                                            m->write_types, m->def->n_writes) != KEEL_OK) {
-      keel_l2_result_release(&r);
+      keel_l2_reject(m->l2, &r); /* a miss, not a hit, in the L2's counters */
       atomic_fetch_add_explicit(&m->l2_rejected, 1, memory_order_relaxed);
       memset(&r, 0, sizeof r);
     }

@@ -353,6 +353,8 @@ static void collect_redis(collector *c, const keel_run_stats *r) {
   if (r->l2_active) {
     put(c, C, "keel_l2_hits_total", "L1 misses answered by the Redis L2.", NULL, NULL, (double)l->hits);
     put(c, C, "keel_l2_misses_total", "L1 misses the L2 did not have (computed here).", NULL, NULL, (double)l->misses);
+    put(c, C, "keel_l2_rejected_total", "L2 values refused as not an encoding of the stage's writes (computed here).",
+        NULL, NULL, (double)l->rejected);
     put(c, C, "keel_l2_lock_waits_total", "L2 misses that waited for another process's result.", NULL, NULL,
         (double)l->lock_waits);
     put(c, C, "keel_l2_errors_total", "Failed L2 commands.", NULL, NULL, (double)l->errors);

@@ -60,7 +60,7 @@ struct keel_l2 {
   int down;               /* guarded by pool_lock */
   uint64_t nonce;         /* random per L2 client: tokens unique across hosts and containers */
   _Atomic uint64_t tokens;
-  _Atomic uint64_t hits, misses, waited_hits, lock_waits, lock_timeouts, stores, errors, degraded, reconnects,
+  _Atomic uint64_t hits, misses, rejected, waited_hits, lock_waits, lock_timeouts, stores, errors, degraded, reconnects,
       calls, latency_ns;
 };
 
@@ -336,6 +336,14 @@ void keel_l2_result_release(keel_l2_result *res) {
   }
 }
 
+void keel_l2_reject(keel_l2_t *l2, keel_l2_result *res) {
+  if (!l2 || !res || !res->hit) return;
+  add(&l2->rejected, 1);
+  add(&l2->misses, 1);
+  atomic_fetch_sub_explicit(&l2->hits, 1, memory_order_relaxed);
+  keel_l2_result_release(res);
+}
+
 void keel_l2_get_stats(keel_l2_t *l2, keel_l2_stats *out) {
   memset(out, 0, sizeof *out);
   if (!l2) return;
@@ -349,6 +357,7 @@ void keel_l2_get_stats(keel_l2_t *l2, keel_l2_stats *out) {
   out->degraded = atomic_load_explicit(&l2->degraded, memory_order_relaxed);
   out->reconnects = atomic_load_explicit(&l2->reconnects, memory_order_relaxed);
   out->calls = atomic_load_explicit(&l2->calls, memory_order_relaxed);
+  out->rejected = atomic_load_explicit(&l2->rejected, memory_order_relaxed);
   out->latency_s = atomic_load_explicit(&l2->latency_ns, memory_order_relaxed) / 1e9;
   pthread_mutex_lock(&l2->pool_lock);
   out->down = l2->down;

@@ -227,6 +227,12 @@ static void l2_foreign_value_refused(void **state) {
   assert_int_equal(res.stats.events_out, 5);
   assert_int_equal(res.stats.rejected, 0);
   assert_int_equal(res.stats.stages[0].cache.l2_rejected, 4);
+  /* A refused value is an L2 miss (computed here and stored back), not a hit. */
+  assert_true(res.stats.l2_active);
+  assert_int_equal(res.stats.l2.rejected, 4);
+  assert_int_equal(res.stats.l2.hits, 0);
+  assert_int_equal(res.stats.l2.misses, 4);
+  assert_int_equal(res.stats.l2.stores, 4);
   char *text_out = fixture_slurp(out, NULL);
   assert_non_null(strstr(text_out, "\"n\":7"));
   assert_non_null(strstr(text_out, "\"n\":5"));

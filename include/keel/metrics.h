@@ -29,7 +29,7 @@
  *   (when a budget is set),
  *   leak_detector_enabled, leak_suspected and leak_growth_bytes_per_second
  *   (per suspected tag);
- *   with the Redis L2: l2_hits_total, l2_misses_total, l2_lock_waits_total,
+ *   with the Redis L2: l2_hits_total, l2_misses_total, l2_rejected_total, l2_lock_waits_total,
  *   l2_errors_total, l2_degraded_total, l2_calls_total,
  *   l2_latency_seconds_total, l2_down; with a Redis stream: stream_* (the
  *   counters of keel_stream_stats; docs/DISTRIBUTED.md lists them).

@@ -91,6 +91,7 @@ typedef struct keel_l2_stats {
   uint64_t calls;         /* Redis round trips */
   double latency_s;       /* their total wall time */
   int down;               /* Redis is unreachable right now */
+  uint64_t rejected;      /* values the caller refused (keel_l2_reject): misses too, not hits */
 } keel_l2_stats;
 
 /* Connects (pool of one to start). KEEL_ECONFIG for a bad address,
@@ -125,6 +126,12 @@ KEEL_EXTERN void keel_l2_unlock(keel_l2_t *l2, const char *ns, const void *key, 
 
 /* Frees a hit's value. */
 KEEL_EXTERN void keel_l2_result_release(keel_l2_result *res);
+
+/* The caller refuses a hit's value (it is not a value the caller could
+ * have stored: cut bytes, another writer's format): the lookup counts as a
+ * miss and as `rejected` instead of a hit, and the value is freed. The
+ * caller then computes, and its keel_l2_store replaces the value. */
+KEEL_EXTERN void keel_l2_reject(keel_l2_t *l2, keel_l2_result *res);
 
 KEEL_EXTERN void keel_l2_get_stats(keel_l2_t *l2, keel_l2_stats *out);
 

@@ -59,11 +59,11 @@ void cli_redis_summary_json(FILE *f, const keel_run_stats *s) {
     fprintf(f,
             ",\"l2\":{\"hits\":%llu,\"misses\":%llu,\"waited_hits\":%llu,\"lock_waits\":%llu,\"lock_timeouts\":%llu,"
             "\"stores\":%llu,\"errors\":%llu,\"degraded\":%llu,\"reconnects\":%llu,\"calls\":%llu,"
-            "\"latency_s\":%.6f,\"down\":%s}",
+            "\"latency_s\":%.6f,\"down\":%s,\"rejected\":%llu}",
             (unsigned long long)l->hits, (unsigned long long)l->misses, (unsigned long long)l->waited_hits,
             (unsigned long long)l->lock_waits, (unsigned long long)l->lock_timeouts, (unsigned long long)l->stores,
             (unsigned long long)l->errors, (unsigned long long)l->degraded, (unsigned long long)l->reconnects,
-            (unsigned long long)l->calls, l->latency_s, l->down ? "true" : "false");
+            (unsigned long long)l->calls, l->latency_s, l->down ? "true" : "false", (unsigned long long)l->rejected);
   const keel_stream_stats *x = &s->stream;
   if (x->active)
     fprintf(f,
