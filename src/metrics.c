@@ -374,6 +374,9 @@ static void collect_redis(collector *c, const keel_run_stats *r) {
       (double)x->redeliveries);
   put(c, C, "keel_stream_dead_lettered_total", "Poison entries sent to the dead-letter file.", NULL, NULL,
       (double)x->dead_lettered);
+  put(c, C, "keel_stream_deleted_total",
+      "Pending entries deleted from the stream before they were processed (dead-lettered without data).", NULL,
+      NULL, (double)x->deleted);
   put(c, C, "keel_stream_errors_total", "Failed stream commands.", NULL, NULL, (double)x->errors);
   put(c, C, "keel_stream_written_total", "Entries added to the output stream.", NULL, NULL, (double)x->written);
   put(c, G, "keel_stream_pending", "The group's pending entries (-1 unknown).", NULL, NULL, (double)x->pending);

@@ -29,7 +29,8 @@ typedef struct stage_slot {
 
 /* Where a record came from in a Redis stream (redis_stream.c); all zero for
  * a file. kind: 0 an event, 1 a poison entry (delivered more than
- * max_deliveries times), 2 an entry without a "data" field. */
+ * max_deliveries times), 2 an entry without a "data" field, 3 an entry
+ * deleted from the stream while pending (only its id is left). */
 typedef struct stream_ref {
   uint64_t ms, seq;
   uint32_t deliveries;

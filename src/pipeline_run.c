@@ -178,6 +178,9 @@ static void process_record(keel_pipeline_t *p, worker *w, batch *b, record *r) {
     if (r->sid.kind == 1)
       snprintf(reason, sizeof reason, "stream entry delivered %u times (more than [redis] max_deliveries)",
                (unsigned)r->sid.deliveries);
+    else if (r->sid.kind == 3)
+      snprintf(reason, sizeof reason,
+               "stream entry deleted from the stream (trimmed?) while it was pending: its data is gone");
     else
       snprintf(reason, sizeof reason, "stream entry has no 'data' field");
     reject(b, r, reason);

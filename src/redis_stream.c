@@ -40,7 +40,7 @@ const char *const keel__redis_stream_keys[] = {"claim_idle_ms", "max_deliveries"
                                          "idle_exit_ms", "retry_ms", "block_ms", NULL};
 
 typedef struct stream_counters {
-  _Atomic uint64_t read, claimed, redeliveries, acked, dead_lettered, errors, reconnects, written;
+  _Atomic uint64_t read, claimed, redeliveries, acked, dead_lettered, deleted, errors, reconnects, written;
   _Atomic int64_t pending, lag;
 } stream_counters;
 
@@ -54,6 +54,11 @@ struct keel__stream_src {
   redisReply *reply;       /* the entries being handed out (owned) */
   redisReply **entries;    /* borrowed from reply */
   size_t n_entries, next;
+  redisReply **deleted;    /* borrowed from a claim's reply: ids of pending entries gone from the stream */
+  size_t n_deleted, next_deleted;
+  int hold;                /* a suspect was claimed alone: hand out nothing more until it is settled */
+  uint64_t hold_since_ns;
+  _Atomic uint64_t settled; /* entries handed out whose batch the sink has acknowledged (or tried to) */
   int claimed_batch;       /* the entries come from a claim: deliveries[] holds their counts */
   uint32_t *deliveries;    /* per entry of a claim (owned, tag redis), NULL for new entries */
   size_t deliveries_cap;
@@ -207,8 +212,8 @@ keel_status keel__stream_src_open(keel_pipeline_t *p, const char *url, keel__str
 static void drop_reply(keel__stream_src *s) {
   if (s->reply) freeReplyObject(s->reply);
   s->reply = NULL;
-  s->entries = NULL;
-  s->n_entries = s->next = 0;
+  s->entries = s->deleted = NULL;
+  s->n_entries = s->next = s->n_deleted = s->next_deleted = 0;
   s->claimed_batch = 0;
 }
 
@@ -296,11 +301,39 @@ static void claim_counts(keel__stream_src *s) {
   freeReplyObject(r);
 }
 
-/* XAUTOCLAIM a page of idle entries. 1 when it got some. */
+/* How many idle entries to claim from the cursor on: the run of those
+ * delivered only once (their consumer died once: ordinary failover), or
+ * else 1, a suspect, claimed alone. A process that dies on an entry takes
+ * with it every entry it holds, and each comes back with one delivery
+ * more: claimed together again, the healthy ones would reach
+ * max_deliveries with the poison one. Alone, only the entry that kills
+ * its consumer gains deliveries. 0: nothing idle. */
+static size_t claim_plan(keel__stream_src *s, const char *idle, keel_status *st) {
+  char cnt[24];
+  snprintf(cnt, sizeof cnt, "%llu", (unsigned long long)s->count);
+  const char *argv[8] = {"XPENDING", s->addr.stream, s->addr.group, "IDLE", idle, s->claim_cursor, "+", cnt};
+  redisReply *r = reader_cmd(s, 8, argv, st);
+  if (!r) return 0;
+  size_t fresh = 0, n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+  while (fresh < n && r->element[fresh]->type == REDIS_REPLY_ARRAY && r->element[fresh]->elements >= 4 &&
+         r->element[fresh]->element[3]->type == REDIS_REPLY_INTEGER && r->element[fresh]->element[3]->integer < 2)
+    fresh++;
+  freeReplyObject(r);
+  return n == 0 ? 0 : fresh ? fresh : 1;
+}
+
+/* XAUTOCLAIM idle entries (claim_plan says how many). 1 when it got some,
+ * or ids of entries deleted from the stream while pending (Redis removes
+ * those from the group and names them in the reply's third element). */
 static int claim(keel__stream_src *s, keel_status *st) {
   char idle[24], cnt[24];
   snprintf(idle, sizeof idle, "%llu", (unsigned long long)s->claim_idle_ms);
-  snprintf(cnt, sizeof cnt, "%llu", (unsigned long long)s->count);
+  size_t want = claim_plan(s, idle, st);
+  if (!want) {
+    snprintf(s->claim_cursor, sizeof s->claim_cursor, "0-0");
+    return 0;
+  }
+  snprintf(cnt, sizeof cnt, "%zu", want);
   const char *argv[8] = {"XAUTOCLAIM", s->addr.stream, s->addr.group, s->addr.consumer, idle, s->claim_cursor,
                          "COUNT", cnt};
   redisReply *r = reader_cmd(s, 8, argv, st);
@@ -310,7 +343,8 @@ static int claim(keel__stream_src *s, keel_status *st) {
     return 0;
   }
   snprintf(s->claim_cursor, sizeof s->claim_cursor, "%s", r->element[0]->str ? r->element[0]->str : "0-0");
-  if (r->element[1]->elements == 0) {
+  size_t gone = r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY ? r->element[2]->elements : 0;
+  if (r->element[1]->elements == 0 && gone == 0) {
     freeReplyObject(r);
     return 0;
   }
@@ -318,9 +352,13 @@ static int claim(keel__stream_src *s, keel_status *st) {
   s->entries = r->element[1]->element;
   s->n_entries = r->element[1]->elements;
   s->next = 0;
+  s->deleted = gone ? r->element[2]->element : NULL;
+  s->n_deleted = gone;
+  s->next_deleted = 0;
   s->claimed_batch = 1;
+  s->hold = want == 1;
   add(&s->c.claimed, s->n_entries);
-  claim_counts(s);
+  if (s->n_entries) claim_counts(s);
   return 1;
 }
 
@@ -409,6 +447,39 @@ static keel_status take_entry(keel__stream_src *s, const char **line, size_t *le
   return *len > s->p->limits.max_line ? KEEL_ELIMIT : KEEL_OK;
 }
 
+/* Hands out the next id of an entry deleted from the stream while it was
+ * pending: a record without data, dead-lettered with that reason (kind 3). */
+static keel_status take_deleted(keel__stream_src *s, const char **line, size_t *len, uint64_t *no, stream_ref *ref) {
+  redisReply *id = s->deleted[s->next_deleted++];
+  memset(ref, 0, sizeof *ref);
+  ref->has = 1;
+  ref->kind = 3;
+  if (id->type != REDIS_REPLY_STRING || parse_id(id->str, &ref->ms, &ref->seq)) ref->ms = ref->seq = 0;
+  *line = "";
+  *len = 0;
+  add(&s->c.deleted, 1);
+  add(&s->c.read, 1);
+  *no = ++s->no;
+  s->last_activity_ns = keel__redis_now_ns();
+  return KEEL_OK;
+}
+
+/* After a suspect was handed out alone: 1 while it is not settled yet (the
+ * sink has not acknowledged its batch), for at most claim_idle_ms. */
+static int holding(keel__stream_src *s) {
+  if (!s->hold) return 0;
+  uint64_t now = keel__redis_now_ns();
+  if (!s->hold_since_ns) s->hold_since_ns = now;
+  if (atomic_load_explicit(&s->settled, memory_order_acquire) >= s->no ||
+      (now - s->hold_since_ns) / 1000000u >= s->claim_idle_ms) {
+    s->hold = 0;
+    s->hold_since_ns = 0;
+    return 0;
+  }
+  keel__redis_sleep_ms(1);
+  return 1;
+}
+
 /* Idle exit: nothing new for idle_exit_ms and nothing pending in the group. */
 static int idle_done(keel__stream_src *s, keel_status *st) {
   if (!s->idle_exit_ms || (keel__redis_now_ns() - s->last_activity_ns) / 1000000u < s->idle_exit_ms) return 0;
@@ -421,8 +492,10 @@ static int idle_done(keel__stream_src *s, keel_status *st) {
 keel_status keel__stream_src_next(keel__stream_src *s, const char **line, size_t *len, uint64_t *no, stream_ref *ref) {
   for (;;) {
     if (stop_asked(s->p)) return KEEL_ECANCELED;
+    if (s->next_deleted < s->n_deleted) return take_deleted(s, line, len, no, ref);
     if (s->next < s->n_entries) return take_entry(s, line, len, no, ref);
     drop_reply(s);
+    if (holding(s)) continue;
     keel_status st = KEEL_OK;
     uint64_t now = keel__redis_now_ns();
     if (now >= s->next_claim_ns) {
@@ -444,14 +517,19 @@ keel_status keel__stream_src_next(keel__stream_src *s, const char **line, size_t
 
 const char *keel__stream_src_error(const keel__stream_src *s) { return s->err; }
 
-int keel__stream_src_pending(const keel__stream_src *s) { return s->next < s->n_entries; }
+int keel__stream_src_pending(const keel__stream_src *s) {
+  return s->next < s->n_entries || s->next_deleted < s->n_deleted;
+}
 
 keel_status keel__stream_src_ack(keel__stream_src *s, const batch *b, char *err, size_t errlen) {
   size_t n = 0;
   for (size_t i = 0; i < b->n; i++) n += b->rec[i].sid.has;
   if (!n) return KEEL_OK;
   const char **argv = keel_mem_alloc(keel__redis_tag(), (n + 3) * (sizeof *argv + 48));
-  if (!argv) return KEEL_ENOMEM;
+  if (!argv) {
+    atomic_fetch_add_explicit(&s->settled, n, memory_order_release);
+    return KEEL_ENOMEM;
+  }
   char *ids = (char *)(argv + n + 3);
   argv[0] = "XACK";
   argv[1] = s->addr.stream;
@@ -479,6 +557,7 @@ keel_status keel__stream_src_ack(keel__stream_src *s, const batch *b, char *err,
     if ((st = recover(s->p, s->ac, s->retry_ms, &s->c, 0, err, errlen)) != KEEL_OK) break;
   }
   keel_mem_free(argv);
+  atomic_fetch_add_explicit(&s->settled, n, memory_order_release); /* what `holding` waits for */
   return st;
 }
 
@@ -489,6 +568,7 @@ static void copy_stats(const stream_counters *c, keel_stream_stats *o) {
   o->redeliveries = atomic_load_explicit(&c->redeliveries, memory_order_relaxed);
   o->acked = atomic_load_explicit(&c->acked, memory_order_relaxed);
   o->dead_lettered = atomic_load_explicit(&c->dead_lettered, memory_order_relaxed);
+  o->deleted = atomic_load_explicit(&c->deleted, memory_order_relaxed);
   o->errors = atomic_load_explicit(&c->errors, memory_order_relaxed);
   o->reconnects = atomic_load_explicit(&c->reconnects, memory_order_relaxed);
   o->pending = atomic_load_explicit(&c->pending, memory_order_relaxed);
@@ -592,8 +672,11 @@ static int send_batch(keel__stream_out *o, const batch *b, char *err, size_t err
 
 keel_status keel__stream_out_write(keel__stream_out *o, const batch *b, char *err, size_t errlen) {
   for (;;) {
-    int rc = o->c->broken ? -1 : send_batch(o, b, err, errlen);
+    int rc = -1;
+    if (o->c->broken) snprintf(err, errlen, "XADD %s: the connection was lost", o->addr.stream);
+    else rc = send_batch(o, b, err, errlen);
     if (rc == 0) return KEEL_OK;
+    add(&o->k.errors, 1);
     if (rc == -2) return KEEL_EIO; /* the server refused (e.g. a wrong type): not a retry case */
     /* Lost mid-batch: resend the whole batch (at least once: a line may appear twice). */
     if (recover(o->p, o->c, o->retry_ms, &o->k, 0, err, errlen) != KEEL_OK) return KEEL_EIO;

@@ -163,6 +163,8 @@ typedef struct keel_stream_stats {
   int64_t pending;       /* the group's pending entries at the last check (-1 unknown) */
   int64_t lag;           /* entries not yet delivered to the group at the last check (-1 unknown) */
   uint64_t written;      /* entries added to the output stream */
+  uint64_t deleted;      /* pending entries deleted from the stream (trimmed) before they were
+                            processed: each is in the dead-letter file, without its data */
 } keel_stream_stats;
 
 #ifdef __cplusplus

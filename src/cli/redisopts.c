@@ -69,11 +69,11 @@ void cli_redis_summary_json(FILE *f, const keel_run_stats *s) {
     fprintf(f,
             ",\"stream\":{\"read\":%llu,\"claimed\":%llu,\"redeliveries\":%llu,\"acked\":%llu,"
             "\"dead_lettered\":%llu,\"errors\":%llu,\"reconnects\":%llu,\"pending\":%lld,\"lag\":%lld,"
-            "\"written\":%llu}",
+            "\"written\":%llu,\"deleted\":%llu}",
             (unsigned long long)x->read, (unsigned long long)x->claimed, (unsigned long long)x->redeliveries,
             (unsigned long long)x->acked, (unsigned long long)x->dead_lettered, (unsigned long long)x->errors,
             (unsigned long long)x->reconnects, (long long)x->pending, (long long)x->lag,
-            (unsigned long long)x->written);
+            (unsigned long long)x->written, (unsigned long long)x->deleted);
 }
 
 void cli_redis_summary_print(FILE *f, const keel_run_stats *s) {

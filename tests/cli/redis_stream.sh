@@ -2,7 +2,9 @@
 # Redis streams as source and sink: keel push loads NDJSON; keel run reads
 # with a consumer group, writes every result to an output stream (trimmed
 # with --output-maxlen) or a file, each carrying its input's stream_id, and
-# acknowledges everything (nothing pending after); a poison entry (delivered
+# acknowledges everything (nothing pending after); a stage that crashes its
+# process on one entry gets only that entry dead-lettered; entries trimmed
+# from the stream while pending are dead-lettered by id; a poison entry (delivered
 # more than --max-deliveries times) goes to the dead-letter file with its
 # reason and is acknowledged, also when the consumer's own entries in flight
 # lie among the claimed ones; block_ms past the reader's timeout is refused;
@@ -97,6 +99,59 @@ rc=$?
   ok "poison entries around the consumer's own are all caught (4 dead-lettered, 2 processed)" ||
   bad "mixed poison: exit $rc, out $(wc -l <m.out), dead-letter: $(cat m.dl m.err)"
 
+# A stage that kills its process on one entry (x = 13; the crash_at
+# plugin). Each crash leaves every entry the process held pending, to come
+# back with one delivery more; restarted until a run ends cleanly, only
+# the entry that kills it may reach --max-deliveries: an entry that has
+# been delivered twice is claimed alone, and nothing else is handed out
+# until it is settled.
+CRASH=${KEEL_BUILD:-}/tests/libtest_plugin_crash.so
+if [ -f "$CRASH" ]; then
+  python3 -c "
+for i in range(300): print('{\"x\":%d}' % i)" >crash.ndjson
+  "$KEEL" push --quiet --input crash.ndjson --output "$R?stream=crash"
+  redis-cli -p "$port" xgroup create crash cg 0 >/dev/null
+  runs=0 crashes=0 rc=1
+  while [ $runs -lt 12 ] && [ $rc -ne 0 ]; do
+    runs=$((runs + 1))
+    "$KEEL" run --plugin "$CRASH" --stages crash_at --set stage.crash_at.at=13 --claim-idle-ms 100 \
+      --max-deliveries 3 --idle-exit-ms 600 --input "$R?stream=crash&group=cg&consumer=w" --output crash.out \
+      --dead-letter crash.dl --summary-json crash.json 2>crash.err
+    rc=$?
+    [ $rc -eq 137 ] && crashes=$((crashes + 1))
+  done
+  ndl=$(wc -l <crash.dl 2>/dev/null || echo 0)
+  nout=$(grep -o '"x":[0-9]*' crash.out | sort -u | wc -l)
+  [ $rc -eq 0 ] && [ "$crashes" -ge 3 ] && [ "$ndl" -eq 1 ] && grep -q 'x\\":13}' crash.dl &&
+    grep -q 'delivered 4 times' crash.dl && [ "$nout" -eq 299 ] && ! grep -q '"x":13,' crash.out &&
+    [ "$(redis-cli -p "$port" xpending crash cg | head -1)" -eq 0 ] &&
+    ok "a crashing entry is dead-lettered alone after $crashes crashes; the 299 others are output" ||
+    bad "crash: $runs runs ($crashes crashes), last exit $rc, $ndl dead letters, $nout distinct outputs: $(head -c 400 crash.dl) $(tail -2 crash.err)"
+else
+  bad "plugin $CRASH not built (KEEL_BUILD unset?)"
+fi
+
+# Entries deleted from the stream while pending (trimmed by a later push's
+# --maxlen): Redis drops them from the group as they are claimed; each
+# goes to the dead-letter file with its id and why, none silently.
+python3 -c "
+for i in range(1000): print('{\"type\":\"user\",\"user\":\"%d\"}' % (i % 50))" >trim.ndjson
+"$KEEL" push --quiet --input trim.ndjson --output "$R?stream=tp"
+redis-cli -p "$port" xgroup create tp tg 0 >/dev/null
+redis-cli -p "$port" xreadgroup group tg ghost count 300 streams tp '>' >/dev/null
+head -100 trim.ndjson >trim2.ndjson
+"$KEEL" push --quiet --input trim2.ndjson --output "$R?stream=tp" --maxlen 500
+left=$(redis-cli -p "$port" xlen tp)
+sleep 0.15
+"$KEEL" run --products 500 --stages user --claim-idle-ms 100 --idle-exit-ms 800 \
+  --input "$R?stream=tp&group=tg&consumer=w" --output tp.out --dead-letter tp.dl --summary-json tp.json 2>tp.err
+rc=$?
+[ $rc -eq 0 ] && [ "$(wc -l <tp.dl)" -eq 300 ] && [ "$(grep -c 'deleted from the stream' tp.dl)" -eq 300 ] &&
+  [ "$(grep -c 'stream_id [0-9]*-[0-9]*' tp.dl)" -eq 300 ] && [ "$(wc -l <tp.out)" -eq "$left" ] &&
+  [ "$(json tp.json "(d['stream']['deleted'], d['stream']['pending'], d['events_in'], d['rejected'])")" = "(300, 0, $((left + 300)), 300)" ] &&
+  ok "300 pending entries trimmed away are dead-lettered with their ids; the $left left are output" ||
+  bad "trimmed: exit $rc, $(wc -l <tp.dl) dead letters, $(wc -l <tp.out) outputs of $left, $(json tp.json "d['stream']" 2>&1) $(tail -2 tp.err)"
+
 # block_ms must stay under the reader's command timeout.
 "$KEEL" run --stages user --set redis.block_ms=3000 --input "$R?stream=mixed&group=mg" 2>b.err >/dev/null
 rc=$?
@@ -140,7 +195,9 @@ wait $pc
 rc=$?
 n=$(redis-cli -p "$port" xrange cutout - + | grep -o '"stream_id":"[0-9-]*"' | sort -u | wc -l)
 # Three connections were cut (the reader's, the acknowledger's, the output's), and each reconnect counts.
-[ $rc -eq 0 ] && [ "$n" -eq 2000 ] && [ "$(json cut.json "d['stream']['reconnects'] >= 3 and d['stream']['pending'] == 0")" = True ] &&
+# Each lost connection's failed command is an error (the output stream's too).
+[ $rc -eq 0 ] && [ "$n" -eq 2000 ] &&
+  [ "$(json cut.json "d['stream']['reconnects'] >= 3 and d['stream']['errors'] >= d['stream']['reconnects'] and d['stream']['pending'] == 0")" = True ] &&
   ok "connections cut mid-run: reconnected ($(json cut.json "d['stream']['reconnects']") times), all 2000 entries in the output" ||
   bad "cut: exit $rc, $n distinct outputs, $(json cut.json "d['stream']" 2>&1), $(tail -3 cut.err)"
 
