@@ -135,6 +135,9 @@ keel_status keel__stream_src_next(keel__stream_src *s, const char **line, size_t
 const char *keel__stream_src_error(const keel__stream_src *s);
 int keel__stream_src_pending(const keel__stream_src *s); /* entries buffered: next() will not block */
 keel_status keel__stream_src_ack(keel__stream_src *s, const batch *b, char *err, size_t errlen);
+/* One attempt to read the group's pending count and lag again (the run's
+ * end, before its summary); nothing without a stream source. */
+void keel__stream_src_refresh(struct keel_pipeline *p);
 void keel__stream_src_close(struct keel_pipeline *p);
 keel_status keel__stream_out_open(struct keel_pipeline *p, const char *url, keel__stream_out **out, char *err,
                                   size_t errlen);

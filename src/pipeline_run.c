@@ -518,6 +518,7 @@ static keel_status open_streams(keel_pipeline_t *p, const keel_run_io *io, char 
   p->src_stream = src;
   p->out_stream = out;
   memset(&p->stream_last, 0, sizeof p->stream_last);
+  p->stream_last.pending = p->stream_last.lag = -1; /* unknown without a stream source */
   pthread_mutex_unlock(&p->snap_lock);
   return st;
 }
@@ -680,7 +681,10 @@ keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io *io, keel_ru
     s.st = KEEL_EIO;
     snprintf(s.err, sizeof s.err, "writing the output: %s", strerror(errno));
   }
-  if (stats) fill_stats(p, &s, cpu0, stats);
+  if (stats) {
+    keel__stream_src_refresh(p); /* the group's pending count as the run leaves it */
+    fill_stats(p, &s, cpu0, stats);
+  }
   if (!reader_ok) {
     st = KEEL_ENOMEM;
     snprintf(err, errlen, "cannot start the pipeline's threads");

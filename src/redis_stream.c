@@ -157,6 +157,11 @@ static keel_status make_group(keel__stream_src *s, int create, char *err, size_t
     snprintf(err, errlen, "%s", e);
     return KEEL_EIO;
   }
+  if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "ERR no such key", 15)) { /* WRONGTYPE, an ACL, ... */
+    snprintf(err, errlen, "stream '%s': XINFO GROUPS: %s", s->addr.stream, r->str);
+    freeReplyObject(r);
+    return KEEL_ECONFIG;
+  }
   int found = 0;
   for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
     redisReply *g = r->element[i];
@@ -172,6 +177,30 @@ static keel_status make_group(keel__stream_src *s, int create, char *err, size_t
     return KEEL_ECONFIG;
   }
   return KEEL_OK;
+}
+
+/* Stream input needs Redis 7.0 or later: before it, XAUTOCLAIM neither
+ * removes entries deleted while pending nor names them, so they would be
+ * claimed again forever. KEEL_ECONFIG naming the version found. */
+static keel_status check_version(keel__stream_src *s, char *err, size_t errlen) {
+  char e[256];
+  const char *argv[2] = {"INFO", "server"};
+  redisReply *r = keel__redis_cmd(s->rc, 2, argv, NULL, e, sizeof e);
+  if (!r) {
+    snprintf(err, errlen, "%s", e);
+    return KEEL_EIO;
+  }
+  const char *v = r->type == REDIS_REPLY_STRING ? strstr(r->str, "redis_version:") : NULL;
+  int major = v ? atoi(v + 14) : 0;
+  keel_status st = KEEL_OK;
+  if (v && major < 7) {
+    size_t n = strcspn(v + 14, "\r\n");
+    snprintf(err, errlen, "stream input needs Redis 7.0 or later; %s:%d runs %.*s", s->addr.host, s->addr.port,
+             (int)(n < 32 ? n : 32), v + 14);
+    st = KEEL_ECONFIG;
+  }
+  freeReplyObject(r);
+  return st;
 }
 
 keel_status keel__stream_src_open(keel_pipeline_t *p, const char *url, keel__stream_src **out, char *err,
@@ -193,6 +222,7 @@ keel_status keel__stream_src_open(keel_pipeline_t *p, const char *url, keel__str
   if (st == KEEL_OK) st = read_options(s, p->cfg, &create, err, errlen);
   if (st == KEEL_OK) st = keel_redis_conn_open(&s->addr, READER_TIMEOUT_MS, &s->rc, err, errlen);
   if (st == KEEL_OK) st = keel_redis_conn_open(&s->addr, READER_TIMEOUT_MS, &s->ac, err, errlen);
+  if (st == KEEL_OK) st = check_version(s, err, errlen);
   if (st == KEEL_OK) st = make_group(s, create, err, errlen);
   if (st != KEEL_OK) {
     keel_redis_conn_close(s->rc);
@@ -584,6 +614,10 @@ void keel__stream_out_stats(const keel__stream_out *o, keel_stream_stats *out) {
 
 void keel__stream_src_stats(const keel__stream_src *s, keel_stream_stats *out) {
   copy_stats(&s->c, out);
+}
+
+void keel__stream_src_refresh(keel_pipeline_t *p) {
+  if (p->src_stream) (void)refresh_info(p->src_stream, 0);
 }
 
 void keel__stream_src_close(keel_pipeline_t *p) {

@@ -152,6 +152,31 @@ rc=$?
   ok "300 pending entries trimmed away are dead-lettered with their ids; the $left left are output" ||
   bad "trimmed: exit $rc, $(wc -l <tp.dl) dead letters, $(wc -l <tp.out) outputs of $left, $(json tp.json "d['stream']" 2>&1) $(tail -2 tp.err)"
 
+# A stream key of another type: Redis's own error, not "no group".
+redis-cli -p "$port" set notastream x >/dev/null
+"$KEEL" run --stages user --input "$R?stream=notastream&group=g" 2>wt.err >/dev/null
+rc=$?
+[ $rc -eq 2 ] && grep -q WRONGTYPE wt.err && ok "a key of another type is named as such: $(head -1 wt.err)" ||
+  bad "wrong type: exit $rc $(cat wt.err)"
+
+# Stopped mid-run (SIGINT): the summary's pending count is the group's as
+# the run leaves it (read-ahead left unacknowledged), not a second old.
+python3 -c "
+for i in range(60000): print('{\"type\":\"user\",\"user\":\"%d\"}' % (i % 500))" >big.ndjson
+"$KEEL" push --quiet --input big.ndjson --output "$R?stream=big"
+"$KEEL" run --products 500 --stages user --create-group --input "$R?stream=big&group=bg&consumer=w" \
+  --output big.out --summary-json big.json 2>big.err &
+pb=$!
+for _ in $(seq 200); do [ -s big.out ] && break; sleep 0.02; done
+sleep 0.1
+kill -INT $pb
+wait $pb
+rc=$?
+pend=$(redis-cli -p "$port" xpending big bg | head -1)
+[ $rc -eq 0 ] && [ "$(json big.json "d['stream']['pending']")" = "$pend" ] &&
+  ok "after SIGINT the summary's pending ($pend) is the group's" ||
+  bad "SIGINT: exit $rc, summary pending $(json big.json "d['stream']['pending']"), XPENDING $pend"
+
 # block_ms must stay under the reader's command timeout.
 "$KEEL" run --stages user --set redis.block_ms=3000 --input "$R?stream=mixed&group=mg" 2>b.err >/dev/null
 rc=$?
