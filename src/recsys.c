@@ -263,13 +263,18 @@ keel_status keel_recsys_register(keel_registry_t *r, keel_recsys_t *rs, char *er
       {KEEL_RECSYS_STAGE_SCORE, score_reads, score_writes, NELEM(score_reads), NELEM(score_writes), score_process},
       {KEEL_RECSYS_STAGE_RANK, rank_reads, rank_writes, NELEM(rank_reads), NELEM(rank_writes), rank_process},
   };
+  /* rank's outputs also depend on k_max (a k past it is rejected): two
+   * workers whose k_max differ must not share its cached values through an
+   * L2, or one would output what the other rejects. */
+  uint64_t rank_model[2] = {rs->cat->version, (uint64_t)rs->k_max};
   for (size_t i = 0; i < NELEM(stages); i++) {
     keel_stage_def def = {
         .size = sizeof def,
         .name = stages[i].name,
         .version = KEEL_RECSYS_STAGE_VERSION,
         .flags = KEEL_STAGE_PURE,
-        .model_version = rs->cat->version,
+        .model_version = stages[i].process == rank_process ? XXH3_64bits(rank_model, sizeof rank_model)
+                                                            : rs->cat->version,
         .event_type = stages[i].name,
         .reads = stages[i].reads,
         .n_reads = stages[i].n_reads,

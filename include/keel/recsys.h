@@ -154,7 +154,7 @@ KEEL_EXTERN void keel_recsys_destroy(keel_recsys_t *rs);
 
 /* Adds the stages `user`, `score` and `rank` to r, all pure, with userdata
  * = rs (borrowed: rs must outlive r) and model_version = the catalog
- * version. KEEL_EEXIST if a stage of one of those names is already there
+ * version (rank's: a hash of it and k_max, which its outputs depend on). KEEL_EEXIST if a stage of one of those names is already there
  * (stages added before the failing one stay). */
 KEEL_EXTERN keel_status keel_recsys_register(keel_registry_t *r, keel_recsys_t *rs, char *err, size_t errlen);
 

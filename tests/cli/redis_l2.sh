@@ -38,6 +38,18 @@ n=$(redis-cli -p "$port" --scan --pattern 'keel:v:score:*' | wc -l)
 ttl=$(redis-cli -p "$port" eval "return redis.call('pttl', redis.call('keys', 'keel:v:user:*')[1])" 0)
 [ "$ttl" -gt 0 ] && ok "entries carry a TTL ($ttl ms left)" || bad "no TTL on an entry ($ttl)"
 
+# rank's outputs depend on [limits] k_max (a larger k is rejected): a
+# worker with k_max = 10 must reject k = 50 even when one with k_max = 100
+# has put its results in the L2.
+for i in $(seq 200); do echo "{\"type\":\"rank\",\"user\":\"$((i % 20))\",\"k\":50}"; done >k50.ndjson
+kr=(--products 2000 --stages rank --cache rank=16MiB --quiet --input k50.ndjson --output /dev/null)
+"$KEEL" run "${kr[@]}" --set limits.k_max=100 --l2 "redis://127.0.0.1:$port/5" --summary-json ka.json
+"$KEEL" run "${kr[@]}" --set limits.k_max=10 --l2 "redis://127.0.0.1:$port/5" --dead-letter kb.dl --summary-json kb.json
+[ "$(json ka.json "(d['events_out'], d['rejected'])")" = "(200, 0)" ] &&
+  [ "$(json kb.json "(d['events_out'], d['rejected'])")" = "(0, 200)" ] && grep -q 'k must be in 1..10' kb.dl &&
+  ok "k_max is part of rank's L2 keys: the k_max=10 worker rejects what the k_max=100 one cached" ||
+  bad "k_max: first $(json ka.json "(d['events_out'], d['rejected'])"), second $(json kb.json "(d['events_out'], d['rejected'])")"
+
 # [cache.STAGE] l2 = false keeps a stage off the L2 (a cheap stage whose
 # miss costs less than a round trip).
 "$KEEL" run "${common[@]}" --set cache.user.l2=false --l2 "redis://127.0.0.1:$port/4" --input ev.ndjson \
