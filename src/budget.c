@@ -185,6 +185,11 @@ static keel_status read_options(keel_pipeline_t *p, uint64_t *limit, uint64_t *m
   int64_t ms;
   keel_status st = keel_config_check_keys(p->cfg, "memory", keys, err, errlen);
   if (st == KEEL_OK) st = keel_config_get_size(p->cfg, "memory", "budget", 0, limit, err, errlen);
+  if (st == KEEL_OK && *limit > (uint64_t)INT64_MAX) { /* the marks are compared with signed byte counts */
+    snprintf(err, errlen, "[memory] budget = %llu bytes: at most %lld", (unsigned long long)*limit,
+             (long long)INT64_MAX);
+    st = KEEL_ECONFIG;
+  }
   if (st == KEEL_OK)
     st = keel_config_get_int(p->cfg, "memory", "max_pause_ms", 1000, 1, 3600000, &ms, err, errlen);
   if (st == KEEL_OK) *max_pause_ns = (uint64_t)ms * 1000000u;

@@ -265,18 +265,21 @@ uint64_t keel_mem_fault_hits(void) { return atomic_load(&g.fault_hits); }
 
 /* ---- call sites ---- */
 
-static uint32_t site_hash(const char *file, int line) {
-  uint64_t x = (uint64_t)(uintptr_t)file * 0x9e3779b97f4a7c15u ^ (uint64_t)(unsigned)line * 0xff51afd7ed558ccdu;
+static uint32_t site_hash(const char *file, int line, keel_mem_tag tag) {
+  uint64_t x = (uint64_t)(uintptr_t)file * 0x9e3779b97f4a7c15u ^ (uint64_t)(unsigned)line * 0xff51afd7ed558ccdu ^
+               (uint64_t)tag * 0xc4ceb9fe1a85ec53u;
   return (uint32_t)(x >> 40);
 }
 
-/* The index of (file, line), added on first sight; 0 when the table is full. */
+/* The index of (file, line, tag), added on first sight; 0 when the table
+ * is full. The tag is part of the key: one line (a shared helper: a buffer,
+ * an arena) allocates for many owners, and each owner's bytes are its own. */
 static uint32_t site_find(const char *file, int line, keel_mem_tag tag) {
-  uint32_t mask = KEEL_MEM_MAX_SITES - 1, i = site_hash(file, line) & mask;
+  uint32_t mask = KEEL_MEM_MAX_SITES - 1, i = site_hash(file, line, tag) & mask;
   for (uint32_t probe = 0; probe < KEEL_MEM_MAX_SITES; probe++, i = (i + 1) & mask) {
     if (i == 0) continue;
     const char *f = atomic_load_explicit(&g.sites[i].file, memory_order_acquire);
-    if (f == file && g.sites[i].line == line) return i;
+    if (f == file && g.sites[i].line == line && g.sites[i].tag == tag) return i;
     if (f) continue;
     pthread_mutex_lock(&g.lock);
     f = atomic_load_explicit(&g.sites[i].file, memory_order_relaxed);
@@ -288,7 +291,7 @@ static uint32_t site_find(const char *file, int line, keel_mem_tag tag) {
       return i;
     }
     pthread_mutex_unlock(&g.lock);
-    if (f == file && g.sites[i].line == line) return i;
+    if (f == file && g.sites[i].line == line && g.sites[i].tag == tag) return i;
   }
   return 0;
 }
@@ -300,8 +303,15 @@ static void site_add(uint32_t i, int64_t bytes, int64_t blocks) {
 
 /* ---- allocation ---- */
 
+/* A tag some keel_mem_tag_register returned (or a fixed one): bytes under
+ * an id nobody registered would be nobody's, and the next registration
+ * would inherit them. */
+static int tag_known(keel_mem_tag tag) {
+  return tag < KEEL_MEM_FIXED_TAGS || tag < atomic_load_explicit(&g.ntags, memory_order_acquire);
+}
+
 void *keel_mem_alloc_at(keel_mem_tag tag, size_t size, const char *file, int line) {
-  if (size > SIZE_MAX / 2 || tag >= KEEL_MEM_MAX_TAGS || inject_fault()) return NULL;
+  if (size > SIZE_MAX / 2 || !tag_known(tag) || inject_fault()) return NULL;
   hdr *h = malloc(HDR + size);
   if (!h) return NULL;
   h->size = size;
@@ -323,7 +333,7 @@ void *keel_mem_alloc_at(keel_mem_tag tag, size_t size, const char *file, int lin
 void *keel_mem_alloc(keel_mem_tag tag, size_t size) { return keel_mem_alloc_at(tag, size, NULL, 0); }
 
 void *keel_mem_alloc_sized(keel_mem_tag tag, size_t size, int *counted) {
-  if (size > SIZE_MAX / 2 || tag >= KEEL_MEM_MAX_TAGS || !counted || inject_fault()) return NULL;
+  if (size > SIZE_MAX / 2 || !tag_known(tag) || !counted || inject_fault()) return NULL;
   void *p = malloc(size ? size : 1);
   if (!p) return NULL;
   *counted = atomic_load_explicit(&g.tracking, memory_order_relaxed) != 0;
@@ -407,7 +417,11 @@ char *keel_mem_strndup_at(keel_mem_tag tag, const char *s, size_t n, const char 
 
 char *keel_mem_strndup(keel_mem_tag tag, const char *s, size_t n) { return keel_mem_strndup_at(tag, s, n, NULL, 0); }
 
-char *keel_mem_strdup(keel_mem_tag tag, const char *s) { return keel_mem_strndup_at(tag, s, strlen(s), NULL, 0); }
+char *keel_mem_strdup_at(keel_mem_tag tag, const char *s, const char *file, int line) {
+  return s ? keel_mem_strndup_at(tag, s, strlen(s), file, line) : NULL;
+}
+
+char *keel_mem_strdup(keel_mem_tag tag, const char *s) { return keel_mem_strdup_at(tag, s, NULL, 0); }
 
 keel_status keel_mem_tag_register(const char *name, keel_mem_tag *out) {
   if (!name || !*name || !out || strlen(name) >= NAME_MAX_LEN) return KEEL_EINVAL; /* never truncated */

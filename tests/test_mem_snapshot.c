@@ -107,6 +107,47 @@ static void test_diff_by_site(void **state) {
   keel_mem_snapshot_destroy(s1);
 }
 
+/* One line that allocates for two owners (a shared helper) credits each
+ * owner with its own bytes: sites are keyed by tag too. */
+static void test_site_shared_by_tags(void **state) {
+  (void)state;
+  keel_mem_tag a = tag_named("site_a"), b = tag_named("site_b");
+  int line = __LINE__;
+  void *pa = keel_mem_alloc_at(a, 100, __FILE__, line);
+  keel_mem_free(pa);
+  void *pb[10];
+  for (int i = 0; i < 10; i++) pb[i] = keel_mem_alloc_at(b, 64, __FILE__, line);
+  keel_mem_diff top[4];
+  if (keel_mem_callsites_enabled()) {
+    assert_int_equal(keel_mem_tag_top_sites(a, top, 4), 0);
+    assert_int_equal(keel_mem_tag_top_sites(b, top, 4), 1);
+    assert_int_equal(top[0].after, 640);
+    assert_int_equal(top[0].tag, b);
+  }
+  for (int i = 0; i < 10; i++) keel_mem_free(pb[i]);
+}
+
+/* An id no registration returned is refused (its bytes would be nobody's,
+ * then the next registered tag's); a NULL string copies to NULL. */
+static void test_unknown_tag_and_null_string(void **state) {
+  (void)state;
+  keel_mem_tag next = (keel_mem_tag)keel_mem_tag_count();
+  int counted;
+  assert_null(keel_mem_alloc(next, 10));
+  assert_null(keel_mem_calloc(next, 2, 10));
+  assert_null(keel_mem_alloc_sized(next, 10, &counted));
+  assert_null(keel_mem_strdup(next, "x"));
+  keel_mem_tag t = tag_named("after_unknown");
+  assert_int_equal(t, next);
+  keel_mem_stats s;
+  assert_int_equal(keel_mem_tag_stats(t, &s), KEEL_OK);
+  assert_int_equal(s.current, 0);
+  void *p = keel_mem_alloc(t, 10);
+  assert_non_null(p);
+  keel_mem_free(p);
+  assert_null(keel_mem_strdup(t, NULL));
+}
+
 static void test_tracking_switch(void **state) {
   (void)state;
   keel_mem_tag t = tag_named("snap_switch");
@@ -156,6 +197,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_diff_by_tag_sorted_by_growth),
       cmocka_unit_test(test_diff_by_site),
+      cmocka_unit_test(test_site_shared_by_tags),
+      cmocka_unit_test(test_unknown_tag_and_null_string),
       cmocka_unit_test(test_tracking_switch),
       cmocka_unit_test(test_bounds_and_process),
   };

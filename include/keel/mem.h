@@ -60,8 +60,9 @@ KEEL_EXTERN const char *keel_mem_tag_name(keel_mem_tag tag);
 KEEL_EXTERN unsigned keel_mem_tag_count(void);
 
 /* Allocates `size` bytes counted under `tag`. Returns owned memory, freed
- * with keel_mem_free, or NULL on failure (size overflow, malloc failure or
- * an injected fault). 16-byte aligned. */
+ * with keel_mem_free, or NULL on failure (size overflow, a tag no
+ * keel_mem_tag_register returned, malloc failure or an injected fault).
+ * 16-byte aligned. */
 KEEL_EXTERN void *keel_mem_alloc(keel_mem_tag tag, size_t size);
 
 /* As keel_mem_alloc, zero-filled, with n * size checked for overflow. */
@@ -82,8 +83,10 @@ KEEL_EXTERN void keel_mem_free(void *p);
 KEEL_EXTERN void *keel_mem_alloc_sized(keel_mem_tag tag, size_t size, int *counted);
 KEEL_EXTERN void keel_mem_free_sized(keel_mem_tag tag, void *p, size_t size, int counted);
 
-/* Copies a NUL-terminated string (owned, free with keel_mem_free). */
+/* Copies a NUL-terminated string (owned, free with keel_mem_free); NULL
+ * for a NULL string. */
 KEEL_EXTERN char *keel_mem_strdup(keel_mem_tag tag, const char *s);
+KEEL_EXTERN char *keel_mem_strdup_at(keel_mem_tag tag, const char *s, const char *file, int line);
 
 /* Copies n bytes of s and adds a NUL (owned, free with keel_mem_free). */
 KEEL_EXTERN char *keel_mem_strndup(keel_mem_tag tag, const char *s, size_t n);
@@ -212,12 +215,11 @@ KEEL_EXTERN int keel_mem_callsites_enabled(void);
 KEEL_EXTERN size_t keel_mem_tag_top_sites(keel_mem_tag tag, keel_mem_diff *out, size_t cap);
 
 #if defined(KEEL_MEM_CALLSITES) && KEEL_MEM_CALLSITES && !defined(KEEL_MEM_NO_SITE_MACROS)
-#include <string.h>
 #define keel_mem_alloc(tag, size) keel_mem_alloc_at((tag), (size), __FILE__, __LINE__)
 #define keel_mem_calloc(tag, n, size) keel_mem_calloc_at((tag), (n), (size), __FILE__, __LINE__)
 #define keel_mem_realloc(tag, p, size) keel_mem_realloc_at((tag), (p), (size), __FILE__, __LINE__)
 #define keel_mem_strndup(tag, s, n) keel_mem_strndup_at((tag), (s), (n), __FILE__, __LINE__)
-#define keel_mem_strdup(tag, s) keel_mem_strndup_at((tag), (s), strlen(s), __FILE__, __LINE__)
+#define keel_mem_strdup(tag, s) keel_mem_strdup_at((tag), (s), __FILE__, __LINE__)
 #endif
 
 #ifdef __cplusplus

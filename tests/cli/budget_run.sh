@@ -47,4 +47,9 @@ else bad "too small: exit $rc, $(cat "$dir/e")"; fi
 "$KEEL" run --input "$dir/in" --memory-budget lots >"$dir/o" 2>"$dir/e"
 rc=$?
 if [ $rc -eq 2 ]; then ok "bad size: exit 2"; else bad "bad size: exit $rc"; fi
+# Past 2^63 bytes the marks would wrap negative (every batch paused): refused.
+"$KEEL" run --input "$dir/in" --memory-budget 18446744073709551615 >"$dir/o" 2>"$dir/e"
+rc=$?
+if [ $rc -eq 2 ] && grep -q "at most 9223372036854775807" "$dir/e"; then ok "a budget past 2^63 bytes: exit 2"
+else bad "huge budget: exit $rc, $(cat "$dir/e")"; fi
 exit $((fails > 0))
