@@ -61,6 +61,7 @@ struct keel_budget {
   _Atomic uint64_t shrinks, regrows, pauses, paused_ns, overruns;
   _Atomic int64_t tracked_max;
   uint64_t calm_since;       /* reader only: when memory last went below low */
+  int64_t overrun_at;        /* reader only: the tracked total of the last overrun (0: none since under high) */
   char note[512];
 };
 
@@ -317,6 +318,7 @@ static void pause_reader(keel_budget_t *b, keel_pipeline_t *p) {
     if (!idle0) idle0 = t;
     if (t - idle0 >= b->max_pause_ns) {
       bump(&b->overruns, 1);
+      b->overrun_at = cur;
       break;
     }
   }
@@ -326,6 +328,7 @@ static void pause_reader(keel_budget_t *b, keel_pipeline_t *p) {
 void keel__budget_admit(keel_budget_t *b, keel_pipeline_t *p) {
   int64_t cur = tracked_now(b);
   if (cur <= (int64_t)b->high) {
+    b->overrun_at = 0;
     if (cur < (int64_t)b->low) regrow(b, cur);
     else b->calm_since = 0;
     return;
@@ -333,7 +336,13 @@ void keel__budget_admit(keel_budget_t *b, keel_pipeline_t *p) {
   b->calm_since = 0;
   /* Caches first: aim at the low-water mark so the next batches have room. */
   shrink(b, (uint64_t)cur - b->low);
-  if (tracked_now(b) > (int64_t)b->high) pause_reader(b, p);
+  cur = tracked_now(b);
+  /* After an overrun (memory over the mark with nothing in flight and the
+   * caches at their floor: held by something the run cannot release),
+   * pausing again helps only if memory grew since; else every batch would
+   * wait max_pause for nothing. */
+  if (cur > (int64_t)b->high && (!b->overrun_at || cur > b->overrun_at + (int64_t)(b->reserve / 4)))
+    pause_reader(b, p);
 }
 
 keel_status keel_pipeline_budget_stats(const keel_pipeline_t *p, keel_budget_stats *out) {

@@ -15,6 +15,7 @@
 #include "queue.h"
 
 #define TEXT_TARGET (256u * 1024u) /* a batch stops filling past this much text */
+#define BATCH_BUF_KEEP (2 * TEXT_TARGET) /* a pooled batch's buffer larger than this is freed */
 #define KEEP_PREFIX 4096u          /* bytes of an over-long line kept for the dead-letter file */
 #define REASON_MAX 512
 

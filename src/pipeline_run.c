@@ -384,7 +384,12 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
   atomic_store_explicit(&p->rejected, s->rejected, memory_order_relaxed);
   atomic_store_explicit(&p->events_out, s->out_lines, memory_order_release);
   if (s->st != KEEL_OK) keel_pipeline_stop(p);
-  if (b->text.cap > 4 * TEXT_TARGET) keel_buf_free(&b->text); /* drop what one huge line grew */
+  /* Drop what long lines grew: a pooled batch keeps buffers of a normal
+   * batch's size, so a few huge lines do not hold their bytes for the rest
+   * of the run (against a memory budget that planned for normal ones). */
+  if (b->text.cap > BATCH_BUF_KEEP) keel_buf_free(&b->text);
+  if (b->out.cap > BATCH_BUF_KEEP) keel_buf_free(&b->out);
+  if (b->reasons.cap > BATCH_BUF_KEEP) keel_buf_free(&b->reasons);
 }
 
 /* When nothing is waiting anywhere the input is slower than the pipeline (a

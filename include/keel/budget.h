@@ -24,7 +24,9 @@
  *    allocating more: the only growth while paused is the batches already
  *    in flight. A pause with nothing in flight and the caches at their
  *    floor cannot end by itself; after `[memory] max_pause` (default 1s)
- *    the reader goes on and counts an overrun.
+ *    the reader goes on and counts an overrun, and does not pause again
+ *    until memory grows past that level (or falls under the mark): what
+ *    holds it is nothing a pause can release.
  *  - Caches shrunk at run time grow back towards their planned size once
  *    memory has stayed below the low-water mark (budget minus twice the
  *    headroom) for a second.

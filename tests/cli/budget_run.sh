@@ -47,6 +47,25 @@ else bad "too small: exit $rc, $(cat "$dir/e")"; fi
 "$KEEL" run --input "$dir/in" --memory-budget lots >"$dir/o" 2>"$dir/e"
 rc=$?
 if [ $rc -eq 2 ]; then ok "bad size: exit 2"; else bad "bad size: exit $rc"; fi
+# A few lines near the 1 MiB limit: the batches that carried them must not
+# keep their grown buffers (the budget planned normal ones), or memory stays
+# past the mark with nothing in flight and every later batch waits out
+# max_pause (an overrun each).
+python3 -c "
+p = 'x' * 60000
+f = ','.join('\"n%d\":\"%s\"' % (j, p) for j in range(15))
+for i in range(8): print('{\"type\":\"user\",\"user\":\"u%d\",%s}' % (i, f))" >"$dir/long"
+head -6400 "$dir/in" >>"$dir/long"
+"$KEEL" run --input "$dir/long" --output /dev/null --cache rank=1GiB --workers 2 --memory-budget 10MiB --quiet \
+  --summary-json "$dir/long.json" 2>"$dir/e"
+rc=$?
+res=$(python3 -c "
+import json
+d = json.load(open('$dir/long.json')); b = d['mem']['budget']
+print(d['events_out'] + d['rejected'] == 6408 and b['overruns'] == 0 and b['tracked_max'] <= b['limit'],
+      b['overruns'], b['pauses'], b['tracked_max'], b['limit'])")
+if [ $rc -eq 0 ] && [[ $res == True* ]]; then ok "long lines under a 10 MiB budget: no overrun, peak under it ($res)"
+else bad "long lines: exit $rc, overrun/pauses/peak/limit: $res $(head -2 "$dir/e")"; fi
 # Past 2^63 bytes the marks would wrap negative (every batch paused): refused.
 "$KEEL" run --input "$dir/in" --memory-budget 18446744073709551615 >"$dir/o" 2>"$dir/e"
 rc=$?
