@@ -61,11 +61,27 @@ typedef struct sample {
   uint64_t e[NSERIES];
 } sample;
 
+/* One horizon: a ring of samples `interval` apart, fitted over `window`.
+ * Horizon 0 takes every sample; horizon k one in HORIZON_STEP^k, so its
+ * window is HORIZON_STEP^k times longer, and a leak too slow to grow by
+ * min_growth within the first window does within a later one (its rate
+ * floor is divided alike). */
+#define HORIZON_STEP 8
+typedef struct horizon {
+  sample *ring;            /* cap samples, owned (tag "leak") */
+  size_t n, next;
+  double interval, window; /* seconds */
+  double due;              /* horizons >= 1: when the next sample enters */
+  double min_rate, untracked_min_rate;
+  unsigned streak[NSERIES];
+} horizon;
+
 struct keel_leak {
   keel_leak_options o;
   keel_mem_tag tag;
-  sample *ring; /* cap samples, owned (tag "leak") */
-  size_t cap, n, next;
+  horizon h[KEEL_LEAK_MAX_HORIZONS];
+  unsigned nh;
+  size_t cap;           /* samples per horizon's ring */
   const sample **w;     /* scratch, cap entries: the window */
   double *t, *y, *e;    /* scratch, cap entries each: one series */
   double last_t;        /* under lock: time of the newest sample */
@@ -73,7 +89,6 @@ struct keel_leak {
   struct timespec t0;
   int64_t heap_free;    /* malloc's free-but-retained bytes, last read */
   unsigned heap_skip;   /* samples to go before reading them again */
-  unsigned streak[NSERIES];
   int flagged[NSERIES];              /* latched; under lock */
   keel_leak_report rep[NSERIES];     /* under lock */
   pthread_mutex_t lock;
@@ -92,6 +107,7 @@ static void defaults(keel_leak_options *o) {
   if (!o->confirm) o->confirm = 4;
   if (!(o->untracked_min_bytes_per_s > 0)) o->untracked_min_bytes_per_s = 256 * 1024;
   if (!o->untracked_min_growth) o->untracked_min_growth = 4u << 20;
+  if (!o->horizons) o->horizons = 5;
 }
 
 keel_status keel_leak_create(const keel_leak_options *opt, keel_leak_t **out) {
@@ -101,7 +117,8 @@ keel_status keel_leak_create(const keel_leak_options *opt, keel_leak_t **out) {
   if (opt) o = *opt;
   o.size = sizeof o;
   defaults(&o);
-  if (o.window_s < 4 * o.interval_s || o.window_s / o.interval_s > 100000) return KEEL_EINVAL;
+  if (o.window_s < 4 * o.interval_s || o.window_s / o.interval_s > 100000 || o.horizons > KEEL_LEAK_MAX_HORIZONS)
+    return KEEL_EINVAL;
   keel_mem_tag tag;
   keel_status st = keel_mem_tag_register("leak", &tag);
   if (st != KEEL_OK) return st;
@@ -110,7 +127,18 @@ keel_status keel_leak_create(const keel_leak_options *opt, keel_leak_t **out) {
   d->o = o;
   d->tag = tag;
   d->cap = (size_t)ceil(o.window_s / o.interval_s) + 4;
-  d->ring = keel_mem_calloc(tag, d->cap, sizeof *d->ring);
+  d->nh = o.horizons;
+  int rings = 1;
+  for (unsigned k = 0; k < d->nh; k++) {
+    horizon *h = &d->h[k];
+    double scale = pow(HORIZON_STEP, k);
+    h->interval = o.interval_s * scale;
+    h->window = o.window_s * scale;
+    h->min_rate = o.min_bytes_per_s / scale;
+    h->untracked_min_rate = o.untracked_min_bytes_per_s / scale;
+    h->ring = keel_mem_calloc(tag, d->cap, sizeof *h->ring);
+    rings = rings && h->ring;
+  }
   d->w = keel_mem_calloc(tag, d->cap, sizeof *d->w);
   d->t = keel_mem_calloc(tag, 3 * d->cap, sizeof *d->t);
   d->y = d->t ? d->t + d->cap : NULL;
@@ -118,11 +146,11 @@ keel_status keel_leak_create(const keel_leak_options *opt, keel_leak_t **out) {
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  int locked = d->ring && d->w && d->t && pthread_mutex_init(&d->lock, NULL) == 0;
+  int locked = rings && d->w && d->t && pthread_mutex_init(&d->lock, NULL) == 0;
   if (!locked || pthread_cond_init(&d->cv, &ca) != 0) {
     if (locked) pthread_mutex_destroy(&d->lock);
     pthread_condattr_destroy(&ca);
-    keel_mem_free(d->ring);
+    for (unsigned k = 0; k < d->nh; k++) keel_mem_free(d->h[k].ring);
     keel_mem_free(d->w);
     keel_mem_free(d->t);
     keel_mem_free(d);
@@ -138,7 +166,7 @@ void keel_leak_destroy(keel_leak_t *d) {
   keel_leak_stop(d);
   pthread_cond_destroy(&d->cv);
   pthread_mutex_destroy(&d->lock);
-  keel_mem_free(d->ring);
+  for (unsigned k = 0; k < d->nh; k++) keel_mem_free(d->h[k].ring);
   keel_mem_free(d->w);
   keel_mem_free(d->t);
   keel_mem_free(d);
@@ -170,13 +198,13 @@ static fit least_squares(const double *x, const double *y, size_t n) {
   return f;
 }
 
-/* The samples of the window, oldest first, as pointers into the ring. */
-static size_t window(const keel_leak_t *d, const sample **w) {
+/* The samples of h's window, oldest first, as pointers into its ring. */
+static size_t window(const keel_leak_t *d, const horizon *h, const sample **w) {
   size_t n = 0;
-  const sample *last = &d->ring[(d->next + d->cap - 1) % d->cap];
-  for (size_t k = d->n; k > 0; k--) {
-    const sample *s = &d->ring[(d->next + d->cap - k) % d->cap];
-    if (s->t >= last->t - d->o.window_s - d->o.interval_s / 2) w[n++] = s;
+  const sample *last = &h->ring[(h->next + d->cap - 1) % d->cap];
+  for (size_t k = h->n; k > 0; k--) {
+    const sample *s = &h->ring[(h->next + d->cap - k) % d->cap];
+    if (s->t >= last->t - h->window - h->interval / 2) w[n++] = s;
   }
   return n;
 }
@@ -191,8 +219,8 @@ static void describe(keel_leak_t *d, size_t ix, keel_leak_report *r) {
   (void)d;
 }
 
-/* Fits series ix over the window w[0..n); returns 1 when it looks like a leak. */
-static int evaluate(keel_leak_t *d, size_t ix, const sample **w, size_t n, keel_leak_report *r) {
+/* Fits series ix over h's window w[0..n); returns 1 when it looks like a leak. */
+static int evaluate(keel_leak_t *d, const horizon *h, size_t ix, const sample **w, size_t n, keel_leak_report *r) {
   double *t = d->t, *y = d->y, *e = d->e;
   for (size_t i = 0; i < n; i++) {
     t[i] = w[i]->t;
@@ -203,13 +231,13 @@ static int evaluate(keel_leak_t *d, size_t ix, const sample **w, size_t n, keel_
   int64_t cur = w[n - 1]->y[ix], growth = cur - w[0]->y[ix];
   uint64_t bound = untracked ? 0 : keel_mem_tag_bound((keel_mem_tag)ix);
   if (bound && (double)cur <= 2.0 * (double)bound + (1 << 20)) return 0; /* filling up to its bound */
-  double min_rate = untracked ? d->o.untracked_min_bytes_per_s : d->o.min_bytes_per_s;
+  double min_rate = untracked ? h->untracked_min_rate : h->min_rate;
   uint64_t min_growth = untracked ? d->o.untracked_min_growth : d->o.min_growth;
   if (growth < (int64_t)min_growth) return 0;
   fit all = least_squares(t, y, n);
   if (all.slope < min_rate || all.r2 < d->o.min_r2) return 0;
-  size_t h = n / 2;
-  fit tail = least_squares(t + h, y + h, n - h);
+  size_t half = n / 2;
+  fit tail = least_squares(t + half, y + half, n - half);
   if (tail.slope < d->o.min_tail_ratio * all.slope) return 0;
   fit per_event = least_squares(e, y, n);
   describe(d, ix, r);
@@ -218,17 +246,21 @@ static int evaluate(keel_leak_t *d, size_t ix, const sample **w, size_t n, keel_
   r->r2 = all.r2;
   r->current = cur;
   r->growth = growth;
+  r->window_s = w[n - 1]->t - w[0]->t;
   return 1;
 }
 
-static void evaluate_all(keel_leak_t *d) {
+/* Evaluates every series over horizon h, which just took a sample. */
+static void evaluate_all(keel_leak_t *d, horizon *h) {
   const sample **w = d->w;
-  size_t n = window(d, w);
-  int full = n >= 4 && w[n - 1]->t - w[0]->t >= d->o.window_s * 0.9;
-  pthread_mutex_lock(&d->lock);
-  d->last_t = w[n - 1]->t;
-  d->full = full;
-  pthread_mutex_unlock(&d->lock);
+  size_t n = window(d, h, w);
+  int full = n >= 4 && w[n - 1]->t - w[0]->t >= h->window * 0.9;
+  if (h == &d->h[0]) {
+    pthread_mutex_lock(&d->lock);
+    d->last_t = w[n - 1]->t;
+    d->full = full;
+    pthread_mutex_unlock(&d->lock);
+  }
   if (!full) return;
   unsigned ntags = w[0]->ntags;
   for (size_t ix = 0; ix < NSERIES; ix++) {
@@ -236,11 +268,11 @@ static void evaluate_all(keel_leak_t *d) {
     if (ix == UNTRACKED_IX && d->o.ignore_rss) continue;
     if (ix == d->tag) continue; /* the detector's own ring */
     keel_leak_report r;
-    if (!evaluate(d, ix, w, n, &r)) {
-      d->streak[ix] = 0;
+    if (!evaluate(d, h, ix, w, n, &r)) {
+      h->streak[ix] = 0;
       continue;
     }
-    if (++d->streak[ix] < d->o.confirm) continue;
+    if (++h->streak[ix] < d->o.confirm) continue;
     pthread_mutex_lock(&d->lock);
     r.flagged_at_s = d->flagged[ix] ? d->rep[ix].flagged_at_s : w[n - 1]->t;
     d->rep[ix] = r;
@@ -294,9 +326,22 @@ static int64_t heap_free_bytes(keel_leak_t *d) {
 }
 #endif
 
+/* Puts a copy of s into horizon h (k >= 1) when one is due, and
+ * evaluates it. */
+static void feed(keel_leak_t *d, horizon *h, const sample *s) {
+  if (h->n && s->t < h->due) return;
+  h->due = (h->n ? h->due : s->t) + h->interval;
+  if (h->due <= s->t) h->due = s->t + h->interval; /* a stall: do not catch up in a burst */
+  h->ring[h->next] = *s;
+  h->next = (h->next + 1) % d->cap;
+  if (h->n < d->cap) h->n++;
+  evaluate_all(d, h);
+}
+
 void keel_leak_sample(keel_leak_t *d) {
-  if (!d->n) clock_gettime(CLOCK_MONOTONIC, &d->t0);
-  sample *s = &d->ring[d->next];
+  horizon *h0 = &d->h[0];
+  if (!h0->n) clock_gettime(CLOCK_MONOTONIC, &d->t0);
+  sample *s = &h0->ring[h0->next];
   s->t = seconds_since(&d->t0);
   s->ntags = keel_mem_tag_count();
   for (unsigned i = 0; i < s->ntags; i++) {
@@ -319,9 +364,10 @@ void keel_leak_sample(keel_leak_t *d) {
 #endif
     s->e[UNTRACKED_IX] = d->o.events ? d->o.events(d->o.events_ud, KEEL_LEAK_UNTRACKED) : 0;
   }
-  d->next = (d->next + 1) % d->cap;
-  if (d->n < d->cap) d->n++;
-  evaluate_all(d);
+  h0->next = (h0->next + 1) % d->cap;
+  if (h0->n < d->cap) h0->n++;
+  evaluate_all(d, h0);
+  for (unsigned k = 1; k < d->nh; k++) feed(d, &d->h[k], s);
 }
 
 static void *sampler_main(void *arg) {

@@ -31,12 +31,22 @@
  *     keel/budget.h);
  *   - all of the above for `confirm` evaluations in a row.
  *
+ * Horizons. A leak too slow to grow by min_growth within the window (a few
+ * bytes per event at a modest rate: still gigabytes a week) is caught over
+ * a longer one: the detector fits `horizons` windows, each 8 times longer
+ * than the last and sampled 8 times more sparsely, with the rate floor
+ * divided alike and min_growth kept. With the defaults (8 s, then 64 s,
+ * 8.5 min, 68 min and 9.1 h) a steady growth of 32 KiB/s is flagged within
+ * about 9 s, 4 KiB/s within 72 s, 512 B/s within 10 min, 64 B/s within
+ * 77 min and 8 B/s within 10 h.
+ *
  * The detector knows nothing but the counters: what it names comes from the
  * samples alone. A flagged series is reported with its rate in bytes per
  * second and per event (the slope of bytes against the caller's event count
  * for that tag) and, in a call-site build, the tag's top allocation sites.
  *
- * Memory: the sample ring is allocated at creation (tag "leak"), so the
+ * Memory: the sample rings (one per horizon, ~75 KiB each at the default
+ * window and interval) are allocated at creation (tag "leak"), so the
  * detector itself never grows. Cost: mallinfo2() walks malloc's free chunks
  * under each arena's lock; when that gets slow (a fragmented heap) the
  * detector reads it less often, keeping its CPU time under 1 % of the
@@ -81,7 +91,11 @@ typedef struct keel_leak_options {
   uint64_t untracked_min_growth;    /* (0: 4 MiB) */
   keel_leak_events_fn events;  /* NULL: rates per event are 0 */
   void *events_ud;
+  unsigned horizons;           /* windows fitted (0: 5): window_s, then each HORIZON 8x the last,
+                                  up to KEEL_LEAK_MAX_HORIZONS; 1: window_s alone */
 } keel_leak_options;
+
+#define KEEL_LEAK_MAX_HORIZONS 6
 
 /* One flagged series. */
 typedef struct keel_leak_report {
@@ -95,6 +109,7 @@ typedef struct keel_leak_report {
   double flagged_at_s;    /* seconds from the first sample to the confirmation */
   size_t n_sites;         /* call-site builds: the tag's top sites */
   keel_mem_diff sites[3];
+  double window_s;        /* the span of the window whose fit flagged it */
 } keel_leak_report;
 
 /* Creates a detector (options borrowed; NULL for defaults). *out is owned

@@ -74,7 +74,7 @@ typedef struct opts {
   uint64_t inject_bytes;
   int inject_untracked;
   double seconds, rate, interval, window;
-  uint64_t users;
+  uint64_t users, horizons; /* horizons 0: the detector's default */
   int json;
 } opts;
 
@@ -221,7 +221,9 @@ static void usage(FILE *f) {
           "  --rate N              events per second fed (default 40000)\n"
           "  --users N             distinct users in the loop (default 4000)\n"
           "  --interval S          sampling interval (default 0.25)\n"
-          "  --window S            trend window (default 8)\n\n"
+          "  --window S            trend window (default 8)\n"
+          "  --horizons N          windows fitted: the window, then each 8x the last (default 5,\n"
+          "                        up to 6; 1: the window alone). A slow leak shows over a long one\n\n"
           "exit: 0 no leak, 3 leak found, 2 usage. Run options (keel run --help) apply, but for\n"
           "--summary-json, --metrics-log and --http, which are refused; the defaults\n"
           "here are --workers 2 --cache rank=8MiB --cache score=8MiB.\n");
@@ -240,7 +242,8 @@ static int split_args(int argc, char **argv, opts *o, int *rargc, char **rargv) 
     } else if (!strcmp(a, "--json")) {
       o->json = 1;
     } else if (!strcmp(a, "--inject-leak") || !strcmp(a, "--seconds") || !strcmp(a, "--rate") ||
-               !strcmp(a, "--users") || !strcmp(a, "--interval") || !strcmp(a, "--window")) {
+               !strcmp(a, "--users") || !strcmp(a, "--interval") || !strcmp(a, "--window") ||
+               !strcmp(a, "--horizons")) {
       if (!has) return cli_usage("leakcheck", "option %s needs a value", a);
       const char *v = argv[++i];
       int bad = 0;
@@ -249,6 +252,8 @@ static int split_args(int argc, char **argv, opts *o, int *rargc, char **rargv) 
       else if (!strcmp(a, "--rate")) bad = cli_parse_double(v, &o->rate) || !(o->rate >= 100);
       else if (!strcmp(a, "--users")) bad = cli_parse_u64(v, &o->users) || !o->users;
       else if (!strcmp(a, "--interval")) bad = cli_parse_double(v, &o->interval) || !(o->interval > 0);
+      else if (!strcmp(a, "--horizons"))
+        bad = cli_parse_u64(v, &o->horizons) || !o->horizons || o->horizons > KEEL_LEAK_MAX_HORIZONS;
       else bad = cli_parse_double(v, &o->window) || !(o->window > 0);
       if (bad) return cli_usage("leakcheck", "bad value '%s' for %s", v, a);
     } else {
@@ -364,9 +369,9 @@ static void report(const opts *o, keel_leak_t *d, feeder *f, const leak_state *l
     if (n) printf(",\"leaks\":[");
     for (size_t i = 0; i < n && i < 8; i++) {
       printf("%s{\"tag\":\"%s\",\"bytes_per_event\":%.3f,\"bytes_per_s\":%.1f,\"r2\":%.4f,\"growth\":%lld,"
-             "\"flagged_at_s\":%.3f,\"sites\":[",
+             "\"flagged_at_s\":%.3f,\"window_s\":%.1f,\"sites\":[",
              i ? "," : "", rep[i].tag, rep[i].bytes_per_event, rep[i].bytes_per_s, rep[i].r2, (long long)rep[i].growth,
-             rep[i].flagged_at_s);
+             rep[i].flagged_at_s, rep[i].window_s);
       for (size_t k = 0; k < rep[i].n_sites; k++)
         printf("%s{\"site\":\"%s\",\"bytes\":%lld}", k ? "," : "", rep[i].sites[k].where,
                (long long)rep[i].sites[k].after);
@@ -377,10 +382,9 @@ static void report(const opts *o, keel_leak_t *d, feeder *f, const leak_state *l
   fprintf(stderr, "keel leakcheck: %.1f s, %llu events (%.0f/s): %s\n", secs, (unsigned long long)events,
           secs > 0 ? (double)events / secs : 0.0, n ? "LEAK" : "no leak");
   for (size_t i = 0; i < n && i < 8; i++) {
-    fprintf(stderr, "  %s%s: %.1f bytes/event, %.1f KiB/s (r2 %.3f), flagged %.1f s after the start", rep[i].tag,
-            rep[i].id == KEEL_LEAK_UNTRACKED ? " growth (memory outside keel's allocator, in heap bytes)" : "",
-            rep[i].bytes_per_event,
-            rep[i].bytes_per_s / 1024, rep[i].r2, rep[i].flagged_at_s);
+    fprintf(stderr, "  %s%s: %.1f bytes/event, %.1f KiB/s (r2 %.3f over %.0f s), flagged %.1f s after the start",
+            rep[i].tag, rep[i].id == KEEL_LEAK_UNTRACKED ? " growth (memory outside keel's allocator, in heap bytes)" : "",
+            rep[i].bytes_per_event, rep[i].bytes_per_s / 1024, rep[i].r2, rep[i].window_s, rep[i].flagged_at_s);
     if (o->inject_stage && chunk)
       fprintf(stderr,
               " [injected: %llu bytes/event in %s, untracked, in heap chunks of %zu bytes; %.1f bytes asked for, "
@@ -423,7 +427,7 @@ static int run(cli_run *r, const opts *o, const leak_state *ls) {
     products = KEEL_CATALOG_DEFAULT_PRODUCTS;
   feeder f = {.fd = fds[1], .rate = o->rate, .users = o->users, .products = (uint64_t)products, .seed = 42};
   keel_leak_options lo = {.size = sizeof lo, .interval_s = o->interval, .window_s = o->window,
-                          .events = events_of, .events_ud = &f};
+                          .events = events_of, .events_ud = &f, .horizons = (unsigned)o->horizons};
   keel_leak_t *d = NULL;
   if (keel_leak_create(&lo, &d) != KEEL_OK) {
     close(fds[0]);
