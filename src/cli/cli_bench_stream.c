@@ -5,9 +5,9 @@
  * made (one reused buffer), "accumulate" appends every line to one growing
  * buffer and writes it all at the end. Each way runs at N and 10 N events in
  * a child process of its own, so its peak RSS (VmHWM) is its own; the peak
- * of tracked bytes is that of the way's tag (one thread: exact). Streaming
- * stays flat as N grows; accumulation grows with N. The pipeline itself
- * always streams. One JSON line on stdout (--json), a table on stderr. */
+ * of tracked bytes is that of the way's tag (it may read up to
+ * KEEL_MEM_PEAK_SLACK low: see keel/mem.h). Streaming stays flat as N
+ * grows; accumulation grows with N. The pipeline itself always streams. One JSON line on stdout (--json), a table on stderr. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
