@@ -7,7 +7,7 @@ set -eu
 pkgs="cmake make gcc pkg-config
 libjansson-dev libinih-dev libxxhash-dev libopenblas-dev libhiredis-dev libmicrohttpd-dev"
 [ "${1:-all}" = build ] || pkgs="$pkgs clang python3 time libcmocka-dev redis-server
-curl prometheus chromium chromium-driver libclang-rt-14-dev valgrind locales"
+curl prometheus chromium chromium-driver libclang-rt-14-dev valgrind locales strace"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

@@ -74,6 +74,12 @@ keel_status keel_dead_letter_flush(keel_dead_letter_t *d) {
   return KEEL_OK;
 }
 
+keel_status keel_dead_letter_sync(keel_dead_letter_t *d) {
+  keel_status st = keel_dead_letter_flush(d);
+  if (st != KEEL_OK || d->fd < 0) return st;
+  return fsync(d->fd) == 0 ? KEEL_OK : io_fail(d, "fsync: ");
+}
+
 /* The length of raw's prefix kept in a record: at most DL_INPUT_MAX bytes,
  * backed off over UTF-8 continuation bytes so no character is split. */
 static size_t input_cut(const char *raw, size_t len) {

@@ -135,6 +135,7 @@ keel_status keel__stream_src_open(struct keel_pipeline *p, const char *url, keel
 keel_status keel__stream_src_next(keel__stream_src *s, const char **line, size_t *len, uint64_t *no, stream_ref *ref);
 const char *keel__stream_src_error(const keel__stream_src *s);
 int keel__stream_src_pending(const keel__stream_src *s); /* entries buffered: next() will not block */
+int keel__stream_src_fsync(const keel__stream_src *s);   /* [redis] fsync: sync the files before each ack */
 keel_status keel__stream_src_ack(keel__stream_src *s, const batch *b, char *err, size_t errlen);
 /* One attempt to read the group's pending count and lag again (the run's
  * end, before its summary); nothing without a stream source. */

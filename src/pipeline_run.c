@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "budget_int.h"
 #include "keel/mem.h"
@@ -322,15 +323,21 @@ typedef struct sink {
   struct timespec last_write;
 } sink;
 
+/* A file's data on disk; a pipe, a socket or a terminal cannot be synced
+ * (EINVAL) and has nothing to sync. */
+static int sync_fd(int fd) { return fsync(fd) == 0 || errno == EINVAL || errno == EROFS ? 0 : -1; }
+
 /* A stream source's entries are acknowledged once their output lines and
- * dead-letter records are written through to the file or stream. */
+ * dead-letter records are written through to the file or stream (and, with
+ * [redis] fsync, on disk). */
 static void ack_batch(keel_pipeline_t *p, sink *s, batch *b) {
-  if (s->out && fflush(s->out) != 0) {
+  int durable = keel__stream_src_fsync(p->src_stream);
+  if (s->out && (fflush(s->out) != 0 || (durable && sync_fd(fileno(s->out)) != 0))) {
     s->st = KEEL_EIO;
     snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(errno));
     return;
   }
-  keel_status st = keel_dead_letter_flush(s->dl);
+  keel_status st = durable ? keel_dead_letter_sync(s->dl) : keel_dead_letter_flush(s->dl);
   if (st != KEEL_OK) {
     s->st = st;
     snprintf(s->err, sizeof s->err, "writing the dead-letter file %s: %s", keel_dead_letter_path(s->dl),

@@ -37,7 +37,7 @@
 #include "redis_int.h"
 
 const char *const keel__redis_stream_keys[] = {"claim_idle_ms", "max_deliveries", "output_maxlen", "create_group",
-                                         "idle_exit_ms", "retry_ms", "block_ms", NULL};
+                                         "idle_exit_ms", "retry_ms", "block_ms", "fsync", NULL};
 
 typedef struct stream_counters {
   _Atomic uint64_t read, claimed, redeliveries, acked, dead_lettered, deleted, errors, reconnects, written;
@@ -50,6 +50,7 @@ struct keel__stream_src {
   keel_redis_conn_t *rc; /* the reader thread's */
   keel_redis_conn_t *ac; /* the sink thread's (XACK) */
   uint64_t claim_idle_ms, max_deliveries, idle_exit_ms, retry_ms, block_ms, count;
+  int fsync;               /* [redis] fsync: output and dead letters on disk before the ack */
   /* reader-thread state */
   redisReply *reply;       /* the entries being handed out (owned) */
   redisReply **entries;    /* borrowed from reply */
@@ -133,6 +134,7 @@ static keel_status read_options(keel__stream_src *s, const keel_config_t *cfg, i
     *O[i].to = (uint64_t)v;
   }
   if (st == KEEL_OK) st = keel_config_get_bool(cfg, "redis", "create_group", 0, create, err, errlen);
+  if (st == KEEL_OK) st = keel_config_get_bool(cfg, "redis", "fsync", 0, &s->fsync, err, errlen);
   return st;
 }
 
@@ -546,6 +548,8 @@ keel_status keel__stream_src_next(keel__stream_src *s, const char **line, size_t
 }
 
 const char *keel__stream_src_error(const keel__stream_src *s) { return s->err; }
+
+int keel__stream_src_fsync(const keel__stream_src *s) { return s->fsync; }
 
 int keel__stream_src_pending(const keel__stream_src *s) {
   return s->next < s->n_entries || s->next_deleted < s->n_deleted;

@@ -207,6 +207,10 @@ KEEL_EXTERN const char *keel_dead_letter_path(const keel_dead_letter_t *d);
 /* Writes the buffered records to the file. KEEL_EIO on failure. */
 KEEL_EXTERN keel_status keel_dead_letter_flush(keel_dead_letter_t *d);
 
+/* Flushes, then asks the kernel to put the file on disk (fsync): what is
+ * written survives a crash of the machine. KEEL_EIO on failure. */
+KEEL_EXTERN keel_status keel_dead_letter_sync(keel_dead_letter_t *d);
+
 /* The last error as "PATH: strerror" (borrowed, lives as long as d); ""
  * when none. */
 KEEL_EXTERN const char *keel_dead_letter_error(const keel_dead_letter_t *d);

@@ -152,6 +152,24 @@ rc=$?
   ok "300 pending entries trimmed away are dead-lettered with their ids; the $left left are output" ||
   bad "trimmed: exit $rc, $(wc -l <tp.dl) dead letters, $(wc -l <tp.out) outputs of $left, $(json tp.json "d['stream']" 2>&1) $(tail -2 tp.err)"
 
+# [redis] fsync = true: the output and dead-letter files are synced to disk
+# before each acknowledgement (seen as fsync calls); without it, none.
+head -300 ev.ndjson >fs.ndjson
+echo '{"type":"nope"}' >>fs.ndjson
+"$KEEL" push --quiet --input fs.ndjson --output "$R?stream=fs"
+for mode in true false; do
+  rm -f fs-$mode.out fs-$mode.dl
+  strace -f -qq -e trace=fsync -o fs-$mode.trace "$KEEL" run --products 500 --stages user,score --create-group \
+    --idle-exit-ms 300 --set redis.fsync=$mode --input "$R?stream=fs&group=fs$mode&consumer=w" \
+    --output fs-$mode.out --dead-letter fs-$mode.dl 2>fs-$mode.err
+  eval "rc_$mode=\$?"
+done
+nsync=$(grep -c 'fsync(' fs-true.trace)
+[ "$rc_true" -eq 0 ] && [ "$rc_false" -eq 0 ] && [ "$(wc -l <fs-true.out)" -eq 300 ] && [ "$(wc -l <fs-true.dl)" -eq 1 ] &&
+  [ "$nsync" -ge 2 ] && ! grep -q 'fsync(' fs-false.trace &&
+  ok "[redis] fsync: output and dead letters synced before the acks ($nsync fsync calls; none without it)" ||
+  bad "fsync: exit $rc_true/$rc_false, $(wc -l <fs-true.out) lines, $nsync syncs, $(grep -c 'fsync(' fs-false.trace) without; $(tail -2 fs-true.err)"
+
 # A stream key of another type: Redis's own error, not "no group".
 redis-cli -p "$port" set notastream x >/dev/null
 "$KEEL" run --stages user --input "$R?stream=notastream&group=g" 2>wt.err >/dev/null
