@@ -339,8 +339,8 @@ static void claim_counts(keel__stream_src *s) {
  * with it every entry it holds, and each comes back with one delivery
  * more: claimed together again, the healthy ones would reach
  * max_deliveries with the poison one. Alone, only the entry that kills
- * its consumer gains deliveries. 0: nothing idle. */
-static size_t claim_plan(keel__stream_src *s, const char *idle, keel_status *st) {
+ * its consumer gains deliveries (*suspect says so). 0: nothing idle. */
+static size_t claim_plan(keel__stream_src *s, const char *idle, int *suspect, keel_status *st) {
   char cnt[24];
   snprintf(cnt, sizeof cnt, "%llu", (unsigned long long)s->count);
   const char *argv[8] = {"XPENDING", s->addr.stream, s->addr.group, "IDLE", idle, s->claim_cursor, "+", cnt};
@@ -351,6 +351,7 @@ static size_t claim_plan(keel__stream_src *s, const char *idle, keel_status *st)
          r->element[fresh]->element[3]->type == REDIS_REPLY_INTEGER && r->element[fresh]->element[3]->integer < 2)
     fresh++;
   freeReplyObject(r);
+  *suspect = n && !fresh;
   return n == 0 ? 0 : fresh ? fresh : 1;
 }
 
@@ -360,7 +361,8 @@ static size_t claim_plan(keel__stream_src *s, const char *idle, keel_status *st)
 static int claim(keel__stream_src *s, keel_status *st) {
   char idle[24], cnt[24];
   snprintf(idle, sizeof idle, "%llu", (unsigned long long)s->claim_idle_ms);
-  size_t want = claim_plan(s, idle, st);
+  int suspect = 0;
+  size_t want = claim_plan(s, idle, &suspect, st);
   if (!want) {
     snprintf(s->claim_cursor, sizeof s->claim_cursor, "0-0");
     return 0;
@@ -388,7 +390,7 @@ static int claim(keel__stream_src *s, keel_status *st) {
   s->n_deleted = gone;
   s->next_deleted = 0;
   s->claimed_batch = 1;
-  s->hold = want == 1;
+  s->hold = suspect;
   add(&s->c.claimed, s->n_entries);
   if (s->n_entries) claim_counts(s);
   return 1;
