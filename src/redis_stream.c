@@ -58,7 +58,6 @@ struct keel__stream_src {
   redisReply **deleted;    /* borrowed from a claim's reply: ids of pending entries gone from the stream */
   size_t n_deleted, next_deleted;
   int hold;                /* a suspect was claimed alone: hand out nothing more until it is settled */
-  uint64_t hold_since_ns;
   _Atomic uint64_t settled; /* entries handed out whose batch the sink has acknowledged (or tried to) */
   int claimed_batch;       /* the entries come from a claim: deliveries[] holds their counts */
   uint32_t *deliveries;    /* per entry of a claim (owned, tag redis), NULL for new entries */
@@ -355,6 +354,18 @@ static size_t claim_plan(keel__stream_src *s, const char *idle, int *suspect, ke
   return n == 0 ? 0 : fresh ? fresh : 1;
 }
 
+/* Waits until every entry handed out is settled (the sink acknowledged its
+ * batch), for at most claim_idle_ms; 0 when a stop was asked. */
+static int drain_handed_out(keel__stream_src *s) {
+  uint64_t t0 = keel__redis_now_ns();
+  while (atomic_load_explicit(&s->settled, memory_order_acquire) < s->no &&
+         (keel__redis_now_ns() - t0) / 1000000u < s->claim_idle_ms) {
+    if (stop_asked(s->p)) return 0;
+    keel__redis_sleep_ms(1);
+  }
+  return 1;
+}
+
 /* XAUTOCLAIM idle entries (claim_plan says how many). 1 when it got some,
  * or ids of entries deleted from the stream while pending (Redis removes
  * those from the group and names them in the reply's third element). */
@@ -367,6 +378,9 @@ static int claim(keel__stream_src *s, keel_status *st) {
     snprintf(s->claim_cursor, sizeof s->claim_cursor, "0-0");
     return 0;
   }
+  /* A suspect runs alone: what is in flight settles first, and nothing
+   * follows it until it has settled too (`hold`). */
+  if (suspect && !drain_handed_out(s)) return 0;
   snprintf(cnt, sizeof cnt, "%zu", want);
   const char *argv[8] = {"XAUTOCLAIM", s->addr.stream, s->addr.group, s->addr.consumer, idle, s->claim_cursor,
                          "COUNT", cnt};
@@ -498,20 +512,11 @@ static keel_status take_deleted(keel__stream_src *s, const char **line, size_t *
   return KEEL_OK;
 }
 
-/* After a suspect was handed out alone: 1 while it is not settled yet (the
- * sink has not acknowledged its batch), for at most claim_idle_ms. */
-static int holding(keel__stream_src *s) {
-  if (!s->hold) return 0;
-  uint64_t now = keel__redis_now_ns();
-  if (!s->hold_since_ns) s->hold_since_ns = now;
-  if (atomic_load_explicit(&s->settled, memory_order_acquire) >= s->no ||
-      (now - s->hold_since_ns) / 1000000u >= s->claim_idle_ms) {
-    s->hold = 0;
-    s->hold_since_ns = 0;
-    return 0;
-  }
-  keel__redis_sleep_ms(1);
-  return 1;
+/* After a suspect was handed out alone: waits until it has settled. */
+static void release_hold(keel__stream_src *s) {
+  if (!s->hold) return;
+  s->hold = 0;
+  (void)drain_handed_out(s);
 }
 
 /* Idle exit: nothing new for idle_exit_ms and nothing pending in the group. */
@@ -529,7 +534,7 @@ keel_status keel__stream_src_next(keel__stream_src *s, const char **line, size_t
     if (s->next_deleted < s->n_deleted) return take_deleted(s, line, len, no, ref);
     if (s->next < s->n_entries) return take_entry(s, line, len, no, ref);
     drop_reply(s);
-    if (holding(s)) continue;
+    release_hold(s);
     keel_status st = KEEL_OK;
     uint64_t now = keel__redis_now_ns();
     if (now >= s->next_claim_ns) {
