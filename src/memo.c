@@ -259,20 +259,6 @@ static keel_status project(keel_memo_worker_t *w, const keel_event_t *ev, const 
   return KEEL_OK;
 }
 
-static int same_value(const keel_value *a, const keel_value *b) {
-  if (a->type != b->type) return 0;
-  switch (a->type) {
-  case KEEL_FIELD_INT: return a->u.i == b->u.i;
-  case KEEL_FIELD_FLOAT: return memcmp(&a->u.f, &b->u.f, sizeof a->u.f) == 0;
-  case KEEL_FIELD_STRING: return a->u.str.len == b->u.str.len && !memcmp(a->u.str.ptr, b->u.str.ptr, a->u.str.len);
-  case KEEL_FIELD_VECTOR:
-    return a->u.vec.len == b->u.vec.len && !memcmp(a->u.vec.ptr, b->u.vec.ptr, a->u.vec.len * sizeof(float));
-  case KEEL_FIELD_IDS:
-    return a->u.ids.len == b->u.ids.len && !memcmp(a->u.ids.ptr, b->u.ids.ptr, a->u.ids.len * sizeof(int64_t));
-  default: return 1;
-  }
-}
-
 static int declared(const keel_memo_t *m, keel_field_id id) {
   for (size_t i = 0; i < m->def->n_reads; i++)
     if (m->io->reads[i] == id) return 1;
@@ -288,15 +274,17 @@ static int declared(const keel_memo_t *m, keel_field_id id) {
  * plain one (or, through the L2, from another process). Checked where the
  * stage runs (a miss, an audit): the event fails, naming what broke, and
  * nothing is cached. `before` holds the read-only fields' values before
- * the stage ran (NONE: absent); their payloads stay in the arena. */
+ * the stage ran (NONE: absent), then its declared writes'; their payloads
+ * stay in the arena. */
 static keel_status kept_declaration(keel_memo_worker_t *w, const keel_value *before) {
   keel_memo_t *m = w->m;
   char why[160];
-  if (!keel__stage_writes_typed(m->def, m->io, w->proj, why, sizeof why)) return keel_event_fail(w->proj, "%s", why);
+  if (!keel__stage_writes_typed(m->def, m->io, w->proj, before + m->n_ro, why, sizeof why))
+    return keel_event_fail(w->proj, "%s", why);
   for (size_t i = 0; i < m->n_ro; i++) {
     keel_value v = {.type = KEEL_FIELD_NONE};
     keel_event_get(w->proj, m->ro[i], &v);
-    if (!same_value(&before[i], &v))
+    if (!keel__value_same(&before[i], &v))
       return keel_event_fail(w->proj, "changed field '%s', which it reads but does not declare as a write",
                              keel_schema_name(keel_event_schema(w->proj), m->ro[i]));
   }
@@ -315,10 +303,11 @@ static keel_status kept_declaration(keel_memo_worker_t *w, const keel_value *bef
 static keel_status compute(keel_memo_worker_t *w, const uint8_t **val, size_t *val_len) {
   keel_memo_t *m = w->m;
   keel_arena_t *a = keel_event_arena(w->proj);
-  keel_value *before = keel_arena_alloc(a, (m->n_ro + 1) * sizeof *before);
+  keel_value *before = keel_arena_alloc(a, (m->n_ro + m->def->n_writes + 1) * sizeof *before);
   if (!before) return KEEL_ENOMEM;
   for (size_t i = 0; i < m->n_ro; i++)
     if (!keel_event_get(w->proj, m->ro[i], &before[i])) before[i].type = KEEL_FIELD_NONE;
+  keel__stage_writes_before(m->def, m->io, w->proj, before + m->n_ro);
   keel_status st = m->def->process(m->state, w->proj, m->io);
   if (st == KEEL_OK) st = kept_declaration(w, before);
   if (st != KEEL_OK) return st;

@@ -103,6 +103,16 @@ static int run_stage(const stage_slot *s, worker *w, size_t i, keel_event_t *ev,
    * scaled by calls / samples when read; latency uses the vDSO clock. */
   int sample = (atomic_load_explicit(&c->calls, memory_order_relaxed) % CPU_SAMPLE) == 0;
   uint64_t t0 = sample ? thread_cpu_ns() : 0, m0 = mono_ns();
+  /* What the stage's declared writes held before it ran, so that only what
+   * it set is checked against its declaration (a memoized stage is checked
+   * where it runs, in keel_memo_process). */
+  keel_value *before = NULL;
+  if (!s->memo && s->def->n_writes &&
+      !(before = keel_arena_alloc(keel_event_arena(ev), s->def->n_writes * sizeof *before))) {
+    snprintf(reason, len, "%s: out of memory", s->def->name);
+    return 0;
+  }
+  if (before) keel__stage_writes_before(s->def, &s->io, ev, before);
   keel_status st = s->memo ? keel_memo_process(s->memo, w->mw[i], ev) : s->def->process(s->state, ev, &s->io);
   record_latency(c, mono_ns() - m0);
   if (sample) {
@@ -110,9 +120,8 @@ static int run_stage(const stage_slot *s, worker *w, size_t i, keel_event_t *ev,
     bump(&c->cpu_samples, 1);
   }
   bump(&c->calls, 1);
-  /* A memoized stage's writes were checked when it ran (keel_memo_process). */
   char bad[160];
-  if (st == KEEL_OK && (s->memo || keel__stage_writes_typed(s->def, &s->io, ev, bad, sizeof bad))) return 1;
+  if (st == KEEL_OK && (s->memo || keel__stage_writes_typed(s->def, &s->io, ev, before, bad, sizeof bad))) return 1;
   bump(&c->errors, 1);
   const char *why = st == KEEL_OK ? bad : keel_event_reason(ev);
   snprintf(reason, len, "%s: %s", s->def->name, why ? why : keel_status_str(st));

@@ -131,11 +131,32 @@ keel_status keel_registry_load_plugin(keel_registry_t *r, const char *path, char
   return KEEL_OK;
 }
 
-int keel__stage_writes_typed(const keel_stage_def *d, const keel_stage_io *io, const keel_event_t *ev, char *reason,
-                             size_t len) {
+int keel__value_same(const keel_value *a, const keel_value *b) {
+  if (a->type != b->type) return 0;
+  switch (a->type) {
+  case KEEL_FIELD_INT: return a->u.i == b->u.i;
+  case KEEL_FIELD_FLOAT: return memcmp(&a->u.f, &b->u.f, sizeof a->u.f) == 0;
+  case KEEL_FIELD_STRING: return a->u.str.len == b->u.str.len && !memcmp(a->u.str.ptr, b->u.str.ptr, a->u.str.len);
+  case KEEL_FIELD_VECTOR:
+    return a->u.vec.len == b->u.vec.len && !memcmp(a->u.vec.ptr, b->u.vec.ptr, a->u.vec.len * sizeof(float));
+  case KEEL_FIELD_IDS:
+    return a->u.ids.len == b->u.ids.len && !memcmp(a->u.ids.ptr, b->u.ids.ptr, a->u.ids.len * sizeof(int64_t));
+  default: return 1;
+  }
+}
+
+void keel__stage_writes_before(const keel_stage_def *d, const keel_stage_io *io, const keel_event_t *ev,
+                               keel_value *before) {
+  for (size_t i = 0; i < d->n_writes; i++)
+    if (!keel_event_get(ev, io->writes[i], &before[i])) before[i].type = KEEL_FIELD_NONE;
+}
+
+int keel__stage_writes_typed(const keel_stage_def *d, const keel_stage_io *io, const keel_event_t *ev,
+                             const keel_value *before, char *reason, size_t len) {
   for (size_t i = 0; i < d->n_writes; i++) {
     keel_value v;
     if (!keel_event_get(ev, io->writes[i], &v) || v.type == d->writes[i].type) continue;
+    if (before && keel__value_same(&before[i], &v)) continue; /* the input's, untouched */
     snprintf(reason, len, "wrote field '%s' as %s; it declares %s", d->writes[i].name, keel_field_type_name(v.type),
              keel_field_type_name(d->writes[i].type));
     return 0;

@@ -92,7 +92,7 @@ static keel_status scrub_process(void *st, keel_event_t *ev, const keel_stage_io
 /* sloppy (declared pure, n = len(text), int): breaks its declaration as
  * its text says: "extra" also writes a field "extra" it does not declare,
  * "mutate" changes "text" (a read it does not declare as a write), "float"
- * writes n as a float. */
+ * writes n as a float; "skip" writes nothing. */
 static keel_status sloppy_process(void *st, keel_event_t *ev, const keel_stage_io *io) {
   (void)st;
   keel_value text;
@@ -104,6 +104,7 @@ static keel_status sloppy_process(void *st, keel_event_t *ev, const keel_stage_i
     keel_event_set_int(ev, extra, 1);
   if (n == 6 && !memcmp(text.u.str.ptr, "mutate", 6)) keel_event_set_string(ev, io->reads[0], "MUTATE", 6);
   if (n == 5 && !memcmp(text.u.str.ptr, "float", 5)) return keel_event_set_float(ev, io->writes[0], 5.0);
+  if (n == 4 && !memcmp(text.u.str.ptr, "skip", 4)) return KEEL_OK;
   return keel_event_set_int(ev, io->writes[0], (int64_t)n);
 }
 
@@ -775,6 +776,25 @@ static void test_declaration_is_enforced(void **state) {
   }
   free(x);
   free(y);
+
+  /* A declared write the input already carries, with another type, which
+   * the stage leaves alone: the input's value, not the stage's doing; it
+   * comes out as it went in, memoized or not. */
+  FILE *f = fopen(in, "w");
+  assert_non_null(f);
+  for (int i = 0; i < 3; i++) fprintf(f, "{\"text\":\"skip\",\"n\":2.5}\n");
+  fclose(f);
+  for (int memo = 0; memo < 2; memo++) {
+    run_result r = run("sloppy", memo ? (const char *[]){"cache.sloppy.size=64KiB", NULL} : NULL, in,
+                       tu_path("sloppy.skip"), tu_path("sloppy.dl3"), NULL);
+    assert_int_equal(r.st, KEEL_OK);
+    assert_int_equal(r.stats.events_out, 3);
+    char *t = fixture_slurp(tu_path("sloppy.skip"), NULL);
+    json_t *j = fixture_line(t, 2);
+    assert_true(json_real_value(json_object_get(j, "n")) == 2.5);
+    json_decref(j);
+    free(t);
+  }
 }
 
 /* ---- memory ---- */

@@ -18,7 +18,8 @@
  *
  * What a stage writes must have the type it declares: an event where it
  * does not fails after the stage ("wrote field 'n' as float; it declares
- * int"). A memoized stage is held to its declaration exactly, since its
+ * int"). A declared write the input carried and the stage left alone is
+ * the input's value, not checked. A memoized stage is held to its declaration exactly, since its
  * cached value holds its declared writes and nothing else: writing a field
  * it does not declare, or changing a read it does not declare as a write,
  * also fails the event (checked where the stage runs; nothing is cached).
