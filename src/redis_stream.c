@@ -338,8 +338,12 @@ static void claim_counts(keel__stream_src *s) {
  * with it every entry it holds, and each comes back with one delivery
  * more: claimed together again, the healthy ones would reach
  * max_deliveries with the poison one. Alone, only the entry that kills
- * its consumer gains deliveries (*suspect says so). 0: nothing idle. */
-static size_t claim_plan(keel__stream_src *s, const char *idle, int *suspect, keel_status *st) {
+ * its consumer gains deliveries (*suspect says so). `first` gets the first
+ * idle entry's id, where the claim starts: XAUTOCLAIM looks at no more than
+ * 10 x COUNT entries, and entries in work elsewhere before the idle ones
+ * would use that up. 0: nothing idle. */
+static size_t claim_plan(keel__stream_src *s, const char *idle, int *suspect, char *first, size_t first_len,
+                         keel_status *st) {
   char cnt[24];
   snprintf(cnt, sizeof cnt, "%llu", (unsigned long long)s->count);
   const char *argv[8] = {"XPENDING", s->addr.stream, s->addr.group, "IDLE", idle, s->claim_cursor, "+", cnt};
@@ -349,6 +353,11 @@ static size_t claim_plan(keel__stream_src *s, const char *idle, int *suspect, ke
   while (fresh < n && r->element[fresh]->type == REDIS_REPLY_ARRAY && r->element[fresh]->elements >= 4 &&
          r->element[fresh]->element[3]->type == REDIS_REPLY_INTEGER && r->element[fresh]->element[3]->integer < 2)
     fresh++;
+  const redisReply *e0 = n ? r->element[0] : NULL;
+  if (e0 && e0->type == REDIS_REPLY_ARRAY && e0->elements >= 1 && e0->element[0]->type == REDIS_REPLY_STRING)
+    snprintf(first, first_len, "%s", e0->element[0]->str);
+  else
+    snprintf(first, first_len, "%s", s->claim_cursor);
   freeReplyObject(r);
   *suspect = n && !fresh;
   return n == 0 ? 0 : fresh ? fresh : 1;
@@ -373,7 +382,8 @@ static int claim(keel__stream_src *s, keel_status *st) {
   char idle[24], cnt[24];
   snprintf(idle, sizeof idle, "%llu", (unsigned long long)s->claim_idle_ms);
   int suspect = 0;
-  size_t want = claim_plan(s, idle, &suspect, st);
+  char first[48];
+  size_t want = claim_plan(s, idle, &suspect, first, sizeof first, st);
   if (!want) {
     snprintf(s->claim_cursor, sizeof s->claim_cursor, "0-0");
     return 0;
@@ -382,8 +392,7 @@ static int claim(keel__stream_src *s, keel_status *st) {
    * follows it until it has settled too (`hold`). */
   if (suspect && !drain_handed_out(s)) return 0;
   snprintf(cnt, sizeof cnt, "%zu", want);
-  const char *argv[8] = {"XAUTOCLAIM", s->addr.stream, s->addr.group, s->addr.consumer, idle, s->claim_cursor,
-                         "COUNT", cnt};
+  const char *argv[8] = {"XAUTOCLAIM", s->addr.stream, s->addr.group, s->addr.consumer, idle, first, "COUNT", cnt};
   redisReply *r = reader_cmd(s, 8, argv, st);
   if (!r) return 0;
   if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[1]->type != REDIS_REPLY_ARRAY) {
