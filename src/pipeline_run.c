@@ -403,9 +403,14 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
   /* Drop what long lines grew: a pooled batch keeps buffers of a normal
    * batch's size, so a few huge lines do not hold their bytes for the rest
    * of the run (against a memory budget that planned for normal ones). */
-  if (b->text.cap > BATCH_BUF_KEEP) keel_buf_free(&b->text);
-  if (b->out.cap > BATCH_BUF_KEEP) keel_buf_free(&b->out);
-  if (b->reasons.cap > BATCH_BUF_KEEP) keel_buf_free(&b->reasons);
+  int long_line = b->text.cap > BATCH_BUF_KEEP; /* text stops filling at TEXT_TARGET: only a long line passes */
+  if (long_line) keel_buf_free(&b->text);
+  /* Output and reasons can be large for a whole batch of ordinary events
+   * (a big --batch, long result lists): kept while a batch fills most of
+   * them, freed after a long line or once they are 4x what a batch used. */
+  if (b->out.cap > BATCH_BUF_KEEP && (long_line || b->out.cap > 4 * b->out.len)) keel_buf_free(&b->out);
+  if (b->reasons.cap > BATCH_BUF_KEEP && (long_line || b->reasons.cap > 4 * b->reasons.len))
+    keel_buf_free(&b->reasons);
 }
 
 /* When nothing is waiting anywhere the input is slower than the pipeline (a
