@@ -67,9 +67,10 @@ typedef struct sample {
  * min_growth within the first window does within a later one (its rate
  * floor is divided alike). */
 #define HORIZON_STEP 8
+#define HORIZON_RING_MAX 260 /* samples in a later horizon's ring: its interval widens past that */
 typedef struct horizon {
   sample *ring;            /* cap samples, owned (tag "leak") */
-  size_t n, next;
+  size_t cap, n, next;
   double interval, window; /* seconds */
   double due;              /* horizons >= 1: when the next sample enters */
   double min_rate, untracked_min_rate;
@@ -81,7 +82,7 @@ struct keel_leak {
   keel_mem_tag tag;
   horizon h[KEEL_LEAK_MAX_HORIZONS];
   unsigned nh;
-  size_t cap;           /* samples per horizon's ring */
+  size_t cap;           /* samples in the first horizon's ring, the largest: the scratch arrays' size */
   const sample **w;     /* scratch, cap entries: the window */
   double *t, *y, *e;    /* scratch, cap entries each: one series */
   double last_t;        /* under lock: time of the newest sample */
@@ -134,9 +135,12 @@ keel_status keel_leak_create(const keel_leak_options *opt, keel_leak_t **out) {
     double scale = pow(HORIZON_STEP, k);
     h->interval = o.interval_s * scale;
     h->window = o.window_s * scale;
+    if (k && h->window / h->interval > HORIZON_RING_MAX - 4) h->interval = h->window / (HORIZON_RING_MAX - 4);
+    h->cap = k ? (size_t)ceil(h->window / h->interval) + 4 : d->cap;
+    if (h->cap > d->cap) h->cap = d->cap; /* rounding: the scratch arrays hold d->cap */
     h->min_rate = o.min_bytes_per_s / scale;
     h->untracked_min_rate = o.untracked_min_bytes_per_s / scale;
-    h->ring = keel_mem_calloc(tag, d->cap, sizeof *h->ring);
+    h->ring = keel_mem_calloc(tag, h->cap, sizeof *h->ring);
     rings = rings && h->ring;
   }
   d->w = keel_mem_calloc(tag, d->cap, sizeof *d->w);
@@ -201,9 +205,10 @@ static fit least_squares(const double *x, const double *y, size_t n) {
 /* The samples of h's window, oldest first, as pointers into its ring. */
 static size_t window(const keel_leak_t *d, const horizon *h, const sample **w) {
   size_t n = 0;
-  const sample *last = &h->ring[(h->next + d->cap - 1) % d->cap];
+  (void)d;
+  const sample *last = &h->ring[(h->next + h->cap - 1) % h->cap];
   for (size_t k = h->n; k > 0; k--) {
-    const sample *s = &h->ring[(h->next + d->cap - k) % d->cap];
+    const sample *s = &h->ring[(h->next + h->cap - k) % h->cap];
     if (s->t >= last->t - h->window - h->interval / 2) w[n++] = s;
   }
   return n;
@@ -333,8 +338,8 @@ static void feed(keel_leak_t *d, horizon *h, const sample *s) {
   h->due = (h->n ? h->due : s->t) + h->interval;
   if (h->due <= s->t) h->due = s->t + h->interval; /* a stall: do not catch up in a burst */
   h->ring[h->next] = *s;
-  h->next = (h->next + 1) % d->cap;
-  if (h->n < d->cap) h->n++;
+  h->next = (h->next + 1) % h->cap;
+  if (h->n < h->cap) h->n++;
   evaluate_all(d, h);
 }
 
@@ -364,8 +369,8 @@ void keel_leak_sample(keel_leak_t *d) {
 #endif
     s->e[UNTRACKED_IX] = d->o.events ? d->o.events(d->o.events_ud, KEEL_LEAK_UNTRACKED) : 0;
   }
-  h0->next = (h0->next + 1) % d->cap;
-  if (h0->n < d->cap) h0->n++;
+  h0->next = (h0->next + 1) % h0->cap;
+  if (h0->n < h0->cap) h0->n++;
   evaluate_all(d, h0);
   for (unsigned k = 1; k < d->nh; k++) feed(d, &d->h[k], s);
 }

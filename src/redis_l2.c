@@ -248,7 +248,10 @@ static void wait_for_value(keel_l2_t *l2, keel_redis_conn_t *c, const char *vk, 
     keel__redis_sleep_ms(pause);
     if (pause < 32) pause *= 2;
     int got = probe(l2, c, vk, vlen, lk, llen, res);
-    if (got == 1) add(&l2->waited_hits, 1);
+    if (got == 1) {
+      add(&l2->waited_hits, 1);
+      res->waited = 1;
+    }
     if (got != 0) return;
   }
   add(&l2->lock_timeouts, 1);
@@ -341,6 +344,7 @@ void keel_l2_reject(keel_l2_t *l2, keel_l2_result *res) {
   add(&l2->rejected, 1);
   add(&l2->misses, 1);
   atomic_fetch_sub_explicit(&l2->hits, 1, memory_order_relaxed);
+  if (res->waited) atomic_fetch_sub_explicit(&l2->waited_hits, 1, memory_order_relaxed);
   keel_l2_result_release(res);
 }
 

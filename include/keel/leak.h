@@ -46,8 +46,9 @@
  * for that tag) and, in a call-site build, the tag's top allocation sites.
  *
  * Memory: the sample rings (one per horizon, ~75 KiB each at the default
- * window and interval) are allocated at creation (tag "leak"), so the
- * detector itself never grows. Cost: mallinfo2() walks malloc's free chunks
+ * window and interval; a later horizon's at most 260 samples, its interval
+ * widened to fit) are allocated at creation (tag "leak"), so the detector
+ * itself never grows. Cost: mallinfo2() walks malloc's free chunks
  * under each arena's lock; when that gets slow (a fragmented heap) the
  * detector reads it less often, keeping its CPU time under 1 % of the
  * sampling interval, but at least 8 times per window.

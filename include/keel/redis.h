@@ -110,6 +110,7 @@ typedef struct keel_l2_result {
   size_t len;
   char token[32]; /* the lock's value, when locked */
   void *priv;     /* the reply holding data */
+  int waited;     /* the hit came while waiting for another process's computation */
 } keel_l2_result;
 
 /* Looks `key` (borrowed, binary, within namespace ns) up. Never fails: a
