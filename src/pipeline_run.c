@@ -325,9 +325,12 @@ static void *reader_main(void *arg) {
 
 typedef struct sink {
   FILE *out;
+  off_t out_end;       /* a regular output file: where its last whole batch ends (-1: not a file) */
   keel_dead_letter_t *dl;
   keel_status st;
   char err[256];
+  char unwritten[160]; /* after an output error: the reason results not written are dead-lettered with */
+  int from_stream;     /* the input is a Redis stream */
   uint64_t out_lines, rejected;
   struct timespec last_write;
 } sink;
@@ -356,23 +359,56 @@ static void ack_batch(keel_pipeline_t *p, sink *s, batch *b) {
   s->st = keel__stream_src_ack(p->src_stream, b, s->err, sizeof s->err);
 }
 
+/* Writes b's output lines to the file's descriptor (write(2), no stdio
+ * buffer: the batch is the buffer), so that a batch is either wholly in
+ * the kernel's hands or, after an error (a full disk), cut off the file
+ * again where the last whole batch ended: the output holds whole lines
+ * only, and the sink knows which. */
+static void write_file_batch(sink *s, batch *b) {
+  int fd = fileno(s->out);
+  size_t off = 0;
+  while (off < b->out.len) {
+    ssize_t w = write(fd, b->out.data + off, b->out.len - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    off += (size_t)w;
+  }
+  if (off == b->out.len) {
+    if (s->out_end >= 0) s->out_end += (off_t)b->out.len;
+    return;
+  }
+  int e = off < b->out.len && errno ? errno : EIO;
+  s->st = KEEL_EIO;
+  snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(e));
+  /* A stream input's entries stay pending instead (not acknowledged): another worker writes them. */
+  if (!s->from_stream)
+    snprintf(s->unwritten, sizeof s->unwritten, "result not written: writing the output failed (%s)", strerror(e));
+  if (s->out_end >= 0 && ftruncate(fileno(s->out), s->out_end) != 0)
+    snprintf(s->err, sizeof s->err, "writing the output: %s; and the partly written batch could not be cut off: %s",
+             strerror(e), strerror(errno));
+}
+
 static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
   if (p->out_stream) {
     if (s->st == KEEL_OK && b->out.len) s->st = keel__stream_out_write(p->out_stream, b, s->err, sizeof s->err);
-  } else if (s->st == KEEL_OK && b->out.len && fwrite(b->out.data, 1, b->out.len, s->out) != b->out.len) {
-    s->st = KEEL_EIO;
-    snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(errno));
+  } else if (s->st == KEEL_OK && b->out.len) {
+    write_file_batch(s, b);
   }
   /* Whether this batch's output lines were written: a dead-letter error
-   * met below does not unwrite them. */
+   * met below does not unwrite them. After an output error, the results
+   * of this batch and of those still in flight go to the dead-letter file
+   * with the reason (nothing accepted is left unaccounted for). */
   int out_ok = s->st == KEEL_OK;
   for (size_t i = 0; i < b->n; i++) {
     record *r = &b->rec[i];
-    if (!r->rejected) {
-      if (out_ok) s->out_lines++; /* after an output error, lines are not counted as out */
+    if (!r->rejected && out_ok) {
+      s->out_lines++;
       continue;
     }
-    const char *why = r->out_off == SIZE_MAX ? "rejected (no memory for the reason)" : b->reasons.data + r->out_off;
+    if (!r->rejected && !s->unwritten[0]) continue; /* not a file's error (a stream's): the run failed */
+    const char *why = r->rejected ? (r->out_off == SIZE_MAX ? "rejected (no memory for the reason)"
+                                                            : b->reasons.data + r->out_off)
+                                  : s->unwritten;
     char tagged[REASON_MAX + 64];
     if (r->sid.has) {
       snprintf(tagged, sizeof tagged, "%s [stream_id %llu-%llu]", why, (unsigned long long)r->sid.ms,
@@ -413,17 +449,9 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
     keel_buf_free(&b->reasons);
 }
 
-/* When nothing is waiting anywhere the input is slower than the pipeline (a
- * live stream): flush, so results do not sit in the buffer. A fast input
- * keeps the work queue busy and the output fully buffered. */
-static void caught_up(keel_pipeline_t *p, sink *s) {
-  if (s->st == KEEL_OK && s->out && keel__queue_depth(p->done_q) == 0 && keel__queue_depth(p->work_q) == 0 &&
-      fflush(s->out) != 0) {
-    s->st = KEEL_EIO;
-    snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(errno));
-  }
-}
-
+/* Output lines never wait in a buffer of the sink's: each batch is
+ * written as it comes (write_file_batch), so a live stream's results show
+ * at once. */
 static void drain(keel_pipeline_t *p, sink *s) {
   batch **parked = p->parked;
   uint64_t next = 0;
@@ -432,7 +460,6 @@ static void drain(keel_pipeline_t *p, sink *s) {
     if (!p->ordered) {
       write_batch(p, s, b);
       keel__queue_push(p->free_q, b);
-      caught_up(p, s);
       continue;
     }
     parked[b->seq % p->n_batches] = b;
@@ -442,7 +469,6 @@ static void drain(keel_pipeline_t *p, sink *s) {
       keel__queue_push(p->free_q, b);
       next++;
     }
-    caught_up(p, s);
   }
 }
 
@@ -574,7 +600,9 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
     snprintf(err, errlen, "%s: cannot open for writing: %s", out, strerror(errno));
     return KEEL_EIO;
   }
-  if (s->out && s->out != stdout) setvbuf(s->out, NULL, _IOFBF, 1 << 20);
+  struct stat sb;
+  s->out_end = s->out && fstat(fileno(s->out), &sb) == 0 && S_ISREG(sb.st_mode) ? sb.st_size : -1;
+  s->from_stream = p->src_stream != NULL;
   char dl[4096];
   if (io->dead_letter) snprintf(dl, sizeof dl, "%s", io->dead_letter);
   else default_dead_letter(out, dl, sizeof dl);
@@ -648,7 +676,7 @@ static void fill_stats(keel_pipeline_t *p, const sink *s, double cpu0, keel_run_
   }
   st->cpu_s = process_cpu_s() - cpu0;
   st->rss_peak_bytes = keel_mem_rss_peak_bytes();
-  st->interrupted = atomic_load(&p->stop);
+  st->interrupted = atomic_load(&p->stop) && s->st == KEEL_OK; /* a write error stops it too: not a user's stop */
   st->audit_failed = atomic_load(&p->audit_failed);
   st->input_bytes = atomic_load(&p->input_bytes);
   fill_stage_stats(p, st);
