@@ -329,7 +329,7 @@ typedef struct sink {
   keel_dead_letter_t *dl;
   keel_status st;
   char err[256];
-  char unwritten[160]; /* after an output error: the reason results not written are dead-lettered with */
+  char unwritten[192]; /* after an output error: the reason results not written are dead-lettered with */
   int from_stream;     /* the input is a Redis stream */
   uint64_t out_lines, rejected;
   struct timespec last_write;
@@ -341,10 +341,10 @@ static int sync_fd(int fd) { return fsync(fd) == 0 || errno == EINVAL || errno =
 
 /* A stream source's entries are acknowledged once their output lines and
  * dead-letter records are written through to the file or stream (and, with
- * [redis] fsync, on disk). */
+ * [redis] fsync, on disk). The output lines already are (write_file_batch). */
 static void ack_batch(keel_pipeline_t *p, sink *s, batch *b) {
   int durable = keel__stream_src_fsync(p->src_stream);
-  if (s->out && (fflush(s->out) != 0 || (durable && sync_fd(fileno(s->out)) != 0))) {
+  if (s->out && durable && sync_fd(fileno(s->out)) != 0) {
     s->st = KEEL_EIO;
     snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(errno));
     return;
@@ -359,17 +359,26 @@ static void ack_batch(keel_pipeline_t *p, sink *s, batch *b) {
   s->st = keel__stream_src_ack(p->src_stream, b, s->err, sizeof s->err);
 }
 
+/* After an output error: the reason the results not written go to the
+ * dead-letter file with. A stream input's entries are not dead-lettered:
+ * left pending (not acknowledged), another worker writes them. */
+static void unwritten(sink *s, const char *why) {
+  if (!s->from_stream)
+    snprintf(s->unwritten, sizeof s->unwritten, "result not written: writing the output failed (%.120s)", why);
+}
+
 /* Writes b's output lines to the file's descriptor (write(2), no stdio
  * buffer: the batch is the buffer), so that a batch is either wholly in
  * the kernel's hands or, after an error (a full disk), cut off the file
  * again where the last whole batch ended: the output holds whole lines
  * only, and the sink knows which. */
 static void write_file_batch(sink *s, batch *b) {
-  int fd = fileno(s->out);
+  int fd = fileno(s->out), e = EIO; /* EIO: a write that wrote nothing and said nothing */
   size_t off = 0;
   while (off < b->out.len) {
     ssize_t w = write(fd, b->out.data + off, b->out.len - off);
     if (w < 0 && errno == EINTR) continue;
+    if (w < 0) e = errno;
     if (w <= 0) break;
     off += (size_t)w;
   }
@@ -377,12 +386,9 @@ static void write_file_batch(sink *s, batch *b) {
     if (s->out_end >= 0) s->out_end += (off_t)b->out.len;
     return;
   }
-  int e = off < b->out.len && errno ? errno : EIO;
   s->st = KEEL_EIO;
   snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(e));
-  /* A stream input's entries stay pending instead (not acknowledged): another worker writes them. */
-  if (!s->from_stream)
-    snprintf(s->unwritten, sizeof s->unwritten, "result not written: writing the output failed (%s)", strerror(e));
+  unwritten(s, strerror(e));
   if (s->out_end >= 0 && ftruncate(fileno(s->out), s->out_end) != 0)
     snprintf(s->err, sizeof s->err, "writing the output: %s; and the partly written batch could not be cut off: %s",
              strerror(e), strerror(errno));
@@ -390,7 +396,9 @@ static void write_file_batch(sink *s, batch *b) {
 
 static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
   if (p->out_stream) {
-    if (s->st == KEEL_OK && b->out.len) s->st = keel__stream_out_write(p->out_stream, b, s->err, sizeof s->err);
+    if (s->st == KEEL_OK && b->out.len &&
+        (s->st = keel__stream_out_write(p->out_stream, b, s->err, sizeof s->err)) != KEEL_OK)
+      unwritten(s, s->err);
   } else if (s->st == KEEL_OK && b->out.len) {
     write_file_batch(s, b);
   }
@@ -405,7 +413,7 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
       s->out_lines++;
       continue;
     }
-    if (!r->rejected && !s->unwritten[0]) continue; /* not a file's error (a stream's): the run failed */
+    if (!r->rejected && !s->unwritten[0]) continue; /* a stream input's: left pending (unwritten) */
     const char *why = r->rejected ? (r->out_off == SIZE_MAX ? "rejected (no memory for the reason)"
                                                             : b->reasons.data + r->out_off)
                                   : s->unwritten;

@@ -178,6 +178,18 @@ rc=$?
 [ $rc -eq 2 ] && grep -q WRONGTYPE wt.err && ok "a key of another type is named as such: $(head -1 wt.err)" ||
   bad "wrong type: exit $rc $(cat wt.err)"
 
+# A file input whose output stream refuses the results (the key holds a
+# string): exit 1, and every event read is in the dead-letter file with
+# the reason, none left unaccounted for.
+head -200 ev.ndjson >wt.ndjson
+"$KEEL" run --products 500 --stages user,score --input wt.ndjson --output "$R?stream=notastream" \
+  --dead-letter wt.dl --summary-json wt.json 2>wto.err
+rc=$?
+[ $rc -eq 1 ] && [ "$(json wt.json "d['events_in'] == d['rejected'] > 0 and d['events_out'] == 0")" = True ] &&
+  [ "$(grep -c 'result not written: writing the output failed (XADD notastream: WRONGTYPE' wt.dl)" = "$(json wt.json "d['rejected']")" ] &&
+  ok "an output stream that refuses: every event read dead-lettered with why ($(json wt.json "d['rejected']"))" ||
+  bad "refusing output stream: exit $rc, $(json wt.json "(d['events_in'], d['events_out'], d['rejected'])") $(head -c 300 wt.dl) $(cat wto.err)"
+
 # Stopped mid-run (SIGINT): the summary's pending count is the group's as
 # the run leaves it (read-ahead left unacknowledged), not a second old.
 python3 -c "
