@@ -5,7 +5,11 @@
  * built in a keel_buf and written with write(2) once 64 KiB have gathered,
  * on keel_dead_letter_flush and on close: no stdio buffer outside keel's
  * accounting. A record is appended to the buffer whole or not at all, so an
- * out-of-memory failure never leaves half a line in the file.
+ * out-of-memory failure never leaves half a line in the file; and when the
+ * file cannot take more (a full disk), the record cut in the middle is cut
+ * off the file again and stays buffered with those after it: the file
+ * holds whole records only, and the writer knows how many
+ * (keel_dead_letter_written).
  *
  * Record: {"line":N,"reason":"...","input":"...","input_bytes":LEN}, with
  * at most the first 4 KiB of the raw line in "input" (cut back so as not to
@@ -13,7 +17,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "keel/io.h"
@@ -25,6 +31,8 @@ struct keel_dead_letter {
   int fd;          /* -1 until the first write */
   int append;      /* keep what the file holds (keel_dead_letter_set_append) */
   uint64_t count;  /* records accepted */
+  uint64_t written; /* records wholly in the file */
+  off_t end;       /* a regular file: where its last whole record ends (-1: not a regular file) */
   keel_buf out;    /* pending bytes, KEEL_MEM_IO */
   char err[256];
   char path[];
@@ -51,25 +59,57 @@ static keel_status io_fail(keel_dead_letter_t *d, const char *what) {
   return KEEL_EIO;
 }
 
+static keel_status open_file(keel_dead_letter_t *d) {
+  d->fd = open(d->path, O_WRONLY | O_CREAT | (d->append ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0644);
+  if (d->fd < 0) return io_fail(d, "");
+  struct stat st;
+  d->end = fstat(d->fd, &st) == 0 && S_ISREG(st.st_mode) ? st.st_size : -1;
+  return KEEL_OK;
+}
+
+/* Records end with the only newlines they hold (JSON escapes the others). */
+static uint64_t newlines(const char *p, size_t n) {
+  uint64_t k = 0;
+  for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++) k++;
+  return k;
+}
+
+/* After a write that stopped at `off` bytes of the buffer: the records
+ * wholly written are counted, the one cut in the middle is cut off the
+ * file again (a regular file's; a pipe's reader has seen it), and it and
+ * those after it stay buffered for a later flush to retry. */
+static keel_status write_failed(keel_dead_letter_t *d, size_t off, int err) {
+  size_t whole = off;
+  while (whole > 0 && d->out.data[whole - 1] != '\n') whole--;
+  d->written += newlines(d->out.data, whole);
+  memmove(d->out.data, d->out.data + whole, d->out.len - whole);
+  d->out.len -= whole;
+  d->out.data[d->out.len] = '\0';
+  errno = err;
+  if (d->end < 0) return io_fail(d, "write: ");
+  d->end += (off_t)whole;
+  if (off > whole && (ftruncate(d->fd, d->end) != 0 || lseek(d->fd, d->end, SEEK_SET) < 0)) {
+    snprintf(d->err, sizeof d->err, "%s: write: %s; and the record cut in the middle could not be cut off: %s",
+             d->path, strerror(err), strerror(errno));
+    return KEEL_EIO;
+  }
+  errno = err;
+  return io_fail(d, "write: ");
+}
+
 keel_status keel_dead_letter_flush(keel_dead_letter_t *d) {
   if (!d) return KEEL_EMISUSE;
   if (d->out.len == 0) return KEEL_OK;
-  if (d->fd < 0) {
-    d->fd = open(d->path, O_WRONLY | O_CREAT | (d->append ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0644);
-    if (d->fd < 0) return io_fail(d, "");
-  }
+  if (d->fd < 0 && open_file(d) != KEEL_OK) return KEEL_EIO;
   size_t off = 0;
   while (off < d->out.len) {
     ssize_t w = write(d->fd, d->out.data + off, d->out.len - off);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      /* Keep what was not written, so a later flush can retry. */
-      memmove(d->out.data, d->out.data + off, d->out.len - off);
-      d->out.len -= off;
-      return io_fail(d, "write: ");
-    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return write_failed(d, off, w < 0 ? errno : EIO); /* EIO: wrote nothing, said nothing */
     off += (size_t)w;
   }
+  d->written = d->count;
+  if (d->end >= 0) d->end += (off_t)off;
   keel_buf_clear(&d->out);
   return KEEL_OK;
 }
@@ -126,6 +166,12 @@ keel_status keel_dead_letter_write(keel_dead_letter_t *d, uint64_t line_no, cons
 }
 
 uint64_t keel_dead_letter_count(const keel_dead_letter_t *d) { return d->count; }
+uint64_t keel_dead_letter_written(const keel_dead_letter_t *d) { return d->written; }
+
+uint64_t keel_dead_letter_first_unwritten(const keel_dead_letter_t *d) {
+  /* Every buffered record begins {"line":N, (build). */
+  return d->count > d->written && d->out.len > 8 ? strtoull(d->out.data + 8, NULL, 10) : 0;
+}
 const char *keel_dead_letter_path(const keel_dead_letter_t *d) { return d->path; }
 const char *keel_dead_letter_error(const keel_dead_letter_t *d) { return d->err; }
 

@@ -328,10 +328,11 @@ typedef struct sink {
   off_t out_end;       /* a regular output file: where its last whole batch ends (-1: not a file) */
   keel_dead_letter_t *dl;
   keel_status st;
-  char err[256];
+  char err[512];
   char unwritten[192]; /* after an output error: the reason results not written are dead-lettered with */
   int from_stream;     /* the input is a Redis stream */
   uint64_t out_lines, rejected;
+  uint64_t lost, lost_line; /* file input, after the dead-letter file failed: results dropped, the first's line */
   struct timespec last_write;
 } sink;
 
@@ -413,7 +414,12 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
       s->out_lines++;
       continue;
     }
-    if (!r->rejected && !s->unwritten[0]) continue; /* a stream input's: left pending (unwritten) */
+    if (!r->rejected && !s->unwritten[0]) {
+      /* A stream input's: left pending. A file input's, once the
+       * dead-letter file failed: nowhere to put it; counted (run_end). */
+      if (!s->from_stream && !s->lost++) s->lost_line = r->line;
+      continue;
+    }
     const char *why = r->rejected ? (r->out_off == SIZE_MAX ? "rejected (no memory for the reason)"
                                                             : b->reasons.data + r->out_off)
                                   : s->unwritten;
@@ -455,6 +461,26 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
   if (b->out.cap > BATCH_BUF_KEEP && (long_line || b->out.cap > 4 * b->out.len)) keel_buf_free(&b->out);
   if (b->reasons.cap > BATCH_BUF_KEEP && (long_line || b->reasons.cap > 4 * b->reasons.len))
     keel_buf_free(&b->reasons);
+}
+
+/* As the run ends: the dead-letter records still buffered are written
+ * (before the counts are taken, which take only records in the file);
+ * when the file cannot take them, the error says how many events of a
+ * file input are neither output nor in it, and from which line (a stream
+ * input's stay pending: not acknowledged). */
+static void run_end_dead_letter(sink *s) {
+  keel_status st = keel_dead_letter_flush(s->dl);
+  if (st != KEEL_OK && s->st == KEEL_OK) {
+    s->st = st;
+    snprintf(s->err, sizeof s->err, "writing the dead-letter file %s", keel_dead_letter_error(s->dl));
+  }
+  uint64_t records = keel_dead_letter_count(s->dl) - keel_dead_letter_written(s->dl);
+  if (s->from_stream || !(records + s->lost)) return;
+  uint64_t first = keel_dead_letter_first_unwritten(s->dl);
+  if (!first || (s->lost && s->lost_line < first)) first = s->lost_line;
+  size_t n = strlen(s->err);
+  snprintf(s->err + n, sizeof s->err - n, "; %llu events are neither in the output nor in the dead-letter file, the "
+           "first at line %llu", (unsigned long long)(records + s->lost), (unsigned long long)first);
 }
 
 /* Output lines never wait in a buffer of the sink's: each batch is
@@ -675,7 +701,8 @@ static void fill_stats(keel_pipeline_t *p, const sink *s, double cpu0, keel_run_
   memset(st, 0, sizeof *st);
   st->events_in = p->events_in;
   st->events_out = s->out_lines;
-  st->rejected = s->rejected;
+  st->rejected = keel_dead_letter_written(s->dl);
+  st->unrecorded = s->from_stream ? 0 : s->lost + keel_dead_letter_count(s->dl) - keel_dead_letter_written(s->dl);
   st->blank_lines = p->blank_lines;
   if (atomic_load(&p->have_first)) {
     double w = (double)(s->last_write.tv_sec - p->first_read.tv_sec) +
@@ -743,6 +770,7 @@ keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io *io, keel_ru
     s.st = KEEL_EIO;
     snprintf(s.err, sizeof s.err, "writing the output: %s", strerror(errno));
   }
+  run_end_dead_letter(&s);
   if (stats) {
     keel__stream_src_refresh(p); /* the group's pending count as the run leaves it */
     fill_stats(p, &s, cpu0, stats);

@@ -62,11 +62,14 @@ typedef struct keel_stage_stats {
   double latency_sum_s;                      /* wall time of every call */
 } keel_stage_stats;
 
-/* Counters of one run. Always events_in = events_out + rejected. */
+/* Counters of one run. events_in = events_out + rejected + unrecorded,
+ * except for a stream input's entries left pending (not acknowledged). */
 typedef struct keel_run_stats {
   uint64_t events_in;   /* non-blank input lines */
   uint64_t events_out;  /* output lines written */
   uint64_t rejected;    /* dead-letter records written */
+  uint64_t unrecorded;  /* a file input's events neither output nor in the dead-letter file: its
+                           disk filled (the run failed saying from which line); 0 otherwise */
   uint64_t blank_lines; /* empty lines skipped, not events */
   double wall_s;        /* first line read to last output written */
   double cpu_s;         /* process CPU (user + system) over the run */

@@ -322,6 +322,9 @@ void cli_summary_print(FILE *f, const cli_run *r, const keel_run_stats *s) {
   cli_redis_summary_print(f, s);
   if (s->rejected)
     fprintf(f, "  rejected events are in the dead-letter file, each with its line number and reason\n");
+  if (s->unrecorded)
+    fprintf(f, "  %llu events are neither in the output nor in the dead-letter file (see the error)\n",
+            (unsigned long long)s->unrecorded);
 }
 
 int cli_summary_write_json(const cli_run *r, const keel_run_stats *s) {
@@ -329,10 +332,10 @@ int cli_summary_write_json(const cli_run *r, const keel_run_stats *s) {
   FILE *f = fopen(r->summary_json, "w");
   if (!f) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s: cannot write the summary", r->summary_json);
   fprintf(f,
-          "{\"events_in\":%llu,\"events_out\":%llu,\"rejected\":%llu,\"blank_lines\":%llu,"
+          "{\"events_in\":%llu,\"events_out\":%llu,\"rejected\":%llu,\"unrecorded\":%llu,\"blank_lines\":%llu,"
           "\"wall_s\":%.6f,\"cpu_s\":%.6f,\"rss_peak_bytes\":%llu,\"workers\":%u,\"interrupted\":%s,\"stages\":{",
           (unsigned long long)s->events_in, (unsigned long long)s->events_out, (unsigned long long)s->rejected,
-          (unsigned long long)s->blank_lines, s->wall_s, s->cpu_s, (unsigned long long)s->rss_peak_bytes,
+          (unsigned long long)s->unrecorded, (unsigned long long)s->blank_lines, s->wall_s, s->cpu_s, (unsigned long long)s->rss_peak_bytes,
           keel_pipeline_workers(r->pipeline), s->interrupted ? "true" : "false");
   for (size_t i = 0; i < s->n_stages; i++) {
     const keel_stage_stats *x = &s->stages[i];
