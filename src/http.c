@@ -4,7 +4,15 @@
  * from it, at once (no request body is read). The series history is a
  * sorted array of (number, JSON) entries under one mutex, which the
  * publisher and the server's thread share; it is decimated when full (see
- * keel/http.h), so its memory is bounded however long the run. */
+ * keel/http.h), so its memory is bounded however long the run.
+ *
+ * Connections: at most HTTP_CONNS at once, HTTP_PER_ADDRESS of them from
+ * one address, each closed after HTTP_IDLE_S seconds without traffic: a
+ * client that opens connections and sends nothing (or a slow one) holds
+ * at most a quarter of them, and a scrape from elsewhere still gets in. */
+#define HTTP_CONNS 64u
+#define HTTP_PER_ADDRESS 16u
+#define HTTP_IDLE_S 10u
 #include "keel/http.h"
 
 #include <microhttpd.h>
@@ -175,8 +183,8 @@ static keel_status start_daemon(keel_http_t *h, const char *address, char *err, 
   sigaddset(&block, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &block, &old);
   h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-                          MHD_OPTION_END);
+                          MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                          HTTP_PER_ADDRESS, MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_S, MHD_OPTION_END);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   freeaddrinfo(ai);
   if (!h->d) {

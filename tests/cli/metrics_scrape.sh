@@ -3,7 +3,8 @@
 # Prometheus text that promtool accepts; once every event is through, its
 # counters equal the run's JSON summary (events in/out/rejected, stage calls
 # and errors, cache hits/misses, the latency histograms' counts); /healthz
-# answers, an unknown path is 404, the dashboard page is served; a bad
+# answers, an unknown path is 404, the dashboard page is served; idle
+# connections from another address do not shut a scrape out; a bad
 # address is a usage error (exit 2) and a busy port a runtime one (exit 1).
 . "$(dirname "$0")/lib/common.sh"
 command -v curl >/dev/null || { echo "FAIL: needs curl (scripts/deps.sh installs it)"; exit 1; }
@@ -54,6 +55,29 @@ code() { curl -s -o "$dir/body" -w '%{http_code}' "http://127.0.0.1:$port$1"; }
 [ "$(code /)" = 200 ] && grep -q '<svg' "$dir/body" && ok "/ serves the dashboard" || bad "/ has no dashboard"
 [ "$(code /api/series)" = 200 ] && python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert "samples" in j and "next" in j' "$dir/body" &&
   ok "/api/series is JSON with samples" || bad "/api/series: $(head -c 200 "$dir/body")"
+# 80 connections from another loopback address that send nothing (more
+# than the server takes at once): a scrape from 127.0.0.1 still gets in.
+python3 - "$port" "$dir/idle.ready" <<'PY' &
+import socket, sys, time
+held = []
+for _ in range(80):
+    c = socket.socket()
+    c.bind(("127.0.0.2", 0))
+    c.settimeout(2)
+    try:
+        c.connect(("127.0.0.1", int(sys.argv[1])))
+        held.append(c)
+    except OSError:
+        pass
+open(sys.argv[2], "w").write(str(len(held)))
+time.sleep(6)
+PY
+idle=$!
+for _ in $(seq 1 100); do [ -s "$dir/idle.ready" ] && break; sleep 0.1; done
+if curl -fsS --max-time 3 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
+  ok "scrape answered beside $(cat "$dir/idle.ready") idle connections from another address"
+else bad "scrape shut out by $(cat "$dir/idle.ready" 2>/dev/null) idle connections from another address"; fi
+kill "$idle" 2>/dev/null; wait "$idle" 2>/dev/null
 exec 3>&-
 wait "$pid"; rc=$?; pid=""
 [ $rc = 0 ] && ok "exit 0 after the FIFO closed" || bad "exit $rc: $(tail -n 3 "$dir/err")"
