@@ -214,17 +214,26 @@ static keel_status set_member(ctx *c, keel_field_id id, const char *name, const 
   return st == KEEL_OK ? st : say(c, st, "out of memory");
 }
 
+/* Where a parse error is: the byte offset into the text (its line is the
+ * event's, which the caller knows: an NDJSON line holds no newline), with
+ * the line and column of a text of several lines. Jansson's `position`
+ * counts the bytes read, the one it choked on included. */
+static const char *error_at(const json_error_t *err, char *buf, size_t len) {
+  if (err->line > 1) snprintf(buf, len, "line %d column %d", err->line, err->column);
+  else snprintf(buf, len, "byte %d", err->position > 0 ? err->position : 1);
+  return buf;
+}
+
 static keel_status parse_error(ctx *c, const json_error_t *err) {
+  char at[64];
   switch (json_error_code(err)) {
     case json_error_out_of_memory: return say(c, KEEL_ENOMEM, "out of memory while parsing JSON");
     case json_error_numeric_overflow:
-      return say(c, KEEL_EPARSE, "invalid JSON at line %d column %d: number out of range (integers must fit in int64): %s",
-                 err->line, err->column, err->text);
+      return say(c, KEEL_EPARSE, "invalid JSON at %s: number out of range (integers must fit in int64): %s",
+                 error_at(err, at, sizeof at), err->text);
     case json_error_duplicate_key:
-      return say(c, KEEL_EPARSE, "invalid JSON at line %d column %d: duplicate member: %s", err->line, err->column,
-                 err->text);
-    default:
-      return say(c, KEEL_EPARSE, "invalid JSON at line %d column %d: %s", err->line, err->column, err->text);
+      return say(c, KEEL_EPARSE, "invalid JSON at %s: duplicate member: %s", error_at(err, at, sizeof at), err->text);
+    default: return say(c, KEEL_EPARSE, "invalid JSON at %s: %s", error_at(err, at, sizeof at), err->text);
   }
 }
 

@@ -102,8 +102,10 @@ static void check_reject(const reject_case *rc, const char *line, size_t len, co
 static void test_reject_table(void **state) {
   (void)state;
   static const reject_case cases[] = {
-      {"invalid JSON", "{\"type\":\"user\",\"user\":}", 0, KEEL_EPARSE, "invalid JSON at line 1 column 23: unexpected token"},
-      {"truncated", "{\"type\":\"user\"", 0, KEEL_EPARSE, "invalid JSON at line 1"},
+      {"invalid JSON", "{\"type\":\"user\",\"user\":}", 0, KEEL_EPARSE, "invalid JSON at byte 23: unexpected token"},
+      {"truncated", "{\"type\":\"user\"", 0, KEEL_EPARSE, "invalid JSON at byte 14: '}' expected"},
+      {"invalid UTF-8 first", "\xff{}", 0, KEEL_EPARSE, "invalid JSON at byte 1: unable to decode byte 0xff"},
+      {"several lines", "{\n\"type\":\n}", 0, KEEL_EPARSE, "invalid JSON at line 3 column 1: unexpected token"},
       {"trailing garbage", "{\"type\":\"user\"} x", 0, KEEL_EPARSE, "invalid JSON"},
       {"two objects", "{}{}", 0, KEEL_EPARSE, "invalid JSON"},
       {"not an object: string", "\"user\"", 0, KEEL_EPARSE, "not a JSON object (a string)"},
