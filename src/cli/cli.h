@@ -55,11 +55,16 @@ int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((for
  * (a background job of a script), and stop pipeline p (keel_pipeline_stop;
  * borrowed; NULL: only noted, for a command still getting ready); calling
  * it again changes p. release puts back what they did before; caught says
- * whether one came since the first catch. */
+ * which one came since the first catch (0: none). die ends the process by
+ * signal sig (0: returns) with its default action, after flushing stdio:
+ * a command that a signal interrupted, once it has finished cleanly, dies
+ * of it, so that its caller (a shell: `keel run ... && next` stops; exit
+ * status 130 or 143) knows the work was cut short. */
 typedef struct keel_pipeline keel_pipeline_t;
 void cli_signals_catch(keel_pipeline_t *p);
 void cli_signals_release(void);
 int cli_signals_caught(void);
+void cli_signals_die(int sig);
 
 /* The time `seconds` (>= 0) from now on `clock`, for a timed wait. */
 struct timespec cli_time_after(clockid_t clock, double seconds);

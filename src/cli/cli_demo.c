@@ -98,7 +98,9 @@ int keel_cmd_demo(int argc, char **argv) {
     show_head(r.io.output, 3);
     fprintf(stderr, "  the demo's files (events, config, output) are in %s\n", dir);
   }
+  int sig = r.stopped_by;
   cli_run_free(&r);
   if (rc != KEEL_EXIT_OK) remove_demo_files(dir, trace, config, events, output); /* nothing to show: leave nothing */
+  else cli_signals_die(sig); /* interrupted (cli_run.c) */
   return rc;
 }

@@ -38,6 +38,7 @@ int cli_run_execute(cli_run *r) {
   if (stats.audit_failed && strict)
     return cli_fail(r->cmd, KEEL_EXIT_CHECK, "stopped: a cache audit found a stage that is not deterministic");
   if (!rc && log_rc) rc = KEEL_EXIT_FAIL;
+  if (stats.interrupted) r->stopped_by = cli_signals_caught();
   return rc ? rc : KEEL_EXIT_OK;
 }
 
@@ -46,6 +47,8 @@ int keel_cmd_run(int argc, char **argv) {
   int rc = cli_run_parse(&r, "run", argc, argv);
   if (rc < 0) rc = cli_run_build(&r);
   if (rc < 0) rc = cli_run_execute(&r);
+  int sig = r.stopped_by;
   cli_run_free(&r);
+  if (rc == KEEL_EXIT_OK) cli_signals_die(sig); /* interrupted: the summary is out, the files closed */
   return rc;
 }

@@ -36,7 +36,8 @@ static void usage(FILE *f) {
     fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
   fprintf(f,
           "\nexit codes: 0 done (rejected events included), 1 runtime failure,\n"
-          "            2 usage or configuration error, 3 a requested check failed\n");
+          "            2 usage or configuration error, 3 a requested check failed;\n"
+          "            a run stopped by SIGINT/SIGTERM finishes cleanly, then dies of it (130, 143)\n");
 }
 
 /* glibc gives each thread that allocates its own heap arena, and an arena

@@ -23,6 +23,7 @@ typedef struct cli_run {
   keel_run_io io;                       /* borrowed from argv */
   const char *summary_json;
   int quiet;
+  int stopped_by;            /* after cli_run_execute: the signal that interrupted the run (0: none) */
   int verbose;               /* --verbose: debug log lines */
   int no_progress;           /* --no-progress */
   const char *http;          /* --http ADDR:PORT, borrowed from argv */

@@ -7,8 +7,10 @@
  * cleared after they are removed; the handler only reads it. Atomic: the
  * handler may run on any thread that does not block the signal (a
  * library's, say), at the moment the main thread clears it. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
@@ -27,8 +29,7 @@ static atomic_int caught;
 static int installed;
 
 static void on_signal(int sig) {
-  (void)sig;
-  atomic_store(&caught, 1);
+  atomic_store(&caught, sig);
   keel_pipeline_stop(atomic_load(&signal_target)); /* NULL: noted only */
 }
 
@@ -54,4 +55,19 @@ void cli_signals_release(void) {
   atomic_store(&signal_target, NULL);
 }
 
-int cli_signals_caught(void) { return atomic_load(&caught) != 0; }
+int cli_signals_caught(void) { return atomic_load(&caught); }
+
+void cli_signals_die(int sig) {
+  if (!sig) return;
+  fflush(NULL);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = SIG_DFL;
+  sigaction(sig, &sa, NULL);
+  sigset_t one;
+  sigemptyset(&one);
+  sigaddset(&one, sig);
+  pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+  raise(sig);
+}

@@ -204,7 +204,7 @@ kill -INT $pb
 wait $pb
 rc=$?
 pend=$(redis-cli -p "$port" xpending big bg | head -1)
-[ $rc -eq 0 ] && [ "$(json big.json "d['stream']['pending']")" = "$pend" ] &&
+[ $rc -eq 130 ] && [ "$(json big.json "d['stream']['pending']")" = "$pend" ] &&
   ok "after SIGINT the summary's pending ($pend) is the group's" ||
   bad "SIGINT: exit $rc, summary pending $(json big.json "d['stream']['pending']"), XPENDING $pend"
 
