@@ -13,7 +13,9 @@
  *
  * Record: {"line":N,"reason":"...","input":"...","input_bytes":LEN}, with
  * at most the first 4 KiB of the raw line in "input" (cut back so as not to
- * split a UTF-8 character) and its full length in "input_bytes". */
+ * split a UTF-8 character) and its full length in "input_bytes"; when those
+ * bytes are not valid UTF-8, "input" shows each stray byte as \u00XX and
+ * "input_base64" holds them exactly (a replay gets the line back). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -135,7 +137,13 @@ static keel_status build(keel_buf *b, uint64_t line_no, const char *reason, cons
   if ((st = keel_buf_appendf(b, "{\"line\":%llu,\"reason\":", (unsigned long long)line_no)) != KEEL_OK) return st;
   if ((st = keel_buf_append_json_string(b, reason, strlen(reason))) != KEEL_OK) return st;
   if ((st = keel_buf_append(b, ",\"input\":", 9)) != KEEL_OK) return st;
-  if ((st = keel_buf_append_json_string(b, raw, input_cut(raw, raw_len))) != KEEL_OK) return st;
+  size_t cut = input_cut(raw, raw_len);
+  if ((st = keel_buf_append_json_string(b, raw, cut)) != KEEL_OK) return st;
+  if (!keel_utf8_valid(raw, cut)) {
+    if ((st = keel_buf_append(b, ",\"input_base64\":\"", 17)) != KEEL_OK) return st;
+    if ((st = keel_buf_append_base64(b, raw, cut)) != KEEL_OK) return st;
+    if ((st = keel_buf_append(b, "\"", 1)) != KEEL_OK) return st;
+  }
   return keel_buf_appendf(b, ",\"input_bytes\":%llu}\n", (unsigned long long)full_len);
 }
 

@@ -7,7 +7,9 @@
  * truncated sequence, an overlong form, a surrogate, a code point above
  * U+10FFFF) is written as \u00XX, so the result is always valid JSON and
  * the original byte value stays visible. Runs of plain bytes are copied
- * with one memcpy. */
+ * with one memcpy. Also the check for well-formed UTF-8 and base64 (RFC
+ * 4648), with which the dead-letter file keeps such bytes exactly. */
+#include <stdint.h>
 #include <string.h>
 
 #include "keel/io.h"
@@ -97,4 +99,33 @@ fail:
   b->len = mark;
   b->data[mark] = '\0';
   return st;
+}
+
+int keel_utf8_valid(const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s;
+  for (size_t i = 0; i < n;) {
+    size_t len = p[i] < 0x80 ? 1 : utf8_seq(p + i, n - i);
+    if (!len) return 0;
+    i += len;
+  }
+  return 1;
+}
+
+keel_status keel_buf_append_base64(keel_buf *b, const void *p, size_t n) {
+  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const unsigned char *s = p;
+  if (n > (SIZE_MAX - 2) / 4 * 3) return KEEL_ENOMEM;
+  keel_status st = keel_buf_reserve(b, (n + 2) / 3 * 4);
+  if (st != KEEL_OK) return st;
+  char *o = b->data + b->len;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0) | (i + 2 < n ? s[i + 2] : 0);
+    *o++ = abc[v >> 18];
+    *o++ = abc[(v >> 12) & 63];
+    *o++ = i + 1 < n ? abc[(v >> 6) & 63] : '=';
+    *o++ = i + 2 < n ? abc[v & 63] : '=';
+  }
+  b->len = (size_t)(o - b->data);
+  b->data[b->len] = '\0';
+  return KEEL_OK;
 }

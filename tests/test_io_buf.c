@@ -92,12 +92,56 @@ static void test_json_string_escapes(void **state) {
   check_json("a\xffz", 3, "\"a\\u00ffz\"");
 }
 
+/* keel_utf8_valid agrees with the escaping above on every shape. */
+static void test_utf8_valid(void **state) {
+  (void)state;
+  assert_true(keel_utf8_valid("", 0));
+  assert_true(keel_utf8_valid("plain \x01\x7f", 8));
+  assert_true(keel_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
+  assert_true(keel_utf8_valid("a\0b", 3));
+  static const char *bad[] = {"\x80", "\xc3", "\xe2\x82", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\xffz"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) assert_false(keel_utf8_valid(bad[i], strlen(bad[i])));
+  assert_false(keel_utf8_valid("ok\xc3", 3)); /* a sequence cut by the length */
+  assert_true(keel_utf8_valid("ok\xc3\xa9", 4));
+}
+
+/* RFC 4648's test vectors, and every byte value once. */
+static void test_base64(void **state) {
+  (void)state;
+  static const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+  static const char *out[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+  for (size_t i = 0; i < 7; i++) {
+    keel_buf b;
+    keel_buf_init(&b, KEEL_MEM_IO);
+    assert_int_equal(keel_buf_append(&b, "x", 1), KEEL_OK);
+    assert_int_equal(keel_buf_append_base64(&b, in[i], strlen(in[i])), KEEL_OK);
+    assert_int_equal(b.len, 1 + strlen(out[i]));
+    assert_string_equal(b.data + 1, out[i]);
+    keel_buf_free(&b);
+  }
+  unsigned char all[256];
+  for (int i = 0; i < 256; i++) all[i] = (unsigned char)i;
+  keel_buf b;
+  keel_buf_init(&b, KEEL_MEM_IO);
+  assert_int_equal(keel_buf_append_base64(&b, all, sizeof all), KEEL_OK);
+  assert_int_equal(b.len, 344);
+  /* As Python's base64 module gives them: the first and the last 8 characters. */
+  assert_memory_equal(b.data, "AAECAwQF", 8);
+  assert_string_equal(b.data + 336, "/P3+/w==");
+  keel_buf_clear(&b);
+  assert_int_equal(keel_buf_append_base64(&b, all + 255, 1), KEEL_OK);
+  assert_string_equal(b.data, "/w==");
+  keel_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_append_grows_and_terminates),
       cmocka_unit_test(test_appendf),
       cmocka_unit_test(test_oom_leaves_buffer_intact),
       cmocka_unit_test(test_json_string_escapes),
+      cmocka_unit_test(test_utf8_valid),
+      cmocka_unit_test(test_base64),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

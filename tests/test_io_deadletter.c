@@ -83,9 +83,12 @@ static void test_lazy_creation_and_records(void **state) {
                       "field 'k': 0 is not a positive integer");
   assert_string_equal(json_string_value(json_object_get(recs[0], "input")), raw1);
   assert_int_equal(json_integer_value(json_object_get(recs[0], "input_bytes")), sizeof raw1 - 1);
-  /* Invalid UTF-8 comes back as the code points U+00FF U+00FE. */
+  /* Invalid UTF-8 comes back as the code points U+00FF U+00FE, and exactly
+   * in base64; a valid line has no input_base64. */
   assert_string_equal(json_string_value(json_object_get(recs[1], "input")),
                       "bad \"quote\" \x01 \xc3\xbf\xc3\xbe tail\n");
+  assert_string_equal(json_string_value(json_object_get(recs[1], "input_base64")), "YmFkICJxdW90ZSIgASD//iB0YWlsCg==");
+  assert_null(json_object_get(recs[0], "input_base64"));
   assert_int_equal(json_integer_value(json_object_get(recs[2], "input_bytes")), 0);
   for (size_t i = 0; i < n; i++) json_decref(recs[i]);
   assert_int_equal(tu_tracked_bytes(), before);

@@ -65,6 +65,10 @@ KEEL_EXTERN keel_status keel_buf_appendf(keel_buf *b, const char *fmt, ...) __at
 /* Appends s as a JSON string literal (quotes included), escaping control
  * characters; bytes that are not valid UTF-8 are written as \u00XX. */
 KEEL_EXTERN keel_status keel_buf_append_json_string(keel_buf *b, const char *s, size_t n);
+/* Nonzero when s[0..n) (borrowed) is well-formed UTF-8 (RFC 3629). */
+KEEL_EXTERN int keel_utf8_valid(const char *s, size_t n);
+/* Appends p[0..n) (borrowed) in base64 (RFC 4648, padded, no quotes). */
+KEEL_EXTERN keel_status keel_buf_append_base64(keel_buf *b, const void *p, size_t n);
 
 /* ---- line reader ---- */
 
@@ -186,7 +190,9 @@ KEEL_EXTERN void keel_dead_letter_set_append(keel_dead_letter_t *d, int on);
 
 /* Appends one NDJSON record: {"line":N,"reason":"...","input":"<raw line,
  * at most 4 KiB of it>","input_bytes":LEN}. reason (NUL-terminated) and raw
- * are borrowed; both are escaped as JSON strings (invalid UTF-8 as \u00XX);
+ * are borrowed; both are escaped as JSON strings (invalid UTF-8 as \u00XX,
+ * which a real U+00XX would read the same as: a raw line that is not valid
+ * UTF-8 is also given exactly, in base64, as "input_base64");
  * the 4 KiB cut never splits a UTF-8 character. KEEL_EIO when the file
  * cannot be created or written (message in keel_dead_letter_error),
  * KEEL_ENOMEM. */

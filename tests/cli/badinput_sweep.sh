@@ -8,7 +8,8 @@
 # lines (empty, CR only, spaces). With 1 and 2 workers, and with the default
 # 1 MiB line limit and a 16 MiB one (the 10 MB line is then parsed and
 # refused by the string limit), every bad line must land in the dead-letter
-# file with its line number, its real length and a reason naming the fault;
+# file with its line number, its real length and a reason naming the fault
+# (a line that is not UTF-8 also with its exact bytes, in base64);
 # blank lines are counted as blank_lines, not events; events_in =
 # events_out + rejected; the run exits 0 and the good events come out.
 # (run_bad_input.sh covers the stage-level rejects: missing fields, wrong
@@ -61,7 +62,7 @@ add(b'{"type":"score","user":"2","product":"17"}', GOOD)
 add(b'{"type":"rank","user":"3","k":2', "'}' expected near end of file")     # truncated, no newline
 with open(f"{d}/in.ndjson", "wb") as f:
     f.write(b"\n".join(b for b, _, _ in L))
-want = {"reject": {}, "reject16": {}, "len": {}, "good": [], "blank": 0}
+want = {"reject": {}, "reject16": {}, "len": {}, "head": {}, "good": [], "blank": 0}
 for i, (b, w, w16) in enumerate(L, 1):
     if w == GOOD: want["good"].append(i)
     elif w == BLANK: want["blank"] += 1
@@ -71,12 +72,13 @@ for i, (b, w, w16) in enumerate(L, 1):
         want["reject"][i] = [JS, w] if parser else [w]
         want["reject16"][i] = [w16]
         want["len"][i] = len(b)
+        want["head"][i] = b[:4100].hex()
 json.dump(want, open(f"{d}/want.json", "w"))
 EOF_PY
 
 check() { # label, dead-letter file, output file, summary file, which reasons
   python3 - "$dir/want.json" "$2" "$3" "$4" "$5" <<'EOF_PY'
-import json, sys
+import base64, json, sys
 want = json.load(open(sys.argv[1]))
 reasons = {int(k): v for k, v in want[sys.argv[5]].items()}
 lens = {int(k): v for k, v in want["len"].items()}
@@ -95,6 +97,19 @@ for line, subs in reasons.items():
         print(f"line {line}: input_bytes {r.get('input_bytes')} want {lens[line]}"); ok = False
     if not isinstance(r.get("input"), str) or len(r["input"]) > 6 * 4096:
         print(f"line {line}: input missing or unbounded"); ok = False
+    # Bytes that are not UTF-8 are kept exactly in input_base64; valid lines have none.
+    head = bytes.fromhex(want["head"][str(line)])
+    kept = head[:min(len(head), 4096)]
+    try:
+        kept.decode("utf-8"); valid = True
+    except UnicodeDecodeError as e:
+        valid = e.start >= 4093 and kept[e.start] >= 0x80  # only the cut at 4 KiB splits a character
+    if valid and "input_base64" in r:
+        print(f"line {line}: valid UTF-8 but input_base64 given"); ok = False
+    if not valid:
+        exact = base64.b64decode(r.get("input_base64", ""))
+        if not exact or exact != head[:len(exact)] or len(exact) < min(len(head), 4093):
+            print(f"line {line}: input_base64 does not give the line's bytes"); ok = False
 out = [json.loads(l)["line"] for l in open(sys.argv[3], "rb")]
 if out != want["good"]:
     print("output lines", out, "want", want["good"]); ok = False
