@@ -332,13 +332,23 @@ static void claim_counts(keel__stream_src *s) {
   freeReplyObject(r);
 }
 
+/* The deliveries of XPENDING's extended entry e (0: not one). */
+static long long pending_deliveries(const redisReply *e) {
+  return e->type == REDIS_REPLY_ARRAY && e->elements >= 4 && e->element[3]->type == REDIS_REPLY_INTEGER
+             ? e->element[3]->integer
+             : 0;
+}
+
 /* How many idle entries to claim from the cursor on: the run of those
  * delivered only once (their consumer died once: ordinary failover), or
- * else 1, a suspect, claimed alone. A process that dies on an entry takes
- * with it every entry it holds, and each comes back with one delivery
- * more: claimed together again, the healthy ones would reach
- * max_deliveries with the poison one. Alone, only the entry that kills
- * its consumer gains deliveries (*suspect says so). `first` gets the first
+ * else suspects (*suspect says so), run apart from everything else. A
+ * process that dies on an entry takes with it every entry it holds, and
+ * each comes back with one delivery more: claimed together again, the
+ * healthy ones would reach max_deliveries with the poison one. So
+ * suspects delivered d times are claimed in runs of COUNT / 2^(d-1), a
+ * search that halves the group holding the poison entry at each crash,
+ * and alone for their last delivery (d + 1 = max_deliveries): only the
+ * entry that kills its consumer reaches max_deliveries. `first` gets the first
  * idle entry's id, where the claim starts: XAUTOCLAIM looks at no more than
  * 10 x COUNT entries, and entries in work elsewhere before the idle ones
  * would use that up. 0: nothing idle. */
@@ -350,9 +360,13 @@ static size_t claim_plan(keel__stream_src *s, const char *idle, int *suspect, ch
   redisReply *r = reader_cmd(s, 8, argv, st);
   if (!r) return 0;
   size_t fresh = 0, n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
-  while (fresh < n && r->element[fresh]->type == REDIS_REPLY_ARRAY && r->element[fresh]->elements >= 4 &&
-         r->element[fresh]->element[3]->type == REDIS_REPLY_INTEGER && r->element[fresh]->element[3]->integer < 2)
-    fresh++;
+  while (fresh < n && pending_deliveries(r->element[fresh]) == 1) fresh++;
+  size_t run = 0;
+  long long d = n ? pending_deliveries(r->element[0]) : 0;
+  if (!fresh && d >= 2) {
+    uint64_t cap = (uint64_t)d + 1 >= s->max_deliveries || d > 60 ? 1 : s->count >> (d - 1);
+    while (run < n && run < cap && pending_deliveries(r->element[run]) == d) run++;
+  }
   const redisReply *e0 = n ? r->element[0] : NULL;
   if (e0 && e0->type == REDIS_REPLY_ARRAY && e0->elements >= 1 && e0->element[0]->type == REDIS_REPLY_STRING)
     snprintf(first, first_len, "%s", e0->element[0]->str);
@@ -360,7 +374,7 @@ static size_t claim_plan(keel__stream_src *s, const char *idle, int *suspect, ch
     snprintf(first, first_len, "%s", s->claim_cursor);
   freeReplyObject(r);
   *suspect = n && !fresh;
-  return n == 0 ? 0 : fresh ? fresh : 1;
+  return n == 0 ? 0 : fresh ? fresh : run ? run : 1;
 }
 
 /* Waits until every entry handed out is settled (the sink acknowledged its

@@ -102,31 +102,39 @@ rc=$?
 # A stage that kills its process on one entry (x = 13; the crash_at
 # plugin). Each crash leaves every entry the process held pending, to come
 # back with one delivery more; restarted until a run ends cleanly, only
-# the entry that kills it may reach --max-deliveries: an entry that has
-# been delivered twice is claimed alone, and nothing else is handed out
-# until it is settled.
+# the entry that kills it may reach --max-deliveries: entries delivered d
+# >= 2 times are claimed apart from the rest, in runs that halve with each
+# delivery, and alone for their last one; nothing else is handed out until
+# they are settled. With max 3 the suspects run alone at once; with max 5
+# in halves, then quarters, then alone.
 CRASH=${KEEL_BUILD:-}/tests/libtest_plugin_crash.so
-if [ -f "$CRASH" ]; then
+crash_run() { # crash_run STREAM MAX_DELIVERIES
+  local k=$1 max=$2
   python3 -c "
-for i in range(300): print('{\"x\":%d}' % i)" >crash.ndjson
-  "$KEEL" push --quiet --input crash.ndjson --output "$R?stream=crash"
-  redis-cli -p "$port" xgroup create crash cg 0 >/dev/null
-  runs=0 crashes=0 rc=1
-  while [ $runs -lt 12 ] && [ $rc -ne 0 ]; do
+for i in range(300): print('{\"x\":%d}' % i)" >$k.ndjson
+  "$KEEL" push --quiet --input $k.ndjson --output "$R?stream=$k"
+  redis-cli -p "$port" xgroup create $k cg 0 >/dev/null
+  local runs=0 crashes=0 rc=1
+  while [ $runs -lt 14 ] && [ $rc -ne 0 ]; do
     runs=$((runs + 1))
     "$KEEL" run --plugin "$CRASH" --stages crash_at --set stage.crash_at.at=13 --claim-idle-ms 100 \
-      --max-deliveries 3 --idle-exit-ms 600 --input "$R?stream=crash&group=cg&consumer=w" --output crash.out \
-      --dead-letter crash.dl --summary-json crash.json 2>crash.err
+      --max-deliveries $max --idle-exit-ms 600 --input "$R?stream=$k&group=cg&consumer=w" --output $k.out \
+      --dead-letter $k.dl --summary-json $k.json 2>$k.err
     rc=$?
     [ $rc -eq 137 ] && crashes=$((crashes + 1))
   done
-  ndl=$(wc -l <crash.dl 2>/dev/null || echo 0)
-  nout=$(grep -o '"x":[0-9]*' crash.out | sort -u | wc -l)
-  [ $rc -eq 0 ] && [ "$crashes" -ge 3 ] && [ "$ndl" -eq 1 ] && grep -q 'x\\":13}' crash.dl &&
-    grep -q 'delivered 4 times' crash.dl && [ "$nout" -eq 299 ] && ! grep -q '"x":13,' crash.out &&
-    [ "$(redis-cli -p "$port" xpending crash cg | head -1)" -eq 0 ] &&
-    ok "a crashing entry is dead-lettered alone after $crashes crashes; the 299 others are output" ||
-    bad "crash: $runs runs ($crashes crashes), last exit $rc, $ndl dead letters, $nout distinct outputs: $(head -c 400 crash.dl) $(tail -2 crash.err)"
+  local ndl nout
+  ndl=$(wc -l <$k.dl 2>/dev/null || echo 0)
+  nout=$(grep -o '"x":[0-9]*' $k.out | sort -u | wc -l)
+  [ $rc -eq 0 ] && [ "$crashes" -ge "$max" ] && [ "$ndl" -eq 1 ] && grep -q 'x\\":13}' $k.dl &&
+    grep -q "delivered $((max + 1)) times" $k.dl && [ "$nout" -eq 299 ] && ! grep -q '"x":13,' $k.out &&
+    [ "$(redis-cli -p "$port" xpending $k cg | head -1)" -eq 0 ] &&
+    ok "max $max: a crashing entry is dead-lettered alone after $crashes crashes; the 299 others are output" ||
+    bad "crash, max $max: $runs runs ($crashes crashes), last exit $rc, $ndl dead letters, $nout distinct outputs: $(head -c 400 $k.dl) $(tail -2 $k.err)"
+}
+if [ -f "$CRASH" ]; then
+  crash_run crash 3
+  crash_run crash5 5
 else
   bad "plugin $CRASH not built (KEEL_BUILD unset?)"
 fi
