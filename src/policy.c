@@ -223,7 +223,8 @@ static unsigned sketch_freq(const sketch *s, uint32_t h) {
   uint64_t *blk = sketch_block(s, h, &pos);
   unsigned f = 15, sh;
   for (unsigned r = 0; r < 4; r++) {
-    unsigned v = (unsigned)(*sketch_cell(blk, pos, r, &sh) >> sh) & 15;
+    const uint64_t *c = sketch_cell(blk, pos, r, &sh); /* sets sh: a statement of its own, so read after */
+    unsigned v = (unsigned)(*c >> sh) & 15;
     if (v < f) f = v;
   }
   return f;
