@@ -552,8 +552,12 @@ keel_status keel__cache_insert_locked(keel_cache_t *c, shard *s, keel_cache_valu
   keel_cache_value_t *old = table_find1(s, h, ent_key(v), ent_klen(v));
   int old_stale = old && stale(c, old);
   if (old && keep_live && !old_stale) return KEEL_EEXIST;
-  if (old) keel__cache_unlink_locked(c, s, old, h, old_stale ? KEEL_CACHE_EXPIRED : KEEL_CACHE_REPLACED, 1);
-  if (too_big(s, charge)) return KEEL_ELIMIT;
+  int refused = too_big(s, charge);
+  /* A value too big to store replaces nothing: the old one is removed. */
+  if (old)
+    keel__cache_unlink_locked(c, s, old, h,
+                              old_stale ? KEEL_CACHE_EXPIRED : refused ? KEEL_CACHE_REMOVED : KEEL_CACHE_REPLACED, 1);
+  if (refused) return KEEL_ELIMIT;
   if (v->klen & EXP_FLAG) {
     uint64_t x = keel__cache_expiry_of(c, ttl ? *ttl : ent_negative(v) ? c->neg_ttl : c->ttl);
     if (v->klen & IDL_FLAG) {
@@ -712,6 +716,11 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
     keel_mem_free(raw);
     return KEEL_ENOMEM;
   }
+  if (pthread_mutex_init(&c->wait_lock, NULL) != 0) {
+    pthread_mutex_destroy(&c->cap_lock);
+    keel_mem_free(raw);
+    return KEEL_ENOMEM;
+  }
   c->tag = opt->tag;
   c->seed = opt->seed ? opt->seed : keel__random_u64(c) | 1;
   c->ttl = opt->ttl_ns;
@@ -753,6 +762,7 @@ keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out)
   if (st != KEEL_OK) {
     for (unsigned i = 0; i < made; i++) shard_free(&c->sh[i], (int)i < whole);
     pthread_mutex_destroy(&c->cap_lock);
+    pthread_mutex_destroy(&c->wait_lock);
     keel_mem_free(c->raw);
     return st;
   }
@@ -765,6 +775,7 @@ void keel_cache_destroy(keel_cache_t *c) {
   keel__worker_destroy(c->worker); /* first: it takes the shards' locks */
   for (unsigned i = 0; i < c->nshards; i++) shard_free(&c->sh[i], 1);
   pthread_mutex_destroy(&c->cap_lock);
+  pthread_mutex_destroy(&c->wait_lock);
   keel_mem_free(c->raw);
 }
 
@@ -942,7 +953,11 @@ static keel_status put(keel_cache_t *c, const void *key, size_t key_len, const v
                        const uint64_t *ttl) {
   if (!c || (!key && key_len) || (!data && len)) return KEEL_EMISUSE;
   keel_cache_value_t *v = keel__cache_ent_alloc(c, key, key_len, len, ttl != NULL, 0);
-  if (!v) return key_len > KLEN_MASK || len > UINT32_MAX ? KEEL_ELIMIT : KEEL_ENOMEM;
+  if (!v && (key_len > KLEN_MASK || len > UINT32_MAX)) { /* too big for any cache: the old value goes all the same */
+    (void)keel_cache_remove(c, key, key_len);
+    return KEEL_ELIMIT;
+  }
+  if (!v) return KEEL_ENOMEM;
   if (len) memcpy(ent_data(v), data, len);
   uint64_t h = key_hash(c, key, key_len);
   shard *s = shard_of(c, h);

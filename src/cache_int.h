@@ -118,6 +118,14 @@ typedef struct pending {
 /* An address unique to the calling thread while it lives. */
 const void *keel__cache_thread_id(void);
 
+/* A thread waiting for another's load (cache_load.c), on the cache's
+ * `waiting` list while it waits: its node lives on its stack. */
+typedef struct waiter {
+  struct waiter *next;
+  const void *thread; /* keel__cache_thread_id of the waiting thread */
+  pending *on;        /* the load it waits for: alive while it is listed (it is one of its waiters) */
+} waiter;
+
 struct keel_cache_load {
   keel_cache_t *c;
   const void *key;
@@ -177,6 +185,8 @@ struct keel_cache {
   _Atomic uint64_t max_bytes, max_entries; /* the whole cache's bounds */
   _Atomic unsigned own_ttls;          /* 1 once an entry had a time to live of its own (cleanup scans) */
   pthread_mutex_t cap_lock;           /* serializes set_capacity: its shards' bounds and max_bytes agree */
+  pthread_mutex_t wait_lock;          /* guards `waiting`; taken under a shard's lock, never the other way */
+  waiter *waiting;                    /* threads waiting for a load (cycle detection, cache_load.c) */
   shard sh[];
 };
 

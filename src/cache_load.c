@@ -70,8 +70,31 @@ static keel_status run_loader(keel_cache_load_t *ld, keel_cache_loader_fn loader
 /* The pending load of key in shard s, or NULL. Under the lock. */
 static pending *pending_find_locked(shard *s, uint64_t h, const void *key, size_t klen) {
   pending *p = s->pend;
-  while (p && !(p->hash == h && p->klen == klen && memcmp(p->key, key, klen) == 0)) p = p->next;
+  while (p && !(p->hash == h && p->klen == klen && (klen == 0 || memcmp(p->key, key, klen) == 0))) p = p->next;
   return p;
+}
+
+/* Whether waiting for p would close a cycle of loads that wait for each
+ * other: p's loader waits (a loader of its asked for a key) for a load
+ * whose loader waits ... for one of `me`'s. Then none would ever finish.
+ * Under wait_lock: a listed waiter's load is alive, and a thread waits for
+ * one load at a time. A load that is done waits for no one. */
+static int waits_for_me_locked(const keel_cache_t *c, const pending *p, const void *me) {
+  for (unsigned hops = 0; p && hops < 1024; hops++) {
+    if (p->owner == me) return 1;
+    const waiter *w = c->waiting;
+    while (w && !(w->thread == p->owner && !atomic_load_explicit(&w->on->done, memory_order_acquire))) w = w->next;
+    p = w ? w->on : NULL;
+  }
+  return 0;
+}
+
+static void waiter_unlist(keel_cache_t *c, waiter *w) {
+  pthread_mutex_lock(&c->wait_lock);
+  waiter **pp = &c->waiting;
+  while (*pp != w) pp = &(*pp)->next;
+  *pp = w->next;
+  pthread_mutex_unlock(&c->wait_lock);
 }
 
 /* Takes the loader's pending record me off the shard's list. Under the lock. */
@@ -115,11 +138,30 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
     return st;
   }
   pending *p = pending_find_locked(s, h, key, klen);
-  if (p && p->owner == keel__cache_thread_id()) { /* its own loader asks for the key: it would wait for itself */
+  const void *me_thread = keel__cache_thread_id();
+  if (p && p->owner == me_thread) { /* its own loader asks for the key: it would wait for itself */
     shard_unlock(s);
     return KEEL_EMISUSE;
   }
   if (p) {
+    waiter w = {NULL, me_thread, p};
+    int listed = 0;
+    if (!atomic_load_explicit(&p->done, memory_order_acquire)) {
+      /* Listed and checked in one step: of two threads closing a cycle,
+       * the second sees the first's wait. */
+      pthread_mutex_lock(&c->wait_lock);
+      int cycle = waits_for_me_locked(c, p, me_thread);
+      if (!cycle) {
+        w.next = c->waiting;
+        c->waiting = &w;
+        listed = 1;
+      }
+      pthread_mutex_unlock(&c->wait_lock);
+      if (cycle) {
+        shard_unlock(s);
+        return KEEL_EMISUSE;
+      }
+    }
     atomic_fetch_add_explicit(&p->waiters, 1, RLX); /* keeps p (on the loader's stack) alive */
     if (!atomic_load_explicit(&p->done, memory_order_acquire)) {
       shard_unlock(s);
@@ -127,6 +169,7 @@ keel_status keel__cache_load_slow(keel_cache_t *c, uint64_t h, const void *key, 
       shard_lock(s);
       while (!atomic_load_explicit(&p->done, RLX)) pthread_cond_wait(&s->cond, &s->lock);
     }
+    if (listed) waiter_unlist(c, &w); /* before p may go: its waiters keep it */
     keel_status st = p->status;
     if (st == KEEL_OK) {
       atomic_fetch_add_explicit(&p->value->refs, 1, RLX);

@@ -96,6 +96,39 @@ static void test_basic(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* A put refused as too big stores nothing and removes the old value: cause
+ * REMOVED (nothing replaced it), counted as a removal, not a replacement;
+ * the same for a value past 4 GiB, which no entry can hold. */
+static void test_too_big_put_removes(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  keel_cache_options o = base_opts(4096 + 32 * keel_cache_entry_overhead());
+  o.max_entries = 1; /* one shard: the whole bound is one entry's limit */
+  removals rm = {0};
+  o.on_removal = on_removal;
+  o.removal_ud = &rm;
+  keel_cache_t *c = mk(&o);
+  static char big[16384];
+  char buf[64];
+  assert_int_equal(keel_cache_put(c, "k", 1, "old", 3), KEEL_OK);
+  assert_int_equal(keel_cache_put(c, "k", 1, big, sizeof big), KEEL_ELIMIT);
+  assert_false(get_str(c, "k", buf, sizeof buf));
+  assert_int_equal(rm.n[KEEL_CACHE_REMOVED], 1);
+  assert_int_equal(rm.n[KEEL_CACHE_REPLACED], 0);
+  keel_cache_stats st;
+  keel_cache_get_stats(c, &st);
+  assert_int_equal(st.replacements, 0);
+  assert_int_equal(st.removals, 1);
+  assert_int_equal(st.entries, 0);
+  assert_int_equal(keel_cache_put(c, "k", 1, "old", 3), KEEL_OK);
+  /* 5 GiB: refused before a byte is read (the length alone is too big). */
+  assert_int_equal(keel_cache_put(c, "k", 1, big, (size_t)5 << 30), KEEL_ELIMIT);
+  assert_false(get_str(c, "k", buf, sizeof buf));
+  assert_int_equal(rm.n[KEEL_CACHE_REMOVED], 2);
+  keel_cache_destroy(c);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
 static void test_bad_options(void **state) {
   (void)state;
   keel_cache_t *c = NULL;
@@ -1627,7 +1660,8 @@ static void test_oom(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_basic), cmocka_unit_test(test_read_many),
+      cmocka_unit_test(test_basic),
+      cmocka_unit_test(test_too_big_put_removes), cmocka_unit_test(test_read_many),
       cmocka_unit_test(test_bad_options),
       cmocka_unit_test(test_value_outlives_eviction),
       cmocka_unit_test(test_forced_collisions),

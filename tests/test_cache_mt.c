@@ -431,6 +431,85 @@ static void test_nested_loads(void **state) {
   assert_int_equal(tu_tracked_bytes(), before);
 }
 
+/* Loaders on N threads that each ask for the next one's key, in a ring
+ * (key i's loader waits for key i+1's load, the last for key 0's), all
+ * started before any asks: the waits would close a cycle, and each would
+ * wait forever. One of them gets KEEL_EMISUSE instead; its loader fails,
+ * and the failure unwinds the ring. Every call returns, and the cache
+ * works on after. */
+typedef struct ring {
+  keel_cache_t *c;
+  unsigned n;
+  atomic_uint started, finished;
+  keel_status st[8];
+} ring;
+
+typedef struct ring_arg {
+  ring *r;
+  uint64_t key;
+} ring_arg;
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static keel_status ring_loader(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  ring *r = ctx;
+  atomic_fetch_add(&r->started, 1);
+  for (int i = 0; i < 5000 && atomic_load(&r->started) < r->n; i++) sleep_ms(1);
+  sleep_ms(20); /* each thread on its way to asking */
+  uint64_t next = (key_of(key, len) + 1) % r->n;
+  keel_cache_value_t *v = NULL;
+  keel_status st = keel_cache_get_or_load(r->c, &next, sizeof next, ring_loader, r, &v);
+  if (st != KEEL_OK) return st;
+  keel_cache_value_release(v);
+  return keel_cache_load_set(ld, "ok", 2);
+}
+
+static void *ring_thread(void *arg) {
+  ring_arg *a = arg;
+  keel_cache_value_t *v = NULL;
+  a->r->st[a->key] = keel_cache_get_or_load(a->r->c, &a->key, sizeof a->key, ring_loader, a->r, &v);
+  if (v) keel_cache_value_release(v);
+  atomic_fetch_add(&a->r->finished, 1);
+  return NULL;
+}
+
+static void test_loader_cycles(void **state) {
+  (void)state;
+  keel_cache_hash_fn hashes[] = {hash_mixed, hash_all_alike};
+  const unsigned sizes[] = {2, 3, 5};
+  for (unsigned hf = 0; hf < 2; hf++)
+    for (unsigned si = 0; si < 3; si++) {
+      keel_cache_options o = base_opts(1 << 20);
+      o.hash = hashes[hf];
+      ring r = {.n = sizes[si]};
+      assert_int_equal(keel_cache_create(&o, &r.c), KEEL_OK);
+      pthread_t th[8];
+      ring_arg args[8];
+      for (unsigned i = 0; i < r.n; i++) {
+        args[i] = (ring_arg){&r, i};
+        assert_int_equal(pthread_create(&th[i], NULL, ring_thread, &args[i]), 0);
+      }
+      for (int i = 0; i < 10000 && atomic_load(&r.finished) < r.n; i++) sleep_ms(1);
+      if (atomic_load(&r.finished) < r.n)
+        fail_msg("a ring of %u loaders (hash %u) is still waiting after 10 s: a deadlock", r.n, hf);
+      int misuse = 0;
+      for (unsigned i = 0; i < r.n; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_not_equal(r.st[i], KEEL_OK); /* the ring cannot be loaded */
+        misuse += r.st[i] == KEEL_EMISUSE;
+      }
+      assert_int_equal(misuse, r.n); /* the one refusal is what each failed with */
+      uint64_t k = 0;
+      keel_cache_value_t *v = NULL;
+      assert_int_equal(keel_cache_get_or_load(r.c, &k, sizeof k, inner_loader, NULL, &v), KEEL_OK);
+      keel_cache_value_release(v);
+      keel_cache_destroy(r.c);
+    }
+}
+
 /* ---- refresh after write: one reload per due value --------------------------- */
 
 typedef struct refr {
@@ -1027,6 +1106,7 @@ int main(void) {
       cmocka_unit_test(test_single_flight),
       cmocka_unit_test(test_single_flight_collisions),
       cmocka_unit_test(test_nested_loads),
+      cmocka_unit_test(test_loader_cycles),
       cmocka_unit_test(test_refresh_concurrent),
       cmocka_unit_test(test_refresh_is_single_flight),
       cmocka_unit_test(test_readthrough_concurrent),

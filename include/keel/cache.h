@@ -12,7 +12,7 @@
  * victims leave before a newcomer is published. An optional max_entries
  * bounds the count the same way. A large cache is split by key hash into
  * up to 16 shards (stats.shards), each bounded by an equal share: an entry
- * larger than its shard's share, or charged more than 1 GiB (the policy's
+ * larger than its shard's share, or charged 1 GiB or more (the policy's
  * weight limit), is not stored (KEEL_ELIMIT); shards begin at 8,192
  * expected entries and 2 MiB.
  *
@@ -251,7 +251,10 @@ KEEL_EXTERN void keel_cache_unpin(keel_cache_t *c);
  * later, unless the old value expired while the loader ran: then the
  * loader's status. Plain lookups (get, read) never refresh. A loader may
  * load other keys of the cache; asking for its own key while it is not
- * cached (which would wait for itself) returns KEEL_EMISUSE at once. */
+ * cached (which would wait for itself) returns KEEL_EMISUSE at once, and
+ * so does asking for a key whose load waits, through loaders on other
+ * threads, for this loader's (a ring of loads that would each wait for
+ * the next forever: the one that would close it is refused). */
 KEEL_EXTERN keel_status keel_cache_get_or_load(keel_cache_t *c, const void *key, size_t key_len,
                                                keel_cache_loader_fn loader, void *ctx,
                                                keel_cache_value_t **out);
@@ -290,7 +293,8 @@ KEEL_EXTERN void keel_cache_load_ttl(keel_cache_load_t *ld, uint64_t ttl_ns);
  * replacing any value (cause REPLACED; EXPIRED for an expired one) and
  * evicting as needed. KEEL_ELIMIT
  * when one entry's charge exceeds the cache, or the key is 128 MiB or
- * longer (nothing stored, the old value is removed); KEEL_ENOMEM leaves the cache as it was. The admission policy
+ * longer, or the value 4 GiB or larger (nothing stored; the old value is
+ * removed, cause REMOVED); KEEL_ENOMEM leaves the cache as it was. The admission policy
  * may evict the newcomer at once (reported as EVICTED). */
 KEEL_EXTERN keel_status keel_cache_put(keel_cache_t *c, const void *key, size_t key_len,
                                        const void *data, size_t len);
