@@ -92,23 +92,6 @@ keel_status keel_config_set_weak(keel_config_t *c, const char *section, const ch
   return set(c, section, key, value, origin, 1);
 }
 
-typedef struct load_ctx {
-  keel_config_t *c;
-  keel_status st;
-} load_ctx;
-
-static int on_ini(void *user, const char *section, const char *key, const char *value) {
-  load_ctx *l = user;
-  if (l->st != KEEL_OK) return 0; /* inih goes on after an error: keep the first one */
-  if (!key) return 1; /* a section header alone */
-  if (!*section) {
-    l->st = KEEL_ECONFIG;
-    return 0;
-  }
-  l->st = keel_config_set_weak(l->c, section, key, value ? value : "", KEEL_CONFIG_FILE);
-  return l->st == KEEL_OK;
-}
-
 /* inih reads lines into a buffer of INI_MAX_LINE bytes and cuts a longer
  * line silently, so the rest of it would be read as a line of its own (a
  * key nobody wrote); a NUL byte would do the same. This reader hands it
@@ -153,16 +136,78 @@ static char *read_line(char *str, int num, void *stream) {
   return str;
 }
 
+typedef struct load_ctx {
+  keel_config_t *c;
+  keel_status st;
+  const line_reader *lr;
+  char **seen;        /* "section]key" of each setting read so far, owned (KEEL_MEM_PIPELINE) */
+  size_t n_seen, cap_seen;
+  int dup_line;       /* a setting given twice: its second line, else 0 */
+  char dup[200];      /* and which */
+} load_ctx;
+
+/* Notes section.key as read; 1 when it was read before. A key given twice
+ * in one file (an indented line below a setting is its continuation, and
+ * replaced the value) is an error: one value per key. */
+static int seen_before(load_ctx *l, const char *section, const char *key) {
+  char *k = keel_mem_alloc(KEEL_MEM_PIPELINE, strlen(section) + strlen(key) + 2);
+  if (!k) {
+    l->st = KEEL_ENOMEM;
+    return 0;
+  }
+  snprintf(k, strlen(section) + strlen(key) + 2, "%s]%s", section, key);
+  for (size_t i = 0; i < l->n_seen; i++)
+    if (!strcmp(l->seen[i], k)) {
+      keel_mem_free(k);
+      return 1;
+    }
+  if (l->n_seen == l->cap_seen) {
+    size_t cap = l->cap_seen ? 2 * l->cap_seen : 16;
+    char **ns = keel_mem_realloc(KEEL_MEM_PIPELINE, l->seen, cap * sizeof *ns);
+    if (!ns) {
+      keel_mem_free(k);
+      l->st = KEEL_ENOMEM;
+      return 0;
+    }
+    l->seen = ns;
+    l->cap_seen = cap;
+  }
+  l->seen[l->n_seen++] = k;
+  return 0;
+}
+
+static int on_ini(void *user, const char *section, const char *key, const char *value) {
+  load_ctx *l = user;
+  if (l->st != KEEL_OK) return 0; /* inih goes on after an error: keep the first one */
+  if (!key) return 1; /* a section header alone */
+  if (!*section) {
+    l->st = KEEL_ECONFIG;
+    return 0;
+  }
+  if (seen_before(l, section, key)) {
+    l->st = KEEL_ECONFIG;
+    l->dup_line = l->lr->no;
+    snprintf(l->dup, sizeof l->dup, "[%.80s] %.80s", section, key);
+    return 0;
+  }
+  if (l->st != KEEL_OK) return 0;
+  l->st = keel_config_set_weak(l->c, section, key, value ? value : "", KEEL_CONFIG_FILE);
+  return l->st == KEEL_OK;
+}
+
 keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err, size_t errlen) {
   if (!c || !path) return KEEL_EINVAL;
-  load_ctx l = {c, KEEL_OK};
+  line_reader lr = {NULL, 0, 0, 0, 0, 0};
+  load_ctx l = {c, KEEL_OK, &lr, NULL, 0, 0, 0, ""};
   FILE *f = fopen(path, "r");
   if (!f) {
     snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     return KEEL_ECONFIG;
   }
-  line_reader lr = {f, 0, 0, 0, 0, 0};
+  lr.f = f;
   int rc = ini_parse_stream(read_line, &lr, on_ini, &l);
+  for (size_t i = 0; i < l.n_seen; i++) keel_mem_free(l.seen[i]);
+  keel_mem_free(l.seen);
   int read_errno = ferror(f) ? errno : 0; /* a directory opens, then fails to read */
   fclose(f);
   if (read_errno) {
@@ -172,6 +217,11 @@ keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err,
   if (rc == -2 || l.st == KEEL_ENOMEM) {
     snprintf(err, errlen, "%s: out of memory while reading", path);
     return KEEL_ENOMEM;
+  }
+  if (l.dup_line) {
+    snprintf(err, errlen, "%s:%d: %s is set twice (an indented line continues the setting above it; one value "
+             "per key)", path, l.dup_line, l.dup);
+    return KEEL_ECONFIG;
   }
   if (rc > 0) { /* before the line that stopped the reading, if one did */
     int outside = l.st == KEEL_ECONFIG && rc == lr.orphan;

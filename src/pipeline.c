@@ -75,9 +75,28 @@ static keel_status read_limits(keel_pipeline_t *p, char *err, size_t errlen) {
   return keel_config_check_keys(p->cfg, "limits", limit_keys, err, errlen);
 }
 
+/* Every section must be one keel reads: a misspelled one would be ignored
+ * whole, and with it a cache or a budget, without a word. */
+static keel_status check_sections(const keel_pipeline_t *p, char *err, size_t errlen) {
+  static const char *const fixed[] = {"pipeline", "limits", "catalog", "memo", "memory", "l2", "redis", NULL};
+  for (size_t i = 0; i < keel_config_count(p->cfg); i++) {
+    const char *sec;
+    keel_config_entry(p->cfg, i, &sec, NULL, NULL, NULL);
+    size_t k = 0;
+    while (fixed[k] && strcmp(fixed[k], sec)) k++;
+    if (fixed[k] || (!strncmp(sec, "cache.", 6) && sec[6]) || (!strncmp(sec, "stage.", 6) && sec[6])) continue;
+    snprintf(err, errlen,
+             "unknown section [%s] (keel reads [pipeline], [limits], [catalog], [memo], [memory], [l2], [redis], "
+             "[cache.STAGE] and [stage.STAGE])", sec);
+    return KEEL_ECONFIG;
+  }
+  return KEEL_OK;
+}
+
 static keel_status read_pipeline_options(keel_pipeline_t *p, char *err, size_t errlen) {
   int64_t v;
-  keel_status st = keel_config_check_keys(p->cfg, "pipeline", pipeline_keys, err, errlen);
+  keel_status st = check_sections(p, err, errlen);
+  if (st == KEEL_OK) st = keel_config_check_keys(p->cfg, "pipeline", pipeline_keys, err, errlen);
   if (st == KEEL_OK) st = keel_config_get_int(p->cfg, "pipeline", "workers", 1, 1, KEEL_PIPELINE_MAX_WORKERS, &v, err, errlen);
   if (st != KEEL_OK) return st;
   p->workers = (unsigned)v;

@@ -118,6 +118,24 @@ static void test_parse_errors_name_file_and_line(void **state) {
   snprintf(want, sizeof want, "%s:1: ", path);
   assert_memory_equal(err, want, strlen(want));
 
+  /* One value per key: an indented line continues the setting above it
+   * (inih), which would replace its value; a key given twice likewise. A
+   * section may be opened twice. */
+  path = write_file("cont.ini", "[pipeline]\nstages = user,score\n  rank\n");
+  assert_int_equal(keel_config_load_file(c, path, err, sizeof err), KEEL_ECONFIG);
+  snprintf(want, sizeof want, "%s:3: [pipeline] stages is set twice", path);
+  assert_memory_equal(err, want, strlen(want));
+  path = write_file("twice.ini", "[limits]\nk_max = 5\n[pipeline]\nbatch = 3\n[limits]\nmax_depth = 3\nk_max = 6\n");
+  assert_int_equal(keel_config_load_file(c, path, err, sizeof err), KEEL_ECONFIG);
+  snprintf(want, sizeof want, "%s:7: [limits] k_max is set twice", path);
+  assert_memory_equal(err, want, strlen(want));
+  keel_config_t *c2;
+  assert_int_equal(keel_config_create(&c2), KEEL_OK);
+  path = write_file("reopen.ini", "[limits]\nk_max = 5\n[pipeline]\nbatch = 3\n[limits]\nmax_depth = 3\n");
+  assert_int_equal(keel_config_load_file(c2, path, err, sizeof err), KEEL_OK);
+  assert_string_equal(keel_config_get(c2, "limits", "max_depth"), "3");
+  keel_config_destroy(c2);
+
   /* A directory opens like a file but cannot be read: not an empty config. */
   assert_int_equal(keel_config_load_file(c, tu_tmpdir(), err, sizeof err), KEEL_ECONFIG);
   snprintf(want, sizeof want, "%s: cannot read: Is a directory", tu_tmpdir());

@@ -99,6 +99,16 @@ expect_bad "unknown option 'color' in \[limits\]" '[limits]\ncolor = red\n'
 expect_bad "\[pipeline\] ordered = 'perhaps'" '[pipeline]\nordered = perhaps\n'
 expect_bad "\[catalog\] dim" '[catalog]\ndim = 0\n'
 expect_bad "unknown option 'prodcuts' in \[catalog\]" '[catalog]\nprodcuts = 500\n'
+# A misspelled section would drop a cache or a budget without a word.
+expect_bad "unknown section \[cahce.rank\]" '[cahce.rank]\nsize = 1MiB\n'
+expect_bad "unknown section \[memroy\]" '[pipeline]\nworkers = 2\n[memroy]\nbudget = 1KiB\n'
+# One value per key: an indented line continues the one above (it replaced it).
+expect_bad ":3: \[pipeline\] stages is set twice" '[pipeline]\nstages = user,score\n  rank\n'
+expect_bad ":4: \[pipeline\] workers is set twice" '[pipeline]\nworkers = 2\nbatch = 3\nworkers = 4\n'
+"$KEEL" check --set pipline.workers=8 >/dev/null 2>"$dir/err"
+rc=$?
+[ $rc -eq 2 ] && grep -q "unknown section \[pipline\]" "$dir/err" && ok "--set of an unknown section -> 2" ||
+  bad "--set pipline.workers: rc $rc $(cat "$dir/err")"
 "$KEEL" check --config "$dir/missing.ini" >"$dir/out" 2>"$dir/err"
 rc=$?
 [ $rc -eq 2 ] && grep -q "missing.ini: cannot open" "$dir/err" && ok "missing config file -> 2: $(cat "$dir/err")" ||
