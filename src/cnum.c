@@ -2,7 +2,9 @@
 #include "cnum_int.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The C locale's number category, made once per process and never
  * changed (glibc hands out its static C locale: nothing is allocated). */
@@ -21,6 +23,10 @@ void keel__cnum_end(locale_t was) {
 }
 
 double keel__strtod_c(const char *s, char **end) {
+  if (strpbrk(s, "xX")) { /* decimal only: strtod would read "0x10" as 16 */
+    *end = (char *)(uintptr_t)s;
+    return 0;
+  }
   locale_t was = keel__cnum_begin();
   double v = strtod(s, end);
   keel__cnum_end(was);

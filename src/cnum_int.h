@@ -14,7 +14,8 @@
 locale_t keel__cnum_begin(void);
 void keel__cnum_end(locale_t was);
 
-/* strtod in the C format. */
+/* strtod in the C format, decimal only (nothing converted, *end = s, for a
+ * hexadecimal "0x..."). */
 double keel__strtod_c(const char *s, char **end);
 
 #endif

@@ -327,7 +327,8 @@ static void test_durations_and_known_keys(void **state) {
   }
   /* Past a billion seconds in any unit: "6000000h" overflowed to 0 ("no TTL"). */
   static const char *const bad[] = {"", "s", "-1s", "10 s", "3d", "1e12", "nan", "5mm", "1000000001",
-                                    "6000000h", "1000000000h", "2000000h", "16666667m", "1e-10", "0.0000001ms"};
+                                    "6000000h", "1000000000h", "2000000h", "16666667m", "1e-10", "0.0000001ms",
+                                    "0x10", "0x1p4s", "inf", "infs"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     uint64_t ns;
     assert_int_equal(keel_parse_duration_ns(bad[i], &ns), KEEL_EINVAL);

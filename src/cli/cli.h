@@ -69,7 +69,8 @@ void cli_signals_die(int sig);
 /* The time `seconds` (>= 0) from now on `clock`, for a timed wait. */
 struct timespec cli_time_after(clockid_t clock, double seconds);
 
-/* Strict number parsing of a whole option value; 0 on success, -1 if bad. */
+/* Strict number parsing of a whole option value; 0 on success, -1 if bad
+ * (a double must be finite and decimal: no inf, nan or 0x...). */
 int cli_parse_u64(const char *s, uint64_t *out);
 int cli_parse_i64(const char *s, int64_t *out);
 int cli_parse_double(const char *s, double *out);

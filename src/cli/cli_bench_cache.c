@@ -32,6 +32,7 @@
 #include "cli.h"
 #include "keel/config.h"
 #include "keel/cache.h"
+#include "keel/policy.h"
 #include "keel/mem.h"
 #include "keel/trace.h"
 
@@ -246,12 +247,17 @@ int keel_bench_cache(int argc, char **argv) {
       if (cli_parse_double(argv[++i], &seconds) || seconds <= 0 || seconds > 3600)
         return cli_usage("bench cache", "bad --seconds '%s'", argv[i]);
     } else if (!strcmp(a, "--size") && has) {
-      if (cli_parse_u64(argv[++i], &size) || !size) return cli_usage("bench cache", "bad --size '%s'", argv[i]);
+      if (cli_parse_u64(argv[++i], &size) || !size || size > (1ull << 32))
+        return cli_usage("bench cache", "bad --size '%s' (entries, 1 to 2^32)", argv[i]);
     } else if (!strcmp(a, "--workload") && has) {
       workload = argv[++i];
       if (strcmp(workload, "read") && strcmp(workload, "readthrough"))
         return cli_usage("bench cache", "--workload is read or readthrough");
-    } else if (!strcmp(a, "--policy") && has) policy = argv[++i];
+    } else if (!strcmp(a, "--policy") && has) {
+      policy = argv[++i];
+      if (!keel_policy_known(policy))
+        return cli_usage("bench cache", "unknown policy '%s' (known: %s)", policy, keel_policy_names());
+    }
     else if (!strcmp(a, "--borrow") && has) {
       const char *v = argv[++i];
       if (strcmp(v, "yes") && strcmp(v, "no")) return cli_usage("bench cache", "--borrow is yes or no");

@@ -216,9 +216,10 @@ static void usage(FILE *f) {
           "  --inject-leak STAGE:BYTES[:untracked]  leak BYTES per event of STAGE's type, under\n"
           "                        STAGE's tag (tracked) or with plain malloc (untracked; measured\n"
           "                        in heap bytes: malloc's chunk, header and rounding included)\n"
-          "  --seconds S           how long to run (default 40; stops 2 s after a leak is confirmed)\n"
+          "  --seconds S           how long to run, up to a year (default 40; stops 2 s after a leak\n"
+          "                        is confirmed)\n"
           "  --json                the verdict as one JSON line on stdout\n"
-          "  --rate N              events per second fed (default 40000)\n"
+          "  --rate N              events per second fed, 100 to 10^9 (default 40000)\n"
           "  --users N             distinct users in the loop (default 4000)\n"
           "  --interval S          sampling interval (default 0.25)\n"
           "  --window S            trend window (default 8)\n"
@@ -248,8 +249,9 @@ static int split_args(int argc, char **argv, opts *o, int *rargc, char **rargv) 
       const char *v = argv[++i];
       int bad = 0;
       if (!strcmp(a, "--inject-leak")) bad = parse_inject(o, v);
-      else if (!strcmp(a, "--seconds")) bad = cli_parse_double(v, &o->seconds) || !(o->seconds > 0);
-      else if (!strcmp(a, "--rate")) bad = cli_parse_double(v, &o->rate) || !(o->rate >= 100);
+      else if (!strcmp(a, "--seconds"))
+        bad = cli_parse_double(v, &o->seconds) || !(o->seconds > 0) || o->seconds > 366 * 86400.0;
+      else if (!strcmp(a, "--rate")) bad = cli_parse_double(v, &o->rate) || !(o->rate >= 100) || o->rate > 1e9;
       else if (!strcmp(a, "--users")) bad = cli_parse_u64(v, &o->users) || !o->users;
       else if (!strcmp(a, "--interval")) bad = cli_parse_double(v, &o->interval) || !(o->interval > 0);
       else if (!strcmp(a, "--horizons"))

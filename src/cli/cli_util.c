@@ -1,5 +1,6 @@
 /* cli_util.c — error reporting and strict number parsing for subcommands. */
 #include <errno.h>
+#include <math.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -78,7 +79,7 @@ int cli_parse_double(const char *s, double *out) {
   char *end;
   errno = 0;
   double v = strtod(s, &end);
-  if (errno || *end || v != v) return -1;
+  if (errno || *end || !isfinite(v) || strpbrk(s, "xX")) return -1; /* no inf, nan or hexadecimal */
   *out = v;
   return 0;
 }

@@ -76,6 +76,12 @@ else bad "slow leak: exit $rc / $rc1, $verdict, $(cat "$dir/slow" "$dir/slow1")"
 "$KEEL" leakcheck --inject-leak rank >"$dir/o" 2>"$dir/e"
 rc=$?
 if [ $rc -eq 2 ]; then ok "bad --inject-leak: exit 2"; else bad "bad --inject-leak: exit $rc"; fi
+for v in inf 1e300 nan 0x10; do # a run that would never end, or a number read as hexadecimal
+  timeout 10 "$KEEL" leakcheck --seconds $v >"$dir/o" 2>"$dir/e"
+  rc=$?
+  [ $rc -eq 2 ] && grep -q "bad value '$v' for --seconds" "$dir/e" && ok "--seconds $v: exit 2" ||
+    bad "--seconds $v: exit $rc $(head -c 200 "$dir/e")"
+done
 "$KEEL" leakcheck --inject-leak nosuch:64 --seconds 1 --products 100 --dim 4 >"$dir/o" 2>"$dir/e"
 rc=$?
 if [ $rc -eq 2 ] && grep -q "no stage 'nosuch'" "$dir/e"; then ok "unknown stage: exit 2"

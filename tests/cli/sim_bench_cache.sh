@@ -58,7 +58,8 @@ a, b = (json.loads(l) for l in sys.stdin.read().split("\n") if l)
 assert 0 < a["hit_ratio"] < 1 and abs(a["hit_ratio"] - b["hit_ratio"]) < 0.05, (a, b)
 print("ok: batch 64 hit ratio", b["hit_ratio"], "vs", a["hit_ratio"], "one by one")
 ' || { echo "FAIL: batched hit ratio: $one / $many"; fail=1; }
-for bad in "--batch 0" "--batch 1025" "--batch 8 --workload readthrough"; do
+for bad in "--batch 0" "--batch 1025" "--batch 8 --workload readthrough" "--size 219604096115589901" \
+  "--policy bogus" "--seconds inf" "--seconds 0x1"; do
   # shellcheck disable=SC2086
   "$KEEL" bench cache --trace "$k" $bad >/dev/null 2>&1
   [ $? = 2 ] && echo "ok: $bad is a usage error" || { echo "FAIL: $bad accepted"; fail=1; }
