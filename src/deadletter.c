@@ -61,6 +61,17 @@ static keel_status io_fail(keel_dead_letter_t *d, const char *what) {
   return KEEL_EIO;
 }
 
+keel_status keel_dead_letter_check(keel_dead_letter_t *d) {
+  if (!d) return KEEL_EMISUSE;
+  if (access(d->path, W_OK) == 0) return KEEL_OK;
+  if (errno != ENOENT) return io_fail(d, "cannot write: ");
+  size_t n = strlen(d->path);
+  while (n > 0 && d->path[n - 1] != '/') n--; /* the directory part, with its '/' */
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%.*s", n ? (int)n : 1, n ? d->path : ".");
+  return access(dir, W_OK | X_OK) == 0 ? KEEL_OK : io_fail(d, "cannot create: ");
+}
+
 static keel_status open_file(keel_dead_letter_t *d) {
   d->fd = open(d->path, O_WRONLY | O_CREAT | (d->append ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0644);
   if (d->fd < 0) return io_fail(d, "");

@@ -642,6 +642,8 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
   else default_dead_letter(out, dl, sizeof dl);
   st = keel_dead_letter_create(dl, &s->dl);
   if (st == KEEL_OK && p->src_stream) keel_dead_letter_set_append(s->dl, 1);
+  if (st == KEEL_OK && (st = keel_dead_letter_check(s->dl)) != KEEL_OK)
+    snprintf(err, errlen, "dead-letter file %s", keel_dead_letter_error(s->dl));
   return st;
 }
 

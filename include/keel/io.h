@@ -184,6 +184,12 @@ typedef struct keel_dead_letter keel_dead_letter_t;
  * NULL or empty path. One thread at a time. */
 KEEL_EXTERN keel_status keel_dead_letter_create(const char *path, keel_dead_letter_t **out);
 
+/* Whether the file could be written (it exists and is writable, or its
+ * directory is), without creating it: an unusable path said before a run
+ * rather than at its first rejected event. KEEL_EIO (keel_dead_letter_error
+ * says why). */
+KEEL_EXTERN keel_status keel_dead_letter_check(keel_dead_letter_t *d);
+
 /* Appends to an existing file instead of replacing it (before the first
  * write; a worker of a shared stream keeps earlier runs' records). */
 KEEL_EXTERN void keel_dead_letter_set_append(keel_dead_letter_t *d, int on);

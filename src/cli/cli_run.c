@@ -1,4 +1,6 @@
 /* cli_run.c — `keel run`: stream events through the pipeline. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,6 +20,11 @@ int cli_run_execute(cli_run *r) {
                          .interval_s = r->metrics_interval, .progress = keel_progress_wanted(STDERR_FILENO, r->no_progress)};
   if (r->io.input && strcmp(r->io.input, "-") && stat(r->io.input, &sb) == 0 && S_ISREG(sb.st_mode))
     oo.input_size = (uint64_t)sb.st_size;
+  /* The summary's file is written at the end: a path that cannot take it
+   * is said before the run, not after it (the file is not truncated yet). */
+  int sfd = r->summary_json ? open(r->summary_json, O_WRONLY | O_CREAT | O_CLOEXEC, 0644) : -2;
+  if (sfd == -1) return cli_fail(r->cmd, KEEL_EXIT_USAGE, "--summary-json %s: %s", r->summary_json, strerror(errno));
+  if (sfd >= 0) close(sfd);
   cli_observe *ob;
   int orc = cli_observe_start(&oo, r->pipeline, &ob);
   if (orc >= 0) return orc;
@@ -25,8 +32,9 @@ int cli_run_execute(cli_run *r) {
   keel_status st = keel_pipeline_run(r->pipeline, &r->io, &stats, err, sizeof err);
   cli_signals_release();
   int log_rc = cli_observe_stop(ob);
-  if (st != KEEL_OK && stats.events_in == 0 && ((st == KEEL_EIO && !strstr(err, "writing")) || st == KEEL_ECONFIG))
-    return cli_fail(r->cmd, KEEL_EXIT_USAGE, "%s", err); /* nothing flowed: a bad path */
+  if (st != KEEL_OK && stats.events_in == 0 &&
+      ((st == KEEL_EIO && (!strstr(err, "writing") || strstr(err, ": cannot open for writing"))) || st == KEEL_ECONFIG))
+    return cli_fail(r->cmd, KEEL_EXIT_USAGE, "%s", err); /* nothing flowed: a bad path, input or output */
   if (st != KEEL_OK && stats.n_stages == 0) /* the ends never opened: no summary of a run that did not start */
     return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s", err);
   if (!r->quiet) cli_summary_print(stderr, r, &stats);

@@ -2,6 +2,7 @@
  * pipeline from them; the summaries. */
 #include "runopts.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,17 +202,18 @@ static int one_option(cli_run *r, int c, const char *arg) {
 static keel_status set_defaults(keel_config_t *cfg) {
   keel_limits l;
   keel_limits_default(&l);
-  char buf[5][32];
+  char buf[6][32];
   snprintf(buf[0], 32, "%zu", l.max_line);
   snprintf(buf[1], 32, "%zu", l.max_fields);
   snprintf(buf[2], 32, "%zu", l.max_string);
   snprintf(buf[3], 32, "%zu", l.max_vector);
   snprintf(buf[4], 32, "%zu", l.max_depth);
+  snprintf(buf[5], 32, "%d", KEEL_RECSYS_DEFAULT_K_MAX);
   const char *d[][3] = {{"pipeline", "stages", "user,score,rank"}, {"pipeline", "workers", "1"},
                         {"pipeline", "batch", "64"},  {"pipeline", "ordered", "true"},
                         {"limits", "max_line", buf[0]}, {"limits", "max_fields", buf[1]},
                         {"limits", "max_string", buf[2]}, {"limits", "max_vector", buf[3]},
-                        {"limits", "max_depth", buf[4]}};
+                        {"limits", "max_depth", buf[4]}, {"limits", "k_max", buf[5]}};
   keel_status st = KEEL_OK;
   for (size_t i = 0; i < sizeof d / sizeof d[0] && st == KEEL_OK; i++)
     st = keel_config_set(cfg, d[i][0], d[i][1], d[i][2], KEEL_CONFIG_DEFAULT);
@@ -330,7 +332,7 @@ void cli_summary_print(FILE *f, const cli_run *r, const keel_run_stats *s) {
 int cli_summary_write_json(const cli_run *r, const keel_run_stats *s) {
   if (!r->summary_json) return 0;
   FILE *f = fopen(r->summary_json, "w");
-  if (!f) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s: cannot write the summary", r->summary_json);
+  if (!f) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s: cannot write the summary: %s", r->summary_json, strerror(errno));
   fprintf(f,
           "{\"events_in\":%llu,\"events_out\":%llu,\"rejected\":%llu,\"unrecorded\":%llu,\"blank_lines\":%llu,"
           "\"wall_s\":%.6f,\"cpu_s\":%.6f,\"rss_peak_bytes\":%llu,\"workers\":%u,\"interrupted\":%s,\"stages\":{",
@@ -359,6 +361,7 @@ int cli_summary_write_json(const cli_run *r, const keel_run_stats *s) {
   cli_mem_write_json(f, r->pipeline);
   cli_redis_summary_json(f, s);
   fprintf(f, "}\n");
-  if (fclose(f) != 0) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s: cannot write the summary", r->summary_json);
+  if (fclose(f) != 0)
+    return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s: cannot write the summary: %s", r->summary_json, strerror(errno));
   return 0;
 }
