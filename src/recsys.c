@@ -96,6 +96,15 @@ static keel_status read_config(const keel_config_t *cfg, keel_catalog_options *o
   opt->seed = (uint64_t)s;
   const char *f = keel_config_get(cfg, "catalog", "file");
   if (f && *f) *file = f;
+  /* A catalog file has its own shape: a setting of it here would be shown
+   * as in effect (keel check) while the file's is used. */
+  static const char *const shape[] = {"products", "dim", "categories", "seed"};
+  for (size_t i = 0; *file && i < sizeof shape / sizeof shape[0]; i++)
+    if (keel_config_get(cfg, "catalog", shape[i])) {
+      say(err, errlen, "[catalog] %s = %s: the catalog is read from file %s, which sets it (give one of the two)",
+          shape[i], keel_config_get(cfg, "catalog", shape[i]), *file);
+      return KEEL_ECONFIG;
+    }
   return KEEL_OK;
 }
 

@@ -280,8 +280,8 @@ static int set_default(cli_run *r, const char *sec, const char *key, const char 
 static int build(cli_run *r, const opts *o, leak_state *ls, keel_stage_def *ld) {
   char err[1024] = "";
   keel_status st;
-  if (r->config_path && (st = keel_config_load_file(r->cfg, r->config_path, err, sizeof err)) != KEEL_OK)
-    return cli_fail(r->cmd, KEEL_EXIT_USAGE, "%s", err);
+  int rc = cli_run_load_configs(r);
+  if (rc >= 0) return rc;
   if (keel_registry_create(&r->reg) != KEEL_OK) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "out of memory");
   if ((st = keel_recsys_create(r->cfg, &r->rs, err, sizeof err)) != KEEL_OK ||
       (st = keel_recsys_register(r->reg, r->rs, err, sizeof err)) != KEEL_OK)

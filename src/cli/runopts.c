@@ -54,7 +54,8 @@ static const struct option long_opts[] = {
 
 void cli_run_options_help(FILE *f) {
   fprintf(f,
-          "  --config FILE         INI configuration (command line > file > defaults)\n"
+          "  --config FILE         INI configuration; again: a later file overrides an earlier one\n"
+          "                        (command line > files > defaults)\n"
           "  --plugin FILE.so      load stages from a plugin (repeatable)\n"
           "  --input FILE|-        NDJSON events to read (default: stdin)\n"
           "  --output FILE|-       NDJSON results to write (default: stdout)\n"
@@ -122,7 +123,10 @@ static int one_option(cli_run *r, int c, const char *arg) {
   int rc;
   if (c >= CLI_REDIS_OPT_BASE) return cli_redis_option(r->cmd, r->cfg, c, arg);
   switch (c) {
-    case OPT_CONFIG: r->config_path = arg; return -1;
+    case OPT_CONFIG:
+      if (r->n_configs == CLI_MAX_CONFIGS) return cli_usage(r->cmd, "at most %d --config options", CLI_MAX_CONFIGS);
+      r->config_paths[r->n_configs++] = arg;
+      return -1;
     case OPT_PLUGIN:
       if (r->n_plugins == CLI_MAX_PLUGINS) return cli_usage(r->cmd, "at most %d --plugin options", CLI_MAX_PLUGINS);
       r->plugins[r->n_plugins++] = arg;
@@ -260,11 +264,20 @@ static int wants_recsys(const keel_config_t *cfg) {
   return 0;
 }
 
+int cli_run_load_configs(cli_run *r) {
+  char err[1024] = "";
+  for (size_t i = 0; i < r->n_configs; i++) {
+    keel_status st = keel_config_load_file(r->cfg, r->config_paths[i], err, sizeof err);
+    if (st != KEEL_OK) return cli_fail(r->cmd, st == KEEL_ENOMEM ? KEEL_EXIT_FAIL : KEEL_EXIT_USAGE, "%s", err);
+  }
+  return -1;
+}
+
 int cli_run_build(cli_run *r) {
   char err[1024] = "";
   keel_status st;
-  if (r->config_path && (st = keel_config_load_file(r->cfg, r->config_path, err, sizeof err)) != KEEL_OK)
-    return cli_fail(r->cmd, st == KEEL_ENOMEM ? KEEL_EXIT_FAIL : KEEL_EXIT_USAGE, "%s", err);
+  int rc = cli_run_load_configs(r);
+  if (rc >= 0) return rc;
   if (keel_registry_create(&r->reg) != KEEL_OK) return cli_fail(r->cmd, KEEL_EXIT_FAIL, "out of memory");
   if (wants_recsys(r->cfg)) {
     if ((st = keel_recsys_create(r->cfg, &r->rs, err, sizeof err)) != KEEL_OK)

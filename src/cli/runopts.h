@@ -14,10 +14,12 @@
 #include "keel/stage.h"
 
 #define CLI_MAX_PLUGINS 16
+#define CLI_MAX_CONFIGS 8
 
 typedef struct cli_run {
   const char *cmd;                      /* "run", "check", ... for messages */
-  const char *config_path;              /* borrowed from argv */
+  const char *config_paths[CLI_MAX_CONFIGS]; /* borrowed from argv; a later one overrides an earlier */
+  size_t n_configs;
   const char *plugins[CLI_MAX_PLUGINS]; /* borrowed from argv */
   size_t n_plugins;
   keel_run_io io;                       /* borrowed from argv */
@@ -45,6 +47,11 @@ int cli_run_parse(cli_run *r, const char *cmd, int argc, char **argv);
  * and the plugins'), builds the pipeline. Returns -1 on success or an exit
  * code after printing the reason (2 for configuration errors). */
 int cli_run_build(cli_run *r);
+
+/* Loads the --config files in their order into r->cfg (file values never
+ * replace the command line's; a later file's replace an earlier's). -1 to
+ * go on, or an exit code after a message. */
+int cli_run_load_configs(cli_run *r);
 
 /* Runs the built pipeline with r's I/O, handling SIGINT/SIGTERM (stop
  * reading, finish what is in flight), and prints the summaries. Returns the

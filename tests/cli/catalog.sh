@@ -29,6 +29,12 @@ expect_rc 0 "wrote $dir/small.bin: 10 products, dim 64, 10 categories" -o "$dir/
 expect_rc 2 "unexpected argument 'extra'" -o "$dir/x.bin" extra
 check "nothing written on a usage error" test ! -e "$dir/x.bin"
 expect_rc 1 "cannot create" -o "$dir/no/such/dir/x.bin"
+# A run on a catalog file takes its shape from the file: --products or
+# --dim beside it would be shown as in effect and ignored; refused.
+sub=check
+expect_rc 2 "\[catalog\] products = 999: the catalog is read from file" --catalog "$dir/a.bin" --products 999
+expect_rc 2 "\[catalog\] dim = 8: the catalog is read from file" --catalog "$dir/a.bin" --dim 8
+check "--catalog alone is valid" bash -c "'$KEEL' check --catalog '$dir/a.bin' >/dev/null"
 
 echo "catalog.sh: $fails failure(s)"
 [ "$fails" -eq 0 ]

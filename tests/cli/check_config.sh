@@ -99,6 +99,12 @@ expect_bad "unknown option 'color' in \[limits\]" '[limits]\ncolor = red\n'
 expect_bad "\[pipeline\] ordered = 'perhaps'" '[pipeline]\nordered = perhaps\n'
 expect_bad "\[catalog\] dim" '[catalog]\ndim = 0\n'
 expect_bad "unknown option 'prodcuts' in \[catalog\]" '[catalog]\nprodcuts = 500\n'
+# --config again: a later file overrides an earlier one, the command line both.
+printf '[pipeline]\nworkers = 2\nbatch = 5\n' >"$dir/a.ini"
+printf '[pipeline]\nworkers = 3\nordered = false\n' >"$dir/b.ini"
+"$KEEL" check --config "$dir/a.ini" --config "$dir/b.ini" --set pipeline.ordered=true >"$dir/out" 2>"$dir/err"
+grep -q "^workers = 3 " "$dir/out" && grep -q "^batch = 5 " "$dir/out" && grep -q "^ordered = true .*command line" "$dir/out" &&
+  ok "two --config files: the later overrides, the command line wins" || bad "two --config files: $(cat "$dir/out" "$dir/err")"
 # A misspelled section would drop a cache or a budget without a word.
 expect_bad "unknown section \[cahce.rank\]" '[cahce.rank]\nsize = 1MiB\n'
 expect_bad "unknown section \[memroy\]" '[pipeline]\nworkers = 2\n[memroy]\nbudget = 1KiB\n'
