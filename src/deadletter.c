@@ -63,13 +63,10 @@ static keel_status io_fail(keel_dead_letter_t *d, const char *what) {
 
 keel_status keel_dead_letter_check(keel_dead_letter_t *d) {
   if (!d) return KEEL_EMISUSE;
-  if (access(d->path, W_OK) == 0) return KEEL_OK;
-  if (errno != ENOENT) return io_fail(d, "cannot write: ");
-  size_t n = strlen(d->path);
-  while (n > 0 && d->path[n - 1] != '/') n--; /* the directory part, with its '/' */
-  char dir[4096];
-  snprintf(dir, sizeof dir, "%.*s", n ? (int)n : 1, n ? d->path : ".");
-  return access(dir, W_OK | X_OK) == 0 ? KEEL_OK : io_fail(d, "cannot create: ");
+  int e = keel_path_writable(d->path);
+  if (!e) return KEEL_OK;
+  errno = e;
+  return io_fail(d, "cannot write there: ");
 }
 
 static keel_status open_file(keel_dead_letter_t *d) {

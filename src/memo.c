@@ -19,6 +19,7 @@
  * misses and audits only; hits and misses come from the cache. */
 #include "keel/memo.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include <xxhash.h>
 
 #include "keel/cache.h"
+#include "keel/io.h"
 #include "keel/mem.h"
 #include "keel/policy.h"
 #include "keel/redis.h"
@@ -56,7 +58,8 @@ struct keel_memo {
   keel_memo_mismatch_fn on_mismatch;
   void *mismatch_ctx;
   pthread_mutex_t record_lock; /* guards record */
-  FILE *record;
+  FILE *record;                /* NULL until recording begins (keel_memo_record_begin or the first lookup) */
+  char *record_path;           /* owned; NULL: no record */
   keel_l2_t *l2;   /* borrowed, may be NULL */
   char l2_ns[KEEL_FIELD_NAME_MAX + 48]; /* "STAGE:VERSION:MODEL_VERSION:" */
 };
@@ -87,16 +90,41 @@ static void put_be(uint8_t *p, uint64_t v, int bytes) {
   for (int i = bytes - 1; i >= 0; i--) *p++ = (uint8_t)(v >> (8 * i));
 }
 
-static keel_status open_record(keel_memo_t *m, const char *path, char *err, size_t errlen) {
+/* The key record is only checked here (a memo built to validate a
+ * configuration must not empty a file); it is created or emptied when
+ * recording begins. */
+static keel_status check_record(keel_memo_t *m, const char *path, char *err, size_t errlen) {
   pthread_mutex_init(&m->record_lock, NULL);
   if (!path) return KEEL_OK;
-  m->record = fopen(path, "wb");
-  if (!m->record) {
-    snprintf(err, errlen, "stage '%s': cannot create the key record %s", m->def->name, path);
+  int e = keel_path_writable(path);
+  if (e) {
+    snprintf(err, errlen, "stage '%s': cannot write the key record %s: %s", m->def->name, path, strerror(e));
     return KEEL_ECONFIG;
+  }
+  if (!(m->record_path = keel_mem_strdup(KEEL_MEM_CACHE, path))) return KEEL_ENOMEM;
+  return KEEL_OK;
+}
+
+/* Under record_lock. */
+static keel_status record_open_locked(keel_memo_t *m, char *err, size_t errlen) {
+  if (m->record) fclose(m->record);
+  m->record = fopen(m->record_path, "wb");
+  if (!m->record) {
+    snprintf(err, errlen, "stage '%s': cannot create the key record %s: %s", m->def->name, m->record_path,
+             strerror(errno));
+    return KEEL_EIO;
   }
   setvbuf(m->record, NULL, _IOFBF, 1 << 16);
   return KEEL_OK;
+}
+
+keel_status keel_memo_record_begin(keel_memo_t *m, char *err, size_t errlen) {
+  if (!m || !err) return KEEL_EINVAL;
+  if (!m->record_path) return KEEL_OK;
+  pthread_mutex_lock(&m->record_lock);
+  keel_status st = record_open_locked(m, err, errlen);
+  pthread_mutex_unlock(&m->record_lock);
+  return st;
 }
 
 static keel_status make_cache(keel_memo_t *m, const keel_memo_options *o, char *err, size_t errlen) {
@@ -165,7 +193,7 @@ keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char
   m->l2 = o->l2;
   snprintf(m->l2_ns, sizeof m->l2_ns, "%s:%u:%llu:", o->def->name, (unsigned)o->def->version,
            (unsigned long long)o->def->model_version);
-  keel_status st = open_record(m, o->record_keys, err, errlen);
+  keel_status st = check_record(m, o->record_keys, err, errlen);
   if (st == KEEL_OK) st = make_cache(m, o, err, errlen);
   size_t nr = o->def->n_reads, nw = o->def->n_writes;
   if (st == KEEL_OK && !(m->sorted_reads = keel_mem_calloc(KEEL_MEM_CACHE, 2 * nr + nw + 1, sizeof(keel_field_id))))
@@ -205,6 +233,7 @@ void keel_memo_destroy(keel_memo_t *m) {
   if (!m) return;
   keel_cache_destroy(m->cache);
   if (m->record) fclose(m->record);
+  keel_mem_free(m->record_path);
   pthread_mutex_destroy(&m->record_lock);
   keel_mem_free(m->sorted_reads);
   keel_mem_free(m->write_types);
@@ -369,7 +398,8 @@ static void record_key(keel_memo_t *m, const uint8_t *key, size_t len) {
   uint8_t be[8];
   put_be(be, XXH3_64bits(key, len), 8);
   pthread_mutex_lock(&m->record_lock);
-  fwrite(be, 1, 8, m->record);
+  char err[8];
+  if (m->record || record_open_locked(m, err, sizeof err) == KEEL_OK) fwrite(be, 1, 8, m->record);
   pthread_mutex_unlock(&m->record_lock);
 }
 
@@ -395,7 +425,7 @@ keel_status keel_memo_process(keel_memo_t *m, keel_memo_worker_t *w, keel_event_
   size_t key_len;
   keel_status st = project(w, ev, &key, &key_len);
   if (st != KEEL_OK) return st;
-  if (m->record) record_key(m, key, key_len);
+  if (m->record_path) record_key(m, key, key_len);
   load_ctx l = {w, 0};
   keel_cache_value_t *v = NULL;
   st = keel_cache_get_or_load(m->cache, key, key_len, loader, &l, &v);

@@ -742,6 +742,8 @@ keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io *io, keel_ru
   sink s = {0};
   keel_status st = alloc_run(p);
   if (st == KEEL_OK) st = open_ends(p, io, &s, err, errlen);
+  for (size_t k = 0; st == KEEL_OK && k < p->n_stages; k++)
+    if (p->stages[k].memo) st = keel_memo_record_begin(p->stages[k].memo, err, errlen);
   if (st != KEEL_OK) {
     if (st == KEEL_ENOMEM && !err[0]) snprintf(err, errlen, "out of memory while starting the run");
     goto done;

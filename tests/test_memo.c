@@ -294,7 +294,7 @@ static void test_config_refusals(void **state) {
       {"len", {"cache.len.size=16", NULL}, "[cache.len] size = 16 B: smaller than one entry's overhead ("},
       {"len", {"cache.len.size=1MiB", "cache.len.sise=2", NULL}, "unknown option 'sise' in [cache.len]"},
       {"len", {"cache.len.size=1MiB", "cache.len.record_keys=/nonexistent_dir/k.bin", NULL},
-       "stage 'len': cannot create the key record /nonexistent_dir/k.bin"},
+       "stage 'len': cannot write the key record /nonexistent_dir/k.bin: No such file or directory"},
       {"len", {"memo.audit_rate=2", NULL}, "[memo] audit_rate = '2': want a number in 0..1"},
       {"len", {"memo.audit_rate=-0.5", NULL}, "[memo] audit_rate = '-0.5': want a number in 0..1"},
       {"len", {"memo.audit_strict=sure", NULL}, "[memo] audit_strict = 'sure': want true or false"},
@@ -507,7 +507,18 @@ static key_run record_keys(const keel_stage_def *def, const char *path, size_t n
   keel_memo_worker_t *w;
   keel_event_t *ev;
   char err[256];
+  /* What the file held stays until recording begins (a memo built only
+   * to validate a configuration must not empty it); the first lookup
+   * begins it, and the file then holds this memo's keys only. */
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("stale", f);
+  fclose(f);
   assert_int_equal(keel_memo_create(&o, &m, err, sizeof err), KEEL_OK);
+  size_t stale_len;
+  char *stale = fixture_slurp(path, &stale_len);
+  assert_int_equal(stale_len, 5);
+  free(stale);
   assert_int_equal(keel_memo_worker_create(m, schema, &w), KEEL_OK);
   assert_int_equal(keel_event_create(schema, KEEL_MEM_ARENA, 0, &ev), KEEL_OK);
   for (size_t i = 0; i < n; i++) {
@@ -575,6 +586,29 @@ static void test_version_bump_changes_every_key(void **state) {
   enum { N = 64 };
   key_run base = record_keys(&def, tu_path("k.base"), N, 0, 0);
   assert_int_equal(count_distinct(&base), 8);
+  /* keel_memo_record_begin empties the record (a run that looks nothing
+   * up leaves an empty one, not the last run's keys). */
+  {
+    keel_schema_t *schema;
+    assert_int_equal(keel_schema_create(&schema), KEEL_OK);
+    keel_field_id ids[3];
+    assert_int_equal(keel_schema_intern(schema, "text", 4, &ids[0]), KEEL_OK);
+    assert_int_equal(keel_schema_intern(schema, "lang", 4, &ids[1]), KEEL_OK);
+    assert_int_equal(keel_schema_intern(schema, "n", 1, &ids[2]), KEEL_OK);
+    keel_stage_io io = {ids, ids + 2};
+    keel_memo_options o = {.size = sizeof o, .def = &def, .io = &io, .schema = schema, .max_bytes = 1 << 20,
+                           .record_keys = tu_path("k.base")};
+    keel_memo_t *m;
+    char err[256];
+    assert_int_equal(keel_memo_create(&o, &m, err, sizeof err), KEEL_OK);
+    assert_int_equal(keel_memo_record_begin(m, err, sizeof err), KEEL_OK);
+    keel_memo_destroy(m);
+    keel_schema_destroy(schema);
+    size_t len;
+    char *bytes = fixture_slurp(tu_path("k.base"), &len);
+    assert_int_equal(len, 0);
+    free(bytes);
+  }
   assert_int_equal(base.stats.misses, 8);
   assert_int_equal(base.stats.hits, N - 8);
 

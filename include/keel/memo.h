@@ -56,7 +56,8 @@ typedef struct keel_memo_options {
   keel_cache_maintenance maintenance; /* who applies hits to the policy (0: AUTO) */
   double audit_rate;            /* 0..1: fraction of hits recomputed */
   uint64_t audit_seed;          /* sampling seed (deterministic per worker) */
-  const char *record_keys;      /* NULL, or a file receiving each lookup key's 64-bit hash (bin64) */
+  const char *record_keys;      /* NULL, or a file receiving each lookup key's 64-bit hash (bin64): checked
+                                   at create, created or emptied as recording begins (keel_memo_record_begin) */
   keel_memo_mismatch_fn on_mismatch; /* may be NULL */
   void *mismatch_ctx;
   struct keel_l2 *l2; /* borrowed, may be NULL: a shared L2 (keel/redis.h) asked on an L1 miss */
@@ -83,6 +84,12 @@ KEEL_EXTERN keel_status keel_memo_create(const keel_memo_options *opt, keel_memo
 /* Frees the cache (values still held by callers stay valid until released)
  * and flushes the key record. */
 KEEL_EXTERN void keel_memo_destroy(keel_memo_t *m);
+
+/* (Re)starts the key record (options.record_keys): the file is created or
+ * emptied, and receives the keys of the lookups from now on. A pipeline
+ * calls it as each run begins; a memo used on its own begins at its first
+ * lookup. Nothing to do without a record. KEEL_EIO with the reason in err. */
+KEEL_EXTERN keel_status keel_memo_record_begin(keel_memo_t *m, char *err, size_t errlen);
 
 /* Per-worker scratch (the projection event) over `schema` (the pipeline's,
  * borrowed). *out is owned (keel_memo_worker_destroy). */

@@ -76,5 +76,11 @@ rc=$?
 [ $rc -eq 2 ] && grep -q "cache.rank" "$dir/err" && ok "--record-keys without --cache -> 2 ($(head -1 "$dir/err"))" ||
   bad "--record-keys without --cache -> rc $rc: $(cat "$dir/err")"
 
+# keel check validates the path but writes nothing: an earlier record stays.
+echo "an earlier record" >"$dir/keep.bin"
+"$KEEL" check --cache rank=1MiB --record-keys rank="$dir/keep.bin" >/dev/null 2>"$dir/err" &&
+  [ "$(cat "$dir/keep.bin")" = "an earlier record" ] && ok "keel check leaves the key record alone" ||
+  bad "keel check --record-keys: $(cat "$dir/err"), file now $(wc -c <"$dir/keep.bin") bytes"
+
 [ "$fails" -eq 0 ] && echo "all memo_record_keys checks passed" || echo "$fails memo_record_keys check(s) failed"
 [ "$fails" -eq 0 ]

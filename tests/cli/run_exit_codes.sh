@@ -86,7 +86,7 @@ expect 2 "plugin ./no_such_plugin.so" run "${CAT[@]}" --plugin no_such_plugin.so
 expect 2 "cannot open for writing" run "${CAT[@]}" --input "$dir/in.ndjson" --output "$dir/no/such/dir/out.ndjson"
 # So are a dead-letter file and a summary that could not be written: said
 # before the run (the dead-letter file is created only at a first reject).
-expect 2 "dead-letter file $dir/no/such/dl: cannot create: No such file" run "${CAT[@]}" --input "$dir/in.ndjson" \
+expect 2 "dead-letter file $dir/no/such/dl: cannot write there: No such file" run "${CAT[@]}" --input "$dir/in.ndjson" \
   --output "$dir/o.ndjson" --dead-letter "$dir/no/such/dl"
 expect 2 "summary-json $dir/no/such/s.json: No such file" run "${CAT[@]}" --input "$dir/in.ndjson" \
   --output "$dir/o.ndjson" --summary-json "$dir/no/such/s.json"
