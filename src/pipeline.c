@@ -127,6 +127,8 @@ static keel_status add_stage(keel_pipeline_t *p, const char *name, size_t len, c
     int n = snprintf(err, errlen, "unknown stage '%s' in [pipeline] stages (known:", buf);
     for (size_t i = 0; i < keel_registry_count(p->reg) && n > 0 && (size_t)n < errlen; i++)
       n += snprintf(err + n, errlen - (size_t)n, " %s", keel_registry_at(p->reg, i)->name);
+    if (!keel_registry_count(p->reg) && n > 0 && (size_t)n < errlen)
+      n += snprintf(err + n, errlen - (size_t)n, " none: no stage is registered");
     if (n > 0 && (size_t)n < errlen) snprintf(err + n, errlen - (size_t)n, ")");
     return KEEL_ECONFIG;
   }
@@ -203,6 +205,17 @@ static keel_status build_chain(keel_pipeline_t *p, char *err, size_t errlen) {
       st = add_stage(p, n, strlen(n), err, errlen);
     }
   } else {
+    /* "user,,rank" or a trailing comma: a name left out, not nothing. */
+    for (const char *a = list; *list;) {
+      const char *c = strchr(a, ',');
+      size_t n = c ? (size_t)(c - a) : strlen(a);
+      if (strspn(a, " \t") >= n) {
+        snprintf(err, errlen, "[pipeline] stages = '%s': a stage name left out between commas", list);
+        return KEEL_ECONFIG;
+      }
+      if (!c) break;
+      a = c + 1;
+    }
     for (const char *s = list; st == KEEL_OK && *s;) {
       s += strspn(s, " \t,");
       size_t len = strcspn(s, " \t,");

@@ -196,11 +196,14 @@ static void test_create_bad_config(void **st) {
   /* Bounds that only hold jointly: categories at most products. */
   expect_config_error("catalog", "categories", "300", KEEL_ECONFIG,
                       "[catalog]: categories must be in 1..200 (at most products), got 300");
-  expect_config_error("catalog", "file", "/nonexistent/catalog.bin", KEEL_EIO,
-                      "catalog /nonexistent/catalog.bin: cannot open");
+  /* A file beside the generation keys: its shape would be shown as set
+   * and ignored. */
+  expect_config_error("catalog", "file", "/nonexistent/catalog.bin", KEEL_ECONFIG,
+                      "[catalog] products = 200: the catalog is read from file /nonexistent/catalog.bin");
 }
 
-/* [catalog] file loads that catalog, whatever the generation keys say. */
+/* [catalog] file loads that catalog (the generation keys beside it are
+ * refused: test_create_bad_config). */
 static void test_create_from_file(void **st) {
   (void)st;
   char path[256], err[512];
@@ -214,9 +217,17 @@ static void test_create_from_file(void **st) {
   keel_catalog_t *cat;
   assert_int_equal(keel_catalog_generate(&o, &cat, err, sizeof err), KEEL_OK);
   assert_int_equal(keel_catalog_save(cat, path, err, sizeof err), KEEL_OK);
-  keel_config_t *cfg = small_config(NULL);
+  keel_config_t *cfg;
+  assert_int_equal(keel_config_create(&cfg), KEEL_OK);
   assert_int_equal(keel_config_set(cfg, "catalog", "file", path, KEEL_CONFIG_FILE), KEEL_OK);
   keel_recsys_t *rs = NULL;
+  /* A missing file: the loader's reason. */
+  keel_config_t *none;
+  assert_int_equal(keel_config_create(&none), KEEL_OK);
+  assert_int_equal(keel_config_set(none, "catalog", "file", "/nonexistent/catalog.bin", KEEL_CONFIG_FILE), KEEL_OK);
+  assert_int_equal(keel_recsys_create(none, &rs, err, sizeof err), KEEL_EIO);
+  assert_non_null(strstr(err, "catalog /nonexistent/catalog.bin: cannot open"));
+  keel_config_destroy(none);
   assert_int_equal(keel_recsys_create(cfg, &rs, err, sizeof err), KEEL_OK);
   assert_int_equal(keel_recsys_products(rs), 50);
   assert_int_equal(keel_recsys_dim(rs), 6);

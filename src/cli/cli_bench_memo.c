@@ -107,7 +107,9 @@ static int world_make(world *w, const opts *o, const char *cache_size) {
   if (st == KEEL_OK) st = keel_recsys_create(w->cfg, &w->rs, err, sizeof err);
   if (st == KEEL_OK) st = keel_recsys_register(w->reg, w->rs, err, sizeof err);
   if (st == KEEL_OK) st = keel_pipeline_create(w->reg, w->cfg, &w->p, err, sizeof err);
-  if (st != KEEL_OK) return cli_fail("bench memo", KEEL_EXIT_FAIL, "%s", err[0] ? err : keel_status_str(st));
+  if (st != KEEL_OK)
+    return cli_fail("bench memo", st == KEEL_ECONFIG ? KEEL_EXIT_USAGE : KEEL_EXIT_FAIL, "%s",
+                    err[0] ? err : keel_status_str(st));
   return -1;
 }
 
@@ -147,8 +149,10 @@ static int measure(const opts *o, const char *dir) {
   snprintf(a, sizeof a, "%s/uncached.ndjson", dir);
   snprintf(b, sizeof b, "%s/cached.ndjson", dir);
   snprintf(c, sizeof c, "%s/warm.ndjson", dir);
-  if (cli_gen_file(o->trace, o->format, o->mix, o->limit, in) != 0)
-    return cli_fail("bench memo", KEEL_EXIT_FAIL, "turning %s into events failed", o->trace);
+  int grc = cli_gen_file(o->trace, o->format, o->mix, o->limit, in);
+  if (grc != 0) /* keel gen said why; a bad trace, format or mix is a usage error here too */
+    return cli_fail("bench memo", grc == KEEL_EXIT_USAGE ? KEEL_EXIT_USAGE : KEEL_EXIT_FAIL,
+                    "turning %s into events failed (the reason above)", o->trace);
   keel_run_stats su, sc, sw;
   world w;
   int rc = world_make(&w, o, NULL);

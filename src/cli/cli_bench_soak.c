@@ -155,6 +155,7 @@ static int parse(opts *o, int argc, char **argv) {
   }
   if (optind < argc) return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
   if (o->events && seconds_given) return cli_usage(CMD, "give --events or --seconds, not both");
+  if (!o->trace && strcmp(o->format, "auto")) return cli_usage(CMD, "--format is for the --trace file");
   return -1;
 }
 
@@ -217,7 +218,8 @@ static int build(soak *s) {
   if (st == KEEL_OK) st = keel_recsys_create(s->cfg, &s->rs, err, sizeof err);
   if (st == KEEL_OK) st = keel_recsys_register(s->reg, s->rs, err, sizeof err);
   if (st == KEEL_OK) st = keel_pipeline_create(s->reg, s->cfg, &s->p, err, sizeof err);
-  if (st != KEEL_OK) return cli_fail(CMD, KEEL_EXIT_FAIL, "%s", err[0] ? err : keel_status_str(st));
+  if (st != KEEL_OK)
+    return cli_fail(CMD, st == KEEL_ECONFIG ? KEEL_EXIT_USAGE : KEEL_EXIT_FAIL, "%s", err[0] ? err : keel_status_str(st));
   return -1;
 }
 

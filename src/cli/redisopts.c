@@ -31,6 +31,8 @@ static int set(const char *cmd, keel_config_t *cfg, const char *sec, const char 
 int cli_redis_option(const char *cmd, keel_config_t *cfg, int c, const char *arg) {
   static const char *const keys[] = {"claim_idle_ms", "max_deliveries", "output_maxlen", NULL, "idle_exit_ms",
                                      "retry_ms"};
+  static const char *const flags[] = {"claim-idle-ms", "max-deliveries", "output-maxlen", NULL, "idle-exit-ms",
+                                      "redis-retry-ms"};
   uint64_t n;
   switch (c) {
     case OPT_L2: {
@@ -47,7 +49,8 @@ int cli_redis_option(const char *cmd, keel_config_t *cfg, int c, const char *arg
     case OPT_IDLE_EXIT:
     case OPT_REDIS_RETRY:
       if (cli_parse_u64(arg, &n) || (n == 0 && c != OPT_IDLE_EXIT))
-        return cli_usage(cmd, "--%s wants a positive integer, got '%s'", keys[c - OPT_CLAIM_IDLE], arg);
+        return cli_usage(cmd, "--%s wants a %s integer, got '%s'", flags[c - OPT_CLAIM_IDLE],
+                         c == OPT_IDLE_EXIT ? "non-negative" : "positive", arg);
       return set(cmd, cfg, "redis", keys[c - OPT_CLAIM_IDLE], arg);
   }
   return cli_usage(cmd, "unknown option");

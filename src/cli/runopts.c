@@ -107,6 +107,8 @@ static int set_generic(cli_run *r, const char *arg) {
   if (!eq || !dot || dot == arg || dot + 1 == eq)
     return cli_usage(r->cmd, "--set wants SECTION.KEY=VALUE, got '%s'", arg);
   char section[128], key[128];
+  if ((size_t)(dot - arg) >= sizeof section || (size_t)(eq - dot - 1) >= sizeof key)
+    return cli_usage(r->cmd, "--set: a section or key name longer than %zu bytes in '%.60s...'", sizeof section - 1, arg);
   snprintf(section, sizeof section, "%.*s", (int)(dot - arg), arg);
   snprintf(key, sizeof key, "%.*s", (int)(eq - dot - 1), dot + 1);
   return set_cli(r, section, key, eq + 1);

@@ -94,6 +94,8 @@ expect_bad "unknown option 'wrokers' in \[pipeline\]" '[pipeline]\nwrokers = 2\n
 expect_bad "\[pipeline\] workers = 'many': want an integer in 1..256" '[pipeline]\nworkers = many\n'
 expect_bad "unknown stage 'ranking' in \[pipeline\] stages" '[pipeline]\nstages = user,ranking\n'
 expect_bad "stage 'user' appears twice" '[pipeline]\nstages = user,user\n'
+expect_bad "stages = 'user,,rank': a stage name left out" '[pipeline]\nstages = user,,rank\n'
+expect_bad "stages = 'user, score,': a stage name left out" '[pipeline]\nstages = user, score,\n'
 expect_bad "\[limits\] max_line = '1MB'" '[limits]\nmax_line = 1MB\n'
 expect_bad "unknown option 'color' in \[limits\]" '[limits]\ncolor = red\n'
 expect_bad "\[pipeline\] ordered = 'perhaps'" '[pipeline]\nordered = perhaps\n'

@@ -61,6 +61,8 @@ expect 2 "option '--workers' needs a value" run --workers
 expect 2 "--workers wants a positive integer, got '0'" run --workers 0
 expect 2 "--workers wants a positive integer, got 'two'" run --workers two
 expect 2 "--batch wants a positive integer" run --batch -3
+expect 2 "--claim-idle-ms wants a positive integer, got '-1'" run --claim-idle-ms -1
+expect 2 "--idle-exit-ms wants a non-negative integer, got 'x'" run --idle-exit-ms x
 expect 2 "--max-line wants a size such as 1MiB, got '2MB'" run --max-line 2MB
 expect 2 "--set wants SECTION.KEY=VALUE, got 'novalue'" run --set novalue
 expect 2 "unexpected argument 'extra'" run --input "$dir/in.ndjson" extra
