@@ -64,6 +64,10 @@ static keel_status query_pair(const char *s, const char *end, keel_redis_addr *a
     snprintf(err, errlen, "%s: unknown query key '%.*s' (known: stream, group, consumer)", url, (int)kn, s);
     return KEEL_ECONFIG;
   }
+  if (dst[0]) {
+    snprintf(err, errlen, "%s: '%.*s' is given twice", url, (int)kn, s);
+    return KEEL_ECONFIG;
+  }
   if (vn >= KEEL_REDIS_NAME_MAX) {
     snprintf(err, errlen, "%s: '%.*s' is longer than %d bytes", url, (int)kn, s, KEEL_REDIS_NAME_MAX - 1);
     return KEEL_ECONFIG;
@@ -91,14 +95,22 @@ keel_status keel_redis_addr_parse(const char *url, keel_redis_addr *out, char *e
   }
   const char *slash = memchr(h, '/', (size_t)(end - h));
   const char *hp_end = slash ? slash : end;
-  const char *colon = NULL;
-  for (const char *s = h; s < hp_end; s++)
-    if (*s == ':') colon = s;
-  if (!colon || colon == h || (size_t)(colon - h) >= KEEL_REDIS_HOST_MAX) {
-    snprintf(err, errlen, "%s: want redis://HOST:PORT (a host and a port)", url);
+  const char *colon = NULL, *host = h, *host_end;
+  if (*h == '[') { /* an IPv6 address: redis://[::1]:6379 */
+    const char *close = memchr(h, ']', (size_t)(hp_end - h));
+    host = h + 1;
+    host_end = close;
+    colon = close && close + 1 < hp_end && close[1] == ':' ? close + 1 : NULL;
+  } else {
+    for (const char *s = h; s < hp_end; s++)
+      if (*s == ':') colon = s;
+    host_end = colon;
+  }
+  if (!colon || !host_end || host_end == host || (size_t)(host_end - host) >= KEEL_REDIS_HOST_MAX) {
+    snprintf(err, errlen, "%s: want redis://HOST:PORT (a host and a port; [ADDRESS]:PORT for IPv6)", url);
     return KEEL_ECONFIG;
   }
-  memcpy(a.host, h, (size_t)(colon - h));
+  memcpy(a.host, host, (size_t)(host_end - host));
   if (parse_int(colon + 1, (size_t)(hp_end - colon - 1), 1, 65535, &a.port)) {
     snprintf(err, errlen, "%s: the port must be 1..65535", url);
     return KEEL_ECONFIG;

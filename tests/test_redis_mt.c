@@ -34,6 +34,10 @@ static void parse_ok(void **state) {
   assert_string_equal(a.stream, "ev");
   assert_string_equal(a.group, "g1");
   assert_string_equal(a.consumer, "w-2");
+  assert_int_equal(keel_redis_addr_parse("redis://[::1]:6381/2?stream=s", &a, err, sizeof err), KEEL_OK);
+  assert_string_equal(a.host, "::1"); /* an IPv6 address in brackets, as URLs write them */
+  assert_int_equal(a.port, 6381);
+  assert_int_equal(a.db, 2);
   assert_true(keel_redis_is_url("redis://x:1"));
   assert_false(keel_redis_is_url("events.ndjson"));
 }
@@ -44,7 +48,8 @@ static void parse_bad(void **state) {
   char err[256];
   const char *bad[] = {"http://h:1", "redis://:6379", "redis://host", "redis://host:0", "redis://host:70000",
                        "redis://host:12x", "redis://host:1/db", "redis://host:1?strem=x", "redis://host:1?stream",
-                       "redis://user:pw@host:1"};
+                       "redis://user:pw@host:1", "redis://[::1]", "redis://[::1:6379", "redis://[]:6379",
+                       "redis://h:1?stream=a&stream=b", "redis://h:1?group=g&group=g"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     err[0] = '\0';
     assert_int_equal(keel_redis_addr_parse(bad[i], &a, err, sizeof err), KEEL_ECONFIG);

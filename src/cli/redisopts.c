@@ -56,6 +56,26 @@ int cli_redis_option(const char *cmd, keel_config_t *cfg, int c, const char *arg
   return cli_usage(cmd, "unknown option");
 }
 
+int cli_redis_options_fit(const char *cmd, const keel_config_t *cfg, const char *input, const char *output) {
+  /* The options that only a stream input, or only a stream output, reads. */
+  static const struct { const char *key, *flag; int out; } only[] = {
+      {"claim_idle_ms", "claim-idle-ms", 0}, {"max_deliveries", "max-deliveries", 0}, {"idle_exit_ms", "idle-exit-ms", 0},
+      {"create_group", "create-group", 0},   {"output_maxlen", "output-maxlen", 1}};
+  int in_stream = input && keel_redis_is_url(input), out_stream = output && keel_redis_is_url(output);
+  for (size_t i = 0; i < keel_config_count(cfg); i++) {
+    const char *sec, *key;
+    keel_config_origin origin;
+    keel_config_entry(cfg, i, &sec, &key, NULL, &origin);
+    if (origin == KEEL_CONFIG_CLI && !strcmp(sec, "l2") && !strcmp(key, "ttl") && !keel_config_get(cfg, "l2", "url"))
+      return cli_usage(cmd, "--l2-ttl is for a shared L2 (--l2 redis://HOST:PORT)");
+    if (origin != KEEL_CONFIG_CLI || strcmp(sec, "redis")) continue;
+    for (size_t k = 0; k < sizeof only / sizeof only[0]; k++)
+      if (!strcmp(key, only[k].key) && !(only[k].out ? out_stream : in_stream))
+        return cli_usage(cmd, "--%s is for a redis://...?stream= %s", only[k].flag, only[k].out ? "output" : "input");
+  }
+  return -1;
+}
+
 void cli_redis_summary_json(FILE *f, const keel_run_stats *s) {
   const keel_l2_stats *l = &s->l2;
   if (s->l2_active)

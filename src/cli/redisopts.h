@@ -31,6 +31,11 @@ int cli_redis_option(const char *cmd, keel_config_t *cfg, int c, const char *arg
 
 void cli_redis_options_help(FILE *f);
 
+/* A usage error (its exit code) when a Redis option given on the command
+ * line is for a stream input or output the run does not have (it would be
+ * ignored); -1 otherwise. */
+int cli_redis_options_fit(const char *cmd, const keel_config_t *cfg, const char *input, const char *output);
+
 /* The "l2" and "stream" members of the JSON summary (each preceded by a
  * comma), when they were used. */
 void cli_redis_summary_json(FILE *f, const keel_run_stats *s);

@@ -247,7 +247,7 @@ int cli_run_parse(cli_run *r, const char *cmd, int argc, char **argv) {
     if (rc >= 0) return rc;
   }
   if (optind < argc) return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
-  return -1;
+  return cli_redis_options_fit(cmd, r->cfg, r->io.input, r->io.output);
 }
 
 /* The recommendation engine's stages are there unless the chain names none

@@ -63,6 +63,10 @@ expect 2 "--workers wants a positive integer, got 'two'" run --workers two
 expect 2 "--batch wants a positive integer" run --batch -3
 expect 2 "--claim-idle-ms wants a positive integer, got '-1'" run --claim-idle-ms -1
 expect 2 "--idle-exit-ms wants a non-negative integer, got 'x'" run --idle-exit-ms x
+# Options of a stream or a shared L2 the run does not have would be ignored: refused.
+expect 2 "--idle-exit-ms is for a redis://...?stream= input" run --idle-exit-ms 10 --input "$dir/in.ndjson"
+expect 2 "--output-maxlen is for a redis://...?stream= output" run --output-maxlen 10 --input "$dir/in.ndjson"
+expect 2 "--l2-ttl is for a shared L2" run --l2-ttl 10s --input "$dir/in.ndjson"
 expect 2 "--max-line wants a size such as 1MiB, got '2MB'" run --max-line 2MB
 expect 2 "--set wants SECTION.KEY=VALUE, got 'novalue'" run --set novalue
 expect 2 "unexpected argument 'extra'" run --input "$dir/in.ndjson" extra
