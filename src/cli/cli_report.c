@@ -139,6 +139,7 @@ static int read_log(report *r, const char *path) {
   size_t cap = 0, no = 0;
   int rc = -1;
   ssize_t len;
+  errno = 0;
   while (rc < 0 && (len = getline(&line, &cap, f)) > 0) {
     no++;
     if (line[strspn(line, " \t\r\n")] == '\0') continue;
@@ -148,13 +149,16 @@ static int read_log(report *r, const char *path) {
       fprintf(stderr, "keel report: %s:%zu: an unfinished last line, left out\n", path, no);
     else if (!json_is_object(s) || !json_is_number(json_object_get(s, "t")))
       rc = cli_fail("report", KEEL_EXIT_USAGE, "%s:%zu: not a metrics line (%s)", path, no,
-                    s ? "no \"t\"" : je.text);
+                    !s ? je.text : !json_is_object(s) ? "not a JSON object"
+                                 : json_object_get(s, "t") ? "\"t\" is not a number" : "no \"t\"");
     else if (take_sample(r, s))
       rc = cli_fail("report", KEEL_EXIT_FAIL, "out of memory");
     json_decref(s);
   }
+  int read_errno = rc < 0 && ferror(f) ? errno : 0; /* a directory opens, then fails to read */
   free(line);
   fclose(f);
+  if (read_errno) rc = cli_fail("report", KEEL_EXIT_USAGE, "%s: cannot read: %s", path, strerror(read_errno));
   if (rc < 0 && r->n == 0) rc = cli_fail("report", KEEL_EXIT_USAGE, "%s: no metrics lines", path);
   return rc;
 }
@@ -320,6 +324,14 @@ int keel_cmd_report(int argc, char **argv) {
   }
   if (!log) return cli_usage("report", "--metrics-log FILE is required");
   if (!out && !svg) return cli_usage("report", "--output FILE (or --svg) is required");
+  if (chart) { /* said before anything is written */
+    int c = 0;
+    while (c < N_CHARTS && strcmp(chart, charts[c].key)) c++;
+    if (c == N_CHARTS) return cli_usage("report", "--chart wants memory, hit-ratio, rate or queue, got '%s'", chart);
+    struct stat st;
+    if (!svg || (stat(svg, &st) == 0 && S_ISDIR(st.st_mode)))
+      return cli_usage("report", "--chart picks the one chart of --svg FILE.svg");
+  }
   report *r = keel_mem_calloc(KEEL_MEM_OTHER, 1, sizeof *r);
   if (!r) return cli_fail("report", KEEL_EXIT_FAIL, "out of memory");
   int rc = read_log(r, log);

@@ -125,5 +125,16 @@ print("  memory series:", [m[:12] + "..." for m in mem], "hit series:", hit)
 ok = mem.count(long) == 1 and len(mem) == 2 and hit == ["a\ufffdb"] and "nan" not in html
 sys.exit(0 if ok else 1)
 PY
+# Bad input said before anything is written, naming what is wrong.
+echo '{"t":"x"}' >"$dir/tx.jsonl"
+for args in "--metrics-log $dir --output $dir/x.html|$dir: cannot read: Is a directory" \
+  "--metrics-log $dir/tx.jsonl --output $dir/x.html|tx.jsonl:1: not a metrics line (\"t\" is not a number)" \
+  "--metrics-log $dir/m.jsonl --output $dir/x.html --chart bogus|--chart wants memory, hit-ratio, rate or queue" \
+  "--metrics-log $dir/m.jsonl --output $dir/x.html --chart rate|--chart picks the one chart of --svg FILE.svg"; do
+  # shellcheck disable=SC2086
+  "$KEEL" report ${args%%|*} >/dev/null 2>"$dir/e"; rc=$?
+  [ $rc = 2 ] && grep -qF -- "${args#*|}" "$dir/e" && [ ! -e "$dir/x.html" ] && ok "report ${args%%|*##*/}: exit 2" ||
+    bad "report ${args%%|*}: exit $rc $(cat "$dir/e")"
+done
 [ $fails = 0 ] && echo "report_charts: all checks passed" || echo "report_charts: $fails failed"
 exit $((fails > 0))
