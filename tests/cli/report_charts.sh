@@ -133,7 +133,7 @@ for args in "--metrics-log $dir --output $dir/x.html|$dir: cannot read: Is a dir
   "--metrics-log $dir/m.jsonl --output $dir/x.html --chart rate|--chart picks the one chart of --svg FILE.svg"; do
   # shellcheck disable=SC2086
   "$KEEL" report ${args%%|*} >/dev/null 2>"$dir/e"; rc=$?
-  [ $rc = 2 ] && grep -qF -- "${args#*|}" "$dir/e" && [ ! -e "$dir/x.html" ] && ok "report ${args%%|*##*/}: exit 2" ||
+  [ $rc = 2 ] && grep -qF -- "${args#*|}" "$dir/e" && [ ! -e "$dir/x.html" ] && ok "report ${args%%|*}: exit 2" ||
     bad "report ${args%%|*}: exit $rc $(cat "$dir/e")"
 done
 [ $fails = 0 ] && echo "report_charts: all checks passed" || echo "report_charts: $fails failed"
