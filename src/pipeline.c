@@ -246,8 +246,10 @@ static stage_slot *slot_named(keel_pipeline_t *p, const char *name) {
   return NULL;
 }
 
-/* Memoizes the stage of one [cache.NAME] section. */
-static keel_status memoize(keel_pipeline_t *p, const char *section, double rate, char *err, size_t errlen) {
+/* Memoizes the stage of one [cache.NAME] section; without `create`, only
+ * checks the section (caching is off: its errors are still errors). */
+static keel_status memoize(keel_pipeline_t *p, const char *section, double rate, int create, char *err,
+                           size_t errlen) {
   const char *name = section + 6;
   stage_slot *s = slot_named(p, name);
   if (!s) {
@@ -282,6 +284,7 @@ static keel_status memoize(keel_pipeline_t *p, const char *section, double rate,
     snprintf(err, errlen, "[%s] maintenance = '%s': want auto, thread or caller", section, maint_s);
     return KEEL_ECONFIG;
   }
+  if (!create) return KEEL_OK;
   keel_memo_options o = {.size = sizeof o, .def = s->def, .state = s->state, .io = &s->io, .schema = p->schema,
                          .max_bytes = size, .policy = keel_config_get(p->cfg, section, "policy"), .ttl_ns = ttl,
                          .idle_ns = idle, .maintenance = maint,
@@ -298,11 +301,11 @@ static keel_status build_memos(keel_pipeline_t *p, char *err, size_t errlen) {
   if (st == KEEL_OK) st = keel_config_get_bool(p->cfg, "pipeline", "cache", 1, &enabled, err, errlen);
   if (st == KEEL_OK) st = keel_config_get_double(p->cfg, "memo", "audit_rate", 0, 0, 1, &rate, err, errlen);
   if (st == KEEL_OK) st = keel_config_get_bool(p->cfg, "memo", "audit_strict", 0, &p->audit_strict, err, errlen);
-  if (st == KEEL_OK && enabled) st = keel__pipeline_l2_open(p->cfg, &p->l2, err, errlen);
-  for (size_t i = 0; st == KEEL_OK && enabled && i < keel_config_count(p->cfg); i++) {
+  if (st == KEEL_OK) st = keel__pipeline_l2_open(p->cfg, enabled, &p->l2, err, errlen);
+  for (size_t i = 0; st == KEEL_OK && i < keel_config_count(p->cfg); i++) {
     const char *sec;
     keel_config_entry(p->cfg, i, &sec, NULL, NULL, NULL);
-    if (!strncmp(sec, "cache.", 6)) st = memoize(p, sec, rate, err, errlen);
+    if (!strncmp(sec, "cache.", 6)) st = memoize(p, sec, rate, enabled, err, errlen);
   }
   return st;
 }

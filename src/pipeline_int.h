@@ -117,9 +117,11 @@ struct keel_pipeline {
   char read_err[256];
 };
 
-/* Opens the L2 of the [l2] section into *out (NULL when there is none);
- * KEEL_ECONFIG/KEEL_EIO with a message (redis_pipeline.c). */
-keel_status keel__pipeline_l2_open(const keel_config_t *cfg, keel_l2_t **out, char *err, size_t errlen);
+/* Opens the L2 of the [l2] section into *out (NULL when there is none;
+ * always without `connect`, which only checks the section: caching is
+ * off); KEEL_ECONFIG/KEEL_EIO with a message (redis_pipeline.c). */
+keel_status keel__pipeline_l2_open(const keel_config_t *cfg, int connect, keel_l2_t **out, char *err,
+                                   size_t errlen);
 
 /* The Redis stream source and sink (redis_stream.c). The source is read by
  * the reader thread (next) and acknowledged by the sink thread (ack, after

@@ -13,7 +13,8 @@
 
 static const char *const l2_keys[] = {"url", "ttl", "lock_ttl", "wait", "timeout", NULL};
 
-keel_status keel__pipeline_l2_open(const keel_config_t *cfg, keel_l2_t **out, char *err, size_t errlen) {
+keel_status keel__pipeline_l2_open(const keel_config_t *cfg, int connect, keel_l2_t **out, char *err,
+                                   size_t errlen) {
   *out = NULL;
   keel_status st = keel_config_check_keys(cfg, "l2", l2_keys, err, errlen);
   if (st == KEEL_OK) st = keel_config_check_keys(cfg, "redis", keel__redis_stream_keys, err, errlen);
@@ -28,6 +29,10 @@ keel_status keel__pipeline_l2_open(const keel_config_t *cfg, keel_l2_t **out, ch
   if (ttl == 0 || lock_ttl == 0 || timeout == 0 || timeout > 600000) {
     snprintf(err, errlen, "[l2] ttl, lock_ttl and timeout must be positive (timeout at most 10m)");
     return KEEL_ECONFIG;
+  }
+  if (!connect) {
+    keel_redis_addr a;
+    return keel_redis_addr_parse(url, &a, err, errlen);
   }
   keel_l2_options o = {.size = sizeof o, .url = url, .ttl_ms = ttl, .lock_ttl_ms = lock_ttl, .wait_ms = wait,
                        .timeout_ms = (int)timeout};

@@ -107,6 +107,9 @@ printf '[pipeline]\nworkers = 3\nordered = false\n' >"$dir/b.ini"
 "$KEEL" check --config "$dir/a.ini" --config "$dir/b.ini" --set pipeline.ordered=true >"$dir/out" 2>"$dir/err"
 grep -q "^workers = 3 " "$dir/out" && grep -q "^batch = 5 " "$dir/out" && grep -q "^ordered = true .*command line" "$dir/out" &&
   ok "two --config files: the later overrides, the command line wins" || bad "two --config files: $(cat "$dir/out" "$dir/err")"
+# With caching off (--no-cache) the cache and L2 sections are still checked.
+expect_bad "\[cache.rank\] size = 'garbage'" '[cache.rank]\nsize = garbage\n' --no-cache
+expect_bad "'bogus' is not a Redis address" '[l2]\nurl = bogus\n' --no-cache
 # A misspelled section would drop a cache or a budget without a word.
 expect_bad "unknown section \[cahce.rank\]" '[cahce.rank]\nsize = 1MiB\n'
 expect_bad "unknown section \[memroy\]" '[pipeline]\nworkers = 2\n[memroy]\nbudget = 1KiB\n'
