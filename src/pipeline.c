@@ -206,7 +206,7 @@ static keel_status build_chain(keel_pipeline_t *p, char *err, size_t errlen) {
     }
   } else {
     /* "user,,rank" or a trailing comma: a name left out, not nothing. */
-    for (const char *a = list; *list;) {
+    for (const char *a = list; strchr(list, ',');) {
       const char *c = strchr(a, ',');
       size_t n = c ? (size_t)(c - a) : strlen(a);
       if (strspn(a, " \t") >= n) {

@@ -34,7 +34,9 @@ static void test_validation_messages(void **state) {
       {"len", {"limits.max_line=0", NULL}, "[limits] max_line = 0: want 1.."},
       {"len,stamp", {"stage.stamp.label=", NULL}, "stage 'stamp': [stage.stamp] label must not be empty"},
       {"stamp", {"stage.stamp.stop_at=-1", NULL}, "stage 'stamp': [stage.stamp] stop_at = '-1'"},
-      {" , ,", {NULL}, "the pipeline has no stages"},
+      {" , ,", {NULL}, "[pipeline] stages = ' , ,': a stage name left out between commas"},
+      {"len,,stamp", {NULL}, "[pipeline] stages = 'len,,stamp': a stage name left out between commas"},
+      {" ", {NULL}, "the pipeline has no stages"},
   };
   keel_registry_t *r = fixture_registry();
   int64_t before = tu_tracked_bytes();
