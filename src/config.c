@@ -107,6 +107,7 @@ typedef struct line_reader {
   int nul;         /* it held a NUL byte (else it was too long) */
   int sectioned;   /* a [section] line was seen */
   int orphan;      /* the first setting before any [section], or 0 */
+  int unnamed;     /* the first section header with no name ([ ]), or 0 */
 } line_reader;
 
 static char *read_line(char *str, int num, void *stream) {
@@ -131,7 +132,11 @@ static char *read_line(char *str, int num, void *stream) {
   str[n] = '\0';
   r->no++;
   const char *p = str + strspn(str, " \t");
-  if (*p == '[') r->sectioned = 1;
+  if (*p == '[') {
+    r->sectioned = 1;
+    const char *q = p + 1 + strspn(p + 1, " \t");
+    if (*q == ']' && !r->unnamed) r->unnamed = r->no;
+  }
   else if (!r->sectioned && !r->orphan && *p != ';' && *p != '#' && strpbrk(p, "=:")) r->orphan = r->no;
   return str;
 }
@@ -197,7 +202,7 @@ static int on_ini(void *user, const char *section, const char *key, const char *
 
 keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err, size_t errlen) {
   if (!c || !path) return KEEL_EINVAL;
-  line_reader lr = {NULL, 0, 0, 0, 0, 0};
+  line_reader lr = {NULL, 0, 0, 0, 0, 0, 0};
   load_ctx l = {c, KEEL_OK, &lr, NULL, 0, 0, 0, ""};
   FILE *f = fopen(path, "r");
   if (!f) {
@@ -221,6 +226,10 @@ keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err,
   if (l.dup_line) {
     snprintf(err, errlen, "%s:%d: %s is set twice (an indented line continues the setting above it; one value "
              "per key)", path, l.dup_line, l.dup);
+    return KEEL_ECONFIG;
+  }
+  if (lr.unnamed && (rc == 0 || lr.unnamed < rc)) {
+    snprintf(err, errlen, "%s:%d: a section header with no name", path, lr.unnamed);
     return KEEL_ECONFIG;
   }
   if (rc > 0) { /* before the line that stopped the reading, if one did */

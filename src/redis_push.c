@@ -37,6 +37,10 @@ keel_status keel_redis_stream_push(const char *url, const char *input, uint64_t 
     snprintf(err, errlen, "%s: want ?stream=NAME", url);
     return KEEL_ECONFIG;
   }
+  if (a.group[0] || a.consumer[0]) {
+    snprintf(err, errlen, "%s: group= and consumer= are for reading a stream; push only adds to it", url);
+    return KEEL_ECONFIG;
+  }
   keel_line_reader_t *rd = NULL;
   keel_redis_conn_t *c = NULL;
   if ((st = keel_line_reader_open(input, max_line, &rd, err, errlen)) != KEEL_OK)

@@ -680,6 +680,9 @@ keel_status keel__stream_out_open(keel_pipeline_t *p, const char *url, keel__str
   if (st == KEEL_OK && !o->addr.stream[0]) {
     snprintf(err, errlen, "--output %s: a stream output needs ?stream=NAME", url);
     st = KEEL_ECONFIG;
+  } else if (st == KEEL_OK && (o->addr.group[0] || o->addr.consumer[0])) {
+    snprintf(err, errlen, "--output %s: group= and consumer= are for reading a stream; an output only adds to it", url);
+    st = KEEL_ECONFIG;
   }
   if (st == KEEL_OK) st = keel_config_check_keys(p->cfg, "redis", keel__redis_stream_keys, err, errlen);
   if (st == KEEL_OK) st = keel_config_get_int(p->cfg, "redis", "output_maxlen", 0, 0, INT64_MAX, &v, err, errlen);

@@ -113,6 +113,11 @@ static void test_parse_errors_name_file_and_line(void **state) {
   snprintf(want, sizeof want, "%s:1: malformed line", path);
   assert_memory_equal(err, want, strlen(want));
 
+  path = write_file("unnamed.ini", "[ ]\nworkers = 2\n");
+  assert_int_equal(keel_config_load_file(c, path, err, sizeof err), KEEL_ECONFIG);
+  snprintf(want, sizeof want, "%s:1: a section header with no name", path);
+  assert_string_equal(err, want);
+
   path = write_file("section.ini", "[pipeline\nworkers = 2\n");
   assert_int_equal(keel_config_load_file(c, path, err, sizeof err), KEEL_ECONFIG);
   snprintf(want, sizeof want, "%s:1: ", path);

@@ -31,6 +31,11 @@ printf '   \n\t\r\n\n' >>ev.ndjson # blank lines: skipped, as keel run skips the
 rc=$?
 [ $rc -eq 0 ] && [ "$(redis-cli -p "$port" xlen ev)" -eq 3001 ] && ok "keel push: 3001 entries, blank lines skipped ($(cat push.err))" ||
   bad "push exit $rc, xlen $(redis-cli -p "$port" xlen ev)"
+# group= on a stream that is only added to would be ignored: refused.
+"$KEEL" push --input ev.ndjson --output "$R?stream=ev2&group=g" 2>pg.err
+rc=$?
+[ $rc -eq 2 ] && grep -q "group= and consumer= are for reading a stream" pg.err &&
+  [ "$(redis-cli -p "$port" exists ev2)" -eq 0 ] && ok "push with group=: exit 2, nothing added" || bad "push group=: exit $rc $(cat pg.err)"
 
 "$KEEL" run --products 500 --stages user,score --input "$R?stream=ev&group=g" 2>nogroup.err >/dev/null
 rc=$?
