@@ -5,12 +5,15 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "keel/io.h"
 
 int keel_path_writable(const char *path) {
   if (!path || !*path) return EINVAL;
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return EISDIR;
   if (access(path, W_OK) == 0) return 0;
   if (errno != ENOENT) return errno;
   size_t n = strlen(path);

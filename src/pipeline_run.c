@@ -628,6 +628,19 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
     st = keel_line_reader_open(io->input ? io->input : "-", p->limits.max_line, &p->reader, err, errlen);
   if (st != KEEL_OK) return st;
   const char *out = io->output ? io->output : "-";
+  s->from_stream = p->src_stream != NULL;
+  /* Everything that can refuse the run does so before the output is
+   * opened: opening it empties it. */
+  char dl[4096];
+  if (io->dead_letter) snprintf(dl, sizeof dl, "%s", io->dead_letter);
+  else default_dead_letter(out, dl, sizeof dl);
+  st = keel_dead_letter_create(dl, &s->dl);
+  if (st == KEEL_OK && p->src_stream) keel_dead_letter_set_append(s->dl, 1);
+  if (st == KEEL_OK && (st = keel_dead_letter_check(s->dl)) != KEEL_OK)
+    snprintf(err, errlen, "dead-letter file %s", keel_dead_letter_error(s->dl));
+  for (size_t k = 0; st == KEEL_OK && k < p->n_stages; k++) /* each run's key record is its own */
+    if (p->stages[k].memo) st = keel_memo_record_begin(p->stages[k].memo, err, errlen);
+  if (st != KEEL_OK) return st;
   /* A stream worker appends: a restarted worker keeps what it wrote (and acknowledged) before. */
   if (!p->out_stream) s->out = strcmp(out, "-") ? fopen(out, p->src_stream ? "a" : "w") : stdout;
   if (!p->out_stream && !s->out) {
@@ -636,15 +649,7 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
   }
   struct stat sb;
   s->out_end = s->out && fstat(fileno(s->out), &sb) == 0 && S_ISREG(sb.st_mode) ? sb.st_size : -1;
-  s->from_stream = p->src_stream != NULL;
-  char dl[4096];
-  if (io->dead_letter) snprintf(dl, sizeof dl, "%s", io->dead_letter);
-  else default_dead_letter(out, dl, sizeof dl);
-  st = keel_dead_letter_create(dl, &s->dl);
-  if (st == KEEL_OK && p->src_stream) keel_dead_letter_set_append(s->dl, 1);
-  if (st == KEEL_OK && (st = keel_dead_letter_check(s->dl)) != KEEL_OK)
-    snprintf(err, errlen, "dead-letter file %s", keel_dead_letter_error(s->dl));
-  return st;
+  return KEEL_OK;
 }
 
 /* Sums finished runs' totals and the live workers' counters; the caller
@@ -742,8 +747,6 @@ keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io *io, keel_ru
   sink s = {0};
   keel_status st = alloc_run(p);
   if (st == KEEL_OK) st = open_ends(p, io, &s, err, errlen);
-  for (size_t k = 0; st == KEEL_OK && k < p->n_stages; k++)
-    if (p->stages[k].memo) st = keel_memo_record_begin(p->stages[k].memo, err, errlen);
   if (st != KEEL_OK) {
     if (st == KEEL_ENOMEM && !err[0]) snprintf(err, errlen, "out of memory while starting the run");
     goto done;

@@ -172,9 +172,10 @@ KEEL_EXTERN keel_status keel_json_to_event(keel_event_t *e, const char *line, si
  * was before the call. */
 KEEL_EXTERN keel_status keel_json_append_event(keel_buf *b, const keel_event_t *e);
 
-/* 0 when the file at `path` (borrowed) could be written: it exists and is
- * writable, or it does not and its directory is; else the errno that says
- * why not. Creates and truncates nothing. */
+/* 0 when the file at `path` (borrowed) could be written: it exists, is not
+ * a directory and is writable, or it does not and its directory is; else
+ * the errno that says why not (EISDIR for a directory). Creates and
+ * truncates nothing. */
 KEEL_EXTERN int keel_path_writable(const char *path);
 
 /* ---- dead-letter file ---- */

@@ -1,6 +1,4 @@
 /* cli_run.c — `keel run`: stream events through the pipeline. */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -8,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "keel/io.h"
 #include "keel/progress.h"
 #include "observe.h"
 #include "runopts.h"
@@ -21,10 +20,9 @@ int cli_run_execute(cli_run *r) {
   if (r->io.input && strcmp(r->io.input, "-") && stat(r->io.input, &sb) == 0 && S_ISREG(sb.st_mode))
     oo.input_size = (uint64_t)sb.st_size;
   /* The summary's file is written at the end: a path that cannot take it
-   * is said before the run, not after it (the file is not truncated yet). */
-  int sfd = r->summary_json ? open(r->summary_json, O_WRONLY | O_CREAT | O_CLOEXEC, 0644) : -2;
-  if (sfd == -1) return cli_fail(r->cmd, KEEL_EXIT_USAGE, "--summary-json %s: %s", r->summary_json, strerror(errno));
-  if (sfd >= 0) close(sfd);
+   * is said before the run, not after it (nothing is created yet). */
+  int se = r->summary_json ? keel_path_writable(r->summary_json) : 0;
+  if (se) return cli_fail(r->cmd, KEEL_EXIT_USAGE, "--summary-json %s: %s", r->summary_json, strerror(se));
   cli_observe *ob;
   int orc = cli_observe_start(&oo, r->pipeline, &ob);
   if (orc >= 0) return orc;

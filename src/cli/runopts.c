@@ -247,7 +247,7 @@ int cli_run_parse(cli_run *r, const char *cmd, int argc, char **argv) {
     if (rc >= 0) return rc;
   }
   if (optind < argc) return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
-  return cli_redis_options_fit(cmd, r->cfg, r->io.input, r->io.output);
+  return -1;
 }
 
 /* The recommendation engine's stages are there unless the chain names none
@@ -272,7 +272,7 @@ int cli_run_load_configs(cli_run *r) {
     keel_status st = keel_config_load_file(r->cfg, r->config_paths[i], err, sizeof err);
     if (st != KEEL_OK) return cli_fail(r->cmd, st == KEEL_ENOMEM ? KEEL_EXIT_FAIL : KEEL_EXIT_USAGE, "%s", err);
   }
-  return -1;
+  return cli_redis_options_fit(r->cmd, r->cfg, r->io.input, r->io.output); /* with the files' [l2] url */
 }
 
 int cli_run_build(cli_run *r) {

@@ -49,8 +49,9 @@ int cli_run_parse(cli_run *r, const char *cmd, int argc, char **argv);
 int cli_run_build(cli_run *r);
 
 /* Loads the --config files in their order into r->cfg (file values never
- * replace the command line's; a later file's replace an earlier's). -1 to
- * go on, or an exit code after a message. */
+ * replace the command line's; a later file's replace an earlier's), then
+ * refuses Redis options the run has no stream or L2 for. -1 to go on, or
+ * an exit code after a message. */
 int cli_run_load_configs(cli_run *r);
 
 /* Runs the built pipeline with r's I/O, handling SIGINT/SIGTERM (stop

@@ -67,6 +67,9 @@ expect 2 "--idle-exit-ms wants a non-negative integer, got 'x'" run --idle-exit-
 expect 2 "--idle-exit-ms is for a redis://...?stream= input" run --idle-exit-ms 10 --input "$dir/in.ndjson"
 expect 2 "--output-maxlen is for a redis://...?stream= output" run --output-maxlen 10 --input "$dir/in.ndjson"
 expect 2 "--l2-ttl is for a shared L2" run --l2-ttl 10s --input "$dir/in.ndjson"
+printf '[l2]\nurl = redis://127.0.0.1:1\n' >"$dir/l2.ini" # the L2 of a file: --l2-ttl applies to it
+"$KEEL" check --no-cache --config "$dir/l2.ini" --l2-ttl 10m >"$dir/out" 2>"$dir/err" && grep -q "^ttl = 10m" "$dir/out" &&
+  ok "--l2-ttl with the [l2] url of a config file" || bad "--l2-ttl with a file's [l2] url: $(cat "$dir/err")"
 expect 2 "--max-line wants a size such as 1MiB, got '2MB'" run --max-line 2MB
 expect 2 "--set wants SECTION.KEY=VALUE, got 'novalue'" run --set novalue
 expect 2 "unexpected argument 'extra'" run --input "$dir/in.ndjson" extra
@@ -96,6 +99,13 @@ expect 2 "dead-letter file $dir/no/such/dl: cannot write there: No such file" ru
   --output "$dir/o.ndjson" --dead-letter "$dir/no/such/dl"
 expect 2 "summary-json $dir/no/such/s.json: No such file" run "${CAT[@]}" --input "$dir/in.ndjson" \
   --output "$dir/o.ndjson" --summary-json "$dir/no/such/s.json"
+mkdir -p "$dir/adir"
+echo precious >"$dir/kept.ndjson"
+expect 2 "dead-letter file $dir/adir: cannot write there: Is a directory" run "${CAT[@]}" --input "$dir/in.ndjson" \
+  --output "$dir/kept.ndjson" --dead-letter "$dir/adir" --summary-json "$dir/refused.json"
+[ "$(cat "$dir/kept.ndjson")" = precious ] && [ ! -e "$dir/refused.json" ] &&
+  ok "a refused run leaves the output as it was and writes no summary" ||
+  bad "refused run: output now '$(head -c 40 "$dir/kept.ndjson")', summary $(ls "$dir/refused.json" 2>&1)"
 grep -q "events in" "$dir/err" && bad "an output that never opened: a summary of a run that did not start: $(cat "$dir/err")"
 
 python3 -c "
