@@ -7,9 +7,10 @@
  * accounting. A record is appended to the buffer whole or not at all, so an
  * out-of-memory failure never leaves half a line in the file; and when the
  * file cannot take more (a full disk), the record cut in the middle is cut
- * off the file again and stays buffered with those after it: the file
- * holds whole records only, and the writer knows how many
- * (keel_dead_letter_written).
+ * off the file again: the file holds whole records only, and the writer
+ * knows how many (keel_dead_letter_written). After such a failure it
+ * writes nothing more (records are still counted as accepted): what a
+ * run reports as written stays what the file holds.
  *
  * Record: {"line":N,"reason":"...","input":"...","input_bytes":LEN}, with
  * at most the first 4 KiB of the raw line in "input" (cut back so as not to
@@ -35,6 +36,8 @@ struct keel_dead_letter {
   uint64_t count;  /* records accepted */
   uint64_t written; /* records wholly in the file */
   off_t end;       /* a regular file: where its last whole record ends (-1: not a regular file) */
+  int failed;      /* a write failed: nothing more is written (nor buffered) */
+  uint64_t low;    /* after a failure: the lowest line of a record not written */
   keel_buf out;    /* pending bytes, KEEL_MEM_IO */
   char err[256];
   char path[];
@@ -88,19 +91,28 @@ static uint64_t newlines(const char *p, size_t n) {
  * wholly written are counted, the one cut in the middle is cut off the
  * file again (a regular file's; a pipe's reader has seen it), and it and
  * those after it stay buffered for a later flush to retry. */
+static uint64_t lowest_line(const char *p, size_t n);
+
 static keel_status write_failed(keel_dead_letter_t *d, size_t off, int err) {
   size_t whole = off;
   while (whole > 0 && d->out.data[whole - 1] != '\n') whole--;
+  d->failed = 1;
   d->written += newlines(d->out.data, whole);
-  memmove(d->out.data, d->out.data + whole, d->out.len - whole);
-  d->out.len -= whole;
-  d->out.data[d->out.len] = '\0';
+  d->low = lowest_line(d->out.data + whole, d->out.len - whole);
+  keel_buf_clear(&d->out); /* never written now: only counted */
   errno = err;
-  if (d->end < 0) return io_fail(d, "write: ");
+  if (d->end < 0 || off == whole) return io_fail(d, "write: ");
   d->end += (off_t)whole;
-  if (off > whole && (ftruncate(d->fd, d->end) != 0 || lseek(d->fd, d->end, SEEK_SET) < 0)) {
+  /* In append mode another writer may have added to the file since: only
+   * a file that ends where this one's bytes do is cut. */
+  struct stat st;
+  const char *why = NULL;
+  if (fstat(d->fd, &st) != 0) why = strerror(errno);
+  else if (st.st_size != d->end + (off_t)(off - whole)) why = "another writer appended to the file";
+  else if (ftruncate(d->fd, d->end) != 0) why = strerror(errno);
+  if (why) {
     snprintf(d->err, sizeof d->err, "%s: write: %s; and the record cut in the middle could not be cut off: %s",
-             d->path, strerror(err), strerror(errno));
+             d->path, strerror(err), why);
     return KEEL_EIO;
   }
   errno = err;
@@ -109,6 +121,7 @@ static keel_status write_failed(keel_dead_letter_t *d, size_t off, int err) {
 
 keel_status keel_dead_letter_flush(keel_dead_letter_t *d) {
   if (!d) return KEEL_EMISUSE;
+  if (d->failed) return KEEL_EIO; /* d->err still says why */
   if (d->out.len == 0) return KEEL_OK;
   if (d->fd < 0 && open_file(d) != KEEL_OK) return KEEL_EIO;
   size_t off = 0;
@@ -160,6 +173,11 @@ keel_status keel_dead_letter_write_prefix(keel_dead_letter_t *d, uint64_t line_n
   if (!d || (!prefix && prefix_len) || full_len < prefix_len) return KEEL_EMISUSE;
   if (!reason) reason = "";
   if (!prefix) prefix = "";
+  if (d->failed) { /* counted, never written (see write_failed) */
+    d->count++;
+    if (!d->low || line_no < d->low) d->low = line_no;
+    return KEEL_EIO;
+  }
   size_t mark = d->out.len;
   keel_status st = build(&d->out, line_no, reason, prefix, prefix_len, full_len);
   if (st != KEEL_OK) {
@@ -170,8 +188,7 @@ keel_status keel_dead_letter_write_prefix(keel_dead_letter_t *d, uint64_t line_n
   d->count++;
   /* The first record creates the file at once (not at the first 64 KiB), so
    * a user watching a run sees rejections appear, and an unwritable path is
-   * reported on the first rejected event rather than at the end. A record
-   * whose write failed stays buffered; a later flush or close retries it. */
+   * reported on the first rejected event rather than at the end. */
   if (d->fd < 0 || d->out.len >= DL_FLUSH_AT) return keel_dead_letter_flush(d);
   return KEEL_OK;
 }
@@ -184,9 +201,22 @@ keel_status keel_dead_letter_write(keel_dead_letter_t *d, uint64_t line_no, cons
 uint64_t keel_dead_letter_count(const keel_dead_letter_t *d) { return d->count; }
 uint64_t keel_dead_letter_written(const keel_dead_letter_t *d) { return d->written; }
 
+/* The lowest line of the records in p[0..n): each begins {"line":N, (build),
+ * and they come out of order when the caller's do (unordered runs). */
+static uint64_t lowest_line(const char *p, size_t n) {
+  uint64_t low = 0;
+  for (const char *e = p + n; p && p + 8 < e;) {
+    uint64_t line = strtoull(p + 8, NULL, 10);
+    if (!low || line < low) low = line;
+    p = memchr(p, '\n', (size_t)(e - p));
+    if (p) p++;
+  }
+  return low;
+}
+
 uint64_t keel_dead_letter_first_unwritten(const keel_dead_letter_t *d) {
-  /* Every buffered record begins {"line":N, (build). */
-  return d->count > d->written && d->out.len > 8 ? strtoull(d->out.data + 8, NULL, 10) : 0;
+  if (d->failed) return d->low;
+  return d->count > d->written ? lowest_line(d->out.data, d->out.len) : 0;
 }
 const char *keel_dead_letter_path(const keel_dead_letter_t *d) { return d->path; }
 const char *keel_dead_letter_error(const keel_dead_letter_t *d) { return d->err; }

@@ -368,6 +368,14 @@ static void unwritten(sink *s, const char *why) {
     snprintf(s->unwritten, sizeof s->unwritten, "result not written: writing the output failed (%.120s)", why);
 }
 
+/* An accepted event of a file input that is neither output nor in the
+ * dead-letter file (a stream input's stays pending): counted, with the
+ * lowest line (batches come out of order in unordered runs). */
+static void note_lost(sink *s, uint64_t line) {
+  if (s->from_stream) return;
+  if (!s->lost++ || line < s->lost_line) s->lost_line = line;
+}
+
 /* Writes b's output lines to the file's descriptor (write(2), no stdio
  * buffer: the batch is the buffer), so that a batch is either wholly in
  * the kernel's hands or, after an error (a full disk), cut off the file
@@ -417,7 +425,7 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
     if (!r->rejected && !s->unwritten[0]) {
       /* A stream input's: left pending. A file input's, once the
        * dead-letter file failed: nowhere to put it; counted (run_end). */
-      if (!s->from_stream && !s->lost++) s->lost_line = r->line;
+      note_lost(s, r->line);
       continue;
     }
     const char *why = r->rejected ? (r->out_off == SIZE_MAX ? "rejected (no memory for the reason)"
@@ -442,6 +450,7 @@ static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
                  keel_status_str(st));
     }
     if (st == KEEL_OK) s->rejected++; /* counted only once it is in the file */
+    else if (st == KEEL_ENOMEM) note_lost(s, r->line); /* no record was made: the writer does not count it */
   }
   if (p->src_stream && s->st == KEEL_OK) ack_batch(p, s, b);
   clock_gettime(CLOCK_MONOTONIC, &s->last_write);

@@ -221,9 +221,9 @@ KEEL_EXTERN keel_status keel_dead_letter_write_prefix(keel_dead_letter_t *d, uin
 /* Records accepted so far (written or still buffered); records wholly in
  * the file (the file never holds part of one: after a write that failed
  * in the middle of a record, a regular file is cut back to the end of the
- * last whole one, and the records not written stay buffered for a later
- * flush); the line number of the first record not in the file (0: none);
- * the file's path (borrowed: d keeps it). */
+ * last whole one; from then on d writes nothing more, and flush, sync and
+ * close return KEEL_EIO); the lowest line number of a record not in the
+ * file (0: none); the file's path (borrowed: d keeps it). */
 KEEL_EXTERN uint64_t keel_dead_letter_count(const keel_dead_letter_t *d);
 KEEL_EXTERN uint64_t keel_dead_letter_written(const keel_dead_letter_t *d);
 KEEL_EXTERN uint64_t keel_dead_letter_first_unwritten(const keel_dead_letter_t *d);
