@@ -60,6 +60,8 @@ struct keel_memo {
   pthread_mutex_t record_lock; /* guards record */
   FILE *record;                /* NULL until recording begins (keel_memo_record_begin or the first lookup) */
   char *record_path;           /* owned; NULL: no record */
+  _Atomic uint64_t record_lost; /* keys not recorded (the file could not be opened or written) */
+  int record_failed;           /* under record_lock: the open failed; not tried again until record_begin */
   keel_l2_t *l2;   /* borrowed, may be NULL */
   char l2_ns[KEEL_FIELD_NAME_MAX + 48]; /* "STAGE:VERSION:MODEL_VERSION:" */
 };
@@ -109,6 +111,7 @@ static keel_status check_record(keel_memo_t *m, const char *path, char *err, siz
 static keel_status record_open_locked(keel_memo_t *m, char *err, size_t errlen) {
   if (m->record) fclose(m->record);
   m->record = fopen(m->record_path, "wb");
+  m->record_failed = !m->record;
   if (!m->record) {
     snprintf(err, errlen, "stage '%s': cannot create the key record %s: %s", m->def->name, m->record_path,
              strerror(errno));
@@ -399,7 +402,9 @@ static void record_key(keel_memo_t *m, const uint8_t *key, size_t len) {
   put_be(be, XXH3_64bits(key, len), 8);
   pthread_mutex_lock(&m->record_lock);
   char err[8];
-  if (m->record || record_open_locked(m, err, sizeof err) == KEEL_OK) fwrite(be, 1, 8, m->record);
+  if (!m->record && !m->record_failed) (void)record_open_locked(m, err, sizeof err); /* a lone memo's first lookup */
+  if (!m->record || fwrite(be, 1, 8, m->record) != 8) /* counted (stats), not retried per key */
+    atomic_fetch_add_explicit(&m->record_lost, 1, memory_order_relaxed);
   pthread_mutex_unlock(&m->record_lock);
 }
 
@@ -457,6 +462,7 @@ void keel_memo_get_stats(keel_memo_t *m, keel_memo_stats *out) {
   out->audits = atomic_load(&m->audits);
   out->audit_mismatches = atomic_load(&m->mismatches);
   out->l2_rejected = atomic_load(&m->l2_rejected);
+  out->record_lost = atomic_load(&m->record_lost);
   uint64_t lookups = cs.hits + cs.misses;
   out->hit_ratio = lookups ? (double)cs.hits / (double)lookups : 0;
   uint64_t samples = atomic_load(&m->miss_samples), computes = atomic_load(&m->computes);

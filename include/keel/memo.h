@@ -72,6 +72,7 @@ typedef struct keel_memo_stats {
   double miss_cpu_s;  /* CPU spent computing misses */
   double cpu_saved_s; /* hits x the mean CPU of a miss */
   uint64_t l2_rejected; /* L2 values refused (not an encoding of the stage's writes): computed instead */
+  uint64_t record_lost; /* lookup keys the key record could not take (its file could not be opened or written) */
 } keel_memo_stats;
 
 /* Creates a memo for a pure stage; its cache is counted under a tag named

@@ -334,6 +334,9 @@ void cli_summary_print(FILE *f, const cli_run *r, const keel_run_stats *s) {
     if (c->audits)
       fprintf(f, "               audits %llu, mismatches %llu\n", (unsigned long long)c->audits,
               (unsigned long long)c->audit_mismatches);
+    if (c->record_lost)
+      fprintf(f, "               %llu lookup keys not in the key record (it could not be written)\n",
+              (unsigned long long)c->record_lost);
   }
   cli_mem_print(f, r->pipeline);
   cli_redis_summary_print(f, s);
