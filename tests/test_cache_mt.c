@@ -476,6 +476,86 @@ static void *ring_thread(void *arg) {
   return NULL;
 }
 
+/* A chain that is not a ring must not be refused: thread 2 waits for key
+ * 0, whose loader (thread 0) waits for key 1, which thread 1 loads slowly
+ * and which waits for no one. Every call gets its value. */
+typedef struct chain {
+  keel_cache_t *c;
+  atomic_int loading1, loading0;
+  keel_status st[3];
+} chain;
+
+static keel_status chain_slow(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  chain *ch = ctx;
+  (void)key, (void)len;
+  atomic_store(&ch->loading1, 1);
+  for (int i = 0; i < 2000 && !atomic_load(&ch->loading0); i++) sleep_ms(1);
+  sleep_ms(100); /* thread 0 waits on this load, thread 2 on thread 0's */
+  return keel_cache_load_set(ld, "one", 3);
+}
+
+static keel_status chain_outer(void *ctx, const void *key, size_t len, keel_cache_load_t *ld) {
+  chain *ch = ctx;
+  (void)key, (void)len;
+  atomic_store(&ch->loading0, 1);
+  uint64_t k1 = 1;
+  keel_cache_value_t *v = NULL;
+  keel_status st = keel_cache_get_or_load(ch->c, &k1, sizeof k1, chain_slow, ch, &v);
+  if (st != KEEL_OK) return st;
+  keel_cache_value_release(v);
+  return keel_cache_load_set(ld, "zero", 4);
+}
+
+static void *chain_t0(void *arg) {
+  chain *ch = arg;
+  for (int i = 0; i < 2000 && !atomic_load(&ch->loading1); i++) sleep_ms(1);
+  uint64_t k = 0;
+  keel_cache_value_t *v = NULL;
+  ch->st[0] = keel_cache_get_or_load(ch->c, &k, sizeof k, chain_outer, ch, &v);
+  if (v) keel_cache_value_release(v);
+  return NULL;
+}
+
+static void *chain_t1(void *arg) {
+  chain *ch = arg;
+  uint64_t k = 1;
+  keel_cache_value_t *v = NULL;
+  ch->st[1] = keel_cache_get_or_load(ch->c, &k, sizeof k, chain_slow, ch, &v);
+  if (v) keel_cache_value_release(v);
+  return NULL;
+}
+
+static void *chain_t2(void *arg) {
+  chain *ch = arg;
+  for (int i = 0; i < 2000 && !atomic_load(&ch->loading0); i++) sleep_ms(1);
+  sleep_ms(30); /* thread 0 is waiting for key 1 by now */
+  uint64_t k = 0;
+  keel_cache_value_t *v = NULL;
+  ch->st[2] = keel_cache_get_or_load(ch->c, &k, sizeof k, chain_outer, ch, &v);
+  if (v) keel_cache_value_release(v);
+  return NULL;
+}
+
+static void test_loader_chains(void **state) {
+  (void)state;
+  keel_cache_hash_fn hashes[] = {hash_mixed, hash_all_alike};
+  for (unsigned hf = 0; hf < 2; hf++) {
+    keel_cache_options o = base_opts(1 << 20);
+    o.hash = hashes[hf];
+    chain ch = {0};
+    assert_int_equal(keel_cache_create(&o, &ch.c), KEEL_OK);
+    pthread_t t[3];
+    void *(*fn[3])(void *) = {chain_t0, chain_t1, chain_t2};
+    for (int i = 0; i < 3; i++) assert_int_equal(pthread_create(&t[i], NULL, fn[i], &ch), 0);
+    for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 3; i++) assert_int_equal(ch.st[i], KEEL_OK);
+    keel_cache_stats st;
+    keel_cache_get_stats(ch.c, &st);
+    assert_int_equal(st.loads, 2); /* each key loaded once, single flight */
+    keel_cache_destroy(ch.c);
+  }
+}
+
 static void test_loader_cycles(void **state) {
   (void)state;
   keel_cache_hash_fn hashes[] = {hash_mixed, hash_all_alike};
@@ -1107,6 +1187,7 @@ int main(void) {
       cmocka_unit_test(test_single_flight_collisions),
       cmocka_unit_test(test_nested_loads),
       cmocka_unit_test(test_loader_cycles),
+      cmocka_unit_test(test_loader_chains),
       cmocka_unit_test(test_refresh_concurrent),
       cmocka_unit_test(test_refresh_is_single_flight),
       cmocka_unit_test(test_readthrough_concurrent),
