@@ -344,11 +344,12 @@ static long long pending_deliveries(const redisReply *e) {
  * else suspects (*suspect says so), run apart from everything else. A
  * process that dies on an entry takes with it every entry it holds, and
  * each comes back with one delivery more: claimed together again, the
- * healthy ones would reach max_deliveries with the poison one. So
- * suspects delivered d times are claimed in runs of COUNT / 2^(d-1), a
- * search that halves the group holding the poison entry at each crash,
- * and alone for their last delivery (d + 1 = max_deliveries): only the
- * entry that kills its consumer reaches max_deliveries. `first` gets the first
+ * healthy ones would reach max_deliveries with the poison one. So of the
+ * run of suspects delivered d times each (a group that died together)
+ * half is claimed, a search that halves the group holding the poison
+ * entry at each crash, and each alone for its last delivery (d + 1 =
+ * max_deliveries): only the entry that kills its consumer reaches
+ * max_deliveries. `first` gets the first
  * idle entry's id, where the claim starts: XAUTOCLAIM looks at no more than
  * 10 x COUNT entries, and entries in work elsewhere before the idle ones
  * would use that up. 0: nothing idle. */
@@ -364,8 +365,9 @@ static size_t claim_plan(keel__stream_src *s, const char *idle, int *suspect, ch
   size_t run = 0;
   long long d = n ? pending_deliveries(r->element[0]) : 0;
   if (!fresh && d >= 2) {
-    uint64_t cap = (uint64_t)d + 1 >= s->max_deliveries || d > 60 ? 1 : s->count >> (d - 1);
-    while (run < n && run < cap && pending_deliveries(r->element[run]) == d) run++;
+    size_t same = 0;
+    while (same < n && pending_deliveries(r->element[same]) == d) same++;
+    run = (uint64_t)d + 1 >= s->max_deliveries ? 1 : (same + 1) / 2;
   }
   const redisReply *e0 = n ? r->element[0] : NULL;
   if (e0 && e0->type == REDIS_REPLY_ARRAY && e0->elements >= 1 && e0->element[0]->type == REDIS_REPLY_STRING)
