@@ -341,6 +341,7 @@ static keel_status compute(keel_memo_worker_t *w, const uint8_t **val, size_t *v
     if (!keel_event_get(w->proj, m->ro[i], &before[i])) before[i].type = KEEL_FIELD_NONE;
   keel__stage_writes_before(m->def, m->io, w->proj, before + m->n_ro);
   keel_status st = m->def->process(m->state, w->proj, m->io);
+  if (st == KEEL_OK && keel_event_reason(w->proj)) st = KEEL_EREJECTED; /* failed it, returned OK: failed */
   if (st == KEEL_OK) st = kept_declaration(w, before);
   if (st != KEEL_OK) return st;
   return keel_event_encode(w->proj, m->io->writes, m->def->n_writes, a, val, val_len);

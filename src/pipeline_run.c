@@ -114,6 +114,9 @@ static int run_stage(const stage_slot *s, worker *w, size_t i, keel_event_t *ev,
   }
   if (before) keel__stage_writes_before(s->def, &s->io, ev, before);
   keel_status st = s->memo ? keel_memo_process(s->memo, w->mw[i], ev) : s->def->process(s->state, ev, &s->io);
+  /* A stage that called keel_event_fail and returned KEEL_OK all the same
+   * failed the event: the reason is what it said. */
+  if (st == KEEL_OK && keel_event_reason(ev)) st = KEEL_EREJECTED;
   record_latency(c, mono_ns() - m0);
   if (sample) {
     bump(&c->cpu_ns, thread_cpu_ns() - t0);
@@ -595,7 +598,9 @@ static keel_status alloc_run_locked(keel_pipeline_t *p) {
 
 static void default_dead_letter(const char *output, char *buf, size_t len) {
   struct stat sb;
-  if (output && strcmp(output, "-") && stat(output, &sb) == 0 && S_ISREG(sb.st_mode))
+  /* A regular file, or one the run is about to create (it is not opened yet). */
+  if (output && strcmp(output, "-") && !keel_redis_is_url(output) &&
+      (stat(output, &sb) == 0 ? S_ISREG(sb.st_mode) : errno == ENOENT))
     snprintf(buf, len, "%s.rejected.ndjson", output);
   else
     snprintf(buf, len, "keel-rejected.ndjson");

@@ -4,9 +4,11 @@
  * stay borrowed) into a growable array. Plugins are dlopen()ed and stay
  * loaded until the registry is destroyed, since their definitions point into
  * them. */
+#define _GNU_SOURCE /* dladdr1: the size of the ABI marker's symbol */
 #include "keel/stage.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,25 +45,48 @@ static int valid_name(const char *s) {
   return 1;
 }
 
-static int valid_fields(const keel_field_spec *f, size_t n) {
-  if (n && !f) return 0;
-  for (size_t i = 0; i < n; i++)
-    if (!f[i].name || !*f[i].name || strlen(f[i].name) > KEEL_FIELD_NAME_MAX || f[i].type <= KEEL_FIELD_NONE ||
-        f[i].type > KEEL_FIELD_IDS)
-      return 0;
-  return 1;
+/* What is wrong with a list of field specs (NULL: nothing), into why. */
+static const char *bad_fields(const keel_field_spec *f, size_t n, const char *what, char *why, size_t len) {
+  if (n && !f) return snprintf(why, len, "%zu %s but no array of them", n, what), why;
+  for (size_t i = 0; i < n; i++) {
+    const char *name = f[i].name;
+    if (!name || !*name || strlen(name) > KEEL_FIELD_NAME_MAX)
+      return snprintf(why, len, "%s %zu: a name of 1 to %d bytes is required", what, i + 1, KEEL_FIELD_NAME_MAX), why;
+    if (!strcmp(name, "line")) /* the output's own member (keel_json_append_event), dropped from the input */
+      return snprintf(why, len, "%s 'line': the name is keel's own (the input's line number)", what), why;
+    if (f[i].type <= KEEL_FIELD_NONE || f[i].type > KEEL_FIELD_IDS)
+      return snprintf(why, len, "%s '%s': no such field type (%d)", what, name, (int)f[i].type), why;
+    if (f[i].required < KEEL_FIELD_OPTIONAL || f[i].required > KEEL_FIELD_UPSTREAM)
+      return snprintf(why, len, "%s '%s': required is KEEL_FIELD_OPTIONAL, _REQUIRED or _UPSTREAM, not %d", what, name,
+                      f[i].required),
+             why;
+    for (size_t j = 0; j < i; j++)
+      if (!strcmp(f[j].name, name)) return snprintf(why, len, "%s '%s' declared twice", what, name), why;
+  }
+  return NULL;
 }
 
 keel_status keel_registry_add(keel_registry_t *r, const keel_stage_def *def, char *err, size_t errlen) {
   if (!r || !def) return KEEL_EINVAL;
-  if (def->size < sizeof *def || !valid_name(def->name) || !def->process || !valid_fields(def->reads, def->n_reads) ||
-      !valid_fields(def->writes, def->n_writes)) {
-    snprintf(err, errlen, "stage definition '%s' is malformed (size, name [a-z0-9_], process, field specs)",
-             def->name ? def->name : "(null)");
+  char why[160];
+  const char *bad = NULL;
+  if (def->size < sizeof *def)
+    bad = (snprintf(why, sizeof why, "built with a keel_stage_def of %zu bytes; this keel's has %zu: rebuild "
+                    "against its headers", def->size, sizeof *def), why);
+  else if (!valid_name(def->name))
+    bad = (snprintf(why, sizeof why, "the name must be 1 to %d characters of [a-z0-9_]", KEEL_FIELD_NAME_MAX), why);
+  else if (!def->process)
+    bad = "no process function";
+  else if (!bad_fields(def->reads, def->n_reads, "read", why, sizeof why))
+    bad = bad_fields(def->writes, def->n_writes, "write", why, sizeof why);
+  else
+    bad = why;
+  if (bad) {
+    if (err && errlen) snprintf(err, errlen, "stage definition '%s': %s", def->name ? def->name : "(no name)", bad);
     return KEEL_EINVAL;
   }
   if (keel_registry_find(r, def->name)) {
-    snprintf(err, errlen, "stage '%s' is registered twice", def->name);
+    if (err && errlen) snprintf(err, errlen, "stage '%s' is registered twice", def->name);
     return KEEL_EEXIST;
   }
   if (r->n == r->cap) {
@@ -88,8 +113,32 @@ const keel_stage_def *keel_registry_at(const keel_registry_t *r, size_t i) {
   return r && i < r->n ? &r->defs[i] : NULL;
 }
 
+/* Whether the plugin's ABI marker (symbol sym of handle h) says this
+ * keel's ABI: `const char *keel_plugin_abi`, or a char array holding the
+ * string (an easy slip: reading it as a pointer would crash); why says
+ * what is wrong otherwise. */
+static int abi_ok(void *sym, char *why, size_t len) {
+  Dl_info info;
+  const ElfW(Sym) *es = NULL;
+  size_t size = dladdr1(sym, &info, (void **)&es, RTLD_DL_SYMENT) && es ? es->st_size : sizeof(const char *);
+  if (size == sizeof KEEL_PLUGIN_ABI && !memcmp(sym, KEEL_PLUGIN_ABI, sizeof KEEL_PLUGIN_ABI)) return 1;
+  if (size != sizeof(const char *)) {
+    snprintf(why, len, "keel_plugin_abi is not `const char *keel_plugin_abi = KEEL_PLUGIN_ABI;`");
+    return 0;
+  }
+  const char *abi = *(const char *const *)sym;
+  if (abi && !strcmp(abi, KEEL_PLUGIN_ABI)) return 1;
+  snprintf(why, len, "built for ABI '%.40s', this keel has '%s'", abi ? abi : "?", KEEL_PLUGIN_ABI);
+  return 0;
+}
+
 keel_status keel_registry_load_plugin(keel_registry_t *r, const char *path, char *err, size_t errlen) {
   if (!r || !path) return KEEL_EINVAL;
+  char local[8];
+  if (!err || !errlen) { /* messages are optional */
+    err = local;
+    errlen = sizeof local;
+  }
   void **slot = keel_mem_realloc(KEEL_MEM_PIPELINE, r->plugins, (r->n_plugins + 1) * sizeof *slot);
   if (!slot) return KEEL_ENOMEM;
   r->plugins = slot;
@@ -104,10 +153,10 @@ keel_status keel_registry_load_plugin(keel_registry_t *r, const char *path, char
     snprintf(err, errlen, "plugin %s: %s", path, dlerror());
     return KEEL_EIO;
   }
-  const char *const *abi = dlsym(h, "keel_plugin_abi");
-  if (abi && (!*abi || strcmp(*abi, KEEL_PLUGIN_ABI) != 0)) {
-    snprintf(err, errlen, "plugin %s: built for ABI '%s', this keel has '%s'", path, *abi ? *abi : "?",
-             KEEL_PLUGIN_ABI);
+  void *abi = dlsym(h, "keel_plugin_abi");
+  char why[160];
+  if (abi && !abi_ok(abi, why, sizeof why)) {
+    snprintf(err, errlen, "plugin %s: %s", path, why);
     dlclose(h);
     return KEEL_EUNSUPPORTED;
   }
@@ -119,10 +168,16 @@ keel_status keel_registry_load_plugin(keel_registry_t *r, const char *path, char
     return KEEL_ENOTFOUND;
   }
   size_t before = r->n;
-  if (errlen) err[0] = '\0'; /* so a failure without a message is seen as one */
+  err[0] = '\0'; /* so a failure without a message is seen as one */
   keel_status st = reg(r, err, errlen);
   if (st != KEEL_OK) {
-    if (!err[0]) snprintf(err, errlen, "plugin %s: registration failed: %s", path, keel_status_str(st));
+    if (!err[0]) {
+      snprintf(err, errlen, "plugin %s: registration failed: %s", path, keel_status_str(st));
+    } else { /* name the plugin */
+      char msg[512];
+      snprintf(msg, sizeof msg, "%s", err);
+      snprintf(err, errlen, "plugin %s: %s", path, msg);
+    }
     r->n = before; /* forget definitions that point into the object */
     dlclose(h);
     return st;

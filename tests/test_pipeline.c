@@ -95,6 +95,55 @@ static run_result run(const char *stages, const char *const *sets, const char *i
   return fixture_run(fixture_registry, stages, sets, input, output, dead_letter, NULL);
 }
 
+/* A stage that calls keel_event_fail and returns KEEL_OK all the same has
+ * failed the event: it goes to the dead-letter file with that reason, the
+ * stages after it do not see it, and (memoized) nothing is cached. */
+static keel_status failok_process(void *st, keel_event_t *ev, const keel_stage_io *io) {
+  (void)st;
+  keel_value v;
+  keel_event_get(ev, io->reads[0], &v);
+  if (v.u.str.len == 1 && v.u.str.ptr[0] == 'x') {
+    (void)keel_event_fail(ev, "said x is bad");
+    return KEEL_OK;
+  }
+  return keel_event_set_int(ev, io->writes[0], 1);
+}
+
+static keel_registry_t *failok_registry(void) {
+  keel_registry_t *r = fixture_registry();
+  static const keel_field_spec reads[] = {{"text", KEEL_FIELD_STRING, KEEL_FIELD_REQUIRED}};
+  static const keel_field_spec writes[] = {{"ok", KEEL_FIELD_INT, 0}};
+  keel_stage_def d = {.size = sizeof d, .name = "failok", .version = 1, .flags = KEEL_STAGE_PURE, .reads = reads,
+                      .n_reads = 1, .writes = writes, .n_writes = 1, .process = failok_process};
+  char err[256];
+  assert_int_equal(keel_registry_add(r, &d, err, sizeof err), KEEL_OK);
+  return r;
+}
+
+static void test_fail_then_ok(void **state) {
+  (void)state;
+  const char *in = tu_path("failok.ndjson"), *out = tu_path("failok.out"), *dl = tu_path("failok.dl");
+  FILE *f = fopen(in, "w");
+  assert_non_null(f);
+  fputs("{\"text\":\"x\"}\n{\"text\":\"y\"}\n{\"text\":\"x\"}\n", f);
+  fclose(f);
+  for (int memo = 0; memo < 2; memo++) {
+    const char *sets[] = {"stage.stamp.label=L", memo ? "cache.failok.size=1MiB" : NULL, NULL};
+    fixture_run_result r = fixture_run(failok_registry, "failok,stamp", sets, in, out, dl, NULL);
+    assert_int_equal(r.st, KEEL_OK);
+    assert_int_equal(r.stats.events_out, 1);
+    assert_int_equal(r.stats.rejected, 2);
+    assert_int_equal(r.stats.stages[1].calls, 1); /* stamp saw only the good event */
+    size_t len;
+    char *text = fixture_slurp(dl, &len);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"line\":1,\"reason\":\"failok: said x is bad\""));
+    assert_non_null(strstr(text, "\"line\":3,\"reason\":\"failok: said x is bad\""));
+    free(text);
+    if (memo) assert_int_equal(r.stats.stages[0].cache.entries, 1); /* only y's value */
+  }
+}
+
 static void test_run_accounting_and_dead_letters(void **state) {
   (void)state;
   int64_t before = tu_tracked_bytes();
@@ -514,6 +563,7 @@ static void test_oom_sweep_create(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_validation_messages),
+      cmocka_unit_test(test_fail_then_ok),
       cmocka_unit_test(test_run_accounting_and_dead_letters),
       cmocka_unit_test(test_missing_required_and_limits),
       cmocka_unit_test(test_default_dead_letter_path),

@@ -81,32 +81,39 @@ static void test_malformed_definitions(void **state) {
   static const keel_field_spec empty_name[] = {{"", KEEL_FIELD_INT, 0}};
   static const keel_field_spec no_type[] = {{"x", KEEL_FIELD_NONE, 0}};
   static const keel_field_spec bad_type[] = {{"x", (keel_field_type)99, 0}};
+  static const keel_field_spec line[] = {{"line", KEEL_FIELD_INT, 0}};
+  static const keel_field_spec bad_required[] = {{"x", KEEL_FIELD_INT, 9}};
+  static const keel_field_spec twice[] = {{"x", KEEL_FIELD_INT, 0}, {"x", KEEL_FIELD_STRING, 0}};
   char long_name[KEEL_FIELD_NAME_MAX + 2];
   memset(long_name, 'a', sizeof long_name - 1);
   long_name[sizeof long_name - 1] = '\0';
-  for (int which = 0; which < 13; which++) {
+  static const char *const name_rule = "the name must be 1 to 64 characters of [a-z0-9_]";
+  for (int which = 0; which < 16; which++) {
     keel_stage_def d = def_named("good");
-    const char *label = "good";
+    const char *label = "good", *why = name_rule;
     switch (which) {
-      case 0: d.size = sizeof d - 8; break;
-      case 1: d.name = NULL; label = "(null)"; break;
+      case 0: d.size = sizeof d - 8; why = "built with a keel_stage_def of"; break;
+      case 1: d.name = NULL; label = "(no name)"; break;
       case 2: d.name = ""; label = ""; break;
       case 3: d.name = "Upper"; label = d.name; break;
       case 4: d.name = "has-dash"; label = d.name; break;
       case 5: d.name = "has space"; label = d.name; break;
       case 6: d.name = long_name; label = long_name; break;
-      case 7: d.process = NULL; break;
-      case 8: d.reads = no_name; d.n_reads = 1; break;
-      case 9: d.writes = empty_name; d.n_writes = 1; break;
-      case 10: d.reads = no_type; d.n_reads = 1; break;
-      case 11: d.writes = bad_type; d.n_writes = 1; break;
-      case 12: d.reads = NULL; d.n_reads = 1; break;
+      case 7: d.process = NULL; why = "no process function"; break;
+      case 8: d.reads = no_name; d.n_reads = 1; why = "read 1: a name of 1 to 64 bytes is required"; break;
+      case 9: d.writes = empty_name; d.n_writes = 1; why = "write 1: a name of 1 to 64 bytes is required"; break;
+      case 10: d.reads = no_type; d.n_reads = 1; why = "read 'x': no such field type (0)"; break;
+      case 11: d.writes = bad_type; d.n_writes = 1; why = "write 'x': no such field type (99)"; break;
+      case 12: d.reads = NULL; d.n_reads = 1; why = "1 read but no array of them"; break;
+      case 13: d.writes = line; d.n_writes = 1; why = "write 'line': the name is keel's own"; break;
+      case 14: d.reads = bad_required; d.n_reads = 1; why = "read 'x': required is KEEL_FIELD_OPTIONAL"; break;
+      case 15: d.reads = twice; d.n_reads = 2; why = "read 'x' declared twice"; break;
     }
     err[0] = '\0';
     if (keel_registry_add(r, &d, err, sizeof err) != KEEL_EINVAL) fail_msg("malformed definition %d accepted", which);
-    char want[160];
-    snprintf(want, sizeof want, "stage definition '%s' is malformed", label);
-    if (strncmp(err, want, strlen(want)) != 0) fail_msg("case %d: message '%s'", which, err);
+    char want[256];
+    snprintf(want, sizeof want, "stage definition '%s': %s", label, why);
+    if (strncmp(err, want, strlen(want)) != 0) fail_msg("case %d: message '%s', want '%s'", which, err, want);
   }
   assert_int_equal(keel_registry_count(r), 0);
   /* A bigger struct from a newer caller is fine; no fields is fine. */
@@ -188,7 +195,10 @@ static void test_plugin_loads_and_runs(void **state) {
   /* Loading it again: its stage is a duplicate; the registry is unchanged. */
   err[0] = '\0';
   assert_int_equal(keel_registry_load_plugin(r, plugin("ok"), err, sizeof err), KEEL_EEXIST);
-  assert_string_equal(err, "stage 'plug_double' is registered twice");
+  char want[4200];
+  snprintf(want, sizeof want, "plugin %s: stage 'plug_double' is registered twice", plugin("ok"));
+  assert_string_equal(err, want); /* naming the plugin */
+  assert_int_equal(keel_registry_load_plugin(r, plugin("ok"), NULL, 0), KEEL_EEXIST); /* no message wanted */
   assert_int_equal(keel_registry_count(r), 2);
   assert_non_null(keel_registry_find(r, "plug_double")->process);
   keel_registry_destroy(r); /* unloads the plugin */
@@ -210,6 +220,16 @@ static void test_plugin_failures(void **state) {
   assert_int_equal(keel_registry_load_plugin(r, plugin("badabi"), err, sizeof err), KEEL_EUNSUPPORTED);
   snprintf(want, sizeof want, "plugin %s: built for ABI 'keel-plugin-0', this keel has 'keel-plugin-1'",
            plugin("badabi"));
+  assert_string_equal(err, want);
+
+  /* An ABI marker declared as a char array (read as a pointer, it crashed
+   * the loader): its string is what counts. */
+  assert_int_equal(keel_registry_load_plugin(r, plugin("abiarray"), err, sizeof err), KEEL_OK);
+  assert_non_null(keel_registry_find(r, "plug_arr"));
+  err[0] = '\0';
+  assert_int_equal(keel_registry_load_plugin(r, plugin("abiarraywrong"), err, sizeof err), KEEL_EUNSUPPORTED);
+  snprintf(want, sizeof want, "plugin %s: keel_plugin_abi is not `const char *keel_plugin_abi = KEEL_PLUGIN_ABI;`",
+           plugin("abiarraywrong"));
   assert_string_equal(err, want);
 
   /* A registration that fails without a message: the registry writes one,
@@ -246,7 +266,7 @@ static void test_plugin_failures(void **state) {
   assert_true(strlen(err) > strlen(want)); /* dlerror's reason follows */
   unlink(text);
 
-  assert_int_equal(keel_registry_count(r), 0);
+  assert_int_equal(keel_registry_count(r), 1); /* plug_arr only */
   keel_registry_destroy(r);
   assert_int_equal(tu_tracked_bytes(), before);
 }

@@ -9,8 +9,9 @@
  * state init() returns must be safe to read from many threads; temporaries
  * come from the event's arena (keel_event_arena). A stage fails one event
  * with `return keel_event_fail(ev, "reason ...")`: that event goes to the
- * dead-letter file and the run goes on. Any other non-OK status also rejects
- * the event, with the status text as the reason.
+ * dead-letter file and the run goes on (so does an event the stage called
+ * keel_event_fail on and then returned KEEL_OK for). Any other non-OK
+ * status also rejects the event, with the status text as the reason.
  *
  * A pure stage's outputs depend only on the fields it declares it reads (and
  * its version and model_version); only pure stages may be memoized, and a
@@ -96,9 +97,10 @@ typedef struct keel_stage_def {
   size_t n_reads;
   const keel_field_spec *writes;
   size_t n_writes;
-  keel_stage_init_fn init;       /* may be NULL: state is userdata */
+  keel_stage_init_fn init;       /* may be NULL: state is userdata, and destroy is not called */
   keel_stage_process_fn process; /* required */
-  keel_stage_destroy_fn destroy; /* may be NULL */
+  keel_stage_destroy_fn destroy; /* may be NULL; called once for the state of an init that returned
+                                    KEEL_OK (a failing init frees what it made itself) */
   void *userdata;                /* borrowed; must outlive the registry */
 } keel_stage_def;
 
@@ -112,7 +114,13 @@ KEEL_EXTERN void keel_registry_destroy(keel_registry_t *r);
 
 /* Adds a definition (the struct is copied; its strings, arrays and userdata
  * are borrowed and must outlive the registry). KEEL_EEXIST for a name already
- * there, KEEL_EINVAL for a malformed definition (message in err). */
+ * there, KEEL_EINVAL for a malformed definition, with what is wrong in err
+ * (may be NULL): a size smaller than this keel's keel_stage_def (built
+ * against older headers), a name outside [a-z0-9_] or longer than
+ * KEEL_FIELD_NAME_MAX, no process, a field spec without a name or a type,
+ * with a `required` out of range, declared twice among the reads (or the
+ * writes), or named "line" (keel's own member: the output's line number;
+ * the input's is dropped). */
 KEEL_EXTERN keel_status keel_registry_add(keel_registry_t *r, const keel_stage_def *def, char *err, size_t errlen);
 
 /* The definition named `name` (borrowed), or NULL. */
@@ -126,15 +134,23 @@ KEEL_EXTERN const keel_stage_def *keel_registry_at(const keel_registry_t *r, siz
  *
  *     keel_status keel_plugin_register(keel_registry_t *r, char *err, size_t errlen);
  *
- * which adds its stages with keel_registry_add. It may also export
- * `const char *keel_plugin_abi` equal to KEEL_PLUGIN_ABI. The object stays
- * loaded until the registry is destroyed. */
+ * which adds its stages with keel_registry_add (a failure's message is
+ * given back prefixed with the plugin's path). It should also export
+ *
+ *     KEEL_EXTERN const char *keel_plugin_abi = KEEL_PLUGIN_ABI;
+ *
+ * (a char array holding the string is accepted too): a plugin built for
+ * another ABI is then refused by name instead of misread. The object stays
+ * loaded until the registry is destroyed. Build it -fPIC -shared, without
+ * linking libkeel: its keel symbols resolve against the program that loads
+ * it (examples/plugin). */
 #define KEEL_PLUGIN_ENTRY "keel_plugin_register"
 #define KEEL_PLUGIN_ABI "keel-plugin-1"
 typedef keel_status (*keel_plugin_register_fn)(keel_registry_t *r, char *err, size_t errlen);
 
 /* Loads the plugin at `path` (borrowed) into r. KEEL_EIO / KEEL_ENOTFOUND /
- * the plugin's own status, with a message in err. */
+ * KEEL_EUNSUPPORTED (another ABI) / the plugin's own status, with a message
+ * in err (may be NULL, errlen 0). */
 KEEL_EXTERN keel_status keel_registry_load_plugin(keel_registry_t *r, const char *path, char *err, size_t errlen);
 
 #ifdef __cplusplus
