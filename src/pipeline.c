@@ -84,7 +84,13 @@ static keel_status check_sections(const keel_pipeline_t *p, char *err, size_t er
     keel_config_entry(p->cfg, i, &sec, NULL, NULL, NULL);
     size_t k = 0;
     while (fixed[k] && strcmp(fixed[k], sec)) k++;
-    if (fixed[k] || (!strncmp(sec, "cache.", 6) && sec[6]) || (!strncmp(sec, "stage.", 6) && sec[6])) continue;
+    if (fixed[k] || (!strncmp(sec, "cache.", 6) && sec[6])) continue;
+    if (!strncmp(sec, "stage.", 6) && sec[6]) {
+      if (keel_registry_find(p->reg, sec + 6)) continue;
+      snprintf(err, errlen, "[%s]: there is no stage '%s' (a plugin's stage is known once its --plugin is loaded)",
+               sec, sec + 6);
+      return KEEL_ECONFIG;
+    }
     snprintf(err, errlen,
              "unknown section [%s] (keel reads [pipeline], [limits], [catalog], [memo], [memory], [l2], [redis], "
              "[cache.STAGE] and [stage.STAGE])", sec);
@@ -106,12 +112,16 @@ static keel_status read_pipeline_options(keel_pipeline_t *p, char *err, size_t e
   return read_limits(p, err, errlen);
 }
 
-/* Does an earlier stage than `upto` write `name`? */
-static int written_before(const keel_pipeline_t *p, size_t upto, const char *name) {
-  for (size_t i = 0; i < upto; i++)
+/* The declaration of `name` by the last stage before `upto` that writes
+ * it (its index in *by), or NULL. */
+static const keel_field_spec *written_before(const keel_pipeline_t *p, size_t upto, const char *name, size_t *by) {
+  for (size_t i = upto; i-- > 0;)
     for (size_t j = 0; j < p->stages[i].def->n_writes; j++)
-      if (!strcmp(p->stages[i].def->writes[j].name, name)) return 1;
-  return 0;
+      if (!strcmp(p->stages[i].def->writes[j].name, name)) {
+        *by = i;
+        return &p->stages[i].def->writes[j];
+      }
+  return NULL;
 }
 
 static keel_status add_stage(keel_pipeline_t *p, const char *name, size_t len, char *err, size_t errlen) {
@@ -152,8 +162,17 @@ static keel_status resolve_stage(keel_pipeline_t *p, size_t idx, char *err, size
   if (!s->ids) return KEEL_ENOMEM;
   for (size_t i = 0; i < d->n_reads + d->n_writes; i++) {
     const keel_field_spec *f = i < d->n_reads ? &d->reads[i] : &d->writes[i - d->n_reads];
-    if (i < d->n_reads && f->required == KEEL_FIELD_UPSTREAM && !written_before(p, idx, f->name)) {
+    size_t by = 0;
+    const keel_field_spec *w = i < d->n_reads ? written_before(p, idx, f->name, &by) : NULL;
+    if (i < d->n_reads && f->required == KEEL_FIELD_UPSTREAM && !w) {
       snprintf(err, errlen, "stage '%s' reads '%s', which no earlier stage writes", d->name, f->name);
+      return KEEL_ECONFIG;
+    }
+    /* A read of what an earlier stage writes as another type would fail
+     * every event it writes (an INT is read as a FLOAT, converted). */
+    if (w && w->type != f->type && !(f->type == KEEL_FIELD_FLOAT && w->type == KEEL_FIELD_INT)) {
+      snprintf(err, errlen, "stage '%s' reads '%s' as %s, but stage '%s' before it writes it as %s", d->name,
+               f->name, keel_field_type_name(f->type), p->stages[by].def->name, keel_field_type_name(w->type));
       return KEEL_ECONFIG;
     }
     keel_status st = keel_schema_intern(p->schema, f->name, strlen(f->name), &s->ids[i]);

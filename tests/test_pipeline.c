@@ -95,6 +95,38 @@ static run_result run(const char *stages, const char *const *sets, const char *i
   return fixture_run(fixture_registry, stages, sets, input, output, dead_letter, NULL);
 }
 
+/* A stage reading what an earlier one writes as another type would fail
+ * every such event: refused when the pipeline is built (an INT read as a
+ * FLOAT is fine: converted). A [stage.NAME] section of no stage, too. */
+static void test_read_write_types_agree(void **state) {
+  (void)state;
+  keel_registry_t *r;
+  assert_int_equal(keel_registry_create(&r), KEEL_OK);
+  static const keel_field_spec y_int[] = {{"y", KEEL_FIELD_INT, 0}};
+  static const keel_field_spec y_str[] = {{"y", KEEL_FIELD_STRING, KEEL_FIELD_UPSTREAM}};
+  static const keel_field_spec y_flt[] = {{"y", KEEL_FIELD_FLOAT, KEEL_FIELD_OPTIONAL}};
+  keel_stage_def defs[] = {
+      {.size = sizeof(keel_stage_def), .name = "w_int", .writes = y_int, .n_writes = 1, .process = parity_process},
+      {.size = sizeof(keel_stage_def), .name = "r_str", .reads = y_str, .n_reads = 1, .process = parity_process},
+      {.size = sizeof(keel_stage_def), .name = "r_flt", .reads = y_flt, .n_reads = 1, .process = parity_process}};
+  char err[512];
+  for (int i = 0; i < 3; i++) assert_int_equal(keel_registry_add(r, &defs[i], err, sizeof err), KEEL_OK);
+  keel_config_t *c = fixture_config("w_int,r_str", NULL);
+  keel_pipeline_t *p;
+  assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_ECONFIG);
+  assert_string_equal(err, "stage 'r_str' reads 'y' as string, but stage 'w_int' before it writes it as int");
+  keel_config_destroy(c);
+  c = fixture_config("w_int,r_flt", NULL);
+  assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
+  keel_pipeline_destroy(p);
+  keel_config_destroy(c);
+  c = fixture_config("w_int", (const char *[]){"stage.w_itn.x=1", NULL});
+  assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_ECONFIG);
+  assert_non_null(strstr(err, "[stage.w_itn]: there is no stage 'w_itn'"));
+  keel_config_destroy(c);
+  keel_registry_destroy(r);
+}
+
 /* A stage that calls keel_event_fail and returns KEEL_OK all the same has
  * failed the event: it goes to the dead-letter file with that reason, the
  * stages after it do not see it, and (memoized) nothing is cached. */
@@ -563,6 +595,7 @@ static void test_oom_sweep_create(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_validation_messages),
+      cmocka_unit_test(test_read_write_types_agree),
       cmocka_unit_test(test_fail_then_ok),
       cmocka_unit_test(test_run_accounting_and_dead_letters),
       cmocka_unit_test(test_missing_required_and_limits),

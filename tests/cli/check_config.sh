@@ -59,14 +59,14 @@ expect_bad "bad.ini:3: malformed line" '[pipeline]\nworkers = 2\nworkers 3\n'
 expect_bad "bad.ini:1: key outside any \[section\]" 'workers = 2\n[pipeline]\n'
 # A line past the INI reader's buffer is refused, not cut into a made-up key.
 long=$(printf 'a%.0s' $(seq 190))
-expect_bad "bad.ini:2: line longer than 199 bytes" "[stage.x]\nlabel = ${long}workers=9\n"
+expect_bad "bad.ini:2: line longer than 199 bytes" "[stage.user]\nlabel = ${long}workers=9\n"
 # 199 bytes fit, with or without a newline after them; from a pipe too.
 fit=$(printf 'b%.0s' $(seq 191))
-printf '[stage.x]\nlabel = %s\n' "$fit" >"$dir/fit.ini"
+printf '[stage.user]\nlabel = %s\n' "$fit" >"$dir/fit.ini"
 "$KEEL" check --config "$dir/fit.ini" >/dev/null 2>"$dir/err" && ok "a 199-byte line is read" || bad "199-byte line: $(cat "$dir/err")"
-"$KEEL" check --config <(printf '[stage.x]\nlabel = %s' "$fit") >/dev/null 2>"$dir/err" &&
+"$KEEL" check --config <(printf '[stage.user]\nlabel = %s' "$fit") >/dev/null 2>"$dir/err" &&
   ok "a 199-byte last line without a newline, from a pipe" || bad "199-byte line from a pipe: $(cat "$dir/err")"
-"$KEEL" check --config <(printf '[stage.x]\nlabel = %sx\n' "$fit") >/dev/null 2>"$dir/err"
+"$KEEL" check --config <(printf '[stage.user]\nlabel = %sx\n' "$fit") >/dev/null 2>"$dir/err"
 rc=$?
 [ $rc -eq 2 ] && grep -q ":2: line longer than 199 bytes" "$dir/err" && ok "a 200-byte line from a pipe is refused" ||
   bad "200-byte line from a pipe: rc $rc $(cat "$dir/err")"
@@ -77,7 +77,7 @@ printf '[s]\nk = a\000b=evil\n' >"$dir/nul.ini"
 rc=$?
 [ $rc -eq 2 ] && grep -q "nul.ini:2: a NUL byte in the line" "$dir/err" && ok "a NUL byte is refused, naming its line" ||
   bad "NUL byte: rc $rc $(cat "$dir/err")"
-printf '[stage.x]\r\nlabel = %s\r\n' "$fit" >"$dir/crlf.ini"
+printf '[stage.user]\r\nlabel = %s\r\n' "$fit" >"$dir/crlf.ini"
 "$KEEL" check --config "$dir/crlf.ini" >/dev/null 2>"$dir/err" && ok "a 199-byte CRLF line is read" || bad "CRLF: $(cat "$dir/err")"
 printf '[s]\njunk\nlabel = %sxx\n' "$fit" >"$dir/both.ini"
 "$KEEL" check --config "$dir/both.ini" >/dev/null 2>"$dir/err"
