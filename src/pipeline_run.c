@@ -644,7 +644,12 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
   const char *out = io->output ? io->output : "-";
   s->from_stream = p->src_stream != NULL;
   /* Everything that can refuse the run does so before the output is
-   * opened: opening it empties it. */
+   * opened: opening it empties it. The output's own path first. */
+  int oe = !p->out_stream && strcmp(out, "-") ? keel_path_writable(out) : 0;
+  if (oe) {
+    snprintf(err, errlen, "%s: cannot open for writing: %s", out, strerror(oe));
+    return KEEL_EIO;
+  }
   char dl[4096];
   if (io->dead_letter) snprintf(dl, sizeof dl, "%s", io->dead_letter);
   else default_dead_letter(out, dl, sizeof dl);

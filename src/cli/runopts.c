@@ -275,6 +275,18 @@ int cli_run_load_configs(cli_run *r) {
   return cli_redis_options_fit(r->cmd, r->cfg, r->io.input, r->io.output); /* with the files' [l2] url */
 }
 
+/* A plugin loaded for nothing: none of its stages (registry definitions
+ * from .. to - 1) is in the chain, which is likely a forgotten --stages. */
+static void warn_plugin_unused(const cli_run *r, const char *plugin, size_t from, size_t to) {
+  for (size_t k = 0; k < keel_pipeline_stage_count(r->pipeline); k++)
+    for (size_t d = from; d < to; d++)
+      if (keel_pipeline_stage(r->pipeline, k) == keel_registry_at(r->reg, d)) return;
+  if (from == to) return;
+  fprintf(stderr, "keel %s: warning: no stage of plugin %s (%s%s) is in the chain [pipeline] stages = %s; name it "
+          "with --stages\n", r->cmd, plugin, keel_registry_at(r->reg, from)->name, to - from > 1 ? ", ..." : "",
+          keel_config_get(r->cfg, "pipeline", "stages"));
+}
+
 int cli_run_build(cli_run *r) {
   char err[1024] = "";
   keel_status st;
@@ -287,13 +299,17 @@ int cli_run_build(cli_run *r) {
     if ((st = keel_recsys_register(r->reg, r->rs, err, sizeof err)) != KEEL_OK)
       return cli_fail(r->cmd, KEEL_EXIT_FAIL, "%s", err);
   }
+  size_t first[CLI_MAX_PLUGINS + 1]; /* plugin i registered definitions first[i] .. first[i + 1] - 1 */
   for (size_t i = 0; i < r->n_plugins; i++) {
     err[0] = '\0';
+    first[i] = keel_registry_count(r->reg);
     if ((st = keel_registry_load_plugin(r->reg, r->plugins[i], err, sizeof err)) != KEEL_OK)
       return cli_fail(r->cmd, KEEL_EXIT_USAGE, "%s", err);
   }
+  first[r->n_plugins] = keel_registry_count(r->reg);
   if ((st = keel_pipeline_create(r->reg, r->cfg, &r->pipeline, err, sizeof err)) != KEEL_OK)
     return cli_fail(r->cmd, st == KEEL_ENOMEM ? KEEL_EXIT_FAIL : KEEL_EXIT_USAGE, "%s", err);
+  for (size_t i = 0; i < r->n_plugins; i++) warn_plugin_unused(r, r->plugins[i], first[i], first[i + 1]);
   cli_mem_budget_warn(r->cmd, r->pipeline);
   return -1;
 }

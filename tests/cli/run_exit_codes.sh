@@ -90,6 +90,19 @@ expect 2 "$dir/none.ini: cannot open" run "${CAT[@]}" --config "$dir/none.ini" -
 expect 2 "$dir/no_such_input.ndjson" run "${CAT[@]}" --input "$dir/no_such_input.ndjson" --output "$dir/o.ndjson"
 expect 2 "$dir" run "${CAT[@]}" --input "$dir" --output "$dir/o.ndjson" # a directory is not an input
 expect 2 "plugin ./no_such_plugin.so" run "${CAT[@]}" --plugin no_such_plugin.so --input "$dir/in.ndjson"
+# A plugin none of whose stages is in the chain (a forgotten --stages): a warning, the run goes on.
+okplug=${KEEL_BUILD:-}/tests/libtest_plugin_ok.so
+if [ -f "$okplug" ]; then
+  "$KEEL" run "${CAT[@]}" --plugin "$okplug" --input "$dir/in.ndjson" --output "$dir/o.ndjson" --quiet 2>"$dir/err"
+  rc=$?
+  [ $rc -eq 0 ] && grep -q "warning: no stage of plugin .*(plug_double) is in the chain" "$dir/err" &&
+    ok "a plugin left out of the chain: warned" || bad "plugin not in the chain: exit $rc $(cat "$dir/err")"
+  "$KEEL" run "${CAT[@]}" --plugin "$okplug" --stages plug_double --input "$dir/in.ndjson" --output "$dir/o.ndjson" \
+    --quiet 2>"$dir/err"
+  ! grep -q warning "$dir/err" && ok "a plugin in the chain: no warning" || bad "plugin in the chain: $(cat "$dir/err")"
+else
+  bad "plugin $okplug not built (KEEL_BUILD unset?)"
+fi
 
 # An output path that cannot be opened is a bad path like an input's (usage).
 expect 2 "cannot open for writing" run "${CAT[@]}" --input "$dir/in.ndjson" --output "$dir/no/such/dir/out.ndjson"
