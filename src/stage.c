@@ -4,11 +4,10 @@
  * stay borrowed) into a growable array. Plugins are dlopen()ed and stay
  * loaded until the registry is destroyed, since their definitions point into
  * them. */
-#define _GNU_SOURCE /* dladdr1: the size of the ABI marker's symbol */
+#define _GNU_SOURCE /* dladdr: whether the ABI marker holds a pointer into a loaded object */
 #include "keel/stage.h"
 
 #include <dlfcn.h>
-#include <link.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -113,22 +112,23 @@ const keel_stage_def *keel_registry_at(const keel_registry_t *r, size_t i) {
   return r && i < r->n ? &r->defs[i] : NULL;
 }
 
-/* Whether the plugin's ABI marker (symbol sym of handle h) says this
- * keel's ABI: `const char *keel_plugin_abi`, or a char array holding the
- * string (an easy slip: reading it as a pointer would crash); why says
- * what is wrong otherwise. */
-static int abi_ok(void *sym, char *why, size_t len) {
+/* Whether the plugin's ABI marker (the object at sym) says this keel's
+ * ABI: `const char *keel_plugin_abi`, whose value points into a loaded
+ * object (the plugin's string), or a char array holding the string (an
+ * easy slip: read as a pointer it crashed the loader). The symbol's size
+ * cannot tell them apart: sanitizers pad globals. why says what is wrong
+ * otherwise. */
+static int abi_ok(const void *sym, char *why, size_t len) {
+  const char *abi;
+  memcpy(&abi, sym, sizeof abi); /* both forms are at least this long */
   Dl_info info;
-  const ElfW(Sym) *es = NULL;
-  size_t size = dladdr1(sym, &info, (void **)&es, RTLD_DL_SYMENT) && es ? es->st_size : sizeof(const char *);
-  if (size == sizeof KEEL_PLUGIN_ABI && !memcmp(sym, KEEL_PLUGIN_ABI, sizeof KEEL_PLUGIN_ABI)) return 1;
-  if (size != sizeof(const char *)) {
-    snprintf(why, len, "keel_plugin_abi is not `const char *keel_plugin_abi = KEEL_PLUGIN_ABI;`");
+  if (abi && dladdr(abi, &info)) {
+    if (!strcmp(abi, KEEL_PLUGIN_ABI)) return 1;
+    snprintf(why, len, "built for ABI '%.40s', this keel has '%s'", abi, KEEL_PLUGIN_ABI);
     return 0;
   }
-  const char *abi = *(const char *const *)sym;
-  if (abi && !strcmp(abi, KEEL_PLUGIN_ABI)) return 1;
-  snprintf(why, len, "built for ABI '%.40s', this keel has '%s'", abi ? abi : "?", KEEL_PLUGIN_ABI);
+  if (!strncmp(sym, KEEL_PLUGIN_ABI, sizeof KEEL_PLUGIN_ABI)) return 1; /* stops at the first difference */
+  snprintf(why, len, "keel_plugin_abi is not `const char *keel_plugin_abi = KEEL_PLUGIN_ABI;`");
   return 0;
 }
 
