@@ -89,8 +89,8 @@ static uint64_t newlines(const char *p, size_t n) {
 
 /* After a write that stopped at `off` bytes of the buffer: the records
  * wholly written are counted, the one cut in the middle is cut off the
- * file again (a regular file's; a pipe's reader has seen it), and it and
- * those after it stay buffered for a later flush to retry. */
+ * file again (a regular file's; a pipe's reader has seen it), and the
+ * writer stops: the rest are only counted, their lowest line noted. */
 static uint64_t lowest_line(const char *p, size_t n);
 
 static keel_status write_failed(keel_dead_letter_t *d, size_t off, int err) {
