@@ -35,7 +35,7 @@ struct keel_dead_letter {
   int append;      /* keep what the file holds (keel_dead_letter_set_append) */
   uint64_t count;  /* records accepted */
   uint64_t written; /* records wholly in the file */
-  off_t end;       /* a regular file: where its last whole record ends (-1: not a regular file) */
+  int regular;     /* the file is a regular one (a record cut in the middle can be cut off) */
   int failed;      /* a write failed: nothing more is written (nor buffered) */
   uint64_t low;    /* after a failure: the lowest line of a record not written */
   keel_buf out;    /* pending bytes, KEEL_MEM_IO */
@@ -74,9 +74,12 @@ keel_status keel_dead_letter_check(keel_dead_letter_t *d) {
 
 static keel_status open_file(keel_dead_letter_t *d) {
   d->fd = open(d->path, O_WRONLY | O_CREAT | (d->append ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0644);
-  if (d->fd < 0) return io_fail(d, "");
+  if (d->fd < 0) {
+    d->failed = 1; /* not tried again at every record */
+    return io_fail(d, "");
+  }
   struct stat st;
-  d->end = fstat(d->fd, &st) == 0 && S_ISREG(st.st_mode) ? st.st_size : -1;
+  d->regular = fstat(d->fd, &st) == 0 && S_ISREG(st.st_mode);
   return KEEL_OK;
 }
 
@@ -101,15 +104,15 @@ static keel_status write_failed(keel_dead_letter_t *d, size_t off, int err) {
   d->low = lowest_line(d->out.data + whole, d->out.len - whole);
   keel_buf_clear(&d->out); /* never written now: only counted */
   errno = err;
-  if (d->end < 0 || off == whole) return io_fail(d, "write: ");
-  d->end += (off_t)whole;
-  /* In append mode another writer may have added to the file since: only
-   * a file that ends where this one's bytes do is cut. */
+  if (!d->regular || off == whole) return io_fail(d, "write: ");
+  /* The cut record's bytes end where this descriptor stands; in append
+   * mode another writer may have added after them: then they stay. */
   struct stat st;
+  off_t at = lseek(d->fd, 0, SEEK_CUR);
   const char *why = NULL;
-  if (fstat(d->fd, &st) != 0) why = strerror(errno);
-  else if (st.st_size != d->end + (off_t)(off - whole)) why = "another writer appended to the file";
-  else if (ftruncate(d->fd, d->end) != 0) why = strerror(errno);
+  if (at < 0 || fstat(d->fd, &st) != 0) why = strerror(errno);
+  else if (st.st_size != at) why = "another writer appended to the file since";
+  else if (ftruncate(d->fd, at - (off_t)(off - whole)) != 0) why = strerror(errno);
   if (why) {
     snprintf(d->err, sizeof d->err, "%s: write: %s; and the record cut in the middle could not be cut off: %s",
              d->path, strerror(err), why);
@@ -132,7 +135,6 @@ keel_status keel_dead_letter_flush(keel_dead_letter_t *d) {
     off += (size_t)w;
   }
   d->written = d->count;
-  if (d->end >= 0) d->end += (off_t)off;
   keel_buf_clear(&d->out);
   return KEEL_OK;
 }

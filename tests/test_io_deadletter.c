@@ -1,8 +1,10 @@
 /* test_io_deadletter.c — the dead-letter file: created lazily, one escaped
  * NDJSON record per rejected line, flushed on close, OOM-safe. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -210,6 +212,65 @@ static int create_attempt(void *ctx) {
   return 0;
 }
 
+/* Writes records of ~1 KiB for lines first, first - 1, ... (descending,
+ * as an unordered run may) until one is refused or n are written;
+ * returns how many were accepted without an error. */
+static unsigned write_descending(keel_dead_letter_t *d, uint64_t first, unsigned n) {
+  char raw[1000];
+  memset(raw, 'x', sizeof raw);
+  for (unsigned i = 0; i < n; i++)
+    if (keel_dead_letter_write(d, first - i, "too long", raw, sizeof raw) != KEEL_OK) return i;
+  return n;
+}
+
+/* A file that cannot take more (RLIMIT_FSIZE, SIGXFSZ ignored: writes stop
+ * short at the limit, as on a full disk): the file keeps whole records
+ * only, the writer counts which, names the lowest line not written, and
+ * writes nothing after the failure (later records are counted, not
+ * written); flush and close say it failed. Records another writer
+ * appended to the file earlier are kept. */
+static void test_full_file(void **state) {
+  (void)state;
+  struct rlimit old;
+  assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+  void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+  for (int other = 0; other < 2; other++) {
+    unlink(path);
+    keel_dead_letter_t *d;
+    assert_int_equal(keel_dead_letter_create(path, &d), KEEL_OK);
+    keel_dead_letter_set_append(d, other); /* a shared stream worker's file */
+    assert_int_equal(write_descending(d, 500, 1), 1); /* the first record opens and writes the file */
+    if (other) { /* another worker appends a record of its own */
+      FILE *f = fopen(path, "a");
+      fputs("{\"line\":7,\"reason\":\"other\",\"input\":\"\",\"input_bytes\":0}\n", f);
+      fclose(f);
+    }
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    struct rlimit lim = old;
+    lim.rlim_cur = (rlim_t)st.st_size + 10000; /* room for 9 records and part of a 10th */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    unsigned ok = write_descending(d, 499, 200); /* the 64 KiB flush fails part way */
+    assert_true(ok < 200);
+    /* The lowest line not written: the refused record's, the last of the descending ones. */
+    assert_int_equal(keel_dead_letter_first_unwritten(d), 499 - ok);
+    assert_int_equal(keel_dead_letter_write(d, 3, "after", "y", 1), KEEL_EIO); /* counted, not written */
+    assert_int_equal(keel_dead_letter_flush(d), KEEL_EIO);
+    assert_non_null(strstr(keel_dead_letter_error(d), "File too large"));
+    uint64_t count = keel_dead_letter_count(d), written = keel_dead_letter_written(d);
+    assert_int_equal(count, 1 + ok + 1 + 1); /* the first, those accepted, the refused one, "after" */
+    assert_true(written >= 10 && written < count);
+    assert_int_equal(keel_dead_letter_first_unwritten(d), 3); /* "after"'s, lower still */
+    assert_int_equal(keel_dead_letter_close(d), KEEL_EIO);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    json_t *recs[64];
+    size_t n = load_records(recs, 64); /* each line whole JSON, ending in a newline */
+    assert_int_equal(n, written + (unsigned)other);
+    for (size_t i = 0; i < n; i++) json_decref(recs[i]);
+  }
+  signal(SIGXFSZ, was);
+}
+
 static void test_oom_sweep(void **state) {
   (void)state;
   unsigned allocs = tu_oom_sweep(create_attempt, NULL);
@@ -227,6 +288,7 @@ int main(void) {
       cmocka_unit_test(test_prefix_of_long_line),
       cmocka_unit_test(test_many_records_in_order),
       cmocka_unit_test(test_unwritable_path),
+      cmocka_unit_test(test_full_file),
       cmocka_unit_test(test_oom_sweep),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
