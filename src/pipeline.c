@@ -112,15 +112,26 @@ static keel_status read_pipeline_options(keel_pipeline_t *p, char *err, size_t e
   return read_limits(p, err, errlen);
 }
 
-/* The declaration of `name` by the last stage before `upto` that writes
- * it (its index in *by), or NULL. */
-static const keel_field_spec *written_before(const keel_pipeline_t *p, size_t upto, const char *name, size_t *by) {
+/* Whether stages for these event types (NULL: all) can see one event. */
+static int types_meet(const char *a, const char *b) { return !a || !b || !strcmp(a, b); }
+
+/* The declaration of `name` by a stage before `upto` that writes it
+ * (its index in *by), or NULL. With `conflict`, only one that writes it
+ * as another type than `want` for events the stage `upto` handles too
+ * (an INT is read as a FLOAT, converted). */
+static const keel_field_spec *written_before(const keel_pipeline_t *p, size_t upto, const char *name,
+                                             const keel_field_spec *conflict, size_t *by) {
+  const char *et = p->stages[upto].def->event_type;
   for (size_t i = upto; i-- > 0;)
-    for (size_t j = 0; j < p->stages[i].def->n_writes; j++)
-      if (!strcmp(p->stages[i].def->writes[j].name, name)) {
-        *by = i;
-        return &p->stages[i].def->writes[j];
-      }
+    for (size_t j = 0; j < p->stages[i].def->n_writes; j++) {
+      const keel_field_spec *w = &p->stages[i].def->writes[j];
+      if (strcmp(w->name, name)) continue;
+      if (conflict && (!types_meet(et, p->stages[i].def->event_type) || w->type == conflict->type ||
+                       (conflict->type == KEEL_FIELD_FLOAT && w->type == KEEL_FIELD_INT)))
+        continue;
+      *by = i;
+      return w;
+    }
   return NULL;
 }
 
@@ -163,14 +174,14 @@ static keel_status resolve_stage(keel_pipeline_t *p, size_t idx, char *err, size
   for (size_t i = 0; i < d->n_reads + d->n_writes; i++) {
     const keel_field_spec *f = i < d->n_reads ? &d->reads[i] : &d->writes[i - d->n_reads];
     size_t by = 0;
-    const keel_field_spec *w = i < d->n_reads ? written_before(p, idx, f->name, &by) : NULL;
-    if (i < d->n_reads && f->required == KEEL_FIELD_UPSTREAM && !w) {
+    if (i < d->n_reads && f->required == KEEL_FIELD_UPSTREAM && !written_before(p, idx, f->name, NULL, &by)) {
       snprintf(err, errlen, "stage '%s' reads '%s', which no earlier stage writes", d->name, f->name);
       return KEEL_ECONFIG;
     }
-    /* A read of what an earlier stage writes as another type would fail
-     * every event it writes (an INT is read as a FLOAT, converted). */
-    if (w && w->type != f->type && !(f->type == KEEL_FIELD_FLOAT && w->type == KEEL_FIELD_INT)) {
+    /* A read of what an earlier stage writes as another type, for events
+     * both handle, would fail every such event. */
+    const keel_field_spec *w = i < d->n_reads ? written_before(p, idx, f->name, f, &by) : NULL;
+    if (w) {
       snprintf(err, errlen, "stage '%s' reads '%s' as %s, but stage '%s' before it writes it as %s", d->name,
                f->name, keel_field_type_name(f->type), p->stages[by].def->name, keel_field_type_name(w->type));
       return KEEL_ECONFIG;

@@ -105,21 +105,37 @@ static void test_read_write_types_agree(void **state) {
   static const keel_field_spec y_int[] = {{"y", KEEL_FIELD_INT, 0}};
   static const keel_field_spec y_str[] = {{"y", KEEL_FIELD_STRING, KEEL_FIELD_UPSTREAM}};
   static const keel_field_spec y_flt[] = {{"y", KEEL_FIELD_FLOAT, KEEL_FIELD_OPTIONAL}};
+  static const keel_field_spec y_str_w[] = {{"y", KEEL_FIELD_STRING, 0}};
   keel_stage_def defs[] = {
       {.size = sizeof(keel_stage_def), .name = "w_int", .writes = y_int, .n_writes = 1, .process = parity_process},
       {.size = sizeof(keel_stage_def), .name = "r_str", .reads = y_str, .n_reads = 1, .process = parity_process},
-      {.size = sizeof(keel_stage_def), .name = "r_flt", .reads = y_flt, .n_reads = 1, .process = parity_process}};
+      {.size = sizeof(keel_stage_def), .name = "r_flt", .reads = y_flt, .n_reads = 1, .process = parity_process},
+      {.size = sizeof(keel_stage_def), .name = "w_str", .writes = y_str_w, .n_writes = 1, .process = parity_process},
+      /* One field name, two types, for events of different types: fine. */
+      {.size = sizeof(keel_stage_def), .name = "view_w", .event_type = "view", .writes = y_str_w, .n_writes = 1,
+       .process = parity_process},
+      {.size = sizeof(keel_stage_def), .name = "click_w", .event_type = "click", .writes = y_int, .n_writes = 1,
+       .process = parity_process},
+      {.size = sizeof(keel_stage_def), .name = "view_r", .event_type = "view", .reads = y_str, .n_reads = 1,
+       .process = parity_process}};
   char err[512];
-  for (int i = 0; i < 3; i++) assert_int_equal(keel_registry_add(r, &defs[i], err, sizeof err), KEEL_OK);
+  for (int i = 0; i < 7; i++) assert_int_equal(keel_registry_add(r, &defs[i], err, sizeof err), KEEL_OK);
   keel_config_t *c = fixture_config("w_int,r_str", NULL);
   keel_pipeline_t *p;
   assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_ECONFIG);
   assert_string_equal(err, "stage 'r_str' reads 'y' as string, but stage 'w_int' before it writes it as int");
   keel_config_destroy(c);
-  c = fixture_config("w_int,r_flt", NULL);
-  assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
-  keel_pipeline_destroy(p);
+  c = fixture_config("w_int,w_str,r_str", NULL); /* not only the last writer counts */
+  assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_ECONFIG);
+  assert_string_equal(err, "stage 'r_str' reads 'y' as string, but stage 'w_int' before it writes it as int");
   keel_config_destroy(c);
+  const char *fine[] = {"w_int,r_flt", "view_w,click_w,view_r"};
+  for (int i = 0; i < 2; i++) {
+    c = fixture_config(fine[i], NULL);
+    if (keel_pipeline_create(r, c, &p, err, sizeof err) != KEEL_OK) fail_msg("%s refused: %s", fine[i], err);
+    keel_pipeline_destroy(p);
+    keel_config_destroy(c);
+  }
   c = fixture_config("w_int", (const char *[]){"stage.w_itn.x=1", NULL});
   assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_ECONFIG);
   assert_non_null(strstr(err, "[stage.w_itn]: there is no stage 'w_itn'"));
