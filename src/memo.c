@@ -92,19 +92,13 @@ static void put_be(uint8_t *p, uint64_t v, int bytes) {
   for (int i = bytes - 1; i >= 0; i--) *p++ = (uint8_t)(v >> (8 * i));
 }
 
-/* The key record is only checked here (a memo built to validate a
- * configuration must not empty a file); it is created or emptied when
- * recording begins. */
-static keel_status check_record(keel_memo_t *m, const char *path, char *err, size_t errlen) {
+/* The key record's path, checked (keel_memo_check) but not opened: a memo
+ * built to validate a configuration must not empty a file; it is created
+ * or emptied when recording begins. */
+static keel_status record_init(keel_memo_t *m, const char *path) {
   pthread_mutex_init(&m->record_lock, NULL);
   if (!path) return KEEL_OK;
-  int e = keel_path_writable(path);
-  if (e) {
-    snprintf(err, errlen, "stage '%s': cannot write the key record %s: %s", m->def->name, path, strerror(e));
-    return KEEL_ECONFIG;
-  }
-  if (!(m->record_path = keel_mem_strdup(KEEL_MEM_CACHE, path))) return KEEL_ENOMEM;
-  return KEEL_OK;
+  return (m->record_path = keel_mem_strdup(KEEL_MEM_CACHE, path)) ? KEEL_OK : KEEL_ENOMEM;
 }
 
 /* Under record_lock. */
@@ -131,17 +125,6 @@ keel_status keel_memo_record_begin(keel_memo_t *m, char *err, size_t errlen) {
 }
 
 static keel_status make_cache(keel_memo_t *m, const keel_memo_options *o, char *err, size_t errlen) {
-  /* The cache refuses both with KEEL_EINVAL: say which it was. */
-  if (o->policy && !keel_policy_known(o->policy)) {
-    snprintf(err, errlen, "[cache.%s] policy = '%s': unknown cache policy (one of: %s)", o->def->name, o->policy,
-             keel_policy_names());
-    return KEEL_ECONFIG;
-  }
-  if (o->max_bytes <= keel_cache_entry_overhead()) {
-    snprintf(err, errlen, "[cache.%s] size = %llu B: smaller than one entry's overhead (%zu B)", o->def->name,
-             (unsigned long long)o->max_bytes, keel_cache_entry_overhead());
-    return KEEL_ECONFIG;
-  }
   char tagname[KEEL_FIELD_NAME_MAX + 8];
   snprintf(tagname, sizeof tagname, "cache.%s", o->def->name);
   keel_status st = keel_mem_tag_register(tagname, &m->tag);
@@ -164,8 +147,8 @@ static keel_status make_cache(keel_memo_t *m, const keel_memo_options *o, char *
   return st;
 }
 
-keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char *err, size_t errlen) {
-  if (!o || !o->def || !o->def->name || !o->io || !o->schema || !out || o->size < sizeof *o) return KEEL_EINVAL;
+keel_status keel_memo_check(const keel_memo_options *o, char *err, size_t errlen) {
+  if (!o || !o->def || !o->def->name || !o->io || !o->schema || o->size < sizeof *o) return KEEL_EINVAL;
   if (strlen(o->def->name) > KEEL_FIELD_NAME_MAX) { /* the registry refuses these; a direct caller may not */
     snprintf(err, errlen, "stage name '%.*s...' is longer than %d bytes", 16, o->def->name, KEEL_FIELD_NAME_MAX);
     return KEEL_EINVAL;
@@ -179,6 +162,29 @@ keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char
     snprintf(err, errlen, "cache audit rate %g is outside 0..1", o->audit_rate);
     return KEEL_ECONFIG;
   }
+  /* The cache refuses both with KEEL_EINVAL: say which it was. */
+  if (o->policy && !keel_policy_known(o->policy)) {
+    snprintf(err, errlen, "[cache.%s] policy = '%s': unknown cache policy (one of: %s)", o->def->name, o->policy,
+             keel_policy_names());
+    return KEEL_ECONFIG;
+  }
+  if (o->max_bytes <= keel_cache_entry_overhead()) {
+    snprintf(err, errlen, "[cache.%s] size = %llu B: smaller than one entry's overhead (%zu B)", o->def->name,
+             (unsigned long long)o->max_bytes, keel_cache_entry_overhead());
+    return KEEL_ECONFIG;
+  }
+  int e = o->record_keys ? keel_path_writable(o->record_keys) : 0;
+  if (e) {
+    snprintf(err, errlen, "stage '%s': cannot write the key record %s: %s", o->def->name, o->record_keys, strerror(e));
+    return KEEL_ECONFIG;
+  }
+  return KEEL_OK;
+}
+
+keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char *err, size_t errlen) {
+  if (!out) return KEEL_EINVAL;
+  keel_status cst = keel_memo_check(o, err, errlen);
+  if (cst != KEEL_OK) return cst;
   keel_memo_t *m = keel_mem_calloc(KEEL_MEM_CACHE, 1, sizeof *m);
   if (!m) return KEEL_ENOMEM;
   m->def = o->def;
@@ -196,7 +202,7 @@ keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char
   m->l2 = o->l2;
   snprintf(m->l2_ns, sizeof m->l2_ns, "%s:%u:%llu:", o->def->name, (unsigned)o->def->version,
            (unsigned long long)o->def->model_version);
-  keel_status st = check_record(m, o->record_keys, err, errlen);
+  keel_status st = record_init(m, o->record_keys);
   if (st == KEEL_OK) st = make_cache(m, o, err, errlen);
   size_t nr = o->def->n_reads, nw = o->def->n_writes;
   if (st == KEEL_OK && !(m->sorted_reads = keel_mem_calloc(KEEL_MEM_CACHE, 2 * nr + nw + 1, sizeof(keel_field_id))))

@@ -314,14 +314,13 @@ static keel_status memoize(keel_pipeline_t *p, const char *section, double rate,
     snprintf(err, errlen, "[%s] maintenance = '%s': want auto, thread or caller", section, maint_s);
     return KEEL_ECONFIG;
   }
-  if (!create) return KEEL_OK;
   keel_memo_options o = {.size = sizeof o, .def = s->def, .state = s->state, .io = &s->io, .schema = p->schema,
                          .max_bytes = size, .policy = keel_config_get(p->cfg, section, "policy"), .ttl_ns = ttl,
                          .idle_ns = idle, .maintenance = maint,
-                         .audit_rate = rate, .audit_seed = 0x6b65656c, 
+                         .audit_rate = rate, .audit_seed = 0x6b65656c,
                          .record_keys = keel_config_get(p->cfg, section, "record_keys"),
                          .on_mismatch = on_mismatch, .mismatch_ctx = p, .l2 = l2 ? p->l2 : NULL};
-  return keel_memo_create(&o, &s->memo, err, errlen);
+  return create ? keel_memo_create(&o, &s->memo, err, errlen) : keel_memo_check(&o, err, errlen);
 }
 
 static keel_status build_memos(keel_pipeline_t *p, char *err, size_t errlen) {

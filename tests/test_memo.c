@@ -323,12 +323,17 @@ static void test_config_refusals(void **state) {
   assert_int_equal(atomic_load(&fixture_process_calls), 0); /* nothing flowed */
   assert_int_equal(tu_tracked_bytes(), before);             /* refused pipelines left nothing */
 
-  /* [pipeline] cache = false (--no-cache) turns every [cache.*] off, even one
-   * that would be refused. */
+  /* [pipeline] cache = false (--no-cache) turns every [cache.*] off; the
+   * sections are still checked (a config refused with caches is refused
+   * without). */
   keel_config_t *c = fixture_config("len,stamp", (const char *[]){"cache.stamp.size=1MiB", "cache.len.size=1MiB",
                                                                    "pipeline.cache=false", NULL});
   keel_pipeline_t *p;
   char err[512];
+  assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_ECONFIG);
+  assert_non_null(strstr(err, "stage 'stamp' is not pure"));
+  keel_config_destroy(c);
+  c = fixture_config("len,stamp", (const char *[]){"cache.len.size=1MiB", "pipeline.cache=false", NULL});
   assert_int_equal(keel_pipeline_create(r, c, &p, err, sizeof err), KEEL_OK);
   keel_run_stats stats;
   const char *in = tu_path("nocache.ndjson");

@@ -82,6 +82,13 @@ typedef struct keel_memo_stats {
 KEEL_EXTERN keel_status keel_memo_create(const keel_memo_options *opt, keel_memo_t **out, char *err,
                                          size_t errlen);
 
+/* The checks keel_memo_create makes of opt, without making anything: a
+ * configuration can be validated where no memo is wanted (caching off).
+ * KEEL_ECONFIG with a message (an impure stage, an audit rate outside
+ * 0..1, an unknown policy, a size under one entry's overhead, a key record
+ * that cannot be written), KEEL_EINVAL for a malformed opt. */
+KEEL_EXTERN keel_status keel_memo_check(const keel_memo_options *opt, char *err, size_t errlen);
+
 /* Frees the cache (values still held by callers stay valid until released)
  * and flushes the key record. */
 KEEL_EXTERN void keel_memo_destroy(keel_memo_t *m);

@@ -110,6 +110,7 @@ grep -q "^workers = 3 " "$dir/out" && grep -q "^batch = 5 " "$dir/out" && grep -
 # With caching off (--no-cache) the cache and L2 sections are still checked.
 expect_bad "\[cache.rank\] size = 'garbage'" '[cache.rank]\nsize = garbage\n' --no-cache
 expect_bad "'bogus' is not a Redis address" '[l2]\nurl = bogus\n' --no-cache
+expect_bad "policy = 'bogus': unknown cache policy" '[cache.rank]\nsize = 1MiB\npolicy = bogus\n' --no-cache
 # A misspelled section would drop a cache or a budget without a word.
 expect_bad "unknown section \[cahce.rank\]" '[cahce.rank]\nsize = 1MiB\n'
 expect_bad "unknown section \[memroy\]" '[pipeline]\nworkers = 2\n[memroy]\nbudget = 1KiB\n'
