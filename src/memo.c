@@ -20,11 +20,13 @@
 #include "keel/memo.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "keel/cache.h"
@@ -57,11 +59,13 @@ struct keel_memo {
   _Atomic int mismatch_said;
   keel_memo_mismatch_fn on_mismatch;
   void *mismatch_ctx;
-  pthread_mutex_t record_lock; /* guards record */
-  FILE *record;                /* NULL until recording begins (keel_memo_record_begin or the first lookup) */
+  pthread_mutex_t record_lock; /* guards the record_* fields but record_path and record_lost */
+  int record_fd;               /* -1 until recording begins (keel_memo_record_begin or the first lookup) */
+  int record_failed;           /* the file could not be opened or written: keys are counted, not written */
+  uint8_t *record_buf;         /* owned (KEEL_MEM_CACHE): RECORD_BUF bytes of keys not yet written */
+  size_t record_len;
   char *record_path;           /* owned; NULL: no record */
   _Atomic uint64_t record_lost; /* keys not recorded (the file could not be opened or written) */
-  int record_failed;           /* under record_lock: the open failed; not tried again until record_begin */
   keel_l2_t *l2;   /* borrowed, may be NULL */
   char l2_ns[KEEL_FIELD_NAME_MAX + 48]; /* "STAGE:VERSION:MODEL_VERSION:" */
 };
@@ -92,26 +96,53 @@ static void put_be(uint8_t *p, uint64_t v, int bytes) {
   for (int i = bytes - 1; i >= 0; i--) *p++ = (uint8_t)(v >> (8 * i));
 }
 
-/* The key record's path, checked (keel_memo_check) but not opened: a memo
- * built to validate a configuration must not empty a file; it is created
- * or emptied when recording begins. */
+/* The key record: 8-byte keys gathered in a buffer of keel's own and
+ * written with write(2), so that every key the file could not take is
+ * known and counted (record_lost). Its path is checked (keel_memo_check)
+ * but not opened at create: a memo built to validate a configuration
+ * must not empty a file; it is created or emptied when recording begins. */
+#define RECORD_BUF (64u * 1024u)
+
 static keel_status record_init(keel_memo_t *m, const char *path) {
   pthread_mutex_init(&m->record_lock, NULL);
+  m->record_fd = -1;
   if (!path) return KEEL_OK;
   return (m->record_path = keel_mem_strdup(KEEL_MEM_CACHE, path)) ? KEEL_OK : KEEL_ENOMEM;
 }
 
+/* Writes the buffered keys; those the file does not take are counted
+ * lost, and nothing more is written. Under record_lock. */
+static void record_flush_locked(keel_memo_t *m) {
+  size_t off = 0;
+  while (m->record_fd >= 0 && !m->record_failed && off < m->record_len) {
+    ssize_t w = write(m->record_fd, m->record_buf + off, m->record_len - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) m->record_failed = 1;
+    else off += (size_t)w;
+  }
+  uint64_t unwritten = m->record_len / 8 - off / 8; /* a key cut in the middle is lost too */
+  if (unwritten) atomic_fetch_add_explicit(&m->record_lost, unwritten, memory_order_relaxed);
+  m->record_len = 0;
+}
+
 /* Under record_lock. */
 static keel_status record_open_locked(keel_memo_t *m, char *err, size_t errlen) {
-  if (m->record) fclose(m->record);
-  m->record = fopen(m->record_path, "wb");
-  m->record_failed = !m->record;
-  if (!m->record) {
+  record_flush_locked(m); /* the previous recording's last keys */
+  if (m->record_fd >= 0) close(m->record_fd);
+  m->record_failed = 0;
+  if (!m->record_buf && !(m->record_buf = keel_mem_alloc(KEEL_MEM_CACHE, RECORD_BUF))) {
+    m->record_fd = -1;
+    m->record_failed = 1;
+    snprintf(err, errlen, "stage '%s': out of memory for the key record", m->def->name);
+    return KEEL_ENOMEM;
+  }
+  m->record_fd = open(m->record_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (m->record_fd < 0) {
+    m->record_failed = 1;
     snprintf(err, errlen, "stage '%s': cannot create the key record %s: %s", m->def->name, m->record_path,
              strerror(errno));
     return KEEL_EIO;
   }
-  setvbuf(m->record, NULL, _IOFBF, 1 << 16);
   return KEEL_OK;
 }
 
@@ -122,6 +153,13 @@ keel_status keel_memo_record_begin(keel_memo_t *m, char *err, size_t errlen) {
   keel_status st = record_open_locked(m, err, errlen);
   pthread_mutex_unlock(&m->record_lock);
   return st;
+}
+
+void keel_memo_record_flush(keel_memo_t *m) {
+  if (!m || !m->record_path) return;
+  pthread_mutex_lock(&m->record_lock);
+  record_flush_locked(m);
+  pthread_mutex_unlock(&m->record_lock);
 }
 
 static keel_status make_cache(keel_memo_t *m, const keel_memo_options *o, char *err, size_t errlen) {
@@ -241,7 +279,9 @@ keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char
 void keel_memo_destroy(keel_memo_t *m) {
   if (!m) return;
   keel_cache_destroy(m->cache);
-  if (m->record) fclose(m->record);
+  record_flush_locked(m);
+  if (m->record_fd >= 0) close(m->record_fd);
+  keel_mem_free(m->record_buf);
   keel_mem_free(m->record_path);
   pthread_mutex_destroy(&m->record_lock);
   keel_mem_free(m->sorted_reads);
@@ -409,9 +449,13 @@ static void record_key(keel_memo_t *m, const uint8_t *key, size_t len) {
   put_be(be, XXH3_64bits(key, len), 8);
   pthread_mutex_lock(&m->record_lock);
   char err[8];
-  if (!m->record && !m->record_failed) (void)record_open_locked(m, err, sizeof err); /* a lone memo's first lookup */
-  if (!m->record || fwrite(be, 1, 8, m->record) != 8) /* counted (stats), not retried per key */
+  if (m->record_fd < 0 && !m->record_failed) (void)record_open_locked(m, err, sizeof err); /* a lone memo's first lookup */
+  if (m->record_failed) { /* counted (stats), not retried per key */
     atomic_fetch_add_explicit(&m->record_lost, 1, memory_order_relaxed);
+  } else {
+    memcpy(m->record_buf + m->record_len, be, 8);
+    if ((m->record_len += 8) == RECORD_BUF) record_flush_locked(m);
+  }
   pthread_mutex_unlock(&m->record_lock);
 }
 

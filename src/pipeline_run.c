@@ -797,6 +797,8 @@ keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io *io, keel_ru
     snprintf(s.err, sizeof s.err, "writing the output: %s", strerror(errno));
   }
   run_end_dead_letter(&s);
+  for (size_t k = 0; k < p->n_stages; k++) /* the run's key records written, their losses counted */
+    keel_memo_record_flush(p->stages[k].memo);
   if (stats) {
     keel__stream_src_refresh(p); /* the group's pending count as the run leaves it */
     fill_stats(p, &s, cpu0, stats);

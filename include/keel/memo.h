@@ -99,6 +99,12 @@ KEEL_EXTERN void keel_memo_destroy(keel_memo_t *m);
  * lookup. Nothing to do without a record. KEEL_EIO with the reason in err. */
 KEEL_EXTERN keel_status keel_memo_record_begin(keel_memo_t *m, char *err, size_t errlen);
 
+/* Writes the keys the record holds in memory (it writes them 64 KiB at a
+ * time); a pipeline calls it as each run ends, so that the run's
+ * statistics count every key the file did not take (record_lost).
+ * Destroy does it too. */
+KEEL_EXTERN void keel_memo_record_flush(keel_memo_t *m);
+
 /* Per-worker scratch (the projection event) over `schema` (the pipeline's,
  * borrowed). *out is owned (keel_memo_worker_destroy). */
 KEEL_EXTERN keel_status keel_memo_worker_create(keel_memo_t *m, keel_schema_t *schema, keel_memo_worker_t **out);

@@ -76,6 +76,14 @@ rc=$?
 [ $rc -eq 2 ] && grep -q "cache.rank" "$dir/err" && ok "--record-keys without --cache -> 2 ($(head -1 "$dir/err"))" ||
   bad "--record-keys without --cache -> rc $rc: $(cat "$dir/err")"
 
+# A record the disk cannot take: every lookup key it lost is counted (they
+# were buffered by stdio and lost without a word).
+python3 -c "
+for i in range(100): print('{\"type\":\"rank\",\"user\":\"%d\",\"k\":5}' % (i % 10))" >"$dir/rk100.ndjson"
+"$KEEL" run --input "$dir/rk100.ndjson" --output /dev/null --products 2000 --cache rank=1MiB \
+  --record-keys rank=/dev/full 2>"$dir/err" && grep -q "100 lookup keys not in the key record" "$dir/err" &&
+  ok "a full disk under the key record: 100 keys counted lost" || bad "record on /dev/full: $(cat "$dir/err")"
+
 # keel check validates the path but writes nothing: an earlier record stays.
 echo "an earlier record" >"$dir/keep.bin"
 "$KEEL" check --cache rank=1MiB --record-keys rank="$dir/keep.bin" >/dev/null 2>"$dir/err" &&
