@@ -128,7 +128,13 @@ static int abi_ok(const void *sym, char *why, size_t len) {
     return 0;
   }
   if (!strncmp(sym, KEEL_PLUGIN_ABI, sizeof KEEL_PLUGIN_ABI)) return 1; /* stops at the first difference */
-  snprintf(why, len, "keel_plugin_abi is not `const char *keel_plugin_abi = KEEL_PLUGIN_ABI;`");
+  const char *arr = sym;
+  size_t n = strnlen(arr, 40), k = 0;
+  while (k < n && arr[k] >= 0x20 && arr[k] < 0x7f) k++;
+  if (n >= 4 && n < 40 && k == n) /* a char array holding another ABI's name */
+    snprintf(why, len, "built for ABI '%s', this keel has '%s'", arr, KEEL_PLUGIN_ABI);
+  else
+    snprintf(why, len, "keel_plugin_abi is not `const char *keel_plugin_abi = KEEL_PLUGIN_ABI;`");
   return 0;
 }
 

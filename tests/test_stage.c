@@ -228,7 +228,7 @@ static void test_plugin_failures(void **state) {
   assert_non_null(keel_registry_find(r, "plug_arr"));
   err[0] = '\0';
   assert_int_equal(keel_registry_load_plugin(r, plugin("abiarraywrong"), err, sizeof err), KEEL_EUNSUPPORTED);
-  snprintf(want, sizeof want, "plugin %s: keel_plugin_abi is not `const char *keel_plugin_abi = KEEL_PLUGIN_ABI;`",
+  snprintf(want, sizeof want, "plugin %s: built for ABI 'keel-plugin-0', this keel has 'keel-plugin-1'",
            plugin("abiarraywrong"));
   assert_string_equal(err, want);
 
