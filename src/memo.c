@@ -125,7 +125,8 @@ static void record_flush_locked(keel_memo_t *m) {
   m->record_len = 0;
 }
 
-/* Under record_lock. */
+/* Under record_lock. err may be NULL (a lone memo's first lookup: the
+ * failure is counted in record_lost, not said). */
 static keel_status record_open_locked(keel_memo_t *m, char *err, size_t errlen) {
   record_flush_locked(m); /* the previous recording's last keys */
   if (m->record_fd >= 0) close(m->record_fd);
@@ -133,14 +134,14 @@ static keel_status record_open_locked(keel_memo_t *m, char *err, size_t errlen) 
   if (!m->record_buf && !(m->record_buf = keel_mem_alloc(KEEL_MEM_CACHE, RECORD_BUF))) {
     m->record_fd = -1;
     m->record_failed = 1;
-    snprintf(err, errlen, "stage '%s': out of memory for the key record", m->def->name);
+    if (err) snprintf(err, errlen, "stage '%s': out of memory for the key record", m->def->name);
     return KEEL_ENOMEM;
   }
   m->record_fd = open(m->record_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (m->record_fd < 0) {
     m->record_failed = 1;
-    snprintf(err, errlen, "stage '%s': cannot create the key record %s: %s", m->def->name, m->record_path,
-             strerror(errno));
+    if (err) snprintf(err, errlen, "stage '%s': cannot create the key record %s: %s", m->def->name, m->record_path,
+                      strerror(errno));
     return KEEL_EIO;
   }
   return KEEL_OK;
@@ -448,8 +449,7 @@ static void record_key(keel_memo_t *m, const uint8_t *key, size_t len) {
   uint8_t be[8];
   put_be(be, XXH3_64bits(key, len), 8);
   pthread_mutex_lock(&m->record_lock);
-  char err[8];
-  if (m->record_fd < 0 && !m->record_failed) (void)record_open_locked(m, err, sizeof err); /* a lone memo's first lookup */
+  if (m->record_fd < 0 && !m->record_failed) (void)record_open_locked(m, NULL, 0); /* a lone memo's first lookup */
   if (m->record_failed) { /* counted (stats), not retried per key */
     atomic_fetch_add_explicit(&m->record_lost, 1, memory_order_relaxed);
   } else {
