@@ -28,11 +28,24 @@ static int set(const char *cmd, keel_config_t *cfg, const char *sec, const char 
   return -1;
 }
 
+/* The [redis] options of the command line: the key each sets, and which
+ * end of the run reads it (a stream input, a stream output, or either). */
+enum { EITHER, INPUT, OUTPUT };
+static const struct {
+  int opt;
+  const char *key, *flag;
+  int side;
+} redis_opts[] = {{OPT_CLAIM_IDLE, "claim_idle_ms", "claim-idle-ms", INPUT},
+                  {OPT_MAX_DELIVERIES, "max_deliveries", "max-deliveries", INPUT},
+                  {OPT_OUTPUT_MAXLEN, "output_maxlen", "output-maxlen", OUTPUT},
+                  {OPT_CREATE_GROUP, "create_group", "create-group", INPUT},
+                  {OPT_IDLE_EXIT, "idle_exit_ms", "idle-exit-ms", INPUT},
+                  {OPT_REDIS_RETRY, "retry_ms", "redis-retry-ms", EITHER}};
+#define N_REDIS_OPTS (sizeof redis_opts / sizeof redis_opts[0])
+
 int cli_redis_option(const char *cmd, keel_config_t *cfg, int c, const char *arg) {
-  static const char *const keys[] = {"claim_idle_ms", "max_deliveries", "output_maxlen", NULL, "idle_exit_ms",
-                                     "retry_ms"};
-  static const char *const flags[] = {"claim-idle-ms", "max-deliveries", "output-maxlen", NULL, "idle-exit-ms",
-                                      "redis-retry-ms"};
+  size_t k = 0;
+  while (k < N_REDIS_OPTS && redis_opts[k].opt != c) k++;
   uint64_t n;
   switch (c) {
     case OPT_L2: {
@@ -49,18 +62,14 @@ int cli_redis_option(const char *cmd, keel_config_t *cfg, int c, const char *arg
     case OPT_IDLE_EXIT:
     case OPT_REDIS_RETRY:
       if (cli_parse_u64(arg, &n) || (n == 0 && c != OPT_IDLE_EXIT))
-        return cli_usage(cmd, "--%s wants a %s integer, got '%s'", flags[c - OPT_CLAIM_IDLE],
+        return cli_usage(cmd, "--%s wants a %s integer, got '%s'", redis_opts[k].flag,
                          c == OPT_IDLE_EXIT ? "non-negative" : "positive", arg);
-      return set(cmd, cfg, "redis", keys[c - OPT_CLAIM_IDLE], arg);
+      return set(cmd, cfg, "redis", redis_opts[k].key, arg);
   }
   return cli_usage(cmd, "unknown option");
 }
 
 int cli_redis_options_fit(const char *cmd, const keel_config_t *cfg, const char *input, const char *output) {
-  /* The options that only a stream input, or only a stream output, reads. */
-  static const struct { const char *key, *flag; int out; } only[] = {
-      {"claim_idle_ms", "claim-idle-ms", 0}, {"max_deliveries", "max-deliveries", 0}, {"idle_exit_ms", "idle-exit-ms", 0},
-      {"create_group", "create-group", 0},   {"output_maxlen", "output-maxlen", 1}};
   int in_stream = input && keel_redis_is_url(input), out_stream = output && keel_redis_is_url(output);
   for (size_t i = 0; i < keel_config_count(cfg); i++) {
     const char *sec, *key;
@@ -69,9 +78,12 @@ int cli_redis_options_fit(const char *cmd, const keel_config_t *cfg, const char 
     if (origin == KEEL_CONFIG_CLI && !strcmp(sec, "l2") && !strcmp(key, "ttl") && !keel_config_get(cfg, "l2", "url"))
       return cli_usage(cmd, "--l2-ttl is for a shared L2 (--l2 redis://HOST:PORT)");
     if (origin != KEEL_CONFIG_CLI || strcmp(sec, "redis")) continue;
-    for (size_t k = 0; k < sizeof only / sizeof only[0]; k++)
-      if (!strcmp(key, only[k].key) && !(only[k].out ? out_stream : in_stream))
-        return cli_usage(cmd, "--%s is for a redis://...?stream= %s", only[k].flag, only[k].out ? "output" : "input");
+    for (size_t k = 0; k < N_REDIS_OPTS; k++) {
+      int side = redis_opts[k].side;
+      if (!strcmp(key, redis_opts[k].key) && side != EITHER && !(side == OUTPUT ? out_stream : in_stream))
+        return cli_usage(cmd, "--%s is for a redis://...?stream= %s", redis_opts[k].flag,
+                         side == OUTPUT ? "output" : "input");
+    }
   }
   return -1;
 }
