@@ -80,6 +80,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,8 +273,33 @@ void keel_cache_unpin(keel_cache_t *c) {
   epoch_exit(r, pin.e);
 }
 
+/* A release of a reference nobody holds, found while the cache still holds
+ * its own (so the entry is alive to say so): without this check the count
+ * would take the cache's reference, and the entry would be freed under a
+ * later reader. Like glibc on a double free, it says so and aborts. */
+__attribute__((noinline, cold, noreturn)) static void ent_overreleased(const keel_cache_value_t *v) {
+  size_t n = ent_klen(v);
+  const unsigned char *k = ent_key(v);
+  char shown[97];
+  size_t o = 0, i = 0;
+  for (; i < n && o + 4 < sizeof shown; i++)
+    o += (size_t)snprintf(shown + o, sizeof shown - o, k[i] >= 0x20 && k[i] < 0x7f && k[i] != '\\' && k[i] != '"' ? "%c" : "\\x%02x", k[i]);
+  shown[o] = '\0';
+  fprintf(stderr,
+          "keel: keel_cache_value_release: the value of key \"%s%s\" (%zu bytes) was released more times than it "
+          "was acquired (released twice, or a reference the caller did not hold)\n",
+          shown, i < n ? "..." : "", n);
+  abort();
+}
+
 void keel__cache_ent_unref(keel_cache_value_t *v) {
-  if ((atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) & ~REF_FOUND) == 1) ent_free(v);
+  uint32_t old = atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel);
+  if ((old & (REF_COUNT | REF_CACHE)) == 1) ent_free(v);
+  else if (!(old & REF_COUNT)) ent_overreleased(v);
+}
+
+void keel__cache_ent_uncache(keel_cache_value_t *v) {
+  if (!(atomic_fetch_and_explicit(&v->refs, ~REF_CACHE, memory_order_acq_rel) & REF_COUNT)) ent_free(v);
 }
 
 /* ---- policy bookkeeping --------------------------------------------------------- */
@@ -600,7 +626,7 @@ keel_status keel__cache_insert_locked(keel_cache_t *c, shard *s, keel_cache_valu
     notify(c, v, KEEL_CACHE_EVICTED);
     return KEEL_OK;
   }
-  atomic_fetch_add_explicit(&v->refs, 1, RLX); /* the cache's reference */
+  atomic_fetch_or_explicit(&v->refs, REF_CACHE, RLX); /* the cache's reference */
   add_locked(&s->bytes, charge);
   add_locked(&s->entries, 1);
   keel__cache_table_link_locked(s, v, h);
@@ -679,7 +705,7 @@ static void shard_free(shard *s, int locks) {
     while (w) {
       keel_cache_value_t *v = link_ent(w);
       w = atomic_load_explicit(&v->next, RLX);
-      keel__cache_ent_unref(v);
+      keel__cache_ent_uncache(v);
     }
   }
   for (unsigned k = 0; k < 4; k++) keel__cache_limbo_reclaim1_locked(s, k); /* retired ones */

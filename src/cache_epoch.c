@@ -42,7 +42,7 @@
 void keel__cache_garbage_free(keel_cache_value_t *v) {
   while (v) {
     keel_cache_value_t *nx = (keel_cache_value_t *)(uintptr_t)atomic_load_explicit(&v->next, RLX);
-    keel__cache_ent_unref(v);
+    keel__cache_ent_uncache(v);
     v = nx;
   }
 }

@@ -37,6 +37,8 @@
 #define IDL_FLAG 0x08000000u /* klen flag: expires when idle; the write's deadline follows the value */
 #define KLEN_MASK 0x07ffffffu
 #define REF_FOUND 0x80000000u /* refs flag: found since the policy last asked (see mark) */
+#define REF_CACHE 0x40000000u /* refs flag: the cache's own reference (linked, or retired and not yet reclaimed) */
+#define REF_COUNT 0x3fffffffu /* refs: the references of users (and of keel's own code paths) */
 #define SLOT_BITS 24         /* slot_tag: slot in the low bits, memory tag above */
 #define SLOT_MAX ((1u << SLOT_BITS) - 1)
 /* The policy sees every hit in a cache of up to RECORD_ALL entries, and
@@ -55,7 +57,7 @@ struct keel_cache_value {
   _Atomic uint64_t next; /* bucket chain: a link (below); once reclaimed: the garbage list */
   uint32_t klen;                           /* key length | *_FLAG */
   uint32_t vlen;                           /* value length (negative: the status) */
-  _Atomic uint32_t refs;                   /* cache (while not reclaimed) + users | REF_FOUND */
+  _Atomic uint32_t refs;                   /* users | REF_CACHE (while not reclaimed) | REF_FOUND */
   uint32_t slot_tag;                       /* policy slot (set under lock) | memory tag << 24 */
   /* [expiry: _Atomic uint64_t, 0 never, else clock time], key, pad to 8, value */
 };
@@ -453,6 +455,9 @@ void keel__cache_reclaim_now_locked(keel_cache_t *c, shard *s);
 /* Drops the cache's reference to each entry of a garbage list, which the
  * caller owns (shard_unlock took it from the shard). */
 void keel__cache_garbage_free(keel_cache_value_t *v);
+/* Drops the cache's own reference to v (REF_CACHE), freeing it if no user
+ * holds it. */
+void keel__cache_ent_uncache(keel_cache_value_t *v);
 /* Makes sure the shard has a free slot. */
 keel_status keel__cache_slot_reserve_locked(keel_cache_t *c, shard *s);
 

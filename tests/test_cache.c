@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "keel/cache.h"
 #include "testutil.h"
@@ -203,6 +206,60 @@ static void test_value_outlives_eviction(void **state) {
   keel_cache_value_release(v);
   keel_cache_value_release(v);
   assert_int_equal(tu_tracked_bytes(), before);
+}
+
+/* Runs `releases` releases of a value of key "dbl\"key" after `acquires`
+ * acquisitions on top of get's reference, in a child; returns its wait
+ * status and what it wrote to stderr in `err`. */
+static int release_in_child(int acquires, int releases, char *err, size_t cap) {
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(fds[0]);
+    dup2(fds[1], STDERR_FILENO);
+    keel_cache_options o = base_opts(1 << 20);
+    keel_cache_t *c;
+    if (keel_cache_create(&o, &c) != KEEL_OK) _exit(3);
+    if (keel_cache_put(c, "dbl\"key", 7, "value", 5) != KEEL_OK) _exit(3);
+    keel_cache_value_t *v;
+    if (keel_cache_get(c, "dbl\"key", 7, &v) != KEEL_OK) _exit(3);
+    for (int i = 0; i < acquires; i++) keel_cache_value_acquire(v);
+    for (int i = 0; i < releases; i++) keel_cache_value_release(v);
+    keel_cache_destroy(c);
+    _exit(0);
+  }
+  close(fds[1]);
+  size_t n = 0;
+  ssize_t k;
+  while (n + 1 < cap && (k = read(fds[0], err + n, cap - 1 - n)) > 0) n += (size_t)k;
+  err[n] = '\0';
+  close(fds[0]);
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  return status;
+}
+
+/* Releasing a value more times than it was acquired, while the cache still
+ * holds it, is told and aborts (it would otherwise free the entry under
+ * the cache); the right number of releases is silent. */
+static void test_over_release_detected(void **state) {
+  (void)state;
+  char err[512];
+  int st = release_in_child(0, 1, err, sizeof err);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  assert_string_equal(err, "");
+  st = release_in_child(2, 3, err, sizeof err);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  assert_string_equal(err, "");
+  st = release_in_child(0, 2, err, sizeof err);
+  assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+  assert_non_null(strstr(err, "keel_cache_value_release"));
+  assert_non_null(strstr(err, "\"dbl\\x22key\" (7 bytes) was released more times than it was acquired"));
+  st = release_in_child(1, 3, err, sizeof err);
+  assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
 }
 
 static uint64_t const_hash(void *ud, const void *key, size_t len, uint64_t seed) {
@@ -1663,7 +1720,7 @@ int main(void) {
       cmocka_unit_test(test_basic),
       cmocka_unit_test(test_too_big_put_removes), cmocka_unit_test(test_read_many),
       cmocka_unit_test(test_bad_options),
-      cmocka_unit_test(test_value_outlives_eviction),
+      cmocka_unit_test(test_value_outlives_eviction), cmocka_unit_test(test_over_release_detected),
       cmocka_unit_test(test_forced_collisions),
       cmocka_unit_test(test_one_bucket_chain_tags), cmocka_unit_test(test_churn),
       cmocka_unit_test(test_clear_frees_at_once),

@@ -363,7 +363,12 @@ KEEL_EXTERN size_t keel_cache_value_len(const keel_cache_value_t *v);
 /* Adds a reference (the caller owns one more). */
 KEEL_EXTERN void keel_cache_value_acquire(keel_cache_value_t *v);
 
-/* Drops a reference; the last one frees the value. NULL is a no-op. */
+/* Drops a reference; the last one frees the value. NULL is a no-op.
+ * Releasing more references than were acquired, found while the cache
+ * still holds the value, is a bug in the caller (like a double free):
+ * keel names the key on stderr and aborts rather than free the value
+ * under the cache. After the value has left the cache such a release is
+ * a use after free that keel cannot see. */
 KEEL_EXTERN void keel_cache_value_release(keel_cache_value_t *v);
 
 /* ---- introspection ---------------------------------------------------------- */
