@@ -127,13 +127,9 @@ keel_status keel_dead_letter_flush(keel_dead_letter_t *d) {
   if (d->failed) return KEEL_EIO; /* d->err still says why */
   if (d->out.len == 0) return KEEL_OK;
   if (d->fd < 0 && open_file(d) != KEEL_OK) return KEEL_EIO;
-  size_t off = 0;
-  while (off < d->out.len) {
-    ssize_t w = write(d->fd, d->out.data + off, d->out.len - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return write_failed(d, off, w < 0 ? errno : EIO); /* EIO: wrote nothing, said nothing */
-    off += (size_t)w;
-  }
+  size_t off;
+  int e = keel_write_all(d->fd, d->out.data, d->out.len, &off);
+  if (e) return write_failed(d, off, e);
   d->written = d->count;
   keel_buf_clear(&d->out);
   return KEEL_OK;

@@ -114,12 +114,9 @@ static keel_status record_init(keel_memo_t *m, const char *path) {
  * lost, and nothing more is written. Under record_lock. */
 static void record_flush_locked(keel_memo_t *m) {
   size_t off = 0;
-  while (m->record_fd >= 0 && !m->record_failed && off < m->record_len) {
-    ssize_t w = write(m->record_fd, m->record_buf + off, m->record_len - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) m->record_failed = 1;
-    else off += (size_t)w;
-  }
+  if (m->record_fd >= 0 && !m->record_failed && m->record_len &&
+      keel_write_all(m->record_fd, m->record_buf, m->record_len, &off) != 0)
+    m->record_failed = 1;
   uint64_t unwritten = m->record_len / 8 - off / 8; /* a key cut in the middle is lost too */
   if (unwritten) atomic_fetch_add_explicit(&m->record_lost, unwritten, memory_order_relaxed);
   m->record_len = 0;

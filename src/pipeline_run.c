@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "budget_int.h"
+#include "keel/io.h"
 #include "keel/mem.h"
 #include "pipeline_int.h"
 #include "stage_int.h"
@@ -385,16 +386,9 @@ static void note_lost(sink *s, uint64_t line) {
  * again where the last whole batch ended: the output holds whole lines
  * only, and the sink knows which. */
 static void write_file_batch(sink *s, batch *b) {
-  int fd = fileno(s->out), e = EIO; /* EIO: a write that wrote nothing and said nothing */
-  size_t off = 0;
-  while (off < b->out.len) {
-    ssize_t w = write(fd, b->out.data + off, b->out.len - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) e = errno;
-    if (w <= 0) break;
-    off += (size_t)w;
-  }
-  if (off == b->out.len) {
+  size_t off;
+  int e = keel_write_all(fileno(s->out), b->out.data, b->out.len, &off);
+  if (!e) {
     if (s->out_end >= 0) s->out_end += (off_t)b->out.len;
     return;
   }

@@ -178,6 +178,14 @@ KEEL_EXTERN keel_status keel_json_append_event(keel_buf *b, const keel_event_t *
  * truncates nothing. */
 KEEL_EXTERN int keel_path_writable(const char *path);
 
+/* Writes all `len` bytes of buf (borrowed) to fd with write(2): retries a
+ * call a signal interrupted, and on a descriptor in non-blocking mode (a
+ * pipe or terminal its other user made so) waits with poll(2) until it
+ * takes more. Returns 0, or the errno of the failure (EIO for a write that
+ * wrote nothing and said nothing); *done (may be NULL) gets the bytes
+ * written either way. */
+KEEL_EXTERN int keel_write_all(int fd, const void *buf, size_t len, size_t *done);
+
 /* ---- dead-letter file ---- */
 
 typedef struct keel_dead_letter keel_dead_letter_t;

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "keel/io.h"
 #include "keel/mem.h"
 #include "keel/progress.h"
 #include "keel/trace.h"
@@ -194,15 +195,7 @@ static int parse_args(gen_opts *o, int argc, char **argv) {
 }
 
 static void out_flush(out_buf *b) {
-  size_t off = 0;
-  while (off < b->len && !b->failed) {
-    ssize_t w = write(STDOUT_FILENO, b->data + off, b->len - off);
-    if (w < 0) {
-      if (errno != EINTR) b->failed = errno;
-      continue;
-    }
-    off += (size_t)w;
-  }
+  if (!b->failed) b->failed = keel_write_all(STDOUT_FILENO, b->data, b->len, NULL);
   b->len = 0;
 }
 
