@@ -159,19 +159,25 @@ keel_status keel_registry_load_plugin(keel_registry_t *r, const char *path, char
     snprintf(err, errlen, "plugin %s: %s", path, dlerror());
     return KEEL_EIO;
   }
-  void *abi = dlsym(h, "keel_plugin_abi");
-  char why[160];
-  if (abi && !abi_ok(abi, why, sizeof why)) {
-    snprintf(err, errlen, "plugin %s: %s", path, why);
-    dlclose(h);
-    return KEEL_EUNSUPPORTED;
-  }
   keel_plugin_register_fn reg;
   *(void **)&reg = dlsym(h, KEEL_PLUGIN_ENTRY);
   if (!reg) {
     snprintf(err, errlen, "plugin %s: no %s() entry point", path, KEEL_PLUGIN_ENTRY);
     dlclose(h);
     return KEEL_ENOTFOUND;
+  }
+  /* Without the marker nothing says which headers the plugin was built
+   * against, and a definition read with another layout is misread, not
+   * refused: a plugin must say its ABI. */
+  void *abi = dlsym(h, "keel_plugin_abi");
+  char why[160];
+  if (!abi || !abi_ok(abi, why, sizeof why)) {
+    if (!abi)
+      snprintf(why, sizeof why, "no keel_plugin_abi: add `KEEL_EXTERN const char *keel_plugin_abi = KEEL_PLUGIN_ABI;` "
+                                "and rebuild");
+    snprintf(err, errlen, "plugin %s: %s", path, why);
+    dlclose(h);
+    return KEEL_EUNSUPPORTED;
   }
   size_t before = r->n;
   err[0] = '\0'; /* so a failure without a message is seen as one */

@@ -217,6 +217,14 @@ static void test_plugin_failures(void **state) {
   assert_string_equal(err, want);
 
   err[0] = '\0';
+  assert_int_equal(keel_registry_load_plugin(r, plugin("noabi"), err, sizeof err), KEEL_EUNSUPPORTED);
+  snprintf(want, sizeof want,
+           "plugin %s: no keel_plugin_abi: add `KEEL_EXTERN const char *keel_plugin_abi = KEEL_PLUGIN_ABI;` and rebuild",
+           plugin("noabi"));
+  assert_string_equal(err, want);
+  assert_null(keel_registry_find(r, "plug_unmarked")); /* its entry point never ran */
+
+  err[0] = '\0';
   assert_int_equal(keel_registry_load_plugin(r, plugin("badabi"), err, sizeof err), KEEL_EUNSUPPORTED);
   snprintf(want, sizeof want, "plugin %s: built for ABI 'keel-plugin-0', this keel has 'keel-plugin-1'",
            plugin("badabi"));

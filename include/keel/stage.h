@@ -135,12 +135,13 @@ KEEL_EXTERN const keel_stage_def *keel_registry_at(const keel_registry_t *r, siz
  *     keel_status keel_plugin_register(keel_registry_t *r, char *err, size_t errlen);
  *
  * which adds its stages with keel_registry_add (a failure's message is
- * given back prefixed with the plugin's path). It should also export
+ * given back prefixed with the plugin's path), and
  *
  *     KEEL_EXTERN const char *keel_plugin_abi = KEEL_PLUGIN_ABI;
  *
  * (a char array holding the string is accepted too): a plugin built for
- * another ABI is then refused by name instead of misread. The object stays
+ * another ABI, or without the marker, is refused by name instead of
+ * misread. The object stays
  * loaded until the registry is destroyed. Build it -fPIC -shared, without
  * linking libkeel: its keel symbols resolve against the program that loads
  * it (examples/plugin). */
@@ -149,7 +150,7 @@ KEEL_EXTERN const keel_stage_def *keel_registry_at(const keel_registry_t *r, siz
 typedef keel_status (*keel_plugin_register_fn)(keel_registry_t *r, char *err, size_t errlen);
 
 /* Loads the plugin at `path` (borrowed) into r. KEEL_EIO / KEEL_ENOTFOUND /
- * KEEL_EUNSUPPORTED (another ABI) / the plugin's own status, with a message
+ * KEEL_EUNSUPPORTED (another ABI, or no marker) / the plugin's own status, with a message
  * in err (may be NULL, errlen 0). */
 KEEL_EXTERN keel_status keel_registry_load_plugin(keel_registry_t *r, const char *path, char *err, size_t errlen);
 

@@ -10,6 +10,8 @@ static keel_status nop(void *state, keel_event_t *ev, const keel_stage_io *io) {
   return KEEL_OK;
 }
 
+KEEL_EXTERN const char *keel_plugin_abi = KEEL_PLUGIN_ABI;
+
 KEEL_EXTERN keel_status keel_plugin_register(keel_registry_t *r, char *err, size_t errlen);
 keel_status keel_plugin_register(keel_registry_t *r, char *err, size_t errlen) {
   keel_stage_def d = {.size = sizeof d, .name = "plug_half_done", .process = nop};
