@@ -83,6 +83,13 @@ static keel_status open_file(keel_dead_letter_t *d) {
   return KEEL_OK;
 }
 
+keel_status keel_dead_letter_begin(keel_dead_letter_t *d) {
+  if (!d) return KEEL_EMISUSE;
+  struct stat st;
+  if (d->append || d->fd >= 0 || stat(d->path, &st) != 0 || !S_ISREG(st.st_mode)) return KEEL_OK;
+  return open_file(d);
+}
+
 /* Records end with the only newlines they hold (JSON escapes the others). */
 static uint64_t newlines(const char *p, size_t n) {
   uint64_t k = 0;

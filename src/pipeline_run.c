@@ -647,6 +647,18 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
   char dl[4096];
   if (io->dead_letter) snprintf(dl, sizeof dl, "%s", io->dead_letter);
   else default_dead_letter(out, dl, sizeof dl);
+  /* One file for two ends loses what it held: an output that is the input
+   * is emptied before it is read; a dead-letter file that is either
+   * overwrites it, or is overwritten. */
+  const char *in = p->src_stream ? NULL : io->input ? io->input : "-";
+  const char *to = p->out_stream ? NULL : out;
+  int io_same = keel_path_same(to, 1, in, 0);
+  const char *other = io_same ? NULL : keel_path_same(dl, 1, in, 0) ? "input" : keel_path_same(dl, 1, to, 1) ? "output" : NULL;
+  if (io_same || other) {
+    if (io_same) snprintf(err, errlen, "the output %s is also the input (it would be emptied before it is read)", out);
+    else snprintf(err, errlen, "the dead-letter file %s is also the %s", dl, other);
+    return KEEL_ECONFIG;
+  }
   st = keel_dead_letter_create(dl, &s->dl);
   if (st == KEEL_OK && p->src_stream) keel_dead_letter_set_append(s->dl, 1);
   if (st == KEEL_OK && (st = keel_dead_letter_check(s->dl)) != KEEL_OK)
@@ -658,6 +670,10 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
   if (!p->out_stream) s->out = strcmp(out, "-") ? fopen(out, p->src_stream ? "a" : "w") : stdout;
   if (!p->out_stream && !s->out) {
     snprintf(err, errlen, "%s: cannot open for writing: %s", out, strerror(errno));
+    return KEEL_EIO;
+  }
+  if (keel_dead_letter_begin(s->dl) != KEEL_OK) {
+    snprintf(err, errlen, "dead-letter file %s", keel_dead_letter_error(s->dl));
     return KEEL_EIO;
   }
   struct stat sb;

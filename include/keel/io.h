@@ -178,6 +178,13 @@ KEEL_EXTERN keel_status keel_json_append_event(keel_buf *b, const keel_event_t *
  * truncates nothing. */
 KEEL_EXTERN int keel_path_writable(const char *path);
 
+/* Whether paths a and b (borrowed; "-" is the process's standard input or
+ * output, as `out_a`/`out_b` say) name one regular file: the same file
+ * (symbolic and hard links included), or the same path not created yet.
+ * Devices, pipes and the like (/dev/null) are never "the same": writing
+ * to one twice loses nothing. 0 when either is NULL. */
+KEEL_EXTERN int keel_path_same(const char *a, int out_a, const char *b, int out_b);
+
 /* Writes all `len` bytes of buf (borrowed) to fd with write(2): retries a
  * call a signal interrupted, and on a descriptor in non-blocking mode (a
  * pipe or terminal its other user made so) waits with poll(2) until it
@@ -192,7 +199,8 @@ typedef struct keel_dead_letter keel_dead_letter_t;
 
 /* Prepares a dead-letter writer for `path` (borrowed, copied). The file is
  * created (truncated) only on the first write, so a run that rejects
- * nothing leaves no file. Records are buffered (64 KiB, KEEL_MEM_IO) and
+ * nothing creates no file (keel_dead_letter_begin empties one an earlier
+ * run left). Records are buffered (64 KiB, KEEL_MEM_IO) and
  * written when the buffer fills, on keel_dead_letter_flush and on close.
  * *out is owned (keel_dead_letter_close). KEEL_ENOMEM, KEEL_EMISUSE for a
  * NULL or empty path. One thread at a time. */
@@ -207,6 +215,13 @@ KEEL_EXTERN keel_status keel_dead_letter_check(keel_dead_letter_t *d);
 /* Appends to an existing file instead of replacing it (before the first
  * write; a worker of a shared stream keeps earlier runs' records). */
 KEEL_EXTERN void keel_dead_letter_set_append(keel_dead_letter_t *d, int on);
+
+/* Starts the writer's run: one that does not append empties a regular
+ * file an earlier run left at its path, so that the file never holds
+ * records of another input (whose line numbers would mislead); a path with
+ * no file stays without one until the first record. KEEL_EIO as for a
+ * write. */
+KEEL_EXTERN keel_status keel_dead_letter_begin(keel_dead_letter_t *d);
 
 /* Appends one NDJSON record: {"line":N,"reason":"...","input":"<raw line,
  * at most 4 KiB of it>","input_bytes":LEN}. reason (NUL-terminated) and raw

@@ -121,6 +121,34 @@ expect 2 "dead-letter file $dir/adir: cannot write there: Is a directory" run "$
   bad "refused run: output now '$(head -c 40 "$dir/kept.ndjson")', summary $(ls "$dir/refused.json" 2>&1)"
 grep -q "events in" "$dir/err" && bad "an output that never opened: a summary of a run that did not start: $(cat "$dir/err")"
 
+# One file for two ends would lose what it held: refused before anything is
+# opened, through links and other spellings of the path too.
+cp "$dir/in.ndjson" "$dir/same.ndjson"
+ln -s same.ndjson "$dir/alias.ndjson"
+expect 2 "the output $dir/same.ndjson is also the input" run "${CAT[@]}" --input "$dir/same.ndjson" --output "$dir/same.ndjson"
+expect 2 "the output $dir/alias.ndjson is also the input" run "${CAT[@]}" --input "$dir/same.ndjson" --output "$dir/alias.ndjson"
+expect 2 "the dead-letter file $dir/same.ndjson is also the input" run "${CAT[@]}" --input "$dir/same.ndjson" \
+  --output "$dir/o.ndjson" --dead-letter "$dir/same.ndjson"
+expect 2 "the dead-letter file $dir/./fresh.ndjson is also the output" run "${CAT[@]}" --input "$dir/in.ndjson" \
+  --output "$dir/fresh.ndjson" --dead-letter "$dir/./fresh.ndjson"
+expect 2 "summary-json $dir/same.ndjson is also the input" run "${CAT[@]}" --input "$dir/same.ndjson" \
+  --output "$dir/o.ndjson" --summary-json "$dir/same.ndjson"
+cmp -s "$dir/in.ndjson" "$dir/same.ndjson" && [ ! -e "$dir/fresh.ndjson" ] &&
+  ok "refused same-file runs left the input as it was and created nothing" || bad "a same-file run touched a file"
+"$KEEL" run "${CAT[@]}" --input "$dir/in.ndjson" --quiet >"$dir/same.ndjson" --dead-letter "$dir/same.ndjson" 2>"$dir/err"
+[ $? = 2 ] && grep -q "the dead-letter file $dir/same.ndjson is also the output" "$dir/err" &&
+  ok "a dead-letter file that is the redirected standard output: refused" || bad "dead letters into stdout's file: $(cat "$dir/err")"
+expect 0 "" run "${CAT[@]}" --input "$dir/in.ndjson" --output /dev/null --dead-letter /dev/null
+# The dead-letter file holds this run's rejects only: one an earlier run left is emptied.
+printf '{"type":"user","user":"1"}\nnot json\n' >"$dir/onebad.ndjson"
+"$KEEL" run "${CAT[@]}" --input "$dir/onebad.ndjson" --output "$dir/dlrun.ndjson" --quiet
+[ -s "$dir/dlrun.ndjson.rejected.ndjson" ] || bad "set-up of the stale dead-letter case"
+head -1 "$dir/in.ndjson" >"$dir/good.ndjson"
+"$KEEL" run "${CAT[@]}" --input "$dir/good.ndjson" --output "$dir/dlrun.ndjson" --quiet &&
+  [ -e "$dir/dlrun.ndjson.rejected.ndjson" ] && [ ! -s "$dir/dlrun.ndjson.rejected.ndjson" ] &&
+  ok "a clean run empties the dead-letter file an earlier run left" ||
+  bad "stale dead letters: $(head -c 80 "$dir/dlrun.ndjson.rejected.ndjson")"
+
 python3 -c "
 for i in range(20000): print('{\"type\":\"user\",\"user\":\"%d\"}' % i)" >"$dir/many.ndjson"
 [ -w /dev/full ] && expect 1 "writing the output: No space left on device" run "${CAT[@]}" --input "$dir/many.ndjson" \
