@@ -37,6 +37,7 @@ struct keel_schema {
   _Atomic uint32_t table[TABLE_SIZE];
   uint8_t lens[KEEL_SCHEMA_MAX_FIELDS];
   char names[KEEL_SCHEMA_MAX_FIELDS][KEEL_FIELD_NAME_MAX + 1];
+  bool keep_others;           /* set before events are parsed (keel_schema_set_keep_others) */
 };
 
 const char *keel_field_type_name(keel_field_type t) {
@@ -59,6 +60,11 @@ keel_status keel_schema_create(keel_schema_t **out) {
   *out = s;
   return KEEL_OK;
 }
+
+void keel_schema_set_keep_others(keel_schema_t *s, bool on) {
+  if (s) s->keep_others = on;
+}
+bool keel_schema_keeps_others(const keel_schema_t *s) { return s && s->keep_others; }
 
 void keel_schema_destroy(keel_schema_t *s) {
   if (!s) return;
@@ -157,6 +163,8 @@ struct keel_event {
   size_t n, cap;
   uint64_t line;
   const char *reason;    /* arena memory, or NULL */
+  const char *others;    /* arena memory: the input's other members (keel_event_set_others), or NULL */
+  size_t others_len;
   field inline_fields[INLINE_FIELDS];
 };
 
@@ -189,6 +197,8 @@ void keel_event_reset(keel_event_t *e) {
   e->n = 0;
   e->line = 0;
   e->reason = NULL;
+  e->others = NULL;
+  e->others_len = 0;
 }
 
 keel_schema_t *keel_event_schema(const keel_event_t *e) { return e->schema; }
@@ -313,6 +323,21 @@ keel_status keel_event_fail(keel_event_t *e, const char *fmt, ...) {
 }
 
 const char *keel_event_reason(const keel_event_t *e) { return e->reason; }
+
+keel_status keel_event_set_others(keel_event_t *e, const char *json, size_t len) {
+  if (!e || (!json && len)) return KEEL_EINVAL;
+  char *copy = NULL;
+  if (len && !(copy = keel_arena_alloc(e->arena, len))) return KEEL_ENOMEM;
+  if (len) memcpy(copy, json, len);
+  e->others = copy;
+  e->others_len = len;
+  return KEEL_OK;
+}
+
+const char *keel_event_others(const keel_event_t *e, size_t *len) {
+  if (len) *len = e ? e->others_len : 0;
+  return e ? e->others : NULL;
+}
 
 /* ---- canonical encoding ---- */
 

@@ -237,7 +237,21 @@ static keel_status parse_error(ctx *c, const json_error_t *err) {
   }
 }
 
-static keel_status convert(ctx *c, json_t *root) {
+/* Appends `,"name":value` (value as jansson writes it compactly: reals
+ * with 17 significant digits, as keel writes its own) to b. */
+static keel_status keep_other(ctx *c, keel_buf *b, const char *name, size_t nlen, const json_t *v) {
+  size_t need = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+  keel_status st = need ? keel_buf_append(b, ",", 1) : KEEL_ENOMEM;
+  if (st == KEEL_OK) st = keel_buf_append_json_string(b, name, nlen);
+  if (st == KEEL_OK) st = keel_buf_append(b, ":", 1);
+  if (st == KEEL_OK) st = keel_buf_reserve(b, need);
+  if (st != KEEL_OK) return say(c, KEEL_ENOMEM, "out of memory");
+  b->len += json_dumpb(v, b->data + b->len, need, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+  b->data[b->len] = '\0';
+  return KEEL_OK;
+}
+
+static keel_status convert(ctx *c, json_t *root, keel_buf *others) {
   if (!json_is_object(root)) return say(c, KEEL_EPARSE, "not a JSON object (%s)", kind_name(root));
   if (json_object_size(root) > c->lim->max_fields)
     return say(c, KEEL_ELIMIT, "object of %zu members exceeds the %zu-member limit", json_object_size(root),
@@ -252,9 +266,15 @@ static keel_status convert(ctx *c, json_t *root) {
     keel_status st = check_limits(c, name, v, 2);
     if (st != KEEL_OK) return st;
     keel_field_id id;
-    if (keel_schema_lookup(schema, name, nlen, &id) != KEEL_OK) continue; /* not a field anyone uses */
+    if (keel_schema_lookup(schema, name, nlen, &id) != KEEL_OK) { /* not a field anyone uses */
+      if (others && !(nlen == 4 && !memcmp(name, "line", 4)) && (st = keep_other(c, others, name, nlen, v)) != KEEL_OK)
+        return st;
+      continue;
+    }
     if ((st = set_member(c, id, name, v)) != KEEL_OK) return st;
   }
+  if (others && others->len > 1 && keel_event_set_others(c->e, others->data + 1, others->len - 1) != KEEL_OK)
+    return say(c, KEEL_ENOMEM, "out of memory");
   return KEEL_OK;
 }
 
@@ -274,7 +294,11 @@ keel_status keel_json_to_event(keel_event_t *e, const char *line, size_t len, co
   json_error_t err;
   json_t *root = json_loadb(line, len, PARSE_FLAGS, &err);
   if (!root) return parse_error(&c, &err);
-  keel_status st = convert(&c, root);
+  keel_buf others;
+  int keep = keel_schema_keeps_others(keel_event_schema(e));
+  if (keep) keel_buf_init(&others, KEEL_MEM_IO);
+  keel_status st = convert(&c, root, keep ? &others : NULL);
+  if (keep) keel_buf_free(&others);
   json_decref(root);
   return st;
 }

@@ -21,7 +21,8 @@
  *  - STRING: keel_buf_append_json_string (valid UTF-8 through, invalid
  *    bytes as \u00XX).
  * "line" is keel's own member: a field of that name is not written, so the
- * object never holds a duplicate member.
+ * object never holds a duplicate member. The input's other members, where
+ * the schema keeps them (keel_event_others), follow the fields as parsed.
  * On failure (KEEL_ENOMEM) the buffer is restored to its length before the
  * call, so a caller never emits half an object. */
 #include <math.h>
@@ -123,6 +124,9 @@ static keel_status put_event(keel_buf *b, const keel_event_t *e) {
     if ((st = keel_buf_append(b, ":", 1)) != KEEL_OK) break;
     st = put_value(b, &v);
   }
+  size_t olen;
+  const char *others = keel_event_others(e, &olen);
+  if (olen && st == KEEL_OK && (st = keel_buf_append(b, ",", 1)) == KEEL_OK) st = keel_buf_append(b, others, olen);
   return st == KEEL_OK ? keel_buf_append(b, "}", 1) : st;
 }
 

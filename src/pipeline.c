@@ -39,7 +39,7 @@
 
 /* ---- building and validating ---- */
 
-static const char *const pipeline_keys[] = {"stages", "workers", "batch", "ordered", "cache", NULL};
+static const char *const pipeline_keys[] = {"stages", "workers", "batch", "ordered", "cache", "passthrough", NULL};
 static const char *const memo_keys[] = {"audit_rate", "audit_strict", NULL};
 static const char *const cache_keys[] = {"size", "policy", "ttl", "idle", "record_keys", "l2", "maintenance", NULL};
 static const char *const limit_keys[] = {"max_line", "max_fields", "max_string", "max_vector", "max_depth", "k_max",
@@ -109,6 +109,9 @@ static keel_status read_pipeline_options(keel_pipeline_t *p, char *err, size_t e
   if ((st = keel_config_get_int(p->cfg, "pipeline", "batch", 64, 1, 4096, &v, err, errlen)) != KEEL_OK) return st;
   p->batch_size = (size_t)v;
   if ((st = keel_config_get_bool(p->cfg, "pipeline", "ordered", 1, &p->ordered, err, errlen)) != KEEL_OK) return st;
+  int keep = 0; /* the input's members no stage reads: copied to the output, or dropped */
+  if ((st = keel_config_get_bool(p->cfg, "pipeline", "passthrough", 0, &keep, err, errlen)) != KEEL_OK) return st;
+  keel_schema_set_keep_others(p->schema, keep != 0);
   return read_limits(p, err, errlen);
 }
 

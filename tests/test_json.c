@@ -306,6 +306,53 @@ static void test_output_determinism(void **state) {
   keel_event_destroy(e2);
 }
 
+/* With the schema keeping other members, those no field names go to the
+ * output after the fields, as given (strings, numbers, arrays, objects,
+ * booleans, null); "line" is keel's and is dropped; a reset forgets
+ * them; off again, nothing is kept. */
+static void test_keep_others(void **state) {
+  (void)state;
+  char reason[256];
+  const char *line = "{\"request_id\":\"r-\\u00e9\\\"1\",\"type\":\"user\",\"line\":7,\"ts\":1.5,\"n\":-3,"
+                     "\"user\":\"42\",\"tags\":[1,\"a\"],\"o\":{\"b\":true},\"z\":null}";
+  keel_schema_set_keep_others(schema, true);
+  assert_true(keel_schema_keeps_others(schema));
+  assert_int_equal(parse(line, reason), KEEL_OK);
+  keel_event_set_line(ev, 3);
+  size_t n;
+  const char *o = keel_event_others(ev, &n);
+  assert_non_null(o);
+  keel_buf b;
+  keel_buf_init(&b, KEEL_MEM_IO);
+  assert_int_equal(keel_json_append_event(&b, ev), KEEL_OK);
+  assert_string_equal(b.data, "{\"line\":3,\"type\":\"user\",\"user\":\"42\",\"request_id\":\"r-\xc3\xa9\\\"1\",\"ts\":1.5,"
+                              "\"n\":-3,\"tags\":[1,\"a\"],\"o\":{\"b\":true},\"z\":null}");
+  assert_int_equal(n, strlen(b.data) - strlen("{\"line\":3,\"type\":\"user\",\"user\":\"42\",}"));
+  /* What was written reads back: the same fields and the same others. */
+  keel_buf_clear(&b);
+  assert_int_equal(keel_json_append_event(&b, ev), KEEL_OK);
+  char *first = strdup(b.data);
+  assert_int_equal(parse(first, reason), KEEL_OK);
+  keel_event_set_line(ev, 3);
+  keel_buf_clear(&b);
+  assert_int_equal(keel_json_append_event(&b, ev), KEEL_OK);
+  assert_string_equal(b.data, first);
+  free(first);
+  keel_event_reset(ev);
+  assert_null(keel_event_others(ev, &n));
+  assert_int_equal(n, 0);
+  /* An object with no other member keeps none. */
+  assert_int_equal(parse("{\"type\":\"user\",\"user\":\"1\",\"line\":2}", reason), KEEL_OK);
+  assert_null(keel_event_others(ev, &n));
+  keel_schema_set_keep_others(schema, false);
+  assert_int_equal(parse(line, reason), KEEL_OK);
+  assert_null(keel_event_others(ev, &n));
+  keel_buf_clear(&b);
+  assert_int_equal(keel_json_append_event(&b, ev), KEEL_OK);
+  assert_null(strstr(b.data, "request_id"));
+  keel_buf_free(&b);
+}
+
 static const char *oom_line =
     "{\"type\":\"rank\",\"user\":\"42\",\"k\":10,\"score\":0.5,\"vec\":[1,2,3],\"ids\":[\"1\",\"2\"],\"category\":\"c1\"}";
 
@@ -348,6 +395,7 @@ int main(void) {
       cmocka_unit_test(test_output_format),
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_output_determinism),
+      cmocka_unit_test(test_keep_others),
       cmocka_unit_test(test_oom_sweep),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

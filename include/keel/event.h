@@ -78,6 +78,15 @@ KEEL_EXTERN keel_status keel_schema_lookup(const keel_schema_t *s, const char *n
 /* The name of an id (borrowed, lives as long as the schema; NUL-terminated). */
 KEEL_EXTERN const char *keel_schema_name(const keel_schema_t *s, keel_field_id id);
 
+/* Whether events parsed against s (keel_json_to_event) keep the input's
+ * other members, those whose names are not in s (no stage reads them), as
+ * JSON text that keel_json_append_event writes back after the fields:
+ * a request id or timestamp passes through the pipeline unchanged. Off by
+ * default (they are dropped). A member named "line" is keel's own and is
+ * not kept. Set before events are parsed. */
+KEEL_EXTERN void keel_schema_set_keep_others(keel_schema_t *s, bool on);
+KEEL_EXTERN bool keel_schema_keeps_others(const keel_schema_t *s);
+
 /* ---- events ---- */
 
 typedef struct keel_event keel_event_t;
@@ -113,6 +122,16 @@ KEEL_EXTERN keel_status keel_event_set_float(keel_event_t *e, keel_field_id id, 
 KEEL_EXTERN keel_status keel_event_set_string(keel_event_t *e, keel_field_id id, const char *s, size_t n);
 KEEL_EXTERN keel_status keel_event_set_vector(keel_event_t *e, keel_field_id id, const float *v, size_t n);
 KEEL_EXTERN keel_status keel_event_set_ids(keel_event_t *e, keel_field_id id, const int64_t *v, size_t n);
+
+/* The input's other members (see keel_schema_set_keep_others), as the
+ * JSON text of object members without the braces (`"a":1,"b":"x"`),
+ * copied into the arena; len 0 clears them. The text is written into the
+ * output as given: the caller vouches that it is valid. KEEL_ENOMEM leaves
+ * the event unchanged. */
+KEEL_EXTERN keel_status keel_event_set_others(keel_event_t *e, const char *json, size_t len);
+/* Those members (borrowed, in the arena until the next reset; not
+ * NUL-terminated), *len bytes; NULL with *len 0 when there are none. */
+KEEL_EXTERN const char *keel_event_others(const keel_event_t *e, size_t *len);
 
 /* Removes field `id` if present. */
 KEEL_EXTERN void keel_event_unset(keel_event_t *e, keel_field_id id);

@@ -14,7 +14,7 @@
 #include "redisopts.h"
 
 enum {
-  OPT_CONFIG = 256, OPT_PLUGIN, OPT_INPUT, OPT_OUTPUT, OPT_DEAD_LETTER, OPT_WORKERS, OPT_BATCH, OPT_UNORDERED,
+  OPT_CONFIG = 256, OPT_PLUGIN, OPT_INPUT, OPT_OUTPUT, OPT_DEAD_LETTER, OPT_WORKERS, OPT_BATCH, OPT_UNORDERED, OPT_PASSTHROUGH,
   OPT_STAGES, OPT_SUMMARY, OPT_SET, OPT_MAX_LINE, OPT_CATALOG, OPT_PRODUCTS, OPT_DIM, OPT_QUIET, OPT_HELP,
   OPT_CACHE, OPT_NO_CACHE, OPT_AUDIT, OPT_AUDIT_STRICT, OPT_RECORD_KEYS, OPT_MEMORY_BUDGET,
   OPT_VERBOSE, OPT_NO_PROGRESS, OPT_HTTP, OPT_METRICS_LOG, OPT_METRICS_INTERVAL
@@ -29,6 +29,7 @@ static const struct option long_opts[] = {
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"batch", required_argument, NULL, OPT_BATCH},
     {"unordered", no_argument, NULL, OPT_UNORDERED},
+    {"passthrough", no_argument, NULL, OPT_PASSTHROUGH},
     {"stages", required_argument, NULL, OPT_STAGES},
     {"summary-json", required_argument, NULL, OPT_SUMMARY},
     {"set", required_argument, NULL, OPT_SET},
@@ -64,6 +65,8 @@ void cli_run_options_help(FILE *f) {
           "  --workers N           worker threads ([pipeline] workers, default 1)\n"
           "  --batch N             events per batch ([pipeline] batch, default 64)\n"
           "  --unordered           write results as they finish, not in input order\n"
+          "  --passthrough         copy the input's members no stage reads (a request id...) to\n"
+          "                        the output ([pipeline] passthrough; default: dropped)\n"
           "  --stages LIST         the stage chain, e.g. user,score,rank ([pipeline] stages)\n"
           "  --summary-json FILE   write the run's summary as one JSON object\n"
           "  --set SEC.KEY=VALUE   set any configuration value (repeatable)\n"
@@ -153,6 +156,7 @@ static int one_option(cli_run *r, int c, const char *arg) {
       if ((rc = check_count(r, "--batch", arg)) >= 0) return rc;
       return set_cli(r, "pipeline", "batch", arg);
     case OPT_UNORDERED: return set_cli(r, "pipeline", "ordered", "false");
+    case OPT_PASSTHROUGH: return set_cli(r, "pipeline", "passthrough", "true");
     case OPT_STAGES: return set_cli(r, "pipeline", "stages", arg);
     case OPT_SET: return set_generic(r, arg);
     case OPT_MAX_LINE: {
@@ -217,6 +221,7 @@ static keel_status set_defaults(keel_config_t *cfg) {
   snprintf(buf[5], 32, "%d", KEEL_RECSYS_DEFAULT_K_MAX);
   const char *d[][3] = {{"pipeline", "stages", "user,score,rank"}, {"pipeline", "workers", "1"},
                         {"pipeline", "batch", "64"},  {"pipeline", "ordered", "true"},
+                        {"pipeline", "passthrough", "false"},
                         {"limits", "max_line", buf[0]}, {"limits", "max_fields", buf[1]},
                         {"limits", "max_string", buf[2]}, {"limits", "max_vector", buf[3]},
                         {"limits", "max_depth", buf[4]}, {"limits", "k_max", buf[5]}};
