@@ -722,12 +722,31 @@ static void shard_free(shard *s, int locks) {
   }
 }
 
+keel_status keel_cache_options_check(const keel_cache_options *opt, char *err, size_t errlen) {
+  char local[8];
+  if (!err || !errlen) {
+    err = local;
+    errlen = sizeof local;
+  }
+  err[0] = '\0';
+  if (!opt) snprintf(err, errlen, "no options (NULL)");
+  else if (opt->size < sizeof(keel_cache_options))
+    snprintf(err, errlen, "options.size is %zu; set .size = sizeof(keel_cache_options) (%zu in this keel)", opt->size,
+             sizeof(keel_cache_options));
+  else if (!opt->max_bytes) snprintf(err, errlen, "max_bytes is not set (the cache is bounded in bytes)");
+  else if (opt->max_bytes <= keel_cache_entry_overhead())
+    snprintf(err, errlen, "max_bytes %llu is no more than one entry's overhead (%zu bytes): nothing would fit",
+             (unsigned long long)opt->max_bytes, keel_cache_entry_overhead());
+  else if (opt->policy && !keel_policy_known(opt->policy))
+    snprintf(err, errlen, "unknown policy '%.64s' (keel has %s)", opt->policy, keel_policy_names());
+  else if ((unsigned)opt->maintenance > KEEL_CACHE_MAINTAIN_CALLER)
+    snprintf(err, errlen, "maintenance %d is not a keel_cache_maintenance value", (int)opt->maintenance);
+  else return KEEL_OK;
+  return KEEL_EINVAL;
+}
+
 keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out) {
-  if (!opt || !out || opt->size < sizeof(keel_cache_options) ||
-      opt->max_bytes <= keel_cache_entry_overhead() ||
-      (opt->policy && !keel_policy_known(opt->policy)) ||
-      (unsigned)opt->maintenance > KEEL_CACHE_MAINTAIN_CALLER)
-    return KEEL_EINVAL;
+  if (!out || keel_cache_options_check(opt, NULL, 0) != KEEL_OK) return KEEL_EINVAL;
   /* Expected residents: the entry bound, or the bytes over a small entry. */
   uint64_t hint = opt->max_bytes / (keel_cache_entry_overhead() + 64);
   if (opt->max_entries && (opt->max_entries < hint || !hint)) hint = opt->max_entries;

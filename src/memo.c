@@ -173,12 +173,12 @@ static keel_status make_cache(keel_memo_t *m, const keel_memo_options *o, char *
   keel_cache_options co = {.size = sizeof co, .max_bytes = o->max_bytes, .policy = o->policy,
                            .ttl_ns = o->ttl_ns, .idle_ns = o->idle_ns, .tag = m->tag,
                            .maintenance = o->maintenance};
-  st = keel_cache_create(&co, &m->cache);
-  if (st == KEEL_EINVAL) {
-    snprintf(err, errlen, "cache of stage '%s': bad options (policy '%s', %llu bytes)", o->def->name,
-             o->policy ? o->policy : "default", (unsigned long long)o->max_bytes);
+  char why[192];
+  if (keel_cache_options_check(&co, why, sizeof why) != KEEL_OK) {
+    snprintf(err, errlen, "cache of stage '%s': %s", o->def->name, why);
     return KEEL_ECONFIG;
   }
+  st = keel_cache_create(&co, &m->cache);
   if (st == KEEL_OK) keel_mem_tag_set_bound(m->tag, o->max_bytes); /* filling up to it is not a leak */
   return st;
 }

@@ -135,17 +135,35 @@ static void test_too_big_put_removes(void **state) {
 static void test_bad_options(void **state) {
   (void)state;
   keel_cache_t *c = NULL;
+  char err[160];
   keel_cache_options o = base_opts(0);
   assert_int_equal(keel_cache_create(&o, &c), KEEL_EINVAL);
+  assert_int_equal(keel_cache_options_check(&o, err, sizeof err), KEEL_EINVAL);
+  assert_string_equal(err, "max_bytes is not set (the cache is bounded in bytes)");
+  o.max_bytes = keel_cache_entry_overhead();
+  assert_int_equal(keel_cache_create(&o, &c), KEEL_EINVAL);
+  assert_int_equal(keel_cache_options_check(&o, err, sizeof err), KEEL_EINVAL);
+  assert_non_null(strstr(err, "no more than one entry's overhead"));
   o = base_opts(1 << 20);
-  o.policy = "nope";
+  o.policy = "LRU";
   assert_int_equal(keel_cache_create(&o, &c), KEEL_EINVAL);
   assert_null(c);
+  assert_int_equal(keel_cache_options_check(&o, err, sizeof err), KEEL_EINVAL);
+  assert_string_equal(err, "unknown policy 'LRU' (keel has lru,wtinylfu,adaptive,default)");
   o.policy = NULL;
   o.maintenance = (keel_cache_maintenance)7;
   assert_int_equal(keel_cache_create(&o, &c), KEEL_EINVAL);
   assert_null(c);
+  assert_int_equal(keel_cache_options_check(&o, NULL, 0), KEEL_EINVAL); /* no message wanted */
   o.maintenance = KEEL_CACHE_MAINTAIN_AUTO;
+  o.size = 8;
+  assert_int_equal(keel_cache_options_check(&o, err, sizeof err), KEEL_EINVAL);
+  assert_non_null(strstr(err, "options.size is 8; set .size = sizeof(keel_cache_options)"));
+  assert_int_equal(keel_cache_options_check(NULL, err, sizeof err), KEEL_EINVAL);
+  assert_string_equal(err, "no options (NULL)");
+  o.size = sizeof o;
+  assert_int_equal(keel_cache_options_check(&o, err, sizeof err), KEEL_OK);
+  assert_string_equal(err, "");
   static const char *names[] = {"lru", "wtinylfu", "adaptive", "default"};
   for (int i = 0; i < 4; i++) {
     o.policy = names[i];

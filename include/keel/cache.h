@@ -186,8 +186,14 @@ KEEL_EXTERN size_t keel_cache_entry_overhead(void);
 /* ---- lifecycle ----------------------------------------------------------- */
 
 /* Creates a cache. On success *out is owned (keel_cache_destroy).
- * KEEL_EINVAL: bad options (no max_bytes, unknown policy); KEEL_ENOMEM. */
+ * KEEL_EINVAL: bad options (no max_bytes, unknown policy:
+ * keel_cache_options_check says which); KEEL_ENOMEM. */
 KEEL_EXTERN keel_status keel_cache_create(const keel_cache_options *opt, keel_cache_t **out);
+
+/* KEEL_OK when keel_cache_create would accept opt (borrowed; may be NULL);
+ * else KEEL_EINVAL with what is wrong in err (may be NULL, errlen 0):
+ * "unknown policy 'LRU' (keel has lru,wtinylfu,adaptive,default)". */
+KEEL_EXTERN keel_status keel_cache_options_check(const keel_cache_options *opt, char *err, size_t errlen);
 
 /* Removes every entry (no removal callbacks) and frees the cache. Values
  * callers still hold stay valid until released. No call on the cache may be

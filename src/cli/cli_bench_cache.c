@@ -296,10 +296,12 @@ int keel_bench_cache(int argc, char **argv) {
   o.tag = KEEL_MEM_CACHE;
   o.maintenance = maint;
   bench b = {NULL, keys, n, !strcmp(workload, "read"), borrow, pin, (unsigned)batch, 0};
-  keel_status st = keel_cache_create(&o, &b.cache);
+  char why[192];
+  keel_status st = keel_cache_options_check(&o, why, sizeof why);
+  if (st == KEEL_OK) st = keel_cache_create(&o, &b.cache);
   if (st != KEEL_OK) {
     keel_mem_free(keys);
-    return cli_fail("bench cache", KEEL_EXIT_FAIL, "cache: %s", keel_status_str(st));
+    return cli_fail("bench cache", KEEL_EXIT_FAIL, "cache: %s", st == KEEL_EINVAL ? why : keel_status_str(st));
   }
   if (b.read) prefill(b.cache, keys, n, size);
 
