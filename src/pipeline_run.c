@@ -590,11 +590,14 @@ static keel_status alloc_run_locked(keel_pipeline_t *p) {
   return KEEL_OK;
 }
 
-static void default_dead_letter(const char *output, char *buf, size_t len) {
+void keel_run_dead_letter_path(const keel_run_io *io, char *buf, size_t len) {
+  if (!buf || !len) return;
+  const char *output = io ? io->output : NULL;
   struct stat sb;
+  if (io && io->dead_letter) snprintf(buf, len, "%s", io->dead_letter);
   /* A regular file, or one the run is about to create (it is not opened yet). */
-  if (output && strcmp(output, "-") && !keel_redis_is_url(output) &&
-      (stat(output, &sb) == 0 ? S_ISREG(sb.st_mode) : errno == ENOENT))
+  else if (output && strcmp(output, "-") && !keel_redis_is_url(output) &&
+           (stat(output, &sb) == 0 ? S_ISREG(sb.st_mode) : errno == ENOENT))
     snprintf(buf, len, "%s.rejected.ndjson", output);
   else
     snprintf(buf, len, "keel-rejected.ndjson");
@@ -645,8 +648,7 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
     return KEEL_EIO;
   }
   char dl[4096];
-  if (io->dead_letter) snprintf(dl, sizeof dl, "%s", io->dead_letter);
-  else default_dead_letter(out, dl, sizeof dl);
+  keel_run_dead_letter_path(io, dl, sizeof dl);
   /* One file for two ends loses what it held: an output that is the input
    * is emptied before it is read; a dead-letter file that is either
    * overwrites it, or is overwritten. */

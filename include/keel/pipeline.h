@@ -104,6 +104,10 @@ typedef struct keel_run_io {
                               regular file, else keel-rejected.ndjson */
 } keel_run_io;
 
+/* The dead-letter file a run of io (borrowed) writes, its default
+ * included, into buf (len bytes, NUL-terminated, cut to fit). */
+KEEL_EXTERN void keel_run_dead_letter_path(const keel_run_io *io, char *buf, size_t len);
+
 /* Builds and validates a pipeline from stage definitions (registry,
  * borrowed, must outlive the pipeline) and a configuration (borrowed, must
  * outlive it). Every stage's init() runs here. Before any event flows, it

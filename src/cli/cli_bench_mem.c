@@ -104,7 +104,7 @@ typedef struct mem_opts {
 static int parse(int argc, char **argv, mem_opts *o) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help")) {
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       printf("usage: keel bench mem [--events N] [--pairs P] [--workers W] [--json]\n\n"
              "events/s of parse + user + score with per-tag tracking on vs off: the median of P\n"
              "alternating pairs (default N 200000, P 7, W 1); target on/off >= %.2f\n", TARGET);

@@ -58,7 +58,7 @@ static int parse(opts *o, int argc, char **argv) {
   opterr = 0;
   int c;
   uint64_t v;
-  while ((c = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
     switch (c) {
       case 't': o->trace = optarg; break;
       case 'f': o->format = optarg; break;

@@ -145,7 +145,7 @@ static int parse(opts *o, int argc, char **argv) {
   int seconds_given = 0, c, rc;
   optind = 1;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
     if (c == 'h') {
       usage(stdout);
       return KEEL_EXIT_OK;

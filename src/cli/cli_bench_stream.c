@@ -129,7 +129,7 @@ int keel_bench_stream(int argc, char **argv) {
   int json = 0;
   const char *out_path = "/dev/null";
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--help")) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       printf("usage: keel bench stream [--events N] [--output FILE] [--json]\n\n"
              "peak tracked bytes and RSS of accumulating every result before writing vs streaming,\n"
              "at N and 10 N events (default N 100000; output /dev/null)\n");

@@ -50,7 +50,7 @@ static void remove_demo_files(const char *dir, const char *trace, const char *co
 
 int keel_cmd_demo(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "--help")) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       printf("usage: keel demo [RUN OPTIONS]\n\n"
              "Replays the bundled sample of the scarab-recs trace (50,000 requests, mix %s)\n"
              "through the recommendation engine with the bundled config, and prints a summary.\n"

@@ -237,7 +237,7 @@ static int split_args(int argc, char **argv, opts *o, int *rargc, char **rargv) 
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int has = i + 1 < argc;
-    if (!strcmp(a, "--help")) {
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
       return KEEL_EXIT_OK;
     } else if (!strcmp(a, "--json")) {

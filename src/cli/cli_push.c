@@ -31,7 +31,7 @@ int keel_cmd_push(int argc, char **argv) {
   int quiet = 0, c;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
       case 'i': input = optarg; break;
       case 'o': output = optarg; break;

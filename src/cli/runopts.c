@@ -241,8 +241,8 @@ int cli_run_parse(cli_run *r, const char *cmd, int argc, char **argv) {
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
-    if (c == OPT_HELP) {
+  while ((c = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
+    if (c == OPT_HELP || c == 'h') {
       printf("usage: keel %s [OPTIONS]\n\noptions:\n", cmd);
       cli_run_options_help(stdout);
       return KEEL_EXIT_OK;
@@ -361,8 +361,11 @@ void cli_summary_print(FILE *f, const cli_run *r, const keel_run_stats *s) {
   }
   cli_mem_print(f, r->pipeline);
   cli_redis_summary_print(f, s);
-  if (s->rejected)
-    fprintf(f, "  rejected events are in the dead-letter file, each with its line number and reason\n");
+  if (s->rejected) {
+    char dl[4096];
+    keel_run_dead_letter_path(&r->io, dl, sizeof dl);
+    fprintf(f, "  rejected events are in %s, each with its line number and reason\n", dl);
+  }
   if (s->unrecorded)
     fprintf(f, "  %llu events are neither in the output nor in the dead-letter file (see the error)\n",
             (unsigned long long)s->unrecorded);

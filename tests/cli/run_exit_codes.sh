@@ -48,6 +48,12 @@ missing=""
 for o in --config --plugin --input --output --dead-letter --workers --batch --unordered --stages --summary-json \
   --set --max-line --quiet; do grep -q -- "$o" <<<"$out" || missing="$missing $o"; done
 [ $rc -eq 0 ] && [ -z "$missing" ] && ok "run --help describes every option" || bad "run --help (rc $rc) lacks:$missing"
+# -h is --help, for every command.
+for c in run check demo gen sim catalog report leakcheck push "bench cache" "bench memo" "bench mem" "bench stream" \
+  "bench soak"; do
+  # shellcheck disable=SC2086
+  a=$("$KEEL" $c --help 2>&1) && b=$("$KEEL" $c -h 2>&1) && [ "$a" = "$b" ] || bad "keel $c -h is not keel $c --help"
+done
 expect 2 "keel: unknown command 'bogus'" bogus
 "$KEEL" >/dev/null 2>&1
 rc=$?
@@ -172,6 +178,8 @@ fi
 expect 0 "keel run: 2 events in, 2 out, 0 rejected" run "${CAT[@]}" --input "$dir/in.ndjson" --output "$dir/o.ndjson"
 printf 'nonsense\n' >>"$dir/in.ndjson"
 expect 0 "keel run: 3 events in, 2 out, 1 rejected" run "${CAT[@]}" --input "$dir/in.ndjson" --output "$dir/o.ndjson"
+grep -q "rejected events are in $dir/o.ndjson.rejected.ndjson," "$dir/err" &&
+  ok "the summary names the dead-letter file" || bad "summary without the dead-letter path: $(tail -2 "$dir/err")"
 "$KEEL" run "${CAT[@]}" --quiet <"$dir/in.ndjson" >"$dir/stdout.txt" 2>"$dir/err" &&
   [ "$(wc -l <"$dir/stdout.txt")" = 2 ] && [ ! -s "$dir/err" ] &&
   ok "stdin to stdout, --quiet prints no summary" || bad "stdin/stdout run: $(cat "$dir/err")"
