@@ -237,6 +237,10 @@ static keel_status parse_error(ctx *c, const json_error_t *err) {
   }
 }
 
+int keel_reserved_member(const char *name, size_t n) {
+  return (n == 4 && !memcmp(name, "line", 4)) || (n == 9 && !memcmp(name, "stream_id", 9));
+}
+
 /* Appends `,"name":value` (value as jansson writes it compactly: reals
  * with 17 significant digits, as keel writes its own) to b. */
 static keel_status keep_other(ctx *c, keel_buf *b, const char *name, size_t nlen, const json_t *v) {
@@ -267,7 +271,7 @@ static keel_status convert(ctx *c, json_t *root, keel_buf *others) {
     if (st != KEEL_OK) return st;
     keel_field_id id;
     if (keel_schema_lookup(schema, name, nlen, &id) != KEEL_OK) { /* not a field anyone uses */
-      if (others && !(nlen == 4 && !memcmp(name, "line", 4)) && (st = keep_other(c, others, name, nlen, v)) != KEEL_OK)
+      if (others && !keel_reserved_member(name, nlen) && (st = keep_other(c, others, name, nlen, v)) != KEEL_OK)
         return st;
       continue;
     }

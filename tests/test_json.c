@@ -308,12 +308,12 @@ static void test_output_determinism(void **state) {
 
 /* With the schema keeping other members, those no field names go to the
  * output after the fields, as given (strings, numbers, arrays, objects,
- * booleans, null); "line" is keel's and is dropped; a reset forgets
+ * booleans, null); "line" and "stream_id" are keel's and are dropped; a reset forgets
  * them; off again, nothing is kept. */
 static void test_keep_others(void **state) {
   (void)state;
   char reason[256];
-  const char *line = "{\"request_id\":\"r-\\u00e9\\\"1\",\"type\":\"user\",\"line\":7,\"ts\":1.5,\"n\":-3,"
+  const char *line = "{\"request_id\":\"r-\\u00e9\\\"1\",\"type\":\"user\",\"line\":7,\"stream_id\":\"1-2\",\"ts\":1.5,\"n\":-3,"
                      "\"user\":\"42\",\"tags\":[1,\"a\"],\"o\":{\"b\":true},\"z\":null}";
   keel_schema_set_keep_others(schema, true);
   assert_true(keel_schema_keeps_others(schema));

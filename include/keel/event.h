@@ -82,8 +82,9 @@ KEEL_EXTERN const char *keel_schema_name(const keel_schema_t *s, keel_field_id i
  * other members, those whose names are not in s (no stage reads them), as
  * JSON text that keel_json_append_event writes back after the fields:
  * a request id or timestamp passes through the pipeline unchanged. Off by
- * default (they are dropped). A member named "line" is keel's own and is
- * not kept. Set before events are parsed. */
+ * default (they are dropped). Members named "line" and "stream_id" are
+ * keel's own (keel_reserved_member) and are not kept. Set before events
+ * are parsed. */
 KEEL_EXTERN void keel_schema_set_keep_others(keel_schema_t *s, bool on);
 KEEL_EXTERN bool keel_schema_keeps_others(const keel_schema_t *s);
 

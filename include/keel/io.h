@@ -172,6 +172,11 @@ KEEL_EXTERN keel_status keel_json_to_event(keel_event_t *e, const char *line, si
  * was before the call. */
 KEEL_EXTERN keel_status keel_json_append_event(keel_buf *b, const keel_event_t *e);
 
+/* Whether an output member of this name (n bytes) is keel's own: "line"
+ * (every output line's input line number) and "stream_id" (a Redis
+ * stream entry's id, added to a stream run's lines). */
+KEEL_EXTERN int keel_reserved_member(const char *name, size_t n);
+
 /* 0 when the file at `path` (borrowed) could be written: it exists, is not
  * a directory and is writable, or it does not and its directory is; else
  * the errno that says why not (EISDIR for a directory). Creates and
