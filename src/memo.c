@@ -2,9 +2,10 @@
  *
  * Key layout: prefix | canonical encoding of the projection's fields sorted
  * by name. The prefix is the stage's name with its NUL, then its version
- * (u32) and model version (u64), big-endian: fixed widths after a
- * terminated name keep the whole key prefix-free, so no two (stage, version,
- * inputs) share a key. Bumping a version changes every key.
+ * (u32), model version (u64) and, when the stage has settings, their hash
+ * (u64), big-endian: fixed widths after a terminated name keep the whole
+ * key prefix-free, so no two (stage, version, settings, inputs) share a
+ * key. Bumping a version or changing a setting changes every key.
  *
  * On a miss the loader runs the stage on the worker's projection and stores
  * the canonical encoding of the fields the stage declares it writes, once it
@@ -42,7 +43,7 @@ struct keel_memo {
   const keel_stage_io *io;
   keel_cache_t *cache;
   keel_mem_tag tag;
-  uint8_t prefix[KEEL_FIELD_NAME_MAX + 1 + 4 + 8];
+  uint8_t prefix[KEEL_FIELD_NAME_MAX + 1 + 4 + 8 + 8];
   size_t prefix_len;
   keel_field_id *sorted_reads; /* owned: io->reads sorted by name, then `rw`, then `ro` */
   keel_field_id *rw;           /* in sorted_reads' block: the writes that are also reads */
@@ -67,7 +68,7 @@ struct keel_memo {
   char *record_path;           /* owned; NULL: no record */
   _Atomic uint64_t record_lost; /* keys not recorded (the file could not be opened or written) */
   keel_l2_t *l2;   /* borrowed, may be NULL */
-  char l2_ns[KEEL_FIELD_NAME_MAX + 48]; /* "STAGE:VERSION:MODEL_VERSION:" */
+  char l2_ns[KEEL_FIELD_NAME_MAX + 72]; /* "STAGE:VERSION:MODEL_VERSION:[SETTINGS:]" */
 };
 
 struct keel_memo_worker {
@@ -183,6 +184,32 @@ static keel_status make_cache(keel_memo_t *m, const keel_memo_options *o, char *
   return st;
 }
 
+uint64_t keel_memo_settings_hash(const keel_config_t *cfg, const char *stage) {
+  if (!cfg || !stage) return 0;
+  char sec[KEEL_FIELD_NAME_MAX + 8];
+  snprintf(sec, sizeof sec, "stage.%s", stage);
+  uint64_t h = 0x6b65656c; /* chained through the seed: key, value, key, value... */
+  size_t n = keel_config_count(cfg), found = 0;
+  const char *last = NULL; /* keys in order, each once: no allocation for a handful of settings */
+  for (;;) {
+    const char *next = NULL, *val = NULL;
+    for (size_t i = 0; i < n; i++) {
+      const char *s, *k, *v;
+      keel_config_entry(cfg, i, &s, &k, &v, NULL);
+      if (s && k && !strcmp(s, sec) && (!last || strcmp(k, last) > 0) && (!next || strcmp(k, next) < 0)) {
+        next = k;
+        val = v ? v : "";
+      }
+    }
+    if (!next) break;
+    h = XXH3_64bits_withSeed(next, strlen(next) + 1, h);
+    h = XXH3_64bits_withSeed(val, strlen(val) + 1, h);
+    last = next;
+    found++;
+  }
+  return !found ? 0 : h ? h : 1;
+}
+
 keel_status keel_memo_check(const keel_memo_options *o, char *err, size_t errlen) {
   if (!o || !o->def || !o->def->name || !o->io || !o->schema || o->size < sizeof *o) return KEEL_EINVAL;
   if (strlen(o->def->name) > KEEL_FIELD_NAME_MAX) { /* the registry refuses these; a direct caller may not */
@@ -236,8 +263,13 @@ keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char
   put_be(m->prefix + nl + 5, o->def->model_version, 8);
   m->prefix_len = nl + 13;
   m->l2 = o->l2;
-  snprintf(m->l2_ns, sizeof m->l2_ns, "%s:%u:%llu:", o->def->name, (unsigned)o->def->version,
-           (unsigned long long)o->def->model_version);
+  int n = snprintf(m->l2_ns, sizeof m->l2_ns, "%s:%u:%llu:", o->def->name, (unsigned)o->def->version,
+                   (unsigned long long)o->def->model_version);
+  if (o->settings) { /* without settings, the keys stay what they were */
+    put_be(m->prefix + m->prefix_len, o->settings, 8);
+    m->prefix_len += 8;
+    snprintf(m->l2_ns + n, sizeof m->l2_ns - (size_t)n, "%016llx:", (unsigned long long)o->settings);
+  }
   keel_status st = record_init(m, o->record_keys);
   if (st == KEEL_OK) st = make_cache(m, o, err, errlen);
   size_t nr = o->def->n_reads, nw = o->def->n_writes;

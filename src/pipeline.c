@@ -322,7 +322,8 @@ static keel_status memoize(keel_pipeline_t *p, const char *section, double rate,
                          .idle_ns = idle, .maintenance = maint,
                          .audit_rate = rate, .audit_seed = 0x6b65656c,
                          .record_keys = keel_config_get(p->cfg, section, "record_keys"),
-                         .on_mismatch = on_mismatch, .mismatch_ctx = p, .l2 = l2 ? p->l2 : NULL};
+                         .on_mismatch = on_mismatch, .mismatch_ctx = p, .l2 = l2 ? p->l2 : NULL,
+                         .settings = keel_memo_settings_hash(p->cfg, s->def->name)};
   return create ? keel_memo_create(&o, &s->memo, err, errlen) : keel_memo_check(&o, err, errlen);
 }
 

@@ -496,7 +496,8 @@ typedef struct key_run {
   keel_memo_stats stats;
 } key_run;
 
-static key_run record_keys(const keel_stage_def *def, const char *path, size_t n, int noise, int reverse) {
+static key_run record_keys(const keel_stage_def *def, const char *path, size_t n, int noise, int reverse,
+                           uint64_t settings) {
   static const char *const texts[] = {"one", "three", "five", "seven", "nine", "eleven", "x", "yy"};
   keel_schema_t *schema;
   assert_int_equal(keel_schema_create(&schema), KEEL_OK);
@@ -508,7 +509,7 @@ static key_run record_keys(const keel_stage_def *def, const char *path, size_t n
   assert_int_equal(keel_schema_intern(schema, "n", 1, &ids[2]), KEEL_OK);
   keel_stage_io io = {ids, ids + 2};
   keel_memo_options o = {.size = sizeof o, .def = def, .io = &io, .schema = schema, .max_bytes = 1 << 20,
-                         .record_keys = path};
+                         .record_keys = path, .settings = settings};
   keel_memo_t *m;
   keel_memo_worker_t *w;
   keel_event_t *ev;
@@ -590,7 +591,7 @@ static void test_version_bump_changes_every_key(void **state) {
                         .model_version = 100, .reads = reads, .n_reads = 2, .writes = n_writes, .n_writes = 1,
                         .process = two_reads_process};
   enum { N = 64 };
-  key_run base = record_keys(&def, tu_path("k.base"), N, 0, 0);
+  key_run base = record_keys(&def, tu_path("k.base"), N, 0, 0, 0);
   assert_int_equal(count_distinct(&base), 8);
   /* keel_memo_record_begin empties the record (a run that looks nothing
    * up leaves an empty one, not the last run's keys). */
@@ -647,21 +648,21 @@ static void test_version_bump_changes_every_key(void **state) {
 
   /* Same definition: the same keys, whatever the field order in the event
    * and whatever undeclared fields it carries (so an old cache would hit). */
-  key_run same = record_keys(&def, tu_path("k.same"), N, 1, 1);
+  key_run same = record_keys(&def, tu_path("k.same"), N, 1, 1, 0);
   assert_memory_equal(same.keys, base.keys, N * sizeof *base.keys);
   assert_int_equal(same.stats.hits, N - 8);
 
   /* version + 1: not one key in common with the old ones (every old key
    * misses), the same number of distinct keys. */
   def.version = 8;
-  key_run bumped = record_keys(&def, tu_path("k.v8"), N, 0, 0);
+  key_run bumped = record_keys(&def, tu_path("k.v8"), N, 0, 0, 0);
   assert_int_equal(count_distinct(&bumped), 8);
   assert_int_equal(count_shared(&base, &bumped), 0);
 
   /* model_version + 1 (a new catalog): the same again. */
   def.version = 7;
   def.model_version = 101;
-  key_run model = record_keys(&def, tu_path("k.m101"), N, 0, 0);
+  key_run model = record_keys(&def, tu_path("k.m101"), N, 0, 0, 0);
   assert_int_equal(count_distinct(&model), 8);
   assert_int_equal(count_shared(&base, &model), 0);
   assert_int_equal(count_shared(&bumped, &model), 0);
@@ -669,11 +670,44 @@ static void test_version_bump_changes_every_key(void **state) {
   /* And a stage of another name with the same inputs. */
   def.model_version = 100;
   def.name = "twin";
-  key_run other = record_keys(&def, tu_path("k.twin"), N, 0, 0);
+  key_run other = record_keys(&def, tu_path("k.twin"), N, 0, 0, 0);
   assert_int_equal(count_shared(&base, &other), 0);
 
-  key_run *all[] = {&base, &same, &bumped, &model, &other};
-  for (size_t i = 0; i < 5; i++) free(all[i]->keys);
+  /* Settings ([stage.NAME], hashed): none keeps the keys as they were;
+   * two settings share no key with each other or with none; the same
+   * settings give the same keys. */
+  def.name = "two";
+  keel_config_t *ca, *cb;
+  assert_int_equal(keel_config_create(&ca), KEEL_OK);
+  assert_int_equal(keel_config_create(&cb), KEEL_OK);
+  assert_int_equal(keel_memo_settings_hash(ca, "two"), 0);
+  keel_config_set(ca, "stage.two", "threshold", "0.5", KEEL_CONFIG_FILE);
+  keel_config_set(ca, "stage.two", "mode", "fast", KEEL_CONFIG_FILE);
+  keel_config_set(ca, "stage.other", "mode", "slow", KEEL_CONFIG_FILE);
+  keel_config_set(cb, "stage.two", "mode", "fast", KEEL_CONFIG_FILE); /* the same, set in another order */
+  keel_config_set(cb, "stage.two", "threshold", "0.5", KEEL_CONFIG_FILE);
+  uint64_t ha = keel_memo_settings_hash(ca, "two");
+  assert_true(ha != 0);
+  assert_true(ha == keel_memo_settings_hash(cb, "two"));
+  keel_config_set(cb, "stage.two", "threshold", "0.6", KEEL_CONFIG_CLI);
+  uint64_t hb = keel_memo_settings_hash(cb, "two");
+  assert_true(hb != ha && hb != 0);
+  keel_config_set(cb, "stage.two", "threshold", "0.5", KEEL_CONFIG_CLI);
+  keel_config_set(cb, "stage.two", "threshold2", "", KEEL_CONFIG_CLI); /* one more key, even empty */
+  assert_true(keel_memo_settings_hash(cb, "two") != ha);
+  assert_true(keel_memo_settings_hash(ca, "other") != ha);
+  keel_config_destroy(ca);
+  keel_config_destroy(cb);
+  key_run set_a = record_keys(&def, tu_path("k.sa"), N, 0, 0, ha);
+  key_run set_a2 = record_keys(&def, tu_path("k.sa2"), N, 1, 1, ha);
+  key_run set_b = record_keys(&def, tu_path("k.sb"), N, 0, 0, hb);
+  assert_int_equal(count_distinct(&set_a), 8);
+  assert_int_equal(count_shared(&base, &set_a), 0);
+  assert_int_equal(count_shared(&set_a, &set_b), 0);
+  assert_memory_equal(set_a.keys, set_a2.keys, N * sizeof *set_a.keys);
+
+  key_run *all[] = {&base, &same, &bumped, &model, &other, &set_a, &set_a2, &set_b};
+  for (size_t i = 0; i < 8; i++) free(all[i]->keys);
   assert_int_equal(tu_tracked_bytes(), before);
 }
 

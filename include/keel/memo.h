@@ -62,7 +62,13 @@ typedef struct keel_memo_options {
   void *mismatch_ctx;
   struct keel_l2 *l2; /* borrowed, may be NULL: a shared L2 (keel/redis.h) asked on an L1 miss */
   uint64_t idle_ns;   /* 0: none; else an entry not hit this long expires (keel_cache_options) */
+  uint64_t settings;  /* 0: none; else a hash of the stage's settings ([stage.NAME]), part of every key, so
+                         workers configured apart never share values through an L2 (keel_memo_settings_hash) */
 } keel_memo_options;
+
+/* The hash of the settings of stage `stage` in cfg (its [stage.NAME]
+ * section: every key and value, in key order), 0 when it has none. */
+KEEL_EXTERN uint64_t keel_memo_settings_hash(const keel_config_t *cfg, const char *stage);
 
 typedef struct keel_memo_stats {
   uint64_t hits, misses, loads, load_errors, evictions;

@@ -14,8 +14,10 @@
  * status also rejects the event, with the status text as the reason.
  *
  * A pure stage's outputs depend only on the fields it declares it reads (and
- * its version and model_version); only pure stages may be memoized, and a
- * memoized stage is handed a projection holding just those fields.
+ * its version, model_version and settings: the pipeline folds a hash of its
+ * [stage.NAME] section into every cache key, so a changed setting misses);
+ * only pure stages may be memoized, and a memoized stage is handed a
+ * projection holding just those fields.
  *
  * What a stage writes must have the type it declares: an event where it
  * does not fails after the stage ("wrote field 'n' as float; it declares
