@@ -1,7 +1,10 @@
 /* deadletter.c — the rejected-events file.
  *
- * A run that rejects nothing must leave no file behind, so the file is
- * opened (O_CREAT | O_TRUNC) on the first record, not at create. Records are
+ * A run that rejects nothing creates no file, so the file is opened
+ * (O_CREAT | O_TRUNC) on the first record, not at create; one an earlier
+ * run left is emptied when the run begins (keel_dead_letter_begin), so it
+ * never holds another input's records. A path under /dev or /proc
+ * (/dev/stderr into a log) is appended to, never emptied. Records are
  * built in a keel_buf and written with write(2) once 64 KiB have gathered,
  * on keel_dead_letter_flush and on close: no stdio buffer outside keel's
  * accounting. A record is appended to the buffer whole or not at all, so an
@@ -72,8 +75,16 @@ keel_status keel_dead_letter_check(keel_dead_letter_t *d) {
   return io_fail(d, "cannot write there: ");
 }
 
+/* A path under /dev or /proc names a descriptor or a device the user
+ * pointed at (/dev/stderr into a log opened for appending): written to,
+ * never emptied. */
+static int descriptor_path(const char *path) {
+  return !strncmp(path, "/dev/", 5) || !strncmp(path, "/proc/", 6);
+}
+
 static keel_status open_file(keel_dead_letter_t *d) {
-  d->fd = open(d->path, O_WRONLY | O_CREAT | (d->append ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0644);
+  int keep = d->append || descriptor_path(d->path);
+  d->fd = open(d->path, O_WRONLY | O_CREAT | (keep ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0644);
   if (d->fd < 0) {
     d->failed = 1; /* not tried again at every record */
     return io_fail(d, "");
@@ -86,7 +97,8 @@ static keel_status open_file(keel_dead_letter_t *d) {
 keel_status keel_dead_letter_begin(keel_dead_letter_t *d) {
   if (!d) return KEEL_EMISUSE;
   struct stat st;
-  if (d->append || d->fd >= 0 || stat(d->path, &st) != 0 || !S_ISREG(st.st_mode)) return KEEL_OK;
+  if (d->append || d->fd >= 0 || descriptor_path(d->path) || stat(d->path, &st) != 0 || !S_ISREG(st.st_mode))
+    return KEEL_OK;
   return open_file(d);
 }
 

@@ -41,10 +41,8 @@ static int where_new(const char *path, char *buf, size_t len) {
   return 1;
 }
 
-int keel_path_same(const char *a, int out_a, const char *b, int out_b) {
+int keel_path_same(const char *a, const char *b) {
   if (!a || !b) return 0;
-  if (!strcmp(a, "-")) a = out_a ? "/dev/stdout" : "/dev/stdin";
-  if (!strcmp(b, "-")) b = out_b ? "/dev/stdout" : "/dev/stdin";
   struct stat sa, sb;
   int ea = stat(a, &sa) == 0, eb = stat(b, &sb) == 0;
   if (ea && eb) return S_ISREG(sa.st_mode) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;

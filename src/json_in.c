@@ -36,10 +36,12 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "cnum_int.h"
 #include "keel/io.h"
 
 _Static_assert(sizeof(json_int_t) == sizeof(int64_t), "jansson must use 64-bit integers");
@@ -241,18 +243,58 @@ int keel_reserved_member(const char *name, size_t n) {
   return (n == 4 && !memcmp(name, "line", 4)) || (n == 9 && !memcmp(name, "stream_id", 9));
 }
 
-/* Appends `,"name":value` (value as jansson writes it compactly: reals
- * with 17 significant digits, as keel writes its own) to b. */
+/* A real in the fewest significant digits (15 to 17) that read back as
+ * the same double, so 19.99 stays "19.99"; ".0" keeps an integral one a
+ * real. In the C locale's format. */
+static keel_status put_real(keel_buf *b, double d) {
+  char tmp[40];
+  int n = 0;
+  locale_t was = keel__cnum_begin();
+  for (int prec = 15; prec <= 17; prec++) {
+    n = snprintf(tmp, sizeof tmp - 2, "%.*g", prec, d);
+    if (strtod(tmp, NULL) == d) break;
+  }
+  keel__cnum_end(was);
+  if (strspn(tmp, "-0123456789") == (size_t)n) memcpy(tmp + n, ".0", 3), n += 2;
+  return keel_buf_append(b, tmp, (size_t)n);
+}
+
+/* A parsed value back as compact JSON: members in their order, strings by
+ * keel's escaper, numbers as above. Its depth was checked (check_limits). */
+static keel_status put_json(keel_buf *b, const json_t *v) {
+  keel_status st = KEEL_OK;
+  switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+      const char *sep = "{";
+      for (void *it = json_object_iter((json_t *)v); it && st == KEEL_OK;
+           it = json_object_iter_next((json_t *)v, it), sep = ",") {
+        if ((st = keel_buf_append(b, sep, 1)) != KEEL_OK) break;
+        if ((st = keel_buf_append_json_string(b, json_object_iter_key(it), json_object_iter_key_len(it))) != KEEL_OK)
+          break;
+        if ((st = keel_buf_append(b, ":", 1)) == KEEL_OK) st = put_json(b, json_object_iter_value(it));
+      }
+      return st != KEEL_OK ? st : keel_buf_append(b, *sep == '{' ? "{}" : "}", *sep == '{' ? 2 : 1);
+    }
+    case JSON_ARRAY:
+      for (size_t i = 0; i < json_array_size(v) && st == KEEL_OK; i++)
+        if ((st = keel_buf_append(b, i ? "," : "[", 1)) == KEEL_OK) st = put_json(b, json_array_get(v, i));
+      return st != KEEL_OK ? st : keel_buf_append(b, json_array_size(v) ? "]" : "[]", json_array_size(v) ? 1 : 2);
+    case JSON_STRING: return keel_buf_append_json_string(b, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER: return keel_buf_appendf(b, "%lld", (long long)json_integer_value(v));
+    case JSON_REAL: return put_real(b, json_real_value(v));
+    case JSON_TRUE: return keel_buf_append(b, "true", 4);
+    case JSON_FALSE: return keel_buf_append(b, "false", 5);
+    default: return keel_buf_append(b, "null", 4);
+  }
+}
+
+/* Appends `,"name":value` to b. */
 static keel_status keep_other(ctx *c, keel_buf *b, const char *name, size_t nlen, const json_t *v) {
-  size_t need = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-  keel_status st = need ? keel_buf_append(b, ",", 1) : KEEL_ENOMEM;
+  keel_status st = keel_buf_append(b, ",", 1);
   if (st == KEEL_OK) st = keel_buf_append_json_string(b, name, nlen);
   if (st == KEEL_OK) st = keel_buf_append(b, ":", 1);
-  if (st == KEEL_OK) st = keel_buf_reserve(b, need);
-  if (st != KEEL_OK) return say(c, KEEL_ENOMEM, "out of memory");
-  b->len += json_dumpb(v, b->data + b->len, need, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-  b->data[b->len] = '\0';
-  return KEEL_OK;
+  if (st == KEEL_OK) st = put_json(b, v);
+  return st == KEEL_OK ? st : say(c, KEEL_ENOMEM, "out of memory");
 }
 
 static keel_status convert(ctx *c, json_t *root, keel_buf *others) {

@@ -652,10 +652,10 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
   /* One file for two ends loses what it held: an output that is the input
    * is emptied before it is read; a dead-letter file that is either
    * overwrites it, or is overwritten. */
-  const char *in = p->src_stream ? NULL : io->input ? io->input : "-";
-  const char *to = p->out_stream ? NULL : out;
-  int io_same = keel_path_same(to, 1, in, 0);
-  const char *other = io_same ? NULL : keel_path_same(dl, 1, in, 0) ? "input" : keel_path_same(dl, 1, to, 1) ? "output" : NULL;
+  const char *in = p->src_stream ? NULL : !io->input || !strcmp(io->input, "-") ? "/dev/stdin" : io->input;
+  const char *to = p->out_stream ? NULL : !strcmp(out, "-") ? "/dev/stdout" : out;
+  int io_same = keel_path_same(to, in);
+  const char *other = io_same ? NULL : keel_path_same(dl, in) ? "input" : keel_path_same(dl, to) ? "output" : NULL;
   if (io_same || other) {
     if (io_same) snprintf(err, errlen, "the output %s is also the input (it would be emptied before it is read)", out);
     else snprintf(err, errlen, "the dead-letter file %s is also the %s", dl, other);
@@ -668,16 +668,17 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
   for (size_t k = 0; st == KEEL_OK && k < p->n_stages; k++) /* each run's key record is its own */
     if (p->stages[k].memo) st = keel_memo_record_begin(p->stages[k].memo, err, errlen);
   if (st != KEEL_OK) return st;
+  if (keel_dead_letter_begin(s->dl) != KEEL_OK) { /* before the output: a refused run empties nothing of it */
+    snprintf(err, errlen, "dead-letter file %s", keel_dead_letter_error(s->dl));
+    return KEEL_EIO;
+  }
   /* A stream worker appends: a restarted worker keeps what it wrote (and acknowledged) before. */
   if (!p->out_stream) s->out = strcmp(out, "-") ? fopen(out, p->src_stream ? "a" : "w") : stdout;
   if (!p->out_stream && !s->out) {
     snprintf(err, errlen, "%s: cannot open for writing: %s", out, strerror(errno));
     return KEEL_EIO;
   }
-  if (keel_dead_letter_begin(s->dl) != KEEL_OK) {
-    snprintf(err, errlen, "dead-letter file %s", keel_dead_letter_error(s->dl));
-    return KEEL_EIO;
-  }
+
   struct stat sb;
   s->out_end = s->out && fstat(fileno(s->out), &sb) == 0 && S_ISREG(sb.st_mode) ? sb.st_size : -1;
   return KEEL_OK;

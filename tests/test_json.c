@@ -341,6 +341,17 @@ static void test_keep_others(void **state) {
   keel_event_reset(ev);
   assert_null(keel_event_others(ev, &n));
   assert_int_equal(n, 0);
+  /* Numbers keep their text where a double can: the fewest digits that
+   * read back the same (not jansson's 17), integral reals as reals. */
+  assert_int_equal(parse("{\"type\":\"user\",\"p\":19.99,\"t\":1700000000.123,\"e\":1E5,\"z\":-0.0,"
+                         "\"x\":0.1,\"i\":-9223372036854775808,\"o\":{},\"a\":[]}",
+                         reason),
+                   KEEL_OK);
+  o = keel_event_others(ev, &n);
+  assert_int_equal(n, strlen("\"p\":19.99,\"t\":1700000000.123,\"e\":100000.0,\"z\":-0.0,\"x\":0.1,"
+                             "\"i\":-9223372036854775808,\"o\":{},\"a\":[]"));
+  assert_memory_equal(o, "\"p\":19.99,\"t\":1700000000.123,\"e\":100000.0,\"z\":-0.0,\"x\":0.1,"
+                         "\"i\":-9223372036854775808,\"o\":{},\"a\":[]", n);
   /* An object with no other member keeps none. */
   assert_int_equal(parse("{\"type\":\"user\",\"user\":\"1\",\"line\":2}", reason), KEEL_OK);
   assert_null(keel_event_others(ev, &n));

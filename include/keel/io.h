@@ -7,7 +7,8 @@
  *  - keel_json_to_event / keel_json_append_event: an NDJSON object to event
  *    fields and back (jansson parses; output is written by hand so it is
  *    byte-for-byte deterministic).
- *  - keel_dead_letter: the rejected-events file, created on first write.
+ *  - keel_dead_letter: the rejected-events file, created on first write
+ *    (one an earlier run left is emptied when a run begins).
  * Thread safety: each object is used by one thread at a time; the JSON
  * functions are reentrant. */
 #ifndef KEEL_IO_H
@@ -183,12 +184,14 @@ KEEL_EXTERN int keel_reserved_member(const char *name, size_t n);
  * truncates nothing. */
 KEEL_EXTERN int keel_path_writable(const char *path);
 
-/* Whether paths a and b (borrowed; "-" is the process's standard input or
- * output, as `out_a`/`out_b` say) name one regular file: the same file
- * (symbolic and hard links included), or the same path not created yet.
- * Devices, pipes and the like (/dev/null) are never "the same": writing
- * to one twice loses nothing. 0 when either is NULL. */
-KEEL_EXTERN int keel_path_same(const char *a, int out_a, const char *b, int out_b);
+/* Whether paths a and b (borrowed) name one regular file: the same file
+ * (symbolic and hard links included: /dev/stdout is the file standard
+ * output goes to), or the same path not created yet. Devices, pipes and
+ * the like (/dev/null) are never "the same": writing to one twice loses
+ * nothing. "-" is a file of that name here; a caller for which it means
+ * standard input or output passes /dev/stdin or /dev/stdout. 0 when
+ * either is NULL. */
+KEEL_EXTERN int keel_path_same(const char *a, const char *b);
 
 /* Writes all `len` bytes of buf (borrowed) to fd with write(2): retries a
  * call a signal interrupted, and on a descriptor in non-blocking mode (a
@@ -205,7 +208,8 @@ typedef struct keel_dead_letter keel_dead_letter_t;
 /* Prepares a dead-letter writer for `path` (borrowed, copied). The file is
  * created (truncated) only on the first write, so a run that rejects
  * nothing creates no file (keel_dead_letter_begin empties one an earlier
- * run left). Records are buffered (64 KiB, KEEL_MEM_IO) and
+ * run left). A path under /dev or /proc (/dev/stderr, /dev/fd/N) is
+ * appended to and never emptied. Records are buffered (64 KiB, KEEL_MEM_IO) and
  * written when the buffer fills, on keel_dead_letter_flush and on close.
  * *out is owned (keel_dead_letter_close). KEEL_ENOMEM, KEEL_EMISUSE for a
  * NULL or empty path. One thread at a time. */

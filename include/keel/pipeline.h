@@ -127,7 +127,9 @@ KEEL_EXTERN void keel_pipeline_destroy(keel_pipeline_t *p);
  * counters, unless the run could not start (its input or output could not
  * be opened, or no memory for it): then *stats is left as it was. KEEL_EIO with err for an input that cannot be opened or an
  * output that cannot be written (the run stops; events in flight are
- * flushed where possible). May be called again for another run. */
+ * flushed where possible); KEEL_ECONFIG, before any file is opened for
+ * writing, when one file would be two ends (the output is the input, or
+ * the dead-letter file is either). May be called again for another run. */
 KEEL_EXTERN keel_status keel_pipeline_run(keel_pipeline_t *p, const keel_run_io *io, keel_run_stats *stats,
                                           char *err, size_t errlen);
 

@@ -24,9 +24,14 @@ int cli_run_execute(cli_run *r) {
    * is said before the run, not after it (nothing is created yet). */
   int se = r->summary_json ? keel_path_writable(r->summary_json) : 0;
   if (se) return cli_fail(r->cmd, KEEL_EXIT_USAGE, "--summary-json %s: %s", r->summary_json, strerror(se));
-  const char *ends[][2] = {{"input", r->io.input}, {"output", r->io.output}, {"dead-letter file", r->io.dead_letter}};
+  char dl[4096];
+  keel_run_dead_letter_path(&r->io, dl, sizeof dl);
+  const char *in = r->io.input, *out = r->io.output;
+  const char *ends[][2] = {{"input", !in || !strcmp(in, "-") ? "/dev/stdin" : in},
+                           {"output", !out || !strcmp(out, "-") ? "/dev/stdout" : out},
+                           {"dead-letter file", dl}};
   for (size_t i = 0; r->summary_json && i < sizeof ends / sizeof ends[0]; i++)
-    if (ends[i][1] && !keel_redis_is_url(ends[i][1]) && keel_path_same(r->summary_json, 1, ends[i][1], i > 0))
+    if (!keel_redis_is_url(ends[i][1]) && keel_path_same(r->summary_json, ends[i][1]))
       return cli_fail(r->cmd, KEEL_EXIT_USAGE, "--summary-json %s is also the %s", r->summary_json, ends[i][0]);
   cli_observe *ob;
   int orc = cli_observe_start(&oo, r->pipeline, &ob);

@@ -127,6 +127,8 @@ expect 2 "dead-letter file $dir/adir: cannot write there: Is a directory" run "$
   bad "refused run: output now '$(head -c 40 "$dir/kept.ndjson")', summary $(ls "$dir/refused.json" 2>&1)"
 grep -q "events in" "$dir/err" && bad "an output that never opened: a summary of a run that did not start: $(cat "$dir/err")"
 
+printf '{"type":"user","user":"1"}\nnot json\n' >"$dir/onebad.ndjson"
+head -1 "$dir/in.ndjson" >"$dir/good.ndjson"
 # One file for two ends would lose what it held: refused before anything is
 # opened, through links and other spellings of the path too.
 cp "$dir/in.ndjson" "$dir/same.ndjson"
@@ -145,11 +147,27 @@ cmp -s "$dir/in.ndjson" "$dir/same.ndjson" && [ ! -e "$dir/fresh.ndjson" ] &&
 [ $? = 2 ] && grep -q "the dead-letter file $dir/same.ndjson is also the output" "$dir/err" &&
   ok "a dead-letter file that is the redirected standard output: refused" || bad "dead letters into stdout's file: $(cat "$dir/err")"
 expect 0 "" run "${CAT[@]}" --input "$dir/in.ndjson" --output /dev/null --dead-letter /dev/null
+expect 2 "summary-json $dir/o3.ndjson.rejected.ndjson is also the dead-letter file" run "${CAT[@]}" \
+  --input "$dir/in.ndjson" --output "$dir/o3.ndjson" --summary-json "$dir/o3.ndjson.rejected.ndjson"
+# "-" is standard input or output only for --input and --output: a dead-letter file or a summary
+# named "-" is a file of that name, not the output.
+(cd "$dir" && "$KEEL" run "${CAT[@]}" --input onebad.ndjson --dead-letter - --quiet >res.ndjson) &&
+  grep -q '"reason"' "$dir/-" && [ "$(wc -l <"$dir/res.ndjson")" = 1 ] &&
+  (cd "$dir" && rm -f ./- && "$KEEL" run "${CAT[@]}" --input in.ndjson --summary-json - --quiet >res.ndjson) &&
+  grep -q '"events_in"' "$dir/-" && [ "$(wc -l <"$dir/res.ndjson")" = 2 ] &&
+  ok "a dead-letter file or a summary named - is a file, not the output" || bad "--dead-letter - / --summary-json -: $(ls "$dir")"
+rm -f "$dir/-"
+# A dead-letter path under /dev (here /dev/stderr into a log) is appended to, never emptied.
+echo "earlier log line" >"$dir/log.txt"
+"$KEEL" run "${CAT[@]}" --input "$dir/good.ndjson" --output "$dir/o4.ndjson" --dead-letter /dev/stderr --quiet \
+  2>>"$dir/log.txt"
+"$KEEL" run "${CAT[@]}" --input "$dir/onebad.ndjson" --output "$dir/o4.ndjson" --dead-letter /dev/stderr --quiet \
+  2>>"$dir/log.txt"
+[ "$(head -1 "$dir/log.txt")" = "earlier log line" ] && grep -q '"reason"' "$dir/log.txt" &&
+  ok "--dead-letter /dev/stderr appends to the log stderr goes to" || bad "stderr's log: $(head -c 200 "$dir/log.txt")"
 # The dead-letter file holds this run's rejects only: one an earlier run left is emptied.
-printf '{"type":"user","user":"1"}\nnot json\n' >"$dir/onebad.ndjson"
 "$KEEL" run "${CAT[@]}" --input "$dir/onebad.ndjson" --output "$dir/dlrun.ndjson" --quiet
 [ -s "$dir/dlrun.ndjson.rejected.ndjson" ] || bad "set-up of the stale dead-letter case"
-head -1 "$dir/in.ndjson" >"$dir/good.ndjson"
 "$KEEL" run "${CAT[@]}" --input "$dir/good.ndjson" --output "$dir/dlrun.ndjson" --quiet &&
   [ -e "$dir/dlrun.ndjson.rejected.ndjson" ] && [ ! -s "$dir/dlrun.ndjson.rejected.ndjson" ] &&
   ok "a clean run empties the dead-letter file an earlier run left" ||
