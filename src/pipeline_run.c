@@ -678,7 +678,6 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
     snprintf(err, errlen, "%s: cannot open for writing: %s", out, strerror(errno));
     return KEEL_EIO;
   }
-
   struct stat sb;
   s->out_end = s->out && fstat(fileno(s->out), &sb) == 0 && S_ISREG(sb.st_mode) ? sb.st_size : -1;
   return KEEL_OK;
