@@ -3,8 +3,9 @@
  * A run that rejects nothing creates no file, so the file is opened
  * (O_CREAT | O_TRUNC) on the first record, not at create; one an earlier
  * run left is emptied when the run begins (keel_dead_letter_begin), so it
- * never holds another input's records. A path under /dev or /proc
- * (/dev/stderr into a log) is appended to, never emptied. Records are
+ * never holds another input's records. A path naming one of the process's
+ * descriptors (/dev/stderr into a log) is written through it, never
+ * emptied (own_descriptor). Records are
  * built in a keel_buf and written with write(2) once 64 KiB have gathered,
  * on keel_dead_letter_flush and on close: no stdio buffer outside keel's
  * accounting. A record is appended to the buffer whole or not at all, so an
@@ -75,16 +76,23 @@ keel_status keel_dead_letter_check(keel_dead_letter_t *d) {
   return io_fail(d, "cannot write there: ");
 }
 
-/* A path under /dev or /proc names a descriptor or a device the user
- * pointed at (/dev/stderr into a log opened for appending): written to,
- * never emptied. */
-static int descriptor_path(const char *path) {
-  return !strncmp(path, "/dev/", 5) || !strncmp(path, "/proc/", 6);
+/* The process's own descriptor a path names (/dev/stdout, /dev/stderr,
+ * /dev/fd/N, /proc/self/fd/N), or -1. Such a path is written through a
+ * duplicate of that descriptor, never reopened: a reopened file has an
+ * offset of its own, and the process's writes to the descriptor (the
+ * summary on stderr) would overwrite the records; nor is it emptied. */
+static int own_descriptor(const char *path) {
+  if (!strcmp(path, "/dev/stdout")) return STDOUT_FILENO;
+  if (!strcmp(path, "/dev/stderr")) return STDERR_FILENO;
+  const char *n = !strncmp(path, "/dev/fd/", 8) ? path + 8 : !strncmp(path, "/proc/self/fd/", 14) ? path + 14 : NULL;
+  if (!n || *n < '0' || *n > '9' || strlen(n) > 6 || strspn(n, "0123456789") != strlen(n)) return -1;
+  return atoi(n);
 }
 
 static keel_status open_file(keel_dead_letter_t *d) {
-  int keep = d->append || descriptor_path(d->path);
-  d->fd = open(d->path, O_WRONLY | O_CREAT | (keep ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0644);
+  int own = own_descriptor(d->path);
+  if (own >= 0) d->fd = fcntl(own, F_DUPFD_CLOEXEC, 0);
+  else d->fd = open(d->path, O_WRONLY | O_CREAT | (d->append ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0644);
   if (d->fd < 0) {
     d->failed = 1; /* not tried again at every record */
     return io_fail(d, "");
@@ -97,7 +105,7 @@ static keel_status open_file(keel_dead_letter_t *d) {
 keel_status keel_dead_letter_begin(keel_dead_letter_t *d) {
   if (!d) return KEEL_EMISUSE;
   struct stat st;
-  if (d->append || d->fd >= 0 || descriptor_path(d->path) || stat(d->path, &st) != 0 || !S_ISREG(st.st_mode))
+  if (d->append || d->fd >= 0 || own_descriptor(d->path) >= 0 || stat(d->path, &st) != 0 || !S_ISREG(st.st_mode))
     return KEEL_OK;
   return open_file(d);
 }

@@ -243,8 +243,9 @@ int keel_reserved_member(const char *name, size_t n) {
   return (n == 4 && !memcmp(name, "line", 4)) || (n == 9 && !memcmp(name, "stream_id", 9));
 }
 
-/* A real in the fewest significant digits (15 to 17) that read back as
- * the same double, so 19.99 stays "19.99"; ".0" keeps an integral one a
+/* A real in as few significant digits, 15 to 17, as read back as the
+ * same double, so 19.99 stays "19.99" (a subnormal may show more digits
+ * than it was written with); ".0" keeps an integral one a
  * real. In the C locale's format. */
 static keel_status put_real(keel_buf *b, double d) {
   char tmp[40];

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -211,7 +212,14 @@ uint64_t keel_memo_settings_hash(const keel_config_t *cfg, const char *stage) {
 }
 
 keel_status keel_memo_check(const keel_memo_options *o, char *err, size_t errlen) {
-  if (!o || !o->def || !o->def->name || !o->io || !o->schema || o->size < sizeof *o) return KEEL_EINVAL;
+  if (!o || !o->def || !o->def->name || !o->io || !o->schema || o->size < offsetof(keel_memo_options, settings)) {
+    /* settings is the newest field: older callers have none */
+    if (err && errlen)
+      snprintf(err, errlen, "keel_memo_options: %s", !o ? "NULL" : o->size < offsetof(keel_memo_options, settings)
+                                                                       ? "set .size = sizeof(keel_memo_options)"
+                                                                       : "def, io and schema are required");
+    return KEEL_EINVAL;
+  }
   if (strlen(o->def->name) > KEEL_FIELD_NAME_MAX) { /* the registry refuses these; a direct caller may not */
     snprintf(err, errlen, "stage name '%.*s...' is longer than %d bytes", 16, o->def->name, KEEL_FIELD_NAME_MAX);
     return KEEL_EINVAL;
@@ -265,10 +273,11 @@ keel_status keel_memo_create(const keel_memo_options *o, keel_memo_t **out, char
   m->l2 = o->l2;
   int n = snprintf(m->l2_ns, sizeof m->l2_ns, "%s:%u:%llu:", o->def->name, (unsigned)o->def->version,
                    (unsigned long long)o->def->model_version);
-  if (o->settings) { /* without settings, the keys stay what they were */
-    put_be(m->prefix + m->prefix_len, o->settings, 8);
+  uint64_t settings = o->size >= offsetof(keel_memo_options, settings) + sizeof o->settings ? o->settings : 0;
+  if (settings) { /* without settings, the keys stay what they were */
+    put_be(m->prefix + m->prefix_len, settings, 8);
     m->prefix_len += 8;
-    snprintf(m->l2_ns + n, sizeof m->l2_ns - (size_t)n, "%016llx:", (unsigned long long)o->settings);
+    snprintf(m->l2_ns + n, sizeof m->l2_ns - (size_t)n, "%016llx:", (unsigned long long)settings);
   }
   keel_status st = record_init(m, o->record_keys);
   if (st == KEEL_OK) st = make_cache(m, o, err, errlen);

@@ -1,7 +1,8 @@
 /* redis_l2.c — Redis as a shared L2 cache (see keel/redis.h).
  *
  * Keys: "keel:v:" NS KEY holds a value, "keel:l:" NS KEY its compute lock.
- * NS is the memo's namespace (stage name, stage version, catalog version),
+ * NS is the memo's namespace (stage name, stage version, catalog version,
+ * and the hash of the stage's [stage.NAME] settings when it has any),
  * KEY the memo's canonical key bytes, so two stages or two versions never
  * share an entry, and values are the very bytes L1 stores.
  *

@@ -80,7 +80,7 @@ KEEL_EXTERN const char *keel_schema_name(const keel_schema_t *s, keel_field_id i
 
 /* Whether events parsed against s (keel_json_to_event) keep the input's
  * other members, those whose names are not in s (no stage declares them),
- * as JSON text (numbers in the fewest digits that read back the same) that
+ * as JSON text (numbers in as few digits, 15 to 17, as read back the same) that
  * keel_json_append_event writes back after the fields:
  * a request id or timestamp passes through the pipeline unchanged. Off by
  * default (they are dropped). Members named "line" and "stream_id" are

@@ -208,8 +208,9 @@ typedef struct keel_dead_letter keel_dead_letter_t;
 /* Prepares a dead-letter writer for `path` (borrowed, copied). The file is
  * created (truncated) only on the first write, so a run that rejects
  * nothing creates no file (keel_dead_letter_begin empties one an earlier
- * run left). A path under /dev or /proc (/dev/stderr, /dev/fd/N) is
- * appended to and never emptied. Records are buffered (64 KiB, KEEL_MEM_IO) and
+ * run left). A path naming one of the process's descriptors (/dev/stdout,
+ * /dev/stderr, /dev/fd/N, /proc/self/fd/N) is written through that
+ * descriptor and never emptied. Records are buffered (64 KiB, KEEL_MEM_IO) and
  * written when the buffer fills, on keel_dead_letter_flush and on close.
  * *out is owned (keel_dead_letter_close). KEEL_ENOMEM, KEEL_EMISUSE for a
  * NULL or empty path. One thread at a time. */

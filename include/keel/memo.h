@@ -10,7 +10,7 @@
  * failures are not cached: every event that fails gets its own reason.
  *
  * L2: with options.l2 (keel/redis.h) an L1 miss asks the shared L2 first,
- * under the namespace "STAGE:VERSION:MODEL_VERSION:" and the key bytes after
+ * under the namespace "STAGE:VERSION:MODEL_VERSION:[SETTINGS:]" and the key bytes after
  * the binary prefix; an L2 miss computes, then stores the same value bytes
  * there (and drops the cross-process lock). The L2 never fails an event:
  * a value from it that is not an encoding of the stage's writes is treated

@@ -91,7 +91,8 @@ typedef struct keel_run_stats {
   keel_stream_stats stream;
 } keel_run_stats;
 
-/* Where a run reads and writes. Paths are borrowed; "-" is stdin/stdout.
+/* Where a run reads and writes. Paths are borrowed; "-" is stdin for the
+ * input and stdout for the output (a dead-letter file named "-" is a file).
  * An input or output of the form redis://HOST:PORT[/DB]?stream=S[&group=G
  * &consumer=C] is a Redis stream (docs/DISTRIBUTED.md, options in [redis]):
  * entries are read with a consumer group and acknowledged only after their

@@ -178,12 +178,12 @@ static int measure(const opts *o, const char *dir) {
           "  CPU reduction %.2fx of an ideal %.2fx (%.0f %%); a hit costs %.4f of a miss\n",
           (unsigned long long)su.events_out, su.cpu_s, sc.cpu_s, h, sw.cpu_s, red, ideal, 100 * red / ideal,
           c_hit / c_miss);
-  /* Beyond the ideal, the per-event costs are not what was measured: each
-   * run's CPU includes its start (the catalog, the stages' init), which a
-   * short run does not amortize, and the machine's noise. */
+  /* The ideal models the cached run from the other two, each measured
+   * apart: beyond it, or in short runs, the difference is within the
+   * measurements' noise. */
   if (red > ideal * 1.02 || su.cpu_s < 0.5)
-    fprintf(stderr, "  (%s: in runs of %.2f s of CPU each run's start-up and the machine's noise weigh on the "
-                    "per-event costs; a larger --limit measures better)\n",
+    fprintf(stderr, "  (%s: runs of %.2f s of CPU, each measured apart, are within a shared machine's noise; "
+                    "a larger --limit measures better)\n",
             red > ideal * 1.02 ? "above the ideal" : "short runs", su.cpu_s);
   printf("{\"events\":%llu,\"cpu_s_uncached\":%.6f,\"cpu_s_cached\":%.6f,\"cpu_s_warm\":%.6f,"
          "\"cpu_reduction\":%.6f,\"hit_ratio\":%.6f,\"c_miss\":%.9f,\"c_hit\":%.9f,\"ideal_reduction\":%.6f,"

@@ -165,6 +165,22 @@ echo "earlier log line" >"$dir/log.txt"
   2>>"$dir/log.txt"
 [ "$(head -1 "$dir/log.txt")" = "earlier log line" ] && grep -q '"reason"' "$dir/log.txt" &&
   ok "--dead-letter /dev/stderr appends to the log stderr goes to" || bad "stderr's log: $(head -c 200 "$dir/log.txt")"
+# Through stderr's own descriptor, not a reopened file: with 2> (not 2>>) the summary written to
+# stderr after the records must not overwrite them.
+"$KEEL" run "${CAT[@]}" --input "$dir/onebad.ndjson" --output "$dir/o5.ndjson" --dead-letter /dev/stderr \
+  2>"$dir/log2.txt"
+grep -q '"reason"' "$dir/log2.txt" && grep -q "1 rejected" "$dir/log2.txt" &&
+  ok "--dead-letter /dev/stderr with 2>: the records and the summary both in the log" ||
+  bad "/dev/stderr with 2>: $(head -c 300 "$dir/log2.txt")"
+# A regular file under /dev (a tmpfs such as /dev/shm) is a file like any other: emptied by a clean run.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  shm=/dev/shm/keel-test-$$.ndjson
+  "$KEEL" run "${CAT[@]}" --input "$dir/onebad.ndjson" --output "$dir/o6.ndjson" --dead-letter "$shm" --quiet
+  "$KEEL" run "${CAT[@]}" --input "$dir/good.ndjson" --output "$dir/o6.ndjson" --dead-letter "$shm" --quiet
+  [ -e "$shm" ] && [ ! -s "$shm" ] && ok "a stale dead-letter file in /dev/shm is emptied" ||
+    bad "/dev/shm dead letters: $(wc -c <"$shm")"
+  rm -f "$shm"
+fi
 # The dead-letter file holds this run's rejects only: one an earlier run left is emptied.
 "$KEEL" run "${CAT[@]}" --input "$dir/onebad.ndjson" --output "$dir/dlrun.ndjson" --quiet
 [ -s "$dir/dlrun.ndjson.rejected.ndjson" ] || bad "set-up of the stale dead-letter case"
