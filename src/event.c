@@ -19,6 +19,7 @@
  * Length prefixes make the encoding prefix-free, so distinct field lists
  * cannot produce the same bytes. */
 #include "keel/event.h"
+#include "event_int.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -156,6 +157,8 @@ typedef struct field {
 
 #define INLINE_FIELDS 16
 
+#define SCRATCH_KEEP (64u * 1024u)
+
 struct keel_event {
   keel_schema_t *schema; /* borrowed */
   keel_arena_t *arena;   /* owned */
@@ -163,8 +166,10 @@ struct keel_event {
   size_t n, cap;
   uint64_t line;
   const char *reason;    /* arena memory, or NULL */
-  const char *others;    /* arena memory: the input's other members (keel_event_set_others), or NULL */
+  const char *others;    /* arena or scratch memory: the input's other members (keel_event_set_others), or NULL */
   size_t others_len;
+  keel_buf scratch;      /* owned: where the JSON reader builds the other members (keel__event_scratch) */
+  bool others_in_scratch; /* `others` points into scratch */
   field inline_fields[INLINE_FIELDS];
 };
 
@@ -178,6 +183,7 @@ keel_status keel_event_create(keel_schema_t *schema, keel_mem_tag tag, size_t ar
     return st;
   }
   e->schema = schema;
+  keel_buf_init(&e->scratch, KEEL_MEM_IO);
   e->fields = e->inline_fields;
   e->cap = INLINE_FIELDS;
   *out = e;
@@ -187,6 +193,7 @@ keel_status keel_event_create(keel_schema_t *schema, keel_mem_tag tag, size_t ar
 void keel_event_destroy(keel_event_t *e) {
   if (!e) return;
   keel_arena_destroy(e->arena);
+  keel_buf_free(&e->scratch);
   keel_mem_free(e);
 }
 
@@ -199,6 +206,25 @@ void keel_event_reset(keel_event_t *e) {
   e->reason = NULL;
   e->others = NULL;
   e->others_len = 0;
+  e->others_in_scratch = false;
+  if (e->scratch.cap > SCRATCH_KEEP) keel_buf_free(&e->scratch); /* a long line's growth is not kept */
+  else keel_buf_clear(&e->scratch);
+}
+
+keel_buf *keel__event_scratch(keel_event_t *e) {
+  if (e->others_in_scratch) {
+    e->others = NULL;
+    e->others_len = 0;
+    e->others_in_scratch = false;
+  }
+  keel_buf_clear(&e->scratch);
+  return &e->scratch;
+}
+
+void keel__event_others_from_scratch(keel_event_t *e, size_t off) {
+  e->others = e->scratch.len > off ? e->scratch.data + off : NULL;
+  e->others_len = e->scratch.len > off ? e->scratch.len - off : 0;
+  e->others_in_scratch = e->others != NULL;
 }
 
 keel_schema_t *keel_event_schema(const keel_event_t *e) { return e->schema; }
@@ -331,6 +357,7 @@ keel_status keel_event_set_others(keel_event_t *e, const char *json, size_t len)
   if (len) memcpy(copy, json, len);
   e->others = copy;
   e->others_len = len;
+  e->others_in_scratch = false;
   return KEEL_OK;
 }
 

@@ -42,6 +42,7 @@
 #include <jansson.h>
 
 #include "cnum_int.h"
+#include "event_int.h"
 #include "keel/io.h"
 
 _Static_assert(sizeof(json_int_t) == sizeof(int64_t), "jansson must use 64-bit integers");
@@ -320,8 +321,7 @@ static keel_status convert(ctx *c, json_t *root, keel_buf *others) {
     }
     if ((st = set_member(c, id, name, v)) != KEEL_OK) return st;
   }
-  if (others && others->len > 1 && keel_event_set_others(c->e, others->data + 1, others->len - 1) != KEEL_OK)
-    return say(c, KEEL_ENOMEM, "out of memory");
+  if (others) keel__event_others_from_scratch(c->e, 1); /* past the first comma */
   return KEEL_OK;
 }
 
@@ -341,11 +341,10 @@ keel_status keel_json_to_event(keel_event_t *e, const char *line, size_t len, co
   json_error_t err;
   json_t *root = json_loadb(line, len, PARSE_FLAGS, &err);
   if (!root) return parse_error(&c, &err);
-  keel_buf others;
-  int keep = keel_schema_keeps_others(keel_event_schema(e));
-  if (keep) keel_buf_init(&others, KEEL_MEM_IO);
-  keel_status st = convert(&c, root, keep ? &others : NULL);
-  if (keep) keel_buf_free(&others);
+  /* The other members are built in the event's own scratch buffer, which
+   * outlives the call (no allocation per event once it has grown). */
+  keel_buf *others = keel_schema_keeps_others(keel_event_schema(e)) ? keel__event_scratch(e) : NULL;
+  keel_status st = convert(&c, root, others);
   json_decref(root);
   return st;
 }

@@ -352,6 +352,12 @@ static void test_keep_others(void **state) {
                              "\"i\":-9223372036854775808,\"o\":{},\"a\":[]"));
   assert_memory_equal(o, "\"p\":19.99,\"t\":1700000000.123,\"e\":100000.0,\"z\":-0.0,\"x\":0.1,"
                          "\"i\":-9223372036854775808,\"o\":{},\"a\":[]", n);
+  /* Parsed again without a reset, and failing after an other member: the
+   * first parse's members are gone, none of the failed one's are kept. */
+  const char *deep = "{\"a\":1,\"o\":{\"b\":{\"c\":1}}}"; /* deeper than the default 2 levels */
+  assert_int_not_equal(keel_json_to_event(ev, deep, strlen(deep), NULL, reason, sizeof reason), KEEL_OK);
+  assert_null(keel_event_others(ev, &n));
+  assert_int_equal(n, 0);
   /* An object with no other member keeps none. */
   assert_int_equal(parse("{\"type\":\"user\",\"user\":\"1\",\"line\":2}", reason), KEEL_OK);
   assert_null(keel_event_others(ev, &n));
