@@ -387,7 +387,12 @@ keel_status keel_config_check_keys(const keel_config_t *c, const char *section, 
     size_t k = 0;
     while (known[k] && strcmp(known[k], c->e[i].key)) k++;
     if (!known[k]) {
-      snprintf(err, errlen, "unknown option '%s' in [%s]", c->e[i].key, section);
+      /* The keys it could have been, so a typo shows its fix. */
+      int n = snprintf(err, errlen, "unknown option '%s' in [%s] (%s", c->e[i].key, section,
+                       known[0] ? "known: " : "it takes none");
+      for (k = 0; known[k] && n >= 0 && (size_t)n < errlen; k++)
+        n += snprintf(err + n, errlen - (size_t)n, "%s%s", k ? ", " : "", known[k]);
+      if (n >= 0 && (size_t)n < errlen) snprintf(err + n, errlen - (size_t)n, ")");
       return KEEL_ECONFIG;
     }
   }

@@ -86,7 +86,12 @@ static keel_status check_sections(const keel_pipeline_t *p, char *err, size_t er
     while (fixed[k] && strcmp(fixed[k], sec)) k++;
     if (fixed[k] || (!strncmp(sec, "cache.", 6) && sec[6])) continue;
     if (!strncmp(sec, "stage.", 6) && sec[6]) {
-      if (keel_registry_find(p->reg, sec + 6)) continue;
+      const keel_stage_def *d = keel_registry_find(p->reg, sec + 6);
+      /* A stage that declares its settings has them checked: a misspelled
+       * key would be ignored, and yet move the stage's cache keys. */
+      if (d && d->settings && keel_config_check_keys(p->cfg, sec, d->settings, err, errlen) != KEEL_OK)
+        return KEEL_ECONFIG;
+      if (d) continue;
       snprintf(err, errlen, "[%s]: there is no stage '%s' (a plugin's stage is known once its --plugin is loaded)",
                sec, sec + 6);
       return KEEL_ECONFIG;

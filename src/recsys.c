@@ -276,6 +276,7 @@ keel_status keel_recsys_register(keel_registry_t *r, keel_recsys_t *rs, char *er
    * workers whose k_max differ must not share its cached values through an
    * L2, or one would output what the other rejects. */
   uint64_t rank_model[2] = {rs->cat->version, (uint64_t)rs->k_max};
+  static const char *const no_settings[] = {NULL};
   for (size_t i = 0; i < NELEM(stages); i++) {
     keel_stage_def def = {
         .size = sizeof def,
@@ -291,6 +292,7 @@ keel_status keel_recsys_register(keel_registry_t *r, keel_recsys_t *rs, char *er
         .n_writes = stages[i].n_writes,
         .process = stages[i].process,
         .userdata = rs,
+        .settings = no_settings, /* their settings are [catalog] and [limits] */
     };
     keel_status st = keel_registry_add(r, &def, err, errlen);
     if (st != KEEL_OK) return st;

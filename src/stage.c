@@ -65,21 +65,34 @@ static const char *bad_fields(const keel_field_spec *f, size_t n, const char *wh
   return NULL;
 }
 
+/* What is wrong with a list of settings (NULL: nothing), into why. A key
+ * holds neither '.' nor '=' (`--set stage.NAME.KEY=VALUE` could not name it). */
+static const char *bad_settings(const char *const *k, char *why, size_t len) {
+  for (size_t i = 0; k && k[i]; i++) {
+    if (!*k[i] || strpbrk(k[i], ".=")) return snprintf(why, len, "setting '%s': a key without '.' or '='", k[i]), why;
+    for (size_t j = 0; j < i; j++)
+      if (!strcmp(k[j], k[i])) return snprintf(why, len, "setting '%s' declared twice", k[i]), why;
+  }
+  return NULL;
+}
+
 keel_status keel_registry_add(keel_registry_t *r, const keel_stage_def *def, char *err, size_t errlen) {
   if (!r || !def) return KEEL_EINVAL;
   char why[160];
   const char *bad = NULL;
-  if (def->size < sizeof *def)
+  /* Built before `settings`: read as far as it goes; built against newer
+   * headers: read as far as this keel knows. */
+  int v1 = def->size == KEEL_STAGE_DEF_SIZE_V1;
+  if (def->size < sizeof *def && !v1)
     bad = (snprintf(why, sizeof why, "built with a keel_stage_def of %zu bytes; this keel's has %zu: rebuild "
                     "against its headers", def->size, sizeof *def), why);
   else if (!valid_name(def->name))
     bad = (snprintf(why, sizeof why, "the name must be 1 to %d characters of [a-z0-9_]", KEEL_FIELD_NAME_MAX), why);
   else if (!def->process)
     bad = "no process function";
-  else if (!bad_fields(def->reads, def->n_reads, "read", why, sizeof why))
-    bad = bad_fields(def->writes, def->n_writes, "write", why, sizeof why);
-  else
-    bad = why;
+  else if (!(bad = bad_fields(def->reads, def->n_reads, "read", why, sizeof why)) &&
+           !(bad = bad_fields(def->writes, def->n_writes, "write", why, sizeof why)) && !v1)
+    bad = bad_settings(def->settings, why, sizeof why);
   if (bad) {
     if (err && errlen) snprintf(err, errlen, "stage definition '%s': %s", def->name ? def->name : "(no name)", bad);
     return KEEL_EINVAL;
@@ -95,7 +108,8 @@ keel_status keel_registry_add(keel_registry_t *r, const keel_stage_def *def, cha
     r->defs = d;
     r->cap = cap;
   }
-  r->defs[r->n] = *def;
+  memset(&r->defs[r->n], 0, sizeof *def);
+  memcpy(&r->defs[r->n], def, v1 ? KEEL_STAGE_DEF_SIZE_V1 : sizeof *def);
   r->defs[r->n].size = sizeof *def;
   r->n++;
   return KEEL_OK;

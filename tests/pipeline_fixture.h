@@ -113,17 +113,21 @@ static const keel_field_spec parity_reads[] = {{"n", KEEL_FIELD_INT, KEEL_FIELD_
 static const keel_field_spec parity_writes[] = {{"even", KEEL_FIELD_INT, 0}};
 static const keel_field_spec stamp_writes[] = {{"label", KEEL_FIELD_STRING, 0}, {"seq", KEEL_FIELD_INT, 0}};
 
-/* A registry with the four stages (owned by the caller). */
+static const char *const stamp_settings[] = {"label", "stop_at", NULL};
+static const char *const no_settings[] = {NULL};
+
+/* A registry with the four stages (owned by the caller). stamp and len
+ * declare their settings (len: none); parity and slow do not say. */
 static inline keel_registry_t *fixture_registry(void) {
   keel_registry_t *r;
   assert_int_equal(keel_registry_create(&r), KEEL_OK);
   const keel_stage_def defs[] = {
       {.size = sizeof(keel_stage_def), .name = "len", .version = 1, .flags = KEEL_STAGE_PURE, .reads = len_reads,
-       .n_reads = 1, .writes = len_writes, .n_writes = 1, .process = len_process},
+       .n_reads = 1, .writes = len_writes, .n_writes = 1, .process = len_process, .settings = no_settings},
       {.size = sizeof(keel_stage_def), .name = "parity", .version = 1, .flags = KEEL_STAGE_PURE,
        .reads = parity_reads, .n_reads = 1, .writes = parity_writes, .n_writes = 1, .process = parity_process},
       {.size = sizeof(keel_stage_def), .name = "stamp", .version = 1, .writes = stamp_writes, .n_writes = 2,
-       .init = stamp_init, .process = stamp_process, .destroy = stamp_destroy},
+       .init = stamp_init, .process = stamp_process, .destroy = stamp_destroy, .settings = stamp_settings},
       {.size = sizeof(keel_stage_def), .name = "slow", .version = 1, .process = slow_process},
   };
   char err[256];

@@ -354,7 +354,13 @@ static void test_durations_and_known_keys(void **state) {
   assert_int_equal(keel_config_check_keys(c, "l2", known, err, sizeof err), KEEL_OK);
   assert_int_equal(keel_config_check_keys(c, "other", fewer, err, sizeof err), KEEL_OK);
   assert_int_equal(keel_config_check_keys(c, "l2", fewer, err, sizeof err), KEEL_ECONFIG);
-  assert_string_equal(err, "unknown option 'wait' in [l2]");
+  assert_string_equal(err, "unknown option 'wait' in [l2] (known: ttl)");
+  static const char *const none[] = {NULL};
+  assert_int_equal(keel_config_check_keys(c, "l2", none, err, sizeof err), KEEL_ECONFIG);
+  assert_string_equal(err, "unknown option 'ttl' in [l2] (it takes none)");
+  char small[40]; /* a message cut short still ends within the buffer */
+  assert_int_equal(keel_config_check_keys(c, "l2", fewer, small, sizeof small), KEEL_ECONFIG);
+  assert_int_equal(strlen(small), sizeof small - 1);
   keel_config_destroy(c);
 }
 

@@ -37,6 +37,10 @@ static void test_validation_messages(void **state) {
       {" , ,", {NULL}, "[pipeline] stages = ' , ,': a stage name left out between commas"},
       {"len,,stamp", {NULL}, "[pipeline] stages = 'len,,stamp': a stage name left out between commas"},
       {" ", {NULL}, "the pipeline has no stages"},
+      /* A stage that declares its settings has every key of its section
+       * checked, in the chain or not; one that does not say takes any. */
+      {"stamp", {"stage.stamp.lable=x", NULL}, "unknown option 'lable' in [stage.stamp] (known: label, stop_at)"},
+      {"stamp", {"stage.len.x=1", NULL}, "unknown option 'x' in [stage.len] (it takes none)"},
   };
   keel_registry_t *r = fixture_registry();
   int64_t before = tu_tracked_bytes();
@@ -197,7 +201,9 @@ static void test_run_accounting_and_dead_letters(void **state) {
   int64_t before = tu_tracked_bytes();
   const char *in = tu_path("mixed.ndjson"), *out = tu_path("mixed.out"), *dl = tu_path("mixed.dl");
   fixture_counts want = fixture_write_mixed(in, 205); /* line 205 has no newline */
-  run_result r = run("len,parity,stamp", (const char *[]){"stage.stamp.label=L", NULL}, in, out, dl);
+  /* parity does not declare its settings: any key of its section is taken. */
+  run_result r = run("len,parity,stamp", (const char *[]){"stage.stamp.label=L", "stage.parity.any=1", NULL}, in, out,
+                     dl);
   assert_int_equal(r.st, KEEL_OK);
   assert_int_equal(r.stats.events_in, want.events);
   assert_int_equal(r.stats.events_out, want.out);

@@ -88,11 +88,13 @@ static void test_malformed_definitions(void **state) {
   memset(long_name, 'a', sizeof long_name - 1);
   long_name[sizeof long_name - 1] = '\0';
   static const char *const name_rule = "the name must be 1 to 64 characters of [a-z0-9_]";
-  for (int which = 0; which < 16; which++) {
+  static const char *const dotted[] = {"a.b", NULL}, *const empty_key[] = {"", NULL},
+                           *const twice_key[] = {"k", "j", "k", NULL};
+  for (int which = 0; which < 19; which++) {
     keel_stage_def d = def_named("good");
     const char *label = "good", *why = name_rule;
     switch (which) {
-      case 0: d.size = sizeof d - 8; why = "built with a keel_stage_def of"; break;
+      case 0: d.size = KEEL_STAGE_DEF_SIZE_V1 - 8; why = "built with a keel_stage_def of"; break;
       case 1: d.name = NULL; label = "(no name)"; break;
       case 2: d.name = ""; label = ""; break;
       case 3: d.name = "Upper"; label = d.name; break;
@@ -108,6 +110,9 @@ static void test_malformed_definitions(void **state) {
       case 13: d.writes = line; d.n_writes = 1; why = "write 'line': the name is keel's own"; break;
       case 14: d.reads = bad_required; d.n_reads = 1; why = "read 'x': required is KEEL_FIELD_OPTIONAL"; break;
       case 15: d.reads = twice; d.n_reads = 2; why = "read 'x' declared twice"; break;
+      case 16: d.settings = dotted; why = "setting 'a.b': a key without '.' or '='"; break;
+      case 17: d.settings = empty_key; why = "setting '': a key without"; break;
+      case 18: d.settings = twice_key; why = "setting 'k' declared twice"; break;
     }
     err[0] = '\0';
     if (keel_registry_add(r, &d, err, sizeof err) != KEEL_EINVAL) fail_msg("malformed definition %d accepted", which);
@@ -120,6 +125,12 @@ static void test_malformed_definitions(void **state) {
   keel_stage_def d = {.size = sizeof d + 16, .name = "x_9", .process = nop};
   assert_int_equal(keel_registry_add(r, &d, err, sizeof err), KEEL_OK);
   assert_int_equal(keel_registry_find(r, "x_9")->size, sizeof d);
+  /* One built before `settings` is read without it: whatever lies past its
+   * end is not taken for a list of settings. */
+  keel_stage_def v1 = {.size = KEEL_STAGE_DEF_SIZE_V1, .name = "old_one", .process = nop, .settings = dotted};
+  assert_int_equal(keel_registry_add(r, &v1, err, sizeof err), KEEL_OK);
+  assert_null(keel_registry_find(r, "old_one")->settings);
+  assert_int_equal(keel_registry_find(r, "old_one")->size, sizeof v1);
   keel_registry_destroy(r);
 }
 

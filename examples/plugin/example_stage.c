@@ -40,6 +40,7 @@ static keel_status shout_process(void *state, keel_event_t *ev, const keel_stage
 
 static const keel_field_spec reads[] = {{"text", KEEL_FIELD_STRING, KEEL_FIELD_REQUIRED}};
 static const keel_field_spec writes[] = {{"shout", KEEL_FIELD_STRING, 0}};
+static const char *const no_settings[] = {NULL}; /* [stage.shout] takes none: any key is refused */
 
 KEEL_EXTERN keel_status keel_plugin_register(keel_registry_t *r, char *err, size_t errlen);
 
@@ -52,6 +53,7 @@ keel_status keel_plugin_register(keel_registry_t *r, char *err, size_t errlen) {
                       .n_reads = 1,
                       .writes = writes,
                       .n_writes = 1,
-                      .process = shout_process};
+                      .process = shout_process,
+                      .settings = no_settings};
   return keel_registry_add(r, &d, err, errlen); /* the registry copies d */
 }

@@ -69,6 +69,7 @@ static keel_status wordlen_process(void *state, keel_event_t *ev, const keel_sta
 
 static const keel_field_spec reads[] = {{"text", KEEL_FIELD_STRING, KEEL_FIELD_REQUIRED}};
 static const keel_field_spec writes[] = {{"bytes", KEEL_FIELD_INT, 0}, {"words", KEEL_FIELD_INT, 0}};
+static const char *const settings[] = {"max_bytes", NULL}; /* [stage.wordlen]: any other key is refused */
 
 int main(int argc, char **argv) {
   if (argc < 3 || argc > 4) {
@@ -77,7 +78,8 @@ int main(int argc, char **argv) {
   }
   keel_stage_def def = {.size = sizeof def, .name = "wordlen", .version = 1, .flags = KEEL_STAGE_PURE,
                         .reads = reads, .n_reads = 1, .writes = writes, .n_writes = 2,
-                        .init = wordlen_init, .process = wordlen_process, .destroy = wordlen_destroy};
+                        .init = wordlen_init, .process = wordlen_process, .destroy = wordlen_destroy,
+                        .settings = settings};
   char err[1024] = "";
   int rc = 1;
   keel_registry_t *reg = NULL;

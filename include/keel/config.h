@@ -77,7 +77,8 @@ KEEL_EXTERN keel_status keel_config_get_duration_ms(const keel_config_t *c, cons
                                                     uint64_t def, uint64_t *out, char *err, size_t errlen);
 
 /* Refuses an option of `section` that is not in `known` (NULL-terminated,
- * borrowed): KEEL_ECONFIG with "unknown option 'KEY' in [SECTION]" in err.
+ * borrowed): KEEL_ECONFIG with "unknown option 'KEY' in [SECTION] (known:
+ * A, B)" in err ("(it takes none)" for an empty list).
  * For sections keel owns, where a typo must not be silently ignored. */
 KEEL_EXTERN keel_status keel_config_check_keys(const keel_config_t *c, const char *section,
                                                const char *const *known, char *err, size_t errlen);

@@ -104,7 +104,18 @@ typedef struct keel_stage_def {
   keel_stage_destroy_fn destroy; /* may be NULL; called once for the state of an init that returned
                                     KEEL_OK (a failing init frees what it made itself) */
   void *userdata;                /* borrowed; must outlive the registry */
+  /* The keys of its [stage.NAME] section the stage reads (NULL-terminated,
+   * borrowed), so that a misspelled setting, which would otherwise be
+   * ignored and yet split the stage's cache keys from its peers', is
+   * refused when the pipeline is built, naming the key and the settings
+   * there are. {NULL}: the stage takes no settings. NULL (a definition
+   * that does not say, or one built before the field): any key is taken. */
+  const char *const *settings;
 } keel_stage_def;
+
+/* The size of a keel_stage_def built before `settings`: still accepted
+ * (as settings NULL). */
+#define KEEL_STAGE_DEF_SIZE_V1 offsetof(keel_stage_def, settings)
 
 typedef struct keel_registry keel_registry_t;
 
@@ -117,12 +128,13 @@ KEEL_EXTERN void keel_registry_destroy(keel_registry_t *r);
 /* Adds a definition (the struct is copied; its strings, arrays and userdata
  * are borrowed and must outlive the registry). KEEL_EEXIST for a name already
  * there, KEEL_EINVAL for a malformed definition, with what is wrong in err
- * (may be NULL): a size smaller than this keel's keel_stage_def (built
- * against older headers), a name outside [a-z0-9_] or longer than
+ * (may be NULL): a size smaller than this keel's keel_stage_def, other than
+ * KEEL_STAGE_DEF_SIZE_V1 (built against older headers), a name outside [a-z0-9_] or longer than
  * KEEL_FIELD_NAME_MAX, no process, a field spec without a name or a type,
  * with a `required` out of range, declared twice among the reads (or the
  * writes), or named "line" (keel's own member: the output's line number;
- * the input's is dropped). */
+ * the input's is dropped), or a setting that is empty, has a '.' or '=',
+ * or is named twice. */
 KEEL_EXTERN keel_status keel_registry_add(keel_registry_t *r, const keel_stage_def *def, char *err, size_t errlen);
 
 /* The definition named `name` (borrowed), or NULL. */

@@ -150,8 +150,11 @@ ok = [(o["line"], o["shout"]) for o in out] == [(1, "HELLO!"), (4, "MIXED CASE 4
 if not ok: print(out, dl, s)
 sys.exit(0 if ok else 1)
 EOF
-  "$prefix/bin/keel" check --plugin "$so" --stages shout >"$dir/c.out" 2>&1 && grep -q "shout(v1, pure)" "$dir/c.out" &&
+  "$prefix/bin/keel" check --plugin "$so" --stages shout >"$dir/c.out" 2>&1 && grep -q "shout(v1, pure, no settings)" "$dir/c.out" &&
     ok "keel check --plugin lists the plugin's stage" || bad "keel check --plugin: $(cat "$dir/c.out")"
+  "$prefix/bin/keel" check --plugin "$so" --stages shout --set stage.shout.loud=1 >/dev/null 2>"$dir/e.err"
+  [ $? -eq 2 ] && grep -q "unknown option 'loud' in \[stage.shout\] (it takes none)" "$dir/e.err" &&
+    ok "a setting the plugin's stage does not declare is refused" || bad "undeclared setting: $(cat "$dir/e.err")"
   "$prefix/bin/keel" run --plugin "$so" --stages shout,nope --input "$dir/p.ndjson" >/dev/null 2>"$dir/e.err"
   [ $? -eq 2 ] && grep -q "unknown stage 'nope'" "$dir/e.err" && grep -q "shout" "$dir/e.err" &&
     ok "an unknown stage next to a plugin's: exit 2, the plugin's stage listed as known" || bad "$(cat "$dir/e.err")"
