@@ -128,9 +128,9 @@ KEEL_EXTERN void keel_registry_destroy(keel_registry_t *r);
 /* Adds a definition (the struct is copied; its strings, arrays and userdata
  * are borrowed and must outlive the registry). KEEL_EEXIST for a name already
  * there, KEEL_EINVAL for a malformed definition, with what is wrong in err
- * (may be NULL): a size smaller than this keel's keel_stage_def, other than
- * KEEL_STAGE_DEF_SIZE_V1 (built against older headers), a name outside [a-z0-9_] or longer than
- * KEEL_FIELD_NAME_MAX, no process, a field spec without a name or a type,
+ * (may be NULL): a size smaller than this keel's keel_stage_def, other
+ * than KEEL_STAGE_DEF_SIZE_V1 (built against older headers), a name outside
+ * [a-z0-9_] or longer than KEEL_FIELD_NAME_MAX, no process, a field spec without a name or a type,
  * with a `required` out of range, declared twice among the reads (or the
  * writes), or named "line" (keel's own member: the output's line number;
  * the input's is dropped), or a setting that is empty, has a '.' or '=',
