@@ -1036,7 +1036,9 @@ keel_status keel_cache_remove(keel_cache_t *c, const void *key, size_t key_len) 
 }
 
 keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes) {
-  if (!c || max_bytes == 0) return KEEL_EINVAL;
+  /* Each shard's share must hold an entry's overhead and more (create's
+   * rule, per shard: the shards are fixed when the cache is made). */
+  if (!c || max_bytes / c->nshards <= keel_cache_entry_overhead()) return KEEL_EINVAL;
   /* One call at a time: two interleaved over the shards could leave some
    * shards with one's bound, others and max_bytes with the other's. */
   pthread_mutex_lock(&c->cap_lock);
@@ -1046,10 +1048,14 @@ keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes) {
     uint64_t b = share_of(max_bytes, c->nshards, k);
     shard_lock(s);
     /* Shrinking evicts before returning; no insert to the shard can run
-     * meanwhile (one that ran before saw the old, larger share). */
+     * meanwhile (one that ran before saw the old, larger share). The
+     * statistics read a shard's bound and bytes as a pair, retrying while
+     * `capseq` is odd or moved. */
+    atomic_fetch_add_explicit(&s->capseq, 1, memory_order_acq_rel); /* odd */
     keel_policy_set_capacity(s->pol, b ? b : 1);
     atomic_store_explicit(&s->max_bytes, b ? b : 1, RLX);
     (void)make_room_locked(c, s, NULL);
+    atomic_fetch_add_explicit(&s->capseq, 1, memory_order_release); /* even */
     shard_unlock(s);
   }
   pthread_mutex_unlock(&c->cap_lock);
@@ -1080,7 +1086,6 @@ void keel_cache_get_stats(keel_cache_t *c, keel_cache_stats *out) {
     out->misses += atomic_load_explicit(&c->rd[i].misses, RLX);
     out->policy_dropped += atomic_load_explicit(&c->rd[i].dropped, RLX);
   }
-  out->max_bytes = atomic_load_explicit(&c->max_bytes, RLX);
   out->max_entries = atomic_load_explicit(&c->max_entries, RLX);
   double share = 0;
   for (unsigned k = 0; k < c->nshards; k++) {
@@ -1093,8 +1098,22 @@ void keel_cache_get_stats(keel_cache_t *c, keel_cache_stats *out) {
     out->removals += atomic_load_explicit(&s->removals, RLX);
     out->replacements += atomic_load_explicit(&s->replacements, RLX);
     out->puts += atomic_load_explicit(&s->puts, RLX);
-    out->entries += atomic_load_explicit(&s->entries, RLX);
-    out->bytes += atomic_load_explicit(&s->bytes, RLX);
+    /* The shard's bound and what it holds, as of one moment of a stable
+     * bound, so that bytes never show above max_bytes while set_capacity
+     * runs (inserts keep them within a bound that does not move). */
+    uint64_t q, mb, b, e;
+    for (;;) {
+      q = atomic_load_explicit(&s->capseq, memory_order_acquire);
+      mb = atomic_load_explicit(&s->max_bytes, RLX);
+      b = atomic_load_explicit(&s->bytes, RLX);
+      e = atomic_load_explicit(&s->entries, RLX);
+      atomic_thread_fence(memory_order_acquire);
+      if (!(q & 1) && atomic_load_explicit(&s->capseq, RLX) == q) break;
+      sched_yield();
+    }
+    out->max_bytes += mb;
+    out->bytes += b;
+    out->entries += e;
     keel_policy_stats ps;
     keel_policy_get_stats(s->pol, &ps); /* no lock: its counters are atomic */
     out->policy_admitted += ps.admitted;

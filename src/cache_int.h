@@ -158,6 +158,7 @@ typedef struct shard {
   pending *pend;                      /* under lock */
   uint64_t rng;                       /* under lock: xorshift state, samples inserts (insert_locked) */
   _Atomic uint64_t max_bytes, max_entries, bytes, entries;
+  _Atomic uint64_t capseq;            /* odd while set_capacity changes the bounds (keel_cache_get_stats) */
   _Atomic uint64_t loads, load_errors, evictions, expirations, removals, replacements, puts, refreshes;
 } __attribute__((aligned(64))) shard;
 

@@ -376,7 +376,11 @@ keel_status keel_config_get_duration_ms(const keel_config_t *c, const char *sect
     snprintf(err, errlen, "[%s] %s = '%s': want a duration such as 500ms, 30s, 5m", section, key, v);
     return KEEL_ECONFIG;
   }
-  *out = ns / 1000000u;
+  if (ns > 0 && ns < 1000000u) { /* it would read as 0, which some options take for "off" */
+    snprintf(err, errlen, "[%s] %s = '%s': want 0 or at least 1ms (it is read in milliseconds)", section, key, v);
+    return KEEL_ECONFIG;
+  }
+  *out = ns / 1000000u; /* 1.5ms reads as 1 */
   return KEEL_OK;
 }
 

@@ -232,7 +232,7 @@ static keel_status parse_error(ctx *c, const json_error_t *err) {
   switch (json_error_code(err)) {
     case json_error_out_of_memory: return say(c, KEEL_ENOMEM, "out of memory while parsing JSON");
     case json_error_numeric_overflow:
-      return say(c, KEEL_EPARSE, "invalid JSON at %s: number out of range (integers must fit in int64): %s",
+      return say(c, KEEL_EPARSE, "invalid JSON at %s: number out of range (integers must fit in int64, reals in a double): %s",
                  error_at(err, at, sizeof at), err->text);
     case json_error_duplicate_key:
       return say(c, KEEL_EPARSE, "invalid JSON at %s: duplicate member: %s", error_at(err, at, sizeof at), err->text);

@@ -69,7 +69,8 @@ static const char *bad_fields(const keel_field_spec *f, size_t n, const char *wh
  * holds neither '.' nor '=' (`--set stage.NAME.KEY=VALUE` could not name it). */
 static const char *bad_settings(const char *const *k, char *why, size_t len) {
   for (size_t i = 0; k && k[i]; i++) {
-    if (!*k[i] || strpbrk(k[i], ".=")) return snprintf(why, len, "setting '%s': a key without '.' or '='", k[i]), why;
+    if (!*k[i] || strpbrk(k[i], ".="))
+      return snprintf(why, len, "setting '%s': want a key of 1 or more bytes without '.' or '='", k[i]), why;
     for (size_t j = 0; j < i; j++)
       if (!strcmp(k[j], k[i])) return snprintf(why, len, "setting '%s' declared twice", k[i]), why;
   }

@@ -1337,6 +1337,27 @@ static void test_byte_and_entry_bound(void **state) {
     assert_int_equal(st.max_bytes, cap);
     assert_true(st.bytes > cap / 2 && st.bytes <= cap);
     keel_cache_destroy(c);
+  }
+  /* A sharded cache shrunk below what its shards can hold is refused, not
+   * left storing nothing; a share that holds one small entry is taken. */
+  {
+    keel_cache_options o = base_opts(64u << 20);
+    keel_cache_t *c = mk(&o);
+    keel_cache_stats st;
+    keel_cache_get_stats(c, &st);
+    assert_true(st.shards > 1);
+    uint64_t one = keel_cache_entry_overhead() + 2; /* key "q", value "v" */
+    assert_int_equal(keel_cache_set_capacity(c, 1000), KEEL_EINVAL);
+    assert_int_equal(keel_cache_set_capacity(c, st.shards * keel_cache_entry_overhead()), KEEL_EINVAL);
+    assert_int_equal(keel_cache_set_capacity(NULL, 1u << 20), KEEL_EINVAL);
+    keel_cache_get_stats(c, &st);
+    assert_int_equal(st.max_bytes, 64u << 20); /* unchanged */
+    assert_int_equal(keel_cache_set_capacity(c, st.shards * one), KEEL_OK);
+    assert_int_equal(keel_cache_put(c, "q", 1, "v", 1), KEEL_OK);
+    keel_cache_value_t *v;
+    assert_int_equal(keel_cache_get(c, "q", 1, &v), KEEL_OK);
+    keel_cache_value_release(v);
+    keel_cache_destroy(c);
 
     o.max_entries = 10;
     c = mk(&o);

@@ -213,6 +213,60 @@ static void test_sharded_bound(void **state) {
   run_bound(4u << 20, 40000, 4);
 }
 
+/* set_capacity under writers and a reader of statistics: the bound the
+ * statistics show is never below the bytes they show, though a shrink
+ * evicts shard by shard (it was published before the shards evicted). */
+typedef struct shrinking {
+  keel_cache_t *c;
+  atomic_int stop, over;
+  atomic_long checks;
+} shrinking;
+
+static void *shrink_writer(void *p) {
+  shrinking *a = p;
+  static const char val[2000];
+  uint64_t seed = 99;
+  for (uint64_t i = 0; !atomic_load(&a->stop); i++) {
+    uint64_t k = rnd(&seed) % 20000;
+    (void)keel_cache_put(a->c, &k, sizeof k, val, (size_t)(rnd(&seed) % sizeof val));
+  }
+  return NULL;
+}
+
+static void *stats_watcher(void *p) {
+  shrinking *a = p;
+  while (!atomic_load(&a->stop)) {
+    keel_cache_stats st;
+    keel_cache_get_stats(a->c, &st);
+    if (st.bytes > st.max_bytes) atomic_fetch_add(&a->over, 1);
+    atomic_fetch_add(&a->checks, 1);
+  }
+  return NULL;
+}
+
+static void test_shrink_under_writers(void **state) {
+  (void)state;
+  int64_t before = tu_tracked_bytes();
+  shrinking a = {0};
+  keel_cache_options o = base_opts(4u << 20);
+  assert_int_equal(keel_cache_create(&o, &a.c), KEEL_OK);
+  pthread_t w, s;
+  pthread_create(&w, NULL, shrink_writer, &a);
+  pthread_create(&s, NULL, stats_watcher, &a);
+  for (int i = 0; i < 400; i++) {
+    assert_int_equal(keel_cache_set_capacity(a.c, i & 1 ? 4u << 20 : 1u << 20), KEEL_OK);
+    struct timespec ts = {0, 200000};
+    nanosleep(&ts, NULL);
+  }
+  atomic_store(&a.stop, 1);
+  pthread_join(w, NULL);
+  pthread_join(s, NULL);
+  assert_true(atomic_load(&a.checks) > 0);
+  assert_int_equal(atomic_load(&a.over), 0);
+  keel_cache_destroy(a.c);
+  assert_int_equal(tu_tracked_bytes(), before);
+}
+
 /* ---- single flight ---------------------------------------------------------- */
 
 typedef struct flight {
@@ -1183,6 +1237,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bound_and_integrity),
       cmocka_unit_test(test_sharded_bound),
+      cmocka_unit_test(test_shrink_under_writers),
       cmocka_unit_test(test_single_flight),
       cmocka_unit_test(test_single_flight_collisions),
       cmocka_unit_test(test_nested_loads),

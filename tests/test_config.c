@@ -350,6 +350,19 @@ static void test_durations_and_known_keys(void **state) {
   assert_true(ms == 7);
   assert_int_equal(keel_config_get_duration_ms(c, "l2", "wait", 7, &ms, err, sizeof err), KEEL_ECONFIG);
   assert_string_equal(err, "[l2] wait = 'soon': want a duration such as 500ms, 30s, 5m");
+  /* Under a millisecond it would read as 0 ("off" for some options): refused. */
+  keel_config_t *d;
+  assert_int_equal(keel_config_create(&d), KEEL_OK);
+  assert_int_equal(keel_config_set(d, "l2", "wait", "0.9ms", KEEL_CONFIG_FILE), KEEL_OK);
+  assert_int_equal(keel_config_set(d, "l2", "ttl", "1.5ms", KEEL_CONFIG_FILE), KEEL_OK);
+  assert_int_equal(keel_config_set(d, "l2", "lock_ttl", "0", KEEL_CONFIG_FILE), KEEL_OK);
+  assert_int_equal(keel_config_get_duration_ms(d, "l2", "wait", 7, &ms, err, sizeof err), KEEL_ECONFIG);
+  assert_string_equal(err, "[l2] wait = '0.9ms': want 0 or at least 1ms (it is read in milliseconds)");
+  assert_int_equal(keel_config_get_duration_ms(d, "l2", "ttl", 7, &ms, err, sizeof err), KEEL_OK);
+  assert_true(ms == 1);
+  assert_int_equal(keel_config_get_duration_ms(d, "l2", "lock_ttl", 7, &ms, err, sizeof err), KEEL_OK);
+  assert_true(ms == 0);
+  keel_config_destroy(d);
   static const char *const known[] = {"ttl", "wait", NULL}, *const fewer[] = {"ttl", NULL};
   assert_int_equal(keel_config_check_keys(c, "l2", known, err, sizeof err), KEEL_OK);
   assert_int_equal(keel_config_check_keys(c, "other", fewer, err, sizeof err), KEEL_OK);

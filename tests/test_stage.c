@@ -110,8 +110,8 @@ static void test_malformed_definitions(void **state) {
       case 13: d.writes = line; d.n_writes = 1; why = "write 'line': the name is keel's own"; break;
       case 14: d.reads = bad_required; d.n_reads = 1; why = "read 'x': required is KEEL_FIELD_OPTIONAL"; break;
       case 15: d.reads = twice; d.n_reads = 2; why = "read 'x' declared twice"; break;
-      case 16: d.settings = dotted; why = "setting 'a.b': a key without '.' or '='"; break;
-      case 17: d.settings = empty_key; why = "setting '': a key without"; break;
+      case 16: d.settings = dotted; why = "setting 'a.b': want a key of 1 or more bytes without '.' or '='"; break;
+      case 17: d.settings = empty_key; why = "setting '': want a key of 1 or more bytes"; break;
       case 18: d.settings = twice_key; why = "setting 'k' declared twice"; break;
     }
     err[0] = '\0';

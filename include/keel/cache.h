@@ -60,7 +60,7 @@ typedef enum keel_cache_cause {
   KEEL_CACHE_EVICTED = 0, /* the policy chose it to make room */
   KEEL_CACHE_EXPIRED,     /* its time to live ran out */
   KEEL_CACHE_REMOVED,     /* keel_cache_remove or keel_cache_clear */
-  KEEL_CACHE_REPLACED     /* a put stored a new value under its key */
+  KEEL_CACHE_REPLACED     /* a put, or a refresh's load, stored a new value under its key */
 } keel_cache_cause;
 
 /* Called once for each entry that leaves the cache, with the cache's lock
@@ -157,7 +157,7 @@ typedef struct keel_cache_stats {
   uint64_t loads, load_errors; /* loader calls; those that failed */
   uint64_t evictions, expirations, removals, replacements;
   uint64_t refreshes;          /* values a refresh replaced (its loads count in loads, load_errors) */
-  uint64_t puts;               /* values stored by put or a load */
+  uint64_t puts;               /* values stored by put or a load (and errors cached by negative_ttl_ns) */
   uint64_t entries, bytes;     /* now: count and charged bytes */
   uint64_t max_bytes, max_entries;
   uint64_t policy_admitted, policy_rejected, policy_adaptations;
@@ -246,7 +246,8 @@ KEEL_EXTERN void keel_cache_unpin(keel_cache_t *c);
  * waiter and is not cached, unless negative_ttl_ns was set: then later
  * calls get the same status without loading until it expires. KEEL_ENOMEM
  * when the entry cannot be allocated (the loader may not have run).
- * A value the loader marks no-cache, or one larger than the cache, is
+ * A value the loader marks no-cache, or one larger than its shard's share
+ * of the cache (see Bound above), is
  * returned without being stored; so is a loaded value (or error) when a
  * put stored the key while the loader ran: the put is newer.
  * With options.refresh_ns, a hit on a value written that long ago or more
@@ -277,7 +278,7 @@ KEEL_EXTERN keel_status keel_cache_read_or_load(keel_cache_t *c, const void *key
 
 /* Returns a writable buffer of `len` bytes that becomes the value once the
  * loader returns KEEL_OK (owned by the cache; do not free). NULL on
- * KEEL_ENOMEM or a size over 4 GiB; calling it again replaces the buffer. */
+ * KEEL_ENOMEM or a size of 4 GiB or more; calling it again replaces the buffer. */
 KEEL_EXTERN void *keel_cache_load_alloc(keel_cache_load_t *ld, size_t len);
 
 /* Copies `len` bytes of `data` (borrowed) as the value. KEEL_ENOMEM. */
@@ -298,7 +299,8 @@ KEEL_EXTERN void keel_cache_load_ttl(keel_cache_load_t *ld, uint64_t ttl_ns);
 /* Stores a copy of `data` (borrowed) under a copy of `key` (borrowed),
  * replacing any value (cause REPLACED; EXPIRED for an expired one) and
  * evicting as needed. KEEL_ELIMIT
- * when one entry's charge exceeds the cache, or the key is 128 MiB or
+ * when one entry's charge exceeds its shard's share of the cache (see
+ * Bound above), or the key is 128 MiB or
  * longer, or the value 4 GiB or larger (nothing stored; the old value is
  * removed, cause REMOVED); KEEL_ENOMEM leaves the cache as it was. The admission policy
  * may evict the newcomer at once (reported as EVICTED). */
@@ -356,7 +358,14 @@ KEEL_EXTERN uint64_t keel_cache_remove_if(keel_cache_t *c, keel_cache_match_fn m
 KEEL_EXTERN uint64_t keel_cache_for_each(keel_cache_t *c, keel_cache_visit_fn visit, void *ud);
 
 /* Changes the byte bound, evicting down to a smaller one before returning.
- * KEEL_EINVAL for 0. */
+ * The shards are those of create; each gets an equal share, and takes it
+ * in turn: meanwhile the statistics' max_bytes is the sum of the shards'
+ * bounds of the moment, each read with the bytes it bounds (so bytes never
+ * show above max_bytes).
+ * KEEL_EINVAL for a NULL cache, or a bound whose share per shard
+ * (max_bytes / stats.shards) is no more than keel_cache_entry_overhead():
+ * such a cache could store nothing (create refuses the same, for its one
+ * or more shards). */
 KEEL_EXTERN keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes);
 
 /* ---- values ---------------------------------------------------------------- */

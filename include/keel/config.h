@@ -44,8 +44,10 @@ KEEL_EXTERN keel_status keel_config_set_weak(keel_config_t *c, const char *secti
 
 /* Loads an INI file; its values replace defaults but not command-line
  * values. On a parse error: KEEL_ECONFIG and "FILE:LINE: reason" in err;
- * a line longer than 199 bytes (the INI reader's limit) is one. path (a
- * file or a pipe) is borrowed. */
+ * a line longer than 199 bytes (the INI reader's limit) is one. The lines
+ * before the bad one stay set (a file is read once, as a stream): treat
+ * the config as spoiled and destroy it. path (a file or a pipe) is
+ * borrowed. */
 KEEL_EXTERN keel_status keel_config_load_file(keel_config_t *c, const char *path, char *err, size_t errlen);
 
 /* The value of section.key (borrowed, lives until that key is set again or
@@ -71,8 +73,9 @@ KEEL_EXTERN keel_status keel_config_get_bool(const keel_config_t *c, const char 
  * KEEL_EINVAL if bad (negative, over a billion seconds, unknown unit). */
 KEEL_EXTERN keel_status keel_parse_duration_ns(const char *s, uint64_t *out);
 
-/* A duration option in milliseconds, with a default for a missing key;
- * KEEL_ECONFIG with "[section] key = 'value': want a duration ..." in err. */
+/* A duration option in milliseconds (rounded down), with a default for a
+ * missing key; KEEL_ECONFIG with "[section] key = 'value': want a duration
+ * ..." in err, and for a duration above 0 but under 1ms (it would read as 0). */
 KEEL_EXTERN keel_status keel_config_get_duration_ms(const keel_config_t *c, const char *section, const char *key,
                                                     uint64_t def, uint64_t *out, char *err, size_t errlen);
 

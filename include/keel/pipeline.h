@@ -15,8 +15,11 @@
  *   batch = N                  events per batch (default 64)
  *   ordered = true|false       output in input order (default true)
  *   cache = true|false         memoization on (default) or off (--no-cache)
- * [cache.STAGE]: size (required, e.g. 64MiB), policy, ttl (e.g. 30s),
- * record_keys (a file), l2 (bool: use the shared L2, default true);
+ *   passthrough = true|false   copy input members no stage declares to the output (default false)
+ * [cache.STAGE]: size (required, e.g. 64MiB), policy, ttl (e.g. 30s), idle
+ * (expiry when not looked up, e.g. 10m), record_keys (a file), l2 (bool: use
+ * the shared L2, default true), maintenance (auto|thread|caller);
+ * [stage.NAME]: the stage's own settings (the keys its definition lists);
  * [memo]: audit_rate (0..1), audit_strict (bool);
  * [l2] url, ttl, lock_ttl, wait, timeout; [redis] stream options (keel/redis.h,
  * docs/DISTRIBUTED.md)
@@ -114,8 +117,9 @@ KEEL_EXTERN void keel_run_dead_letter_path(const keel_run_io *io, char *buf, siz
  * outlive it). Every stage's init() runs here. Before any event flows, it
  * refuses with KEEL_ECONFIG and one clear message in err: an unknown stage,
  * a stage listed twice, an UPSTREAM read no earlier stage writes, an unknown
- * or malformed [pipeline]/[limits] option, or a stage's own init error.
- * *out is owned (keel_pipeline_destroy). */
+ * or malformed [pipeline]/[limits] option, or a stage's own init error; but
+ * KEEL_ENOMEM, with its message, when memory ran out (keel's own or a
+ * stage's init returning it). *out is owned (keel_pipeline_destroy). */
 KEEL_EXTERN keel_status keel_pipeline_create(const keel_registry_t *reg, const keel_config_t *cfg,
                                              keel_pipeline_t **out, char *err, size_t errlen);
 
