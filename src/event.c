@@ -281,6 +281,9 @@ static keel_status copy_value(keel_arena_t *a, const keel_value *v, keel_value *
 
 keel_status keel_event_set(keel_event_t *e, keel_field_id id, const keel_value *v) {
   if (!e || !v) return KEEL_EINVAL;
+  /* An id the schema never gave out would have no name to encode under
+   * (the encode failed later, far from the mistake). */
+  if (id >= atomic_load_explicit(&e->schema->count, memory_order_acquire)) return KEEL_EINVAL;
   keel_value copy;
   keel_status st = copy_value(e->arena, v, &copy);
   if (st != KEEL_OK) return st;

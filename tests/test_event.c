@@ -112,6 +112,10 @@ static void test_set_get_every_type(void **state) {
   int64_t items[2] = {INT64_MIN, INT64_MAX};
   assert_int_equal(keel_event_set_ids(x->e, x->ids, items, 2), KEEL_OK);
   assert_int_equal(keel_event_count(x->e), 5);
+  /* An id the schema never gave out is refused, and sets nothing. */
+  assert_int_equal(keel_event_set_int(x->e, 9999, 1), KEEL_EINVAL);
+  assert_int_equal(keel_event_set_int(x->e, x->ids + 1, 1), KEEL_EINVAL);
+  assert_int_equal(keel_event_count(x->e), 5);
 
   assert_true(keel_event_get(x->e, x->i, &v));
   assert_int_equal(v.type, KEEL_FIELD_INT);

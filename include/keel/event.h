@@ -117,7 +117,8 @@ KEEL_EXTERN bool keel_event_get(const keel_event_t *e, keel_field_id id, keel_va
 
 /* Sets field `id` to a copy of *v (payload copied into the arena); replaces
  * an existing value of that field. KEEL_ENOMEM leaves the event unchanged;
- * KEEL_EINVAL for a length given without a payload pointer. */
+ * KEEL_EINVAL for a length given without a payload pointer, or an id the
+ * event's schema has not given out (keel_schema_intern). */
 KEEL_EXTERN keel_status keel_event_set(keel_event_t *e, keel_field_id id, const keel_value *v);
 KEEL_EXTERN keel_status keel_event_set_int(keel_event_t *e, keel_field_id id, int64_t v);
 KEEL_EXTERN keel_status keel_event_set_float(keel_event_t *e, keel_field_id id, double v);
