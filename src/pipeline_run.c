@@ -329,7 +329,7 @@ static void *reader_main(void *arg) {
 
 typedef struct sink {
   FILE *out;
-  off_t out_end;       /* a regular output file: where its last whole batch ends (-1: not a file) */
+  int out_regular;     /* the output is a regular file (a partly written batch can be cut off) */
   keel_dead_letter_t *dl;
   keel_status st;
   char err[512];
@@ -382,22 +382,29 @@ static void note_lost(sink *s, uint64_t line) {
 
 /* Writes b's output lines to the file's descriptor (write(2), no stdio
  * buffer: the batch is the buffer), so that a batch is either wholly in
- * the kernel's hands or, after an error (a full disk), cut off the file
- * again where the last whole batch ended: the output holds whole lines
- * only, and the sink knows which. */
+ * the kernel's hands or, after an error (a full disk), the part of it
+ * written is cut off the file again: the output holds whole lines only,
+ * and the sink knows which. Only that part: stream workers may append to
+ * one file together, and what the others wrote (and acknowledged) stays;
+ * where one of them appended after the part, it cannot be cut and is
+ * said. */
 static void write_file_batch(sink *s, batch *b) {
   size_t off;
-  int e = keel_write_all(fileno(s->out), b->out.data, b->out.len, &off);
-  if (!e) {
-    if (s->out_end >= 0) s->out_end += (off_t)b->out.len;
-    return;
-  }
+  int fd = fileno(s->out), e = keel_write_all(fd, b->out.data, b->out.len, &off);
+  if (!e) return;
   s->st = KEEL_EIO;
   snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(e));
   unwritten(s, strerror(e));
-  if (s->out_end >= 0 && ftruncate(fileno(s->out), s->out_end) != 0)
+  if (!s->out_regular || off == 0) return;
+  struct stat sb;
+  off_t at = lseek(fd, 0, SEEK_CUR); /* the end of the part, in append mode too */
+  const char *why = NULL;
+  if (at < 0 || fstat(fd, &sb) != 0) why = strerror(errno);
+  else if (sb.st_size != at) why = "another writer appended to the file since";
+  else if (ftruncate(fd, at - (off_t)off) != 0) why = strerror(errno);
+  if (why)
     snprintf(s->err, sizeof s->err, "writing the output: %s; and the partly written batch could not be cut off: %s",
-             strerror(e), strerror(errno));
+             strerror(e), why);
 }
 
 static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
@@ -679,7 +686,7 @@ static keel_status open_ends(keel_pipeline_t *p, const keel_run_io *io, sink *s,
     return KEEL_EIO;
   }
   struct stat sb;
-  s->out_end = s->out && fstat(fileno(s->out), &sb) == 0 && S_ISREG(sb.st_mode) ? sb.st_size : -1;
+  s->out_regular = s->out && fstat(fileno(s->out), &sb) == 0 && S_ISREG(sb.st_mode);
   return KEEL_OK;
 }
 
