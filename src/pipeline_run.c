@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -610,12 +611,39 @@ void keel_run_dead_letter_path(const keel_run_io *io, char *buf, size_t len) {
     snprintf(buf, len, "keel-rejected.ndjson");
 }
 
+/* Whether two host names name this machine's loopback (the usual ways to
+ * spell one server twice), or are the same name. */
+static int same_host(const char *a, const char *b) {
+  static const char *const loop[] = {"localhost", "127.0.0.1", "::1", "[::1]", NULL};
+  int la = 0, lb = 0;
+  for (size_t i = 0; loop[i]; i++) {
+    la |= !strcasecmp(a, loop[i]);
+    lb |= !strcasecmp(b, loop[i]);
+  }
+  return (la && lb) || !strcasecmp(a, b);
+}
+
+/* An output stream that is the input stream feeds every result back in
+ * as an event: the run never ends and the stream grows without bound. */
+static keel_status streams_apart(const keel_run_io *io, char *err, size_t errlen) {
+  keel_redis_addr a, b;
+  if (!keel_redis_is_url(io->input) || !keel_redis_is_url(io->output)) return KEEL_OK;
+  if (keel_redis_addr_parse(io->input, &a, err, errlen) != KEEL_OK ||
+      keel_redis_addr_parse(io->output, &b, err, errlen) != KEEL_OK)
+    return KEEL_OK; /* said when the streams open */
+  if (a.port != b.port || a.db != b.db || strcmp(a.stream, b.stream) || !same_host(a.host, b.host)) return KEEL_OK;
+  snprintf(err, errlen, "the output stream '%s' is also the input stream (every result would be read again as an "
+           "event, without end)", a.stream);
+  return KEEL_ECONFIG;
+}
+
 /* A redis:// input or output is a Redis stream (redis_stream.c); the
  * objects are published under snap_lock for snapshots. */
 static keel_status open_streams(keel_pipeline_t *p, const keel_run_io *io, char *err, size_t errlen) {
   keel__stream_src *src = NULL;
   keel__stream_out *out = NULL;
-  keel_status st = KEEL_OK;
+  keel_status st = streams_apart(io, err, errlen);
+  if (st != KEEL_OK) return st;
   if (keel_redis_is_url(io->input)) st = keel__stream_src_open(p, io->input, &src, err, errlen);
   if (st == KEEL_OK && keel_redis_is_url(io->output)) st = keel__stream_out_open(p, io->output, &out, err, errlen);
   pthread_mutex_lock(&p->snap_lock);

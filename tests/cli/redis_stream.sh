@@ -41,6 +41,15 @@ rc=$?
 rc=$?
 [ $rc -eq 2 ] && grep -q "create-group" nogroup.err && ok "a missing group is exit 2: $(head -1 nogroup.err)" ||
   bad "missing group: exit $rc $(cat nogroup.err)"
+# The input stream as the output (spelled through another loopback name):
+# refused before anything is read, not a loop that grows the stream.
+len0=$(redis-cli -p "$port" xlen ev)
+timeout 20 "$KEEL" run --products 500 --stages user,score --input "$R?stream=ev&group=g" --create-group \
+  --output "redis://localhost:$port?stream=ev" 2>loop.err >/dev/null
+rc=$?
+[ $rc -eq 2 ] && grep -q "the output stream 'ev' is also the input stream" loop.err &&
+  [ "$(redis-cli -p "$port" xlen ev)" = "$len0" ] && ok "output stream = input stream: exit 2, stream untouched" ||
+  bad "output stream = input stream: exit $rc, xlen $len0 -> $(redis-cli -p "$port" xlen ev), $(cat loop.err)"
 
 timeout 60 "$KEEL" run --products 500 --stages user,score --workers 2 --create-group --idle-exit-ms 300 \
   --input "$R?stream=ev&group=g&consumer=w1" --output "$R?stream=out" --output-maxlen 100000 \
