@@ -84,11 +84,14 @@ static void add(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_add_explicit(c, 
 static int stop_asked(keel_pipeline_t *p) { return atomic_load_explicit(&p->stop, memory_order_relaxed); }
 
 /* Reconnects *c with backoff until it works, the budget runs out (KEEL_EIO)
- * or, when honour_stop, a stop is asked (KEEL_ECANCELED). */
+ * or, when honour_stop, a stop is asked (KEEL_ECANCELED). Each new reason
+ * an attempt fails for is told as it comes (a server back, but refusing
+ * the password, is not a network fault), and the last one is in the
+ * message of giving up. */
 static keel_status recover(keel_pipeline_t *p, keel_redis_conn_t *c, uint64_t retry_ms, stream_counters *k,
                            int honour_stop, char *err, size_t errlen) {
   uint64_t t0 = keel__redis_now_ns(), pause = 100;
-  char why[160];
+  char why[160], last[256] = "";
   snprintf(why, sizeof why, "%.159s", err);
   fprintf(stderr, "keel: warning: Redis stream at %s:%d lost (%s); retrying for up to %llu ms\n", c->addr.host,
           c->addr.port, why, (unsigned long long)retry_ms);
@@ -96,8 +99,9 @@ static keel_status recover(keel_pipeline_t *p, keel_redis_conn_t *c, uint64_t re
     if (honour_stop && stop_asked(p)) return KEEL_ECANCELED;
     uint64_t spent = (keel__redis_now_ns() - t0) / 1000000u;
     if (spent >= retry_ms) {
-      snprintf(err, errlen, "Redis stream at %.64s:%d unreachable for %llu ms (%.100s): giving up", c->addr.host,
-               c->addr.port, (unsigned long long)retry_ms, why);
+      /* The loss itself was told when it came; the last attempt's reason is what stands. */
+      snprintf(err, errlen, "Redis stream at %.64s:%d unreachable for %llu ms (%s%.100s): giving up", c->addr.host,
+               c->addr.port, (unsigned long long)retry_ms, last[0] ? "the last attempt: " : "", last[0] ? last : why);
       return KEEL_EIO;
     }
     uint64_t left = retry_ms - spent;
@@ -108,6 +112,10 @@ static keel_status recover(keel_pipeline_t *p, keel_redis_conn_t *c, uint64_t re
       add(&k->reconnects, 1);
       fprintf(stderr, "keel: Redis stream at %s:%d reachable again\n", c->addr.host, c->addr.port);
       return KEEL_OK;
+    }
+    if (strcmp(e, last)) {
+      fprintf(stderr, "keel: warning: Redis stream at %s:%d: reconnecting failed: %s\n", c->addr.host, c->addr.port, e);
+      snprintf(last, sizeof last, "%s", e);
     }
   }
 }

@@ -296,6 +296,20 @@ KEEL_REDIS_PASSWORD=s3cret-pw "$KEEL" push --quiet --input one.ndjson --output "
   KEEL_REDIS_USER=alice KEEL_REDIS_PASSWORD=al1ce-pw "$KEEL" push --quiet --input one.ndjson --output "$R?stream=auth" &&
   [ "$(redis-cli -p "$port" xlen auth 2>/dev/null)" -eq 2 ] && ok "KEEL_REDIS_PASSWORD (default user) and KEEL_REDIS_USER (ACL user) work" ||
   bad "authenticated pushes failed"
+# The password changed under a running worker: its reconnects are refused,
+# and it says so (not only "unreachable", which sends one to the network).
+KEEL_REDIS_PASSWORD=s3cret-pw "$KEEL" run --products 500 --stages user --redis-retry-ms 1500 --create-group \
+  --input "$R?stream=auth&group=ag&consumer=w" --output rot.out 2>rot.err &
+pr=$!
+for _ in $(seq 100); do [ -s rot.out ] && break; sleep 0.05; done
+redis-cli -p "$port" config set requirepass 'rotated-pw' >/dev/null
+REDISCLI_AUTH=rotated-pw redis-cli -p "$port" client kill type normal >/dev/null
+wait "$pr"
+rc=$?
+[ $rc -eq 1 ] && grep -q "reconnecting failed: .*AUTH refused" rot.err && grep -q "the last attempt: .*AUTH refused" rot.err &&
+  [ "$(grep -c "reconnecting failed" rot.err)" -eq 1 ] && ok "a password rotated under a worker: exit 1, the refusal said once" ||
+  bad "rotated password: exit $rc $(cat rot.err)"
+export REDISCLI_AUTH=rotated-pw
 redis-cli -p "$port" config set requirepass '' >/dev/null
 unset REDISCLI_AUTH
 
