@@ -59,6 +59,7 @@ struct keel_l2 {
   uint64_t down_until_ns; /* guarded by pool_lock; 0 = up */
   uint64_t backoff_ms;    /* guarded by pool_lock */
   int down;               /* guarded by pool_lock */
+  char said_reply[32];    /* guarded by pool_lock: the kind of error reply last told (its first word) */
   uint64_t nonce;         /* random per L2 client: tokens unique across hosts and containers */
   _Atomic uint64_t tokens;
   _Atomic uint64_t hits, misses, rejected, waited_hits, lock_waits, lock_timeouts, stores, errors, degraded, reconnects,
@@ -67,15 +68,31 @@ struct keel_l2 {
 
 static void add(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_add_explicit(c, n, memory_order_relaxed); }
 
-/* Marks the L2 down after a connection-level failure. */
-static void went_down(keel_l2_t *l2, const char *why) {
+/* Marks the L2 down after a connection-level failure. The backoff starts
+ * at its least with the first failure and doubles with each failed probe
+ * (`probe`: a reconnect take() tried while down), not with each call that
+ * was in flight when the server went: eight workers' failures at once
+ * took it to its most, and a server back within half a second went unused
+ * for five. The idle connections go with the first failure: they lead to
+ * the server that went, and taken after it came back each would fail
+ * once more and mark it down again. */
+static void went_down(keel_l2_t *l2, const char *why, int probe) {
+  keel_redis_conn_t *stale[POOL_MAX];
+  size_t n = 0;
   pthread_mutex_lock(&l2->pool_lock);
-  l2->backoff_ms = l2->down ? (l2->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l2->backoff_ms * 2)
-                            : BACKOFF_MIN_MS;
-  l2->down_until_ns = keel__redis_now_ns() + l2->backoff_ms * 1000000u;
   int said = l2->down;
+  if (!said) {
+    l2->backoff_ms = BACKOFF_MIN_MS;
+    n = l2->n_idle;
+    memcpy(stale, l2->idle, n * sizeof stale[0]);
+    l2->n_idle = 0;
+  } else if (probe) {
+    l2->backoff_ms = l2->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l2->backoff_ms * 2;
+  }
+  if (!said || probe) l2->down_until_ns = keel__redis_now_ns() + l2->backoff_ms * 1000000u;
   l2->down = 1;
   pthread_mutex_unlock(&l2->pool_lock);
+  for (size_t i = 0; i < n; i++) keel_redis_conn_close(stale[i]);
   if (!said && !l2->quiet)
     fprintf(stderr, "keel: warning: L2 cache lost (%s): continuing on L1 only, retrying with backoff\n", why);
 }
@@ -105,7 +122,7 @@ static keel_redis_conn_t *take(keel_l2_t *l2) {
     }
     add(&l2->errors, 1);
     add(&l2->degraded, 1);
-    went_down(l2, err);
+    went_down(l2, err, was_down);
     return NULL;
   }
   if (was_down) {
@@ -132,6 +149,22 @@ static void give_back(keel_l2_t *l2, keel_redis_conn_t *c) {
   keel_redis_conn_close(c);
 }
 
+/* Tells an error reply (OOM under maxmemory, NOPERM, WRONGTYPE...) once
+ * per kind in a row: counted alone, it left the operator a number and no
+ * reason. The call goes on without the L2, as for a lost connection. */
+static void said_error_reply(keel_l2_t *l2, const char *msg) {
+  char kind[sizeof l2->said_reply];
+  size_t n = strcspn(msg, " ");
+  snprintf(kind, sizeof kind, "%.*s", (int)(n < sizeof kind - 1 ? n : sizeof kind - 1), msg);
+  pthread_mutex_lock(&l2->pool_lock);
+  int new_kind = strcmp(kind, l2->said_reply) != 0;
+  if (new_kind) memcpy(l2->said_reply, kind, sizeof kind);
+  pthread_mutex_unlock(&l2->pool_lock);
+  if (new_kind && !l2->quiet)
+    fprintf(stderr, "keel: warning: L2 cache at %s:%d replied with an error (%.200s): that lookup or store went "
+            "without the L2 (counted in the summary's l2 errors)\n", l2->addr.host, l2->addr.port, msg);
+}
+
 /* One round trip, timed and counted; NULL on a connection failure (the L2
  * goes down) or an error reply (counted, freed). */
 static redisReply *call(keel_l2_t *l2, keel_redis_conn_t *c, int argc, const char **argv, const size_t *lens) {
@@ -142,11 +175,12 @@ static redisReply *call(keel_l2_t *l2, keel_redis_conn_t *c, int argc, const cha
   add(&l2->calls, 1);
   if (!r) {
     add(&l2->errors, 1);
-    went_down(l2, err);
+    went_down(l2, err, 0);
     return NULL;
   }
   if (r->type == REDIS_REPLY_ERROR) {
     add(&l2->errors, 1);
+    said_error_reply(l2, r->str ? r->str : "");
     freeReplyObject(r);
     return NULL;
   }

@@ -114,6 +114,43 @@ PY
     bad "no warning on stderr"
   [ "$(json long.json "d['l2']['errors'] > 0 and d['l2']['degraded'] > 0")" = True ] &&
     ok "the summary counts L2 errors and degraded (L1-only) lookups" || bad "no L2 errors in the summary"
+
+  # Redis gone and back at once under 8 workers: the L2 is lost once and
+  # found again once, and the new server gets results. (Every worker's
+  # failed call doubled the backoff, to 5 s at once, and the pooled
+  # connections to the old server failed again after it came back.)
+  start_redis "$port"
+  seq 0 15999 | sed 's/.*/{"x":&}/' >back.ndjson # ~4 s at 2 ms per key on 8 workers
+  "$KEEL" run --plugin "$PLUGIN" --stages slow_square --cache slow_square=8MiB --l2 "redis://127.0.0.1:$port/4" \
+    --workers 8 --input back.ndjson --output back.out --summary-json back.json 2>back.err &
+  pl=$!
+  for _ in $(seq 200); do
+    [ "$(redis-cli -p "$port" -n 4 dbsize)" -gt 50 ] && break
+    sleep 0.05
+  done
+  stop_redis
+  start_redis "$port"
+  wait $pl
+  rl=$?
+  stored=$(redis-cli -p "$port" -n 4 dbsize)
+  [ $rl -eq 0 ] && [ "$(grep -c "L2 cache lost" back.err)" -eq 1 ] && [ "$(grep -c "reachable again" back.err)" -eq 1 ] &&
+    [ "$(json back.json "d['l2']['reconnects']")" -eq 1 ] && [ "$stored" -gt 0 ] &&
+    ok "Redis back at once under 8 workers: lost once, found again once, $stored results stored in the new server" ||
+    bad "Redis back: exit $rl, stored $stored, $(json back.json "d['l2']" 2>&1), $(cat back.err)"
+
+  # Error replies (here OOM under maxmemory with noeviction) are told once,
+  # with Redis's words, not only counted; the run completes on L1.
+  redis-cli -p "$port" config set maxmemory 1 >/dev/null
+  redis-cli -p "$port" config set maxmemory-policy noeviction >/dev/null
+  seq 20000 20199 | sed 's/.*/{"x":&}/' >oom.ndjson
+  "$KEEL" run --plugin "$PLUGIN" --stages slow_square --cache slow_square=1MiB --l2 "redis://127.0.0.1:$port/5" \
+    --input oom.ndjson --output oom.out --summary-json oom.json 2>oom.err
+  rl=$?
+  [ $rl -eq 0 ] && [ "$(wc -l <oom.out)" -eq 200 ] && [ "$(grep -c "replied with an error (OOM" oom.err)" -eq 1 ] &&
+    [ "$(json oom.json "d['l2']['errors'] > 1")" = True ] &&
+    ok "error replies (OOM) told once: $(grep -m1 'replied with an error' oom.err | cut -c1-90)..." ||
+    bad "OOM replies: exit $rl, $(wc -l <oom.out) lines, $(cat oom.err)"
+  redis-cli -p "$port" config set maxmemory 0 >/dev/null
 else
   bad "plugin $PLUGIN not built (KEEL_BUILD unset?)"
 fi
