@@ -292,6 +292,26 @@ static void warn_plugin_unused(const cli_run *r, const char *plugin, size_t from
           keel_config_get(r->cfg, "pipeline", "stages"));
 }
 
+/* An L2 no cache uses: --l2 without a --cache STAGE=SIZE (or every cache
+ * with l2 = false) connects and then does nothing, which a run's summary
+ * showed only as 0 calls. Not said under --no-cache, which asks for it. */
+static void warn_l2_unused(const cli_run *r) {
+  const char *url = keel_config_get(r->cfg, "l2", "url");
+  char err[256];
+  int on = 1;
+  if (!url || !*url || keel_config_get_bool(r->cfg, "pipeline", "cache", 1, &on, err, sizeof err) != KEEL_OK || !on)
+    return;
+  for (size_t i = 0; i < keel_config_count(r->cfg); i++) {
+    const char *sec, *key;
+    keel_config_entry(r->cfg, i, &sec, &key, NULL, NULL);
+    if (strncmp(sec, "cache.", 6) || strcmp(key, "size")) continue;
+    int l2 = 1;
+    if (keel_config_get_bool(r->cfg, sec, "l2", 1, &l2, err, sizeof err) != KEEL_OK || l2) return; /* one uses it */
+  }
+  fprintf(stderr, "keel %s: warning: the L2 at %s is not used: no stage is cached with it (--cache STAGE=SIZE)\n",
+          r->cmd, url);
+}
+
 int cli_run_build(cli_run *r) {
   char err[1024] = "";
   keel_status st;
@@ -315,6 +335,7 @@ int cli_run_build(cli_run *r) {
   if ((st = keel_pipeline_create(r->reg, r->cfg, &r->pipeline, err, sizeof err)) != KEEL_OK)
     return cli_fail(r->cmd, st == KEEL_ENOMEM ? KEEL_EXIT_FAIL : KEEL_EXIT_USAGE, "%s", err);
   for (size_t i = 0; i < r->n_plugins; i++) warn_plugin_unused(r, r->plugins[i], first[i], first[i + 1]);
+  warn_l2_unused(r);
   cli_mem_budget_warn(r->cmd, r->pipeline);
   return -1;
 }

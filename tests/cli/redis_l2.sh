@@ -24,6 +24,18 @@ rc1=$?
 "$KEEL" run "${common[@]}" --l2 "redis://127.0.0.1:$port" --l2-ttl 10m --input ev.ndjson --output o2.ndjson --summary-json s2.json
 rc2=$?
 [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && ok "two runs with --l2 exit 0" || bad "runs exited $rc1 $rc2"
+# An L2 no cache uses is said (it connected and did nothing, 0 calls); not
+# under --no-cache, which asks for that, nor when a cache uses it.
+"$KEEL" run --products 2000 --stages user --quiet --l2 "redis://127.0.0.1:$port" --input ev.ndjson --output nc.out 2>nc1.err
+"$KEEL" run --products 2000 --stages user --quiet --cache user=1MiB --set cache.user.l2=off --l2 "redis://127.0.0.1:$port" \
+  --input ev.ndjson --output nc.out 2>nc2.err
+"$KEEL" run --products 2000 --stages user --quiet --no-cache --l2 "redis://127.0.0.1:$port" --input ev.ndjson \
+  --output nc.out 2>nc3.err
+"$KEEL" run --products 2000 --stages user --quiet --cache user=1MiB --l2 "redis://127.0.0.1:$port" --input ev.ndjson \
+  --output nc.out 2>nc4.err
+grep -q "warning: the L2 at redis://127.0.0.1:$port is not used: no stage is cached with it" nc1.err &&
+  grep -q "is not used" nc2.err && ! grep -q "is not used" nc3.err && ! grep -q "is not used" nc4.err &&
+  ok "an L2 no cache uses is warned about" || bad "unused L2: $(cat nc1.err nc2.err nc3.err nc4.err)"
 cmp -s o1.ndjson o2.ndjson && ok "the second run's output is identical" || bad "outputs differ"
 m1=$(json s1.json "d['stages']['user']['cache']['misses'] + d['stages']['score']['cache']['misses']")
 h1=$(json s1.json "d['l2']['hits']")
