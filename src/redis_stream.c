@@ -469,14 +469,16 @@ static int read_new(keel__stream_src *s, keel_status *st) {
 /* The group's pending count and lag (XINFO GROUPS). With retry == 0 one
  * attempt only (at close: a lost Redis must not hold the exit up). Not
  * KEEL_OK when the connection was lost for good; a refused XINFO (an ACL
- * without it) updates nothing and is not an error. */
+ * without it) is not an error. Whenever the answer does not tell them (no
+ * reply, an error, the group gone with a Redis restarted empty), both
+ * become unknown (-1), not the last values seen. */
 static keel_status refresh_info(keel__stream_src *s, int retry) {
   const char *argv[3] = {"XINFO", "GROUPS", s->addr.stream};
   keel_status st = KEEL_OK;
   char e[256];
   redisReply *r = retry ? reader_cmd_ex(s, 3, argv, &st, 1) : keel__redis_cmd(s->rc, 3, argv, NULL, e, sizeof e);
-  if (!r) return st;
-  for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+  int64_t my_pending = -1, my_lag = -1;
+  for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
     redisReply *g = r->element[i];
     int mine = 0;
     int64_t pending = -1, lag = -1;
@@ -489,10 +491,13 @@ static keel_status refresh_info(keel__stream_src *s, int retry) {
       if (!strcmp(k, "lag") && v->type == REDIS_REPLY_INTEGER) lag = v->integer;
     }
     if (mine) {
-      atomic_store_explicit(&s->c.pending, pending, memory_order_relaxed);
-      atomic_store_explicit(&s->c.lag, lag, memory_order_relaxed);
+      my_pending = pending;
+      my_lag = lag;
     }
   }
+  atomic_store_explicit(&s->c.pending, my_pending, memory_order_relaxed);
+  atomic_store_explicit(&s->c.lag, my_lag, memory_order_relaxed);
+  if (!r) return st;
   freeReplyObject(r);
   return KEEL_OK;
 }
