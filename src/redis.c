@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "redis_int.h"
@@ -33,7 +34,9 @@ void keel__redis_sleep_ms(uint64_t ms) {
   }
 }
 
-int keel_redis_is_url(const char *s) { return s && !strncmp(s, "redis://", 8); }
+/* The scheme in any case (URL schemes are case-insensitive), and rediss://
+ * too, so that a TLS address is refused by name, not taken for a path. */
+int keel_redis_is_url(const char *s) { return s && (!strncasecmp(s, "redis://", 8) || !strncasecmp(s, "rediss://", 9)); }
 
 static int parse_int(const char *s, size_t n, long lo, long hi, int *out) {
   if (n == 0 || n > 9) return -1;
@@ -83,6 +86,11 @@ keel_status keel_redis_addr_parse(const char *url, keel_redis_addr *out, char *e
   memset(&a, 0, sizeof a);
   if (!keel_redis_is_url(url)) {
     snprintf(err, errlen, "'%s' is not a Redis address (redis://HOST:PORT[/DB][?stream=S&group=G&consumer=C])", url);
+    return KEEL_ECONFIG;
+  }
+  if (!strncasecmp(url, "rediss://", 9)) {
+    snprintf(err, errlen, "'%.200s': TLS (rediss://) is not supported; keel speaks plain redis:// (reach a TLS server "
+             "through a local tunnel such as stunnel)", url);
     return KEEL_ECONFIG;
   }
   const char *h = url + 8;

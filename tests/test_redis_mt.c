@@ -40,6 +40,13 @@ static void parse_ok(void **state) {
   assert_int_equal(a.db, 2);
   assert_true(keel_redis_is_url("redis://x:1"));
   assert_false(keel_redis_is_url("events.ndjson"));
+  /* The scheme in any case; rediss:// is an address, refused by name. */
+  assert_int_equal(keel_redis_addr_parse("REDIS://h:6379/1", &a, err, sizeof err), KEEL_OK);
+  assert_string_equal(a.host, "h");
+  assert_int_equal(a.db, 1);
+  assert_true(keel_redis_is_url("rediss://h:6380"));
+  assert_int_equal(keel_redis_addr_parse("rediss://h:6380", &a, err, sizeof err), KEEL_ECONFIG);
+  assert_non_null(strstr(err, "TLS (rediss://) is not supported"));
 }
 
 static void parse_bad(void **state) {

@@ -46,7 +46,8 @@ typedef struct keel_redis_addr {
   char consumer[KEEL_REDIS_NAME_MAX];
 } keel_redis_addr;
 
-/* True when s starts with "redis://" (a Redis address, not a path). */
+/* True when s starts with "redis://" or "rediss://", in any case (a Redis
+ * address, not a path; keel_redis_addr_parse refuses rediss://: no TLS). */
 KEEL_EXTERN int keel_redis_is_url(const char *s);
 
 /* Parses s (borrowed) into *out. KEEL_ECONFIG with a message naming the
