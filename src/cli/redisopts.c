@@ -81,8 +81,8 @@ int cli_redis_options_fit(const char *cmd, const keel_config_t *cfg, const char 
     for (size_t k = 0; k < N_REDIS_OPTS; k++) {
       int side = redis_opts[k].side;
       if (!strcmp(key, redis_opts[k].key) && side != EITHER && !(side == OUTPUT ? out_stream : in_stream))
-        return cli_usage(cmd, "--%s is for a redis://...?stream= %s", redis_opts[k].flag,
-                         side == OUTPUT ? "output" : "input");
+        return cli_usage(cmd, "--%s ([redis] %s) is for a redis://...?stream= %s", redis_opts[k].flag,
+                         redis_opts[k].key, side == OUTPUT ? "output" : "input");
     }
   }
   return -1;

@@ -70,8 +70,8 @@ expect 2 "--batch wants a positive integer" run --batch -3
 expect 2 "--claim-idle-ms wants a positive integer, got '-1'" run --claim-idle-ms -1
 expect 2 "--idle-exit-ms wants a non-negative integer, got 'x'" run --idle-exit-ms x
 # Options of a stream or a shared L2 the run does not have would be ignored: refused.
-expect 2 "--idle-exit-ms is for a redis://...?stream= input" run --idle-exit-ms 10 --input "$dir/in.ndjson"
-expect 2 "--output-maxlen is for a redis://...?stream= output" run --output-maxlen 10 --input "$dir/in.ndjson"
+expect 2 "--idle-exit-ms (\[redis\] idle_exit_ms) is for a redis://...?stream= input" run --idle-exit-ms 10 --input "$dir/in.ndjson"
+expect 2 "--output-maxlen (\[redis\] output_maxlen) is for a redis://...?stream= output" run --output-maxlen 10 --input "$dir/in.ndjson"
 expect 2 "--l2-ttl is for a shared L2" run --l2-ttl 10s --input "$dir/in.ndjson"
 printf '[l2]\nurl = redis://127.0.0.1:1\n' >"$dir/l2.ini" # the L2 of a file: --l2-ttl applies to it
 "$KEEL" check --no-cache --config "$dir/l2.ini" --l2-ttl 10m >"$dir/out" 2>"$dir/err" && grep -q "^ttl = 10m" "$dir/out" &&
