@@ -178,9 +178,9 @@ typedef struct keel_mem_diff {
 } keel_mem_diff;
 
 /* Takes a snapshot of every tag's (and, in a call-site build, every site's)
- * live bytes and blocks. *out is owned (keel_mem_snapshot_destroy); it is
- * allocated under KEEL_MEM_OTHER, so take both snapshots before comparing.
- * KEEL_EINVAL for NULL, KEEL_ENOMEM. */
+ * live bytes and blocks. *out is owned (keel_mem_snapshot_destroy); its own
+ * memory is not tracked, so a diff of two shows only what happened between
+ * them. KEEL_EINVAL for NULL, KEEL_ENOMEM. */
 KEEL_EXTERN keel_status keel_mem_snapshot(keel_mem_snapshot_t **out);
 KEEL_EXTERN void keel_mem_snapshot_destroy(keel_mem_snapshot_t *s);
 
