@@ -1051,7 +1051,8 @@ keel_status keel_cache_set_capacity(keel_cache_t *c, uint64_t max_bytes) {
      * meanwhile (one that ran before saw the old, larger share). The
      * statistics read a shard's bound and bytes as a pair, retrying while
      * `capseq` is odd or moved. */
-    atomic_fetch_add_explicit(&s->capseq, 1, memory_order_acq_rel); /* odd */
+    atomic_fetch_add_explicit(&s->capseq, 1, memory_order_relaxed); /* odd */
+    atomic_thread_fence(memory_order_release); /* the odd count before the bound's and bytes' stores */
     keel_policy_set_capacity(s->pol, b ? b : 1);
     atomic_store_explicit(&s->max_bytes, b ? b : 1, RLX);
     (void)make_room_locked(c, s, NULL);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -386,26 +387,33 @@ static void note_lost(sink *s, uint64_t line) {
  * the kernel's hands or, after an error (a full disk), the part of it
  * written is cut off the file again: the output holds whole lines only,
  * and the sink knows which. Only that part: stream workers may append to
- * one file together, and what the others wrote (and acknowledged) stays;
- * where one of them appended after the part, it cannot be cut and is
- * said. */
+ * one file together, and what the others wrote (and acknowledged) stays.
+ * They do so under an exclusive flock(2) of the file, each batch's write
+ * and any cut in one hold, so that no other keel worker's line can land
+ * between a failed write and its cut; a writer that is not keel is not
+ * held back, and a file that reaches past the failed write is left as it
+ * is, and said. */
 static void write_file_batch(sink *s, batch *b) {
   size_t off;
-  int fd = fileno(s->out), e = keel_write_all(fd, b->out.data, b->out.len, &off);
-  if (!e) return;
-  s->st = KEEL_EIO;
-  snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(e));
-  unwritten(s, strerror(e));
-  if (!s->out_regular || off == 0) return;
-  struct stat sb;
-  off_t at = lseek(fd, 0, SEEK_CUR); /* the end of the part, in append mode too */
-  const char *why = NULL;
-  if (at < 0 || fstat(fd, &sb) != 0) why = strerror(errno);
-  else if (sb.st_size != at) why = "another writer appended to the file since";
-  else if (ftruncate(fd, at - (off_t)off) != 0) why = strerror(errno);
-  if (why)
-    snprintf(s->err, sizeof s->err, "writing the output: %s; and the partly written batch could not be cut off: %s",
-             strerror(e), why);
+  int fd = fileno(s->out), locked = s->out_regular && s->from_stream && flock(fd, LOCK_EX) == 0;
+  int e = keel_write_all(fd, b->out.data, b->out.len, &off);
+  if (e) {
+    s->st = KEEL_EIO;
+    snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(e));
+    unwritten(s, strerror(e));
+  }
+  if (e && s->out_regular && off > 0) {
+    struct stat sb;
+    off_t at = lseek(fd, 0, SEEK_CUR); /* the end of the part, in append mode too */
+    const char *why = NULL;
+    if (at < 0 || fstat(fd, &sb) != 0) why = strerror(errno);
+    else if (sb.st_size != at) why = "the file reaches past the failed write (another writer appended to it)";
+    else if (ftruncate(fd, at - (off_t)off) != 0) why = strerror(errno);
+    if (why)
+      snprintf(s->err, sizeof s->err, "writing the output: %s; and the partly written batch could not be cut off: %s",
+               strerror(e), why);
+  }
+  if (locked) (void)flock(fd, LOCK_UN);
 }
 
 static void write_batch(keel_pipeline_t *p, sink *s, batch *b) {
@@ -614,7 +622,7 @@ void keel_run_dead_letter_path(const keel_run_io *io, char *buf, size_t len) {
 /* Whether two host names name this machine's loopback (the usual ways to
  * spell one server twice), or are the same name. */
 static int same_host(const char *a, const char *b) {
-  static const char *const loop[] = {"localhost", "127.0.0.1", "::1", "[::1]", NULL};
+  static const char *const loop[] = {"localhost", "127.0.0.1", "::1", NULL}; /* the parser strips brackets */
   int la = 0, lb = 0;
   for (size_t i = 0; loop[i]; i++) {
     la |= !strcasecmp(a, loop[i]);
@@ -631,7 +639,8 @@ static keel_status streams_apart(const keel_run_io *io, char *err, size_t errlen
   if (keel_redis_addr_parse(io->input, &a, err, errlen) != KEEL_OK ||
       keel_redis_addr_parse(io->output, &b, err, errlen) != KEEL_OK)
     return KEEL_OK; /* said when the streams open */
-  if (a.port != b.port || a.db != b.db || strcmp(a.stream, b.stream) || !same_host(a.host, b.host)) return KEEL_OK;
+  if (!a.stream[0] || a.port != b.port || a.db != b.db || strcmp(a.stream, b.stream) || !same_host(a.host, b.host))
+    return KEEL_OK; /* (no stream named: said when the streams open) */
   snprintf(err, errlen, "the output stream '%s' is also the input stream (every result would be read again as an "
            "event, without end)", a.stream);
   return KEEL_ECONFIG;

@@ -14,6 +14,7 @@ struct keel_redis_conn {
   keel_redis_addr addr;
   int timeout_ms;
   int broken; /* the last command failed at the connection level */
+  uint64_t gen; /* the L2's: its up-generation when this connection was (re)made (redis_l2.c) */
 };
 
 /* The "redis" memory tag (registered on first use). */

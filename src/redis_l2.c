@@ -59,7 +59,10 @@ struct keel_l2 {
   uint64_t down_until_ns; /* guarded by pool_lock; 0 = up */
   uint64_t backoff_ms;    /* guarded by pool_lock */
   int down;               /* guarded by pool_lock */
-  char said_reply[32];    /* guarded by pool_lock: the kind of error reply last told (its first word) */
+  int probing;            /* guarded by pool_lock: a thread is trying to reconnect while down */
+  uint64_t gen;           /* guarded by pool_lock: recoveries so far (a connection made before the last is stale) */
+  char said_reply[48];    /* guarded by pool_lock: the error reply last told (its start) */
+  uint64_t said_reply_ns; /* guarded by pool_lock: when */
   uint64_t nonce;         /* random per L2 client: tokens unique across hosts and containers */
   _Atomic uint64_t tokens;
   _Atomic uint64_t hits, misses, rejected, waited_hits, lock_waits, lock_timeouts, stores, errors, degraded, reconnects,
@@ -68,18 +71,26 @@ struct keel_l2 {
 
 static void add(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_add_explicit(c, n, memory_order_relaxed); }
 
-/* Marks the L2 down after a connection-level failure. The backoff starts
- * at its least with the first failure and doubles with each failed probe
- * (`probe`: a reconnect take() tried while down), not with each call that
+/* Marks the L2 down after a connection-level failure on connection c
+ * (NULL: one that could not be made). The backoff starts at its least with
+ * the first failure and doubles with each failed probe (`probe`: the one
+ * reconnect take() tries at a time while down), not with each call that
  * was in flight when the server went: eight workers' failures at once
  * took it to its most, and a server back within half a second went unused
  * for five. The idle connections go with the first failure: they lead to
  * the server that went, and taken after it came back each would fail
- * once more and mark it down again. */
-static void went_down(keel_l2_t *l2, const char *why, int probe) {
+ * once more and mark it down again. A failure on a connection made before
+ * the last recovery (a call in flight since the outage) is not a new
+ * outage. */
+static void went_down(keel_l2_t *l2, const keel_redis_conn_t *c, const char *why, int probe) {
   keel_redis_conn_t *stale[POOL_MAX];
   size_t n = 0;
   pthread_mutex_lock(&l2->pool_lock);
+  if (probe) l2->probing = 0;
+  if (!l2->down && c && c->gen != l2->gen) {
+    pthread_mutex_unlock(&l2->pool_lock);
+    return;
+  }
   int said = l2->down;
   if (!said) {
     l2->backoff_ms = BACKOFF_MIN_MS;
@@ -100,19 +111,22 @@ static void went_down(keel_l2_t *l2, const char *why, int probe) {
 /* A connection to use, or NULL while down (the lookup degrades to L1). */
 static keel_redis_conn_t *take(keel_l2_t *l2) {
   pthread_mutex_lock(&l2->pool_lock);
-  if (l2->down && keel__redis_now_ns() < l2->down_until_ns) {
+  if (l2->down && (l2->probing || keel__redis_now_ns() < l2->down_until_ns)) {
     pthread_mutex_unlock(&l2->pool_lock);
     add(&l2->degraded, 1);
     return NULL;
   }
   keel_redis_conn_t *c = l2->n_idle ? l2->idle[--l2->n_idle] : NULL;
   int was_down = l2->down;
-  if (was_down) l2->down_until_ns = keel__redis_now_ns() + l2->backoff_ms * 1000000u; /* one prober at a time */
+  if (was_down) l2->probing = 1; /* one prober at a time: a probe of a silent host takes the whole timeout */
+  uint64_t gen = l2->gen;
   pthread_mutex_unlock(&l2->pool_lock);
   char err[256] = "out of memory";
   keel_status st = KEEL_OK;
+  int fresh = !c || c->broken || was_down;
   if (!c) st = keel_redis_conn_open(&l2->addr, l2->timeout_ms, &c, err, sizeof err);
   else if (c->broken || was_down) st = keel__redis_reconnect(c, err, sizeof err);
+  if (st == KEEL_OK && fresh) c->gen = was_down ? gen + 1 : gen;
   if (st != KEEL_OK) {
     if (c) {
       pthread_mutex_lock(&l2->pool_lock);
@@ -122,14 +136,16 @@ static keel_redis_conn_t *take(keel_l2_t *l2) {
     }
     add(&l2->errors, 1);
     add(&l2->degraded, 1);
-    went_down(l2, err, was_down);
+    went_down(l2, NULL, err, was_down);
     return NULL;
   }
   if (was_down) {
     pthread_mutex_lock(&l2->pool_lock);
     int said = l2->down;
     l2->down = 0;
+    l2->probing = 0;
     l2->down_until_ns = 0;
+    l2->gen = gen + 1;
     pthread_mutex_unlock(&l2->pool_lock);
     if (said) {
       add(&l2->reconnects, 1);
@@ -149,18 +165,23 @@ static void give_back(keel_l2_t *l2, keel_redis_conn_t *c) {
   keel_redis_conn_close(c);
 }
 
-/* Tells an error reply (OOM under maxmemory, NOPERM, WRONGTYPE...) once
- * per kind in a row: counted alone, it left the operator a number and no
- * reason. The call goes on without the L2, as for a lost connection. */
+/* Tells an error reply (OOM under maxmemory, NOPERM, WRONGTYPE...) when it
+ * differs from the last told (by its start: older servers begin every
+ * script error with "ERR") or a minute has passed: counted alone, it left
+ * the operator a number and no reason. The call goes on without the L2,
+ * as for a lost connection. */
 static void said_error_reply(keel_l2_t *l2, const char *msg) {
   char kind[sizeof l2->said_reply];
-  size_t n = strcspn(msg, " ");
-  snprintf(kind, sizeof kind, "%.*s", (int)(n < sizeof kind - 1 ? n : sizeof kind - 1), msg);
+  snprintf(kind, sizeof kind, "%s", msg);
+  uint64_t now = keel__redis_now_ns();
   pthread_mutex_lock(&l2->pool_lock);
-  int new_kind = strcmp(kind, l2->said_reply) != 0;
-  if (new_kind) memcpy(l2->said_reply, kind, sizeof kind);
+  int tell = strcmp(kind, l2->said_reply) != 0 || now - l2->said_reply_ns >= 60000000000ull;
+  if (tell) {
+    memcpy(l2->said_reply, kind, sizeof kind);
+    l2->said_reply_ns = now;
+  }
   pthread_mutex_unlock(&l2->pool_lock);
-  if (new_kind && !l2->quiet)
+  if (tell && !l2->quiet)
     fprintf(stderr, "keel: warning: L2 cache at %s:%d replied with an error (%.200s): that lookup or store went "
             "without the L2 (counted in the summary's l2 errors)\n", l2->addr.host, l2->addr.port, msg);
 }
@@ -175,7 +196,7 @@ static redisReply *call(keel_l2_t *l2, keel_redis_conn_t *c, int argc, const cha
   add(&l2->calls, 1);
   if (!r) {
     add(&l2->errors, 1);
-    went_down(l2, err, 0);
+    went_down(l2, c, err, 0);
     return NULL;
   }
   if (r->type == REDIS_REPLY_ERROR) {

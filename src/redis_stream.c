@@ -84,10 +84,10 @@ static void add(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_add_explicit(c, 
 static int stop_asked(keel_pipeline_t *p) { return atomic_load_explicit(&p->stop, memory_order_relaxed); }
 
 /* Reconnects *c with backoff until it works, the budget runs out (KEEL_EIO)
- * or, when honour_stop, a stop is asked (KEEL_ECANCELED). Each new reason
- * an attempt fails for is told as it comes (a server back, but refusing
- * the password, is not a network fault), and the last one is in the
- * message of giving up. */
+ * or, when honour_stop, a stop is asked (KEEL_ECANCELED). The reason an
+ * attempt fails for is told whenever it changes (a server back, but
+ * refusing the password, is not a network fault), and the last one is in
+ * the message of giving up. */
 static keel_status recover(keel_pipeline_t *p, keel_redis_conn_t *c, uint64_t retry_ms, stream_counters *k,
                            int honour_stop, char *err, size_t errlen) {
   uint64_t t0 = keel__redis_now_ns(), pause = 100;
@@ -100,8 +100,9 @@ static keel_status recover(keel_pipeline_t *p, keel_redis_conn_t *c, uint64_t re
     uint64_t spent = (keel__redis_now_ns() - t0) / 1000000u;
     if (spent >= retry_ms) {
       /* The loss itself was told when it came; the last attempt's reason is what stands. */
-      snprintf(err, errlen, "Redis stream at %.64s:%d unreachable for %llu ms (%s%.100s): giving up", c->addr.host,
-               c->addr.port, (unsigned long long)retry_ms, last[0] ? "the last attempt: " : "", last[0] ? last : why);
+      snprintf(err, errlen, "Redis stream at %.40s:%d: could not reconnect for %llu ms (%s%.100s): giving up",
+               c->addr.host, c->addr.port, (unsigned long long)retry_ms, last[0] ? "the last attempt: " : "",
+               last[0] ? last : why);
       return KEEL_EIO;
     }
     uint64_t left = retry_ms - spent;

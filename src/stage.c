@@ -77,6 +77,12 @@ static const char *bad_settings(const char *const *k, char *why, size_t len) {
   return NULL;
 }
 
+/* Where the struct before `settings` was padded at its end (32-bit ARM:
+ * 60 bytes of fields, 64 of struct), an old definition's size would equal
+ * the new one's, and its padding would be read as `settings`. */
+_Static_assert(KEEL_STAGE_DEF_SIZE_V1 % _Alignof(keel_stage_def) == 0 && KEEL_STAGE_DEF_SIZE_V1 < sizeof(keel_stage_def),
+               "a keel_stage_def from before `settings` must be told apart by its size");
+
 keel_status keel_registry_add(keel_registry_t *r, const keel_stage_def *def, char *err, size_t errlen) {
   if (!r || !def) return KEEL_EINVAL;
   char why[160];

@@ -114,7 +114,10 @@ typedef struct keel_stage_def {
 } keel_stage_def;
 
 /* The size of a keel_stage_def built before `settings`: still accepted
- * (as settings NULL). */
+ * (as settings NULL). It is the offset of `settings` where that offset is
+ * a multiple of the struct's alignment (every 64-bit target; stage.c
+ * asserts it), so that the old struct had no tail padding and the two
+ * sizes differ. */
 #define KEEL_STAGE_DEF_SIZE_V1 offsetof(keel_stage_def, settings)
 
 typedef struct keel_registry keel_registry_t;
