@@ -31,7 +31,11 @@
  * mark every entry a lookup finds, so the policy gives a found entry a
  * second chance before evicting it (keel_policy_set_found); inserts, removals and loads take the
  * lock of the key's shard (nothing else is ever waited for while it is
- * held, except by the removal callback — see below). */
+ * held, except by the removal callback — see below).
+ *
+ * Misuse: get, read, get_or_load, read_or_load, put and remove return
+ * KEEL_EMISUSE for a NULL cache, a NULL key with a nonzero length, or a
+ * NULL out pointer, function or loader (a zero-length key may be NULL). */
 #ifndef KEEL_CACHE_H
 #define KEEL_CACHE_H
 
