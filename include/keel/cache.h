@@ -35,7 +35,8 @@
  *
  * Misuse: get, read, get_or_load, read_or_load, put and remove return
  * KEEL_EMISUSE for a NULL cache, a NULL key with a nonzero length, or a
- * NULL out pointer, function or loader (a zero-length key may be NULL). */
+ * NULL out pointer, function or loader, or (put) NULL data with a nonzero
+ * length (a zero-length key or value may be NULL). */
 #ifndef KEEL_CACHE_H
 #define KEEL_CACHE_H
 
