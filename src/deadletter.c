@@ -132,14 +132,7 @@ static keel_status write_failed(keel_dead_letter_t *d, size_t off, int err) {
   keel_buf_clear(&d->out); /* never written now: only counted */
   errno = err;
   if (!d->regular || off == whole) return io_fail(d, "write: ");
-  /* The cut record's bytes end where this descriptor stands; in append
-   * mode another writer may have added after them: then they stay. */
-  struct stat st;
-  off_t at = lseek(d->fd, 0, SEEK_CUR);
-  const char *why = NULL;
-  if (at < 0 || fstat(d->fd, &st) != 0) why = strerror(errno);
-  else if (st.st_size != at) why = "another writer appended to the file since";
-  else if (ftruncate(d->fd, at - (off_t)(off - whole)) != 0) why = strerror(errno);
+  const char *why = keel_write_cut_tail(d->fd, off - whole);
   if (why) {
     snprintf(d->err, sizeof d->err, "%s: write: %s; and the record cut in the middle could not be cut off: %s",
              d->path, strerror(err), why);

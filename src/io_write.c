@@ -4,6 +4,8 @@
  * EAGAIN when the pipe is full, which is no reason to lose the output). */
 #include <errno.h>
 #include <poll.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "keel/io.h"
@@ -28,4 +30,13 @@ int keel_write_all(int fd, const void *buf, size_t len, size_t *done) {
   }
   if (done) *done = off;
   return err;
+}
+
+const char *keel_write_cut_tail(int fd, size_t n) {
+  struct stat st;
+  off_t at = lseek(fd, 0, SEEK_CUR); /* the end of the bytes written, in append mode too */
+  if (at < 0 || fstat(fd, &st) != 0) return strerror(errno);
+  if (st.st_size != at) return "the file reaches past the failed write (another writer appended to it)";
+  if (ftruncate(fd, at - (off_t)n) != 0) return strerror(errno);
+  return NULL;
 }

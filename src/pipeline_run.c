@@ -402,17 +402,10 @@ static void write_file_batch(sink *s, batch *b) {
     snprintf(s->err, sizeof s->err, "writing the output: %s", strerror(e));
     unwritten(s, strerror(e));
   }
-  if (e && s->out_regular && off > 0) {
-    struct stat sb;
-    off_t at = lseek(fd, 0, SEEK_CUR); /* the end of the part, in append mode too */
-    const char *why = NULL;
-    if (at < 0 || fstat(fd, &sb) != 0) why = strerror(errno);
-    else if (sb.st_size != at) why = "the file reaches past the failed write (another writer appended to it)";
-    else if (ftruncate(fd, at - (off_t)off) != 0) why = strerror(errno);
-    if (why)
-      snprintf(s->err, sizeof s->err, "writing the output: %s; and the partly written batch could not be cut off: %s",
-               strerror(e), why);
-  }
+  const char *why = e && s->out_regular && off > 0 ? keel_write_cut_tail(fd, off) : NULL;
+  if (why)
+    snprintf(s->err, sizeof s->err, "writing the output: %s; and the partly written batch could not be cut off: %s",
+             strerror(e), why);
   if (locked) (void)flock(fd, LOCK_UN);
 }
 

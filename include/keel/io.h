@@ -201,6 +201,13 @@ KEEL_EXTERN int keel_path_same(const char *a, const char *b);
  * written either way. */
 KEEL_EXTERN int keel_write_all(int fd, const void *buf, size_t len, size_t *done);
 
+/* After a write to the regular file fd failed part way: cuts the last `n`
+ * bytes it wrote (a record cut in the middle) off the file again, if the
+ * file still ends where fd stands (in append mode another writer may have
+ * added after them: then they stay). NULL when cut, else why not (a
+ * static string; errno's text). */
+KEEL_EXTERN const char *keel_write_cut_tail(int fd, size_t n);
+
 /* ---- dead-letter file ---- */
 
 typedef struct keel_dead_letter keel_dead_letter_t;
