@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/resource.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -612,18 +611,6 @@ void keel_run_dead_letter_path(const keel_run_io *io, char *buf, size_t len) {
     snprintf(buf, len, "keel-rejected.ndjson");
 }
 
-/* Whether two host names name this machine's loopback (the usual ways to
- * spell one server twice), or are the same name. */
-static int same_host(const char *a, const char *b) {
-  static const char *const loop[] = {"localhost", "127.0.0.1", "::1", NULL}; /* the parser strips brackets */
-  int la = 0, lb = 0;
-  for (size_t i = 0; loop[i]; i++) {
-    la |= !strcasecmp(a, loop[i]);
-    lb |= !strcasecmp(b, loop[i]);
-  }
-  return (la && lb) || !strcasecmp(a, b);
-}
-
 /* An output stream that is the input stream feeds every result back in
  * as an event: the run never ends and the stream grows without bound. */
 static keel_status streams_apart(const keel_run_io *io, char *err, size_t errlen) {
@@ -632,8 +619,7 @@ static keel_status streams_apart(const keel_run_io *io, char *err, size_t errlen
   if (keel_redis_addr_parse(io->input, &a, err, errlen) != KEEL_OK ||
       keel_redis_addr_parse(io->output, &b, err, errlen) != KEEL_OK)
     return KEEL_OK; /* said when the streams open */
-  if (!a.stream[0] || a.port != b.port || a.db != b.db || strcmp(a.stream, b.stream) || !same_host(a.host, b.host))
-    return KEEL_OK; /* (no stream named: said when the streams open) */
+  if (!keel_redis_same_stream(&a, &b)) return KEEL_OK;
   snprintf(err, errlen, "the output stream '%s' is also the input stream (every result would be read again as an "
            "event, without end)", a.stream);
   return KEEL_ECONFIG;

@@ -38,6 +38,17 @@ void keel__redis_sleep_ms(uint64_t ms) {
  * too, so that a TLS address is refused by name, not taken for a path. */
 int keel_redis_is_url(const char *s) { return s && (!strncasecmp(s, "redis://", 8) || !strncasecmp(s, "rediss://", 9)); }
 
+int keel_redis_same_stream(const keel_redis_addr *a, const keel_redis_addr *b) {
+  static const char *const loop[] = {"localhost", "127.0.0.1", "::1", NULL}; /* the parser strips brackets */
+  if (!a || !b || !a->stream[0] || a->port != b->port || a->db != b->db || strcmp(a->stream, b->stream)) return 0;
+  int la = 0, lb = 0;
+  for (size_t i = 0; loop[i]; i++) {
+    la |= !strcasecmp(a->host, loop[i]);
+    lb |= !strcasecmp(b->host, loop[i]);
+  }
+  return (la && lb) || !strcasecmp(a->host, b->host);
+}
+
 static int parse_int(const char *s, size_t n, long lo, long hi, int *out) {
   if (n == 0 || n > 9) return -1;
   long v = 0;

@@ -47,6 +47,20 @@ static void parse_ok(void **state) {
   assert_true(keel_redis_is_url("rediss://h:6380"));
   assert_int_equal(keel_redis_addr_parse("rediss://h:6380", &a, err, sizeof err), KEEL_ECONFIG);
   assert_non_null(strstr(err, "TLS (rediss://) is not supported"));
+  /* One stream of one server, however the loopback is spelled; not two
+   * streams, dbs or ports, and not an address that names no stream. */
+  keel_redis_addr x, y;
+  assert_int_equal(keel_redis_addr_parse("redis://LocalHost:7000/2?stream=s&group=g", &x, err, sizeof err), KEEL_OK);
+  assert_int_equal(keel_redis_addr_parse("redis://[::1]:7000/2?stream=s", &y, err, sizeof err), KEEL_OK);
+  assert_true(keel_redis_same_stream(&x, &y));
+  assert_int_equal(keel_redis_addr_parse("redis://[::1]:7000/2?stream=t", &y, err, sizeof err), KEEL_OK);
+  assert_false(keel_redis_same_stream(&x, &y));
+  assert_int_equal(keel_redis_addr_parse("redis://127.0.0.1:7000/3?stream=s", &y, err, sizeof err), KEEL_OK);
+  assert_false(keel_redis_same_stream(&x, &y));
+  assert_int_equal(keel_redis_addr_parse("redis://other:7000/2?stream=s", &y, err, sizeof err), KEEL_OK);
+  assert_false(keel_redis_same_stream(&x, &y));
+  assert_int_equal(keel_redis_addr_parse("redis://h:1", &x, err, sizeof err), KEEL_OK);
+  assert_false(keel_redis_same_stream(&x, &x));
 }
 
 static void parse_bad(void **state) {

@@ -50,6 +50,12 @@ typedef struct keel_redis_addr {
  * address, not a path; keel_redis_addr_parse refuses rediss://: no TLS). */
 KEEL_EXTERN int keel_redis_is_url(const char *s);
 
+/* True when a and b (borrowed) name one stream (named, not empty) of one
+ * server: the same port, db and stream, and hosts of the same name, any
+ * case, or both this machine's loopback (localhost, 127.0.0.1, ::1). Names
+ * are compared, not resolved addresses. */
+KEEL_EXTERN int keel_redis_same_stream(const keel_redis_addr *a, const keel_redis_addr *b);
+
 /* Parses s (borrowed) into *out. KEEL_ECONFIG with a message naming the
  * problem: not redis://, no host, a bad port or db, an unknown query key,
  * a password in the address. */
